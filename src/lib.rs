@@ -1,1 +1,11 @@
+//! flowc: the compiler for the `.flow` integration language.
+//!
+//! Pipeline: [`syntax`] (pest grammar → AST) → [`check`] (names, types,
+//! trigger rules → diagnostics and a checked program) → [`codegen`] (Rust
+//! source) → [`build`] (cargo). See `docs/` and ARCHITECTURE.md.
 
+pub mod diagnostics;
+pub mod syntax;
+pub mod check;
+pub mod build;
+pub mod codegen;

@@ -1,0 +1,616 @@
+//! The command line of every generated binary ([`main`]).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use crate::config::EnvSource;
+use crate::engine::{default_workers, new_execution_id, Runtime, RuntimeOptions, StartError};
+use crate::integration::{Integration, TriggerDef};
+use crate::logging::LogFormat;
+use crate::redact::Redactor;
+use crate::store::{Execution, Status};
+
+#[derive(Parser, Debug)]
+#[command(disable_version_flag = true)]
+struct Cli {
+    /// Print version information.
+    #[arg(short = 'V', long, global = true)]
+    version: bool,
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "FLOW_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Where executions are stored: `memory` (lost on exit).
+    #[arg(long, global = true, default_value = "memory", env = "FLOW_STORE")]
+    store: String,
+    /// TOML file with config values (the environment wins over it).
+    #[arg(long, global = true, value_name = "FILE.toml", env = "FLOW_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLOW_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Number of workers running queued executions (default: 2 × cores).
+    #[arg(long, env = "FLOW_WORKERS")]
+    workers: Option<usize>,
+    /// How long shutdown waits for in-flight runs (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::schema::parse_duration_ms(s)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the HTTP triggers, schedules and admin API (the default).
+    Serve(ServeArgs),
+    /// Run one flow once in the foreground and print the outcome as JSON.
+    Run {
+        /// The flow to run.
+        flow: String,
+        /// JSON file with the trigger value (e.g. `{"body": {...}}` for a
+        /// webhook, `{"input": ...}` for a dispatch flow).
+        #[arg(long, value_name = "FILE.json")]
+        input: Option<PathBuf>,
+    },
+    /// Run the deploy flows in the foreground and exit.
+    Deploy,
+    /// Load and validate the config, then exit (0 when valid, 2 otherwise).
+    CheckConfig,
+    /// List executions of a running server (admin API, FLOW_ADMIN_TOKEN).
+    Executions {
+        /// Only failed executions.
+        #[arg(long)]
+        failed: bool,
+        /// Only this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Base URL of the running server (default: http://FLOW_ADDR).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Replay a finished execution on a running server (admin API).
+    Replay {
+        /// The execution id.
+        id: String,
+        /// Base URL of the running server (default: http://FLOW_ADDR).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+fn version_line(i: &Integration) -> String {
+    format!(
+        "{} {} (flowc {}, source sha256:{})",
+        i.name,
+        i.version(),
+        i.flowc_version,
+        i.source_hash
+    )
+}
+
+/// The `--help` epilogue: flows, endpoints and config entries with their docs.
+pub fn help_text(i: &Integration) -> String {
+    let mut out = String::new();
+    let config = crate::config::Config::from_values(
+        i.config
+            .iter()
+            .filter_map(|e| e.default.clone().map(|d| (e.name.to_string(), d)))
+            .collect(),
+        &[],
+    );
+    let flows = (i.flows)(&config);
+    let doc_lines = |out: &mut String, doc: &str| {
+        for line in doc.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = writeln!(out, "      {}", line.trim());
+        }
+    };
+    out.push_str("Flows:\n");
+    for f in &flows {
+        let _ = writeln!(out, "  {}  ({})", f.name, f.trigger.describe());
+        doc_lines(&mut out, f.doc);
+    }
+    let endpoints: Vec<_> = flows
+        .iter()
+        .filter_map(|f| f.trigger.route().map(|r| (f.name, r)))
+        .collect();
+    if !endpoints.is_empty() {
+        out.push_str("\nEndpoints:\n");
+        for (name, (method, path)) in endpoints {
+            let _ = writeln!(out, "  {method} {path}  -> {name}");
+        }
+    }
+    out.push_str("  GET /_flow/healthz, /_flow/readyz, /_flow/metrics, /_flow/flows\n");
+    out.push_str("  GET /_flow/executions, /_flow/executions/{id}, POST /_flow/executions/{id}/replay (Bearer FLOW_ADMIN_TOKEN)\n");
+    if !i.config.is_empty() {
+        out.push_str("\nConfig (environment variable > --config file > default):\n");
+        for e in &i.config {
+            let default = match &e.default {
+                None => "required".to_string(),
+                Some(_) if e.secret => "default ***".to_string(),
+                Some(d) => format!("default {d}"),
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {}: {} ({default})",
+                e.env_var(),
+                e.name,
+                e.schema.describe()
+            );
+            doc_lines(&mut out, e.doc);
+        }
+    }
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_LOG_FORMAT, RUST_LOG.");
+    out
+}
+
+/// The whole program of a generated binary:
+/// `fn main() -> ExitCode { flow_runtime::main(integration()) }`.
+pub fn main(integration: Integration) -> ExitCode {
+    let cmd = Cli::command()
+        .name(integration.name)
+        .bin_name(integration.name)
+        .about(if integration.doc.is_empty() {
+            format!("The {} integration, built by flowc.", integration.name)
+        } else {
+            integration.doc.trim().to_string()
+        })
+        .after_help(help_text(&integration));
+    let matches = match cmd.try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    if cli.version {
+        println!("{}", version_line(&integration));
+        return ExitCode::SUCCESS;
+    }
+    let redactor = Redactor::new();
+    crate::logging::init(cli.log_format, redactor.clone());
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot start the async runtime: {e}", integration.name);
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio.block_on(run_cli(integration, cli, redactor))
+}
+
+fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+fn build_runtime(
+    integration: Integration,
+    cli: &Cli,
+    redactor: Redactor,
+    workers: Option<usize>,
+    drain: Duration,
+) -> Result<Runtime, ExitCode> {
+    let name = integration.name;
+    if cli.store != "memory" {
+        eprintln!(
+            "{name}: unsupported --store {:?}; only `memory` is available in this version",
+            cli.store
+        );
+        return Err(exit(2));
+    }
+    let options = RuntimeOptions {
+        env: EnvSource::Process,
+        config_file: cli.config.clone(),
+        store: None,
+        admin_token: std::env::var("FLOW_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        workers: workers.unwrap_or_else(default_workers),
+        drain_timeout: drain,
+        lease: Duration::from_secs(60),
+        redactor,
+        step_overrides: Vec::new(),
+    };
+    Runtime::new(integration, options).map_err(|e| match e {
+        StartError::Config(c) => {
+            eprintln!("{name}: {c}");
+            exit(2)
+        }
+        StartError::Other(m) => {
+            eprintln!("{name}: {m}");
+            exit(1)
+        }
+    })
+}
+
+async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> ExitCode {
+    let command = cli
+        .command
+        .as_ref()
+        .map_or(CommandKind::Serve(cli.serve.clone()), CommandKind::from);
+    match command {
+        CommandKind::Serve(args) => {
+            let rt = match build_runtime(
+                integration,
+                &cli,
+                redactor,
+                args.workers,
+                args.drain_timeout,
+            ) {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            serve(rt, args.addr).await
+        }
+        CommandKind::Run { flow, input } => {
+            let rt = match build_runtime(
+                integration,
+                &cli,
+                redactor,
+                Some(1),
+                Duration::from_secs(30),
+            ) {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            run_once(&rt, &flow, input.as_deref()).await
+        }
+        CommandKind::Deploy => {
+            let rt = match build_runtime(
+                integration,
+                &cli,
+                redactor,
+                Some(1),
+                Duration::from_secs(30),
+            ) {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.deploy().await {
+                Ok(done) => {
+                    for e in &done {
+                        println!("{}", outcome_json(&rt, e));
+                    }
+                    eprintln!(
+                        "deployed {} ({} deploy flow(s))",
+                        rt.integration().version(),
+                        done.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "{}: {}",
+                        rt.integration().name,
+                        rt.redactor().redact(&e.to_string())
+                    );
+                    exit(1)
+                }
+            }
+        }
+        CommandKind::CheckConfig => {
+            let rt =
+                match build_runtime(integration, &cli, redactor, Some(1), Duration::from_secs(1)) {
+                    Ok(rt) => rt,
+                    Err(code) => return code,
+                };
+            println!("configuration is valid:");
+            for e in &rt.integration().config {
+                let v = rt.config().get(e.name);
+                let shown = if e.secret || matches!(e.schema, crate::schema::Schema::Secret) {
+                    "***".to_string()
+                } else {
+                    rt.redactor().redact(&v.to_string()).into_owned()
+                };
+                println!("  {} = {shown}", e.name);
+            }
+            ExitCode::SUCCESS
+        }
+        CommandKind::Executions { failed, flow, url } => {
+            let mut query = Vec::new();
+            if failed {
+                query.push(("status", "failed".to_string()));
+            }
+            if let Some(f) = flow {
+                query.push(("flow", f));
+            }
+            admin_call(
+                &cli,
+                url,
+                reqwest::Method::GET,
+                "/_flow/executions",
+                &query,
+                |v| {
+                    let list = v["executions"].as_array().cloned().unwrap_or_default();
+                    if list.is_empty() {
+                        println!("no executions");
+                    }
+                    for e in list {
+                        println!(
+                            "{}  {:<24} {:<10} {}  {}",
+                            e["id"].as_str().unwrap_or(""),
+                            e["flow"].as_str().unwrap_or(""),
+                            e["status"].as_str().unwrap_or(""),
+                            e["created_at"].as_str().unwrap_or(""),
+                            e["error"].as_str().unwrap_or("")
+                        );
+                    }
+                },
+            )
+            .await
+        }
+        CommandKind::Replay { id, url } => {
+            let path = format!("/_flow/executions/{id}/replay");
+            admin_call(&cli, url, reqwest::Method::POST, &path, &[], |v| {
+                println!(
+                    "replay queued: {}",
+                    v["execution_id"].as_str().unwrap_or("")
+                );
+            })
+            .await
+        }
+    }
+}
+
+enum CommandKind {
+    Serve(ServeArgs),
+    Run {
+        flow: String,
+        input: Option<PathBuf>,
+    },
+    Deploy,
+    CheckConfig,
+    Executions {
+        failed: bool,
+        flow: Option<String>,
+        url: Option<String>,
+    },
+    Replay {
+        id: String,
+        url: Option<String>,
+    },
+}
+
+impl From<&Command> for CommandKind {
+    fn from(c: &Command) -> Self {
+        match c {
+            Command::Serve(a) => CommandKind::Serve(a.clone()),
+            Command::Run { flow, input } => CommandKind::Run {
+                flow: flow.clone(),
+                input: input.clone(),
+            },
+            Command::Deploy => CommandKind::Deploy,
+            Command::CheckConfig => CommandKind::CheckConfig,
+            Command::Executions { failed, flow, url } => CommandKind::Executions {
+                failed: *failed,
+                flow: flow.clone(),
+                url: url.clone(),
+            },
+            Command::Replay { id, url } => CommandKind::Replay {
+                id: id.clone(),
+                url: url.clone(),
+            },
+        }
+    }
+}
+
+async fn admin_call(
+    cli: &Cli,
+    url: Option<String>,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    show: impl FnOnce(&Value),
+) -> ExitCode {
+    let base = url.unwrap_or_else(|| format!("http://{}", cli.serve.addr));
+    let Some(token) = std::env::var("FLOW_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        eprintln!("set FLOW_ADMIN_TOKEN to the running server's admin token");
+        return exit(2);
+    };
+    let client = reqwest::Client::new();
+    let resp = client
+        .request(method, format!("{}{path}", base.trim_end_matches('/')))
+        .query(query)
+        .bearer_auth(token)
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                show(&body);
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{status}: {}", body["error"].as_str().unwrap_or(""));
+                exit(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("cannot reach {base}: {e}");
+            exit(1)
+        }
+    }
+}
+
+async fn serve(rt: Runtime, addr: SocketAddr) -> ExitCode {
+    let handle = match rt.serve(addr).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{}: cannot listen on {addr}: {e}", rt.integration().name);
+            return exit(1);
+        }
+    };
+    println!("listening on {}", handle.url());
+    let rt2 = rt.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        rt2.begin_shutdown();
+    });
+    handle.wait().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Completes a trigger value given on the command line or by `flowc test`
+/// with the fields the trigger kind provides (`headers`, `query`,
+/// `received_at`, ...), and decodes its body or input by the flow's schema.
+pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value, String> {
+    let def = rt
+        .flow(flow)
+        .ok_or_else(|| format!("no flow named `{flow}`"))?;
+    let mut t = match given {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => {
+            return Err(format!(
+                "the trigger value must be an object, got {}",
+                crate::schema::describe_value(&other)
+            ))
+        }
+    };
+    let now = crate::ops::format_time(chrono::Utc::now());
+    let mut default = |k: &str, v: Value| {
+        if t.get(k).is_none_or(Value::is_null) {
+            t.insert(k.to_string(), v);
+        }
+    };
+    match &def.trigger {
+        TriggerDef::Webhook { .. } | TriggerDef::Sync { .. } => {
+            default("headers", json!({}));
+            default("query", json!({}));
+            default("received_at", now);
+            if matches!(def.trigger, TriggerDef::Sync { .. }) {
+                default("params", json!({}));
+            }
+        }
+        TriggerDef::Cron { .. } | TriggerDef::Every { .. } => {
+            default("fired_at", now);
+            default("previous", Value::Null);
+        }
+        TriggerDef::Deploy => return Ok(rt.deploy_trigger()),
+        TriggerDef::Dispatch { .. } => {}
+    }
+    let (field, schema) = match &def.trigger {
+        TriggerDef::Webhook { body, .. } | TriggerDef::Sync { body, .. } => ("body", body),
+        TriggerDef::Dispatch { input } => ("input", input),
+        _ => return Ok(Value::Object(t)),
+    };
+    let raw = t.get(field).cloned().unwrap_or(Value::Null);
+    let decoded = schema.decode(&raw).map_err(|e| format!("{field}: {e}"))?;
+    t.insert(field.to_string(), decoded);
+    Ok(Value::Object(t))
+}
+
+fn outcome_json(rt: &Runtime, e: &Execution) -> Value {
+    let r = rt.redactor();
+    json!({
+        "execution_id": e.id,
+        "flow": e.flow,
+        "status": e.status,
+        "result": e.result.as_ref().map(|v| r.redact_value(v)),
+        "error": e.error.as_ref().map(|m| r.redact_string(m.clone())),
+        "error_step": e.error_step,
+    })
+}
+
+async fn run_once(rt: &Runtime, flow: &str, input: Option<&Path>) -> ExitCode {
+    let name = rt.integration().name;
+    let given = match input {
+        None => Value::Null,
+        Some(path) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{name}: cannot read {}: {e}", path.display());
+                    return exit(2);
+                }
+            };
+            match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("{name}: {} is not valid JSON: {e}", path.display());
+                    return exit(2);
+                }
+            }
+        }
+    };
+    let trigger = match complete_trigger(rt, flow, given) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return exit(2);
+        }
+    };
+    match rt.run_inline(new_execution_id(), flow, trigger).await {
+        Ok(exec) => {
+            println!("{}", outcome_json(rt, &exec));
+            if exec.status == Status::Failed {
+                exit(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The standard library's implementations, by qualified name (LANGUAGE.md §8).
+//!
+//! Effectful components (`http.*`, `state.set`) are [`StepFn`]s called
+//! through [`crate::Ctx::step`]; pure functions (`json.*`, `time.*`,
+//! `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
+//! from any expression. Argument conventions are listed in `runtime/API.md`.
+
+mod http;
+mod pure;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use futures::future::{BoxFuture, FutureExt as _};
+use serde_json::Value;
+
+use crate::ctx::{Args, StepCall};
+use crate::engine::StepFn;
+use crate::error::{RunError, StepError};
+
+pub(crate) use pure::hmac_hex;
+pub use pure::PureFn;
+
+/// The built-in step implementations.
+pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
+    let mut m: HashMap<&'static str, StepFn> = HashMap::new();
+    m.insert("http.get", http::get);
+    m.insert("http.post", http::post);
+    m.insert("http.put", http::put);
+    m.insert("http.patch", http::patch);
+    m.insert("http.delete", http::delete);
+    m.insert("state.set", state_set);
+    m
+}
+
+/// The pure function registered under `name`, if any.
+pub fn pure_fn(name: &str) -> Option<PureFn> {
+    pure::lookup(name)
+}
+
+/// Calls a pure stdlib function by qualified name (`json.encode`, `time.now`, ...).
+pub fn call_pure(name: &str, args: Args) -> Result<Value, RunError> {
+    match pure::lookup(name) {
+        Some(f) => f(&args),
+        None => Err(RunError::new(format!("unknown stdlib function `{name}`"))),
+    }
+}
+
+static VERSION: RwLock<String> = RwLock::new(String::new());
+
+pub(crate) fn set_version(v: &str) {
+    let mut g = match VERSION.write() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    *g = v.to_string();
+}
+
+pub(crate) fn version() -> String {
+    match VERSION.read() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// `state.set(key, value)`: stores a small durable value; returns `null`.
+fn state_set(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        let key = call
+            .args
+            .get(0)
+            .as_str()
+            .ok_or_else(|| StepError::permanent("state.set: the key must be a String"))?
+            .to_string();
+        let value = call.args.get(1).clone();
+        call.cx
+            .runtime()
+            .store()
+            .state_set(&key, value.clone())
+            .await
+            .map_err(|e| StepError::retryable(e.to_string()))?;
+        call.cx.state_put(&key, value);
+        Ok(Value::Null)
+    }
+    .boxed()
+}

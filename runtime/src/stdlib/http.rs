@@ -1,0 +1,183 @@
+//! `http.get/post/put/patch/delete(url, json:, body:, headers:, query:,
+//! bearer:, basic:, ok:, as:)` → `{ status, body, text, headers }`.
+//!
+//! Every request carries an `Idempotency-Key` derived from the execution id
+//! and the step identity, identical on every retry and replay, so servers
+//! that honour it apply the call once. A non-2xx answer whose status is not
+//! listed in `ok:` is a retryable step failure naming the status.
+
+use futures::future::{BoxFuture, FutureExt as _};
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use crate::ctx::StepCall;
+use crate::error::StepError;
+use crate::ops::display;
+
+pub(super) fn get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::GET, call).boxed()
+}
+
+pub(super) fn post(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::POST, call).boxed()
+}
+
+pub(super) fn put(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::PUT, call).boxed()
+}
+
+pub(super) fn patch(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::PATCH, call).boxed()
+}
+
+pub(super) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::DELETE, call).boxed()
+}
+
+/// The error and its causes on one line (reqwest's top message alone says
+/// little: "error sending request").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
+    let args = &call.args;
+    let name = format!("http.{}", method.as_str().to_ascii_lowercase());
+    let url_text = args
+        .get(0)
+        .as_str()
+        .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
+    let mut url = crate::schema::parse_url(url_text)
+        .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
+    if let Some(Value::Object(q)) = args.get_named("query") {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in q {
+            if !v.is_null() {
+                pairs.append_pair(k, &display(v));
+            }
+        }
+    }
+    let what = format!("{} {}", method, url);
+    let client = call.cx.runtime().http_client().clone();
+    let mut req = client.request(method.clone(), url);
+
+    let mut has_idempotency_key = false;
+    if let Some(Value::Object(h)) = args.get_named("headers") {
+        for (k, v) in h {
+            if v.is_null() {
+                continue;
+            }
+            let hname = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| StepError::permanent(format!("{name}: invalid header name {k:?}")))?;
+            let hvalue = reqwest::header::HeaderValue::from_str(&display(v)).map_err(|_| {
+                StepError::permanent(format!("{name}: invalid value for header {k:?}"))
+            })?;
+            if hname == "idempotency-key" {
+                has_idempotency_key = true;
+            }
+            req = req.header(hname, hvalue);
+        }
+    }
+    if !has_idempotency_key {
+        req = req.header(
+            "Idempotency-Key",
+            format!("{}/{}", call.cx.execution_id(), call.step),
+        );
+    }
+    if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
+        req = req.bearer_auth(display(token));
+    }
+    if let Some(basic) = args.get_named("basic").filter(|v| !v.is_null()) {
+        let basic = display(basic);
+        let (user, pass) = basic.split_once(':').unwrap_or((basic.as_str(), ""));
+        req = req.basic_auth(user, Some(pass));
+    }
+    if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
+        req = req.json(json);
+    } else if let Some(body) = args.get_named("body").filter(|v| !v.is_null()) {
+        req = req.body(display(body));
+    }
+
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| StepError::retryable(format!("{what}: {}", chain(&e.without_url()))))?;
+    let status = resp.status();
+    let mut headers = Map::new();
+    for (k, v) in resp.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        match headers.get_mut(k.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&v);
+            }
+            _ => {
+                headers.insert(k.as_str().to_string(), Value::String(v));
+            }
+        }
+    }
+    let bytes = resp.bytes().await.map_err(|e| {
+        StepError::retryable(format!(
+            "{what}: reading the response: {}",
+            chain(&e.without_url())
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+
+    let accepted = args
+        .get_named("ok")
+        .and_then(Value::as_array)
+        .is_some_and(|ok| {
+            ok.iter()
+                .any(|s| s.as_u64() == Some(u64::from(status.as_u16())))
+        });
+    if !status.is_success() && !accepted {
+        let snippet: String = text.chars().take(200).collect();
+        let reason = status.canonical_reason().unwrap_or("");
+        return Err(StepError::retryable(format!(
+            "{what}: HTTP {} {reason}{}{snippet}",
+            status.as_u16(),
+            if snippet.is_empty() { "" } else { ": " }
+        )));
+    }
+
+    let body = if status.is_success() {
+        match &args.as_schema {
+            Some(schema) => {
+                let parsed: Value = serde_json::from_str(&text).map_err(|e| {
+                    StepError::permanent(format!("{what}: response body is not JSON ({e})"))
+                })?;
+                schema
+                    .decode(&parsed)
+                    .map_err(|e| StepError::permanent(format!("{what}: response body: {e}")))?
+            }
+            None => loose_json(&text),
+        }
+    } else {
+        loose_json(&text)
+    };
+    Ok(serde_json::json!({
+        "status": status.as_u16(),
+        "body": body,
+        "text": text,
+        "headers": headers,
+    }))
+}
+
+/// A body without `as:`: JSON if it parses, `null` if empty, else the text.
+fn loose_json(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}

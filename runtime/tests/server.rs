@@ -1,0 +1,685 @@
+//! HTTP edge cases of the server with a small hand-built integration:
+//! request validation (400/401/413/415), sync timeouts and the async
+//! fallback with its callback, admin authentication, secret redaction,
+//! parallel loops and dispatch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expect_status, sign, within, Sink};
+use flow_runtime::{
+    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
+    Integration, Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef,
+    Value,
+};
+use tokio::sync::Notify;
+
+const HOOK_SECRET: &str = "s3cret-hook";
+const API_KEY: &str = "key-abcdef-123";
+
+/// Opened by the test to let the `slow_async` flow finish.
+static GATE: Notify = Notify::const_new();
+
+fn no_retry() -> StepOptions {
+    StepOptions {
+        retry: 0,
+        ..StepOptions::default()
+    }
+}
+
+fn sink_url(cx: &Ctx, path: &str) -> Value {
+    Value::String(ops::interp(&[
+        ops::field(cx.config(), "sink_url"),
+        json!(path),
+    ]))
+}
+
+fn hook(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let body = ops::field(cx.trigger(), "body");
+        cx.step(
+            "forward",
+            no_retry(),
+            "http.post",
+            Args::new().arg(sink_url(&cx, "/got")).kw("json", body),
+        )
+        .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn raw(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let body = ops::field(cx.trigger(), "body");
+        cx.step(
+            "forward",
+            no_retry(),
+            "http.post",
+            Args::new().arg(sink_url(&cx, "/raw-got")).kw("body", body),
+        )
+        .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn slow(_cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        std::future::pending::<()>().await;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn slow_async(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        GATE.notified().await;
+        Ok(Outcome::Respond {
+            status: 201,
+            body: json!({ "done": true, "id": ops::field(&ops::field(cx.trigger(), "params"), "id") }),
+            headers: vec![],
+        })
+    })
+}
+
+fn leaky(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let url = ops::interp(&[
+            ops::field(cx.config(), "sink_url"),
+            json!("/missing?key="),
+            ops::field(cx.config(), "api_key"),
+        ]);
+        cx.step(
+            "fetch",
+            no_retry(),
+            "http.get",
+            Args::new().arg(Value::String(url)),
+        )
+        .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn fanout(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let items = ops::iter(&ops::field(&ops::field(cx.trigger(), "body"), "items"))?;
+        let outcome = flow_runtime::parallel(items, 2, |i, item| {
+            let cx = cx.with_index(i);
+            async move {
+                if ops::equal(&item, &json!("stop")) {
+                    return Ok(Some(Outcome::Skipped("stop item".into())));
+                }
+                let url = ops::interp(&[
+                    ops::field(cx.config(), "sink_url"),
+                    json!("/item/"),
+                    item.clone(),
+                ]);
+                cx.step(
+                    "send",
+                    no_retry(),
+                    "http.put",
+                    Args::new().arg(Value::String(url)).kw("json", item),
+                )
+                .await?;
+                Ok(None)
+            }
+        })
+        .await?;
+        if let Some(o) = outcome {
+            return Ok(o);
+        }
+        cx.dispatch("child", json!({ "n": 7 })).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn child(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let n = ops::field(&ops::field(cx.trigger(), "input"), "n");
+        if ops::truthy(&ops::gt(&n, &json!(5))?) {
+            return Err(RunError::fail(ops::interp(&[json!("too big: "), n])));
+        }
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn flows(config: &Config) -> Vec<FlowDef> {
+    let webhook = |path, body, verify, max_body| TriggerDef::Webhook {
+        method: "POST",
+        path,
+        body,
+        verify,
+        dedupe: None,
+        max_body,
+    };
+    let def = |name, trigger, run| FlowDef {
+        name,
+        doc: "",
+        trigger,
+        run,
+        on_failure: None,
+    };
+    vec![
+        def(
+            "hook",
+            webhook(
+                "/hook",
+                Schema::Record(vec![
+                    FieldSchema::new("n", Schema::Int),
+                    FieldSchema::new("tags", Schema::list(Schema::String)),
+                ]),
+                Some(HmacVerify {
+                    header: "X-Hub-Signature-256",
+                    secret: config.str("hook_secret"),
+                }),
+                128,
+            ),
+            hook,
+        ),
+        def("raw", webhook("/raw", Schema::String, None, 1024), raw),
+        def("leaky", webhook("/leaky", Schema::Json, None, 1024), leaky),
+        def(
+            "fanout",
+            webhook("/fanout", Schema::Json, None, 1024),
+            fanout,
+        ),
+        def(
+            "child",
+            TriggerDef::Dispatch {
+                input: Schema::Json,
+            },
+            child,
+        ),
+        def(
+            "slow",
+            TriggerDef::Sync {
+                method: "GET",
+                path: "/slow",
+                body: Schema::Json,
+                timeout: Duration::from_millis(200),
+                fallback_async: false,
+            },
+            slow,
+        ),
+        def(
+            "slow_async",
+            TriggerDef::Sync {
+                method: "POST",
+                path: "/slow/{id}",
+                body: Schema::Json,
+                timeout: Duration::from_millis(200),
+                fallback_async: true,
+            },
+            slow_async,
+        ),
+    ]
+}
+
+fn integration() -> Integration {
+    let entry = |name, schema, secret| ConfigEntry {
+        name,
+        env: None,
+        schema,
+        default: None,
+        doc: "",
+        secret,
+    };
+    Integration {
+        name: "edge_cases",
+        doc: "",
+        flowc_version: "0.1.0",
+        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        config: vec![
+            entry("sink_url", Schema::Url, false),
+            entry("hook_secret", Schema::Secret, true),
+            entry("api_key", Schema::Secret, true),
+        ],
+        types: vec![],
+        flows,
+    }
+}
+
+async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
+    let url = sink.url();
+    let env = [
+        ("SINK_URL", url.as_str()),
+        ("HOOK_SECRET", HOOK_SECRET),
+        ("API_KEY", API_KEY),
+    ];
+    let rt = Runtime::new(integration(), common::options(&env, admin)).unwrap();
+    rt.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+async fn post(
+    server: &ServerHandle,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    sig: Option<String>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", server.url()))
+        .header("content-type", content_type)
+        .body(body.to_vec());
+    if let Some(sig) = sig {
+        req = req.header("X-Hub-Signature-256", sig);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn webhook_validation() {
+    let sink = Sink::ok().await;
+    let server = start(&sink, None).await;
+    let json_ct = "application/json";
+
+    // A valid, signed request.
+    let body = br#"{"n": 1, "tags": ["a"], "extra": true}"#;
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        body,
+        Some(format!("sha256={}", sign(HOOK_SECRET, body))),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    expect_status(server.runtime(), id, Status::Succeeded).await;
+    assert_eq!(
+        sink.received_at("POST", "/got")[0].body,
+        json!({ "n": 1, "tags": ["a"] })
+    );
+
+    // Bad signatures: wrong, missing, signed with another secret.
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        body,
+        Some("sha256=deadbeef".into()),
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("X-Hub-Signature-256"));
+    assert_eq!(post(&server, "/hook", json_ct, body, None).await.0, 401);
+    assert_eq!(
+        post(&server, "/hook", json_ct, body, Some(sign("other", body)))
+            .await
+            .0,
+        401
+    );
+
+    // Body type mismatch: 400 naming the path.
+    let bad = br#"{"n": 1, "tags": ["a", 5]}"#;
+    let (status, answer) = post(&server, "/hook", json_ct, bad, Some(sign(HOOK_SECRET, bad))).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        json!({ "error": "tags[1]: expected String, got 5" })
+    );
+    let missing = br#"{"tags": []}"#;
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        missing,
+        Some(sign(HOOK_SECRET, missing)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(answer, json!({ "error": "n: missing field, expected Int" }));
+
+    // Invalid JSON.
+    let broken = b"{\"n\": ";
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        broken,
+        Some(sign(HOOK_SECRET, broken)),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON"),
+        "{answer}"
+    );
+
+    // Too large (max_body 128).
+    let big = serde_json::to_vec(&json!({ "n": 1, "tags": ["x".repeat(200)] })).unwrap();
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        &big,
+        Some(sign(HOOK_SECRET, &big)),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+
+    // Not JSON.
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        "text/plain",
+        body,
+        Some(sign(HOOK_SECRET, body)),
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+
+    // A String body takes any content type, raw.
+    let (status, answer) = post(&server, "/raw", "text/csv", b"a,b\n1,2\n", None).await;
+    assert_eq!(status, 202, "{answer}");
+    expect_status(
+        server.runtime(),
+        answer["execution_id"].as_str().unwrap(),
+        Status::Succeeded,
+    )
+    .await;
+    assert_eq!(
+        sink.received_at("POST", "/raw-got")[0].body,
+        json!("a,b\n1,2\n")
+    );
+
+    // Wrong method on a known path, unknown path.
+    let resp = reqwest::get(format!("{}/hook", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let resp = reqwest::get(format!("{}/nope", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let metrics = reqwest::get(format!("{}/_flow/metrics", server.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flow_http_requests_total{route=\"/hook\",status=\"401\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flow_http_requests_total{route=\"/hook\",status=\"202\"} 1"),
+        "{metrics}"
+    );
+
+    within("shutdown", server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn sync_timeout_and_async_fallback_with_callback() {
+    let sink = Sink::ok().await;
+    let server = start(&sink, Some("tok-admin-1")).await;
+    let rt = server.runtime().clone();
+    let client = reqwest::Client::new();
+
+    let resp = client
+        .get(format!("{}/slow", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    let id = resp.headers()["x-execution-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({ "error": "timed out after 200ms" })
+    );
+    let e = expect_status(&rt, &id, Status::Failed).await;
+    assert_eq!(e.error.as_deref(), Some("timed out after 200ms"));
+
+    let resp = client
+        .post(format!("{}/slow/abc", server.url()))
+        .header("x-callback-url", format!("{}/callback", sink.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let answer: Value = resp.json().await.unwrap();
+    let id = answer["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        answer["status_url"],
+        json!(format!("/_flow/executions/{id}"))
+    );
+
+    GATE.notify_one();
+    sink.wait_until("the callback", |r| r.iter().any(|x| x.path == "/callback"))
+        .await;
+    let cb = &sink.received_at("POST", "/callback")[0];
+    assert_eq!(cb.body["execution_id"], json!(id));
+    assert_eq!(cb.body["status"], json!("succeeded"));
+    assert_eq!(cb.body["http_status"], json!(201));
+    assert_eq!(cb.body["body"], json!({ "done": true, "id": "abc" }));
+
+    // The status URL serves the result.
+    let detail: Value = client
+        .get(format!(
+            "{}{}",
+            server.url(),
+            answer["status_url"].as_str().unwrap()
+        ))
+        .bearer_auth("tok-admin-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["status"], json!("succeeded"));
+    assert_eq!(detail["result"]["body"]["done"], json!(true));
+
+    within("shutdown", server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn admin_api_requires_a_token_and_redacts_secrets() {
+    let sink = Sink::start(|_, _| (404, json!({ "error": "not here" }))).await;
+    let server = start(&sink, Some("tok-admin-2")).await;
+    let client = reqwest::Client::new();
+    let url = server.url();
+
+    for path in ["/_flow/healthz", "/_flow/readyz", "/_flow/metrics"] {
+        assert_eq!(
+            reqwest::get(format!("{url}{path}")).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    let resp = client
+        .get(format!("{url}/_flow/executions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let resp = client
+        .get(format!("{url}/_flow/executions"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = client
+        .post(format!("{url}/_flow/executions/x/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = client
+        .get(format!("{url}/_flow/executions"))
+        .bearer_auth("tok-admin-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .get(format!("{url}/_flow/executions?status=bogus"))
+        .bearer_auth("tok-admin-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = client
+        .get(format!("{url}/_flow/executions/nope"))
+        .bearer_auth("tok-admin-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // A failing step whose URL carries a secret: the record shows `***`.
+    let (status, answer) = post(
+        &server,
+        "/leaky",
+        "application/json",
+        br#"{"k": "key-abcdef-123"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = answer["execution_id"].as_str().unwrap().to_string();
+    let e = expect_status(server.runtime(), &id, Status::Failed).await;
+    let error = e.error.unwrap();
+    assert!(error.contains("HTTP 404"), "{error}");
+    assert!(!error.contains(API_KEY), "{error}");
+    assert!(error.contains("key=***"), "{error}");
+    let text = client
+        .get(format!("{url}/_flow/executions/{id}"))
+        .bearer_auth("tok-admin-2")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains(API_KEY), "{text}");
+    assert!(text.contains("***"), "{text}");
+    // The sink did receive the real key: redaction is for what we print.
+    assert!(sink.received()[0].path.starts_with("/missing"));
+
+    // Replaying a running/queued execution conflicts; unknown is 404.
+    let resp = client
+        .post(format!("{url}/_flow/executions/nope/replay"))
+        .bearer_auth("tok-admin-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    within("shutdown", server.shutdown()).await;
+
+    // Without FLOW_ADMIN_TOKEN the protected endpoints are refused with a hint.
+    let server = start(&sink, None).await;
+    let resp = client
+        .get(format!("{}/_flow/executions", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("FLOW_ADMIN_TOKEN"));
+    within("shutdown", server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn parallel_loop_and_dispatch() {
+    let sink = Sink::ok().await;
+    let server = start(&sink, None).await;
+    let rt = server.runtime().clone();
+
+    let (status, answer) = post(
+        &server,
+        "/fanout",
+        "application/json",
+        br#"{"items": ["a", "b", "c"]}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = answer["execution_id"].as_str().unwrap().to_string();
+    expect_status(&rt, &id, Status::Succeeded).await;
+    let mut puts: Vec<String> = sink
+        .received()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.path)
+        .collect();
+    puts.sort();
+    assert_eq!(puts, ["/item/a", "/item/b", "/item/c"]);
+    let journal = rt.store().journal(&id).await.unwrap();
+    let mut keys: Vec<String> = journal.iter().map(|s| s.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["dispatch child#1", "send[0]", "send[1]", "send[2]"]);
+
+    // The dispatched child fails with `fail`.
+    let child_id = journal
+        .iter()
+        .find(|s| s.call == "dispatch")
+        .unwrap()
+        .output
+        .clone()
+        .unwrap();
+    let child = expect_status(&rt, child_id.as_str().unwrap(), Status::Failed).await;
+    assert_eq!(child.error.as_deref(), Some("too big: 7"));
+    assert_eq!(child.trigger, json!({ "input": { "n": 7 } }));
+
+    // `skip` inside a parallel iteration ends the run as skipped.
+    let (_, answer) = post(
+        &server,
+        "/fanout",
+        "application/json",
+        br#"{"items": ["stop"]}"#,
+        None,
+    )
+    .await;
+    let e = expect_status(
+        &rt,
+        answer["execution_id"].as_str().unwrap(),
+        Status::Skipped,
+    )
+    .await;
+    assert_eq!(e.result, Some(json!({ "skipped": "stop item" })));
+
+    within("shutdown", server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn missing_config_names_every_entry() {
+    let options = common::options(&[("API_KEY", "only-this-one")], None);
+    let err = match Runtime::new(integration(), options) {
+        Err(flow_runtime::StartError::Config(e)) => e,
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("config should be invalid"),
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("sink_url (Url): missing; set environment variable SINK_URL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hook_secret (Secret): missing; set environment variable HOOK_SECRET"),
+        "{text}"
+    );
+    assert_eq!(err.problems.len(), 2);
+}

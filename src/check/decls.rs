@@ -1,0 +1,218 @@
+//! Top-level declarations: type declarations, the config block, and flow
+//! names (with duplicates reported against the first definition).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::{self, Item, Span, TypeDeclBody};
+
+use super::types::{Record, RecordField, Type};
+use super::{Checker, ConfigInfo};
+
+fn duplicate(code: Code, what: &str, name: &ast::Ident, first: Span) -> Diagnostic {
+    Diagnostic::new(code, name.span, format!("{what} `{name}` is defined more than once"))
+        .with_label("defined again here")
+        .with_secondary(first, "first defined here")
+        .with_help("rename one of them")
+}
+
+impl Checker<'_> {
+    pub(super) fn collect_types(&mut self) {
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        let mut records = Vec::new();
+        for item in &self.file.items {
+            let Item::Type(decl) = item else { continue };
+            let name = &decl.name.name;
+            if let Some(first) = seen.get(name) {
+                self.error(duplicate(Code::DuplicateType, "type", &decl.name, *first));
+                continue;
+            }
+            if super::resolve::BUILTIN_SCALARS.contains(&name.as_str())
+                || name == "Map"
+                || name == "Response"
+            {
+                self.error(
+                    Diagnostic::new(
+                        Code::DuplicateType,
+                        decl.name.span,
+                        format!("`{name}` is a built-in type"),
+                    )
+                    .with_help("choose another name"),
+                );
+                continue;
+            }
+            seen.insert(name.clone(), decl.name.span);
+            match &decl.body {
+                TypeDeclBody::Record(fields) => {
+                    self.names.records.insert(name.clone());
+                    records.push((name.clone(), fields));
+                }
+                TypeDeclBody::Alias(te) => {
+                    self.names.aliases.insert(name.clone(), te.clone());
+                }
+            }
+        }
+        for (name, fields) in records {
+            let record = self.record_type(fields);
+            self.program.types.insert(name, Arc::new(record));
+        }
+        let aliases: Vec<(String, ast::TypeExpr)> = self
+            .names
+            .aliases
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        for (name, te) in aliases {
+            let ty = self.resolve_type(&te);
+            self.program.aliases.insert(name, ty);
+        }
+    }
+
+    /// Resolves the fields of a record declaration, reporting duplicates.
+    pub(super) fn record_type(&mut self, fields: &[ast::Field]) -> Record {
+        let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+        let mut out = Vec::new();
+        for f in fields {
+            if let Some(first) = seen.get(f.name.name.as_str()) {
+                self.error(duplicate(Code::DuplicateField, "field", &f.name, *first));
+                continue;
+            }
+            seen.insert(&f.name.name, f.name.span);
+            let ty = self.resolve_type(&f.ty);
+            out.push(RecordField {
+                name: f.name.name.clone(),
+                ty,
+            });
+        }
+        Record { fields: out }
+    }
+
+    pub(super) fn collect_config(&mut self) {
+        let mut first_block: Option<Span> = None;
+        for item in &self.file.items {
+            let Item::Config(block) = item else { continue };
+            if let Some(first) = first_block {
+                self.error(
+                    Diagnostic::new(
+                        Code::DuplicateConfigBlock,
+                        Span::new(block.span.start, block.span.start + "config".len()),
+                        "a file has at most one `config` block",
+                    )
+                    .with_secondary(first, "the first config block")
+                    .with_help("move these entries into the first block"),
+                );
+            } else {
+                first_block = Some(Span::new(block.span.start, block.span.start + 6));
+            }
+            for entry in &block.entries {
+                self.config_entry(entry);
+            }
+        }
+    }
+
+    fn config_entry(&mut self, entry: &ast::ConfigEntry) {
+        let name = &entry.name.name;
+        if let Some((_, first, _)) = self.config.get(name) {
+            let first = *first;
+            self.error(duplicate(Code::DuplicateConfig, "config entry", &entry.name, first));
+            return;
+        }
+        let ty = self.resolve_type(&entry.ty);
+        if let Some(default) = &entry.default {
+            self.config_default(default, &ty);
+        }
+        if let Some(env) = &entry.env {
+            let valid = !env.value.is_empty()
+                && !env.value.starts_with(|c: char| c.is_ascii_digit())
+                && env
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                self.error(
+                    Diagnostic::new(
+                        Code::BadEnvName,
+                        env.span,
+                        format!("`{}` is not a usable environment variable name", env.value),
+                    )
+                    .with_help("use upper-case letters, digits and `_`, e.g. `ERP_URL`"),
+                );
+            }
+        }
+        self.config.insert(name.clone(), (ty.clone(), entry.name.span, false));
+        self.program.config.push(ConfigInfo {
+            name: name.clone(),
+            ty,
+            span: entry.name.span,
+        });
+    }
+
+    /// A default must be a constant that fits the entry's type.
+    fn config_default(&mut self, default: &ast::Expr, ty: &Type) {
+        let before = self.diags.len();
+        let actual = self.infer_const(default, ty);
+        if self.diags.len() > before {
+            return;
+        }
+        if !self.assignable(&actual, ty) {
+            self.error(
+                Diagnostic::new(
+                    Code::BadConfigDefault,
+                    default.span,
+                    format!("default value of type `{actual}` does not fit `{ty}`"),
+                )
+                .with_label(format!("expected `{ty}`")),
+            );
+        }
+    }
+
+    /// Types a config default or trigger option: constants only (no names).
+    pub(super) fn infer_const(&mut self, expr: &ast::Expr, expected: &Type) -> Type {
+        self.scopes.push();
+        let t = self.check_expr_no_scope(expr, Some(expected));
+        self.scopes.pop();
+        t
+    }
+
+    pub(super) fn collect_flows(&mut self) {
+        let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+        let mut routes: Vec<super::Route> = Vec::new();
+        for item in &self.file.items {
+            let Item::Flow(flow) = item else { continue };
+            if let Some(first) = seen.get(&flow.name.name) {
+                self.error(duplicate(Code::DuplicateFlow, "flow", &flow.name, *first));
+                continue;
+            }
+            seen.insert(flow.name.name.clone(), flow.name.span);
+            let info = self.flow_trigger(flow);
+            if let Some(route) = info.route.clone() {
+                if let Some(prev) = routes
+                    .iter()
+                    .find(|r| r.method == route.method && r.same_path(&route))
+                {
+                    self.error(
+                        Diagnostic::new(
+                            Code::DuplicateRoute,
+                            route.span,
+                            format!("`{} {}` is already served by another flow", route.method, route.path),
+                        )
+                        .with_label("second route here")
+                        .with_secondary(prev.span, "first route here")
+                        .with_help("give each webhook and sync trigger its own method and path"),
+                    );
+                } else {
+                    routes.push(route);
+                }
+            }
+            self.program.flows.insert(flow.name.name.clone(), info);
+        }
+    }
+
+    /// Marks a config entry used, returning its type.
+    pub(super) fn use_config(&mut self, name: &str) -> Option<Type> {
+        let entry = self.config.get_mut(name)?;
+        entry.2 = true;
+        Some(entry.0.clone())
+    }
+}

@@ -1,0 +1,1271 @@
+//! Type inference and checking of expressions (LANGUAGE.md §7).
+//!
+//! Checking is bidirectional: `check_expr(e, expected)` passes the expected
+//! type down, so record literals check field by field against a named type,
+//! string literals against a literal union and `headers: { ... }` may hold
+//! secrets. `expect` adds the mismatch and secret-leak diagnostics.
+
+use std::collections::BTreeSet;
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::{self, Arg, ArgValue, BinaryOp, Expr, ExprKind, StrPart, UnaryOp};
+
+use super::scope::BindingKind;
+use super::suggest::did_you_mean;
+use super::types::{join, Type};
+use super::Checker;
+
+/// Names that are values in every flow, besides locals.
+const AMBIENT: &[&str] = &["trigger", "config", "env", "error"];
+/// Functions callable without a module.
+const BUILTIN_FNS: &[&str] = &["endpoint", "reveal"];
+
+impl Checker<'_> {
+    /// Infers `e`'s type with an optional expected type as a hint; reports
+    /// mistakes inside `e` but not a mismatch with `expected` (see `expect`).
+    pub(super) fn check_expr(&mut self, e: &Expr, expected: Option<&Type>) -> Type {
+        let t = self.infer(e, expected);
+        self.program.expr_types.insert(e.span, t.clone());
+        t
+    }
+
+    pub(super) fn check_expr_no_scope(&mut self, e: &Expr, expected: Option<&Type>) -> Type {
+        self.check_expr(e, expected)
+    }
+
+    /// Checks that `e` fits `expected`, reporting a mismatch or a leaked
+    /// secret. Returns the expression's own type.
+    pub(super) fn expect(&mut self, e: &Expr, expected: &Type, context: &str) -> Type {
+        let before = self.diags.len();
+        let actual = self.check_expr(e, Some(expected));
+        if self.diags.len() > before {
+            // Already reported inside `e`; one mistake, one diagnostic.
+            return actual;
+        }
+        if !self.assignable(&actual, expected) {
+            let mut d = Diagnostic::new(
+                Code::TypeMismatch,
+                e.span,
+                format!("{context}: expected `{expected}`, found `{actual}`"),
+            )
+            .with_label(format!("this is `{actual}`"));
+            if let Some(help) = conversion_help(&actual, expected) {
+                d = d.with_help(help);
+            }
+            self.error(d);
+        } else if leaks(&actual, expected) {
+            self.secret_leak(e.span, "a secret would be stored where it can be printed");
+        }
+        actual
+    }
+
+    pub(super) fn secret_leak(&mut self, span: ast::Span, message: &str) {
+        self.error(
+            Diagnostic::new(Code::SecretLeak, span, message.to_string())
+                .with_label("this value is a `Secret`")
+                .with_help("pass secrets only to `Secret` parameters (`bearer:`, `headers:`, `secret:`); `reveal(x)` is the explicit escape hatch"),
+        );
+    }
+
+    fn infer(&mut self, e: &Expr, expected: Option<&Type>) -> Type {
+        match &e.kind {
+            ExprKind::Null => Type::Null,
+            ExprKind::Bool(_) => Type::Bool,
+            ExprKind::Int(_) => Type::Int,
+            ExprKind::Float(_) => Type::Float,
+            ExprKind::Duration(_) => Type::Duration,
+            ExprKind::Str(parts) => self.string(parts, expected),
+            ExprKind::List(items) => self.list(items, expected),
+            ExprKind::Record(entries) => self.record(e, entries, expected),
+            ExprKind::Name(name) => self.name(name),
+            ExprKind::Field {
+                target,
+                name,
+                optional,
+            } => self.field(target, name, *optional),
+            ExprKind::Index { target, index } => self.index(target, index),
+            ExprKind::Call { .. } => self.call(e, false),
+            ExprKind::Lambda { .. } => {
+                self.error(
+                    Diagnostic::new(Code::MisplacedLambda, e.span, "a lambda can only be a method argument")
+                        .with_help("use it in a list method, e.g. `items.map(i => i.sku)`"),
+                );
+                Type::Error
+            }
+            ExprKind::Unary { op, expr } => self.unary(*op, expr),
+            ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
+            ExprKind::As { expr, ty } => self.cast(expr, ty),
+            ExprKind::If {
+                branches,
+                otherwise,
+            } => self.if_expr(e, branches, otherwise.as_deref(), expected),
+            ExprKind::Match { scrutinee, arms } => self.match_expr(e, scrutinee, arms, expected),
+        }
+    }
+
+    fn string(&mut self, parts: &[StrPart], expected: Option<&Type>) -> Type {
+        let mut literal = true;
+        for part in parts {
+            if let StrPart::Interp(inner) = part {
+                literal = false;
+                let t = self.check_expr(inner, None);
+                if t.contains_secret() {
+                    self.secret_leak(inner.span, "a secret cannot be interpolated into a string");
+                }
+            }
+        }
+        if literal {
+            let text: String = parts
+                .iter()
+                .map(|p| match p {
+                    StrPart::Lit(s) => s.as_str(),
+                    StrPart::Interp(_) => "",
+                })
+                .collect();
+            if let Some(Type::Lits(_)) = expected.map(Type::unwrap_optional) {
+                return Type::lit(&text);
+            }
+        }
+        Type::String
+    }
+
+    fn list(&mut self, items: &[Expr], expected: Option<&Type>) -> Type {
+        let elem_expected = match expected.map(Type::unwrap_optional) {
+            Some(Type::List(t)) => Some((**t).clone()),
+            _ => None,
+        };
+        if let Some(elem) = &elem_expected {
+            for item in items {
+                self.expect(item, elem, "list element");
+            }
+            return Type::list(elem.clone());
+        }
+        let mut elem: Option<Type> = None;
+        for item in items {
+            let t = self.check_expr(item, None);
+            if t.contains_secret() {
+                self.secret_leak(item.span, "a secret cannot be stored in a list");
+            }
+            elem = Some(match elem {
+                None => t,
+                Some(prev) => match join(&prev, &t, &self.program.types) {
+                    Some(j) => j,
+                    None => {
+                        self.error(
+                            Diagnostic::new(
+                                Code::TypeMismatch,
+                                item.span,
+                                format!("list elements have different types: `{prev}` and `{t}`"),
+                            )
+                            .with_help("every element of a list has the same type; use `Json` for mixed data"),
+                        );
+                        Type::Error
+                    }
+                },
+            });
+        }
+        Type::list(elem.unwrap_or(Type::Error))
+    }
+
+    fn record(&mut self, e: &Expr, entries: &[ast::RecordEntry], expected: Option<&Type>) -> Type {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for entry in entries {
+            if !seen.insert(entry.key.name()) {
+                self.error(
+                    Diagnostic::new(
+                        Code::DuplicateField,
+                        entry.key.span(),
+                        format!("field `{}` is given twice", entry.key.name()),
+                    )
+                    .with_help("remove one of them"),
+                );
+            }
+        }
+        let expected = expected.map(Type::unwrap_optional);
+        if let Some(Type::Map(value_type)) = expected {
+            for entry in entries {
+                self.expect(&entry.value, value_type, &format!("value of `{}`", entry.key.name()));
+            }
+            return Type::map((**value_type).clone());
+        }
+        if let Some(target) = expected.and_then(|t| self.record_fields(t).map(|r| (t.clone(), r))) {
+            let (target_type, decl) = target;
+            for entry in entries {
+                let name = entry.key.name();
+                match decl.field(name) {
+                    Some(ft) => {
+                        let ft = ft.clone();
+                        self.expect(&entry.value, &ft, &format!("field `{name}`"));
+                    }
+                    None => {
+                        self.check_expr(&entry.value, None);
+                        let names = decl.fields.iter().map(|f| f.name.as_str());
+                        let mut d = Diagnostic::new(
+                            Code::UnknownField,
+                            entry.key.span(),
+                            format!("`{target_type}` has no field `{name}`"),
+                        );
+                        if let Some(s) = did_you_mean(name, names) {
+                            d = d.with_help(format!("did you mean `{s}`?"));
+                        }
+                        self.error(d);
+                    }
+                }
+            }
+            let missing: Vec<&str> = decl
+                .fields
+                .iter()
+                .filter(|f| !f.ty.is_optional() && f.ty != Type::Json && !seen.contains(f.name.as_str()))
+                .map(|f| f.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                self.error(
+                    Diagnostic::new(
+                        Code::MissingField,
+                        e.span,
+                        format!(
+                            "record misses {} of `{target_type}`: {}",
+                            if missing.len() == 1 { "a field" } else { "fields" },
+                            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .with_help("add the missing fields, or declare them optional (`T?`)"),
+                );
+            }
+            return target_type;
+        }
+        let mut fields = Vec::new();
+        for entry in entries {
+            let t = self.check_expr(&entry.value, None);
+            if t.contains_secret() {
+                self.secret_leak(entry.value.span, "a secret cannot be stored in a record");
+            }
+            fields.push((entry.key.name().to_string(), t));
+        }
+        Type::record(fields)
+    }
+
+    fn name(&mut self, name: &ast::Ident) -> Type {
+        if let Some(t) = self.scopes.use_name(&name.name) {
+            return t;
+        }
+        match name.name.as_str() {
+            "trigger" => match &self.flow {
+                Some(f) => f.trigger_type.clone(),
+                None => {
+                    self.error(Diagnostic::new(
+                        Code::UnknownName,
+                        name.span,
+                        "`trigger` is only available inside a flow",
+                    ));
+                    Type::Error
+                }
+            },
+            "env" => Type::record(vec![("version".into(), Type::String)]),
+            "error" => {
+                if self.flow.as_ref().is_some_and(|f| f.in_on_failure) {
+                    Type::record(vec![
+                        ("message".into(), Type::String),
+                        ("step".into(), Type::optional(Type::String)),
+                        ("execution_id".into(), Type::String),
+                    ])
+                } else {
+                    self.error(
+                        Diagnostic::new(
+                            Code::ErrorOutsideFailure,
+                            name.span,
+                            "`error` is only available inside `on failure { ... }`",
+                        )
+                        .with_help("add `on failure { ... }` at the end of the flow to handle failed runs"),
+                    );
+                    Type::Error
+                }
+            }
+            "config" => {
+                self.error(
+                    Diagnostic::new(Code::ConfigNotValue, name.span, "`config` is not a value by itself")
+                        .with_help("name an entry, e.g. `config.erp_url`"),
+                );
+                Type::Error
+            }
+            n if self.std.modules.contains_key(n) => {
+                self.error(
+                    Diagnostic::new(Code::NotCallable, name.span, format!("`{n}` is a stdlib module, not a value"))
+                        .with_help(format!("call one of its functions, e.g. `{n}.{}(...)`", self.first_fn(n))),
+                );
+                Type::Error
+            }
+            n if self.program.flows.contains_key(n) => {
+                self.error(
+                    Diagnostic::new(Code::UnknownName, name.span, format!("flow `{n}` is not a value"))
+                        .with_help(format!("use `endpoint({n})` for its URL, or `dispatch {n}(...)` to start it")),
+                );
+                Type::Error
+            }
+            n => {
+                let mut candidates = self.scopes.visible();
+                candidates.extend(AMBIENT.iter().map(|s| s.to_string()));
+                let mut d = Diagnostic::new(Code::UnknownName, name.span, format!("unknown name `{n}`"))
+                    .with_label("not defined here");
+                if let Some(s) = did_you_mean(n, candidates.iter().map(String::as_str)) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                self.error(d);
+                Type::Error
+            }
+        }
+    }
+
+    fn first_fn(&self, module: &str) -> String {
+        self.std
+            .modules
+            .get(module)
+            .and_then(|m| m.functions.keys().next().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Is `e` the bare name of something other than a local (`config`,
+    /// a stdlib module)?
+    fn is_global(&self, e: &Expr, global: &str) -> bool {
+        matches!(&e.kind, ExprKind::Name(n) if n.name == global && self.scopes.find(global).is_none())
+    }
+
+    fn field(&mut self, target: &Expr, name: &ast::Ident, optional: bool) -> Type {
+        if self.is_global(target, "config") {
+            return self.config_field(name);
+        }
+        if let ExprKind::Name(m) = &target.kind {
+            if self.scopes.find(&m.name).is_none() && self.std.modules.contains_key(&m.name) {
+                self.error(
+                    Diagnostic::new(Code::NotCallable, name.span, format!("`{m}.{name}` is a function"))
+                        .with_help(format!("call it: `{m}.{name}(...)`")),
+                );
+                return Type::Error;
+            }
+        }
+        let target_type = self.check_expr(target, None);
+        let base = if optional {
+            match &target_type {
+                Type::Optional(inner) => (**inner).clone(),
+                Type::Json | Type::Error => target_type.clone(),
+                Type::Null => return Type::Null,
+                other => {
+                    self.error(
+                        Diagnostic::new(Code::NotOptional, name.span, format!("`?.` on `{other}`, which is never null"))
+                            .with_help(format!("write `.{name}`")),
+                    );
+                    other.clone()
+                }
+            }
+        } else {
+            if let Type::Optional(inner) = &target_type {
+                self.error(
+                    Diagnostic::new(
+                        Code::OptionalAccess,
+                        name.span,
+                        format!("`{target_type}` may be null, so `.{name}` may fail"),
+                    )
+                    .with_label(format!("`{}` may be null", describe(target)))
+                    .with_help(format!(
+                        "use `?.{name}` (the result is optional) or give a default with `??`"
+                    )),
+                );
+                return self.field_of(&inner.clone(), name).map_or(Type::Error, Type::optional);
+            }
+            target_type.clone()
+        };
+        let t = self.field_of(&base, name).unwrap_or(Type::Error);
+        if optional {
+            Type::optional(t)
+        } else {
+            t
+        }
+    }
+
+    /// The type of `.name` on a value of type `ty`, reporting unknown fields.
+    fn field_of(&mut self, ty: &Type, name: &ast::Ident) -> Option<Type> {
+        let n = name.name.as_str();
+        let builtin: Option<Vec<(&str, Type)>> = match ty {
+            Type::Json | Type::Error => return Some(ty.clone()),
+            Type::Map(v) => return Some(Type::optional((**v).clone())),
+            Type::Response(body) => Some(vec![
+                ("status", Type::Int),
+                ("body", (**body).clone()),
+                ("text", Type::String),
+                ("headers", Type::map(Type::String)),
+            ]),
+            Type::File => Some(vec![
+                ("path", Type::String),
+                ("name", Type::String),
+                ("size", Type::Int),
+                ("modified", Type::Time),
+                ("text", Type::String),
+                ("bytes", Type::Bytes),
+            ]),
+            _ => None,
+        };
+        let fields: Vec<(String, Type)> = match builtin {
+            Some(b) => b.into_iter().map(|(k, t)| (k.to_string(), t)).collect(),
+            None => match self.record_fields(ty) {
+                Some(r) => r.fields.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
+                None => {
+                    self.error(
+                        Diagnostic::new(Code::NoFields, name.span, format!("`{ty}` has no fields"))
+                            .with_label(format!("`.{n}` on a `{ty}`")),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let Some((_, t)) = fields.iter().find(|(k, _)| k == n) {
+            return Some(t.clone());
+        }
+        let mut d = Diagnostic::new(Code::UnknownField, name.span, format!("`{ty}` has no field `{n}`"))
+            .with_label("unknown field");
+        d = match did_you_mean(n, fields.iter().map(|(k, _)| k.as_str())) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!(
+                "fields of `{ty}`: {}",
+                fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        };
+        self.error(d);
+        None
+    }
+
+    fn config_field(&mut self, name: &ast::Ident) -> Type {
+        if let Some(t) = self.use_config(&name.name) {
+            return t;
+        }
+        let mut d = Diagnostic::new(Code::UnknownConfig, name.span, format!("unknown config entry `{name}`"));
+        let names: Vec<String> = self.config.keys().cloned().collect();
+        d = match did_you_mean(&name.name, names.iter().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None => d.with_help(format!("declare it in the config block: `config {{ {name}: String }}`")),
+        };
+        self.error(d);
+        Type::Error
+    }
+
+    fn index(&mut self, target: &Expr, index: &Expr) -> Type {
+        let t = self.check_expr(target, None);
+        match t {
+            Type::List(elem) => {
+                self.expect(index, &Type::Int, "list index");
+                Type::optional(*elem)
+            }
+            Type::Map(v) => {
+                self.expect(index, &Type::String, "map key");
+                Type::optional(*v)
+            }
+            Type::Json | Type::Error => {
+                self.check_expr(index, None);
+                t
+            }
+            other => {
+                self.check_expr(index, None);
+                self.error(
+                    Diagnostic::new(Code::NotAList, target.span, format!("`{other}` cannot be indexed"))
+                        .with_help("only lists (`xs[0]`), maps (`m[\"key\"]`) and `Json` can be indexed"),
+                );
+                Type::Error
+            }
+        }
+    }
+
+    /// A call: stdlib function, builtin or method. `as_step`: this is the
+    /// call of a `step` statement, where effectful functions are allowed.
+    pub(super) fn call(&mut self, e: &Expr, as_step: bool) -> Type {
+        let ExprKind::Call { callee, args } = &e.kind else {
+            return self.check_expr(e, None);
+        };
+        let t = match &callee.kind {
+            ExprKind::Field {
+                target,
+                name,
+                optional: false,
+            } => {
+                if let ExprKind::Name(m) = &target.kind {
+                    let is_module = self.scopes.find(&m.name).is_none()
+                        && !AMBIENT.contains(&m.name.as_str());
+                    if is_module {
+                        let t = self.stdlib_call(e, m, name, args, as_step);
+                        return self.record_call(e, t);
+                    }
+                }
+                self.method_call(target, name, args)
+            }
+            ExprKind::Name(n) => self.builtin_call(n, args),
+            _ => {
+                self.check_args_loosely(args);
+                self.error(
+                    Diagnostic::new(Code::NotCallable, callee.span, "this is not a function")
+                        .with_help("call stdlib functions as `module.function(...)`"),
+                );
+                Type::Error
+            }
+        };
+        self.record_call(e, t)
+    }
+
+    fn record_call(&mut self, e: &Expr, t: Type) -> Type {
+        self.program.expr_types.insert(e.span, t.clone());
+        t
+    }
+
+    fn check_args_loosely(&mut self, args: &[Arg]) {
+        for arg in args {
+            if let ArgValue::Expr(v) = &arg.value {
+                if !matches!(v.kind, ExprKind::Lambda { .. }) {
+                    self.check_expr(v, None);
+                }
+            }
+        }
+    }
+
+    fn stdlib_call(&mut self, e: &Expr, module: &ast::Ident, name: &ast::Ident, args: &[Arg], as_step: bool) -> Type {
+        let Some(m) = self.std.modules.get(&module.name) else {
+            self.check_args_loosely(args);
+            let modules = self.std.modules.keys().map(String::as_str);
+            let mut d = Diagnostic::new(Code::UnknownName, module.span, format!("unknown name `{module}`"))
+                .with_label("not a value or stdlib module");
+            if let Some(s) = did_you_mean(&module.name, modules) {
+                d = d.with_help(format!("did you mean the module `{s}`?"));
+            }
+            self.error(d);
+            return Type::Error;
+        };
+        let Some(sig) = m.functions.get(&name.name) else {
+            self.check_args_loosely(args);
+            let mut d = Diagnostic::new(
+                Code::UnknownFunction,
+                name.span,
+                format!("module `{module}` has no function `{name}`"),
+            );
+            d = match did_you_mean(&name.name, m.functions.keys().map(String::as_str)) {
+                Some(s) => d.with_help(format!("did you mean `{module}.{s}`?")),
+                None => d.with_help(format!(
+                    "functions of `{module}`: {}",
+                    m.functions.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            };
+            self.error(d);
+            return Type::Error;
+        };
+        if sig.effectful && !as_step {
+            self.error(
+                Diagnostic::new(
+                    Code::EffectOutsideStep,
+                    e.span,
+                    format!("`{}` has effects, so it can only be called as a step", sig.qualified()),
+                )
+                .with_label("effectful call")
+                .with_help(format!("write `step {} = {}(...)`: a step's result is journaled and not repeated on retry", sig.name, sig.qualified())),
+            );
+        }
+        let qualified = sig.qualified();
+        let sig = sig.clone();
+        self.check_call_args(&qualified, &sig.params, args, name.span);
+        // Substitute the type argument (`as:`) into the result type.
+        let type_arg = args.iter().find_map(|a| match (&a.name, &a.value) {
+            (Some(n), ArgValue::Type(te)) if sig.param(&n.name).is_some_and(|p| p.takes_type) => {
+                Some(self.resolve_type(te))
+            }
+            _ => None,
+        });
+        let type_arg = type_arg
+            .or_else(|| sig.params.iter().find_map(|p| p.default_type.clone()))
+            .unwrap_or(Type::Json);
+        substitute(&sig.ret, &type_arg)
+    }
+
+    /// Arguments against parameters: positional in order, named by name.
+    fn check_call_args(&mut self, what: &str, params: &[super::stdlib::ParamSig], args: &[Arg], call_span: ast::Span) {
+        let mut filled: Vec<bool> = vec![false; params.len()];
+        let mut positional = 0usize;
+        for arg in args {
+            let index = match &arg.name {
+                None => {
+                    // Positional arguments fill value parameters in order.
+                    let i = positional;
+                    positional += 1;
+                    if i >= params.len() {
+                        self.error(
+                            Diagnostic::new(Code::TooManyArguments, arg.span, format!("`{what}` takes {} argument(s)", params.len()))
+                                .with_help(format!("parameters: {}", params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                        );
+                        if let ArgValue::Expr(v) = &arg.value {
+                            self.check_expr(v, None);
+                        }
+                        continue;
+                    }
+                    i
+                }
+                Some(n) => match params.iter().position(|p| p.name == n.name) {
+                    Some(i) => i,
+                    None => {
+                        let mut d = Diagnostic::new(Code::UnknownArgument, n.span, format!("`{what}` has no parameter `{n}`"));
+                        d = match did_you_mean(&n.name, params.iter().map(|p| p.name.as_str())) {
+                            Some(s) => d.with_help(format!("did you mean `{s}:`?")),
+                            None => d.with_help(format!("parameters: {}", params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                        };
+                        self.error(d);
+                        if let ArgValue::Expr(v) = &arg.value {
+                            self.check_expr(v, None);
+                        }
+                        continue;
+                    }
+                },
+            };
+            let Some(param) = params.get(index) else { continue };
+            if filled[index] {
+                self.error(
+                    Diagnostic::new(Code::DuplicateArgument, arg.span, format!("argument `{}` is given twice", param.name))
+                        .with_help("remove one of them"),
+                );
+                continue;
+            }
+            filled[index] = true;
+            match (&arg.value, param.takes_type) {
+                (ArgValue::Type(te), true) => {
+                    self.resolve_type(te);
+                }
+                (ArgValue::Expr(v), true) => {
+                    self.error(
+                        Diagnostic::new(Code::TypeMismatch, v.span, format!("`{}:` takes a type", param.name))
+                            .with_help(format!("write a type, e.g. `{}: [Order]`", param.name)),
+                    );
+                }
+                (ArgValue::Type(te), false) => {
+                    self.error(Diagnostic::new(
+                        Code::TypeMismatch,
+                        te.span,
+                        format!("`{}:` takes a value, not a type", param.name),
+                    ));
+                }
+                (ArgValue::Expr(v), false) => {
+                    self.expect(v, &param.ty, &format!("argument `{}` of `{what}`", param.name));
+                }
+            }
+        }
+        let missing: Vec<&str> = params
+            .iter()
+            .zip(&filled)
+            .filter(|(p, f)| !**f && !p.has_default)
+            .map(|(p, _)| p.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingArgument,
+                    call_span,
+                    format!("`{what}` is missing {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
+                )
+                .with_help(format!("pass {}", missing.iter().map(|m| format!("`{m}: ...`")).collect::<Vec<_>>().join(", "))),
+            );
+        }
+    }
+
+    fn builtin_call(&mut self, name: &ast::Ident, args: &[Arg]) -> Type {
+        match name.name.as_str() {
+            "endpoint" => {
+                let target = match args {
+                    [Arg { name: None, value: ArgValue::Expr(Expr { kind: ExprKind::Name(flow), .. }), .. }] => flow,
+                    _ => {
+                        self.error(
+                            Diagnostic::new(Code::NotEndpoint, name.span, "`endpoint` takes one flow name")
+                                .with_help("write `endpoint(order_created)`"),
+                        );
+                        return Type::Url;
+                    }
+                };
+                match self.program.flows.get(&target.name) {
+                    Some(info) if info.kind == "webhook" || info.kind == "sync" => {}
+                    Some(info) => {
+                        let kind = info.kind;
+                        self.error(
+                            Diagnostic::new(
+                                Code::NotEndpoint,
+                                target.span,
+                                format!("flow `{target}` has a {kind} trigger, so it has no endpoint"),
+                            )
+                            .with_help("`endpoint` names a flow with a webhook or sync trigger"),
+                        );
+                    }
+                    None => self.unknown_flow(target),
+                }
+                Type::Url
+            }
+            "reveal" => {
+                match args {
+                    [Arg { name: None, value: ArgValue::Expr(v), .. }] => {
+                        self.expect(v, &Type::Secret, "argument of `reveal`");
+                    }
+                    _ => self.error(
+                        Diagnostic::new(Code::TooManyArguments, name.span, "`reveal` takes one secret")
+                            .with_help("write `reveal(config.api_key)`"),
+                    ),
+                }
+                Type::String
+            }
+            "header" | "hmac_sha256" => {
+                self.check_args_loosely(args);
+                self.error(
+                    Diagnostic::new(Code::UnknownFunction, name.span, format!("`{name}` is only available in webhook trigger options"))
+                        .with_help("use it as `dedupe: header(\"X-Id\")` or `verify: hmac_sha256(...)`; in a flow body use `trigger.headers` or `crypto.hmac_sha256`"),
+                );
+                Type::Error
+            }
+            n => {
+                self.check_args_loosely(args);
+                let modules: Vec<String> = self
+                    .std
+                    .modules
+                    .values()
+                    .flat_map(|m| m.functions.keys().map(move |f| format!("{}.{f}", m.name)))
+                    .collect();
+                let mut candidates: Vec<&str> = BUILTIN_FNS.to_vec();
+                candidates.extend(modules.iter().map(String::as_str));
+                let mut d = Diagnostic::new(Code::UnknownFunction, name.span, format!("unknown function `{n}`"));
+                let by_name = modules.iter().find(|q| q.rsplit('.').next() == Some(n));
+                if let Some(q) = by_name {
+                    d = d.with_help(format!("did you mean `{q}`?"));
+                } else if let Some(s) = did_you_mean(n, candidates) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                self.error(d);
+                Type::Error
+            }
+        }
+    }
+
+    pub(super) fn unknown_flow(&mut self, name: &ast::Ident) {
+        let mut d = Diagnostic::new(Code::UnknownFlow, name.span, format!("unknown flow `{name}`"));
+        let flows: Vec<String> = self.program.flows.keys().cloned().collect();
+        if let Some(s) = did_you_mean(&name.name, flows.iter().map(String::as_str)) {
+            d = d.with_help(format!("did you mean `{s}`?"));
+        }
+        self.error(d);
+    }
+
+    fn method_call(&mut self, target: &Expr, name: &ast::Ident, args: &[Arg]) -> Type {
+        let recv = self.check_expr(target, None);
+        let m = name.name.as_str();
+        let (params, ret): (Vec<Type>, Type) = match (&recv, m) {
+            (Type::Error, _) => {
+                self.check_args_loosely(args);
+                return Type::Error;
+            }
+            (Type::List(_), "len") | (Type::String | Type::Lits(_) | Type::Url, "len") => (vec![], Type::Int),
+            (Type::List(t), "first") => (vec![], Type::optional((**t).clone())),
+            (Type::List(t), "contains") => (vec![(**t).clone()], Type::Bool),
+            (Type::List(t), "join") => {
+                if !matches!(**t, Type::String | Type::Lits(_) | Type::Int | Type::Float | Type::Url | Type::Error) {
+                    self.error(
+                        Diagnostic::new(Code::UnknownMethod, name.span, format!("`join` needs a list of strings or numbers, not `{recv}`"))
+                            .with_help("map to strings first: `xs.map(x => x.name).join(\",\")`"),
+                    );
+                }
+                (vec![Type::String], Type::String)
+            }
+            (Type::List(t), "sum") => {
+                if !matches!(**t, Type::Int | Type::Float | Type::Error) {
+                    self.error(
+                        Diagnostic::new(Code::UnknownMethod, name.span, format!("`sum` needs a list of numbers, not `{recv}`"))
+                            .with_help("map to numbers first: `xs.map(x => x.quantity).sum()`"),
+                    );
+                    return Type::Error;
+                }
+                (vec![], (**t).clone())
+            }
+            (Type::List(t), "map") => {
+                let body = self.lambda_arg(args, name, &[(**t).clone()]);
+                return Type::list(body);
+            }
+            (Type::List(t), "filter") => {
+                let body = self.lambda_arg(args, name, &[(**t).clone()]);
+                if !self.assignable(&body, &Type::Bool) {
+                    self.error(Diagnostic::new(
+                        Code::TypeMismatch,
+                        name.span,
+                        format!("`filter` needs a lambda returning `Bool`, this one returns `{body}`"),
+                    ));
+                }
+                return recv.clone();
+            }
+            (Type::String | Type::Lits(_) | Type::Url, "lower" | "upper" | "trim") => (vec![], Type::String),
+            (Type::String | Type::Lits(_) | Type::Url, "split") => (vec![Type::String], Type::list(Type::String)),
+            (Type::String | Type::Lits(_) | Type::Url, "contains") => (vec![Type::String], Type::Bool),
+            _ => {
+                self.check_args_loosely(args);
+                let methods: &[&str] = match recv {
+                    Type::List(_) => &["len", "first", "contains", "join", "sum", "map", "filter"],
+                    Type::String | Type::Lits(_) | Type::Url => &["len", "lower", "upper", "trim", "split", "contains"],
+                    _ => &[],
+                };
+                let mut d = Diagnostic::new(Code::UnknownMethod, name.span, format!("`{recv}` has no method `{m}`"));
+                d = if recv == Type::Json {
+                    d.with_help("convert the value first, e.g. `(x as [Item]).len()`")
+                } else if let Some(s) = did_you_mean(m, methods.iter().copied()) {
+                    d.with_help(format!("did you mean `{s}`?"))
+                } else if methods.is_empty() {
+                    d.with_help("methods exist on lists and strings only")
+                } else {
+                    d.with_help(format!("methods of `{recv}`: {}", methods.join(", ")))
+                };
+                self.error(d);
+                return Type::Error;
+            }
+        };
+        if args.len() != params.len() || args.iter().any(|a| a.name.is_some()) {
+            self.check_args_loosely(args);
+            self.error(Diagnostic::new(
+                Code::TooManyArguments,
+                name.span,
+                format!("`.{m}()` takes {} positional argument(s), {} given", params.len(), args.len()),
+            ));
+            return ret;
+        }
+        for (arg, p) in args.iter().zip(&params) {
+            match &arg.value {
+                ArgValue::Expr(v) => {
+                    self.expect(v, p, &format!("argument of `.{m}()`"));
+                }
+                ArgValue::Type(te) => self.error(Diagnostic::new(Code::TypeMismatch, te.span, "expected a value, found a type")),
+            }
+        }
+        ret
+    }
+
+    /// Checks the single lambda argument of `map`/`filter` and returns the
+    /// type of its body.
+    fn lambda_arg(&mut self, args: &[Arg], method: &ast::Ident, param_types: &[Type]) -> Type {
+        let lambda = match args {
+            [Arg { name: None, value: ArgValue::Expr(Expr { kind: ExprKind::Lambda { params, body }, .. }), .. }] => Some((params, body)),
+            _ => None,
+        };
+        let Some((params, body)) = lambda else {
+            self.check_args_loosely(args);
+            self.error(
+                Diagnostic::new(Code::TypeMismatch, method.span, format!("`.{method}()` takes one lambda"))
+                    .with_help(format!("write `.{method}(x => ...)`")),
+            );
+            return Type::Error;
+        };
+        if params.len() != param_types.len() {
+            self.error(Diagnostic::new(
+                Code::TypeMismatch,
+                method.span,
+                format!("the lambda of `.{method}()` takes {} parameter(s)", param_types.len()),
+            ));
+        }
+        self.scopes.push();
+        for (p, t) in params.iter().zip(param_types) {
+            self.bind_checked(p, t.clone(), BindingKind::LambdaParam);
+        }
+        let t = self.check_expr(body, None);
+        self.scopes.pop();
+        t
+    }
+
+    /// Binds a name, reporting a clash with a visible binding.
+    pub(super) fn bind_checked(&mut self, name: &ast::Ident, ty: Type, kind: BindingKind) {
+        if let Some(prev) = self.scopes.find(&name.name) {
+            let prev_span = prev.span;
+            self.error(
+                Diagnostic::new(
+                    Code::DuplicateBinding,
+                    name.span,
+                    format!("`{name}` is already defined"),
+                )
+                .with_label("defined again here")
+                .with_secondary(prev_span, "first defined here")
+                .with_help("choose another name"),
+            );
+        } else if AMBIENT.contains(&name.name.as_str()) || self.std.modules.contains_key(&name.name) {
+            self.error(
+                Diagnostic::new(Code::DuplicateBinding, name.span, format!("`{name}` would hide the built-in `{name}`"))
+                    .with_help("choose another name"),
+            );
+        }
+        self.scopes.bind(&name.name, ty, name.span, kind);
+    }
+
+    fn unary(&mut self, op: UnaryOp, expr: &Expr) -> Type {
+        let t = self.check_expr(expr, None);
+        match (op, &t) {
+            (_, Type::Error) => Type::Error,
+            (UnaryOp::Neg, Type::Int | Type::Float | Type::Duration) => t,
+            (UnaryOp::Not, Type::Bool) => Type::Bool,
+            (UnaryOp::Neg, other) => {
+                self.error(Diagnostic::new(Code::BadOperands, expr.span, format!("cannot negate `{other}`")));
+                Type::Error
+            }
+            (UnaryOp::Not, other) => {
+                self.error(
+                    Diagnostic::new(Code::BadOperands, expr.span, format!("`not` needs a `Bool`, found `{other}`"))
+                        .with_help(if other.is_optional() { "compare with null: `x == null`" } else { "compare to get a `Bool`" }),
+                );
+                Type::Error
+            }
+        }
+    }
+
+    fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Type {
+        use BinaryOp::*;
+        if op == Coalesce {
+            let l = self.check_expr(lhs, None);
+            let inner = match &l {
+                Type::Optional(t) => (**t).clone(),
+                Type::Json | Type::Error | Type::Null => l.clone(),
+                other => {
+                    self.error(
+                        Diagnostic::new(Code::NotOptional, lhs.span, format!("`??` on `{other}`, which is never null"))
+                            .with_help("remove `?? ...`"),
+                    );
+                    other.clone()
+                }
+            };
+            let r = self.check_expr(rhs, Some(&inner));
+            return match join(&inner, &r, &self.program.types) {
+                Some(t) if r.is_optional() => t,
+                Some(t) => t.unwrap_optional().clone(),
+                None => {
+                    self.error(Diagnostic::new(
+                        Code::TypeMismatch,
+                        rhs.span,
+                        format!("default of type `{r}` does not fit `{inner}`"),
+                    ));
+                    Type::Error
+                }
+            };
+        }
+        let l = self.check_expr(lhs, None);
+        let r = self.check_expr(rhs, Some(&l));
+        if l.is_error() || r.is_error() {
+            return match op {
+                Eq | Ne | Lt | Le | Gt | Ge | And | Or => Type::Bool,
+                _ => Type::Error,
+            };
+        }
+        let bad = |this: &mut Self, help: Option<&str>| {
+            let mut d = Diagnostic::new(
+                Code::BadOperands,
+                e.span,
+                format!("`{}` cannot be applied to `{l}` and `{r}`", op.symbol()),
+            );
+            if let Some(h) = help {
+                d = d.with_help(h.to_string());
+            }
+            this.error(d);
+            Type::Error
+        };
+        match op {
+            Add | Sub | Mul | Div | Rem => match (&l, &r) {
+                (Type::Int, Type::Int) => Type::Int,
+                (Type::Int | Type::Float, Type::Int | Type::Float) => Type::Float,
+                (Type::Time, Type::Duration) if matches!(op, Add | Sub) => Type::Time,
+                (Type::Time, Type::Time) if op == Sub => Type::Duration,
+                (Type::Duration, Type::Duration) if matches!(op, Add | Sub) => Type::Duration,
+                (Type::Duration, Type::Int) if matches!(op, Mul | Div) => Type::Duration,
+                (a, b) if op == Add && a.is_stringy() && b.is_stringy() => {
+                    bad(self, Some("build strings with interpolation: \"${a}${b}\""))
+                }
+                _ => bad(self, None),
+            },
+            Eq | Ne => {
+                self.literal_comparison(lhs, &l, rhs, &r);
+                let comparable = join(&l, &r, &self.program.types).is_some()
+                    || (l.is_stringy() && r.is_stringy());
+                if comparable {
+                    Type::Bool
+                } else {
+                    bad(self, Some("both sides of `==` must have the same type"));
+                    Type::Bool
+                }
+            }
+            Lt | Le | Gt | Ge => {
+                let ok = (l.is_numeric() && r.is_numeric())
+                    || (l == r && matches!(l, Type::Time | Type::Duration | Type::String))
+                    || (l.is_stringy() && r.is_stringy());
+                if !ok {
+                    bad(self, Some("order comparisons work on numbers, strings, times and durations"));
+                }
+                Type::Bool
+            }
+            And | Or => {
+                if l != Type::Bool || r != Type::Bool {
+                    bad(self, Some("`and` and `or` need `Bool` on both sides"));
+                }
+                Type::Bool
+            }
+            Coalesce => Type::Error,
+        }
+    }
+
+    /// `update.action == "ad"` can never be true when `action` is
+    /// `"add" | "remove"`: say so.
+    fn literal_comparison(&mut self, lhs: &Expr, l: &Type, rhs: &Expr, r: &Type) {
+        for (side, other_type) in [(rhs, l), (lhs, r)] {
+            let Type::Lits(set) = other_type.unwrap_optional() else { continue };
+            let Some(text) = literal_text(side) else { continue };
+            if !set.contains(&text) {
+                let mut d = Diagnostic::new(
+                    Code::BadLiteral,
+                    side.span,
+                    format!("`{text:?}` is not one of {other_type}, so this comparison is never true"),
+                );
+                if let Some(s) = did_you_mean(&text, set.iter().map(String::as_str)) {
+                    d = d.with_help(format!("did you mean `{s:?}`?"));
+                }
+                self.error(d);
+            }
+        }
+    }
+
+    fn cast(&mut self, expr: &Expr, te: &ast::TypeExpr) -> Type {
+        let from = self.check_expr(expr, None);
+        let to = self.resolve_type(te);
+        let ok = matches!(from.unwrap_optional(), Type::Json | Type::Error)
+            || matches!(to, Type::Json | Type::Error)
+            || self.assignable(&from, &to)
+            || (from.is_stringy() && matches!(to, Type::Int | Type::Float | Type::Bool | Type::Time | Type::Url | Type::Lits(_)))
+            || (from.is_numeric() && matches!(to, Type::Int | Type::Float | Type::String))
+            || (from == Type::Bool && to == Type::String);
+        if !ok {
+            self.error(
+                Diagnostic::new(Code::BadCast, te.span, format!("cannot convert `{from}` to `{to}`"))
+                    .with_help("`as` converts `Json` to a type, strings to numbers/booleans/times, and numbers to each other"),
+            );
+        }
+        if from.contains_secret() && !to.contains_secret() {
+            self.secret_leak(expr.span, "`as` cannot turn a secret into a printable value");
+        }
+        to
+    }
+
+    fn if_expr(&mut self, e: &Expr, branches: &[(Expr, Expr)], otherwise: Option<&Expr>, expected: Option<&Type>) -> Type {
+        let mut result: Option<Type> = None;
+        let mut bodies: Vec<&Expr> = Vec::new();
+        for (cond, body) in branches {
+            self.expect(cond, &Type::Bool, "condition");
+            bodies.push(body);
+        }
+        bodies.extend(otherwise);
+        for body in bodies {
+            let t = self.check_expr(body, expected);
+            result = Some(self.join_branch(result, t, body));
+        }
+        let t = result.unwrap_or(Type::Error);
+        if otherwise.is_none() {
+            let _ = e;
+            Type::optional(t)
+        } else {
+            t
+        }
+    }
+
+    fn join_branch(&mut self, acc: Option<Type>, t: Type, body: &Expr) -> Type {
+        match acc {
+            None => t,
+            Some(prev) => match join(&prev, &t, &self.program.types) {
+                Some(j) => j,
+                None => {
+                    self.error(
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            body.span,
+                            format!("branches have different types: `{prev}` and `{t}`"),
+                        )
+                        .with_help("every branch must produce the same type"),
+                    );
+                    Type::Error
+                }
+            },
+        }
+    }
+
+    fn match_expr(&mut self, e: &Expr, scrutinee: &Expr, arms: &[ast::ExprArm], expected: Option<&Type>) -> Type {
+        let st = self.check_expr(scrutinee, None);
+        let pats: Vec<(&[ast::Pattern], ast::Span)> = arms.iter().map(|a| (a.patterns.as_slice(), a.span)).collect();
+        self.check_match_patterns(&st, &pats, e.span);
+        let mut result = None;
+        for arm in arms {
+            let t = self.check_expr(&arm.body, expected);
+            result = Some(self.join_branch(result, t, &arm.body));
+        }
+        result.unwrap_or(Type::Error)
+    }
+
+    /// Pattern types, unreachable arms and exhaustiveness, shared by match
+    /// statements and expressions.
+    pub(super) fn check_match_patterns(&mut self, st: &Type, arms: &[(&[ast::Pattern], ast::Span)], match_span: ast::Span) {
+        use ast::PatternKind as P;
+        let mut covered: BTreeSet<String> = BTreeSet::new();
+        let mut wildcard = false;
+        for (patterns, _) in arms {
+            for p in *patterns {
+                if wildcard {
+                    self.error(
+                        Diagnostic::new(Code::UnreachableArm, p.span, "unreachable pattern: `_` above already matches everything")
+                            .with_help("move the `_ =>` arm last"),
+                    );
+                    continue;
+                }
+                let key = match &p.kind {
+                    P::Wildcard => {
+                        wildcard = true;
+                        continue;
+                    }
+                    P::Str(s) => format!("{s:?}"),
+                    P::Int(i) => i.to_string(),
+                    P::Float(f) => f.to_string(),
+                    P::Bool(b) => b.to_string(),
+                    P::Null => "null".to_string(),
+                };
+                self.check_pattern_type(st, p);
+                if !covered.insert(key.clone()) {
+                    self.error(
+                        Diagnostic::new(Code::UnreachableArm, p.span, format!("unreachable pattern: {key} is already matched above"))
+                            .with_help("remove this pattern"),
+                    );
+                }
+            }
+        }
+        if wildcard || st.is_error() {
+            return;
+        }
+        let Some(domain) = finite_domain(st) else {
+            self.error(
+                Diagnostic::new(Code::NonExhaustiveMatch, match_span, format!("match on `{st}` does not cover every value"))
+                    .with_label("not exhaustive")
+                    .with_help("add a `_ =>` arm"),
+            );
+            return;
+        };
+        let missing: Vec<String> = domain.into_iter().filter(|d| !covered.contains(d)).collect();
+        if !missing.is_empty() {
+            self.error(
+                Diagnostic::new(
+                    Code::NonExhaustiveMatch,
+                    match_span,
+                    format!("match does not cover {}", missing.join(", ")),
+                )
+                .with_label(format!("missing {}", missing.join(", ")))
+                .with_help(format!("add {} or a `_ =>` arm", missing.iter().map(|m| format!("a `{m} =>` arm")).collect::<Vec<_>>().join(", "))),
+            );
+        }
+    }
+
+    fn check_pattern_type(&mut self, st: &Type, p: &ast::Pattern) {
+        use ast::PatternKind as P;
+        let inner = st.unwrap_optional();
+        let fits = match (&p.kind, inner) {
+            (_, Type::Json | Type::Error) => true,
+            (P::Null, _) => st.is_optional(),
+            (P::Str(s), Type::Lits(set)) => {
+                if !set.contains(s) {
+                    let mut d = Diagnostic::new(Code::BadLiteral, p.span, format!("{s:?} is not one of {inner}"));
+                    if let Some(m) = did_you_mean(s, set.iter().map(String::as_str)) {
+                        d = d.with_help(format!("did you mean {m:?}?"));
+                    }
+                    self.error(d);
+                }
+                return;
+            }
+            (P::Str(_), t) => t.is_stringy(),
+            (P::Int(_), t) => t.is_numeric(),
+            (P::Float(_), Type::Float) => true,
+            (P::Bool(_), Type::Bool) => true,
+            _ => false,
+        };
+        if !fits {
+            self.error(Diagnostic::new(
+                Code::TypeMismatch,
+                p.span,
+                format!("this pattern cannot match a value of type `{st}`"),
+            ));
+        }
+    }
+}
+
+/// The values of a type with finitely many, as pattern keys.
+fn finite_domain(t: &Type) -> Option<Vec<String>> {
+    match t {
+        Type::Lits(set) => Some(set.iter().map(|s| format!("{s:?}")).collect()),
+        Type::Bool => Some(vec!["true".into(), "false".into()]),
+        Type::Null => Some(vec!["null".into()]),
+        Type::Optional(inner) => {
+            let mut d = finite_domain(inner)?;
+            d.push("null".into());
+            Some(d)
+        }
+        _ => None,
+    }
+}
+
+/// The text of a plain string literal expression.
+fn literal_text(e: &Expr) -> Option<String> {
+    let ExprKind::Str(parts) = &e.kind else { return None };
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            StrPart::Lit(s) => out.push_str(s),
+            StrPart::Interp(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A short description of an expression for labels.
+fn describe(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Name(n) => n.name.clone(),
+        ExprKind::Field { target, name, .. } => format!("{}.{}", describe(target), name),
+        _ => "this value".to_string(),
+    }
+}
+
+/// Replaces the type parameter in a stdlib result type.
+fn substitute(t: &Type, arg: &Type) -> Type {
+    match t {
+        Type::Param(_) => arg.clone(),
+        Type::List(i) => Type::list(substitute(i, arg)),
+        Type::Optional(i) => Type::optional(substitute(i, arg)),
+        Type::Map(i) => Type::map(substitute(i, arg)),
+        Type::Response(i) => Type::Response(Box::new(substitute(i, arg))),
+        other => other.clone(),
+    }
+}
+
+/// Would converting `from` to `to` put a secret where it can be printed?
+fn leaks(from: &Type, to: &Type) -> bool {
+    match (from, to) {
+        (_, Type::Secret) | (Type::Error, _) => false,
+        (a, Type::Optional(b)) if !a.is_optional() => leaks(a, b),
+        (Type::Secret, _) => true,
+        (Type::Optional(a), Type::Optional(b))
+        | (Type::List(a), Type::List(b))
+        | (Type::Map(a), Type::Map(b)) => leaks(a, b),
+        (Type::Optional(a), b) => leaks(a, b),
+        (f, Type::Json) => f.contains_secret(),
+        _ => false,
+    }
+}
+
+fn conversion_help(actual: &Type, expected: &Type) -> Option<String> {
+    match (actual.unwrap_optional(), expected) {
+        (Type::Json, _) => Some(format!("convert it: `... as {expected}`")),
+        (Type::Secret, Type::String | Type::Url) => {
+            Some("a `Secret` is not a `String`; `reveal(x)` makes it one explicitly".into())
+        }
+        (_, e) if actual.is_optional() && !e.is_optional() => {
+            Some("the value may be null: give a default with `?? ...`".into())
+        }
+        (Type::Float, Type::Int) => Some("convert it: `... as Int`".into()),
+        (Type::Int | Type::Float | Type::Bool, Type::String) => {
+            Some("make a string with interpolation: \"${x}\"".into())
+        }
+        _ => None,
+    }
+}

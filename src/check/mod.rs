@@ -1,0 +1,246 @@
+//! The checker: name resolution, type checking and the rules of the
+//! language (LANGUAGE.md §3–§10) over a parsed [`ast::File`].
+//!
+//! It never stops at the first mistake: every phase records diagnostics and
+//! goes on with [`Type::Error`] in place of what it could not work out, so a
+//! file's mistakes are all reported in one run and none twice.
+//!
+//! Phases, in order: config entries (`decls`), type declarations (`decls`),
+//! flows' triggers (`trigger`, so that `dispatch` and `endpoint` can look at
+//! any flow), flow bodies (`stmt`, `expr`), test blocks (`testblock`), then
+//! the unused-name warnings.
+
+mod decls;
+mod expr;
+mod resolve;
+mod scope;
+pub mod stdlib;
+mod stmt;
+mod suggest;
+mod testblock;
+mod trigger;
+pub mod types;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::{self, Span};
+
+pub use resolve::TypeNames;
+pub use stdlib::Stdlib;
+pub use trigger::{Route, TriggerInfo};
+pub use types::{Type, TypeTable};
+
+use scope::Scopes;
+
+/// What the checker learned about a program, for code generation.
+#[derive(Debug, Default)]
+pub struct Program {
+    /// Declared record types with resolved fields.
+    pub types: TypeTable,
+    /// Resolved aliases (`type Action = "add" | "remove"`).
+    pub aliases: BTreeMap<String, Type>,
+    /// Config entries in declaration order.
+    pub config: Vec<ConfigInfo>,
+    /// Each flow's trigger, by flow name.
+    pub flows: BTreeMap<String, TriggerInfo>,
+    /// The inferred type of every checked expression, by its span.
+    pub expr_types: HashMap<Span, Type>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigInfo {
+    pub name: String,
+    pub ty: Type,
+    pub span: Span,
+}
+
+/// The result of checking: all diagnostics (errors and warnings, in source
+/// order) and what was learned.
+#[derive(Debug)]
+pub struct Checked {
+    pub diagnostics: Vec<Diagnostic>,
+    pub program: Program,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Checks a parsed file against the embedded stdlib.
+pub fn check(file: &ast::File) -> Checked {
+    let mut checker = Checker::new(file, Stdlib::get());
+    checker.run();
+    let mut diagnostics = checker.diags;
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    Checked {
+        diagnostics,
+        program: checker.program,
+    }
+}
+
+/// Parses and checks source text: the whole front end.
+pub fn check_source(source: &str) -> Checked {
+    match crate::syntax::parse_file(source) {
+        Ok(file) => check(&file),
+        Err(diagnostics) => Checked {
+            diagnostics,
+            program: Program::default(),
+        },
+    }
+}
+
+pub(crate) struct Checker<'a> {
+    file: &'a ast::File,
+    std: &'static Stdlib,
+    diags: Vec<Diagnostic>,
+    names: TypeNames,
+    program: Program,
+    /// Config entries by name: (type, span, used).
+    config: BTreeMap<String, (Type, Span, bool)>,
+    scopes: Scopes,
+    flow: Option<FlowCtx>,
+}
+
+/// What the checker knows about the flow whose body it is in.
+#[derive(Debug, Clone)]
+struct FlowCtx {
+    is_sync: bool,
+    trigger_type: Type,
+    in_on_failure: bool,
+    loop_depth: usize,
+    /// Step names already used in this flow (journal identities).
+    steps: BTreeMap<String, Span>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(file: &'a ast::File, std: &'static Stdlib) -> Self {
+        Checker {
+            file,
+            std,
+            diags: Vec::new(),
+            names: TypeNames::default(),
+            program: Program::default(),
+            config: BTreeMap::new(),
+            scopes: Scopes::default(),
+            flow: None,
+        }
+    }
+
+    fn run(&mut self) {
+        self.collect_types();
+        self.collect_config();
+        self.collect_flows();
+        for item in &self.file.items {
+            if let ast::Item::Flow(flow) = item {
+                self.check_flow(flow);
+            }
+        }
+        self.check_tests();
+        self.warn_unused_config();
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn resolve_type(&mut self, te: &ast::TypeExpr) -> Type {
+        resolve::resolve_type(te, &self.names, &mut self.diags)
+    }
+
+    fn assignable(&self, from: &Type, to: &Type) -> bool {
+        types::assignable(from, to, &self.program.types)
+    }
+
+    /// Fields of a record-like type (named or inline), if it has fields.
+    fn record_fields(&self, ty: &Type) -> Option<std::sync::Arc<types::Record>> {
+        match ty {
+            Type::Record(r) => Some(r.clone()),
+            Type::Named(n) => self.program.types.get(&**n).cloned(),
+            _ => None,
+        }
+    }
+
+    fn check_flow(&mut self, flow: &ast::FlowDecl) {
+        let info = self.program.flows.get(&flow.name.name).cloned();
+        let (is_sync, trigger_type) = match &info {
+            Some(t) => (t.is_sync(), t.value_type.clone()),
+            None => (false, Type::Error),
+        };
+        self.flow = Some(FlowCtx {
+            is_sync,
+            trigger_type,
+            in_on_failure: false,
+            loop_depth: 0,
+            steps: BTreeMap::new(),
+        });
+        self.scopes.push();
+        let ending = self.check_block(&flow.body);
+        if is_sync && ending == stmt::Ending::Continues {
+            let end = Span::new(flow.body.span.end, flow.body.span.end);
+            let span = flow.body.stmts.last().map_or(end, |s| s.span);
+            self.error(
+                Diagnostic::new(
+                    Code::MissingRespond,
+                    span,
+                    format!("sync flow `{}` can end without `respond`", flow.name),
+                )
+                .with_label("a run can reach the end of the flow after this")
+                .with_secondary(flow.name.span, "this flow is triggered by a sync request")
+                .with_help("end every path with `respond STATUS, BODY` (or `fail`/`skip`)"),
+            );
+        }
+        self.pop_scope_warn_unused();
+        if let Some(block) = &flow.on_failure {
+            if let Some(ctx) = self.flow.as_mut() {
+                ctx.in_on_failure = true;
+            }
+            self.scopes.push();
+            self.check_block(block);
+            self.pop_scope_warn_unused();
+        }
+        self.flow = None;
+    }
+
+    /// Leaves a scope, warning about `let` bindings nobody read.
+    fn pop_scope_warn_unused(&mut self) {
+        for b in self.scopes.pop() {
+            if b.kind == scope::BindingKind::Let && !b.used && !b.name.starts_with('_') {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::UnusedLet,
+                        b.span,
+                        format!("`{}` is never used", b.name),
+                    )
+                    .with_help(format!(
+                        "remove the `let`, or name it `_{}` to keep it",
+                        b.name
+                    )),
+                );
+            }
+        }
+    }
+
+    fn warn_unused_config(&mut self) {
+        // Entries the runtime reads by itself, not only through `config.x`.
+        const IMPLICIT: &[&str] = &["public_url", "smtp_url"];
+        let unused: Vec<(String, Span)> = self
+            .config
+            .iter()
+            .filter(|(name, (_, _, used))| !used && !IMPLICIT.contains(&name.as_str()))
+            .map(|(name, (_, span, _))| (name.clone(), *span))
+            .collect();
+        for (name, span) in unused {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::UnusedConfig,
+                    span,
+                    format!("config entry `{name}` is never used"),
+                )
+                .with_help("remove it, or use it as `config.".to_string() + &name + "`"),
+            );
+        }
+    }
+}

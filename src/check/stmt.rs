@@ -1,0 +1,318 @@
+//! Statements (LANGUAGE.md §6): bindings, steps and the effect rule,
+//! control flow, `respond` placement, and where a run ends.
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::{self, ExprKind, Span, StmtKind};
+
+use super::scope::BindingKind;
+use super::types::Type;
+use super::Checker;
+
+/// Whether control can continue after a statement or block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The next statement runs.
+    Continues,
+    /// The run ends here on every path (`respond`, `skip`, `fail`).
+    Ends,
+}
+
+impl Checker<'_> {
+    pub(super) fn check_block(&mut self, block: &ast::Block) -> Ending {
+        let mut ending = Ending::Continues;
+        let mut reported_dead = false;
+        for stmt in &block.stmts {
+            if ending == Ending::Ends && !reported_dead {
+                reported_dead = true;
+                self.error(
+                    Diagnostic::new(Code::CodeAfterEnd, stmt.span, "this statement never runs")
+                        .with_label("unreachable")
+                        .with_help("the run has already ended (`respond`, `skip` or `fail` above); remove it or move it up"),
+                );
+            }
+            let e = self.check_stmt(stmt);
+            if e == Ending::Ends {
+                ending = Ending::Ends;
+            }
+        }
+        ending
+    }
+
+    fn scoped_block(&mut self, block: &ast::Block) -> Ending {
+        self.scopes.push();
+        let e = self.check_block(block);
+        self.pop_scope_warn_unused();
+        e
+    }
+
+    fn check_stmt(&mut self, stmt: &ast::Stmt) -> Ending {
+        match &stmt.kind {
+            StmtKind::Let { name, value } => {
+                let t = self.check_expr(value, None);
+                let t = if t == Type::Null {
+                    self.error(
+                        Diagnostic::new(Code::EmptyCollection, value.span, "the type of `null` alone cannot be inferred")
+                            .with_help("bind a value, or use `x ?? default` where it is read"),
+                    );
+                    Type::Error
+                } else {
+                    t
+                };
+                self.bind_checked(name, t, BindingKind::Let);
+                Ending::Continues
+            }
+            StmtKind::Step(step) => {
+                self.check_step(step);
+                Ending::Continues
+            }
+            StmtKind::If {
+                branches,
+                otherwise,
+            } => {
+                let mut all_end = true;
+                for (cond, block) in branches {
+                    self.expect(cond, &Type::Bool, "condition");
+                    all_end &= self.scoped_block(block) == Ending::Ends;
+                }
+                match otherwise {
+                    Some(block) => all_end &= self.scoped_block(block) == Ending::Ends,
+                    None => all_end = false,
+                }
+                if all_end {
+                    Ending::Ends
+                } else {
+                    Ending::Continues
+                }
+            }
+            StmtKind::Match { scrutinee, arms } => {
+                let st = self.check_expr(scrutinee, None);
+                let pats: Vec<(&[ast::Pattern], Span)> =
+                    arms.iter().map(|a| (a.patterns.as_slice(), a.span)).collect();
+                let before = self.diags.len();
+                self.check_match_patterns(&st, &pats, stmt.span);
+                let exhaustive = !self.diags[before..]
+                    .iter()
+                    .any(|d| d.code == Code::NonExhaustiveMatch);
+                let mut all_end = exhaustive && !arms.is_empty();
+                for arm in arms {
+                    all_end &= self.scoped_block(&arm.body) == Ending::Ends;
+                }
+                if all_end {
+                    Ending::Ends
+                } else {
+                    Ending::Continues
+                }
+            }
+            StmtKind::For {
+                var,
+                iter,
+                parallel,
+                body,
+            } => {
+                let t = self.check_expr(iter, None);
+                let elem = match t {
+                    Type::List(e) => *e,
+                    Type::Error => Type::Error,
+                    Type::Json => {
+                        self.error(
+                            Diagnostic::new(Code::NotAList, iter.span, "cannot loop over `Json` without knowing its type")
+                                .with_help("convert it first: `for x in value as [Item] { ... }`"),
+                        );
+                        Type::Error
+                    }
+                    other => {
+                        let mut d = Diagnostic::new(Code::NotAList, iter.span, format!("cannot loop over `{other}`"))
+                            .with_label("not a list");
+                        if let Type::Optional(inner) = &other {
+                            if matches!(**inner, Type::List(_)) {
+                                d = d.with_help("the list may be null: loop over `xs ?? []`");
+                            }
+                        }
+                        self.error(d);
+                        Type::Error
+                    }
+                };
+                if let Some(p) = parallel {
+                    self.expect(p, &Type::Int, "`parallel`");
+                    if let ExprKind::Int(n) = p.kind {
+                        if n < 1 {
+                            self.error(Diagnostic::new(
+                                Code::BadStepOption,
+                                p.span,
+                                "`parallel` needs at least 1",
+                            ));
+                        }
+                    }
+                }
+                self.scopes.push();
+                self.bind_checked(var, elem, BindingKind::LoopVar);
+                if let Some(f) = self.flow.as_mut() {
+                    f.loop_depth += 1;
+                }
+                self.check_block(body);
+                if let Some(f) = self.flow.as_mut() {
+                    f.loop_depth -= 1;
+                }
+                self.pop_scope_warn_unused();
+                Ending::Continues
+            }
+            StmtKind::Dispatch { flow, arg } => {
+                self.check_dispatch(flow, arg);
+                Ending::Continues
+            }
+            StmtKind::Skip(reason) | StmtKind::Fail(reason) => {
+                self.expect(reason, &Type::String, "reason");
+                Ending::Ends
+            }
+            StmtKind::Respond {
+                status,
+                body,
+                headers,
+            } => {
+                self.check_respond(stmt.span, status, body.as_ref(), headers.as_ref());
+                Ending::Ends
+            }
+            StmtKind::Expr(e) => {
+                let before = self.diags.len();
+                self.check_expr(e, None);
+                let effect_reported = self.diags[before..]
+                    .iter()
+                    .any(|d| d.code == Code::EffectOutsideStep);
+                if !effect_reported && self.diags.len() == before {
+                    self.error(
+                        Diagnostic::new(Code::UselessExpression, e.span, "this expression's value is not used")
+                            .with_help("bind it with `let name = ...`, or remove it"),
+                    );
+                }
+                Ending::Continues
+            }
+        }
+    }
+
+    fn check_step(&mut self, step: &ast::StepStmt) {
+        let t = if is_stdlib_call(&step.call) {
+            self.call(&step.call, true)
+        } else {
+            self.check_expr(&step.call, None);
+            self.error(
+                Diagnostic::new(Code::StepNotCall, step.call.span, "a step must call a stdlib function")
+                    .with_label("not a stdlib call")
+                    .with_help("use `let` for computations; steps are for calls such as `http.post(...)`"),
+            );
+            Type::Error
+        };
+        if let Some(retry) = &step.retry {
+            self.expect(retry, &Type::Int, "`retry`");
+            if let ExprKind::Int(n) = retry.kind {
+                if !(0..=100).contains(&n) {
+                    self.error(
+                        Diagnostic::new(Code::BadStepOption, retry.span, "`retry` must be between 0 and 100")
+                            .with_help("retries back off exponentially; a few are usually enough"),
+                    );
+                }
+            }
+        }
+        if let Some((min, max)) = &step.backoff {
+            if min.millis > max.millis || min.millis == 0 {
+                self.error(
+                    Diagnostic::new(
+                        Code::BadStepOption,
+                        min.span.to(max.span),
+                        "`backoff MIN..MAX` needs 0 < MIN <= MAX",
+                    )
+                    .with_help("e.g. `backoff 1s..2m`"),
+                );
+            }
+        }
+        if let Some(timeout) = &step.timeout {
+            if timeout.millis == 0 {
+                self.error(Diagnostic::new(Code::BadStepOption, timeout.span, "a step timeout must be longer than zero"));
+            }
+        }
+        let prev = self
+            .flow
+            .as_ref()
+            .and_then(|f| f.steps.get(&step.name.name).copied());
+        if let Some(prev) = prev {
+            self.error(
+                Diagnostic::new(
+                    Code::DuplicateBinding,
+                    step.name.span,
+                    format!("step `{}` is already defined in this flow", step.name),
+                )
+                .with_label("defined again here")
+                .with_secondary(prev, "first defined here")
+                .with_help("each step of a flow needs its own name: the journal records results by step name"),
+            );
+            self.scopes.bind(&step.name.name, t, step.name.span, BindingKind::Step);
+            return;
+        }
+        if let Some(f) = self.flow.as_mut() {
+            f.steps.insert(step.name.name.clone(), step.name.span);
+        }
+        self.bind_checked(&step.name, t, BindingKind::Step);
+    }
+
+    fn check_dispatch(&mut self, flow: &ast::Ident, arg: &ast::Expr) {
+        let Some(info) = self.program.flows.get(&flow.name).cloned() else {
+            self.check_expr(arg, None);
+            self.unknown_flow(flow);
+            return;
+        };
+        let Some(input) = info.dispatch_input else {
+            self.check_expr(arg, None);
+            if !info.kind.is_empty() {
+                self.error(
+                    Diagnostic::new(
+                        Code::NotDispatchTarget,
+                        flow.span,
+                        format!("flow `{flow}` has a {} trigger, so it cannot be dispatched to", info.kind),
+                    )
+                    .with_help(format!("give it `trigger dispatch (input: Type)` to make it a dispatch target")),
+                );
+            }
+            return;
+        };
+        self.expect(arg, &input, &format!("input of `{flow}`"));
+    }
+
+    fn check_respond(&mut self, span: Span, status: &ast::Expr, body: Option<&ast::Expr>, headers: Option<&ast::Expr>) {
+        let (is_sync, in_loop, in_failure) = self
+            .flow
+            .as_ref()
+            .map_or((false, false, false), |f| (f.is_sync, f.loop_depth > 0, f.in_on_failure));
+        if !is_sync || in_failure {
+            self.error(
+                Diagnostic::new(Code::RespondOutsideSync, span, "`respond` is only allowed in sync flows")
+                    .with_help("webhooks are answered `202` when the event is stored; use `trigger sync METHOD \"/path\"` for a caller that waits"),
+            );
+        } else if in_loop {
+            self.error(
+                Diagnostic::new(Code::CodeAfterEnd, span, "`respond` inside a loop would answer more than once")
+                    .with_help("collect results in the loop, then `respond` after it"),
+            );
+        }
+        self.expect(status, &Type::Int, "status");
+        if let ExprKind::Int(n) = status.kind {
+            if !(100..=599).contains(&n) {
+                self.error(
+                    Diagnostic::new(Code::BadLiteral, status.span, format!("{n} is not an HTTP status"))
+                        .with_help("use a status between 100 and 599"),
+                );
+            }
+        }
+        if let Some(b) = body {
+            self.expect(b, &Type::Json, "response body");
+        }
+        if let Some(h) = headers {
+            self.expect(h, &Type::map(Type::String), "response headers");
+        }
+    }
+}
+
+/// `module.function(...)`: the shape a step's call must have.
+fn is_stdlib_call(e: &ast::Expr) -> bool {
+    matches!(&e.kind, ExprKind::Call { callee, .. }
+        if matches!(&callee.kind, ExprKind::Field { target, optional: false, .. }
+            if matches!(target.kind, ExprKind::Name(_))))
+}

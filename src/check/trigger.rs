@@ -1,0 +1,546 @@
+//! Trigger rules (LANGUAGE.md §5): one trigger per flow, HTTP methods and
+//! route paths, cron expressions and time zones, durations, options per
+//! kind, and the type of the `trigger` value each kind hands its flow.
+
+use std::str::FromStr;
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::syntax::ast::{self, ArgValue, ExprKind, Span, TriggerKind};
+
+use super::suggest::did_you_mean;
+use super::types::Type;
+use super::Checker;
+
+pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+pub const BROKERS: &[&str] = &["nats", "amqp", "mqtt", "redis", "kafka"];
+
+/// What a flow's trigger means to the rest of the program.
+#[derive(Debug, Clone)]
+pub struct TriggerInfo {
+    /// `webhook`, `sync`, `schedule`, ... (empty when the flow has none).
+    pub kind: &'static str,
+    pub route: Option<Route>,
+    /// The type of `trigger` inside the flow.
+    pub value_type: Type,
+    /// For dispatch flows: the input's type.
+    pub dispatch_input: Option<Type>,
+    /// The type of the body (webhook, sync, subscribe), `Json` by default.
+    pub body_type: Option<Type>,
+}
+
+impl TriggerInfo {
+    pub fn is_sync(&self) -> bool {
+        self.kind == "sync"
+    }
+
+    fn none() -> TriggerInfo {
+        TriggerInfo {
+            kind: "",
+            route: None,
+            value_type: Type::Error,
+            dispatch_input: None,
+            body_type: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub params: Vec<String>,
+    pub span: Span,
+}
+
+impl Route {
+    /// Paths that match the same requests: `{id}` and `{key}` are the same.
+    pub fn same_path(&self, other: &Route) -> bool {
+        shape(&self.path) == shape(&other.path)
+    }
+}
+
+fn shape(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+        .collect()
+}
+
+impl Checker<'_> {
+    pub(super) fn flow_trigger(&mut self, flow: &ast::FlowDecl) -> TriggerInfo {
+        let Some(trigger) = flow.triggers.first() else {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingTrigger,
+                    flow.name.span,
+                    format!("flow `{}` has no trigger", flow.name),
+                )
+                .with_help("start the flow with a trigger, e.g. `trigger webhook POST \"/events\"`"),
+            );
+            return TriggerInfo::none();
+        };
+        for extra in flow.triggers.iter().skip(1) {
+            self.error(
+                Diagnostic::new(
+                    Code::MultipleTriggers,
+                    extra.span,
+                    format!("flow `{}` has more than one trigger", flow.name),
+                )
+                .with_label("second trigger")
+                .with_secondary(trigger.span, "first trigger")
+                .with_help("give each trigger its own flow; flows can share work with `dispatch`"),
+            );
+        }
+        self.trigger_info(trigger)
+    }
+
+    fn trigger_info(&mut self, trigger: &ast::Trigger) -> TriggerInfo {
+        let kind = trigger.kind.keyword();
+        let allowed: &[&str] = match &trigger.kind {
+            TriggerKind::Webhook { .. } => &["body", "verify", "dedupe", "max_body"],
+            TriggerKind::Sync { .. } => &["body", "fallback"],
+            TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
+            TriggerKind::Files { .. } => &["batch", "after", "auth", "done_marker"],
+            TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
+            TriggerKind::Deploy | TriggerKind::Dispatch { .. } => &[],
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for opt in &trigger.options {
+            let name = opt.name.name.as_str();
+            if !allowed.contains(&name) {
+                let mut d = Diagnostic::new(
+                    Code::UnknownTriggerOption,
+                    opt.name.span,
+                    format!("`{name}` is not an option of a {kind} trigger"),
+                );
+                d = match did_you_mean(name, allowed.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None if allowed.is_empty() => {
+                        d.with_help(format!("a {kind} trigger takes no options"))
+                    }
+                    None => d.with_help(format!("options of a {kind} trigger: {}", allowed.join(", "))),
+                };
+                self.error(d);
+            } else if seen.contains(&name) {
+                self.error(
+                    Diagnostic::new(
+                        Code::DuplicateArgument,
+                        opt.name.span,
+                        format!("option `{name}` is given twice"),
+                    )
+                    .with_help("keep one of them"),
+                );
+            } else {
+                seen.push(name);
+            }
+        }
+        let body_type = self.body_option(trigger);
+        let mut info = TriggerInfo {
+            kind,
+            route: None,
+            value_type: Type::Error,
+            dispatch_input: None,
+            body_type: None,
+        };
+        let string_map = || Type::map(Type::String);
+        match &trigger.kind {
+            TriggerKind::Webhook { method, path } | TriggerKind::Sync { method, path, .. } => {
+                let route = self.route(method, path);
+                let params = Type::record(
+                    route
+                        .params
+                        .iter()
+                        .map(|p| (p.clone(), Type::String))
+                        .collect(),
+                );
+                let body = body_type.unwrap_or(Type::Json);
+                let mut fields = vec![
+                    ("body".to_string(), body.clone()),
+                    ("headers".to_string(), string_map()),
+                    ("query".to_string(), string_map()),
+                    ("params".to_string(), params),
+                ];
+                if let TriggerKind::Sync { timeout, .. } = &trigger.kind {
+                    if let Some(t) = timeout {
+                        self.positive_duration(t, "a sync timeout");
+                    }
+                } else {
+                    fields.push(("received_at".to_string(), Type::Time));
+                }
+                info.value_type = Type::record(fields);
+                info.body_type = Some(body);
+                info.route = Some(route);
+                self.webhook_options(trigger, &info.value_type);
+            }
+            TriggerKind::Cron { expr, tz } => {
+                self.cron(expr);
+                if let Some(tz) = tz {
+                    if chrono_tz::Tz::from_str(&tz.value).is_err() {
+                        let zones = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name());
+                        let mut d = Diagnostic::new(
+                            Code::BadTimeZone,
+                            tz.span,
+                            format!("unknown time zone `{}`", tz.value),
+                        );
+                        d = match did_you_mean(&tz.value, zones) {
+                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                            None => d.with_help("use an IANA name such as `Europe/Berlin` or `UTC`"),
+                        };
+                        self.error(d);
+                    }
+                }
+                info.value_type = schedule_type();
+            }
+            TriggerKind::Every { period } => {
+                self.positive_duration(period, "a schedule period");
+                info.value_type = schedule_type();
+            }
+            TriggerKind::Files { every, .. } => {
+                self.positive_duration(every, "a scan period");
+                let batch = trigger.options.iter().any(|o| {
+                    o.name.name == "batch"
+                        && matches!(&o.value, ArgValue::Expr(e) if e.kind == ExprKind::Bool(true))
+                });
+                info.value_type = if batch {
+                    Type::record(vec![("files".into(), Type::list(Type::File))])
+                } else {
+                    Type::record(vec![("file".into(), Type::File)])
+                };
+            }
+            TriggerKind::Subscribe { broker, .. } => {
+                if !BROKERS.contains(&broker.name.as_str()) {
+                    let mut d = Diagnostic::new(
+                        Code::BadBroker,
+                        broker.span,
+                        format!("unknown broker `{}`", broker.name),
+                    );
+                    d = match did_you_mean(&broker.name, BROKERS.iter().copied()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!("brokers: {}", BROKERS.join(", "))),
+                    };
+                    self.error(d);
+                }
+                if !trigger.options.iter().any(|o| o.name.name == "url") {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MissingTriggerOption,
+                            trigger.span,
+                            "a subscribe trigger needs the option `url:`",
+                        )
+                        .with_help("add `{ url: config.broker_url }` and a config entry for it"),
+                    );
+                }
+                let body = body_type.unwrap_or(Type::Json);
+                info.body_type = Some(body.clone());
+                info.value_type = Type::record(vec![
+                    ("body".into(), body),
+                    ("subject".into(), Type::String),
+                    ("headers".into(), string_map()),
+                ]);
+            }
+            TriggerKind::Deploy => {
+                info.value_type = Type::record(vec![
+                    ("version".into(), Type::String),
+                    ("endpoints".into(), Type::map(Type::Url)),
+                ]);
+            }
+            TriggerKind::Dispatch { param, ty } => {
+                let input = self.resolve_type(ty);
+                info.value_type = Type::record(vec![(param.name.clone(), input.clone())]);
+                info.dispatch_input = Some(input);
+            }
+        }
+        self.simple_options(trigger);
+        info
+    }
+
+    /// The `body:` option's type, if given.
+    fn body_option(&mut self, trigger: &ast::Trigger) -> Option<Type> {
+        let opt = trigger.options.iter().find(|o| o.name.name == "body")?;
+        match &opt.value {
+            ArgValue::Type(te) => Some(self.resolve_type(te)),
+            ArgValue::Expr(e) => {
+                self.error(
+                    Diagnostic::new(Code::BadTriggerOption, e.span, "`body:` takes a type")
+                        .with_help("write a type, e.g. `body: OrderEvent` or `body: [Update]`"),
+                );
+                Some(Type::Error)
+            }
+        }
+    }
+
+    fn option_expr<'t>(&mut self, opt: &'t ast::OptionEntry) -> Option<&'t ast::Expr> {
+        match &opt.value {
+            ArgValue::Expr(e) => Some(e),
+            ArgValue::Type(te) => {
+                self.error(Diagnostic::new(
+                    Code::BadTriggerOption,
+                    te.span,
+                    format!("`{}:` takes a value, not a type", opt.name),
+                ));
+                None
+            }
+        }
+    }
+
+    /// Options whose values are constants of a fixed type.
+    fn simple_options(&mut self, trigger: &ast::Trigger) {
+        for opt in &trigger.options {
+            let expected = match opt.name.name.as_str() {
+                "catch_up" | "batch" => Type::Bool,
+                "max_body" => Type::Int,
+                "group" | "durable" | "done_marker" => Type::String,
+                "url" => Type::Secret,
+                "auth" => Type::Secret,
+                "after" => {
+                    if let Some(e) = self.option_expr(opt) {
+                        let is_delete = matches!(&e.kind, ExprKind::Name(n) if n.name == "delete");
+                        if !is_delete {
+                            self.option_value(e, &Type::String, "`after:` takes a folder or `delete`");
+                        }
+                    }
+                    continue;
+                }
+                "fallback" => {
+                    if let Some(e) = self.option_expr(opt) {
+                        let is_async = matches!(&e.kind, ExprKind::Name(n) if n.name == "async");
+                        if !is_async {
+                            self.error(
+                                Diagnostic::new(Code::BadTriggerOption, e.span, "`fallback:` must be `async`")
+                                    .with_help("write `fallback: async` to answer 202 and call back when done"),
+                            );
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if let Some(e) = self.option_expr(opt) {
+                self.option_value(e, &expected, "");
+                if opt.name.name == "max_body" {
+                    if let ExprKind::Int(n) = e.kind {
+                        if n <= 0 {
+                            self.error(Diagnostic::new(
+                                Code::BadTriggerOption,
+                                e.span,
+                                "`max_body` must be a positive number of bytes",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks an option value (config references allowed) against a type.
+    fn option_value(&mut self, e: &ast::Expr, expected: &Type, help: &str) {
+        let before = self.diags.len();
+        let actual = self.infer_const(e, expected);
+        if self.diags.len() == before && !self.assignable(&actual, expected) {
+            let mut d = Diagnostic::new(
+                Code::BadTriggerOption,
+                e.span,
+                format!("expected `{expected}`, found `{actual}`"),
+            );
+            if !help.is_empty() {
+                d = d.with_help(help.to_string());
+            }
+            self.error(d);
+        }
+    }
+
+    /// `verify:` and `dedupe:` of webhooks.
+    fn webhook_options(&mut self, trigger: &ast::Trigger, trigger_type: &Type) {
+        for opt in &trigger.options {
+            match opt.name.name.as_str() {
+                "verify" => {
+                    if let Some(e) = self.option_expr(opt) {
+                        self.verify_option(e);
+                    }
+                }
+                "dedupe" => {
+                    if let Some(e) = self.option_expr(opt) {
+                        self.dedupe_option(e, trigger_type);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn verify_option(&mut self, e: &ast::Expr) {
+        let help = "write `verify: hmac_sha256(header: \"X-Signature\", secret: config.webhook_secret)`";
+        let ExprKind::Call { callee, args } = &e.kind else {
+            self.error(Diagnostic::new(Code::BadTriggerOption, e.span, "`verify:` takes a verification").with_help(help));
+            return;
+        };
+        if !matches!(&callee.kind, ExprKind::Name(n) if n.name == "hmac_sha256") {
+            self.error(
+                Diagnostic::new(Code::BadTriggerOption, callee.span, "unknown verification")
+                    .with_label("the only verification is `hmac_sha256`")
+                    .with_help(help),
+            );
+            return;
+        }
+        let mut has = (false, false);
+        for arg in args {
+            let ArgValue::Expr(value) = &arg.value else { continue };
+            match arg.name.as_ref().map(|n| n.name.as_str()) {
+                Some("header") => {
+                    has.0 = true;
+                    if !matches!(&value.kind, ExprKind::Str(parts) if parts.iter().all(|p| matches!(p, ast::StrPart::Lit(_)))) {
+                        self.error(Diagnostic::new(Code::BadTriggerOption, value.span, "`header:` must be a string literal"));
+                    }
+                }
+                Some("secret") => {
+                    has.1 = true;
+                    self.option_value(value, &Type::Secret, "pass a config entry, e.g. `config.webhook_secret`");
+                }
+                _ => self.error(
+                    Diagnostic::new(Code::UnknownArgument, arg.span, "`hmac_sha256` takes `header:` and `secret:`")
+                        .with_help(help),
+                ),
+            }
+        }
+        if !(has.0 && has.1) {
+            self.error(
+                Diagnostic::new(Code::MissingArgument, e.span, "`hmac_sha256` needs both `header:` and `secret:`")
+                    .with_help(help),
+            );
+        }
+    }
+
+    fn dedupe_option(&mut self, e: &ast::Expr, trigger_type: &Type) {
+        if let ExprKind::Call { callee, args } = &e.kind {
+            if matches!(&callee.kind, ExprKind::Name(n) if n.name == "header") {
+                let ok = matches!(args.as_slice(), [arg] if arg.name.is_none()
+                    && matches!(&arg.value, ArgValue::Expr(v) if matches!(v.kind, ExprKind::Str(_))));
+                if !ok {
+                    self.error(
+                        Diagnostic::new(Code::BadTriggerOption, e.span, "`header(...)` takes one header name")
+                            .with_help("write `dedupe: header(\"X-Delivery-Id\")`"),
+                    );
+                }
+                return;
+            }
+        }
+        // Any expression over `trigger`, e.g. `trigger.body.id`.
+        let saved = self.flow.take();
+        self.flow = Some(super::FlowCtx {
+            is_sync: false,
+            trigger_type: trigger_type.clone(),
+            in_on_failure: false,
+            loop_depth: 0,
+            steps: Default::default(),
+        });
+        let t = self.infer_const(e, &Type::String);
+        self.flow = saved;
+        let fits = matches!(t.unwrap_optional(), Type::String | Type::Lits(_) | Type::Int | Type::Error | Type::Json);
+        if !fits {
+            self.error(
+                Diagnostic::new(Code::BadTriggerOption, e.span, format!("a dedupe key must be a String or Int, found `{t}`"))
+                    .with_help("use `header(\"X-Delivery-Id\")` or a field such as `trigger.body.id`"),
+            );
+        }
+    }
+
+    fn route(&mut self, method: &ast::Ident, path: &ast::StrLit) -> Route {
+        if !METHODS.contains(&method.name.as_str()) {
+            let mut d = Diagnostic::new(Code::BadMethod, method.span, format!("unknown HTTP method `{}`", method.name));
+            d = match did_you_mean(&method.name, METHODS.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("methods: {}", METHODS.join(", "))),
+            };
+            self.error(d);
+        }
+        let params = self.path_params(path);
+        Route {
+            method: method.name.clone(),
+            path: path.value.clone(),
+            params,
+            span: path.span,
+        }
+    }
+
+    /// Validates a route path and returns its `{param}` names.
+    fn path_params(&mut self, path: &ast::StrLit) -> Vec<String> {
+        let mut params: Vec<String> = Vec::new();
+        let bad = |msg: String| {
+            Diagnostic::new(Code::BadPath, path.span, msg)
+                .with_help("paths look like `/orders` or `/customers/{id}`")
+        };
+        if !path.value.starts_with('/') {
+            self.error(bad(format!("route path `{}` must start with `/`", path.value)));
+            return params;
+        }
+        let segments: Vec<&str> = path.value[1..].split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            if seg.is_empty() {
+                if i + 1 == segments.len() && (segments.len() == 1 || i > 0) {
+                    continue; // "/" or a trailing slash
+                }
+                self.error(bad(format!("route path `{}` has an empty segment", path.value)));
+                continue;
+            }
+            if let Some(inner) = seg.strip_prefix('{') {
+                let Some(name) = inner.strip_suffix('}') else {
+                    self.error(bad(format!("unclosed `{{` in segment `{seg}`")));
+                    continue;
+                };
+                let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    self.error(bad(format!("`{{{name}}}` is not a valid path parameter name")));
+                } else if params.iter().any(|p| p == name) {
+                    self.error(bad(format!("path parameter `{name}` appears twice")));
+                } else {
+                    params.push(name.to_string());
+                }
+            } else if !seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+            {
+                self.error(bad(format!("segment `{seg}` has characters that need escaping in a URL")));
+            }
+        }
+        params
+    }
+
+    fn cron(&mut self, expr: &ast::StrLit) {
+        if let Err(msg) = parse_cron(&expr.value) {
+            self.error(
+                Diagnostic::new(Code::BadCron, expr.span, format!("invalid cron expression `{}`", expr.value))
+                    .with_label(msg)
+                    .with_help("five fields: minute hour day-of-month month day-of-week, e.g. `\"0 19 * * THU\"`"),
+            );
+        }
+    }
+
+    fn positive_duration(&mut self, d: &ast::DurationLit, what: &str) {
+        if d.millis == 0 {
+            self.error(
+                Diagnostic::new(Code::BadDurationValue, d.span, format!("{what} must be longer than zero"))
+                    .with_help("use a positive duration such as `30s`"),
+            );
+        }
+    }
+}
+
+/// Parses a five-field (or six-field, with seconds) cron expression the
+/// way the runtime does.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    let fields = expr.split_whitespace().count();
+    let full = match fields {
+        5 => format!("0 {expr}"),
+        6 => expr.to_string(),
+        n => return Err(format!("{n} fields; expected 5")),
+    };
+    cron::Schedule::from_str(&full).map_err(|e| e.to_string())
+}
+
+fn schedule_type() -> Type {
+    Type::record(vec![
+        ("fired_at".into(), Type::Time),
+        ("previous".into(), Type::optional(Type::Time)),
+    ])
+}

@@ -1,0 +1,326 @@
+//! Expressions → Rust expressions of type `Value` (owned).
+//!
+//! Every value is a `serde_json::Value` at run time; the checker has already
+//! proven the program well typed, so generated code only calls the
+//! runtime's `ops` helpers, which report the few errors that remain possible
+//! at run time (overflow, division by zero, failed `as`) as `RunError`s,
+//! propagated with `?`.
+//!
+//! Locals are Rust variables named `v_<name>`. Field chains on a local,
+//! `trigger` or `config` are compiled as borrowed *places*
+//! (`ops::get(ops::get(cx.trigger(), "body"), "updates")`) so reading
+//! `trigger.body.updates` clones only the list, not the whole trigger.
+
+use crate::syntax::ast::{Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, UnaryOp};
+
+use super::{lit, Gen};
+
+/// The Rust name of a local.
+pub fn local(name: &str) -> String {
+    format!("v_{name}")
+}
+
+impl Gen<'_> {
+    /// A Rust expression producing an owned `Value`.
+    pub fn expr(&mut self, e: &Expr) -> String {
+        if let Some(place) = self.place(e) {
+            return format!("{place}.clone()");
+        }
+        match &e.kind {
+            ExprKind::Null => "Value::Null".into(),
+            ExprKind::Bool(b) => format!("Value::Bool({b})"),
+            ExprKind::Int(i) => format!("Value::from({i}i64)"),
+            ExprKind::Float(f) => format!("Value::from({f:?}f64)"),
+            ExprKind::Duration(ms) => format!("Value::from({ms}i64)"),
+            ExprKind::Str(parts) => self.string(parts),
+            ExprKind::List(items) => {
+                let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
+                format!("Value::Array(vec![{}])", items.join(", "))
+            }
+            ExprKind::Record(entries) => {
+                let items: Vec<String> = entries
+                    .iter()
+                    .map(|en| format!("({}, {})", lit(en.key.name()), self.expr(&en.value)))
+                    .collect();
+                format!("ops::record([{}])", items.join(", "))
+            }
+            // Names and fields that are places were handled above.
+            ExprKind::Name(n) => match n.name.as_str() {
+                "env" => "ops::record([(\"version\", Value::from(cx.version()))])".into(),
+                _ => "Value::Null".into(),
+            },
+            ExprKind::Field { target, name, .. } => {
+                format!("ops::get(&{}, {}).clone()", self.expr(target), lit(&name.name))
+            }
+            ExprKind::Index { target, index } => {
+                let t = self.borrowed(target);
+                format!("ops::index({t}, &{})", self.expr(index))
+            }
+            ExprKind::Call { callee, args } => self.call(callee, args),
+            ExprKind::Lambda { .. } => "Value::Null".into(),
+            ExprKind::Unary { op, expr } => {
+                let inner = self.borrowed(expr);
+                match op {
+                    UnaryOp::Neg => format!("ops::neg({inner})?"),
+                    UnaryOp::Not => format!("ops::not({inner})?"),
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs),
+            ExprKind::As { expr, ty } => {
+                let schema = self.types.schema(ty);
+                let v = self.borrowed(expr);
+                format!(
+                    "{{ static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {schema}); ops::as_type({v}, &SCHEMA)? }}"
+                )
+            }
+            ExprKind::If { branches, otherwise } => {
+                let mut out = String::new();
+                for (i, (cond, body)) in branches.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" else ");
+                    }
+                    let c = self.borrowed(cond);
+                    out.push_str(&format!("if ops::truthy({c}) {{ {} }}", self.expr(body)));
+                }
+                let other = otherwise.as_ref().map_or("Value::Null".to_string(), |o| self.expr(o));
+                out.push_str(&format!(" else {{ {other} }}"));
+                format!("({out})")
+            }
+            ExprKind::Match { scrutinee, arms } => {
+                let s = self.expr(scrutinee);
+                let mut out = format!("{{ let scrutinee = {s}; ");
+                for (i, arm) in arms.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" else ");
+                    }
+                    let cond = patterns_cond(&arm.patterns);
+                    out.push_str(&format!("if {cond} {{ {} }}", self.expr(&arm.body)));
+                }
+                out.push_str(" else { Value::Null } }");
+                out
+            }
+        }
+    }
+
+    /// A Rust expression of type `&Value`, borrowing when `e` is a place.
+    pub fn borrowed(&mut self, e: &Expr) -> String {
+        match self.place(e) {
+            Some(p) => p,
+            None => format!("&{}", self.expr(e)),
+        }
+    }
+
+    /// `e` as a borrowed place (`&Value`), when it is a local, `trigger`,
+    /// `config.x`, `error`, or a field chain on one of them.
+    fn place(&self, e: &Expr) -> Option<String> {
+        match &e.kind {
+            ExprKind::Name(n) => {
+                if self.is_local(&n.name) {
+                    return Some(format!("&{}", local(&n.name)));
+                }
+                match n.name.as_str() {
+                    "trigger" => Some("cx.trigger()".into()),
+                    "error" => Some("cx.error()".into()),
+                    _ => None,
+                }
+            }
+            ExprKind::Field { target, name, .. } => {
+                if matches!(&target.kind, ExprKind::Name(t) if t.name == "config" && !self.is_local("config")) {
+                    return Some(format!("cx.config().get({})", lit(&name.name)));
+                }
+                let base = self.place(target)?;
+                Some(format!("ops::get({base}, {})", lit(&name.name)))
+            }
+            _ => None,
+        }
+    }
+
+    fn string(&mut self, parts: &[StrPart]) -> String {
+        if let [StrPart::Lit(s)] = parts {
+            return format!("Value::from({})", lit(s));
+        }
+        if parts.is_empty() {
+            return "Value::from(\"\")".into();
+        }
+        let mut out = String::from("{ let mut s = String::new(); ");
+        for p in parts {
+            match p {
+                StrPart::Lit(s) => out.push_str(&format!("s.push_str({}); ", lit(s))),
+                StrPart::Interp(e) => {
+                    let v = self.borrowed(e);
+                    out.push_str(&format!("ops::display_into(&mut s, {v}); "));
+                }
+            }
+        }
+        out.push_str("Value::String(s) }");
+        out
+    }
+
+    fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> String {
+        match op {
+            BinaryOp::And => {
+                let (l, r) = (self.borrowed(lhs), self.borrowed(rhs));
+                format!("Value::Bool(ops::truthy({l}) && ops::truthy({r}))")
+            }
+            BinaryOp::Or => {
+                let (l, r) = (self.borrowed(lhs), self.borrowed(rhs));
+                format!("Value::Bool(ops::truthy({l}) || ops::truthy({r}))")
+            }
+            BinaryOp::Coalesce => {
+                let (l, r) = (self.expr(lhs), self.expr(rhs));
+                format!("{{ let left = {l}; if left.is_null() {{ {r} }} else {{ left }} }}")
+            }
+            _ => {
+                let f = match op {
+                    BinaryOp::Add => "add",
+                    BinaryOp::Sub => "sub",
+                    BinaryOp::Mul => "mul",
+                    BinaryOp::Div => "div",
+                    BinaryOp::Rem => "rem",
+                    BinaryOp::Eq => "eq",
+                    BinaryOp::Ne => "ne",
+                    BinaryOp::Lt => "lt",
+                    BinaryOp::Le => "le",
+                    BinaryOp::Gt => "gt",
+                    _ => "ge",
+                };
+                let (l, r) = (self.borrowed(lhs), self.borrowed(rhs));
+                format!("ops::{f}({l}, {r})?")
+            }
+        }
+    }
+
+    fn call(&mut self, callee: &Expr, args: &[Arg]) -> String {
+        match &callee.kind {
+            ExprKind::Name(n) if n.name == "endpoint" => {
+                let flow = match args.first().map(|a| &a.value) {
+                    Some(ArgValue::Expr(Expr { kind: ExprKind::Name(f), .. })) => f.name.clone(),
+                    _ => String::new(),
+                };
+                format!("cx.endpoint({})?", lit(&flow))
+            }
+            ExprKind::Name(n) if n.name == "reveal" => match args.first().map(|a| &a.value) {
+                Some(ArgValue::Expr(e)) => self.expr(e),
+                _ => "Value::Null".into(),
+            },
+            ExprKind::Field { target, name, .. } => {
+                if let ExprKind::Name(m) = &target.kind {
+                    if !self.is_local(&m.name) && self.std.modules.contains_key(&m.name) {
+                        return self.pure_call(&m.name, &name.name, args);
+                    }
+                }
+                self.method(target, &name.name, args)
+            }
+            _ => "Value::Null".into(),
+        }
+    }
+
+    /// A pure stdlib call, e.g. `json.encode(x)`; `state.get` reads the store.
+    fn pure_call(&mut self, module: &str, function: &str, args: &[Arg]) -> String {
+        if module == "state" && function == "get" {
+            let key = match args.first().map(|a| &a.value) {
+                Some(ArgValue::Expr(e)) => self.borrowed(e),
+                _ => "&Value::Null".into(),
+            };
+            return format!("cx.state_get(&ops::display({key}))?");
+        }
+        let args = self.args(module, function, args);
+        format!("call_pure({}, {args})?", lit(&format!("{module}.{function}")))
+    }
+
+    /// `Args::new().arg(..).kw(..)` for a stdlib call, normalised by the
+    /// signature: required parameters (those without a default) are passed
+    /// positionally in declaration order, the others by name, however the
+    /// call wrote them; `as:` becomes the decode schema.
+    pub fn args(&mut self, module: &str, function: &str, args: &[Arg]) -> String {
+        let Some(sig) = self.std.function(module, function) else {
+            return "Args::new()".into();
+        };
+        let params = sig.params.clone();
+        let mut given: Vec<Option<&ArgValue>> = vec![None; params.len()];
+        let mut position = 0;
+        for arg in args {
+            let index = match &arg.name {
+                Some(n) => params.iter().position(|p| p.name == n.name),
+                None => {
+                    position += 1;
+                    Some(position - 1)
+                }
+            };
+            if let Some(slot) = index.and_then(|i| given.get_mut(i)) {
+                *slot = Some(&arg.value);
+            }
+        }
+        let mut out = String::from("Args::new()");
+        for (param, value) in params.iter().zip(given) {
+            match value {
+                Some(ArgValue::Type(te)) => {
+                    let schema = self.types.schema(te);
+                    out.push_str(&format!(".decode_as({schema})"));
+                }
+                Some(ArgValue::Expr(e)) if !param.has_default => {
+                    let v = self.expr(e);
+                    out.push_str(&format!(".arg({v})"));
+                }
+                Some(ArgValue::Expr(e)) => {
+                    let v = self.expr(e);
+                    out.push_str(&format!(".kw({}, {v})", lit(&param.name)));
+                }
+                None if !param.has_default => out.push_str(".arg(Value::Null)"),
+                None => {}
+            }
+        }
+        out
+    }
+
+    fn method(&mut self, target: &Expr, method: &str, args: &[Arg]) -> String {
+        let recv = self.borrowed(target);
+        let arg_exprs: Vec<&Expr> = args
+            .iter()
+            .filter_map(|a| match &a.value {
+                ArgValue::Expr(e) => Some(e),
+                ArgValue::Type(_) => None,
+            })
+            .collect();
+        match method {
+            "map" | "filter" => {
+                let Some(Expr { kind: ExprKind::Lambda { params, body }, .. }) = arg_exprs.first() else {
+                    return "Value::Null".into();
+                };
+                let param = params.first().map_or("_".to_string(), |p| p.name.clone());
+                self.push_local(&param);
+                let body = self.expr(body);
+                self.pop_local(&param);
+                format!(
+                    "ops::{method}({recv}, |item: &Value| -> Result<Value, RunError> {{ let {} = item.clone(); Ok({body}) }})?",
+                    local(&param)
+                )
+            }
+            _ => {
+                let mut call = format!("ops::{method}({recv}");
+                for a in arg_exprs {
+                    let v = self.borrowed(a);
+                    call.push_str(&format!(", {v}"));
+                }
+                call.push_str(")?");
+                call
+            }
+        }
+    }
+}
+
+/// A Rust condition testing `scrutinee` (a `Value` in scope) against patterns.
+pub fn patterns_cond(patterns: &[Pattern]) -> String {
+    let conds: Vec<String> = patterns
+        .iter()
+        .map(|p| match &p.kind {
+            PatternKind::Wildcard => "true".to_string(),
+            PatternKind::Null => "scrutinee.is_null()".to_string(),
+            PatternKind::Bool(b) => format!("scrutinee == Value::Bool({b})"),
+            PatternKind::Str(s) => format!("scrutinee.as_str() == Some({})", lit(s)),
+            PatternKind::Int(i) => format!("ops::equal(&scrutinee, &Value::from({i}i64))"),
+            PatternKind::Float(f) => format!("ops::equal(&scrutinee, &Value::from({f:?}f64))"),
+        })
+        .collect();
+    conds.join(" || ")
+}

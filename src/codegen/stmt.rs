@@ -1,0 +1,181 @@
+//! Statements → Rust statements inside a flow's `async move` block.
+//!
+//! A flow body returns `Result<Outcome, RunError>`. The body of a
+//! `for ... parallel N` loop runs in a closure per item that returns
+//! `Result<Control, RunError>` instead, so `skip` there says
+//! `Control::End(..)` and the loop ends the run after it; `self.parallel`
+//! counts the enclosing parallel loops to pick the right form.
+
+use crate::syntax::ast::{Block, ExprKind, Stmt, StmtKind, StepStmt};
+
+use super::expr::{local, patterns_cond};
+use super::{lit, Gen};
+
+impl Gen<'_> {
+    pub fn block(&mut self, block: &Block) -> String {
+        let mark = self.locals.len();
+        let mut out = String::new();
+        for stmt in &block.stmts {
+            out.push_str(&self.stmt(stmt));
+            out.push('\n');
+        }
+        self.locals.truncate(mark);
+        out
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> String {
+        match &stmt.kind {
+            StmtKind::Let { name, value } => {
+                let v = self.expr(value);
+                self.locals.push(name.name.clone());
+                format!("let {} = {v};", local(&name.name))
+            }
+            StmtKind::Step(step) => self.step(step),
+            StmtKind::If { branches, otherwise } => {
+                let mut out = String::new();
+                for (i, (cond, body)) in branches.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" else ");
+                    }
+                    let c = self.borrowed(cond);
+                    let b = self.block(body);
+                    out.push_str(&format!("if ops::truthy({c}) {{\n{b}}}"));
+                }
+                if let Some(o) = otherwise {
+                    let b = self.block(o);
+                    out.push_str(&format!(" else {{\n{b}}}"));
+                }
+                out
+            }
+            StmtKind::Match { scrutinee, arms } => {
+                let s = self.expr(scrutinee);
+                let mut out = format!("{{ let scrutinee = {s};\n");
+                for (i, arm) in arms.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" else ");
+                    }
+                    let cond = patterns_cond(&arm.patterns);
+                    let b = self.block(&arm.body);
+                    out.push_str(&format!("if {cond} {{\n{b}}}"));
+                }
+                out.push_str("\n}");
+                out
+            }
+            StmtKind::For { var, iter, parallel, body } => match parallel {
+                Some(limit) => self.parallel_for(&var.name, iter, limit, body),
+                None => {
+                    let items = self.borrowed(iter);
+                    self.locals.push(var.name.clone());
+                    let b = self.block(body);
+                    self.locals.pop();
+                    format!(
+                        "for (index, {}) in ops::iter({items})?.into_iter().enumerate() {{\nlet cx = cx.with_index(index);\n{b}}}",
+                        local(&var.name)
+                    )
+                }
+            },
+            StmtKind::Dispatch { flow, arg } => {
+                let v = self.expr(arg);
+                format!("cx.dispatch({}, {v}).await?;", lit(&flow.name))
+            }
+            StmtKind::Skip(reason) => {
+                let r = self.borrowed(reason);
+                self.end(&format!("Outcome::Skipped(ops::display({r}))"))
+            }
+            StmtKind::Fail(reason) => {
+                let r = self.borrowed(reason);
+                format!("return Err(RunError::fail(ops::display({r})));")
+            }
+            StmtKind::Respond { status, body, headers } => {
+                let s = self.borrowed(status);
+                let b = body.as_ref().map_or("Value::Null".to_string(), |b| self.expr(b));
+                let h = match headers.as_ref().map(|h| &h.kind) {
+                    Some(ExprKind::Record(entries)) => {
+                        let items: Vec<String> = entries
+                            .iter()
+                            .map(|e| format!("({}.to_string(), {})", lit(e.key.name()), self.expr(&e.value)))
+                            .collect();
+                        format!("vec![{}]", items.join(", "))
+                    }
+                    _ => "Vec::new()".into(),
+                };
+                self.end(&format!("Outcome::Respond {{ status: ops::status({s})?, body: {b}, headers: {h} }}"))
+            }
+            // The checker rejects expression statements; nothing to run.
+            StmtKind::Expr(_) => String::new(),
+        }
+    }
+
+    /// `return` of a run's outcome, in the form the enclosing body needs.
+    fn end(&self, outcome: &str) -> String {
+        if self.parallel > 0 {
+            format!("return Ok(Control::End({outcome}));")
+        } else {
+            format!("return Ok({outcome});")
+        }
+    }
+
+    fn step(&mut self, step: &StepStmt) -> String {
+        let ExprKind::Call { callee, args } = &step.call.kind else {
+            return String::new();
+        };
+        let ExprKind::Field { target, name, .. } = &callee.kind else {
+            return String::new();
+        };
+        let ExprKind::Name(module) = &target.kind else {
+            return String::new();
+        };
+        let call_args = self.args(&module.name, &name.name, args);
+        let mut opts = String::from("StepOptions { ");
+        if let Some(r) = &step.retry {
+            if let ExprKind::Int(n) = r.kind {
+                opts.push_str(&format!("retry: {n}, "));
+            }
+        }
+        if let Some((min, max)) = &step.backoff {
+            opts.push_str(&format!(
+                "backoff_min: Duration::from_millis({}), backoff_max: Duration::from_millis({}), ",
+                min.millis, max.millis
+            ));
+        }
+        if let Some(t) = &step.timeout {
+            opts.push_str(&format!("timeout: Some(Duration::from_millis({})), ", t.millis));
+        }
+        opts.push_str("..StepOptions::default() }");
+        self.locals.push(step.name.name.clone());
+        format!(
+            "let {} = cx.step({}, {opts}, {}, {call_args}).await?;",
+            local(&step.name.name),
+            lit(&step.name.name),
+            lit(&format!("{}.{}", module.name, name.name)),
+        )
+    }
+
+    /// `for x in xs parallel N { ... }`: each item's body runs as its own
+    /// future (with its own loop index in step identities), at most N at a
+    /// time; the first `skip` or failure ends the run.
+    fn parallel_for(&mut self, var: &str, iter: &crate::syntax::ast::Expr, limit: &crate::syntax::ast::Expr, body: &Block) -> String {
+        let items = self.borrowed(iter);
+        let limit = self.borrowed(limit);
+        // Locals visible in the body are cloned into each item's future.
+        let captured: Vec<String> = self.locals.iter().map(|l| local(l)).collect();
+        let clones: String = captured.iter().map(|c| format!("let {c} = {c}.clone();")).collect();
+        self.locals.push(var.to_string());
+        self.parallel += 1;
+        let b = self.block(body);
+        self.parallel -= 1;
+        self.locals.pop();
+        format!(
+            "{{ let items = ops::iter({items})?; let limit = ops::limit({limit})?;
+            {clones}
+            let outcome = cx.for_each_parallel(limit, items, move |cx, {v}| {{ {clones} async move {{
+                {b}
+                #[allow(unreachable_code)]
+                Ok(Control::Continue)
+            }} }}).await?;
+            if let Some(outcome) = outcome {{ {end} }} }}",
+            v = local(var),
+            end = if self.parallel > 0 { "return Ok(Control::End(outcome));" } else { "return Ok(outcome);" },
+        )
+    }
+}
