@@ -65,7 +65,9 @@ pub enum BuildError {
     Io { path: PathBuf, source: io::Error },
     #[error("cannot run cargo: {0} (is the Rust toolchain installed and on PATH?)")]
     CargoMissing(io::Error),
-    #[error("cargo failed to compile the generated code (a bug of flowc: please report it)\n{output}")]
+    #[error(
+        "cargo failed to compile the generated code (a bug of flowc: please report it)\n{output}"
+    )]
     Cargo { output: String },
 }
 
@@ -160,7 +162,10 @@ strip = "debuginfo"
 pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
     let runtime = install_runtime(&opts.cache_dir)?;
     let crate_dir = opts.cache_dir.join("crates").join(name);
-    write_if_changed(&crate_dir.join("Cargo.toml"), &crate_manifest(name, &runtime))?;
+    write_if_changed(
+        &crate_dir.join("Cargo.toml"),
+        &crate_manifest(name, &runtime),
+    )?;
     write_if_changed(&crate_dir.join("src").join("main.rs"), main_rs)?;
     let lock = crate_dir.join("Cargo.lock");
     if !lock.exists() {
@@ -177,7 +182,12 @@ pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, 
         cmd.arg("--release");
     }
     // Don't let a surrounding `cargo test` leak its settings into ours.
-    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
         cmd.env_remove(var);
     }
     let output = if opts.verbose {
@@ -185,7 +195,10 @@ pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, 
         (status.success(), String::new())
     } else {
         let out = cmd.output().map_err(BuildError::CargoMissing)?;
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     if !output.0 {
         return Err(BuildError::Cargo { output: output.1 });
@@ -216,7 +229,9 @@ mod tests {
 
     #[test]
     fn runtime_sources_are_embedded() {
-        assert!(embedded::RUNTIME_FILES.iter().any(|(p, _)| *p == "src/lib.rs"));
+        assert!(embedded::RUNTIME_FILES
+            .iter()
+            .any(|(p, _)| *p == "src/lib.rs"));
         assert!(embedded::CARGO_LOCK.contains("name = \"flow_runtime\""));
     }
 }

@@ -2,8 +2,8 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -191,13 +191,19 @@ fn compile(path: &Path) -> Result<(String, String), ExitCode> {
     let file = match flowc::syntax::parse_file(&source) {
         Ok(f) => f,
         Err(diags) => {
-            eprint!("{}", diagnostics::render(&name, &source, &diags, use_color()));
+            eprint!(
+                "{}",
+                diagnostics::render(&name, &source, &diags, use_color())
+            );
             return Err(ExitCode::from(EXIT_ERRORS));
         }
     };
     let checked = flowc::check::check(&file);
     if !checked.diagnostics.is_empty() {
-        eprint!("{}", diagnostics::render(&name, &source, &checked.diagnostics, use_color()));
+        eprint!(
+            "{}",
+            diagnostics::render(&name, &source, &checked.diagnostics, use_color())
+        );
     }
     if checked.has_errors() {
         return Err(ExitCode::from(EXIT_ERRORS));
@@ -220,7 +226,10 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<PathBuf, ExitCode>
     eprintln!("   Compiling {name} (cache: {})", opts.cache_dir.display());
     match flowc::build::build(&name, &code, &opts) {
         Ok(binary) => {
-            eprintln!("    Finished {name} in {:.1}s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "    Finished {name} in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(binary)
         }
         Err(e) => {

@@ -65,6 +65,16 @@ impl Args {
         self.positional.get(i).unwrap_or(&NULL)
     }
 
+    /// The parameter at position `i` of the stdlib signature, given
+    /// positionally or by its `name` (generated code passes required
+    /// parameters positionally and defaulted ones by name).
+    pub fn param(&self, i: usize, name: &str) -> &Value {
+        match self.positional.get(i) {
+            Some(v) => v,
+            None => self.get_named(name).unwrap_or(self.get(i)),
+        }
+    }
+
     /// Named argument `name`, if given.
     pub fn get_named(&self, name: &str) -> Option<&Value> {
         self.named.iter().find(|(n, _)| *n == name).map(|(_, v)| v)

@@ -14,7 +14,10 @@
 
 #![deny(missing_docs)]
 // No panics on bad input: non-test code handles every error.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 #![warn(rustdoc::broken_intra_doc_links)]
 
 pub mod cli;
@@ -49,6 +52,23 @@ pub use schema::{DecodeError, FieldSchema, Schema};
 pub use server::ServerHandle;
 pub use stdlib::call_pure;
 pub use store::{MemoryStore, Status, Store};
+
+/// Everything generated code uses, in one import:
+/// `use flow_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::config::{Config, ConfigEntry};
+    pub use crate::ctx::{Args, Ctx, StepOptions};
+    pub use crate::error::RunError;
+    pub use crate::integration::{
+        DedupeFn, FlowDef, FlowFuture, HmacVerify, Integration, Outcome, TriggerDef,
+        DEFAULT_MAX_BODY,
+    };
+    pub use crate::ops;
+    pub use crate::parallel;
+    pub use crate::schema::{FieldSchema, Schema};
+    pub use crate::stdlib::call_pure;
+    pub use serde_json::Value;
+}
 
 /// Runs `for x in items parallel N { body }`: at most `limit` iterations at
 /// once, each given its index (pass it to [`Ctx::with_index`]) and item. An

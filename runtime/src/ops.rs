@@ -260,6 +260,43 @@ pub fn field(v: &Value, name: &str) -> Value {
     }
 }
 
+/// `a.name` without cloning: a borrowed field, or `null` (generated code
+/// reads field chains such as `trigger.body.updates` through it, cloning only
+/// the value it finally needs).
+pub fn get<'a>(v: &'a Value, name: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    match v {
+        Value::Object(m) => m.get(name).unwrap_or(&NULL),
+        _ => &NULL,
+    }
+}
+
+/// `respond STATUS, ...`: the status as a `u16` (the checker guarantees an
+/// Int; a computed one out of range is a run error).
+pub fn status(v: &Value) -> Result<u16, RunError> {
+    v.as_i64()
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|n| (100..=599).contains(n))
+        .ok_or_else(|| RunError::new(format!("respond: {} is not an HTTP status", display(v))))
+}
+
+/// `parallel N`: the limit as a `usize`, at least 1.
+pub fn limit(v: &Value) -> Result<usize, RunError> {
+    v.as_i64()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| RunError::new(format!("parallel: {} is not a positive Int", display(v))))
+}
+
+/// A dedupe key from a value: `null` (e.g. a missing header) means "do not
+/// dedupe this request".
+pub fn dedupe_key(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(display(other)),
+    }
+}
+
 /// `a[i]`: list element (out of range or negative → `null`) or map entry by
 /// string key (missing → `null`).
 pub fn index(v: &Value, i: &Value) -> Value {
@@ -296,6 +333,15 @@ pub fn display(v: &Value) -> String {
             None => v.to_string(),
         },
         _ => v.to_string(),
+    }
+}
+
+/// Appends [`display`] of `v` to `out` (string interpolation without
+/// intermediate strings).
+pub fn display_into(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        other => out.push_str(&display(other)),
     }
 }
 

@@ -11,10 +11,14 @@ use super::types::{Record, RecordField, Type};
 use super::{Checker, ConfigInfo};
 
 fn duplicate(code: Code, what: &str, name: &ast::Ident, first: Span) -> Diagnostic {
-    Diagnostic::new(code, name.span, format!("{what} `{name}` is defined more than once"))
-        .with_label("defined again here")
-        .with_secondary(first, "first defined here")
-        .with_help("rename one of them")
+    Diagnostic::new(
+        code,
+        name.span,
+        format!("{what} `{name}` is defined more than once"),
+    )
+    .with_label("defined again here")
+    .with_secondary(first, "first defined here")
+    .with_help("rename one of them")
 }
 
 impl Checker<'_> {
@@ -115,7 +119,12 @@ impl Checker<'_> {
         let name = &entry.name.name;
         if let Some((_, first, _)) = self.config.get(name) {
             let first = *first;
-            self.error(duplicate(Code::DuplicateConfig, "config entry", &entry.name, first));
+            self.error(duplicate(
+                Code::DuplicateConfig,
+                "config entry",
+                &entry.name,
+                first,
+            ));
             return;
         }
         let ty = self.resolve_type(&entry.ty);
@@ -140,7 +149,8 @@ impl Checker<'_> {
                 );
             }
         }
-        self.config.insert(name.clone(), (ty.clone(), entry.name.span, false));
+        self.config
+            .insert(name.clone(), (ty.clone(), entry.name.span, false));
         self.program.config.push(ConfigInfo {
             name: name.clone(),
             ty,
@@ -195,7 +205,10 @@ impl Checker<'_> {
                         Diagnostic::new(
                             Code::DuplicateRoute,
                             route.span,
-                            format!("`{} {}` is already served by another flow", route.method, route.path),
+                            format!(
+                                "`{} {}` is already served by another flow",
+                                route.method, route.path
+                            ),
                         )
                         .with_label("second route here")
                         .with_secondary(prev.span, "first route here")

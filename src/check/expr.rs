@@ -87,8 +87,12 @@ impl Checker<'_> {
             ExprKind::Call { .. } => self.call(e, false),
             ExprKind::Lambda { .. } => {
                 self.error(
-                    Diagnostic::new(Code::MisplacedLambda, e.span, "a lambda can only be a method argument")
-                        .with_help("use it in a list method, e.g. `items.map(i => i.sku)`"),
+                    Diagnostic::new(
+                        Code::MisplacedLambda,
+                        e.span,
+                        "a lambda can only be a method argument",
+                    )
+                    .with_help("use it in a list method, e.g. `items.map(i => i.sku)`"),
                 );
                 Type::Error
             }
@@ -184,7 +188,11 @@ impl Checker<'_> {
         let expected = expected.map(Type::unwrap_optional);
         if let Some(Type::Map(value_type)) = expected {
             for entry in entries {
-                self.expect(&entry.value, value_type, &format!("value of `{}`", entry.key.name()));
+                self.expect(
+                    &entry.value,
+                    value_type,
+                    &format!("value of `{}`", entry.key.name()),
+                );
             }
             return Type::map((**value_type).clone());
         }
@@ -215,7 +223,9 @@ impl Checker<'_> {
             let missing: Vec<&str> = decl
                 .fields
                 .iter()
-                .filter(|f| !f.ty.is_optional() && f.ty != Type::Json && !seen.contains(f.name.as_str()))
+                .filter(|f| {
+                    !f.ty.is_optional() && f.ty != Type::Json && !seen.contains(f.name.as_str())
+                })
                 .map(|f| f.name.as_str())
                 .collect();
             if !missing.is_empty() {
@@ -225,8 +235,16 @@ impl Checker<'_> {
                         e.span,
                         format!(
                             "record misses {} of `{target_type}`: {}",
-                            if missing.len() == 1 { "a field" } else { "fields" },
-                            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                            if missing.len() == 1 {
+                                "a field"
+                            } else {
+                                "fields"
+                            },
+                            missing
+                                .iter()
+                                .map(|m| format!("`{m}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                     .with_help("add the missing fields, or declare them optional (`T?`)"),
@@ -276,37 +294,57 @@ impl Checker<'_> {
                             name.span,
                             "`error` is only available inside `on failure { ... }`",
                         )
-                        .with_help("add `on failure { ... }` at the end of the flow to handle failed runs"),
+                        .with_help(
+                            "add `on failure { ... }` at the end of the flow to handle failed runs",
+                        ),
                     );
                     Type::Error
                 }
             }
             "config" => {
                 self.error(
-                    Diagnostic::new(Code::ConfigNotValue, name.span, "`config` is not a value by itself")
-                        .with_help("name an entry, e.g. `config.erp_url`"),
+                    Diagnostic::new(
+                        Code::ConfigNotValue,
+                        name.span,
+                        "`config` is not a value by itself",
+                    )
+                    .with_help("name an entry, e.g. `config.erp_url`"),
                 );
                 Type::Error
             }
             n if self.std.modules.contains_key(n) => {
                 self.error(
-                    Diagnostic::new(Code::NotCallable, name.span, format!("`{n}` is a stdlib module, not a value"))
-                        .with_help(format!("call one of its functions, e.g. `{n}.{}(...)`", self.first_fn(n))),
+                    Diagnostic::new(
+                        Code::NotCallable,
+                        name.span,
+                        format!("`{n}` is a stdlib module, not a value"),
+                    )
+                    .with_help(format!(
+                        "call one of its functions, e.g. `{n}.{}(...)`",
+                        self.first_fn(n)
+                    )),
                 );
                 Type::Error
             }
             n if self.program.flows.contains_key(n) => {
                 self.error(
-                    Diagnostic::new(Code::UnknownName, name.span, format!("flow `{n}` is not a value"))
-                        .with_help(format!("use `endpoint({n})` for its URL, or `dispatch {n}(...)` to start it")),
+                    Diagnostic::new(
+                        Code::UnknownName,
+                        name.span,
+                        format!("flow `{n}` is not a value"),
+                    )
+                    .with_help(format!(
+                        "use `endpoint({n})` for its URL, or `dispatch {n}(...)` to start it"
+                    )),
                 );
                 Type::Error
             }
             n => {
                 let mut candidates = self.scopes.visible();
                 candidates.extend(AMBIENT.iter().map(|s| s.to_string()));
-                let mut d = Diagnostic::new(Code::UnknownName, name.span, format!("unknown name `{n}`"))
-                    .with_label("not defined here");
+                let mut d =
+                    Diagnostic::new(Code::UnknownName, name.span, format!("unknown name `{n}`"))
+                        .with_label("not defined here");
                 if let Some(s) = did_you_mean(n, candidates.iter().map(String::as_str)) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
@@ -337,8 +375,12 @@ impl Checker<'_> {
         if let ExprKind::Name(m) = &target.kind {
             if self.scopes.find(&m.name).is_none() && self.std.modules.contains_key(&m.name) {
                 self.error(
-                    Diagnostic::new(Code::NotCallable, name.span, format!("`{m}.{name}` is a function"))
-                        .with_help(format!("call it: `{m}.{name}(...)`")),
+                    Diagnostic::new(
+                        Code::NotCallable,
+                        name.span,
+                        format!("`{m}.{name}` is a function"),
+                    )
+                    .with_help(format!("call it: `{m}.{name}(...)`")),
                 );
                 return Type::Error;
             }
@@ -351,8 +393,12 @@ impl Checker<'_> {
                 Type::Null => return Type::Null,
                 other => {
                     self.error(
-                        Diagnostic::new(Code::NotOptional, name.span, format!("`?.` on `{other}`, which is never null"))
-                            .with_help(format!("write `.{name}`")),
+                        Diagnostic::new(
+                            Code::NotOptional,
+                            name.span,
+                            format!("`?.` on `{other}`, which is never null"),
+                        )
+                        .with_help(format!("write `.{name}`")),
                     );
                     other.clone()
                 }
@@ -370,7 +416,9 @@ impl Checker<'_> {
                         "use `?.{name}` (the result is optional) or give a default with `??`"
                     )),
                 );
-                return self.field_of(&inner.clone(), name).map_or(Type::Error, Type::optional);
+                return self
+                    .field_of(&inner.clone(), name)
+                    .map_or(Type::Error, Type::optional);
             }
             target_type.clone()
         };
@@ -407,7 +455,11 @@ impl Checker<'_> {
         let fields: Vec<(String, Type)> = match builtin {
             Some(b) => b.into_iter().map(|(k, t)| (k.to_string(), t)).collect(),
             None => match self.record_fields(ty) {
-                Some(r) => r.fields.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
+                Some(r) => r
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), f.ty.clone()))
+                    .collect(),
                 None => {
                     self.error(
                         Diagnostic::new(Code::NoFields, name.span, format!("`{ty}` has no fields"))
@@ -420,13 +472,21 @@ impl Checker<'_> {
         if let Some((_, t)) = fields.iter().find(|(k, _)| k == n) {
             return Some(t.clone());
         }
-        let mut d = Diagnostic::new(Code::UnknownField, name.span, format!("`{ty}` has no field `{n}`"))
-            .with_label("unknown field");
+        let mut d = Diagnostic::new(
+            Code::UnknownField,
+            name.span,
+            format!("`{ty}` has no field `{n}`"),
+        )
+        .with_label("unknown field");
         d = match did_you_mean(n, fields.iter().map(|(k, _)| k.as_str())) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None => d.with_help(format!(
                 "fields of `{ty}`: {}",
-                fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                fields
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         };
         self.error(d);
@@ -437,11 +497,17 @@ impl Checker<'_> {
         if let Some(t) = self.use_config(&name.name) {
             return t;
         }
-        let mut d = Diagnostic::new(Code::UnknownConfig, name.span, format!("unknown config entry `{name}`"));
+        let mut d = Diagnostic::new(
+            Code::UnknownConfig,
+            name.span,
+            format!("unknown config entry `{name}`"),
+        );
         let names: Vec<String> = self.config.keys().cloned().collect();
         d = match did_you_mean(&name.name, names.iter().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("declare it in the config block: `config {{ {name}: String }}`")),
+            None => d.with_help(format!(
+                "declare it in the config block: `config {{ {name}: String }}`"
+            )),
         };
         self.error(d);
         Type::Error
@@ -465,8 +531,14 @@ impl Checker<'_> {
             other => {
                 self.check_expr(index, None);
                 self.error(
-                    Diagnostic::new(Code::NotAList, target.span, format!("`{other}` cannot be indexed"))
-                        .with_help("only lists (`xs[0]`), maps (`m[\"key\"]`) and `Json` can be indexed"),
+                    Diagnostic::new(
+                        Code::NotAList,
+                        target.span,
+                        format!("`{other}` cannot be indexed"),
+                    )
+                    .with_help(
+                        "only lists (`xs[0]`), maps (`m[\"key\"]`) and `Json` can be indexed",
+                    ),
                 );
                 Type::Error
             }
@@ -486,8 +558,8 @@ impl Checker<'_> {
                 optional: false,
             } => {
                 if let ExprKind::Name(m) = &target.kind {
-                    let is_module = self.scopes.find(&m.name).is_none()
-                        && !AMBIENT.contains(&m.name.as_str());
+                    let is_module =
+                        self.scopes.find(&m.name).is_none() && !AMBIENT.contains(&m.name.as_str());
                     if is_module {
                         let t = self.stdlib_call(e, m, name, args, as_step);
                         return self.record_call(e, t);
@@ -523,12 +595,23 @@ impl Checker<'_> {
         }
     }
 
-    fn stdlib_call(&mut self, e: &Expr, module: &ast::Ident, name: &ast::Ident, args: &[Arg], as_step: bool) -> Type {
+    fn stdlib_call(
+        &mut self,
+        e: &Expr,
+        module: &ast::Ident,
+        name: &ast::Ident,
+        args: &[Arg],
+        as_step: bool,
+    ) -> Type {
         let Some(m) = self.std.modules.get(&module.name) else {
             self.check_args_loosely(args);
             let modules = self.std.modules.keys().map(String::as_str);
-            let mut d = Diagnostic::new(Code::UnknownName, module.span, format!("unknown name `{module}`"))
-                .with_label("not a value or stdlib module");
+            let mut d = Diagnostic::new(
+                Code::UnknownName,
+                module.span,
+                format!("unknown name `{module}`"),
+            )
+            .with_label("not a value or stdlib module");
             if let Some(s) = did_you_mean(&module.name, modules) {
                 d = d.with_help(format!("did you mean the module `{s}`?"));
             }
@@ -580,7 +663,13 @@ impl Checker<'_> {
     }
 
     /// Arguments against parameters: positional in order, named by name.
-    fn check_call_args(&mut self, what: &str, params: &[super::stdlib::ParamSig], args: &[Arg], call_span: ast::Span) {
+    fn check_call_args(
+        &mut self,
+        what: &str,
+        params: &[super::stdlib::ParamSig],
+        args: &[Arg],
+        call_span: ast::Span,
+    ) {
         let mut filled: Vec<bool> = vec![false; params.len()];
         let mut positional = 0usize;
         for arg in args {
@@ -591,8 +680,19 @@ impl Checker<'_> {
                     positional += 1;
                     if i >= params.len() {
                         self.error(
-                            Diagnostic::new(Code::TooManyArguments, arg.span, format!("`{what}` takes {} argument(s)", params.len()))
-                                .with_help(format!("parameters: {}", params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                            Diagnostic::new(
+                                Code::TooManyArguments,
+                                arg.span,
+                                format!("`{what}` takes {} argument(s)", params.len()),
+                            )
+                            .with_help(format!(
+                                "parameters: {}",
+                                params
+                                    .iter()
+                                    .map(|p| p.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
                         );
                         if let ArgValue::Expr(v) = &arg.value {
                             self.check_expr(v, None);
@@ -604,10 +704,21 @@ impl Checker<'_> {
                 Some(n) => match params.iter().position(|p| p.name == n.name) {
                     Some(i) => i,
                     None => {
-                        let mut d = Diagnostic::new(Code::UnknownArgument, n.span, format!("`{what}` has no parameter `{n}`"));
+                        let mut d = Diagnostic::new(
+                            Code::UnknownArgument,
+                            n.span,
+                            format!("`{what}` has no parameter `{n}`"),
+                        );
                         d = match did_you_mean(&n.name, params.iter().map(|p| p.name.as_str())) {
                             Some(s) => d.with_help(format!("did you mean `{s}:`?")),
-                            None => d.with_help(format!("parameters: {}", params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                            None => d.with_help(format!(
+                                "parameters: {}",
+                                params
+                                    .iter()
+                                    .map(|p| p.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
                         };
                         self.error(d);
                         if let ArgValue::Expr(v) = &arg.value {
@@ -617,11 +728,17 @@ impl Checker<'_> {
                     }
                 },
             };
-            let Some(param) = params.get(index) else { continue };
+            let Some(param) = params.get(index) else {
+                continue;
+            };
             if filled[index] {
                 self.error(
-                    Diagnostic::new(Code::DuplicateArgument, arg.span, format!("argument `{}` is given twice", param.name))
-                        .with_help("remove one of them"),
+                    Diagnostic::new(
+                        Code::DuplicateArgument,
+                        arg.span,
+                        format!("argument `{}` is given twice", param.name),
+                    )
+                    .with_help("remove one of them"),
                 );
                 continue;
             }
@@ -632,8 +749,12 @@ impl Checker<'_> {
                 }
                 (ArgValue::Expr(v), true) => {
                     self.error(
-                        Diagnostic::new(Code::TypeMismatch, v.span, format!("`{}:` takes a type", param.name))
-                            .with_help(format!("write a type, e.g. `{}: [Order]`", param.name)),
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            v.span,
+                            format!("`{}:` takes a type", param.name),
+                        )
+                        .with_help(format!("write a type, e.g. `{}: [Order]`", param.name)),
                     );
                 }
                 (ArgValue::Type(te), false) => {
@@ -644,7 +765,11 @@ impl Checker<'_> {
                     ));
                 }
                 (ArgValue::Expr(v), false) => {
-                    self.expect(v, &param.ty, &format!("argument `{}` of `{what}`", param.name));
+                    self.expect(
+                        v,
+                        &param.ty,
+                        &format!("argument `{}` of `{what}`", param.name),
+                    );
                 }
             }
         }
@@ -659,9 +784,23 @@ impl Checker<'_> {
                 Diagnostic::new(
                     Code::MissingArgument,
                     call_span,
-                    format!("`{what}` is missing {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "`{what}` is missing {}",
+                        missing
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 )
-                .with_help(format!("pass {}", missing.iter().map(|m| format!("`{m}: ...`")).collect::<Vec<_>>().join(", "))),
+                .with_help(format!(
+                    "pass {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}: ...`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             );
         }
     }
@@ -670,11 +809,23 @@ impl Checker<'_> {
         match name.name.as_str() {
             "endpoint" => {
                 let target = match args {
-                    [Arg { name: None, value: ArgValue::Expr(Expr { kind: ExprKind::Name(flow), .. }), .. }] => flow,
+                    [Arg {
+                        name: None,
+                        value:
+                            ArgValue::Expr(Expr {
+                                kind: ExprKind::Name(flow),
+                                ..
+                            }),
+                        ..
+                    }] => flow,
                     _ => {
                         self.error(
-                            Diagnostic::new(Code::NotEndpoint, name.span, "`endpoint` takes one flow name")
-                                .with_help("write `endpoint(order_created)`"),
+                            Diagnostic::new(
+                                Code::NotEndpoint,
+                                name.span,
+                                "`endpoint` takes one flow name",
+                            )
+                            .with_help("write `endpoint(order_created)`"),
                         );
                         return Type::Url;
                     }
@@ -687,7 +838,9 @@ impl Checker<'_> {
                             Diagnostic::new(
                                 Code::NotEndpoint,
                                 target.span,
-                                format!("flow `{target}` has a {kind} trigger, so it has no endpoint"),
+                                format!(
+                                    "flow `{target}` has a {kind} trigger, so it has no endpoint"
+                                ),
                             )
                             .with_help("`endpoint` names a flow with a webhook or sync trigger"),
                         );
@@ -698,12 +851,20 @@ impl Checker<'_> {
             }
             "reveal" => {
                 match args {
-                    [Arg { name: None, value: ArgValue::Expr(v), .. }] => {
+                    [Arg {
+                        name: None,
+                        value: ArgValue::Expr(v),
+                        ..
+                    }] => {
                         self.expect(v, &Type::Secret, "argument of `reveal`");
                     }
                     _ => self.error(
-                        Diagnostic::new(Code::TooManyArguments, name.span, "`reveal` takes one secret")
-                            .with_help("write `reveal(config.api_key)`"),
+                        Diagnostic::new(
+                            Code::TooManyArguments,
+                            name.span,
+                            "`reveal` takes one secret",
+                        )
+                        .with_help("write `reveal(config.api_key)`"),
                     ),
                 }
                 Type::String
@@ -726,7 +887,11 @@ impl Checker<'_> {
                     .collect();
                 let mut candidates: Vec<&str> = BUILTIN_FNS.to_vec();
                 candidates.extend(modules.iter().map(String::as_str));
-                let mut d = Diagnostic::new(Code::UnknownFunction, name.span, format!("unknown function `{n}`"));
+                let mut d = Diagnostic::new(
+                    Code::UnknownFunction,
+                    name.span,
+                    format!("unknown function `{n}`"),
+                );
                 let by_name = modules.iter().find(|q| q.rsplit('.').next() == Some(n));
                 if let Some(q) = by_name {
                     d = d.with_help(format!("did you mean `{q}`?"));
@@ -740,7 +905,11 @@ impl Checker<'_> {
     }
 
     pub(super) fn unknown_flow(&mut self, name: &ast::Ident) {
-        let mut d = Diagnostic::new(Code::UnknownFlow, name.span, format!("unknown flow `{name}`"));
+        let mut d = Diagnostic::new(
+            Code::UnknownFlow,
+            name.span,
+            format!("unknown flow `{name}`"),
+        );
         let flows: Vec<String> = self.program.flows.keys().cloned().collect();
         if let Some(s) = did_you_mean(&name.name, flows.iter().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{s}`?"));
@@ -756,14 +925,28 @@ impl Checker<'_> {
                 self.check_args_loosely(args);
                 return Type::Error;
             }
-            (Type::List(_), "len") | (Type::String | Type::Lits(_) | Type::Url, "len") => (vec![], Type::Int),
+            (Type::List(_), "len") | (Type::String | Type::Lits(_) | Type::Url, "len") => {
+                (vec![], Type::Int)
+            }
             (Type::List(t), "first") => (vec![], Type::optional((**t).clone())),
             (Type::List(t), "contains") => (vec![(**t).clone()], Type::Bool),
             (Type::List(t), "join") => {
-                if !matches!(**t, Type::String | Type::Lits(_) | Type::Int | Type::Float | Type::Url | Type::Error) {
+                if !matches!(
+                    **t,
+                    Type::String
+                        | Type::Lits(_)
+                        | Type::Int
+                        | Type::Float
+                        | Type::Url
+                        | Type::Error
+                ) {
                     self.error(
-                        Diagnostic::new(Code::UnknownMethod, name.span, format!("`join` needs a list of strings or numbers, not `{recv}`"))
-                            .with_help("map to strings first: `xs.map(x => x.name).join(\",\")`"),
+                        Diagnostic::new(
+                            Code::UnknownMethod,
+                            name.span,
+                            format!("`join` needs a list of strings or numbers, not `{recv}`"),
+                        )
+                        .with_help("map to strings first: `xs.map(x => x.name).join(\",\")`"),
                     );
                 }
                 (vec![Type::String], Type::String)
@@ -771,8 +954,12 @@ impl Checker<'_> {
             (Type::List(t), "sum") => {
                 if !matches!(**t, Type::Int | Type::Float | Type::Error) {
                     self.error(
-                        Diagnostic::new(Code::UnknownMethod, name.span, format!("`sum` needs a list of numbers, not `{recv}`"))
-                            .with_help("map to numbers first: `xs.map(x => x.quantity).sum()`"),
+                        Diagnostic::new(
+                            Code::UnknownMethod,
+                            name.span,
+                            format!("`sum` needs a list of numbers, not `{recv}`"),
+                        )
+                        .with_help("map to numbers first: `xs.map(x => x.quantity).sum()`"),
                     );
                     return Type::Error;
                 }
@@ -788,22 +975,36 @@ impl Checker<'_> {
                     self.error(Diagnostic::new(
                         Code::TypeMismatch,
                         name.span,
-                        format!("`filter` needs a lambda returning `Bool`, this one returns `{body}`"),
+                        format!(
+                            "`filter` needs a lambda returning `Bool`, this one returns `{body}`"
+                        ),
                     ));
                 }
                 return recv.clone();
             }
-            (Type::String | Type::Lits(_) | Type::Url, "lower" | "upper" | "trim") => (vec![], Type::String),
-            (Type::String | Type::Lits(_) | Type::Url, "split") => (vec![Type::String], Type::list(Type::String)),
-            (Type::String | Type::Lits(_) | Type::Url, "contains") => (vec![Type::String], Type::Bool),
+            (Type::String | Type::Lits(_) | Type::Url, "lower" | "upper" | "trim") => {
+                (vec![], Type::String)
+            }
+            (Type::String | Type::Lits(_) | Type::Url, "split") => {
+                (vec![Type::String], Type::list(Type::String))
+            }
+            (Type::String | Type::Lits(_) | Type::Url, "contains") => {
+                (vec![Type::String], Type::Bool)
+            }
             _ => {
                 self.check_args_loosely(args);
                 let methods: &[&str] = match recv {
                     Type::List(_) => &["len", "first", "contains", "join", "sum", "map", "filter"],
-                    Type::String | Type::Lits(_) | Type::Url => &["len", "lower", "upper", "trim", "split", "contains"],
+                    Type::String | Type::Lits(_) | Type::Url => {
+                        &["len", "lower", "upper", "trim", "split", "contains"]
+                    }
                     _ => &[],
                 };
-                let mut d = Diagnostic::new(Code::UnknownMethod, name.span, format!("`{recv}` has no method `{m}`"));
+                let mut d = Diagnostic::new(
+                    Code::UnknownMethod,
+                    name.span,
+                    format!("`{recv}` has no method `{m}`"),
+                );
                 d = if recv == Type::Json {
                     d.with_help("convert the value first, e.g. `(x as [Item]).len()`")
                 } else if let Some(s) = did_you_mean(m, methods.iter().copied()) {
@@ -822,7 +1023,11 @@ impl Checker<'_> {
             self.error(Diagnostic::new(
                 Code::TooManyArguments,
                 name.span,
-                format!("`.{m}()` takes {} positional argument(s), {} given", params.len(), args.len()),
+                format!(
+                    "`.{m}()` takes {} positional argument(s), {} given",
+                    params.len(),
+                    args.len()
+                ),
             ));
             return ret;
         }
@@ -831,7 +1036,11 @@ impl Checker<'_> {
                 ArgValue::Expr(v) => {
                     self.expect(v, p, &format!("argument of `.{m}()`"));
                 }
-                ArgValue::Type(te) => self.error(Diagnostic::new(Code::TypeMismatch, te.span, "expected a value, found a type")),
+                ArgValue::Type(te) => self.error(Diagnostic::new(
+                    Code::TypeMismatch,
+                    te.span,
+                    "expected a value, found a type",
+                )),
             }
         }
         ret
@@ -841,14 +1050,26 @@ impl Checker<'_> {
     /// type of its body.
     fn lambda_arg(&mut self, args: &[Arg], method: &ast::Ident, param_types: &[Type]) -> Type {
         let lambda = match args {
-            [Arg { name: None, value: ArgValue::Expr(Expr { kind: ExprKind::Lambda { params, body }, .. }), .. }] => Some((params, body)),
+            [Arg {
+                name: None,
+                value:
+                    ArgValue::Expr(Expr {
+                        kind: ExprKind::Lambda { params, body },
+                        ..
+                    }),
+                ..
+            }] => Some((params, body)),
             _ => None,
         };
         let Some((params, body)) = lambda else {
             self.check_args_loosely(args);
             self.error(
-                Diagnostic::new(Code::TypeMismatch, method.span, format!("`.{method}()` takes one lambda"))
-                    .with_help(format!("write `.{method}(x => ...)`")),
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    method.span,
+                    format!("`.{method}()` takes one lambda"),
+                )
+                .with_help(format!("write `.{method}(x => ...)`")),
             );
             return Type::Error;
         };
@@ -856,7 +1077,10 @@ impl Checker<'_> {
             self.error(Diagnostic::new(
                 Code::TypeMismatch,
                 method.span,
-                format!("the lambda of `.{method}()` takes {} parameter(s)", param_types.len()),
+                format!(
+                    "the lambda of `.{method}()` takes {} parameter(s)",
+                    param_types.len()
+                ),
             ));
         }
         self.scopes.push();
@@ -882,10 +1106,15 @@ impl Checker<'_> {
                 .with_secondary(prev_span, "first defined here")
                 .with_help("choose another name"),
             );
-        } else if AMBIENT.contains(&name.name.as_str()) || self.std.modules.contains_key(&name.name) {
+        } else if AMBIENT.contains(&name.name.as_str()) || self.std.modules.contains_key(&name.name)
+        {
             self.error(
-                Diagnostic::new(Code::DuplicateBinding, name.span, format!("`{name}` would hide the built-in `{name}`"))
-                    .with_help("choose another name"),
+                Diagnostic::new(
+                    Code::DuplicateBinding,
+                    name.span,
+                    format!("`{name}` would hide the built-in `{name}`"),
+                )
+                .with_help("choose another name"),
             );
         }
         self.scopes.bind(&name.name, ty, name.span, kind);
@@ -898,13 +1127,25 @@ impl Checker<'_> {
             (UnaryOp::Neg, Type::Int | Type::Float | Type::Duration) => t,
             (UnaryOp::Not, Type::Bool) => Type::Bool,
             (UnaryOp::Neg, other) => {
-                self.error(Diagnostic::new(Code::BadOperands, expr.span, format!("cannot negate `{other}`")));
+                self.error(Diagnostic::new(
+                    Code::BadOperands,
+                    expr.span,
+                    format!("cannot negate `{other}`"),
+                ));
                 Type::Error
             }
             (UnaryOp::Not, other) => {
                 self.error(
-                    Diagnostic::new(Code::BadOperands, expr.span, format!("`not` needs a `Bool`, found `{other}`"))
-                        .with_help(if other.is_optional() { "compare with null: `x == null`" } else { "compare to get a `Bool`" }),
+                    Diagnostic::new(
+                        Code::BadOperands,
+                        expr.span,
+                        format!("`not` needs a `Bool`, found `{other}`"),
+                    )
+                    .with_help(if other.is_optional() {
+                        "compare with null: `x == null`"
+                    } else {
+                        "compare to get a `Bool`"
+                    }),
                 );
                 Type::Error
             }
@@ -920,8 +1161,12 @@ impl Checker<'_> {
                 Type::Json | Type::Error | Type::Null => l.clone(),
                 other => {
                     self.error(
-                        Diagnostic::new(Code::NotOptional, lhs.span, format!("`??` on `{other}`, which is never null"))
-                            .with_help("remove `?? ...`"),
+                        Diagnostic::new(
+                            Code::NotOptional,
+                            lhs.span,
+                            format!("`??` on `{other}`, which is never null"),
+                        )
+                        .with_help("remove `?? ...`"),
                     );
                     other.clone()
                 }
@@ -989,7 +1234,10 @@ impl Checker<'_> {
                     || (l == r && matches!(l, Type::Time | Type::Duration | Type::String))
                     || (l.is_stringy() && r.is_stringy());
                 if !ok {
-                    bad(self, Some("order comparisons work on numbers, strings, times and durations"));
+                    bad(
+                        self,
+                        Some("order comparisons work on numbers, strings, times and durations"),
+                    );
                 }
                 Type::Bool
             }
@@ -1007,13 +1255,19 @@ impl Checker<'_> {
     /// `"add" | "remove"`: say so.
     fn literal_comparison(&mut self, lhs: &Expr, l: &Type, rhs: &Expr, r: &Type) {
         for (side, other_type) in [(rhs, l), (lhs, r)] {
-            let Type::Lits(set) = other_type.unwrap_optional() else { continue };
-            let Some(text) = literal_text(side) else { continue };
+            let Type::Lits(set) = other_type.unwrap_optional() else {
+                continue;
+            };
+            let Some(text) = literal_text(side) else {
+                continue;
+            };
             if !set.contains(&text) {
                 let mut d = Diagnostic::new(
                     Code::BadLiteral,
                     side.span,
-                    format!("`{text:?}` is not one of {other_type}, so this comparison is never true"),
+                    format!(
+                        "`{text:?}` is not one of {other_type}, so this comparison is never true"
+                    ),
                 );
                 if let Some(s) = did_you_mean(&text, set.iter().map(String::as_str)) {
                     d = d.with_help(format!("did you mean `{s:?}`?"));
@@ -1029,7 +1283,11 @@ impl Checker<'_> {
         let ok = matches!(from.unwrap_optional(), Type::Json | Type::Error)
             || matches!(to, Type::Json | Type::Error)
             || self.assignable(&from, &to)
-            || (from.is_stringy() && matches!(to, Type::Int | Type::Float | Type::Bool | Type::Time | Type::Url | Type::Lits(_)))
+            || (from.is_stringy()
+                && matches!(
+                    to,
+                    Type::Int | Type::Float | Type::Bool | Type::Time | Type::Url | Type::Lits(_)
+                ))
             || (from.is_numeric() && matches!(to, Type::Int | Type::Float | Type::String))
             || (from == Type::Bool && to == Type::String);
         if !ok {
@@ -1039,12 +1297,21 @@ impl Checker<'_> {
             );
         }
         if from.contains_secret() && !to.contains_secret() {
-            self.secret_leak(expr.span, "`as` cannot turn a secret into a printable value");
+            self.secret_leak(
+                expr.span,
+                "`as` cannot turn a secret into a printable value",
+            );
         }
         to
     }
 
-    fn if_expr(&mut self, e: &Expr, branches: &[(Expr, Expr)], otherwise: Option<&Expr>, expected: Option<&Type>) -> Type {
+    fn if_expr(
+        &mut self,
+        e: &Expr,
+        branches: &[(Expr, Expr)],
+        otherwise: Option<&Expr>,
+        expected: Option<&Type>,
+    ) -> Type {
         let mut result: Option<Type> = None;
         let mut bodies: Vec<&Expr> = Vec::new();
         for (cond, body) in branches {
@@ -1085,9 +1352,18 @@ impl Checker<'_> {
         }
     }
 
-    fn match_expr(&mut self, e: &Expr, scrutinee: &Expr, arms: &[ast::ExprArm], expected: Option<&Type>) -> Type {
+    fn match_expr(
+        &mut self,
+        e: &Expr,
+        scrutinee: &Expr,
+        arms: &[ast::ExprArm],
+        expected: Option<&Type>,
+    ) -> Type {
         let st = self.check_expr(scrutinee, None);
-        let pats: Vec<(&[ast::Pattern], ast::Span)> = arms.iter().map(|a| (a.patterns.as_slice(), a.span)).collect();
+        let pats: Vec<(&[ast::Pattern], ast::Span)> = arms
+            .iter()
+            .map(|a| (a.patterns.as_slice(), a.span))
+            .collect();
         self.check_match_patterns(&st, &pats, e.span);
         let mut result = None;
         for arm in arms {
@@ -1099,7 +1375,12 @@ impl Checker<'_> {
 
     /// Pattern types, unreachable arms and exhaustiveness, shared by match
     /// statements and expressions.
-    pub(super) fn check_match_patterns(&mut self, st: &Type, arms: &[(&[ast::Pattern], ast::Span)], match_span: ast::Span) {
+    pub(super) fn check_match_patterns(
+        &mut self,
+        st: &Type,
+        arms: &[(&[ast::Pattern], ast::Span)],
+        match_span: ast::Span,
+    ) {
         use ast::PatternKind as P;
         let mut covered: BTreeSet<String> = BTreeSet::new();
         let mut wildcard = false;
@@ -1107,8 +1388,12 @@ impl Checker<'_> {
             for p in *patterns {
                 if wildcard {
                     self.error(
-                        Diagnostic::new(Code::UnreachableArm, p.span, "unreachable pattern: `_` above already matches everything")
-                            .with_help("move the `_ =>` arm last"),
+                        Diagnostic::new(
+                            Code::UnreachableArm,
+                            p.span,
+                            "unreachable pattern: `_` above already matches everything",
+                        )
+                        .with_help("move the `_ =>` arm last"),
                     );
                     continue;
                 }
@@ -1126,8 +1411,12 @@ impl Checker<'_> {
                 self.check_pattern_type(st, p);
                 if !covered.insert(key.clone()) {
                     self.error(
-                        Diagnostic::new(Code::UnreachableArm, p.span, format!("unreachable pattern: {key} is already matched above"))
-                            .with_help("remove this pattern"),
+                        Diagnostic::new(
+                            Code::UnreachableArm,
+                            p.span,
+                            format!("unreachable pattern: {key} is already matched above"),
+                        )
+                        .with_help("remove this pattern"),
                     );
                 }
             }
@@ -1137,13 +1426,20 @@ impl Checker<'_> {
         }
         let Some(domain) = finite_domain(st) else {
             self.error(
-                Diagnostic::new(Code::NonExhaustiveMatch, match_span, format!("match on `{st}` does not cover every value"))
-                    .with_label("not exhaustive")
-                    .with_help("add a `_ =>` arm"),
+                Diagnostic::new(
+                    Code::NonExhaustiveMatch,
+                    match_span,
+                    format!("match on `{st}` does not cover every value"),
+                )
+                .with_label("not exhaustive")
+                .with_help("add a `_ =>` arm"),
             );
             return;
         };
-        let missing: Vec<String> = domain.into_iter().filter(|d| !covered.contains(d)).collect();
+        let missing: Vec<String> = domain
+            .into_iter()
+            .filter(|d| !covered.contains(d))
+            .collect();
         if !missing.is_empty() {
             self.error(
                 Diagnostic::new(
@@ -1152,7 +1448,14 @@ impl Checker<'_> {
                     format!("match does not cover {}", missing.join(", ")),
                 )
                 .with_label(format!("missing {}", missing.join(", ")))
-                .with_help(format!("add {} or a `_ =>` arm", missing.iter().map(|m| format!("a `{m} =>` arm")).collect::<Vec<_>>().join(", "))),
+                .with_help(format!(
+                    "add {} or a `_ =>` arm",
+                    missing
+                        .iter()
+                        .map(|m| format!("a `{m} =>` arm"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             );
         }
     }
@@ -1165,7 +1468,11 @@ impl Checker<'_> {
             (P::Null, _) => st.is_optional(),
             (P::Str(s), Type::Lits(set)) => {
                 if !set.contains(s) {
-                    let mut d = Diagnostic::new(Code::BadLiteral, p.span, format!("{s:?} is not one of {inner}"));
+                    let mut d = Diagnostic::new(
+                        Code::BadLiteral,
+                        p.span,
+                        format!("{s:?} is not one of {inner}"),
+                    );
                     if let Some(m) = did_you_mean(s, set.iter().map(String::as_str)) {
                         d = d.with_help(format!("did you mean {m:?}?"));
                     }
@@ -1206,7 +1513,9 @@ fn finite_domain(t: &Type) -> Option<Vec<String>> {
 
 /// The text of a plain string literal expression.
 fn literal_text(e: &Expr) -> Option<String> {
-    let ExprKind::Str(parts) = &e.kind else { return None };
+    let ExprKind::Str(parts) = &e.kind else {
+        return None;
+    };
     let mut out = String::new();
     for p in parts {
         match p {

@@ -93,10 +93,7 @@ impl Resolver<'_> {
                     Diagnostic::new(
                         Code::BadTypeArguments,
                         te.span,
-                        format!(
-                            "`{name}` takes {arity} type argument, {} given",
-                            args.len()
-                        ),
+                        format!("`{name}` takes {arity} type argument, {} given", args.len()),
                     )
                     .with_help(format!("write `{name}<T>`, e.g. `{name}<String>`")),
                 );
@@ -133,7 +130,9 @@ impl Resolver<'_> {
                         te.span,
                         format!("type alias `{name}` refers to itself"),
                     )
-                    .with_help("declare a record type (`type Name { ... }`) to nest a type in itself"),
+                    .with_help(
+                        "declare a record type (`type Name { ... }`) to nest a type in itself",
+                    ),
                 );
                 return Type::Error;
             }

@@ -51,8 +51,12 @@ impl Checker<'_> {
                 let t = self.check_expr(value, None);
                 let t = if t == Type::Null {
                     self.error(
-                        Diagnostic::new(Code::EmptyCollection, value.span, "the type of `null` alone cannot be inferred")
-                            .with_help("bind a value, or use `x ?? default` where it is read"),
+                        Diagnostic::new(
+                            Code::EmptyCollection,
+                            value.span,
+                            "the type of `null` alone cannot be inferred",
+                        )
+                        .with_help("bind a value, or use `x ?? default` where it is read"),
                     );
                     Type::Error
                 } else {
@@ -86,8 +90,10 @@ impl Checker<'_> {
             }
             StmtKind::Match { scrutinee, arms } => {
                 let st = self.check_expr(scrutinee, None);
-                let pats: Vec<(&[ast::Pattern], Span)> =
-                    arms.iter().map(|a| (a.patterns.as_slice(), a.span)).collect();
+                let pats: Vec<(&[ast::Pattern], Span)> = arms
+                    .iter()
+                    .map(|a| (a.patterns.as_slice(), a.span))
+                    .collect();
                 let before = self.diags.len();
                 self.check_match_patterns(&st, &pats, stmt.span);
                 let exhaustive = !self.diags[before..]
@@ -115,14 +121,22 @@ impl Checker<'_> {
                     Type::Error => Type::Error,
                     Type::Json => {
                         self.error(
-                            Diagnostic::new(Code::NotAList, iter.span, "cannot loop over `Json` without knowing its type")
-                                .with_help("convert it first: `for x in value as [Item] { ... }`"),
+                            Diagnostic::new(
+                                Code::NotAList,
+                                iter.span,
+                                "cannot loop over `Json` without knowing its type",
+                            )
+                            .with_help("convert it first: `for x in value as [Item] { ... }`"),
                         );
                         Type::Error
                     }
                     other => {
-                        let mut d = Diagnostic::new(Code::NotAList, iter.span, format!("cannot loop over `{other}`"))
-                            .with_label("not a list");
+                        let mut d = Diagnostic::new(
+                            Code::NotAList,
+                            iter.span,
+                            format!("cannot loop over `{other}`"),
+                        )
+                        .with_label("not a list");
                         if let Type::Optional(inner) = &other {
                             if matches!(**inner, Type::List(_)) {
                                 d = d.with_help("the list may be null: loop over `xs ?? []`");
@@ -180,8 +194,12 @@ impl Checker<'_> {
                     .any(|d| d.code == Code::EffectOutsideStep);
                 if !effect_reported && self.diags.len() == before {
                     self.error(
-                        Diagnostic::new(Code::UselessExpression, e.span, "this expression's value is not used")
-                            .with_help("bind it with `let name = ...`, or remove it"),
+                        Diagnostic::new(
+                            Code::UselessExpression,
+                            e.span,
+                            "this expression's value is not used",
+                        )
+                        .with_help("bind it with `let name = ...`, or remove it"),
                     );
                 }
                 Ending::Continues
@@ -195,9 +213,15 @@ impl Checker<'_> {
         } else {
             self.check_expr(&step.call, None);
             self.error(
-                Diagnostic::new(Code::StepNotCall, step.call.span, "a step must call a stdlib function")
-                    .with_label("not a stdlib call")
-                    .with_help("use `let` for computations; steps are for calls such as `http.post(...)`"),
+                Diagnostic::new(
+                    Code::StepNotCall,
+                    step.call.span,
+                    "a step must call a stdlib function",
+                )
+                .with_label("not a stdlib call")
+                .with_help(
+                    "use `let` for computations; steps are for calls such as `http.post(...)`",
+                ),
             );
             Type::Error
         };
@@ -206,8 +230,12 @@ impl Checker<'_> {
             if let ExprKind::Int(n) = retry.kind {
                 if !(0..=100).contains(&n) {
                     self.error(
-                        Diagnostic::new(Code::BadStepOption, retry.span, "`retry` must be between 0 and 100")
-                            .with_help("retries back off exponentially; a few are usually enough"),
+                        Diagnostic::new(
+                            Code::BadStepOption,
+                            retry.span,
+                            "`retry` must be between 0 and 100",
+                        )
+                        .with_help("retries back off exponentially; a few are usually enough"),
                     );
                 }
             }
@@ -226,7 +254,11 @@ impl Checker<'_> {
         }
         if let Some(timeout) = &step.timeout {
             if timeout.millis == 0 {
-                self.error(Diagnostic::new(Code::BadStepOption, timeout.span, "a step timeout must be longer than zero"));
+                self.error(Diagnostic::new(
+                    Code::BadStepOption,
+                    timeout.span,
+                    "a step timeout must be longer than zero",
+                ));
             }
         }
         let prev = self
@@ -244,7 +276,8 @@ impl Checker<'_> {
                 .with_secondary(prev, "first defined here")
                 .with_help("each step of a flow needs its own name: the journal records results by step name"),
             );
-            self.scopes.bind(&step.name.name, t, step.name.span, BindingKind::Step);
+            self.scopes
+                .bind(&step.name.name, t, step.name.span, BindingKind::Step);
             return;
         }
         if let Some(f) = self.flow.as_mut() {
@@ -266,9 +299,14 @@ impl Checker<'_> {
                     Diagnostic::new(
                         Code::NotDispatchTarget,
                         flow.span,
-                        format!("flow `{flow}` has a {} trigger, so it cannot be dispatched to", info.kind),
+                        format!(
+                            "flow `{flow}` has a {} trigger, so it cannot be dispatched to",
+                            info.kind
+                        ),
                     )
-                    .with_help(format!("give it `trigger dispatch (input: Type)` to make it a dispatch target")),
+                    .with_help(format!(
+                        "give it `trigger dispatch (input: Type)` to make it a dispatch target"
+                    )),
                 );
             }
             return;
@@ -276,11 +314,17 @@ impl Checker<'_> {
         self.expect(arg, &input, &format!("input of `{flow}`"));
     }
 
-    fn check_respond(&mut self, span: Span, status: &ast::Expr, body: Option<&ast::Expr>, headers: Option<&ast::Expr>) {
-        let (is_sync, in_loop, in_failure) = self
-            .flow
-            .as_ref()
-            .map_or((false, false, false), |f| (f.is_sync, f.loop_depth > 0, f.in_on_failure));
+    fn check_respond(
+        &mut self,
+        span: Span,
+        status: &ast::Expr,
+        body: Option<&ast::Expr>,
+        headers: Option<&ast::Expr>,
+    ) {
+        let (is_sync, in_loop, in_failure) =
+            self.flow.as_ref().map_or((false, false, false), |f| {
+                (f.is_sync, f.loop_depth > 0, f.in_on_failure)
+            });
         if !is_sync || in_failure {
             self.error(
                 Diagnostic::new(Code::RespondOutsideSync, span, "`respond` is only allowed in sync flows")
@@ -288,16 +332,24 @@ impl Checker<'_> {
             );
         } else if in_loop {
             self.error(
-                Diagnostic::new(Code::CodeAfterEnd, span, "`respond` inside a loop would answer more than once")
-                    .with_help("collect results in the loop, then `respond` after it"),
+                Diagnostic::new(
+                    Code::CodeAfterEnd,
+                    span,
+                    "`respond` inside a loop would answer more than once",
+                )
+                .with_help("collect results in the loop, then `respond` after it"),
             );
         }
         self.expect(status, &Type::Int, "status");
         if let ExprKind::Int(n) = status.kind {
             if !(100..=599).contains(&n) {
                 self.error(
-                    Diagnostic::new(Code::BadLiteral, status.span, format!("{n} is not an HTTP status"))
-                        .with_help("use a status between 100 and 599"),
+                    Diagnostic::new(
+                        Code::BadLiteral,
+                        status.span,
+                        format!("{n} is not an HTTP status"),
+                    )
+                    .with_help("use a status between 100 and 599"),
                 );
             }
         }

@@ -3,7 +3,10 @@
 /// The closest candidate to `name`, if one is close enough to be a likely
 /// typo: Levenshtein distance at most a third of the name's length (at least
 /// 1), or a case-insensitive match.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()

@@ -20,9 +20,13 @@ impl Checker<'_> {
             let Item::Test(test) = item else { continue };
             if let Some(first) = seen.get(&test.name.value) {
                 self.error(
-                    Diagnostic::new(Code::DuplicateTest, test.name.span, format!("test {:?} is defined more than once", test.name.value))
-                        .with_secondary(*first, "first defined here")
-                        .with_help("give each test its own name"),
+                    Diagnostic::new(
+                        Code::DuplicateTest,
+                        test.name.span,
+                        format!("test {:?} is defined more than once", test.name.value),
+                    )
+                    .with_secondary(*first, "first defined here")
+                    .with_help("give each test its own name"),
                 );
             } else {
                 seen.insert(test.name.value.clone(), test.name.span);
@@ -37,7 +41,12 @@ impl Checker<'_> {
         for stmt in &test.stmts {
             match &stmt.kind {
                 TestStmtKind::Config(entries) => self.test_config(entries),
-                TestStmtKind::MockHttp { method, url, status, body } => {
+                TestStmtKind::MockHttp {
+                    method,
+                    url,
+                    status,
+                    body,
+                } => {
                     self.test_method(method, Code::BadMock);
                     self.expect(url, &Type::String, "mocked URL");
                     self.expect(status, &Type::Int, "mocked status");
@@ -58,7 +67,11 @@ impl Checker<'_> {
                 }
                 TestStmtKind::ExpectStatus(outcome) => {
                     if !OUTCOMES.contains(&outcome.name.as_str()) {
-                        let mut d = Diagnostic::new(Code::BadExpect, outcome.span, format!("unknown outcome `{outcome}`"));
+                        let mut d = Diagnostic::new(
+                            Code::BadExpect,
+                            outcome.span,
+                            format!("unknown outcome `{outcome}`"),
+                        );
                         d = match did_you_mean(&outcome.name, OUTCOMES.iter().copied()) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => d.with_help("outcomes: succeeded, failed, skipped"),
@@ -77,15 +90,20 @@ impl Checker<'_> {
         self.scopes.pop();
         if !has_run {
             self.error(
-                Diagnostic::new(Code::TestRunMissing, test.name.span, format!("test {:?} runs no flow", test.name.value))
-                    .with_help("add `run FLOW with { ... }`"),
+                Diagnostic::new(
+                    Code::TestRunMissing,
+                    test.name.span,
+                    format!("test {:?} runs no flow", test.name.value),
+                )
+                .with_help("add `run FLOW with { ... }`"),
             );
         }
     }
 
     fn test_method(&mut self, method: &ast::Ident, code: Code) {
         if !METHODS.contains(&method.name.as_str()) {
-            let mut d = Diagnostic::new(code, method.span, format!("unknown HTTP method `{method}`"));
+            let mut d =
+                Diagnostic::new(code, method.span, format!("unknown HTTP method `{method}`"));
             if let Some(s) = did_you_mean(&method.name, METHODS.iter().copied()) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             }
@@ -96,7 +114,11 @@ impl Checker<'_> {
     fn test_config(&mut self, entries: &[ast::OptionEntry]) {
         for entry in entries {
             let ArgValue::Expr(value) = &entry.value else {
-                self.error(Diagnostic::new(Code::TypeMismatch, entry.span, "a config value must be a value, not a type"));
+                self.error(Diagnostic::new(
+                    Code::TypeMismatch,
+                    entry.span,
+                    "a config value must be a value, not a type",
+                ));
                 continue;
             };
             match self.config.get(&entry.name.name).map(|c| c.0.clone()) {
@@ -105,8 +127,14 @@ impl Checker<'_> {
                 }
                 None => {
                     let names: Vec<String> = self.config.keys().cloned().collect();
-                    let mut d = Diagnostic::new(Code::UnknownConfig, entry.name.span, format!("unknown config entry `{}`", entry.name));
-                    if let Some(s) = did_you_mean(&entry.name.name, names.iter().map(String::as_str)) {
+                    let mut d = Diagnostic::new(
+                        Code::UnknownConfig,
+                        entry.name.span,
+                        format!("unknown config entry `{}`", entry.name),
+                    );
+                    if let Some(s) =
+                        did_you_mean(&entry.name.name, names.iter().map(String::as_str))
+                    {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
                     self.error(d);
@@ -144,7 +172,12 @@ impl Checker<'_> {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
                         None => d.with_help(format!(
                             "fields: {}",
-                            fields.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                            fields
+                                .fields
+                                .iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     };
                     self.error(d);

@@ -75,7 +75,9 @@ impl Checker<'_> {
                     flow.name.span,
                     format!("flow `{}` has no trigger", flow.name),
                 )
-                .with_help("start the flow with a trigger, e.g. `trigger webhook POST \"/events\"`"),
+                .with_help(
+                    "start the flow with a trigger, e.g. `trigger webhook POST \"/events\"`",
+                ),
             );
             return TriggerInfo::none();
         };
@@ -118,7 +120,10 @@ impl Checker<'_> {
                     None if allowed.is_empty() => {
                         d.with_help(format!("a {kind} trigger takes no options"))
                     }
-                    None => d.with_help(format!("options of a {kind} trigger: {}", allowed.join(", "))),
+                    None => d.with_help(format!(
+                        "options of a {kind} trigger: {}",
+                        allowed.join(", ")
+                    )),
                 };
                 self.error(d);
             } else if seen.contains(&name) {
@@ -160,13 +165,13 @@ impl Checker<'_> {
                     ("query".to_string(), string_map()),
                     ("params".to_string(), params),
                 ];
-                if let TriggerKind::Sync { timeout, .. } = &trigger.kind {
-                    if let Some(t) = timeout {
-                        self.positive_duration(t, "a sync timeout");
-                    }
-                } else {
-                    fields.push(("received_at".to_string(), Type::Time));
+                if let TriggerKind::Sync {
+                    timeout: Some(t), ..
+                } = &trigger.kind
+                {
+                    self.positive_duration(t, "a sync timeout");
                 }
+                fields.push(("received_at".to_string(), Type::Time));
                 info.value_type = Type::record(fields);
                 info.body_type = Some(body);
                 info.route = Some(route);
@@ -184,7 +189,9 @@ impl Checker<'_> {
                         );
                         d = match did_you_mean(&tz.value, zones) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                            None => d.with_help("use an IANA name such as `Europe/Berlin` or `UTC`"),
+                            None => {
+                                d.with_help("use an IANA name such as `Europe/Berlin` or `UTC`")
+                            }
                         };
                         self.error(d);
                     }
@@ -296,7 +303,11 @@ impl Checker<'_> {
                     if let Some(e) = self.option_expr(opt) {
                         let is_delete = matches!(&e.kind, ExprKind::Name(n) if n.name == "delete");
                         if !is_delete {
-                            self.option_value(e, &Type::String, "`after:` takes a folder or `delete`");
+                            self.option_value(
+                                e,
+                                &Type::String,
+                                "`after:` takes a folder or `delete`",
+                            );
                         }
                     }
                     continue;
@@ -306,8 +317,14 @@ impl Checker<'_> {
                         let is_async = matches!(&e.kind, ExprKind::Name(n) if n.name == "async");
                         if !is_async {
                             self.error(
-                                Diagnostic::new(Code::BadTriggerOption, e.span, "`fallback:` must be `async`")
-                                    .with_help("write `fallback: async` to answer 202 and call back when done"),
+                                Diagnostic::new(
+                                    Code::BadTriggerOption,
+                                    e.span,
+                                    "`fallback:` must be `async`",
+                                )
+                                .with_help(
+                                    "write `fallback: async` to answer 202 and call back when done",
+                                ),
                             );
                         }
                     }
@@ -369,9 +386,17 @@ impl Checker<'_> {
     }
 
     fn verify_option(&mut self, e: &ast::Expr) {
-        let help = "write `verify: hmac_sha256(header: \"X-Signature\", secret: config.webhook_secret)`";
+        let help =
+            "write `verify: hmac_sha256(header: \"X-Signature\", secret: config.webhook_secret)`";
         let ExprKind::Call { callee, args } = &e.kind else {
-            self.error(Diagnostic::new(Code::BadTriggerOption, e.span, "`verify:` takes a verification").with_help(help));
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    e.span,
+                    "`verify:` takes a verification",
+                )
+                .with_help(help),
+            );
             return;
         };
         if !matches!(&callee.kind, ExprKind::Name(n) if n.name == "hmac_sha256") {
@@ -384,28 +409,47 @@ impl Checker<'_> {
         }
         let mut has = (false, false);
         for arg in args {
-            let ArgValue::Expr(value) = &arg.value else { continue };
+            let ArgValue::Expr(value) = &arg.value else {
+                continue;
+            };
             match arg.name.as_ref().map(|n| n.name.as_str()) {
                 Some("header") => {
                     has.0 = true;
-                    if !matches!(&value.kind, ExprKind::Str(parts) if parts.iter().all(|p| matches!(p, ast::StrPart::Lit(_)))) {
-                        self.error(Diagnostic::new(Code::BadTriggerOption, value.span, "`header:` must be a string literal"));
+                    if !matches!(&value.kind, ExprKind::Str(parts) if parts.iter().all(|p| matches!(p, ast::StrPart::Lit(_))))
+                    {
+                        self.error(Diagnostic::new(
+                            Code::BadTriggerOption,
+                            value.span,
+                            "`header:` must be a string literal",
+                        ));
                     }
                 }
                 Some("secret") => {
                     has.1 = true;
-                    self.option_value(value, &Type::Secret, "pass a config entry, e.g. `config.webhook_secret`");
+                    self.option_value(
+                        value,
+                        &Type::Secret,
+                        "pass a config entry, e.g. `config.webhook_secret`",
+                    );
                 }
                 _ => self.error(
-                    Diagnostic::new(Code::UnknownArgument, arg.span, "`hmac_sha256` takes `header:` and `secret:`")
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::UnknownArgument,
+                        arg.span,
+                        "`hmac_sha256` takes `header:` and `secret:`",
+                    )
+                    .with_help(help),
                 ),
             }
         }
         if !(has.0 && has.1) {
             self.error(
-                Diagnostic::new(Code::MissingArgument, e.span, "`hmac_sha256` needs both `header:` and `secret:`")
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::MissingArgument,
+                    e.span,
+                    "`hmac_sha256` needs both `header:` and `secret:`",
+                )
+                .with_help(help),
             );
         }
     }
@@ -417,8 +461,12 @@ impl Checker<'_> {
                     && matches!(&arg.value, ArgValue::Expr(v) if matches!(v.kind, ExprKind::Str(_))));
                 if !ok {
                     self.error(
-                        Diagnostic::new(Code::BadTriggerOption, e.span, "`header(...)` takes one header name")
-                            .with_help("write `dedupe: header(\"X-Delivery-Id\")`"),
+                        Diagnostic::new(
+                            Code::BadTriggerOption,
+                            e.span,
+                            "`header(...)` takes one header name",
+                        )
+                        .with_help("write `dedupe: header(\"X-Delivery-Id\")`"),
                     );
                 }
                 return;
@@ -435,18 +483,29 @@ impl Checker<'_> {
         });
         let t = self.infer_const(e, &Type::String);
         self.flow = saved;
-        let fits = matches!(t.unwrap_optional(), Type::String | Type::Lits(_) | Type::Int | Type::Error | Type::Json);
+        let fits = matches!(
+            t.unwrap_optional(),
+            Type::String | Type::Lits(_) | Type::Int | Type::Error | Type::Json
+        );
         if !fits {
             self.error(
-                Diagnostic::new(Code::BadTriggerOption, e.span, format!("a dedupe key must be a String or Int, found `{t}`"))
-                    .with_help("use `header(\"X-Delivery-Id\")` or a field such as `trigger.body.id`"),
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    e.span,
+                    format!("a dedupe key must be a String or Int, found `{t}`"),
+                )
+                .with_help("use `header(\"X-Delivery-Id\")` or a field such as `trigger.body.id`"),
             );
         }
     }
 
     fn route(&mut self, method: &ast::Ident, path: &ast::StrLit) -> Route {
         if !METHODS.contains(&method.name.as_str()) {
-            let mut d = Diagnostic::new(Code::BadMethod, method.span, format!("unknown HTTP method `{}`", method.name));
+            let mut d = Diagnostic::new(
+                Code::BadMethod,
+                method.span,
+                format!("unknown HTTP method `{}`", method.name),
+            );
             d = match did_you_mean(&method.name, METHODS.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("methods: {}", METHODS.join(", "))),
@@ -470,7 +529,10 @@ impl Checker<'_> {
                 .with_help("paths look like `/orders` or `/customers/{id}`")
         };
         if !path.value.starts_with('/') {
-            self.error(bad(format!("route path `{}` must start with `/`", path.value)));
+            self.error(bad(format!(
+                "route path `{}` must start with `/`",
+                path.value
+            )));
             return params;
         }
         let segments: Vec<&str> = path.value[1..].split('/').collect();
@@ -479,7 +541,10 @@ impl Checker<'_> {
                 if i + 1 == segments.len() && (segments.len() == 1 || i > 0) {
                     continue; // "/" or a trailing slash
                 }
-                self.error(bad(format!("route path `{}` has an empty segment", path.value)));
+                self.error(bad(format!(
+                    "route path `{}` has an empty segment",
+                    path.value
+                )));
                 continue;
             }
             if let Some(inner) = seg.strip_prefix('{') {
@@ -488,9 +553,13 @@ impl Checker<'_> {
                     continue;
                 };
                 let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
                 if !valid {
-                    self.error(bad(format!("`{{{name}}}` is not a valid path parameter name")));
+                    self.error(bad(format!(
+                        "`{{{name}}}` is not a valid path parameter name"
+                    )));
                 } else if params.iter().any(|p| p == name) {
                     self.error(bad(format!("path parameter `{name}` appears twice")));
                 } else {
@@ -500,7 +569,9 @@ impl Checker<'_> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
             {
-                self.error(bad(format!("segment `{seg}` has characters that need escaping in a URL")));
+                self.error(bad(format!(
+                    "segment `{seg}` has characters that need escaping in a URL"
+                )));
             }
         }
         params
@@ -519,23 +590,72 @@ impl Checker<'_> {
     fn positive_duration(&mut self, d: &ast::DurationLit, what: &str) {
         if d.millis == 0 {
             self.error(
-                Diagnostic::new(Code::BadDurationValue, d.span, format!("{what} must be longer than zero"))
-                    .with_help("use a positive duration such as `30s`"),
+                Diagnostic::new(
+                    Code::BadDurationValue,
+                    d.span,
+                    format!("{what} must be longer than zero"),
+                )
+                .with_help("use a positive duration such as `30s`"),
             );
         }
     }
 }
 
-/// Parses a five-field (or six-field, with seconds) cron expression the
-/// way the runtime does.
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {expr}"),
-        6 => expr.to_string(),
-        n => return Err(format!("{n} fields; expected 5")),
+/// Parses a five-field (or six-field, with seconds first) cron expression
+/// exactly as the runtime does (`croner`, seconds optional), so that what
+/// checks also runs.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let nickname = expr.trim_start().starts_with('@');
+    if !nickname && !(5..=6).contains(&fields.len()) {
+        let n = fields.len();
+        return Err(format!("{n} field{}; expected 5", if n == 1 { "" } else { "s" }));
+    }
+    croner::Cron::new(expr)
+        .with_seconds_optional()
+        .parse()
+        .map_err(|e| out_of_range(&fields).unwrap_or_else(|| cron_reason(&e.to_string())))
+}
+
+/// Names and ranges of the five cron fields (a sixth, seconds, comes first).
+const CRON_FIELDS: &[(&str, u32, u32)] = &[
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+];
+
+/// "hour 25 is out of range (0-23)" for the first number outside its
+/// field's range.
+fn out_of_range(fields: &[&str]) -> Option<String> {
+    let seconds = [("second", 0, 59)];
+    let names: Vec<(&str, u32, u32)> = if fields.len() == 6 {
+        seconds.iter().chain(CRON_FIELDS).copied().collect()
+    } else {
+        CRON_FIELDS.to_vec()
     };
-    cron::Schedule::from_str(&full).map_err(|e| e.to_string())
+    fields.iter().zip(names).find_map(|(field, (name, min, max))| {
+        let values = field.split(',').flat_map(|part| {
+            let range = part.split('/').next().unwrap_or_default();
+            range.split('-').map(str::parse::<u32>).collect::<Vec<_>>()
+        });
+        values
+            .flatten()
+            .find(|n| *n < min || *n > max)
+            .map(|n| format!("{name} {n} is out of range ({min}-{max})"))
+    })
+}
+
+/// croner's message without its prefixes ("Invalid pattern: ...").
+fn cron_reason(message: &str) -> String {
+    let reason = message.rsplit(": ").next().unwrap_or(message).trim();
+    let reason = reason.trim_end_matches('.');
+    let mut chars = reason.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "not a cron expression".to_string(),
+    }
 }
 
 fn schedule_type() -> Type {

@@ -11,7 +11,9 @@
 //! (`ops::get(ops::get(cx.trigger(), "body"), "updates")`) so reading
 //! `trigger.body.updates` clones only the list, not the whole trigger.
 
-use crate::syntax::ast::{Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, UnaryOp};
+use crate::syntax::ast::{
+    Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, UnaryOp,
+};
 
 use super::{lit, Gen};
 
@@ -24,7 +26,10 @@ impl Gen<'_> {
     /// A Rust expression producing an owned `Value`.
     pub fn expr(&mut self, e: &Expr) -> String {
         if let Some(place) = self.place(e) {
-            return format!("{place}.clone()");
+            return match place.strip_prefix('&') {
+                Some(local) => format!("{local}.clone()"),
+                None => format!("{place}.clone()"),
+            };
         }
         match &e.kind {
             ExprKind::Null => "Value::Null".into(),
@@ -35,7 +40,7 @@ impl Gen<'_> {
             ExprKind::Str(parts) => self.string(parts),
             ExprKind::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
-                format!("Value::Array(vec![{}])", items.join(", "))
+                format!("Value::Array(Vec::from([{}]))", items.join(", "))
             }
             ExprKind::Record(entries) => {
                 let items: Vec<String> = entries
@@ -46,11 +51,17 @@ impl Gen<'_> {
             }
             // Names and fields that are places were handled above.
             ExprKind::Name(n) => match n.name.as_str() {
-                "env" => "ops::record([(\"version\", Value::from(cx.version()))])".into(),
+                "env" => {
+                    "ops::record([(\"version\", call_pure(\"env.version\", Args::new())?)])".into()
+                }
                 _ => "Value::Null".into(),
             },
             ExprKind::Field { target, name, .. } => {
-                format!("ops::get(&{}, {}).clone()", self.expr(target), lit(&name.name))
+                format!(
+                    "ops::get(&{}, {}).clone()",
+                    self.expr(target),
+                    lit(&name.name)
+                )
             }
             ExprKind::Index { target, index } => {
                 let t = self.borrowed(target);
@@ -73,7 +84,10 @@ impl Gen<'_> {
                     "{{ static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {schema}); ops::as_type({v}, &SCHEMA)? }}"
                 )
             }
-            ExprKind::If { branches, otherwise } => {
+            ExprKind::If {
+                branches,
+                otherwise,
+            } => {
                 let mut out = String::new();
                 for (i, (cond, body)) in branches.iter().enumerate() {
                     if i > 0 {
@@ -82,7 +96,9 @@ impl Gen<'_> {
                     let c = self.borrowed(cond);
                     out.push_str(&format!("if ops::truthy({c}) {{ {} }}", self.expr(body)));
                 }
-                let other = otherwise.as_ref().map_or("Value::Null".to_string(), |o| self.expr(o));
+                let other = otherwise
+                    .as_ref()
+                    .map_or("Value::Null".to_string(), |o| self.expr(o));
                 out.push_str(&format!(" else {{ {other} }}"));
                 format!("({out})")
             }
@@ -125,11 +141,21 @@ impl Gen<'_> {
                 }
             }
             ExprKind::Field { target, name, .. } => {
-                if matches!(&target.kind, ExprKind::Name(t) if t.name == "config" && !self.is_local("config")) {
-                    return Some(format!("cx.config().get({})", lit(&name.name)));
+                if matches!(&target.kind, ExprKind::Name(t) if t.name == "config" && !self.is_local("config"))
+                {
+                    return Some(format!("ops::get(cx.config(), {})", lit(&name.name)));
                 }
                 let base = self.place(target)?;
-                Some(format!("ops::get({base}, {})", lit(&name.name)))
+                // A dispatch flow's input is `trigger.input` at run time,
+                // whatever the flow named its parameter.
+                let is_dispatch_input = base == "cx.trigger()"
+                    && self.dispatch_param.as_deref() == Some(name.name.as_str());
+                let field = if is_dispatch_input {
+                    "input"
+                } else {
+                    name.name.as_str()
+                };
+                Some(format!("ops::get({base}, {})", lit(field)))
             }
             _ => None,
         }
@@ -194,7 +220,10 @@ impl Gen<'_> {
         match &callee.kind {
             ExprKind::Name(n) if n.name == "endpoint" => {
                 let flow = match args.first().map(|a| &a.value) {
-                    Some(ArgValue::Expr(Expr { kind: ExprKind::Name(f), .. })) => f.name.clone(),
+                    Some(ArgValue::Expr(Expr {
+                        kind: ExprKind::Name(f),
+                        ..
+                    })) => f.name.clone(),
                     _ => String::new(),
                 };
                 format!("cx.endpoint({})?", lit(&flow))
@@ -225,7 +254,10 @@ impl Gen<'_> {
             return format!("cx.state_get(&ops::display({key}))?");
         }
         let args = self.args(module, function, args);
-        format!("call_pure({}, {args})?", lit(&format!("{module}.{function}")))
+        format!(
+            "call_pure({}, {args})?",
+            lit(&format!("{module}.{function}"))
+        )
     }
 
     /// `Args::new().arg(..).kw(..)` for a stdlib call, normalised by the
@@ -284,7 +316,11 @@ impl Gen<'_> {
             .collect();
         match method {
             "map" | "filter" => {
-                let Some(Expr { kind: ExprKind::Lambda { params, body }, .. }) = arg_exprs.first() else {
+                let Some(Expr {
+                    kind: ExprKind::Lambda { params, body },
+                    ..
+                }) = arg_exprs.first()
+                else {
                     return "Value::Null".into();
                 };
                 let param = params.first().map_or("_".to_string(), |p| p.name.clone());

@@ -33,6 +33,8 @@ pub(crate) struct Gen<'a> {
     locals: Vec<String>,
     /// How many `for ... parallel` bodies enclose this point.
     parallel: usize,
+    /// In a dispatch flow: the name of its input parameter.
+    dispatch_param: Option<String>,
 }
 
 impl Gen<'_> {
@@ -66,6 +68,7 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         types: TypeDecls { decls },
         locals: Vec::new(),
         parallel: 0,
+        dispatch_param: None,
     };
     let mut scope = codegen::Scope::new();
     scope.raw(&header(file, source));
@@ -103,7 +106,10 @@ fn header(file: &ast::File, source: &str) -> String {
          use flow_runtime::prelude::*;\n",
         env!("CARGO_PKG_VERSION"),
         file.integration.name,
-    ) + &format!("const SOURCE_SHA256: &str = {};\n", lit(&source_hash(source)))
+    ) + &format!(
+        "const SOURCE_SHA256: &str = {};\n",
+        lit(&source_hash(source))
+    )
 }
 
 pub fn source_hash(source: &str) -> String {
@@ -114,7 +120,12 @@ fn doc(d: &Option<String>) -> String {
     lit(d.as_deref().unwrap_or(""))
 }
 
-fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program, _source: &str) -> codegen::Function {
+fn integration_fn(
+    gen: &mut Gen,
+    file: &ast::File,
+    program: &Program,
+    _source: &str,
+) -> codegen::Function {
     let mut f = codegen::Function::new("integration");
     f.ret("Integration");
     let mut config = Vec::new();
@@ -126,7 +137,10 @@ fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program, _source: &
                 Some(e) => format!("Some({})", constant(gen, e)),
                 None => "None".into(),
             };
-            let env = entry.env.as_ref().map_or("None".to_string(), |e| format!("Some({})", lit(&e.value)));
+            let env = entry
+                .env
+                .as_ref()
+                .map_or("None".to_string(), |e| format!("Some({})", lit(&e.value)));
             let secret = program
                 .config
                 .iter()
@@ -143,12 +157,16 @@ fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program, _source: &
     for item in &file.items {
         if let Item::Type(t) = item {
             if let TypeDeclBody::Record(fields) = &t.body {
-                types.push(format!("({}, {})", lit(&t.name.name), gen.types.record(fields, 0)));
+                types.push(format!(
+                    "({}, {})",
+                    lit(&t.name.name),
+                    gen.types.record(fields, 0)
+                ));
             }
         }
     }
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: vec![{}], types: vec![{}], flows }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
@@ -169,7 +187,9 @@ fn flows_fn(gen: &mut Gen, file: &ast::File) -> codegen::Function {
     let mut defs = Vec::new();
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
-        let Some(trigger) = flow.triggers.first() else { continue };
+        let Some(trigger) = flow.triggers.first() else {
+            continue;
+        };
         let name = &flow.name.name;
         let on_failure = if flow.on_failure.is_some() {
             format!("Some(on_failure_{name})")
@@ -183,17 +203,24 @@ fn flows_fn(gen: &mut Gen, file: &ast::File) -> codegen::Function {
             trigger_def(gen, flow, trigger),
         ));
     }
-    f.line(format!("vec![{}]", defs.join(",\n")));
+    f.line(format!("Vec::from([{}])", defs.join(",\n")));
     f
 }
 
 fn option<'a>(trigger: &'a ast::Trigger, name: &str) -> Option<&'a ArgValue> {
-    trigger.options.iter().find(|o| o.name.name == name).map(|o| &o.value)
+    trigger
+        .options
+        .iter()
+        .find(|o| o.name.name == name)
+        .map(|o| &o.value)
 }
 
 fn option_bool(trigger: &ast::Trigger, name: &str, default: bool) -> bool {
     match option(trigger, name) {
-        Some(ArgValue::Expr(ast::Expr { kind: ExprKind::Bool(b), .. })) => *b,
+        Some(ArgValue::Expr(ast::Expr {
+            kind: ExprKind::Bool(b),
+            ..
+        })) => *b,
         _ => default,
     }
 }
@@ -263,7 +290,9 @@ fn verify_def(e: &ast::Expr) -> String {
     let mut header = String::new();
     let mut secret = "String::new()".to_string();
     for arg in args {
-        let (Some(name), ArgValue::Expr(v)) = (&arg.name, &arg.value) else { continue };
+        let (Some(name), ArgValue::Expr(v)) = (&arg.name, &arg.value) else {
+            continue;
+        };
         match (name.name.as_str(), &v.kind) {
             ("header", ExprKind::Str(parts)) => {
                 header = parts
@@ -285,16 +314,33 @@ fn verify_def(e: &ast::Expr) -> String {
             _ => {}
         }
     }
-    format!("Some(HmacVerify {{ header: {}, secret: {secret} }})", lit(&header))
+    format!(
+        "Some(HmacVerify {{ header: {}, secret: {secret} }})",
+        lit(&header)
+    )
 }
 
 /// The flow's body function, its `on failure` function and its dedupe
 /// key function.
 fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
     let name = &flow.name.name;
-    let mut fns = vec![body_fn(gen, &format!("flow_{name}"), &flow.body, flow.doc.as_deref())];
+    gen.dispatch_param = flow.triggers.first().and_then(|t| match &t.kind {
+        TriggerKind::Dispatch { param, .. } => Some(param.name.clone()),
+        _ => None,
+    });
+    let mut fns = vec![body_fn(
+        gen,
+        &format!("flow_{name}"),
+        &flow.body,
+        flow.doc.as_deref(),
+    )];
     if let Some(block) = &flow.on_failure {
-        fns.push(body_fn(gen, &format!("on_failure_{name}"), block, Some("`on failure` block")));
+        fns.push(body_fn(
+            gen,
+            &format!("on_failure_{name}"),
+            block,
+            Some("`on failure` block"),
+        ));
     }
     if let Some(trigger) = flow.triggers.first() {
         if let Some(ArgValue::Expr(e)) = option(trigger, "dedupe") {
@@ -308,7 +354,12 @@ fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
     fns
 }
 
-fn body_fn(gen: &mut Gen, fn_name: &str, block: &ast::Block, doc: Option<&str>) -> codegen::Function {
+fn body_fn(
+    gen: &mut Gen,
+    fn_name: &str,
+    block: &ast::Block,
+    doc: Option<&str>,
+) -> codegen::Function {
     let mut f = codegen::Function::new(fn_name);
     if let Some(d) = doc {
         f.doc(d);
@@ -316,7 +367,9 @@ fn body_fn(gen: &mut Gen, fn_name: &str, block: &ast::Block, doc: Option<&str>) 
     f.arg("cx", "Ctx").ret("FlowFuture");
     gen.locals.clear();
     let body = gen.block(block);
-    f.line(format!("Box::pin(async move {{\n{body}\nOk(Outcome::Succeeded)\n}})"));
+    f.line(format!(
+        "Box::pin(async move {{\n{body}\nOk(Outcome::Succeeded)\n}})"
+    ));
     f
 }
 
@@ -326,7 +379,10 @@ fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
     if let ExprKind::Call { callee, args } = &e.kind {
         if matches!(&callee.kind, ExprKind::Name(n) if n.name == "header") {
             let header = match args.first().map(|a| &a.value) {
-                Some(ArgValue::Expr(ast::Expr { kind: ExprKind::Str(parts), .. })) => parts
+                Some(ArgValue::Expr(ast::Expr {
+                    kind: ExprKind::Str(parts),
+                    ..
+                })) => parts
                     .iter()
                     .map(|p| match p {
                         ast::StrPart::Lit(s) => s.to_ascii_lowercase(),
@@ -335,7 +391,10 @@ fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
                     .collect(),
                 _ => String::new(),
             };
-            return format!("ops::dedupe_key(ops::get(ops::get(trigger, \"headers\"), {}))", lit(&header));
+            return format!(
+                "ops::dedupe_key(ops::get(ops::get(trigger, \"headers\"), {}))",
+                lit(&header)
+            );
         }
     }
     let v = gen.expr(e).replace("cx.trigger()", "trigger");
@@ -349,7 +408,10 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
-            if matches!(t.kind, TriggerKind::Files { .. } | TriggerKind::Subscribe { .. }) {
+            if matches!(
+                t.kind,
+                TriggerKind::Files { .. } | TriggerKind::Subscribe { .. }
+            ) {
                 out.push((
                     t.span,
                     format!(

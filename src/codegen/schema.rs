@@ -31,8 +31,10 @@ impl TypeDecls<'_> {
         match &te.kind {
             TypeExprKind::Named { name, args } => {
                 let arg = |i: usize| {
-                    args.get(i)
-                        .map_or_else(|| "Schema::Json".to_string(), |a| self.schema_depth(a, depth + 1))
+                    args.get(i).map_or_else(
+                        || "Schema::Json".to_string(),
+                        |a| self.schema_depth(a, depth + 1),
+                    )
                 };
                 match name.name.as_str() {
                     "String" => "Schema::String".into(),
@@ -58,7 +60,7 @@ impl TypeDecls<'_> {
             }
             TypeExprKind::LitUnion(lits) => {
                 let items: Vec<String> = lits.iter().map(|l| lit(&l.value)).collect();
-                format!("Schema::Literals(vec![{}])", items.join(", "))
+                format!("Schema::Literals(Vec::from([{}]))", items.join(", "))
             }
             TypeExprKind::Record(fields) => self.record(fields, depth),
         }
@@ -80,6 +82,6 @@ impl TypeDecls<'_> {
                 }
             })
             .collect();
-        format!("Schema::Record(vec![{}])", items.join(", "))
+        format!("Schema::Record(Vec::from([{}]))", items.join(", "))
     }
 }

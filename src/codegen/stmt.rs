@@ -1,12 +1,12 @@
 //! Statements → Rust statements inside a flow's `async move` block.
 //!
 //! A flow body returns `Result<Outcome, RunError>`. The body of a
-//! `for ... parallel N` loop runs in a closure per item that returns
-//! `Result<Control, RunError>` instead, so `skip` there says
-//! `Control::End(..)` and the loop ends the run after it; `self.parallel`
+//! `for ... parallel N` loop runs as a future per item that returns
+//! `Result<Option<Outcome>, RunError>` instead (`None`: go on), so `skip`
+//! there says `Some(..)` and the loop ends the run after it; `self.parallel`
 //! counts the enclosing parallel loops to pick the right form.
 
-use crate::syntax::ast::{Block, ExprKind, Stmt, StmtKind, StepStmt};
+use crate::syntax::ast::{Block, ExprKind, StepStmt, Stmt, StmtKind};
 
 use super::expr::{local, patterns_cond};
 use super::{lit, Gen};
@@ -31,7 +31,10 @@ impl Gen<'_> {
                 format!("let {} = {v};", local(&name.name))
             }
             StmtKind::Step(step) => self.step(step),
-            StmtKind::If { branches, otherwise } => {
+            StmtKind::If {
+                branches,
+                otherwise,
+            } => {
                 let mut out = String::new();
                 for (i, (cond, body)) in branches.iter().enumerate() {
                     if i > 0 {
@@ -61,7 +64,12 @@ impl Gen<'_> {
                 out.push_str("\n}");
                 out
             }
-            StmtKind::For { var, iter, parallel, body } => match parallel {
+            StmtKind::For {
+                var,
+                iter,
+                parallel,
+                body,
+            } => match parallel {
                 Some(limit) => self.parallel_for(&var.name, iter, limit, body),
                 None => {
                     let items = self.borrowed(iter);
@@ -86,20 +94,34 @@ impl Gen<'_> {
                 let r = self.borrowed(reason);
                 format!("return Err(RunError::fail(ops::display({r})));")
             }
-            StmtKind::Respond { status, body, headers } => {
+            StmtKind::Respond {
+                status,
+                body,
+                headers,
+            } => {
                 let s = self.borrowed(status);
-                let b = body.as_ref().map_or("Value::Null".to_string(), |b| self.expr(b));
+                let b = body
+                    .as_ref()
+                    .map_or("Value::Null".to_string(), |b| self.expr(b));
                 let h = match headers.as_ref().map(|h| &h.kind) {
                     Some(ExprKind::Record(entries)) => {
                         let items: Vec<String> = entries
                             .iter()
-                            .map(|e| format!("({}.to_string(), {})", lit(e.key.name()), self.expr(&e.value)))
+                            .map(|e| {
+                                format!(
+                                    "({}.to_string(), {})",
+                                    lit(e.key.name()),
+                                    self.expr(&e.value)
+                                )
+                            })
                             .collect();
-                        format!("vec![{}]", items.join(", "))
+                        format!("Vec::from([{}])", items.join(", "))
                     }
                     _ => "Vec::new()".into(),
                 };
-                self.end(&format!("Outcome::Respond {{ status: ops::status({s})?, body: {b}, headers: {h} }}"))
+                self.end(&format!(
+                    "Outcome::Respond {{ status: ops::status({s})?, body: {b}, headers: {h} }}"
+                ))
             }
             // The checker rejects expression statements; nothing to run.
             StmtKind::Expr(_) => String::new(),
@@ -109,7 +131,7 @@ impl Gen<'_> {
     /// `return` of a run's outcome, in the form the enclosing body needs.
     fn end(&self, outcome: &str) -> String {
         if self.parallel > 0 {
-            format!("return Ok(Control::End({outcome}));")
+            format!("return Ok(Some({outcome}));")
         } else {
             format!("return Ok({outcome});")
         }
@@ -139,7 +161,10 @@ impl Gen<'_> {
             ));
         }
         if let Some(t) = &step.timeout {
-            opts.push_str(&format!("timeout: Some(Duration::from_millis({})), ", t.millis));
+            opts.push_str(&format!(
+                "timeout: Some(Duration::from_millis({})), ",
+                t.millis
+            ));
         }
         opts.push_str("..StepOptions::default() }");
         self.locals.push(step.name.name.clone());
@@ -154,28 +179,46 @@ impl Gen<'_> {
     /// `for x in xs parallel N { ... }`: each item's body runs as its own
     /// future (with its own loop index in step identities), at most N at a
     /// time; the first `skip` or failure ends the run.
-    fn parallel_for(&mut self, var: &str, iter: &crate::syntax::ast::Expr, limit: &crate::syntax::ast::Expr, body: &Block) -> String {
+    fn parallel_for(
+        &mut self,
+        var: &str,
+        iter: &crate::syntax::ast::Expr,
+        limit: &crate::syntax::ast::Expr,
+        body: &Block,
+    ) -> String {
         let items = self.borrowed(iter);
         let limit = self.borrowed(limit);
-        // Locals visible in the body are cloned into each item's future.
-        let captured: Vec<String> = self.locals.iter().map(|l| local(l)).collect();
-        let clones: String = captured.iter().map(|c| format!("let {c} = {c}.clone();")).collect();
+        // Locals visible in the body are cloned into the closure (shadowed
+        // in a block, so the originals stay usable after the loop), then
+        // into each item's future.
+        let clones: String = self
+            .locals
+            .iter()
+            .map(|l| format!("let {0} = {0}.clone();", local(l)))
+            .collect();
         self.locals.push(var.to_string());
         self.parallel += 1;
         let b = self.block(body);
         self.parallel -= 1;
         self.locals.pop();
+        let end = if self.parallel > 0 {
+            "return Ok(Some(outcome));"
+        } else {
+            "return Ok(outcome);"
+        };
         format!(
-            "{{ let items = ops::iter({items})?; let limit = ops::limit({limit})?;
-            {clones}
-            let outcome = cx.for_each_parallel(limit, items, move |cx, {v}| {{ {clones} async move {{
-                {b}
-                #[allow(unreachable_code)]
-                Ok(Control::Continue)
-            }} }}).await?;
-            if let Some(outcome) = outcome {{ {end} }} }}",
+            "let outcome = {{ let items = ops::iter({items})?; let limit = ops::limit({limit})?;
+            let cx = cx.clone(); {clones}
+            parallel(items, limit, move |index, {v}| {{
+                let cx = cx.with_index(index); {clones}
+                async move {{
+                    {b}
+                    #[allow(unreachable_code)]
+                    Ok(None)
+                }}
+            }}).await? }};
+            if let Some(outcome) = outcome {{ {end} }}",
             v = local(var),
-            end = if self.parallel > 0 { "return Ok(Control::End(outcome));" } else { "return Ok(outcome);" },
         )
     }
 }

@@ -420,6 +420,7 @@ fn words(rule: Rule) -> Words {
         Rule::list_type => Expect("`[`"),
         Rule::record_type => Expect("`{`"),
         Rule::lit_union => Expect("a string"),
+        Rule::paren_type => Expect("a type"),
 
         // flows and triggers
         Rule::flow_decl => Expect("`flow`"),

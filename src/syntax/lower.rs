@@ -161,7 +161,7 @@ pub(super) fn inner<'i>(pair: Pair<'i, Rule>) -> Walk<'i> {
 impl<'i> Walk<'i> {
     /// The next child, which the grammar guarantees is there.
     #[track_caller]
-    pub(super) fn next(&mut self) -> Pair<'i, Rule> {
+    pub(super) fn required(&mut self) -> Pair<'i, Rule> {
         match self.pairs.next() {
             Some(pair) => pair,
             None => unexpected(self.parent),
@@ -193,9 +193,18 @@ pub(super) fn unexpected(rule: Rule) -> ! {
     panic!("flowc bug: the grammar and its lowering disagree at rule `{rule:?}`")
 }
 
+/// The span of a pair, ending where its last token ends. pest's implicit
+/// whitespace skipping leaves trailing whitespace and comments inside a
+/// rule whose last part is optional or repeated (`step_stmt`'s modifiers,
+/// `type_expr`'s `?` marks, ...); diagnostics must not underline them.
+/// The last token is the last leaf down the chain of last children.
 pub(super) fn span_of(pair: &Pair<'_, Rule>) -> Span {
-    let s = pair.as_span();
-    Span::new(s.start(), s.end())
+    let start = pair.as_span().start();
+    let mut last = pair.clone();
+    while let Some(child) = last.clone().into_inner().last() {
+        last = child;
+    }
+    Span::new(start, last.as_span().end())
 }
 
 /// Lowering state: the source (for doc comments), the diagnostics so far and
@@ -371,7 +380,7 @@ impl<'s> Lowerer<'s> {
 
     pub(super) fn lower_program(&self, pair: Pair<'_, Rule>) -> File {
         let span = Span::new(0, self.source.len());
-        let file = inner(pair).next();
+        let file = inner(pair).required();
         self.lower_file(file, span)
     }
 
@@ -379,7 +388,7 @@ impl<'s> Lowerer<'s> {
         let mut integration: Option<(Ident, Option<String>)> = None;
         let mut items = Vec::new();
         for item in inner(pair) {
-            let decl = inner(item).next();
+            let decl = inner(item).required();
             match decl.as_rule() {
                 Rule::integration_decl => {
                     let decl_span = span_of(&decl);
@@ -445,7 +454,7 @@ impl<'s> Lowerer<'s> {
     }
 
     fn lower_integration(&self, pair: Pair<'_, Rule>) -> Ident {
-        self.lower_ident(inner(pair).next())
+        self.lower_ident(inner(pair).required())
     }
 
     // ------------------------------------------------------------ config
@@ -460,8 +469,8 @@ impl<'s> Lowerer<'s> {
         let span = span_of(&pair);
         let doc = self.doc_above(span.start);
         let mut walk = inner(pair);
-        let name = self.lower_binding(walk.next());
-        let ty = self.lower_type_expr(walk.next());
+        let name = self.lower_binding(walk.required());
+        let ty = self.lower_type_expr(walk.required());
         let default = walk.next_if(Rule::expr).map(|e| self.lower_expr(e));
         let env = walk.next_if(Rule::string).map(|s| self.lower_str_lit(s));
         ConfigEntry {
@@ -480,8 +489,8 @@ impl<'s> Lowerer<'s> {
         let span = span_of(&pair);
         let doc = self.doc_above(span.start);
         let mut walk = inner(pair);
-        let name = self.lower_type_name(walk.next());
-        let body = walk.next();
+        let name = self.lower_type_name(walk.required());
+        let body = walk.required();
         let body = match body.as_rule() {
             Rule::type_fields => TypeDeclBody::Record(self.lower_type_fields(body)),
             Rule::type_expr => TypeDeclBody::Alias(self.lower_type_expr(body)),
@@ -505,8 +514,8 @@ impl<'s> Lowerer<'s> {
         let doc = self.doc_above(span.start);
         let mut walk = inner(pair);
         let rename = walk.next_if(Rule::rename).map(|r| self.lower_rename(r));
-        let name = self.lower_ident(walk.next());
-        let ty = self.lower_type_expr(walk.next());
+        let name = self.lower_ident(walk.required());
+        let ty = self.lower_type_expr(walk.required());
         Field {
             doc,
             rename,
@@ -517,13 +526,13 @@ impl<'s> Lowerer<'s> {
     }
 
     fn lower_rename(&self, pair: Pair<'_, Rule>) -> StrLit {
-        self.lower_str_lit(inner(pair).next())
+        self.lower_str_lit(inner(pair).required())
     }
 
     pub(super) fn lower_type_expr(&self, pair: Pair<'_, Rule>) -> TypeExpr {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let atom = walk.next();
+        let atom = walk.required();
         let marks: Vec<Span> = walk.map(|m| span_of(&m)).collect();
         let fallback = || TypeExpr {
             kind: TypeExprKind::Named {
@@ -553,10 +562,16 @@ impl<'s> Lowerer<'s> {
         let kind = match pair.as_rule() {
             Rule::named_type => self.lower_named_type(pair),
             Rule::list_type => {
-                TypeExprKind::List(Box::new(self.lower_type_expr(inner(pair).next())))
+                TypeExprKind::List(Box::new(self.lower_type_expr(inner(pair).required())))
             }
             Rule::record_type => TypeExprKind::Record(self.lower_type_fields(pair)),
             Rule::lit_union => self.lower_lit_union(pair),
+            Rule::paren_type => {
+                // No node for parentheses: the inner type, spanning them.
+                let mut ty = self.lower_type_expr(inner(pair).required());
+                ty.span = span;
+                return ty;
+            }
             rule => unexpected(rule),
         };
         TypeExpr { kind, span }
@@ -564,7 +579,7 @@ impl<'s> Lowerer<'s> {
 
     fn lower_named_type(&self, pair: Pair<'_, Rule>) -> TypeExprKind {
         let mut walk = inner(pair);
-        let name = self.lower_type_name(walk.next());
+        let name = self.lower_type_name(walk.required());
         let args = walk
             .next_if(Rule::type_args)
             .map(|a| self.lower_type_args(a))
@@ -635,13 +650,13 @@ impl<'s> Lowerer<'s> {
     }
 
     fn lower_on_failure(&self, pair: Pair<'_, Rule>) -> Block {
-        self.lower_block(inner(pair).next())
+        self.lower_block(inner(pair).required())
     }
 
     fn lower_trigger(&self, pair: Pair<'_, Rule>) -> Trigger {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let kind = self.lower_trigger_kind(walk.next());
+        let kind = self.lower_trigger_kind(walk.required());
         let options = walk
             .next_if(Rule::options)
             .map(|o| self.lower_options(o))
@@ -654,7 +669,7 @@ impl<'s> Lowerer<'s> {
     }
 
     fn lower_trigger_kind(&self, pair: Pair<'_, Rule>) -> TriggerKind {
-        let kind = inner(pair).next();
+        let kind = inner(pair).required();
         match kind.as_rule() {
             Rule::webhook_trigger => self.lower_webhook_trigger(kind),
             Rule::sync_trigger => self.lower_sync_trigger(kind),
@@ -669,15 +684,15 @@ impl<'s> Lowerer<'s> {
 
     fn lower_webhook_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let method = self.lower_http_method(walk.next());
-        let path = self.lower_str_lit(walk.next());
+        let method = self.lower_http_method(walk.required());
+        let path = self.lower_str_lit(walk.required());
         TriggerKind::Webhook { method, path }
     }
 
     fn lower_sync_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let method = self.lower_http_method(walk.next());
-        let path = self.lower_str_lit(walk.next());
+        let method = self.lower_http_method(walk.required());
+        let path = self.lower_str_lit(walk.required());
         let timeout = walk.try_next().map(|d| self.lower_duration_lit(d));
         TriggerKind::Sync {
             method,
@@ -687,14 +702,14 @@ impl<'s> Lowerer<'s> {
     }
 
     fn lower_schedule_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
-        let schedule = inner(pair).next();
+        let schedule = inner(pair).required();
         match schedule.as_rule() {
             Rule::every_schedule => TriggerKind::Every {
-                period: self.lower_duration_lit(inner(schedule).next()),
+                period: self.lower_duration_lit(inner(schedule).required()),
             },
             Rule::cron_schedule => {
                 let mut walk = inner(schedule);
-                let expr = self.lower_str_lit(walk.next());
+                let expr = self.lower_str_lit(walk.required());
                 let tz = walk.try_next().map(|s| self.lower_str_lit(s));
                 TriggerKind::Cron { expr, tz }
             }
@@ -704,22 +719,22 @@ impl<'s> Lowerer<'s> {
 
     fn lower_files_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let glob = self.lower_str_lit(walk.next());
-        let every = self.lower_duration_lit(walk.next());
+        let glob = self.lower_str_lit(walk.required());
+        let every = self.lower_duration_lit(walk.required());
         TriggerKind::Files { glob, every }
     }
 
     fn lower_subscribe_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let broker = self.lower_ident(walk.next());
-        let topic = self.lower_str_lit(walk.next());
+        let broker = self.lower_ident(walk.required());
+        let topic = self.lower_str_lit(walk.required());
         TriggerKind::Subscribe { broker, topic }
     }
 
     fn lower_dispatch_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let param = self.lower_binding(walk.next());
-        let ty = self.lower_type_expr(walk.next());
+        let param = self.lower_binding(walk.required());
+        let ty = self.lower_type_expr(walk.required());
         TriggerKind::Dispatch { param, ty }
     }
 
@@ -732,7 +747,7 @@ impl<'s> Lowerer<'s> {
     fn lower_option_entry(&self, pair: Pair<'_, Rule>) -> OptionEntry {
         let span = span_of(&pair);
         let entry = match pair.as_rule() {
-            Rule::option_entry => inner(pair).next(),
+            Rule::option_entry => inner(pair).required(),
             _ => pair,
         };
         let value = match entry.as_rule() {
@@ -765,8 +780,8 @@ impl<'s> Lowerer<'s> {
             rule => unexpected(rule),
         };
         let mut walk = inner(value);
-        let name = self.lower_ident(walk.next());
-        let value = ArgValue::Expr(self.lower_expr(walk.next()));
+        let name = self.lower_ident(walk.required());
+        let value = ArgValue::Expr(self.lower_expr(walk.required()));
         OptionEntry { name, value, span }
     }
 
@@ -785,7 +800,7 @@ impl<'s> Lowerer<'s> {
     }
 
     pub(super) fn lower_stmt(&self, pair: Pair<'_, Rule>) -> Stmt {
-        let stmt = inner(pair).next();
+        let stmt = inner(pair).required();
         let span = span_of(&stmt);
         let kind = match stmt.as_rule() {
             Rule::let_stmt => self.lower_let(stmt),
@@ -794,8 +809,8 @@ impl<'s> Lowerer<'s> {
             Rule::match_stmt => self.lower_match_stmt(stmt),
             Rule::for_stmt => self.lower_for(stmt),
             Rule::dispatch_stmt => self.lower_dispatch(stmt),
-            Rule::skip_stmt => StmtKind::Skip(self.lower_expr(inner(stmt).next())),
-            Rule::fail_stmt => StmtKind::Fail(self.lower_expr(inner(stmt).next())),
+            Rule::skip_stmt => StmtKind::Skip(self.lower_expr(inner(stmt).required())),
+            Rule::fail_stmt => StmtKind::Fail(self.lower_expr(inner(stmt).required())),
             Rule::respond_stmt => self.lower_respond(stmt),
             Rule::call_stmt => StmtKind::Expr(self.lower_call_stmt(stmt)),
             rule => unexpected(rule),
@@ -805,15 +820,15 @@ impl<'s> Lowerer<'s> {
 
     fn lower_let(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let name = self.lower_binding(walk.next());
-        let value = self.lower_expr(walk.next());
+        let name = self.lower_binding(walk.required());
+        let value = self.lower_expr(walk.required());
         StmtKind::Let { name, value }
     }
 
     fn lower_step(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let name = self.lower_binding(walk.next());
-        let call = self.lower_expr(walk.next());
+        let name = self.lower_binding(walk.required());
+        let call = self.lower_expr(walk.required());
         let mut step = StepStmt {
             name,
             call,
@@ -826,18 +841,18 @@ impl<'s> Lowerer<'s> {
             let span = span_of(&modifier);
             let (slot, word) = match modifier.as_rule() {
                 Rule::retry_modifier => {
-                    step.retry = Some(self.lower_expr(inner(modifier).next()));
+                    step.retry = Some(self.lower_expr(inner(modifier).required()));
                     (0, "retry")
                 }
                 Rule::backoff_modifier => {
                     let mut walk = inner(modifier);
-                    let min = self.lower_duration_lit(walk.next());
-                    let max = self.lower_duration_lit(walk.next());
+                    let min = self.lower_duration_lit(walk.required());
+                    let max = self.lower_duration_lit(walk.required());
                     step.backoff = Some((min, max));
                     (1, "backoff")
                 }
                 Rule::timeout_modifier => {
-                    step.timeout = Some(self.lower_duration_lit(inner(modifier).next()));
+                    step.timeout = Some(self.lower_duration_lit(inner(modifier).required()));
                     (2, "timeout")
                 }
                 rule => unexpected(rule),
@@ -863,7 +878,7 @@ impl<'s> Lowerer<'s> {
             match first.as_rule() {
                 Rule::expr => {
                     let cond = self.lower_expr(first);
-                    let body = self.lower_block(walk.next());
+                    let body = self.lower_block(walk.required());
                     branches.push((cond, body));
                 }
                 Rule::block => otherwise = Some(self.lower_block(first)),
@@ -878,7 +893,7 @@ impl<'s> Lowerer<'s> {
 
     fn lower_match_stmt(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let scrutinee = self.lower_expr(walk.next());
+        let scrutinee = self.lower_expr(walk.required());
         let arms = walk.map(|a| self.lower_stmt_arm(a)).collect();
         StmtKind::Match { scrutinee, arms }
     }
@@ -913,12 +928,12 @@ impl<'s> Lowerer<'s> {
 
     fn lower_for(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let var = self.lower_binding(walk.next());
-        let iter = self.lower_expr(walk.next());
+        let var = self.lower_binding(walk.required());
+        let iter = self.lower_expr(walk.required());
         let parallel = walk
             .next_if(Rule::parallel)
-            .map(|p| self.lower_expr(inner(p).next()));
-        let body = self.lower_block(walk.next());
+            .map(|p| self.lower_expr(inner(p).required()));
+        let body = self.lower_block(walk.required());
         StmtKind::For {
             var,
             iter,
@@ -929,18 +944,18 @@ impl<'s> Lowerer<'s> {
 
     fn lower_dispatch(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let flow = self.lower_ident(walk.next());
-        let arg = self.lower_expr(walk.next());
+        let flow = self.lower_ident(walk.required());
+        let arg = self.lower_expr(walk.required());
         StmtKind::Dispatch { flow, arg }
     }
 
     fn lower_respond(&self, pair: Pair<'_, Rule>) -> StmtKind {
         let mut walk = inner(pair);
-        let status = self.lower_expr(walk.next());
+        let status = self.lower_expr(walk.required());
         let body = walk.next_if(Rule::expr).map(|e| self.lower_expr(e));
         let headers = walk
             .next_if(Rule::respond_headers)
-            .map(|h| self.lower_record(inner(h).next()));
+            .map(|h| self.lower_record(inner(h).required()));
         StmtKind::Respond {
             status,
             body,
@@ -951,8 +966,8 @@ impl<'s> Lowerer<'s> {
     /// `call_stmt`: a name followed by accessors ending in a call.
     fn lower_call_stmt(&self, pair: Pair<'_, Rule>) -> Expr {
         let mut walk = inner(pair);
-        let name = walk.next();
-        let chain = walk.next();
+        let name = walk.required();
+        let chain = walk.required();
         let span = span_of(&name);
         let fallback = || Expr {
             kind: ExprKind::Null,
@@ -990,13 +1005,13 @@ impl<'s> Lowerer<'s> {
     fn lower_test(&self, pair: Pair<'_, Rule>) -> TestDecl {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let name = self.lower_str_lit(walk.next());
+        let name = self.lower_str_lit(walk.required());
         let stmts = walk.map(|s| self.lower_test_stmt(s)).collect();
         TestDecl { name, stmts, span }
     }
 
     fn lower_test_stmt(&self, pair: Pair<'_, Rule>) -> TestStmt {
-        let stmt = inner(pair).next();
+        let stmt = inner(pair).required();
         let span = span_of(&stmt);
         let rule = stmt.as_rule();
         let mut walk = inner(stmt);
@@ -1005,23 +1020,23 @@ impl<'s> Lowerer<'s> {
                 TestStmtKind::Config(walk.map(|e| self.lower_option_entry(e)).collect())
             }
             Rule::mock_http => TestStmtKind::MockHttp {
-                method: self.lower_http_method(walk.next()),
-                url: self.lower_expr(walk.next()),
-                status: self.lower_expr(walk.next()),
+                method: self.lower_http_method(walk.required()),
+                url: self.lower_expr(walk.required()),
+                status: self.lower_expr(walk.required()),
                 body: walk.try_next().map(|e| self.lower_expr(e)),
             },
             Rule::run_flow => TestStmtKind::Run {
-                flow: self.lower_ident(walk.next()),
-                input: self.lower_expr(walk.next()),
+                flow: self.lower_ident(walk.required()),
+                input: self.lower_expr(walk.required()),
             },
             Rule::expect_http => TestStmtKind::ExpectHttp {
-                method: self.lower_http_method(walk.next()),
-                url: self.lower_expr(walk.next()),
+                method: self.lower_http_method(walk.required()),
+                url: self.lower_expr(walk.required()),
                 json: walk.try_next().map(|e| self.lower_expr(e)),
             },
-            Rule::expect_status => TestStmtKind::ExpectStatus(self.lower_ident(walk.next())),
+            Rule::expect_status => TestStmtKind::ExpectStatus(self.lower_ident(walk.required())),
             Rule::expect_response => TestStmtKind::ExpectResponse {
-                status: self.lower_expr(walk.next()),
+                status: self.lower_expr(walk.required()),
                 body: walk.try_next().map(|e| self.lower_expr(e)),
             },
             rule => unexpected(rule),
@@ -1032,15 +1047,15 @@ impl<'s> Lowerer<'s> {
     // ------------------------------------------------------------ stdlib modules
 
     pub(super) fn lower_module_program(&self, pair: Pair<'_, Rule>) -> ModuleDecl {
-        self.lower_module_file(inner(pair).next())
+        self.lower_module_file(inner(pair).required())
     }
 
     fn lower_module_file(&self, pair: Pair<'_, Rule>) -> ModuleDecl {
         let span = Span::new(0, self.source.len());
         let mut walk = inner(pair);
-        let header = walk.next();
+        let header = walk.required();
         let doc = self.doc_above(header.as_span().start());
-        let name = self.lower_ident(inner(header).next());
+        let name = self.lower_ident(inner(header).required());
         let mut types = Vec::new();
         let mut functions = Vec::new();
         for decl in walk {
@@ -1064,15 +1079,15 @@ impl<'s> Lowerer<'s> {
         let doc = self.doc_above(span.start);
         let mut walk = inner(pair);
         let effectful = walk.next_if(Rule::step_marker).is_some();
-        let name = self.lower_ident(walk.next());
+        let name = self.lower_ident(walk.required());
         let type_params: Vec<Ident> = walk
             .next_if(Rule::type_params)
             .map(|t| inner(t).map(|n| self.lower_type_name(n)).collect())
             .unwrap_or_default();
-        let params = inner(walk.next())
+        let params = inner(walk.required())
             .map(|p| self.lower_param(p, &type_params))
             .collect();
-        let ret = self.lower_type_expr(walk.next());
+        let ret = self.lower_type_expr(walk.required());
         let examples = walk.map(|e| self.lower_example(e)).collect();
         FnDecl {
             doc,
@@ -1089,8 +1104,8 @@ impl<'s> Lowerer<'s> {
     fn lower_param(&self, pair: Pair<'_, Rule>, type_params: &[Ident]) -> Param {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let name = self.lower_ident(walk.next());
-        let ty = self.lower_type_expr(walk.next());
+        let name = self.lower_ident(walk.required());
+        let ty = self.lower_type_expr(walk.required());
         let takes_type = match &ty.kind {
             TypeExprKind::Named { name, args } => {
                 args.is_empty() && type_params.iter().any(|t| t.name == name.name)
@@ -1128,8 +1143,8 @@ impl<'s> Lowerer<'s> {
     fn lower_example(&self, pair: Pair<'_, Rule>) -> FnExample {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let call = self.lower_expr(walk.next());
-        let expected = self.lower_expr(walk.next());
+        let call = self.lower_expr(walk.required());
+        let expected = self.lower_expr(walk.required());
         FnExample {
             call,
             expected,

@@ -1326,15 +1326,53 @@ fn error_snapshots() {
 
 // ---------------------------------------------------------------- robustness
 
+/// A compact program with every construct, for the truncation test.
+const DENSE: &str = r#"/// Doc.
+integration d
+config { a: Int = 1 env "A", b: Secret }
+type T { @rename("X-Y") x: "a" | "b", y: [Map<Int>]?, z: { q: Int } }
+type U = T?
+/// Flow doc.
+flow f {
+  trigger webhook POST "/p" { body: T, verify: v(h: "x\n\u{e9}") }
+  trigger sync GET "/s/{id}" timeout 5s
+  trigger schedule "0 * * * *" tz "UTC"
+  trigger schedule every 5m
+  trigger files "in/*" every 1m { batch: true }
+  trigger subscribe nats "a.b" { url: config.u }
+  trigger deploy
+  trigger dispatch (input: T)
+  let a = -1 + 2 * 3.5 / x % 4 ?? null == true and not false or y != z <= 1s
+  step s = http.post("${config.a}/x/${ a.b?.c[0] }", json: { k: [1, 2,], "K": a }, as: [T],) retry 3 backoff 1s..2m timeout 30s
+  if a { skip "x" } else if b { fail "y" } else { dispatch g(a as T) }
+  match a { "x" | "y" => respond 200, { a: 1 } headers { h: "v" }, 1 | -2 => { skip "n" } _ => log.info(a) }
+  for x in xs.map(v => v.w).filter((p, q) => p) parallel 2 { let m = match x { 1.5 => if c { 1 } else { 2 }, null => 3 } }
+  on failure { step e = http.post(error.message) }
+}
+test "t" {
+  config { a: 2 }
+  mock http POST "u" => 200, {}
+  run f with { body: {} }
+  expect http POST "u" with json { d: -5 }
+  expect status succeeded
+  expect response 200, "ok"
+}
+"#;
+
+#[test]
+fn dense_program_parses() {
+    let file = parse_ok(DENSE);
+    assert_eq!(flows(&file)[0].triggers.len(), 8);
+}
+
 /// Truncating a valid program anywhere must give a result, never a panic.
 #[test]
 fn no_panic_on_truncation() {
-    for source in [LANGUAGE_TOUR, MODULE] {
-        for (i, _) in source.char_indices() {
-            let prefix = &source[..i];
-            let _ = parse_file(prefix);
-            let _ = parse_module(prefix);
-        }
+    for (i, _) in DENSE.char_indices() {
+        let _ = parse_file(&DENSE[..i]);
+    }
+    for (i, _) in MODULE.char_indices() {
+        let _ = parse_module(&MODULE[..i]);
     }
 }
 
@@ -1371,26 +1409,62 @@ fn no_panic_on_deep_nesting() {
 }
 
 #[test]
-fn zz_timing() {
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        let _ = parse_file(LANGUAGE_TOUR);
+fn spans_exclude_trailing_trivia() {
+    let src = in_flow("step s = f() // note\n  let t = x as Int? // more\n");
+    let stmts = flow_body("step s = f() // note\n  let t = x as Int? // more\n");
+    let at = |s: Span| src.get(s.start..s.end).unwrap_or("?").to_string();
+    assert_eq!(at(stmts[0].span), "step s = f()");
+    assert_eq!(at(stmts[1].span), "let t = x as Int?");
+}
+
+/// Random edits of valid programs never make the parser panic.
+#[test]
+fn no_panic_on_mutations() {
+    let iterations: usize = std::env::var("FLOWC_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(600);
+    let vocabulary = [
+        "{", "}", "(", ")", "[", "]", "\"", "${", "\\", "\\u{", "=>", "->", "..", "?", "??",
+        "?.", "-", ".", ",", ":", "=", "|", "@", "//", "///", "\n", " ", "let ", "step ",
+        "trigger ", "on failure ", "as ", "not ", "if ", "else ", "match ", "1", "1.5", "5m",
+        "1.5s", "99999999999999999999", "é", "_", "x", "T", "GET", "integration ", "module ",
+        "fn ", "example ",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % (bound.max(1) as u64)).unwrap_or(0)
+    };
+    let boundary = |s: &str, mut i: usize| {
+        i = i.min(s.len());
+        while !s.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    for i in 0..iterations {
+        let base = if i % 4 == 3 { MODULE } else { DENSE };
+        let mut source = base.to_string();
+        for _ in 0..1 + next(3) {
+            let at = boundary(&source, next(source.len() + 1));
+            match next(3) {
+                0 => {
+                    let end = boundary(&source, at + next(12));
+                    source.replace_range(at..end, "");
+                }
+                1 => source.insert_str(at, vocabulary[next(vocabulary.len())]),
+                _ => {
+                    let end = boundary(&source, at + next(40));
+                    let slice = source[at..end].to_string();
+                    let to = boundary(&source, next(source.len() + 1));
+                    source.insert_str(to, &slice);
+                }
+            }
+        }
+        let _ = parse_file(&source);
+        let _ = parse_module(&source);
     }
-    eprintln!("full parse: {:?}", t.elapsed() / 20);
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        let _ = FlowParser::parse(Rule::program, LANGUAGE_TOUR);
-    }
-    eprintln!("pest only: {:?}", t.elapsed() / 20);
-    let half = &LANGUAGE_TOUR[..LANGUAGE_TOUR.len() / 2];
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        let _ = parse_file(half);
-    }
-    eprintln!("half (error): {:?}", t.elapsed() / 20);
-    let t = std::time::Instant::now();
-    for _ in 0..20 {
-        let _ = parse_module(half);
-    }
-    eprintln!("module on program: {:?}", t.elapsed() / 20);
 }

@@ -77,7 +77,12 @@ fn time_today(_: &Args) -> Result<Value, RunError> {
 /// `time.format(t, "%Y-%m-%d")` → strftime formatting in the time's own offset.
 fn time_format(args: &Args) -> Result<Value, RunError> {
     let t = string_arg(args, 0, "time.format", "the time")?;
-    let fmt = string_arg(args, 1, "time.format", "the format")?;
+    let fmt = match args.param(1, "pattern") {
+        Value::Null => "%Y-%m-%dT%H:%M:%SZ",
+        v => v
+            .as_str()
+            .ok_or_else(|| RunError::new("time.format: the pattern must be a String"))?,
+    };
     let t = DateTime::parse_from_rfc3339(t)
         .map_err(|_| RunError::new(format!("time.format: {t:?} is not a Time")))?;
     let mut out = String::new();
@@ -92,10 +97,7 @@ fn time_format(args: &Args) -> Result<Value, RunError> {
 /// or a date only (midnight UTC).
 fn time_parse(args: &Args) -> Result<Value, RunError> {
     let text = string_arg(args, 0, "time.parse", "the text")?.trim();
-    let fmt = args
-        .get(1)
-        .as_str()
-        .or_else(|| args.get_named("format").and_then(Value::as_str));
+    let fmt = args.param(1, "pattern").as_str();
     let fail = || RunError::new(format!("time.parse: cannot parse {text:?} as a time"));
     let t = match fmt {
         None => match DateTime::parse_from_rfc3339(text) {

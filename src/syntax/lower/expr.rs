@@ -103,16 +103,16 @@ impl Lowerer<'_> {
         let kind = match rule {
             Rule::as_cast => ExprKind::As {
                 expr: Box::new(lhs),
-                ty: self.lower_type_expr(inner(op).next()),
+                ty: self.lower_type_expr(inner(op).required()),
             },
             Rule::field_access | Rule::opt_field_access => ExprKind::Field {
                 target: Box::new(lhs),
-                name: self.lower_ident(inner(op).next()),
+                name: self.lower_ident(inner(op).required()),
                 optional: rule == Rule::opt_field_access,
             },
             Rule::index => ExprKind::Index {
                 target: Box::new(lhs),
-                index: Box::new(self.lower_expr(inner(op).next())),
+                index: Box::new(self.lower_expr(inner(op).required())),
             },
             Rule::call_args => ExprKind::Call {
                 callee: Box::new(lhs),
@@ -129,13 +129,13 @@ impl Lowerer<'_> {
 
     fn lower_arg(&self, pair: Pair<'_, Rule>) -> Arg {
         let span = span_of(&pair);
-        let arg = inner(pair).next();
+        let arg = inner(pair).required();
         match arg.as_rule() {
             Rule::type_arg => self.lower_type_arg(arg),
             Rule::named_arg => {
                 let mut walk = inner(arg);
-                let name = self.lower_ident(walk.next());
-                let value = walk.next();
+                let name = self.lower_ident(walk.required());
+                let value = walk.required();
                 let value = match value.as_rule() {
                     Rule::lambda => self.lower_lambda(value),
                     Rule::expr => self.lower_expr(value),
@@ -232,7 +232,7 @@ impl Lowerer<'_> {
             Rule::record => return self.lower_record(primary),
             Rule::paren => {
                 // No node for parentheses: the inner expression, spanning them.
-                let mut expr = self.lower_expr(inner(primary).next());
+                let mut expr = self.lower_expr(inner(primary).required());
                 expr.span = span;
                 return expr;
             }
@@ -263,13 +263,13 @@ impl Lowerer<'_> {
     fn lower_record_entry(&self, pair: Pair<'_, Rule>) -> RecordEntry {
         let span = span_of(&pair);
         let mut walk = inner(pair);
-        let key = walk.next();
+        let key = walk.required();
         let key = match key.as_rule() {
             Rule::ident => RecordKey::Ident(self.lower_ident(key)),
             Rule::string => RecordKey::Str(self.lower_str_lit(key)),
             rule => unexpected(rule),
         };
-        let value = self.lower_expr(walk.next());
+        let value = self.lower_expr(walk.required());
         RecordEntry { key, value, span }
     }
 
@@ -293,7 +293,7 @@ impl Lowerer<'_> {
 
     fn lower_match_expr(&self, pair: Pair<'_, Rule>) -> ExprKind {
         let mut walk = inner(pair);
-        let scrutinee = Box::new(self.lower_expr(walk.next()));
+        let scrutinee = Box::new(self.lower_expr(walk.required()));
         let arms = walk.map(|a| self.lower_expr_arm(a)).collect();
         ExprKind::Match { scrutinee, arms }
     }

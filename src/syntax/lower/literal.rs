@@ -155,7 +155,7 @@ impl Lowerer<'_> {
                     if !text.is_empty() {
                         parts.push(StrPart::Lit(std::mem::take(&mut text)));
                     }
-                    parts.push(StrPart::Interp(self.lower_expr(inner(part).next())));
+                    parts.push(StrPart::Interp(self.lower_expr(inner(part).required())));
                 }
                 rule => unexpected(rule),
             }
