@@ -1,10 +1,11 @@
 //! The standard library's implementations, by qualified name (LANGUAGE.md §8).
 //!
-//! Effectful components (`http.*`, `state.set`) are [`StepFn`]s called
+//! Effectful components (`http.*`, `file.*`, `state.set`) are [`StepFn`]s called
 //! through [`crate::Ctx::step`]; pure functions (`json.*`, `time.*`,
 //! `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
 //! from any expression. Argument conventions are listed in `runtime/API.md`.
 
+mod file;
 mod http;
 mod pure;
 
@@ -30,6 +31,12 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("http.patch", http::patch);
     m.insert("http.delete", http::delete);
     m.insert("state.set", state_set);
+    m.insert("file.read", file::read);
+    m.insert("file.write", file::write);
+    m.insert("file.append", file::append);
+    m.insert("file.move", file::move_file);
+    m.insert("file.delete", file::delete);
+    m.insert("file.list", file::list);
     m
 }
 
@@ -63,7 +70,7 @@ pub(crate) fn version() -> String {
     }
 }
 
-/// `state.set(key, value)`: stores a small durable value; returns `null`.
+/// `state.set(key, value)`: stores a small durable value; returns the value.
 fn state_set(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let key = call
@@ -79,8 +86,8 @@ fn state_set(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
             .state_set(&key, value.clone())
             .await
             .map_err(|e| StepError::retryable(e.to_string()))?;
-        call.cx.state_put(&key, value);
-        Ok(Value::Null)
+        call.cx.state_put(&key, value.clone());
+        Ok(value)
     }
     .boxed()
 }

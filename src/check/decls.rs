@@ -1,11 +1,11 @@
 //! Top-level declarations: type declarations, the config block, and flow
 //! names (with duplicates reported against the first definition).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::diagnostics::{Code, Diagnostic};
-use crate::syntax::ast::{self, Item, Span, TypeDeclBody};
+use crate::syntax::ast::{self, Item, Span, TypeDeclBody, TypeExprKind};
 
 use super::types::{Record, RecordField, Type};
 use super::{Checker, ConfigInfo};
@@ -58,7 +58,9 @@ impl Checker<'_> {
             }
         }
         for (name, fields) in records {
+            self.current_type = Some(name.clone());
             let record = self.record_type(fields);
+            self.current_type = None;
             self.program.types.insert(name, Arc::new(record));
         }
         let aliases: Vec<(String, ast::TypeExpr)> = self
@@ -68,7 +70,9 @@ impl Checker<'_> {
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect();
         for (name, te) in aliases {
-            let ty = self.resolve_type(&te);
+            self.note_type_uses(&te, Some(&name));
+            let ty = super::resolve::resolve_alias(&name, &te, &self.names, &mut self.diags);
+            self.names.resolved.insert(name.clone(), ty.clone());
             self.program.aliases.insert(name, ty);
         }
     }
@@ -90,6 +94,47 @@ impl Checker<'_> {
             });
         }
         Record { fields: out }
+    }
+
+    /// Records the declared types `te` names, for the unused-type warning;
+    /// a type naming itself (`within`) does not count.
+    pub(super) fn note_type_uses(&mut self, te: &ast::TypeExpr, within: Option<&str>) {
+        match &te.kind {
+            TypeExprKind::Named { name, args } => {
+                if within != Some(name.name.as_str()) {
+                    self.used_types.insert(name.name.clone());
+                }
+                for arg in args {
+                    self.note_type_uses(arg, within);
+                }
+            }
+            TypeExprKind::List(t) | TypeExprKind::Optional(t) => self.note_type_uses(t, within),
+            TypeExprKind::LitUnion(_) => {}
+            TypeExprKind::Record(fields) => {
+                for f in fields {
+                    self.note_type_uses(&f.ty, within);
+                }
+            }
+        }
+    }
+
+    /// W0005 for each declared type nothing refers to.
+    pub(super) fn warn_unused_types(&mut self) {
+        let mut seen = BTreeSet::new();
+        for item in &self.file.items {
+            let Item::Type(decl) = item else { continue };
+            let name = &decl.name.name;
+            if !seen.insert(name.as_str()) || self.used_types.contains(name) {
+                continue;
+            }
+            self.diags.push(
+                Diagnostic::new(Code::UnusedType, decl.name.span, format!("type `{name}` is never used"))
+                    .with_label("declared here")
+                    .with_help(format!(
+                        "remove it, or use it, e.g. as a trigger's `body: {name}` or in `x as {name}`"
+                    )),
+            );
+        }
     }
 
     pub(super) fn collect_config(&mut self) {

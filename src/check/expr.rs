@@ -43,20 +43,52 @@ impl Checker<'_> {
             return actual;
         }
         if !self.assignable(&actual, expected) {
-            let mut d = Diagnostic::new(
-                Code::TypeMismatch,
-                e.span,
-                format!("{context}: expected `{expected}`, found `{actual}`"),
-            )
-            .with_label(format!("this is `{actual}`"));
-            if let Some(help) = conversion_help(&actual, expected) {
-                d = d.with_help(help);
-            }
-            self.error(d);
+            self.mismatch(e, &actual, expected, context);
         } else if leaks(&actual, expected) {
             self.secret_leak(e.span, "a secret would be stored where it can be printed");
+        } else if let Some(problem) = literal_text(e).and_then(|t| url_problem(&t, expected)) {
+            self.error(
+                Diagnostic::new(Code::BadLiteral, e.span, format!("{context}: not a valid URL"))
+                    .with_label(problem)
+                    .with_help("write an absolute URL such as `\"https://api.example.com/v1\"`"),
+            );
         }
         actual
+    }
+
+    /// The diagnostic for a value that does not fit: a literal outside a
+    /// union is E0210, a secret where text is expected E0500, else E0200.
+    fn mismatch(&mut self, e: &Expr, actual: &Type, expected: &Type, context: &str) {
+        if let (Some(text), Type::Lits(set)) = (literal_text(e), expected.unwrap_optional()) {
+            self.error(not_in_union(e.span, &text, set, &format!("{context}: ")));
+            return;
+        }
+        let wants_text = matches!(expected.unwrap_optional(), Type::String | Type::Url);
+        if *actual.unwrap_optional() == Type::Secret && wants_text {
+            self.error(
+                Diagnostic::new(
+                    Code::SecretLeak,
+                    e.span,
+                    format!("{context}: a `Secret` cannot be used as `{expected}`, where it could be printed"),
+                )
+                .with_label("this value is a `Secret`")
+                .with_help("pass secrets only to `Secret` parameters (`bearer:`, `headers:`, `secret:`); `reveal(x)` makes one a `String` explicitly"),
+            );
+            return;
+        }
+        let mut d = Diagnostic::new(
+            Code::TypeMismatch,
+            e.span,
+            format!("{context}: expected `{expected}`, found `{actual}`"),
+        )
+        .with_label(format!("this is `{actual}`"));
+        let number_in_quotes = literal_text(e).filter(|t| t.parse::<f64>().is_ok() && expected.unwrap_optional().is_numeric());
+        if let Some(text) = number_in_quotes {
+            d = d.with_help(format!("write the number without quotes: `{text}`"));
+        } else if let Some(help) = conversion_help(actual, expected) {
+            d = d.with_help(help);
+        }
+        self.error(d);
     }
 
     pub(super) fn secret_leak(&mut self, span: ast::Span, message: &str) {
@@ -82,7 +114,7 @@ impl Checker<'_> {
                 target,
                 name,
                 optional,
-            } => self.field(target, name, *optional),
+            } => self.field(target, name, *optional, expected),
             ExprKind::Index { target, index } => self.index(target, index),
             ExprKind::Call { .. } => self.call(e, false),
             ExprKind::Lambda { .. } => {
@@ -345,13 +377,36 @@ impl Checker<'_> {
                 let mut d =
                     Diagnostic::new(Code::UnknownName, name.span, format!("unknown name `{n}`"))
                         .with_label("not defined here");
-                if let Some(s) = did_you_mean(n, candidates.iter().map(String::as_str)) {
+                if let Some((span, label, help)) = self.binding_elsewhere(name) {
+                    d = d.with_secondary(span, label).with_help(help);
+                } else if let Some(s) = did_you_mean(n, candidates.iter().map(String::as_str)) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
                 self.error(d);
                 Type::Error
             }
         }
+    }
+
+    /// For a name the flow binds, but not where it is used: where it is
+    /// bound, a label for that place, and why it is not visible.
+    fn binding_elsewhere(&self, name: &ast::Ident) -> Option<(ast::Span, &'static str, String)> {
+        let flow = self.flow.as_ref()?;
+        let b = flow.bindings.iter().find(|b| b.name == name.name)?;
+        let n = &name.name;
+        Some(if flow.in_on_failure && !b.in_on_failure {
+            (
+                b.span,
+                "defined in the flow's body",
+                "`on failure` cannot see the body's `let`s and steps; `error.step` and `error.message` say what failed".to_string(),
+            )
+        } else if b.span.start > name.span.start {
+            (b.span, "defined here, after its use", format!("move this use below the definition of `{n}`"))
+        } else if b.kind == BindingKind::LoopVar {
+            (b.span, "the loop variable of this `for`", format!("`{n}` exists only inside its loop"))
+        } else {
+            (b.span, "defined here, inside a block", format!("`{n}` exists only inside the block that defines it"))
+        })
     }
 
     fn first_fn(&self, module: &str) -> String {
@@ -368,9 +423,9 @@ impl Checker<'_> {
         matches!(&e.kind, ExprKind::Name(n) if n.name == global && self.scopes.find(global).is_none())
     }
 
-    fn field(&mut self, target: &Expr, name: &ast::Ident, optional: bool) -> Type {
+    fn field(&mut self, target: &Expr, name: &ast::Ident, optional: bool, expected: Option<&Type>) -> Type {
         if self.is_global(target, "config") {
-            return self.config_field(name);
+            return self.config_field(name, expected);
         }
         if let ExprKind::Name(m) = &target.kind {
             if self.scopes.find(&m.name).is_none() && self.std.modules.contains_key(&m.name) {
@@ -417,12 +472,13 @@ impl Checker<'_> {
                     )),
                 );
                 return self
-                    .field_of(&inner.clone(), name)
+                    .field_of(&inner.clone(), name, Owner::Value)
                     .map_or(Type::Error, Type::optional);
             }
             target_type.clone()
         };
-        let t = self.field_of(&base, name).unwrap_or(Type::Error);
+        let owner = self.owner(target);
+        let t = self.field_of(&base, name, owner).unwrap_or(Type::Error);
         if optional {
             Type::optional(t)
         } else {
@@ -430,8 +486,26 @@ impl Checker<'_> {
         }
     }
 
+    /// What the target of a field access is, for messages: `trigger` and
+    /// `trigger.params` read better as "the webhook trigger" and "the route".
+    fn owner(&self, target: &Expr) -> Owner {
+        let kind = self.flow.as_ref().map_or("", |f| f.trigger_kind);
+        if kind.is_empty() {
+            return Owner::Value;
+        }
+        match &target.kind {
+            ExprKind::Name(_) if self.is_global(target, "trigger") => Owner::Trigger(kind),
+            ExprKind::Field { target: t, name, optional: false }
+                if name.name == "params" && self.is_global(t, "trigger") =>
+            {
+                Owner::Route
+            }
+            _ => Owner::Value,
+        }
+    }
+
     /// The type of `.name` on a value of type `ty`, reporting unknown fields.
-    fn field_of(&mut self, ty: &Type, name: &ast::Ident) -> Option<Type> {
+    fn field_of(&mut self, ty: &Type, name: &ast::Ident, owner: Owner) -> Option<Type> {
         let n = name.name.as_str();
         let builtin: Option<Vec<(&str, Type)>> = match ty {
             Type::Json | Type::Error => return Some(ty.clone()),
@@ -461,10 +535,7 @@ impl Checker<'_> {
                     .map(|f| (f.name.clone(), f.ty.clone()))
                     .collect(),
                 None => {
-                    self.error(
-                        Diagnostic::new(Code::NoFields, name.span, format!("`{ty}` has no fields"))
-                            .with_label(format!("`.{n}` on a `{ty}`")),
-                    );
+                    self.no_fields(ty, name);
                     return None;
                 }
             },
@@ -472,28 +543,50 @@ impl Checker<'_> {
         if let Some((_, t)) = fields.iter().find(|(k, _)| k == n) {
             return Some(t.clone());
         }
-        let mut d = Diagnostic::new(
-            Code::UnknownField,
-            name.span,
-            format!("`{ty}` has no field `{n}`"),
-        )
-        .with_label("unknown field");
+        let names = fields.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+        let (message, label, list) = match owner {
+            Owner::Value => (format!("`{ty}` has no field `{n}`"), "unknown field", format!("fields of `{ty}`: {names}")),
+            Owner::Trigger(kind) => (
+                format!("a {kind} trigger has no field `{n}`"),
+                "unknown field",
+                format!("`trigger` of a {kind} flow has: {names}"),
+            ),
+            Owner::Route if fields.is_empty() => (
+                format!("the route has no path parameter `{n}`"),
+                "no such parameter",
+                "the route has no parameters; write them in the path, e.g. `\"/customers/{id}\"`".to_string(),
+            ),
+            Owner::Route => (
+                format!("the route has no path parameter `{n}`"),
+                "no such parameter",
+                format!("path parameters: {names}"),
+            ),
+        };
+        let mut d = Diagnostic::new(Code::UnknownField, name.span, message).with_label(label);
         d = match did_you_mean(n, fields.iter().map(|(k, _)| k.as_str())) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!(
-                "fields of `{ty}`: {}",
-                fields
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            None => d.with_help(list),
         };
         self.error(d);
         None
     }
 
-    fn config_field(&mut self, name: &ast::Ident) -> Type {
+    /// E0208 for `.name` on a value without fields, with the likely fix.
+    fn no_fields(&mut self, ty: &Type, name: &ast::Ident) {
+        let n = &name.name;
+        let help = match ty {
+            Type::List(_) => format!("a list has no fields; take each element's with `.map(x => x.{n})`, or one element with `.first()`"),
+            Type::String | Type::Lits(_) | Type::Url => "strings have methods (`.len()`, `.lower()`, `.split(\",\")`, ...), not fields".to_string(),
+            _ => format!("only records, `Json`, responses and files have fields"),
+        };
+        self.error(
+            Diagnostic::new(Code::NoFields, name.span, format!("`{ty}` has no fields"))
+                .with_label(format!("`.{n}` on a `{ty}`"))
+                .with_help(help),
+        );
+    }
+
+    fn config_field(&mut self, name: &ast::Ident, expected: Option<&Type>) -> Type {
         if let Some(t) = self.use_config(&name.name) {
             return t;
         }
@@ -501,13 +594,22 @@ impl Checker<'_> {
             Code::UnknownConfig,
             name.span,
             format!("unknown config entry `{name}`"),
-        );
+        )
+        .with_label("not in the config block");
         let names: Vec<String> = self.config.keys().cloned().collect();
         d = match did_you_mean(&name.name, names.iter().map(String::as_str)) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!(
-                "declare it in the config block: `config {{ {name}: String }}`"
-            )),
+            Some(s) => {
+                // The entry meant is not "unused": one mistake, one report.
+                self.use_config(&s);
+                d.with_help(format!("did you mean `{s}`?"))
+            }
+            None => {
+                let ty = match expected.map(Type::unwrap_optional) {
+                    Some(t) if !matches!(t, Type::Json | Type::Error | Type::Param(_)) => t.to_string(),
+                    _ => "String".to_string(),
+                };
+                d.with_help(format!("declare it in the config block: `config {{ {name}: {ty} }}`"))
+            }
         };
         self.error(d);
         Type::Error
@@ -670,7 +772,7 @@ impl Checker<'_> {
         args: &[Arg],
         call_span: ast::Span,
     ) {
-        let mut filled: Vec<bool> = vec![false; params.len()];
+        let mut filled: Vec<Option<ast::Span>> = vec![None; params.len()];
         let mut positional = 0usize;
         for arg in args {
             let index = match &arg.name {
@@ -679,12 +781,14 @@ impl Checker<'_> {
                     let i = positional;
                     positional += 1;
                     if i >= params.len() {
+                        let n = params.len();
                         self.error(
                             Diagnostic::new(
                                 Code::TooManyArguments,
                                 arg.span,
-                                format!("`{what}` takes {} argument(s)", params.len()),
+                                format!("`{what}` takes at most {n} argument{}", if n == 1 { "" } else { "s" }),
                             )
+                            .with_label("extra argument")
                             .with_help(format!(
                                 "parameters: {}",
                                 params
@@ -708,7 +812,8 @@ impl Checker<'_> {
                             Code::UnknownArgument,
                             n.span,
                             format!("`{what}` has no parameter `{n}`"),
-                        );
+                        )
+                        .with_label("unknown argument");
                         d = match did_you_mean(&n.name, params.iter().map(|p| p.name.as_str())) {
                             Some(s) => d.with_help(format!("did you mean `{s}:`?")),
                             None => d.with_help(format!(
@@ -731,18 +836,23 @@ impl Checker<'_> {
             let Some(param) = params.get(index) else {
                 continue;
             };
-            if filled[index] {
+            if let Some(first) = filled[index] {
                 self.error(
                     Diagnostic::new(
                         Code::DuplicateArgument,
                         arg.span,
                         format!("argument `{}` is given twice", param.name),
                     )
+                    .with_label("given again here")
+                    .with_secondary(first, "first given here")
                     .with_help("remove one of them"),
                 );
+                if let ArgValue::Expr(v) = &arg.value {
+                    self.check_expr(v, None);
+                }
                 continue;
             }
-            filled[index] = true;
+            filled[index] = Some(arg.span);
             match (&arg.value, param.takes_type) {
                 (ArgValue::Type(te), true) => {
                     self.resolve_type(te);
@@ -764,6 +874,17 @@ impl Checker<'_> {
                         format!("`{}:` takes a value, not a type", param.name),
                     ));
                 }
+                (ArgValue::Expr(v @ Expr { kind: ExprKind::Lambda { .. }, .. }), false) => {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MisplacedLambda,
+                            v.span,
+                            format!("argument `{}` of `{what}` cannot be a lambda", param.name),
+                        )
+                        .with_label(format!("expected `{}`", param.ty))
+                        .with_help("lambdas are arguments of list methods: compute the value first, e.g. `json: lines.map(l => l.sku)`"),
+                    );
+                }
                 (ArgValue::Expr(v), false) => {
                     self.expect(
                         v,
@@ -776,7 +897,7 @@ impl Checker<'_> {
         let missing: Vec<&str> = params
             .iter()
             .zip(&filled)
-            .filter(|(p, f)| !**f && !p.has_default)
+            .filter(|(p, f)| f.is_none() && !p.has_default)
             .map(|(p, _)| p.name.as_str())
             .collect();
         if !missing.is_empty() {
@@ -793,6 +914,7 @@ impl Checker<'_> {
                             .join(", ")
                     ),
                 )
+                .with_label(format!("missing {}", missing.iter().map(|m| format!("`{m}:`")).collect::<Vec<_>>().join(", ")))
                 .with_help(format!(
                     "pass {}",
                     missing
@@ -1005,7 +1127,13 @@ impl Checker<'_> {
                     name.span,
                     format!("`{recv}` has no method `{m}`"),
                 );
-                d = if recv == Type::Json {
+                let hidden_module = match &target.kind {
+                    ExprKind::Name(n) if self.std.modules.contains_key(&n.name) => Some(n.name.clone()),
+                    _ => None,
+                };
+                d = if let Some(module) = hidden_module {
+                    d.with_help(format!("`{module}` here is a local value, which hides the stdlib module `{module}`; rename the local"))
+                } else if recv == Type::Json {
                     d.with_help("convert the value first, e.g. `(x as [Item]).len()`")
                 } else if let Some(s) = did_you_mean(m, methods.iter().copied()) {
                     d.with_help(format!("did you mean `{s}`?"))
@@ -1018,21 +1146,20 @@ impl Checker<'_> {
                 return Type::Error;
             }
         };
-        if args.len() != params.len() || args.iter().any(|a| a.name.is_some()) {
+        if let Some(d) = method_arity(name, &params, args) {
             self.check_args_loosely(args);
-            self.error(Diagnostic::new(
-                Code::TooManyArguments,
-                name.span,
-                format!(
-                    "`.{m}()` takes {} positional argument(s), {} given",
-                    params.len(),
-                    args.len()
-                ),
-            ));
+            self.error(d);
             return ret;
         }
         for (arg, p) in args.iter().zip(&params) {
             match &arg.value {
+                ArgValue::Expr(v @ Expr { kind: ExprKind::Lambda { .. }, .. }) => {
+                    self.error(
+                        Diagnostic::new(Code::MisplacedLambda, v.span, format!("`.{m}()` takes a value, not a lambda"))
+                            .with_label(format!("expected `{p}`"))
+                            .with_help("only `.map()` and `.filter()` take a lambda; to test the elements, write `xs.filter(x => ...).len() > 0`"),
+                    );
+                }
                 ArgValue::Expr(v) => {
                     self.expect(v, p, &format!("argument of `.{m}()`"));
                 }
@@ -1104,18 +1231,20 @@ impl Checker<'_> {
                 )
                 .with_label("defined again here")
                 .with_secondary(prev_span, "first defined here")
-                .with_help("choose another name"),
+                .with_help("choose another name: a name is bound once in a flow"),
             );
-        } else if AMBIENT.contains(&name.name.as_str()) || self.std.modules.contains_key(&name.name)
-        {
+        } else if AMBIENT.contains(&name.name.as_str()) {
+            // Not bound: later uses keep meaning the built-in.
             self.error(
                 Diagnostic::new(
                     Code::DuplicateBinding,
                     name.span,
                     format!("`{name}` would hide the built-in `{name}`"),
                 )
-                .with_help("choose another name"),
+                .with_label(format!("`{name}` is built in"))
+                .with_help(format!("choose another name, such as `{name}_value`")),
             );
+            return;
         }
         self.scopes.bind(&name.name, ty, name.span, kind);
     }
@@ -1262,17 +1391,7 @@ impl Checker<'_> {
                 continue;
             };
             if !set.contains(&text) {
-                let mut d = Diagnostic::new(
-                    Code::BadLiteral,
-                    side.span,
-                    format!(
-                        "`{text:?}` is not one of {other_type}, so this comparison is never true"
-                    ),
-                );
-                if let Some(s) = did_you_mean(&text, set.iter().map(String::as_str)) {
-                    d = d.with_help(format!("did you mean `{s:?}`?"));
-                }
-                self.error(d);
+                self.error(not_in_union(side.span, &text, set, "this comparison is never true: "));
             }
         }
     }
@@ -1468,15 +1587,7 @@ impl Checker<'_> {
             (P::Null, _) => st.is_optional(),
             (P::Str(s), Type::Lits(set)) => {
                 if !set.contains(s) {
-                    let mut d = Diagnostic::new(
-                        Code::BadLiteral,
-                        p.span,
-                        format!("{s:?} is not one of {inner}"),
-                    );
-                    if let Some(m) = did_you_mean(s, set.iter().map(String::as_str)) {
-                        d = d.with_help(format!("did you mean {m:?}?"));
-                    }
-                    self.error(d);
+                    self.error(not_in_union(p.span, s, set, "this arm never matches: "));
                 }
                 return;
             }
@@ -1577,4 +1688,89 @@ fn conversion_help(actual: &Type, expected: &Type) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// What a field is read from, for the wording of unknown-field errors.
+#[derive(Debug, Clone, Copy)]
+enum Owner {
+    Value,
+    /// `trigger` of a flow with this trigger kind.
+    Trigger(&'static str),
+    /// `trigger.params` of a webhook or sync flow.
+    Route,
+}
+
+/// E0210: a string literal that is not one of a union's members.
+fn not_in_union(span: ast::Span, text: &str, set: &BTreeSet<String>, prefix: &str) -> Diagnostic {
+    let members = set.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(" | ");
+    let d = Diagnostic::new(
+        Code::BadLiteral,
+        span,
+        format!("{prefix}`{text:?}` is not one of `{members}`"),
+    )
+    .with_label("not a member of the union");
+    match did_you_mean(text, set.iter().map(String::as_str)) {
+        Some(s) => d.with_help(format!("did you mean `{s:?}`?")),
+        None => d.with_help(format!("use one of {members}")),
+    }
+}
+
+/// Why a literal given as a `Url` is not one: `None` when it is fine or
+/// when no `Url` is expected.
+fn url_problem(text: &str, expected: &Type) -> Option<String> {
+    if *expected.unwrap_optional() != Type::Url {
+        return None;
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Some("no scheme: a URL starts with `https://` or another `scheme://`".into());
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Some(format!("`{scheme}` is not a URL scheme"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() && scheme != "file" {
+        return Some("the URL has no host".into());
+    }
+    if text.chars().any(char::is_whitespace) {
+        return Some("a URL cannot contain spaces".into());
+    }
+    None
+}
+
+/// E0112/E0114/E0115 for a method called with the wrong arguments:
+/// methods take positional arguments only, exactly `params` of them.
+fn method_arity(name: &ast::Ident, params: &[Type], args: &[Arg]) -> Option<Diagnostic> {
+    let m = &name.name;
+    let wanted = match params {
+        [] => format!("`.{m}()` takes no arguments"),
+        [p] => format!("`.{m}()` takes one `{p}`"),
+        _ => format!("`.{m}()` takes {} arguments", params.len()),
+    };
+    if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
+        return Some(
+            Diagnostic::new(Code::UnknownArgument, named.span, format!("`.{m}()` has no parameter `{named}`"))
+                .with_label("methods take positional arguments only")
+                .with_help(format!("{wanted}: remove `{named}:`")),
+        );
+    }
+    if let Some(extra) = args.get(params.len()) {
+        let span = extra.span.to(args.last().map_or(extra.span, |a| a.span));
+        let n = args.len();
+        return Some(
+            Diagnostic::new(Code::TooManyArguments, span, format!("{wanted}, {n} given"))
+                .with_label("extra argument")
+                .with_help("remove it"),
+        );
+    }
+    (args.len() < params.len()).then(|| {
+        Diagnostic::new(Code::MissingArgument, name.span, format!("{wanted}, {} given", args.len()))
+            .with_label("missing argument")
+            .with_help(match m.as_str() {
+                "join" => "give the separator, e.g. `.join(\",\")`".to_string(),
+                "split" => "give the separator, e.g. `.split(\",\")`".to_string(),
+                _ => format!("pass the `{}` to look for", params.first().map_or(String::new(), Type::to_string)),
+            })
+    })
 }

@@ -21,7 +21,7 @@ mod testblock;
 mod trigger;
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Span};
@@ -74,7 +74,11 @@ pub fn check(file: &ast::File) -> Checked {
     let mut checker = Checker::new(file, Stdlib::get());
     checker.run();
     let mut diagnostics = checker.diags;
-    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    diagnostics.sort_by(|a, b| {
+        (a.span.start, a.span.end, a.code, &a.message).cmp(&(b.span.start, b.span.end, b.code, &b.message))
+    });
+    // One mistake, one diagnostic, even when two phases meet it.
+    diagnostics.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     Checked {
         diagnostics,
         program: checker.program,
@@ -102,17 +106,40 @@ pub(crate) struct Checker<'a> {
     config: BTreeMap<String, (Type, Span, bool)>,
     scopes: Scopes,
     flow: Option<FlowCtx>,
+    /// Declared types some type expression names (for W0005).
+    used_types: BTreeSet<String>,
+    /// The record declaration whose fields are being resolved.
+    current_type: Option<String>,
 }
 
 /// What the checker knows about the flow whose body it is in.
 #[derive(Debug, Clone)]
 struct FlowCtx {
     is_sync: bool,
+    /// `webhook`, `sync`, ... (empty when the flow has no trigger).
+    trigger_kind: &'static str,
     trigger_type: Type,
     in_on_failure: bool,
     loop_depth: usize,
     /// Step names already used in this flow (journal identities).
     steps: BTreeMap<String, Span>,
+    /// Every name the flow binds anywhere, for "defined later" and "out of
+    /// scope" hints on unknown names.
+    bindings: Vec<stmt::FlowBinding>,
+}
+
+impl Default for FlowCtx {
+    fn default() -> Self {
+        FlowCtx {
+            is_sync: false,
+            trigger_kind: "",
+            trigger_type: Type::Error,
+            in_on_failure: false,
+            loop_depth: 0,
+            steps: BTreeMap::new(),
+            bindings: Vec::new(),
+        }
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -126,6 +153,8 @@ impl<'a> Checker<'a> {
             config: BTreeMap::new(),
             scopes: Scopes::default(),
             flow: None,
+            used_types: BTreeSet::new(),
+            current_type: None,
         }
     }
 
@@ -140,6 +169,7 @@ impl<'a> Checker<'a> {
         }
         self.check_tests();
         self.warn_unused_config();
+        self.warn_unused_types();
     }
 
     fn error(&mut self, d: Diagnostic) {
@@ -147,6 +177,8 @@ impl<'a> Checker<'a> {
     }
 
     fn resolve_type(&mut self, te: &ast::TypeExpr) -> Type {
+        let within = self.current_type.clone();
+        self.note_type_uses(te, within.as_deref());
         resolve::resolve_type(te, &self.names, &mut self.diags)
     }
 
@@ -165,32 +197,26 @@ impl<'a> Checker<'a> {
 
     fn check_flow(&mut self, flow: &ast::FlowDecl) {
         let info = self.program.flows.get(&flow.name.name).cloned();
-        let (is_sync, trigger_type) = match &info {
-            Some(t) => (t.is_sync(), t.value_type.clone()),
-            None => (false, Type::Error),
+        let (is_sync, trigger_kind, trigger_type) = match &info {
+            Some(t) => (t.is_sync(), t.kind, t.value_type.clone()),
+            None => (false, "", Type::Error),
         };
+        let mut bindings = Vec::new();
+        stmt::bindings_in(&flow.body, false, &mut bindings);
+        if let Some(block) = &flow.on_failure {
+            stmt::bindings_in(block, true, &mut bindings);
+        }
         self.flow = Some(FlowCtx {
             is_sync,
+            trigger_kind,
             trigger_type,
-            in_on_failure: false,
-            loop_depth: 0,
-            steps: BTreeMap::new(),
+            bindings,
+            ..FlowCtx::default()
         });
         self.scopes.push();
         let ending = self.check_block(&flow.body);
         if is_sync && ending == stmt::Ending::Continues {
-            let end = Span::new(flow.body.span.end, flow.body.span.end);
-            let span = flow.body.stmts.last().map_or(end, |s| s.span);
-            self.error(
-                Diagnostic::new(
-                    Code::MissingRespond,
-                    span,
-                    format!("sync flow `{}` can end without `respond`", flow.name),
-                )
-                .with_label("a run can reach the end of the flow after this")
-                .with_secondary(flow.name.span, "this flow is triggered by a sync request")
-                .with_help("end every path with `respond STATUS, BODY` (or `fail`/`skip`)"),
-            );
+            self.missing_respond(flow);
         }
         self.pop_scope_warn_unused();
         if let Some(block) = &flow.on_failure {
@@ -202,6 +228,35 @@ impl<'a> Checker<'a> {
             self.pop_scope_warn_unused();
         }
         self.flow = None;
+    }
+
+    /// E0402, pointing at the end of the flow a run can reach, and at the
+    /// `if` without `else` that lets it through.
+    fn missing_respond(&mut self, flow: &ast::FlowDecl) {
+        let end = flow.body.span.end;
+        let span = Span::new(end.saturating_sub(1), end);
+        let mut d = Diagnostic::new(
+            Code::MissingRespond,
+            span,
+            format!("sync flow `{}` can end without `respond`", flow.name),
+        )
+        .with_label("a run can reach the end of the flow here")
+        .with_secondary(flow.name.span, "this flow answers a waiting caller");
+        if let Some(ast::Stmt {
+            kind: ast::StmtKind::If { branches, otherwise: None },
+            span: if_span,
+        }) = flow.body.stmts.last()
+        {
+            let cond_end = branches.first().map_or(if_span.end, |(c, _)| c.span.end);
+            d = d.with_secondary(
+                Span::new(if_span.start, cond_end),
+                "when this is false, nothing responds",
+            );
+            d = d.with_help("add an `else { respond ... }`, or a `respond` after the `if`");
+        } else {
+            d = d.with_help("end every path with `respond STATUS, BODY` (or `fail`/`skip`)");
+        }
+        self.error(d);
     }
 
     /// Leaves a scope, warning about `let` bindings nobody read.

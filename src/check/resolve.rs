@@ -25,6 +25,9 @@ pub struct TypeNames {
     pub aliases: BTreeMap<String, TypeExpr>,
     /// Type parameters of a stdlib function.
     pub type_params: Vec<String>,
+    /// Aliases already resolved, so a mistake inside one is reported once,
+    /// at its declaration, not at every use.
+    pub resolved: BTreeMap<String, Type>,
 }
 
 impl TypeNames {
@@ -44,6 +47,21 @@ pub fn resolve_type(te: &TypeExpr, names: &TypeNames, diags: &mut Vec<Diagnostic
         names,
         diags,
         alias_stack: Vec::new(),
+    }
+    .resolve(te)
+}
+
+/// Resolves the declaration `type NAME = te`, reporting `te` naming `NAME`.
+pub fn resolve_alias(
+    name: &str,
+    te: &TypeExpr,
+    names: &TypeNames,
+    diags: &mut Vec<Diagnostic>,
+) -> Type {
+    Resolver {
+        names,
+        diags,
+        alias_stack: vec![name.to_string()],
     }
     .resolve(te)
 }
@@ -121,6 +139,9 @@ impl Resolver<'_> {
         }
         if self.names.records.contains(name) {
             return Type::Named(name.into());
+        }
+        if let Some(resolved) = self.names.resolved.get(name) {
+            return resolved.clone();
         }
         if let Some(alias) = self.names.aliases.get(name) {
             if self.alias_stack.iter().any(|a| a == name) {

@@ -362,6 +362,48 @@ impl Checker<'_> {
     }
 }
 
+/// A name bound somewhere in a flow: `let`, step or loop variable.
+#[derive(Debug, Clone)]
+pub struct FlowBinding {
+    pub name: String,
+    pub span: Span,
+    pub kind: BindingKind,
+    /// Bound in the `on failure` block.
+    pub in_on_failure: bool,
+}
+
+/// Every name `block` binds, at any depth.
+pub(super) fn bindings_in(block: &ast::Block, in_on_failure: bool, out: &mut Vec<FlowBinding>) {
+    let mut push = |name: &ast::Ident, kind| {
+        out.push(FlowBinding {
+            name: name.name.clone(),
+            span: name.span,
+            kind,
+            in_on_failure,
+        });
+    };
+    let mut blocks: Vec<&ast::Block> = Vec::new();
+    for stmt in &block.stmts {
+        match &stmt.kind {
+            StmtKind::Let { name, .. } => push(name, BindingKind::Let),
+            StmtKind::Step(step) => push(&step.name, BindingKind::Step),
+            StmtKind::For { var, body, .. } => {
+                push(var, BindingKind::LoopVar);
+                blocks.push(body);
+            }
+            StmtKind::If { branches, otherwise } => {
+                blocks.extend(branches.iter().map(|(_, b)| b));
+                blocks.extend(otherwise);
+            }
+            StmtKind::Match { arms, .. } => blocks.extend(arms.iter().map(|a| &a.body)),
+            _ => {}
+        }
+    }
+    for b in blocks {
+        bindings_in(b, in_on_failure, out);
+    }
+}
+
 /// `module.function(...)`: the shape a step's call must have.
 fn is_stdlib_call(e: &ast::Expr) -> bool {
     matches!(&e.kind, ExprKind::Call { callee, .. }

@@ -475,11 +475,9 @@ impl Checker<'_> {
         // Any expression over `trigger`, e.g. `trigger.body.id`.
         let saved = self.flow.take();
         self.flow = Some(super::FlowCtx {
-            is_sync: false,
+            trigger_kind: "webhook",
             trigger_type: trigger_type.clone(),
-            in_on_failure: false,
-            loop_depth: 0,
-            steps: Default::default(),
+            ..Default::default()
         });
         let t = self.infer_const(e, &Type::String);
         self.flow = saved;

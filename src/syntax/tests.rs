@@ -1425,11 +1425,56 @@ fn no_panic_on_mutations() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(600);
     let vocabulary = [
-        "{", "}", "(", ")", "[", "]", "\"", "${", "\\", "\\u{", "=>", "->", "..", "?", "??",
-        "?.", "-", ".", ",", ":", "=", "|", "@", "//", "///", "\n", " ", "let ", "step ",
-        "trigger ", "on failure ", "as ", "not ", "if ", "else ", "match ", "1", "1.5", "5m",
-        "1.5s", "99999999999999999999", "é", "_", "x", "T", "GET", "integration ", "module ",
-        "fn ", "example ",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        "\"",
+        "${",
+        "\\",
+        "\\u{",
+        "=>",
+        "->",
+        "..",
+        "?",
+        "??",
+        "?.",
+        "-",
+        ".",
+        ",",
+        ":",
+        "=",
+        "|",
+        "@",
+        "//",
+        "///",
+        "\n",
+        " ",
+        "let ",
+        "step ",
+        "trigger ",
+        "on failure ",
+        "as ",
+        "not ",
+        "if ",
+        "else ",
+        "match ",
+        "1",
+        "1.5",
+        "5m",
+        "1.5s",
+        "99999999999999999999",
+        "é",
+        "_",
+        "x",
+        "T",
+        "GET",
+        "integration ",
+        "module ",
+        "fn ",
+        "example ",
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = |bound: usize| {
@@ -1467,4 +1512,56 @@ fn no_panic_on_mutations() {
         let _ = parse_file(&source);
         let _ = parse_module(&source);
     }
+}
+
+/// Nesting up to the limit is fine on a test thread's small stack too.
+#[test]
+fn nesting_near_the_limit() {
+    for n in [60, 120, 250, 300] {
+        let exprs = [
+            format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+            format!("{}1{}", "f(".repeat(n), ")".repeat(n)),
+            format!("{}1{}", "{ a: ".repeat(n), " }".repeat(n)),
+            format!("\"{}1{}\"", "${\"".repeat(n), "\"}".repeat(n)),
+            format!("{}1{}", "if a { ".repeat(n), " }".repeat(n)),
+            format!("{}1{}", "xs.map(x => ".repeat(n), ")".repeat(n)),
+            format!("x as {}Int{}", "[".repeat(n), "]".repeat(n)),
+            format!("{}1", "-".repeat(n)),
+        ];
+        for e in &exprs {
+            let result = parse_file(&in_flow(&format!("let x = {e}")));
+            if n <= 60 {
+                assert!(result.is_ok(), "{e}");
+            }
+        }
+        let _ = parse_file(&in_flow(&format!(
+            "{}{}",
+            "if a { ".repeat(n),
+            "}".repeat(n)
+        )));
+        let _ = parse_file(&in_flow(&format!(
+            "{}{}",
+            "for x in y { ".repeat(n),
+            "}".repeat(n)
+        )));
+    }
+}
+
+#[test]
+fn reserved_words_agree_with_the_grammar() {
+    for word in super::lower::RESERVED {
+        let is_name = FlowParser::parse(Rule::name, word).is_ok();
+        assert_eq!(is_name, *word == "trigger", "{word}");
+    }
+    for word in [
+        "trigger", "config", "error", "env", "on", "with", "index", "iffy",
+    ] {
+        consumes_all(Rule::name, word);
+    }
+    // Keywords are fine as option names, record keys and test config keys.
+    let file = parse_ok(
+        "integration t\nflow f { trigger deploy { match: 1, for: 2 } }\ntest \"x\" { config { type: 1 } run f with { if: 1 } }",
+    );
+    assert_eq!(flows(&file)[0].triggers[0].options[0].name.name, "match");
 }
