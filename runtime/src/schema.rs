@@ -218,6 +218,62 @@ impl Schema {
         self.decode_at(value, &mut path, 0)
     }
 
+    /// [`Schema::decode`] for values read from text formats (CSV cells, XML
+    /// text), where every scalar arrives as a string: strings are first
+    /// parsed as the Int, Float, Bool or Duration the schema expects, and an
+    /// empty string is `null` for an optional. A string that does not parse
+    /// is left as is, so the error names it (`expected Int, got "three"`).
+    pub fn decode_text_cells(&self, value: &Value) -> Result<Value, DecodeError> {
+        self.decode(&self.coerce_text(value, 0))
+    }
+
+    fn coerce_text(&self, value: &Value, depth: usize) -> Value {
+        if depth > MAX_DEPTH {
+            return value.clone();
+        }
+        let text = value.as_str().map(str::trim);
+        match (self, value) {
+            (Schema::Int, _) => text
+                .and_then(|t| t.parse::<i64>().ok())
+                .map_or_else(|| value.clone(), Value::from),
+            (Schema::Float, _) => text
+                .and_then(|t| t.parse::<f64>().ok())
+                .map_or_else(|| value.clone(), float_value),
+            (Schema::Bool, _) => match text {
+                Some("true") => Value::Bool(true),
+                Some("false") => Value::Bool(false),
+                _ => value.clone(),
+            },
+            (Schema::Optional(_), Value::String(s)) if s.trim().is_empty() => Value::Null,
+            (Schema::Optional(inner), _) => inner.coerce_text(value, depth + 1),
+            (Schema::List(item), Value::Array(items)) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| item.coerce_text(v, depth + 1))
+                    .collect(),
+            ),
+            (Schema::Map(inner), Value::Object(m)) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), inner.coerce_text(v, depth + 1)))
+                    .collect(),
+            ),
+            (Schema::Record(fields), Value::Object(m)) => {
+                let mut out = m.clone();
+                for f in fields {
+                    if let Some(v) = m.get(f.wire_name) {
+                        out.insert(f.wire_name.to_string(), f.schema.coerce_text(v, depth + 1));
+                    }
+                }
+                Value::Object(out)
+            }
+            (Schema::Ref(name), _) => match lookup_type(name) {
+                Some(schema) => schema.coerce_text(value, depth + 1),
+                None => value.clone(),
+            },
+            _ => value.clone(),
+        }
+    }
+
     fn decode_at(
         &self,
         value: &Value,

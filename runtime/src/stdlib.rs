@@ -5,6 +5,7 @@
 //! `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
 //! from any expression. Argument conventions are listed in `runtime/API.md`.
 
+mod csv;
 mod file;
 mod http;
 mod pure;

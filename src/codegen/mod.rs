@@ -401,10 +401,30 @@ fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
     format!("let key: Result<Value, RunError> = (|| Ok({v}))(); ops::dedupe_key(&key.ok()?)")
 }
 
-/// Trigger kinds that the runtime does not run yet: reported by `flowc
-/// build` before generating code, so nothing that checks fails to compile.
+/// Stdlib modules declared (and checked) whose runtime implementation comes
+/// with a later milestone.
+pub const MODULES_NOT_IN_RUNTIME: &[&str] = &["xml", "email"];
+
+/// What the runtime does not run yet — `files` and `subscribe` triggers,
+/// the modules in [`MODULES_NOT_IN_RUNTIME`] — reported by `flowc build`
+/// before generating code, so a program that checks never fails to build
+/// or fails at run time with "unknown function".
 pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
     let mut out = Vec::new();
+    let mut calls = Vec::new();
+    for item in &file.items {
+        if let Item::Flow(flow) = item {
+            collect_module_calls(&flow.body, &mut calls);
+            if let Some(b) = &flow.on_failure {
+                collect_module_calls(b, &mut calls);
+            }
+        }
+    }
+    for (span, module, function) in calls {
+        if MODULES_NOT_IN_RUNTIME.contains(&module.as_str()) {
+            out.push((span, format!("`{module}.{function}` is checked but not yet run by this version of flowc's runtime")));
+        }
+    }
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
@@ -424,4 +444,108 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
         }
     }
     out
+}
+
+/// Every `module.function(...)` call in a block: (span, module, function).
+fn collect_module_calls(block: &ast::Block, out: &mut Vec<(ast::Span, String, String)>) {
+    use ast::StmtKind as S;
+    for stmt in &block.stmts {
+        match &stmt.kind {
+            S::Let { value, .. } => collect_expr_calls(value, out),
+            S::Step(step) => collect_expr_calls(&step.call, out),
+            S::If {
+                branches,
+                otherwise,
+            } => {
+                for (c, b) in branches {
+                    collect_expr_calls(c, out);
+                    collect_module_calls(b, out);
+                }
+                if let Some(b) = otherwise {
+                    collect_module_calls(b, out);
+                }
+            }
+            S::Match { scrutinee, arms } => {
+                collect_expr_calls(scrutinee, out);
+                for arm in arms {
+                    collect_module_calls(&arm.body, out);
+                }
+            }
+            S::For { iter, body, .. } => {
+                collect_expr_calls(iter, out);
+                collect_module_calls(body, out);
+            }
+            S::Dispatch { arg: e, .. } | S::Skip(e) | S::Fail(e) | S::Expr(e) => {
+                collect_expr_calls(e, out)
+            }
+            S::Respond {
+                status,
+                body,
+                headers,
+            } => {
+                collect_expr_calls(status, out);
+                for e in body.iter().chain(headers) {
+                    collect_expr_calls(e, out);
+                }
+            }
+        }
+    }
+}
+
+fn collect_expr_calls(e: &ast::Expr, out: &mut Vec<(ast::Span, String, String)>) {
+    let mut each = |x: &ast::Expr| collect_expr_calls(x, out);
+    match &e.kind {
+        ExprKind::Call { callee, args } => {
+            if let ExprKind::Field { target, name, .. } = &callee.kind {
+                if let ExprKind::Name(m) = &target.kind {
+                    out.push((e.span, m.name.clone(), name.name.clone()));
+                }
+            }
+            collect_expr_calls(callee, out);
+            for a in args {
+                if let ArgValue::Expr(x) = &a.value {
+                    collect_expr_calls(x, out);
+                }
+            }
+        }
+        ExprKind::Str(parts) => {
+            for p in parts {
+                if let ast::StrPart::Interp(x) = p {
+                    each(x);
+                }
+            }
+        }
+        ExprKind::List(items) => items.iter().for_each(each),
+        ExprKind::Record(entries) => entries.iter().for_each(|en| each(&en.value)),
+        ExprKind::Field { target, .. } => each(target),
+        ExprKind::Index { target, index } => {
+            each(target);
+            collect_expr_calls(index, out);
+        }
+        ExprKind::Lambda { body, .. } => each(body),
+        ExprKind::Unary { expr, .. } | ExprKind::As { expr, .. } => each(expr),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            each(lhs);
+            collect_expr_calls(rhs, out);
+        }
+        ExprKind::If {
+            branches,
+            otherwise,
+        } => {
+            for (c, b) in branches {
+                collect_expr_calls(c, out);
+                collect_expr_calls(b, out);
+            }
+            if let Some(o) = otherwise {
+                collect_expr_calls(o, out);
+            }
+        }
+        ExprKind::Match { scrutinee, arms } => {
+            collect_expr_calls(scrutinee, out);
+            for arm in arms {
+                collect_expr_calls(&arm.body, out);
+            }
+        }
+        _ => {}
+    }
 }

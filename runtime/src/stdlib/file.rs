@@ -35,8 +35,12 @@ fn io_error(func: &str, path: &Path, e: &io::Error) -> StepError {
 
 /// The `File` value of a path: `{ path, name, size, modified, text, bytes }`.
 pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepError> {
-    let data = tokio::fs::read(path).await.map_err(|e| io_error(func, path, &e))?;
-    let meta = tokio::fs::metadata(path).await.map_err(|e| io_error(func, path, &e))?;
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| io_error(func, path, &e))?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| io_error(func, path, &e))?;
     let modified = meta
         .modified()
         .ok()
@@ -87,8 +91,12 @@ pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepErro
         let content = content_arg(&call, f)?;
         create_parent(&path, f).await?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, content.as_bytes()).await.map_err(|e| io_error(f, &tmp, &e))?;
-        tokio::fs::rename(&tmp, &path).await.map_err(|e| io_error(f, &path, &e))?;
+        tokio::fs::write(&tmp, content.as_bytes())
+            .await
+            .map_err(|e| io_error(f, &tmp, &e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
         file_value(&path, f).await
     }
     .boxed()
@@ -108,7 +116,9 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
             .open(&path)
             .await
             .map_err(|e| io_error(f, &path, &e))?;
-        file.write_all(content.as_bytes()).await.map_err(|e| io_error(f, &path, &e))?;
+        file.write_all(content.as_bytes())
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
         file.flush().await.map_err(|e| io_error(f, &path, &e))?;
         file_value(&path, f).await
     }
@@ -122,7 +132,9 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
         let from = path_arg(&call, 0, "from", f)?;
         let to = path_arg(&call, 1, "to", f)?;
         create_parent(&to, f).await?;
-        tokio::fs::rename(&from, &to).await.map_err(|e| io_error(f, &from, &e))?;
+        tokio::fs::rename(&from, &to)
+            .await
+            .map_err(|e| io_error(f, &from, &e))?;
         file_value(&to, f).await
     }
     .boxed()
@@ -152,15 +164,26 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let pattern = glob.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let pattern = glob
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut names = Vec::new();
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Value::Array(Vec::new())),
             Err(e) => return Err(io_error(f, &dir, &e)),
         };
-        while let Some(entry) = entries.next_entry().await.map_err(|e| io_error(f, &dir, &e))? {
-            let is_file = entry.file_type().await.map(|t| t.is_file()).unwrap_or(false);
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error(f, &dir, &e))?
+        {
+            let is_file = entry
+                .file_type()
+                .await
+                .map(|t| t.is_file())
+                .unwrap_or(false);
             let name = entry.file_name().to_string_lossy().into_owned();
             if is_file && glob_match(&pattern, &name) {
                 names.push(name);

@@ -1,4 +1,4 @@
-//! Pure stdlib functions: `json.*`, `time.*`, `crypto.*`, `env.version`.
+//! Pure stdlib functions: `json.*`, `csv.*`, `time.*`, `crypto.*`, `env.version`.
 
 use std::fmt::Write as _;
 
@@ -17,6 +17,8 @@ pub type PureFn = fn(&Args) -> Result<Value, RunError>;
 pub(super) fn lookup(name: &str) -> Option<PureFn> {
     Some(match name {
         "json.encode" => json_encode,
+        "csv.encode" => super::csv::encode,
+        "csv.decode" => super::csv::decode,
         "json.decode" => json_decode,
         "time.now" => time_now,
         "time.today" => time_today,
