@@ -71,7 +71,7 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         dispatch_param: None,
     };
     let mut scope = codegen::Scope::new();
-    scope.raw(&header(file, source));
+    scope.raw(header(file, source));
     scope.push_fn(integration_fn(&mut gen, file, program, source));
     scope.push_fn(flows_fn(&mut gen, file));
     for item in &file.items {

@@ -27,6 +27,9 @@ enum Words {
 const STATEMENT_HELP: &str = "a statement starts with `let`, `step`, `if`, `match`, `for`, \
      `dispatch`, `skip`, `fail` or `respond`, or is a call such as `log.info(\"...\")`";
 
+const DURATION_HELP: &str =
+    "a duration is a whole number with a unit: `500ms`, `30s`, `2m`, `1h` or `1d`";
+
 /// Which entry point failed: decides the help for an error at the very
 /// first token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,8 +150,16 @@ fn found_at(source: &str, pos: usize) -> Found {
         };
     };
     let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let is_operator = |c: char| "&|=<>!?.:-+*/%".contains(c);
     let len = if is_word(first) {
         rest.find(|c: char| !is_word(c)).unwrap_or(rest.len())
+    } else if is_operator(first) {
+        // `&&`, `=>`, `?.`, ...: up to two operator characters.
+        rest.chars()
+            .take(2)
+            .take_while(|c| is_operator(*c))
+            .map(char::len_utf8)
+            .sum()
     } else {
         first.len_utf8()
     };
@@ -199,24 +210,37 @@ fn statement_word(source: &str, pos: usize) -> Option<Span> {
 
 fn help_for(positives: &[Rule], source: &str, pos: usize) -> Option<String> {
     let rest = source.get(pos..).unwrap_or_default();
-    if positives.contains(&Rule::stmt) && rest.starts_with("trigger") {
-        return Some("a flow's `trigger` comes before its statements".into());
-    }
     if positives == [Rule::rbrace] && after_on_failure(source, pos) {
         return Some("`on failure { ... }` must be the last part of a flow".into());
     }
-    if positives.contains(&Rule::stmt) && rest.starts_with(['{', '(', '[', '"']) {
+    if rest.starts_with(';') {
+        return Some("there are no semicolons in .flow: remove the `;`".into());
+    }
+    for (symbol, word) in [("&&", "and"), ("||", "or"), ("!", "not")] {
+        if rest.starts_with(symbol) && !rest.starts_with("!=") {
+            return Some(format!("write `{word}` instead of `{symbol}`"));
+        }
+    }
+    if positives.contains(&Rule::stmt)
+        && !positives.contains(&Rule::comma)
+        && rest.starts_with(['{', '(', '[', '"'])
+    {
         return Some(STATEMENT_HELP.into());
+    }
+    let word_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let word = rest.get(..word_len).unwrap_or_default();
+    if word.starts_with(|c: char| c.is_ascii_digit())
+        && word.contains(|c: char| c.is_ascii_alphabetic())
+    {
+        return Some(DURATION_HELP.into());
     }
     if positives.contains(&Rule::trigger_kind) {
         return Some("for example `trigger webhook POST \"/orders\"`".into());
     }
-    if (positives.contains(&Rule::duration) || positives.contains(&Rule::every_schedule))
-        && rest.starts_with(|c: char| c.is_ascii_digit())
-    {
-        return Some(
-            "a duration is a whole number with a unit: `500ms`, `30s`, `2m`, `1h` or `1d`".into(),
-        );
+    if positives.contains(&Rule::duration) || positives.contains(&Rule::every_schedule) {
+        return Some(DURATION_HELP.into());
     }
     None
 }

@@ -1,4 +1,5 @@
-//! Lowering: pest pairs (see `grammar/flow.pest`) into the [`ast`].
+//! Lowering: pest pairs (see `grammar/flow.pest`) into the
+//! [`ast`](crate::syntax::ast).
 //!
 //! One function per grammar rule, named after it (`lower_flow` for
 //! `flow_decl`, ...). Children are walked with [`inner`], which skips
@@ -12,6 +13,11 @@
 //! placeholder, and returns all diagnostics at the end. It also bounds the
 //! nesting depth of the tree it builds, so later recursive phases cannot
 //! overflow the stack on hostile input.
+//!
+//! This file has the helpers, names, doc comments and the file level; the
+//! submodules follow the grammar's sections: `decl` (config, types, flows,
+//! triggers, tests), `stmt`, `expr`, `literal` and `module` (stdlib
+//! signature files).
 
 mod decl;
 mod expr;

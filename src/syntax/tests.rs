@@ -1192,6 +1192,7 @@ fn each_rule_consumes_its_input() {
         consumes_all(*rule, source);
     }
     consumes_all(Rule::type_only, "Map<Int>?");
+    consumes_all(Rule::type_only, "(\"open\" | \"won\")?");
     consumes_all(Rule::expr_only, "a + b");
     consumes_all(Rule::stmt_only, "let a = b");
 }
@@ -1317,6 +1318,19 @@ fn error_snapshots() {
         ("missing_http_method", "integration t\nflow f {\n  trigger webhook \"/x\"\n}\n"),
         ("config_entry_without_type", "integration t\nconfig {\n  url = \"x\"\n}\n"),
         ("bad_escape", "integration t\nflow f {\n  trigger deploy\n  skip \"a\\qb\"\n}\n"),
+        ("semicolon", "integration t\nflow f {\n  trigger deploy\n  let x = 1;\n}\n"),
+        (
+            "c_style_and",
+            "integration t\nflow f {\n  trigger deploy\n  if a && b { skip \"x\" }\n}\n",
+        ),
+        (
+            "duration_with_long_unit",
+            "integration t\nflow f {\n  trigger deploy\n  step s = f() timeout 5min\n}\n",
+        ),
+        (
+            "match_arm_without_arrow",
+            "integration t\nflow f {\n  trigger deploy\n  match x {\n    \"a\" skip \"b\"\n  }\n}\n",
+        ),
         ("keyword_as_name", "integration t\nflow f {\n  trigger deploy\n  let match = 1\n}\n"),
     ];
     for (name, source) in cases {

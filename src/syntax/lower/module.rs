@@ -9,8 +9,6 @@ use crate::syntax::ast::*;
 use crate::syntax::parser::Rule;
 
 impl Lowerer<'_> {
-    // ------------------------------------------------------------ stdlib modules
-
     pub(in crate::syntax) fn lower_module_program(&self, pair: Pair<'_, Rule>) -> ModuleDecl {
         self.lower_module_file(inner(pair).required())
     }

@@ -8,8 +8,6 @@ use crate::syntax::ast::*;
 use crate::syntax::parser::Rule;
 
 impl Lowerer<'_> {
-    // ------------------------------------------------------------ statements
-
     pub(super) fn lower_block(&self, pair: Pair<'_, Rule>) -> Block {
         let span = span_of(&pair);
         let fallback = || Block {
