@@ -42,7 +42,8 @@ impl Checker<'_> {
                         decl.name.span,
                         format!("`{name}` is a built-in type"),
                     )
-                    .with_help("choose another name"),
+                    .with_label("built-in type")
+                    .with_help(format!("choose another name, such as `{name}Info`")),
                 );
                 continue;
             }
@@ -104,6 +105,17 @@ impl Checker<'_> {
                 if within != Some(name.name.as_str()) {
                     self.used_types.insert(name.name.clone());
                 }
+                // A misspelt name stands for the type it suggests: that
+                // type is not "unused" because of one typo.
+                let known = self.names.records.contains(&name.name)
+                    || self.names.aliases.contains_key(&name.name)
+                    || super::resolve::is_builtin(&name.name);
+                if !known {
+                    let names = self.names.records.iter().chain(self.names.aliases.keys());
+                    if let Some(meant) = super::suggest::did_you_mean(&name.name, names.map(String::as_str)) {
+                        self.used_types.insert(meant);
+                    }
+                }
                 for arg in args {
                     self.note_type_uses(arg, within);
                 }
@@ -148,6 +160,7 @@ impl Checker<'_> {
                         Span::new(block.span.start, block.span.start + "config".len()),
                         "a file has at most one `config` block",
                     )
+                    .with_label("second config block")
                     .with_secondary(first, "the first config block")
                     .with_help("move these entries into the first block"),
                 );
@@ -190,7 +203,8 @@ impl Checker<'_> {
                         env.span,
                         format!("`{}` is not a usable environment variable name", env.value),
                     )
-                    .with_help("use upper-case letters, digits and `_`, e.g. `ERP_URL`"),
+                    .with_label("not UPPER_SNAKE_CASE")
+                    .with_help(format!("use upper-case letters, digits and `_`: `{}`", env_name(&env.value, name))),
                 );
             }
         }
@@ -210,15 +224,40 @@ impl Checker<'_> {
         if self.diags.len() > before {
             return;
         }
-        if !self.assignable(&actual, ty) {
+        if let Some(part) = non_constant(default) {
             self.error(
-                Diagnostic::new(
-                    Code::BadConfigDefault,
-                    default.span,
-                    format!("default value of type `{actual}` does not fit `{ty}`"),
-                )
-                .with_label(format!("expected `{ty}`")),
+                Diagnostic::new(Code::BadConfigDefault, part.span, "a config default must be a constant")
+                    .with_label("not a constant")
+                    .with_help("write a literal; compute values from other entries in the flow, e.g. with `let`"),
             );
+            return;
+        }
+        if !self.assignable(&actual, ty) {
+            let mut d = Diagnostic::new(
+                Code::BadConfigDefault,
+                default.span,
+                format!("default value of type `{actual}` does not fit `{ty}`"),
+            )
+            .with_label(format!("expected `{ty}`"));
+            if let ast::ExprKind::Str(parts) = &default.kind {
+                let text: String = parts.iter().filter_map(|p| match p { ast::StrPart::Lit(s) => Some(s.as_str()), _ => None }).collect();
+                if ty.is_numeric() && text.parse::<f64>().is_ok() || *ty == Type::Bool && (text == "true" || text == "false") {
+                    d = d.with_help(format!("write it without quotes: `{text}`"));
+                }
+            }
+            self.error(d);
+            return;
+        }
+        if let ast::ExprKind::Str(parts) = &default.kind {
+            if let [ast::StrPart::Lit(text)] = parts.as_slice() {
+                if let Some(problem) = super::expr::url_problem(text, ty) {
+                    self.error(
+                        Diagnostic::new(Code::BadConfigDefault, default.span, format!("`{text}` is not a valid URL"))
+                            .with_label(problem)
+                            .with_help("write an absolute URL such as `\"https://erp.example.com/api\"`"),
+                    );
+                }
+            }
         }
     }
 
@@ -232,7 +271,9 @@ impl Checker<'_> {
 
     pub(super) fn collect_flows(&mut self) {
         let mut seen: BTreeMap<String, Span> = BTreeMap::new();
-        let mut routes: Vec<super::Route> = Vec::new();
+        // Routes by (method, path shape): one lookup per route, not a scan.
+        let mut routes: std::collections::HashMap<(String, String), super::Route> =
+            std::collections::HashMap::new();
         for item in &self.file.items {
             let Item::Flow(flow) = item else { continue };
             if let Some(first) = seen.get(&flow.name.name) {
@@ -242,10 +283,8 @@ impl Checker<'_> {
             seen.insert(flow.name.name.clone(), flow.name.span);
             let info = self.flow_trigger(flow);
             if let Some(route) = info.route.clone() {
-                if let Some(prev) = routes
-                    .iter()
-                    .find(|r| r.method == route.method && r.same_path(&route))
-                {
+                let key = (route.method.clone(), route.shape());
+                if let Some(prev) = routes.get(&key) {
                     self.error(
                         Diagnostic::new(
                             Code::DuplicateRoute,
@@ -257,10 +296,14 @@ impl Checker<'_> {
                         )
                         .with_label("second route here")
                         .with_secondary(prev.span, "first route here")
-                        .with_help("give each webhook and sync trigger its own method and path"),
+                        .with_help(if prev.path == route.path {
+                            "give each webhook and sync trigger its own method and path".to_string()
+                        } else {
+                            distinct_path_help(&prev.path, &route.path)
+                        }),
                     );
                 } else {
-                    routes.push(route);
+                    routes.insert(key, route);
                 }
             }
             self.program.flows.insert(flow.name.name.clone(), info);
@@ -272,5 +315,54 @@ impl Checker<'_> {
         let entry = self.config.get_mut(name)?;
         entry.2 = true;
         Some(entry.0.clone())
+    }
+}
+
+/// Help for two paths that differ only in parameter names.
+fn distinct_path_help(first: &str, second: &str) -> String {
+    let example = second
+        .rsplit_once('/')
+        .filter(|(_, last)| last.starts_with('{'))
+        .map(|(head, last)| {
+            let name = last.trim_matches(|c| c == '{' || c == '}');
+            format!(", e.g. `{head}/by-{name}/{last}`")
+        })
+        .unwrap_or_default();
+    format!(
+        "`{first}` and `{second}` match the same requests (parameter names do not tell paths apart); give one a distinct literal segment{example}"
+    )
+}
+
+/// The first part of a config default that is not a constant (a name, a
+/// call, an interpolation, an operator), if any.
+fn non_constant(e: &ast::Expr) -> Option<&ast::Expr> {
+    use ast::ExprKind as K;
+    match &e.kind {
+        K::Null | K::Bool(_) | K::Int(_) | K::Float(_) | K::Duration(_) => None,
+        K::Str(parts) => parts.iter().find_map(|p| match p {
+            ast::StrPart::Lit(_) => None,
+            ast::StrPart::Interp(inner) => Some(inner),
+        }),
+        K::List(items) => items.iter().find_map(non_constant),
+        K::Record(entries) => entries.iter().find_map(|en| non_constant(&en.value)),
+        K::Unary {
+            op: ast::UnaryOp::Neg,
+            expr,
+        } if matches!(expr.kind, K::Int(_) | K::Float(_) | K::Duration(_)) => None,
+        _ => Some(e),
+    }
+}
+
+/// `erp-url` -> `ERP_URL`; the entry's own name when nothing is left.
+fn env_name(written: &str, entry: &str) -> String {
+    let fixed: String = written
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    let fixed = fixed.trim_matches('_').to_string();
+    if fixed.is_empty() || fixed.starts_with(|c: char| c.is_ascii_digit()) {
+        entry.to_ascii_uppercase()
+    } else {
+        fixed
     }
 }

@@ -204,19 +204,24 @@ impl Checker<'_> {
     }
 
     fn record(&mut self, e: &Expr, entries: &[ast::RecordEntry], expected: Option<&Type>) -> Type {
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut first_keys: std::collections::BTreeMap<&str, ast::Span> = Default::default();
         for entry in entries {
-            if !seen.insert(entry.key.name()) {
+            if let Some(first) = first_keys.get(entry.key.name()) {
                 self.error(
                     Diagnostic::new(
                         Code::DuplicateField,
                         entry.key.span(),
                         format!("field `{}` is given twice", entry.key.name()),
                     )
+                    .with_label("given again here")
+                    .with_secondary(*first, "first given here")
                     .with_help("remove one of them"),
                 );
+            } else {
+                first_keys.insert(entry.key.name(), entry.key.span());
             }
         }
+        let seen: BTreeSet<&str> = first_keys.keys().copied().collect();
         let expected = expected.map(Type::unwrap_optional);
         if let Some(Type::Map(value_type)) = expected {
             for entry in entries {
@@ -240,15 +245,17 @@ impl Checker<'_> {
                     None => {
                         self.check_expr(&entry.value, None);
                         let names = decl.fields.iter().map(|f| f.name.as_str());
-                        let mut d = Diagnostic::new(
+                        let list = names.clone().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+                        let d = Diagnostic::new(
                             Code::UnknownField,
                             entry.key.span(),
                             format!("`{target_type}` has no field `{name}`"),
-                        );
-                        if let Some(s) = did_you_mean(name, names) {
-                            d = d.with_help(format!("did you mean `{s}`?"));
-                        }
-                        self.error(d);
+                        )
+                        .with_label(format!("not a field of `{target_type}`"));
+                        self.error(match did_you_mean(name, names) {
+                            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                            None => d.with_help(format!("fields of `{target_type}`: {list}")),
+                        });
                     }
                 }
             }
@@ -261,25 +268,23 @@ impl Checker<'_> {
                 .map(|f| f.name.as_str())
                 .collect();
             if !missing.is_empty() {
+                let list = quoted(&missing.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+                let plural = if missing.len() == 1 { "field" } else { "fields" };
+                let example = missing
+                    .iter()
+                    .map(|m| format!("{m}: ..."))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 self.error(
                     Diagnostic::new(
                         Code::MissingField,
                         e.span,
-                        format!(
-                            "record misses {} of `{target_type}`: {}",
-                            if missing.len() == 1 {
-                                "a field"
-                            } else {
-                                "fields"
-                            },
-                            missing
-                                .iter()
-                                .map(|m| format!("`{m}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        format!("record is missing {plural} {list} of `{target_type}`"),
                     )
-                    .with_help("add the missing fields, or declare them optional (`T?`)"),
+                    .with_label(format!("no {list}"))
+                    .with_help(format!(
+                        "add `{example}`, or declare the {plural} optional in `{target_type}` (`T?`)"
+                    )),
                 );
             }
             return target_type;
@@ -326,6 +331,7 @@ impl Checker<'_> {
                             name.span,
                             "`error` is only available inside `on failure { ... }`",
                         )
+                        .with_label("no run has failed here")
                         .with_help(
                             "add `on failure { ... }` at the end of the flow to handle failed runs",
                         ),
@@ -340,6 +346,7 @@ impl Checker<'_> {
                         name.span,
                         "`config` is not a value by itself",
                     )
+                    .with_label("needs an entry name, `config.NAME`")
                     .with_help("name an entry, e.g. `config.erp_url`"),
                 );
                 Type::Error
@@ -351,6 +358,7 @@ impl Checker<'_> {
                         name.span,
                         format!("`{n}` is a stdlib module, not a value"),
                     )
+                    .with_label("a module")
                     .with_help(format!(
                         "call one of its functions, e.g. `{n}.{}(...)`",
                         self.first_fn(n)
@@ -435,6 +443,7 @@ impl Checker<'_> {
                         name.span,
                         format!("`{m}.{name}` is a function"),
                     )
+                    .with_label("not called")
                     .with_help(format!("call it: `{m}.{name}(...)`")),
                 );
                 return Type::Error;
@@ -453,6 +462,7 @@ impl Checker<'_> {
                             name.span,
                             format!("`?.` on `{other}`, which is never null"),
                         )
+                        .with_label(format!("{} is never null", describe(target)))
                         .with_help(format!("write `.{name}`")),
                     );
                     other.clone()
@@ -466,7 +476,7 @@ impl Checker<'_> {
                         name.span,
                         format!("`{target_type}` may be null, so `.{name}` may fail"),
                     )
-                    .with_label(format!("`{}` may be null", describe(target)))
+                    .with_label(format!("{} may be null", describe(target)))
                     .with_help(format!(
                         "use `?.{name}` (the result is optional) or give a default with `??`"
                     )),
@@ -638,6 +648,7 @@ impl Checker<'_> {
                         target.span,
                         format!("`{other}` cannot be indexed"),
                     )
+                    .with_label(format!("a `{other}`"))
                     .with_help(
                         "only lists (`xs[0]`), maps (`m[\"key\"]`) and `Json` can be indexed",
                     ),
@@ -726,7 +737,8 @@ impl Checker<'_> {
                 Code::UnknownFunction,
                 name.span,
                 format!("module `{module}` has no function `{name}`"),
-            );
+            )
+            .with_label(format!("not in `{module}`"));
             d = match did_you_mean(&name.name, m.functions.keys().map(String::as_str)) {
                 Some(s) => d.with_help(format!("did you mean `{module}.{s}`?")),
                 None => d.with_help(format!(
@@ -964,6 +976,7 @@ impl Checker<'_> {
                                     "flow `{target}` has a {kind} trigger, so it has no endpoint"
                                 ),
                             )
+                            .with_label(format!("a {kind} flow has no URL"))
                             .with_help("`endpoint` names a flow with a webhook or sync trigger"),
                         );
                     }
@@ -995,6 +1008,7 @@ impl Checker<'_> {
                 self.check_args_loosely(args);
                 self.error(
                     Diagnostic::new(Code::UnknownFunction, name.span, format!("`{name}` is only available in webhook trigger options"))
+                        .with_label("not a function of flow bodies")
                         .with_help("use it as `dedupe: header(\"X-Id\")` or `verify: hmac_sha256(...)`; in a flow body use `trigger.headers` or `crypto.hmac_sha256`"),
                 );
                 Type::Error
@@ -1013,7 +1027,8 @@ impl Checker<'_> {
                     Code::UnknownFunction,
                     name.span,
                     format!("unknown function `{n}`"),
-                );
+                )
+                .with_label("not a built-in function");
                 let by_name = modules.iter().find(|q| q.rsplit('.').next() == Some(n));
                 if let Some(q) = by_name {
                     d = d.with_help(format!("did you mean `{q}`?"));
@@ -1031,11 +1046,14 @@ impl Checker<'_> {
             Code::UnknownFlow,
             name.span,
             format!("unknown flow `{name}`"),
-        );
+        )
+        .with_label("no flow has this name");
         let flows: Vec<String> = self.program.flows.keys().cloned().collect();
-        if let Some(s) = did_you_mean(&name.name, flows.iter().map(String::as_str)) {
-            d = d.with_help(format!("did you mean `{s}`?"));
-        }
+        d = match did_you_mean(&name.name, flows.iter().map(String::as_str)) {
+            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            None if flows.is_empty() => d.with_help("declare it with `flow NAME { trigger ... }`"),
+            None => d.with_help(format!("flows: {}", flows.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))),
+        };
         self.error(d);
     }
 
@@ -1081,6 +1099,7 @@ impl Checker<'_> {
                             name.span,
                             format!("`sum` needs a list of numbers, not `{recv}`"),
                         )
+                        .with_label(format!("on a `{recv}`"))
                         .with_help("map to numbers first: `xs.map(x => x.quantity).sum()`"),
                     );
                     return Type::Error;
@@ -1126,7 +1145,8 @@ impl Checker<'_> {
                     Code::UnknownMethod,
                     name.span,
                     format!("`{recv}` has no method `{m}`"),
-                );
+                )
+                .with_label("unknown method");
                 let hidden_module = match &target.kind {
                     ExprKind::Name(n) if self.std.modules.contains_key(&n.name) => Some(n.name.clone()),
                     _ => None,
@@ -1295,6 +1315,7 @@ impl Checker<'_> {
                             lhs.span,
                             format!("`??` on `{other}`, which is never null"),
                         )
+                        .with_label(format!("{} is never null", describe(lhs)))
                         .with_help("remove `?? ...`"),
                     );
                     other.clone()
@@ -1305,11 +1326,15 @@ impl Checker<'_> {
                 Some(t) if r.is_optional() => t,
                 Some(t) => t.unwrap_optional().clone(),
                 None => {
-                    self.error(Diagnostic::new(
-                        Code::TypeMismatch,
-                        rhs.span,
-                        format!("default of type `{r}` does not fit `{inner}`"),
-                    ));
+                    self.error(
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            rhs.span,
+                            format!("default of type `{r}` does not fit `{inner}`"),
+                        )
+                        .with_label(format!("this is `{r}`"))
+                        .with_help(format!("the default of `??` must be a `{inner}`, like the value it replaces")),
+                    );
                     Type::Error
                 }
             };
@@ -1327,7 +1352,8 @@ impl Checker<'_> {
                 Code::BadOperands,
                 e.span,
                 format!("`{}` cannot be applied to `{l}` and `{r}`", op.symbol()),
-            );
+            )
+            .with_label(format!("`{l}` {} `{r}`", op.symbol()));
             if let Some(h) = help {
                 d = d.with_help(h.to_string());
             }
@@ -1345,6 +1371,14 @@ impl Checker<'_> {
                 (a, b) if op == Add && a.is_stringy() && b.is_stringy() => {
                     bad(self, Some("build strings with interpolation: \"${a}${b}\""))
                 }
+                (Type::Time, Type::Int | Type::Float) if matches!(op, Add | Sub) => bad(
+                    self,
+                    Some("a `Time` moves by a `Duration`: write `30d`, `2h` or `15m`"),
+                ),
+                (a, b) if a.is_optional() || b.is_optional() => bad(
+                    self,
+                    Some("a value may be null: give it a default first, e.g. `(x ?? 0)`"),
+                ),
                 _ => bad(self, None),
             },
             Eq | Ne => {
@@ -1410,9 +1444,18 @@ impl Checker<'_> {
             || (from.is_numeric() && matches!(to, Type::Int | Type::Float | Type::String))
             || (from == Type::Bool && to == Type::String);
         if !ok {
+            let help = match (from.unwrap_optional(), &to) {
+                (Type::List(_), Type::Int) => "count the elements with `.len()`".to_string(),
+                (Type::Time, Type::String) => "format it with `time.format(t, \"%Y-%m-%d\")`, or interpolate it: `\"${t}\"`".to_string(),
+                (Type::Record(_) | Type::Named(_) | Type::List(_) | Type::Map(_), Type::String) => {
+                    "turn it into JSON text with `json.encode(...)`".to_string()
+                }
+                _ => "`as` converts `Json` to a type, strings to numbers, booleans and times, and numbers to each other".to_string(),
+            };
             self.error(
                 Diagnostic::new(Code::BadCast, te.span, format!("cannot convert `{from}` to `{to}`"))
-                    .with_help("`as` converts `Json` to a type, strings to numbers/booleans/times, and numbers to each other"),
+                    .with_label(format!("a `{from}` cannot become a `{to}`"))
+                    .with_help(help),
             );
         }
         if from.contains_secret() && !to.contains_secret() {
@@ -1463,6 +1506,7 @@ impl Checker<'_> {
                             body.span,
                             format!("branches have different types: `{prev}` and `{t}`"),
                         )
+                        .with_label(format!("this is `{t}`, the branches before are `{prev}`"))
                         .with_help("every branch must produce the same type"),
                     );
                     Type::Error
@@ -1483,7 +1527,7 @@ impl Checker<'_> {
             .iter()
             .map(|a| (a.patterns.as_slice(), a.span))
             .collect();
-        self.check_match_patterns(&st, &pats, e.span);
+        self.check_match_patterns(&st, &pats, ast::Span::new(e.span.start, scrutinee.span.end));
         let mut result = None;
         for arm in arms {
             let t = self.check_expr(&arm.body, expected);
@@ -1512,6 +1556,7 @@ impl Checker<'_> {
                             p.span,
                             "unreachable pattern: `_` above already matches everything",
                         )
+                        .with_label("never reached")
                         .with_help("move the `_ =>` arm last"),
                     );
                     continue;
@@ -1533,8 +1578,9 @@ impl Checker<'_> {
                         Diagnostic::new(
                             Code::UnreachableArm,
                             p.span,
-                            format!("unreachable pattern: {key} is already matched above"),
+                            format!("unreachable pattern: `{key}` is already matched above"),
                         )
+                        .with_label("never reached")
                         .with_help("remove this pattern"),
                     );
                 }
@@ -1550,8 +1596,8 @@ impl Checker<'_> {
                     match_span,
                     format!("match on `{st}` does not cover every value"),
                 )
-                .with_label("not exhaustive")
-                .with_help("add a `_ =>` arm"),
+                .with_label(format!("a `{st}` can have values no arm matches"))
+                .with_help("add a `_ =>` arm for the other values"),
             );
             return;
         };
@@ -1564,11 +1610,11 @@ impl Checker<'_> {
                 Diagnostic::new(
                     Code::NonExhaustiveMatch,
                     match_span,
-                    format!("match does not cover {}", missing.join(", ")),
+                    format!("match does not cover {}", quoted(&missing)),
                 )
-                .with_label(format!("missing {}", missing.join(", ")))
+                .with_label(format!("missing {}", quoted(&missing)))
                 .with_help(format!(
-                    "add {} or a `_ =>` arm",
+                    "add {}, or a `_ =>` arm",
                     missing
                         .iter()
                         .map(|m| format!("a `{m} =>` arm"))
@@ -1639,10 +1685,19 @@ fn literal_text(e: &Expr) -> Option<String> {
 
 /// A short description of an expression for labels.
 fn describe(e: &Expr) -> String {
+    describe_path(e).map_or_else(|| "this value".to_string(), |p| format!("`{p}`"))
+}
+
+/// `trigger.body.lines.first()` for a chain of names, fields and
+/// argument-less calls; `None` for anything else.
+fn describe_path(e: &Expr) -> Option<String> {
     match &e.kind {
-        ExprKind::Name(n) => n.name.clone(),
-        ExprKind::Field { target, name, .. } => format!("{}.{}", describe(target), name),
-        _ => "this value".to_string(),
+        ExprKind::Name(n) => Some(n.name.clone()),
+        ExprKind::Field { target, name, optional } => {
+            Some(format!("{}{}{name}", describe_path(target)?, if *optional { "?." } else { "." }))
+        }
+        ExprKind::Call { callee, args } if args.is_empty() => Some(format!("{}()", describe_path(callee)?)),
+        _ => None,
     }
 }
 
@@ -1686,6 +1741,11 @@ fn conversion_help(actual: &Type, expected: &Type) -> Option<String> {
         (Type::Int | Type::Float | Type::Bool, Type::String) => {
             Some("make a string with interpolation: \"${x}\"".into())
         }
+        (Type::Int | Type::Float, Type::Bool) => Some("compare it to get a `Bool`, e.g. `... > 0`".into()),
+        (Type::String | Type::Lits(_), Type::Bool) => {
+            Some("compare it to get a `Bool`, e.g. `... != \"\"`".into())
+        }
+        (Type::List(_), Type::Bool) => Some("test its length: `... .len() > 0`".into()),
         _ => None,
     }
 }
@@ -1717,7 +1777,7 @@ fn not_in_union(span: ast::Span, text: &str, set: &BTreeSet<String>, prefix: &st
 
 /// Why a literal given as a `Url` is not one: `None` when it is fine or
 /// when no `Url` is expected.
-fn url_problem(text: &str, expected: &Type) -> Option<String> {
+pub(super) fn url_problem(text: &str, expected: &Type) -> Option<String> {
     if *expected.unwrap_optional() != Type::Url {
         return None;
     }
@@ -1745,7 +1805,7 @@ fn method_arity(name: &ast::Ident, params: &[Type], args: &[Arg]) -> Option<Diag
     let m = &name.name;
     let wanted = match params {
         [] => format!("`.{m}()` takes no arguments"),
-        [p] => format!("`.{m}()` takes one `{p}`"),
+        [p] => format!("`.{m}()` takes 1 argument (a `{p}`)"),
         _ => format!("`.{m}()` takes {} arguments", params.len()),
     };
     if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
@@ -1773,4 +1833,14 @@ fn method_arity(name: &ast::Ident, params: &[Type], args: &[Arg]) -> Option<Diag
                 _ => format!("pass the `{}` to look for", params.first().map_or(String::new(), Type::to_string)),
             })
     })
+}
+
+/// "`a`, `b` and `c`".
+fn quoted(items: &[String]) -> String {
+    let q: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    match q.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }

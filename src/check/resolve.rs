@@ -16,6 +16,11 @@ pub const BUILTIN_SCALARS: &[&str] = &[
 /// The built-in generic types and their number of type arguments.
 const BUILTIN_GENERICS: &[(&str, usize)] = &[("Map", 1), ("Response", 1)];
 
+/// Is `name` a built-in type (scalar or generic)?
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN_SCALARS.contains(&name) || BUILTIN_GENERICS.iter().any(|(n, _)| *n == name)
+}
+
 /// The type names visible where a type is written.
 #[derive(Debug, Default, Clone)]
 pub struct TypeNames {
@@ -128,7 +133,9 @@ impl Resolver<'_> {
                 Code::BadTypeArguments,
                 te.span,
                 format!("`{name}` takes no type arguments"),
-            ));
+            )
+            .with_label(format!("`{name}` is not generic"))
+            .with_help(format!("write `{name}`")));
             return Type::Error;
         }
         if let Some(t) = scalar(name) {
@@ -151,6 +158,7 @@ impl Resolver<'_> {
                         te.span,
                         format!("type alias `{name}` refers to itself"),
                     )
+                    .with_label(format!("`{name}` again, inside its own definition"))
                     .with_help(
                         "declare a record type (`type Name { ... }`) to nest a type in itself",
                     ),

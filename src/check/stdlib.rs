@@ -2,7 +2,7 @@
 //! embedded in the flowc binary (so `flowc` works from any directory).
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::syntax::ast::{self, ParamDefault};
 
@@ -26,7 +26,7 @@ pub const FILES: &[(&str, &str)] = &[
 pub struct Module {
     pub name: String,
     pub doc: Option<String>,
-    pub functions: BTreeMap<String, FnSig>,
+    pub functions: BTreeMap<String, Arc<FnSig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ impl Stdlib {
     }
 
     pub fn function(&self, module: &str, name: &str) -> Option<&FnSig> {
-        self.modules.get(module)?.functions.get(name)
+        self.modules.get(module)?.functions.get(name).map(|f| &**f)
     }
 }
 
@@ -122,7 +122,7 @@ fn lower_module(decl: &ast::ModuleDecl) -> Module {
         let ret = resolve_type(&f.ret, &names, &mut sink);
         functions.insert(
             f.name.name.clone(),
-            FnSig {
+            Arc::new(FnSig {
                 module: decl.name.name.clone(),
                 name: f.name.name.clone(),
                 doc: f.doc.clone(),
@@ -130,7 +130,7 @@ fn lower_module(decl: &ast::ModuleDecl) -> Module {
                 params,
                 ret,
                 decl: f.clone(),
-            },
+            }),
         );
     }
     Module {

@@ -13,6 +13,16 @@ use super::Checker;
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 pub const BROKERS: &[&str] = &["nats", "amqp", "mqtt", "redis", "kafka"];
+/// Products people name instead of the protocol, and the broker to write.
+const BROKER_PRODUCTS: &[(&str, &str)] = &[
+    ("rabbitmq", "amqp"),
+    ("rabbit", "amqp"),
+    ("activemq", "amqp"),
+    ("mosquitto", "mqtt"),
+    ("jetstream", "nats"),
+    ("redpanda", "kafka"),
+    ("valkey", "redis"),
+];
 
 /// What a flow's trigger means to the rest of the program.
 #[derive(Debug, Clone)]
@@ -55,15 +65,19 @@ pub struct Route {
 impl Route {
     /// Paths that match the same requests: `{id}` and `{key}` are the same.
     pub fn same_path(&self, other: &Route) -> bool {
-        shape(&self.path) == shape(&other.path)
+        self.shape() == other.shape()
     }
-}
 
-fn shape(path: &str) -> Vec<&str> {
-    path.trim_end_matches('/')
-        .split('/')
-        .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
-        .collect()
+    /// The path with every `{param}` written `{}`, without a trailing
+    /// slash: two routes with the same shape match the same requests.
+    pub fn shape(&self) -> String {
+        self.path
+            .trim_end_matches('/')
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "{}" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 impl Checker<'_> {
@@ -75,6 +89,7 @@ impl Checker<'_> {
                     flow.name.span,
                     format!("flow `{}` has no trigger", flow.name),
                 )
+                .with_label("no `trigger` line in this flow")
                 .with_help(
                     "start the flow with a trigger, e.g. `trigger webhook POST \"/events\"`",
                 ),
@@ -106,15 +121,19 @@ impl Checker<'_> {
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
             TriggerKind::Deploy | TriggerKind::Dispatch { .. } => &[],
         };
-        let mut seen: Vec<&str> = Vec::new();
+        let mut seen: Vec<(&str, Span)> = Vec::new();
         for opt in &trigger.options {
             let name = opt.name.name.as_str();
             if !allowed.contains(&name) {
+                if let ArgValue::Expr(value) = &opt.value {
+                    self.mark_config_refs(value);
+                }
                 let mut d = Diagnostic::new(
                     Code::UnknownTriggerOption,
                     opt.name.span,
                     format!("`{name}` is not an option of a {kind} trigger"),
-                );
+                )
+                .with_label("unknown option");
                 d = match did_you_mean(name, allowed.iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None if allowed.is_empty() => {
@@ -126,17 +145,19 @@ impl Checker<'_> {
                     )),
                 };
                 self.error(d);
-            } else if seen.contains(&name) {
+            } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
                 self.error(
                     Diagnostic::new(
                         Code::DuplicateArgument,
                         opt.name.span,
                         format!("option `{name}` is given twice"),
                     )
+                    .with_label("given again here")
+                    .with_secondary(*first, "first given here")
                     .with_help("keep one of them"),
                 );
             } else {
-                seen.push(name);
+                seen.push((name, opt.name.span));
             }
         }
         let body_type = self.body_option(trigger);
@@ -186,7 +207,8 @@ impl Checker<'_> {
                             Code::BadTimeZone,
                             tz.span,
                             format!("unknown time zone `{}`", tz.value),
-                        );
+                        )
+                        .with_label("not an IANA time zone");
                         d = match did_you_mean(&tz.value, zones) {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => {
@@ -214,27 +236,34 @@ impl Checker<'_> {
                     Type::record(vec![("file".into(), Type::File)])
                 };
             }
-            TriggerKind::Subscribe { broker, .. } => {
+            TriggerKind::Subscribe { broker, topic } => {
                 if !BROKERS.contains(&broker.name.as_str()) {
                     let mut d = Diagnostic::new(
                         Code::BadBroker,
                         broker.span,
                         format!("unknown broker `{}`", broker.name),
                     );
-                    d = match did_you_mean(&broker.name, BROKERS.iter().copied()) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!("brokers: {}", BROKERS.join(", "))),
+                    let product = BROKER_PRODUCTS.iter().find(|(p, _)| *p == broker.name);
+                    d = match (product, did_you_mean(&broker.name, BROKERS.iter().copied())) {
+                        (Some((p, b)), _) => d.with_help(format!("{p} is reached through `{b}`: write `subscribe {b} ...`")),
+                        (None, Some(s)) => d.with_help(format!("did you mean `{s}`?")),
+                        (None, None) => d.with_help(format!("brokers: {}", BROKERS.join(", "))),
                     };
+                    d = d.with_label("not a broker");
                     self.error(d);
                 }
                 if !trigger.options.iter().any(|o| o.name.name == "url") {
                     self.error(
                         Diagnostic::new(
                             Code::MissingTriggerOption,
-                            trigger.span,
+                            Span::new(trigger.span.start, topic.span.end),
                             "a subscribe trigger needs the option `url:`",
                         )
-                        .with_help("add `{ url: config.broker_url }` and a config entry for it"),
+                        .with_label("no `url:` option")
+                        .with_help(format!(
+                            "add `{{ url: config.{b}_url }}` to the trigger and `{b}_url: Secret` to the config block",
+                            b = broker.name
+                        )),
                     );
                 }
                 let body = body_type.unwrap_or(Type::Json);
@@ -303,11 +332,7 @@ impl Checker<'_> {
                     if let Some(e) = self.option_expr(opt) {
                         let is_delete = matches!(&e.kind, ExprKind::Name(n) if n.name == "delete");
                         if !is_delete {
-                            self.option_value(
-                                e,
-                                &Type::String,
-                                "`after:` takes a folder or `delete`",
-                            );
+                            self.option_value("after", e, &Type::String, "`after:` takes a folder such as `\"done/\"`, or `delete`");
                         }
                     }
                     continue;
@@ -322,6 +347,7 @@ impl Checker<'_> {
                                     e.span,
                                     "`fallback:` must be `async`",
                                 )
+                                .with_label("not `async`")
                                 .with_help(
                                     "write `fallback: async` to answer 202 and call back when done",
                                 ),
@@ -333,7 +359,7 @@ impl Checker<'_> {
                 _ => continue,
             };
             if let Some(e) = self.option_expr(opt) {
-                self.option_value(e, &expected, "");
+                self.option_value(&opt.name.name, e, &expected, "");
                 if opt.name.name == "max_body" {
                     if let ExprKind::Int(n) = e.kind {
                         if n <= 0 {
@@ -350,19 +376,26 @@ impl Checker<'_> {
     }
 
     /// Checks an option value (config references allowed) against a type.
-    fn option_value(&mut self, e: &ast::Expr, expected: &Type, help: &str) {
+    fn option_value(&mut self, name: &str, e: &ast::Expr, expected: &Type, help: &str) {
         let before = self.diags.len();
         let actual = self.infer_const(e, expected);
         if self.diags.len() == before && !self.assignable(&actual, expected) {
-            let mut d = Diagnostic::new(
-                Code::BadTriggerOption,
-                e.span,
-                format!("expected `{expected}`, found `{actual}`"),
+            let help = match expected {
+                _ if !help.is_empty() => help.to_string(),
+                Type::Bool => format!("write `{name}: true` or `{name}: false`"),
+                Type::Int => format!("write a whole number, e.g. `{name}: 1048576`"),
+                Type::Secret => format!("pass a config entry, e.g. `{name}: config.{name}`"),
+                _ => format!("write a string, e.g. `{name}: \"...\"`"),
+            };
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    e.span,
+                    format!("`{name}:` takes `{expected}`, found `{actual}`"),
+                )
+                .with_label(format!("this is `{actual}`"))
+                .with_help(help),
             );
-            if !help.is_empty() {
-                d = d.with_help(help.to_string());
-            }
-            self.error(d);
         }
     }
 
@@ -405,9 +438,11 @@ impl Checker<'_> {
                     .with_label("the only verification is `hmac_sha256`")
                     .with_help(help),
             );
+            self.option_args_loosely(args);
             return;
         }
         let mut has = (false, false);
+        let mut unknown = false;
         for arg in args {
             let ArgValue::Expr(value) = &arg.value else {
                 continue;
@@ -426,31 +461,79 @@ impl Checker<'_> {
                 }
                 Some("secret") => {
                     has.1 = true;
-                    self.option_value(
-                        value,
-                        &Type::Secret,
+                    self.option_value("secret", value, &Type::Secret,
                         "pass a config entry, e.g. `config.webhook_secret`",
                     );
                 }
-                _ => self.error(
-                    Diagnostic::new(
-                        Code::UnknownArgument,
-                        arg.span,
-                        "`hmac_sha256` takes `header:` and `secret:`",
-                    )
-                    .with_help(help),
-                ),
+                _ => {
+                    unknown = true;
+                    let span = arg.name.as_ref().map_or(arg.span, |n| n.span);
+                    let given = arg.name.as_ref().map_or("a positional argument".to_string(), |n| format!("`{n}:`"));
+                    self.error(
+                        Diagnostic::new(
+                            Code::UnknownArgument,
+                            span,
+                            format!("`hmac_sha256` takes `header:` and `secret:`, not {given}"),
+                        )
+                        .with_label("unknown argument")
+                        .with_help(help),
+                    );
+                    self.option_args_loosely(std::slice::from_ref(arg));
+                }
             }
         }
-        if !(has.0 && has.1) {
+        if !(has.0 && has.1) && !unknown {
+            let missing = match has {
+                (false, false) => "`header:` and `secret:`",
+                (false, true) => "`header:`",
+                _ => "`secret:`",
+            };
             self.error(
                 Diagnostic::new(
                     Code::MissingArgument,
-                    e.span,
-                    "`hmac_sha256` needs both `header:` and `secret:`",
+                    callee.span,
+                    format!("`hmac_sha256` is missing {missing}"),
                 )
+                .with_label(format!("needs {missing}"))
                 .with_help(help),
             );
+        }
+    }
+
+    /// Checks argument values of a call already reported as wrong, so that
+    /// the config entries they name still count as used.
+    fn option_args_loosely(&mut self, args: &[ast::Arg]) {
+        for arg in args {
+            if let ArgValue::Expr(value) = &arg.value {
+                self.mark_config_refs(value);
+            }
+        }
+    }
+
+    /// Marks the `config.x` entries inside a value already reported as
+    /// wrong as used, without checking it further.
+    fn mark_config_refs(&mut self, e: &ast::Expr) {
+        match &e.kind {
+            ExprKind::Field { target, name, .. } => match &target.kind {
+                ExprKind::Name(n) if n.name == "config" => {
+                    self.use_config(&name.name);
+                }
+                _ => self.mark_config_refs(target),
+            },
+            ExprKind::Call { callee, args } => {
+                self.mark_config_refs(callee);
+                self.option_args_loosely(args);
+            }
+            ExprKind::List(items) => items.iter().for_each(|i| self.mark_config_refs(i)),
+            ExprKind::Record(entries) => entries.iter().for_each(|en| self.mark_config_refs(&en.value)),
+            ExprKind::Str(parts) => {
+                for p in parts {
+                    if let ast::StrPart::Interp(inner) = p {
+                        self.mark_config_refs(inner);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -503,7 +586,8 @@ impl Checker<'_> {
                 Code::BadMethod,
                 method.span,
                 format!("unknown HTTP method `{}`", method.name),
-            );
+            )
+            .with_label("not an HTTP method");
             d = match did_you_mean(&method.name, METHODS.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None => d.with_help(format!("methods: {}", METHODS.join(", "))),
@@ -522,54 +606,62 @@ impl Checker<'_> {
     /// Validates a route path and returns its `{param}` names.
     fn path_params(&mut self, path: &ast::StrLit) -> Vec<String> {
         let mut params: Vec<String> = Vec::new();
-        let bad = |msg: String| {
-            Diagnostic::new(Code::BadPath, path.span, msg)
-                .with_help("paths look like `/orders` or `/customers/{id}`")
-        };
-        if !path.value.starts_with('/') {
-            self.error(bad(format!(
-                "route path `{}` must start with `/`",
-                path.value
-            )));
-            return params;
-        }
-        let segments: Vec<&str> = path.value[1..].split('/').collect();
-        for (i, seg) in segments.iter().enumerate() {
-            if seg.is_empty() {
-                if i + 1 == segments.len() && (segments.len() == 1 || i > 0) {
-                    continue; // "/" or a trailing slash
-                }
-                self.error(bad(format!(
-                    "route path `{}` has an empty segment",
-                    path.value
-                )));
-                continue;
+        let value = path.value.as_str();
+        // Without the leading `/`, the segments are still read for their
+        // parameters, so `trigger.params` is not wrong as well.
+        let (rest, mut offset) = match value.strip_prefix('/') {
+            Some(rest) => (rest, 1),
+            None => {
+                self.error(
+                    Diagnostic::new(Code::BadPath, path.span, format!("route path `{value}` must start with `/`"))
+                        .with_label("no leading `/`")
+                        .with_help(format!("write `\"/{value}\"`")),
+                );
+                (value, 0)
             }
-            if let Some(inner) = seg.strip_prefix('{') {
-                let Some(name) = inner.strip_suffix('}') else {
-                    self.error(bad(format!("unclosed `{{` in segment `{seg}`")));
-                    continue;
-                };
-                let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-                if !valid {
-                    self.error(bad(format!(
-                        "`{{{name}}}` is not a valid path parameter name"
-                    )));
-                } else if params.iter().any(|p| p == name) {
-                    self.error(bad(format!("path parameter `{name}` appears twice")));
-                } else {
-                    params.push(name.to_string());
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            let span = sub_span(path, offset, seg.len().max(1));
+            offset += seg.len() + 1;
+            if seg.is_empty() {
+                if i + 1 < segments.len() {
+                    self.error(bad_path(span, format!("route path `{value}` has an empty segment"), "`//`", "remove the extra `/`".into()));
                 }
-            } else if !seg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
-            {
-                self.error(bad(format!(
-                    "segment `{seg}` has characters that need escaping in a URL"
-                )));
+                continue; // "/" or a trailing slash
+            }
+            match seg.strip_prefix('{').map(|inner| (inner, inner.strip_suffix('}'))) {
+                Some((_, Some(name))) => {
+                    // Even a badly named parameter is one: uses of it are
+                    // not reported again.
+                    if let Some(d) = path_param(span, name, &params) {
+                        self.error(d);
+                    }
+                    if !params.iter().any(|p| p == name) {
+                        params.push(name.to_string());
+                    }
+                }
+                Some((inner, None)) if !inner.contains('}') => self.error(bad_path(
+                    span,
+                    format!("unclosed `{{` in segment `{seg}`"),
+                    "no closing `}`",
+                    format!("write `{seg}}}`"),
+                )),
+                _ if seg.contains(['{', '}']) => self.error(bad_path(
+                    span,
+                    format!("a path parameter must be a whole segment, not part of `{seg}`"),
+                    "mixes a parameter and text",
+                    "write the parameter as its own segment, e.g. `/orders/{id}`".into(),
+                )),
+                _ if !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) => {
+                    self.error(bad_path(
+                        span,
+                        format!("segment `{seg}` has characters that need escaping in a URL"),
+                        "not URL-safe",
+                        "use letters, digits and `-._~` in paths".into(),
+                    ))
+                }
+                _ => {}
             }
         }
         params
@@ -593,6 +685,7 @@ impl Checker<'_> {
                     d.span,
                     format!("{what} must be longer than zero"),
                 )
+                .with_label("zero")
                 .with_help("use a positive duration such as `30s`"),
             );
         }
@@ -654,6 +747,61 @@ fn cron_reason(message: &str) -> String {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => "not a cron expression".to_string(),
     }
+}
+
+/// The span of `len` bytes at `offset` of a string literal's value, when
+/// the literal has no escapes (so value and source line up); else the
+/// whole literal.
+fn sub_span(lit: &ast::StrLit, offset: usize, len: usize) -> Span {
+    if lit.span.len() == lit.value.len() + 2 {
+        let start = lit.span.start + 1 + offset;
+        Span::new(start, (start + len).min(lit.span.end - 1).max(start))
+    } else {
+        lit.span
+    }
+}
+
+fn bad_path(span: Span, message: String, label: &str, help: String) -> Diagnostic {
+    Diagnostic::new(Code::BadPath, span, message)
+        .with_label(label.to_string())
+        .with_help(help)
+}
+
+/// Checks the name of a `{param}`: lower_snake_case and not repeated.
+fn path_param(span: Span, name: &str, seen: &[String]) -> Option<Diagnostic> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        let help = if name.is_empty() {
+            "name the parameter, e.g. `{id}`".to_string()
+        } else {
+            format!("parameter names are lower_snake_case: `{{{}}}`", snake(name))
+        };
+        return Some(bad_path(span, format!("`{{{name}}}` is not a valid path parameter name"), "invalid name", help));
+    }
+    seen.iter().any(|p| p == name).then(|| {
+        bad_path(span, format!("path parameter `{name}` appears twice"), "repeated", "give each parameter its own name".into())
+    })
+}
+
+/// `customerId` -> `customer_id`.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    out
 }
 
 fn schedule_type() -> Type {

@@ -20,8 +20,71 @@ use error::Entry;
 use lower::Lowerer;
 use parser::{FlowParser, Rule};
 
+/// Deepest bracket nesting the parser accepts. pest parses brackets by
+/// recursion, so this bounds its stack use on hostile input; lowering
+/// bounds the depth of the tree it builds the same way.
+const MAX_NESTING: usize = 256;
+
+/// Rejects input nested deeper than [`MAX_NESTING`] brackets before pest
+/// sees it. A linear scan that skips comments and the text of strings
+/// (interpolations inside strings count, since they are parsed too).
+fn nesting_guard(source: &str) -> Result<(), Vec<Diagnostic>> {
+    let bytes = source.as_bytes();
+    let mut depth = 0usize;
+    // Brace depth at which each open string's interpolation started.
+    let mut strings: Vec<usize> = Vec::new();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                    strings.push(depth);
+                    in_string = false;
+                    depth += 1;
+                    i += 1;
+                }
+                _ => {}
+            }
+        } else {
+            match b {
+                b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'"' => in_string = true,
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if b == b'}' && strings.last() == Some(&depth) {
+                        strings.pop();
+                        in_string = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if depth > MAX_NESTING {
+            let d = Diagnostic::new(
+                crate::diagnostics::Code::Syntax,
+                ast::Span::new(i, i + 1),
+                format!("brackets nested more than {MAX_NESTING} levels deep"),
+            )
+            .with_help("split the expression with `let` bindings");
+            return Err(vec![d]);
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Parses a `.flow` program.
 pub fn parse_file(source: &str) -> Result<ast::File, Vec<Diagnostic>> {
+    nesting_guard(source)?;
     let mut pairs = FlowParser::parse(Rule::program, source)
         .map_err(|e| vec![error::to_diagnostic(&e, source, Entry::Program)])?;
     let Some(program) = pairs.next() else {
@@ -35,6 +98,7 @@ pub fn parse_file(source: &str) -> Result<ast::File, Vec<Diagnostic>> {
 /// Parses a stdlib signature file (`module NAME`, types, `fn` declarations
 /// with their examples).
 pub fn parse_module(source: &str) -> Result<ast::ModuleDecl, Vec<Diagnostic>> {
+    nesting_guard(source)?;
     let mut pairs = FlowParser::parse(Rule::module_program, source)
         .map_err(|e| vec![error::to_diagnostic(&e, source, Entry::Module)])?;
     let Some(program) = pairs.next() else {

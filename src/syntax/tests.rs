@@ -1579,3 +1579,25 @@ fn reserved_words_agree_with_the_grammar() {
     );
     assert_eq!(flows(&file)[0].triggers[0].options[0].name.name, "match");
 }
+
+#[test]
+fn deep_nesting_is_a_diagnostic_not_a_stack_overflow() {
+    for (open, close) in [("(", ")"), ("[", "]"), ("{a: ", "}")] {
+        let src = format!(
+            "integration x\nflow f {{\n  trigger deploy\n  let a = {}1{}\n}}\n",
+            open.repeat(100_000),
+            close.repeat(100_000)
+        );
+        let diags = super::parse_file(&src).expect_err("too deep");
+        assert!(diags[0].message.contains("nested more than"), "{:?}", diags[0]);
+    }
+    // Interpolations count, string text does not.
+    let fine = format!("integration x\nflow f {{\n  trigger deploy\n  let a = \"{}\"\n}}\n", "(".repeat(1000));
+    assert!(super::parse_file(&fine).is_ok());
+    let nested = format!(
+        "integration x\nflow f {{\n  trigger deploy\n  let a = {}1{}\n}}\n",
+        "\"${".repeat(300),
+        "}\"".repeat(300)
+    );
+    assert!(super::parse_file(&nested).is_err());
+}
