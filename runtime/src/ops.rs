@@ -354,9 +354,13 @@ pub fn interp(parts: &[Value]) -> String {
 /// `x as T`: validates and converts through the schema; the error names the
 /// JSON path (`items[2].id: expected Int, got "x"`).
 pub fn as_type(v: &Value, schema: &Schema) -> Result<Value, RunError> {
-    schema
-        .decode(v)
-        .map_err(|e| RunError::new(format!("`as` conversion failed: {e}")))
+    let converted = match (schema, v) {
+        // `5 as String`, `true as String`: the printed form.
+        (Schema::String, Value::Number(_) | Value::Bool(_)) => Ok(Value::String(display(v))),
+        // `"42" as Int`, `"true" as Bool`: strings are parsed, as in CSV cells.
+        _ => schema.decode_text_cells(v),
+    };
+    converted.map_err(|e| RunError::new(format!("`as` conversion failed: {e}")))
 }
 
 /// The items of a list for `for` loops; `null` iterates zero times.
