@@ -73,11 +73,68 @@ enum Command {
         /// The .flow file.
         file: PathBuf,
     },
+    /// Format .flow files in place in the one canonical layout.
+    ///
+    /// Comments are kept; a file with syntax errors is left untouched.
+    /// Exit code: 0 formatted, 1 syntax errors (or, with --check, a file
+    /// that is not formatted), 2 I/O error.
+    Fmt {
+        /// The .flow files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing: list the files that are not formatted, with a
+        /// line diff, and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a graph of the flows: triggers, branches, loops, steps,
+    /// dispatches and ends.
+    ///
+    /// Mermaid output renders on GitHub inside a ```mermaid block; DOT is
+    /// for Graphviz (`flowc graph x.flow --format dot | dot -Tsvg > x.svg`).
+    Graph {
+        /// The .flow file.
+        file: PathBuf,
+        /// `mermaid` or `dot`.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Start a new integration: a folder NAME/ with NAME.flow (a small working
+    /// integration of the pattern, with tests) and a README.
+    ///
+    /// Exit code: 0 created, 2 bad name, existing non-empty folder or I/O error.
+    New {
+        /// The integration's name, a flow identifier such as `order_sync`;
+        /// also the folder's name.
+        name: String,
+        /// What the integration does.
+        #[arg(long, value_enum, default_value_t = NewPattern::Webhook)]
+        pattern: NewPattern,
+    },
     /// Print the long explanation of a diagnostic code, e.g. `flowc explain E0200`.
     Explain {
         /// A code such as E0200 or W0001.
         code: String,
     },
+}
+
+/// The patterns of `flowc new`.
+#[derive(Clone, Copy, ValueEnum)]
+enum NewPattern {
+    /// Events pushed to a webhook, each fanned out into API calls.
+    Webhook,
+    /// A scheduled import from an API without webhooks, with a cursor.
+    Schedule,
+    /// A synchronous lookup answered from a backend.
+    Sync,
+    /// CSV files dropped into a folder, one API call per row.
+    Files,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,9 +148,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files, format } => check(&files, format),
         Command::Explain { code } => explain(&code),
+        Command::Fmt { files, check } => {
+            ExitCode::from(flowc::fmt::run(&files, check, use_color()))
+        }
+        Command::Graph { file, format } => graph(&file, format),
+        Command::New { name, pattern } => new(&name, pattern),
         Command::Emit { file } => match compile(&file) {
             Ok((_, code)) => {
-                print!("{code}");
+                write_stdout(&code);
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -136,7 +198,7 @@ fn check(files: &[PathBuf], format: Format) -> ExitCode {
         match format {
             Format::Json => {
                 for d in &checked.diagnostics {
-                    println!("{}", diagnostics::to_json(&name, &source, d));
+                    write_stdout(&format!("{}\n", diagnostics::to_json(&name, &source, d)));
                 }
             }
             Format::Human => {
@@ -170,12 +232,65 @@ fn explain(code: &str) -> ExitCode {
     };
     match code.explanation() {
         Some(text) => {
-            println!("{text}");
+            write_stdout(&format!("{text}\n"));
             ExitCode::SUCCESS
         }
         None => {
-            println!("{}: {}", code.as_str(), code.title());
+            write_stdout(&format!("{}: {}\n", code.as_str(), code.title()));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn new(name: &str, pattern: NewPattern) -> ExitCode {
+    use flowc::new::Pattern;
+    let pattern = match pattern {
+        NewPattern::Webhook => Pattern::Webhook,
+        NewPattern::Schedule => Pattern::Schedule,
+        NewPattern::Sync => Pattern::Sync,
+        NewPattern::Files => Pattern::Files,
+    };
+    match flowc::new::create(Path::new("."), name, pattern) {
+        Ok(paths) => {
+            for path in &paths {
+                eprintln!("     Created {}", path.display());
+            }
+            eprintln!(
+                "Next: cd {name} && flowc check {name}.flow (README.md says how to test, build and run it)"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn graph(path: &Path, format: GraphFormat) -> ExitCode {
+    let name = path.display().to_string();
+    let source = match std::fs::read_to_string(path) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("error: cannot read {name}: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match flowc::syntax::parse_file(&source) {
+        Ok(file) => {
+            let format = match format {
+                GraphFormat::Mermaid => flowc::graph::Format::Mermaid,
+                GraphFormat::Dot => flowc::graph::Format::Dot,
+            };
+            write_stdout(&flowc::graph::render(&file, &source, format));
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprint!(
+                "{}",
+                diagnostics::render(&name, &source, &diags, use_color())
+            );
+            ExitCode::from(EXIT_ERRORS)
         }
     }
 }
@@ -183,6 +298,15 @@ fn explain(code: &str) -> ExitCode {
 /// Checks a file and generates its code: `(integration name, main.rs)`.
 /// Diagnostics are printed; the error is the exit code to use.
 fn compile(path: &Path) -> Result<(String, String), ExitCode> {
+    compile_reporting(path, &mut |_| {})
+}
+
+/// [`compile`], calling `generating` with the integration's name once the
+/// file has checked, before code generation.
+fn compile_reporting(
+    path: &Path,
+    generating: &mut dyn FnMut(&str),
+) -> Result<(String, String), ExitCode> {
     let name = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
         eprintln!("error: cannot read {name}: {e}");
@@ -215,21 +339,49 @@ fn compile(path: &Path) -> Result<(String, String), ExitCode> {
         }
         return Err(ExitCode::from(EXIT_ERRORS));
     }
+    generating(&file.integration.name);
     let code = flowc::codegen::generate(&file, &checked.program, &source);
     Ok((file.integration.name.clone(), code))
 }
 
+/// `12.3s`, or `2m 05s` from a minute on.
+fn elapsed(started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        // Whole seconds: the cast truncates a positive value below 2^53.
+        let whole = secs as u64;
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// Checks, generates and compiles, with one line per stage on stderr and
+/// the time since the start; cargo's own output only with `verbose` or
+/// when it fails.
 fn build(path: &Path, release: bool, verbose: bool) -> Result<PathBuf, ExitCode> {
+    use flowc::build::Progress;
     let started = Instant::now();
-    let (name, code) = compile(path)?;
+    eprintln!("    Checking {} [{}]", path.display(), elapsed(started));
+    let (name, code) = compile_reporting(path, &mut |name| {
+        eprintln!("  Generating {name} [{}]", elapsed(started));
+    })?;
     let opts = BuildOptions::from_env(release, verbose);
-    eprintln!("   Compiling {name} (cache: {})", opts.cache_dir.display());
-    match flowc::build::build(&name, &code, &opts) {
+    let mut report = |stage: Progress| match stage {
+        Progress::CompilingRuntime { first_time: true } => eprintln!(
+            "   Compiling the runtime: first build with this flowc, a few minutes (cache: {}) [{}]",
+            opts.cache_dir.display(),
+            elapsed(started)
+        ),
+        Progress::CompilingRuntime { first_time: false } => {
+            eprintln!("   Compiling the runtime [{}]", elapsed(started));
+        }
+        Progress::Compiling => eprintln!("   Compiling {name} [{}]", elapsed(started)),
+    };
+    match flowc::build::build_with_progress(&name, &code, &opts, &mut report) {
         Ok(binary) => {
-            eprintln!(
-                "    Finished {name} in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
+            let profile = if release { "release" } else { "debug" };
+            eprintln!("    Finished {name} ({profile}) in {}", elapsed(started));
             Ok(binary)
         }
         Err(e) => {
@@ -246,8 +398,13 @@ fn install(binary: &Path, out_dir: &Path) -> ExitCode {
     let dest = out_dir.join(file_name);
     let copied = std::fs::create_dir_all(out_dir).and_then(|()| {
         // Copy to a temporary name and rename, so a running binary at
-        // `dest` is replaced, not overwritten in place.
-        let tmp = out_dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
+        // `dest` is replaced, not overwritten in place. The name is this
+        // process's own: two builds installing at once don't mix copies.
+        let tmp = out_dir.join(format!(
+            ".{}.{}.tmp",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
         std::fs::copy(binary, &tmp)?;
         std::fs::rename(&tmp, &dest)
     });
@@ -276,4 +433,12 @@ fn run_binary(binary: &Path, args: &[String]) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Writes to stdout, treating a closed pipe (`flowc explain E0404 | head`)
+/// as the reader having had enough rather than as an error.
+fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

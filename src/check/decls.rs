@@ -112,7 +112,9 @@ impl Checker<'_> {
                     || super::resolve::is_builtin(&name.name);
                 if !known {
                     let names = self.names.records.iter().chain(self.names.aliases.keys());
-                    if let Some(meant) = super::suggest::did_you_mean(&name.name, names.map(String::as_str)) {
+                    if let Some(meant) =
+                        super::suggest::did_you_mean(&name.name, names.map(String::as_str))
+                    {
                         self.used_types.insert(meant);
                     }
                 }
@@ -140,11 +142,15 @@ impl Checker<'_> {
                 continue;
             }
             self.diags.push(
-                Diagnostic::new(Code::UnusedType, decl.name.span, format!("type `{name}` is never used"))
-                    .with_label("declared here")
-                    .with_help(format!(
-                        "remove it, or use it, e.g. as a trigger's `body: {name}` or in `x as {name}`"
-                    )),
+                Diagnostic::new(
+                    Code::UnusedType,
+                    decl.name.span,
+                    format!("type `{name}` is never used"),
+                )
+                .with_label("declared here")
+                .with_help(format!(
+                    "remove it, or use it, e.g. as a trigger's `body: {name}` or in `x as {name}`"
+                )),
             );
         }
     }
@@ -204,7 +210,10 @@ impl Checker<'_> {
                         format!("`{}` is not a usable environment variable name", env.value),
                     )
                     .with_label("not UPPER_SNAKE_CASE")
-                    .with_help(format!("use upper-case letters, digits and `_`: `{}`", env_name(&env.value, name))),
+                    .with_help(format!(
+                        "use upper-case letters, digits and `_`: `{}`",
+                        env_name(&env.value, name)
+                    )),
                 );
             }
         }
@@ -240,8 +249,16 @@ impl Checker<'_> {
             )
             .with_label(format!("expected `{ty}`"));
             if let ast::ExprKind::Str(parts) = &default.kind {
-                let text: String = parts.iter().filter_map(|p| match p { ast::StrPart::Lit(s) => Some(s.as_str()), _ => None }).collect();
-                if ty.is_numeric() && text.parse::<f64>().is_ok() || *ty == Type::Bool && (text == "true" || text == "false") {
+                let text: String = parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        ast::StrPart::Lit(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if ty.is_numeric() && text.parse::<f64>().is_ok()
+                    || *ty == Type::Bool && (text == "true" || text == "false")
+                {
                     d = d.with_help(format!("write it without quotes: `{text}`"));
                 }
             }
@@ -252,9 +269,15 @@ impl Checker<'_> {
             if let [ast::StrPart::Lit(text)] = parts.as_slice() {
                 if let Some(problem) = super::expr::url_problem(text, ty) {
                     self.error(
-                        Diagnostic::new(Code::BadConfigDefault, default.span, format!("`{text}` is not a valid URL"))
-                            .with_label(problem)
-                            .with_help("write an absolute URL such as `\"https://erp.example.com/api\"`"),
+                        Diagnostic::new(
+                            Code::BadConfigDefault,
+                            default.span,
+                            format!("`{text}` is not a valid URL"),
+                        )
+                        .with_label(problem)
+                        .with_help(
+                            "write an absolute URL such as `\"https://erp.example.com/api\"`",
+                        ),
                     );
                 }
             }
@@ -357,7 +380,13 @@ fn non_constant(e: &ast::Expr) -> Option<&ast::Expr> {
 fn env_name(written: &str, entry: &str) -> String {
     let fixed: String = written
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let fixed = fixed.trim_matches('_').to_string();
     if fixed.is_empty() || fixed.starts_with(|c: char| c.is_ascii_digit()) {

@@ -17,6 +17,25 @@ use super::Checker;
 
 /// Names that are values in every flow, besides locals.
 const AMBIENT: &[&str] = &["trigger", "config", "env", "error"];
+/// Method names from other languages, and the method meant.
+const METHOD_SYNONYMS: &[(&str, &str)] = &[
+    ("length", "len"),
+    ("size", "len"),
+    ("count", "len"),
+    ("includes", "contains"),
+    ("has", "contains"),
+    ("lowercase", "lower"),
+    ("to_lower", "lower"),
+    ("to_lowercase", "lower"),
+    ("uppercase", "upper"),
+    ("to_upper", "upper"),
+    ("to_uppercase", "upper"),
+    ("strip", "trim"),
+    ("where", "filter"),
+    ("select", "map"),
+    ("total", "sum"),
+    ("head", "first"),
+];
 /// Functions callable without a module.
 const BUILTIN_FNS: &[&str] = &["endpoint", "reveal"];
 
@@ -48,9 +67,13 @@ impl Checker<'_> {
             self.secret_leak(e.span, "a secret would be stored where it can be printed");
         } else if let Some(problem) = literal_text(e).and_then(|t| url_problem(&t, expected)) {
             self.error(
-                Diagnostic::new(Code::BadLiteral, e.span, format!("{context}: not a valid URL"))
-                    .with_label(problem)
-                    .with_help("write an absolute URL such as `\"https://api.example.com/v1\"`"),
+                Diagnostic::new(
+                    Code::BadLiteral,
+                    e.span,
+                    format!("{context}: not a valid URL"),
+                )
+                .with_label(problem)
+                .with_help("write an absolute URL such as `\"https://api.example.com/v1\"`"),
             );
         }
         actual
@@ -82,7 +105,8 @@ impl Checker<'_> {
             format!("{context}: expected `{expected}`, found `{actual}`"),
         )
         .with_label(format!("this is `{actual}`"));
-        let number_in_quotes = literal_text(e).filter(|t| t.parse::<f64>().is_ok() && expected.unwrap_optional().is_numeric());
+        let number_in_quotes = literal_text(e)
+            .filter(|t| t.parse::<f64>().is_ok() && expected.unwrap_optional().is_numeric());
         if let Some(text) = number_in_quotes {
             d = d.with_help(format!("write the number without quotes: `{text}`"));
         } else if let Some(help) = conversion_help(actual, expected) {
@@ -178,9 +202,10 @@ impl Checker<'_> {
         }
         let mut elem: Option<Type> = None;
         for item in items {
-            let t = self.check_expr(item, None);
+            let mut t = self.check_expr(item, None);
             if t.contains_secret() {
                 self.secret_leak(item.span, "a secret cannot be stored in a list");
+                t = Type::Error; // reported once, not at every later use
             }
             elem = Some(match elem {
                 None => t,
@@ -193,6 +218,7 @@ impl Checker<'_> {
                                 item.span,
                                 format!("list elements have different types: `{prev}` and `{t}`"),
                             )
+                            .with_label(format!("this is `{t}`, the elements before are `{prev}`"))
                             .with_help("every element of a list has the same type; use `Json` for mixed data"),
                         );
                         Type::Error
@@ -245,7 +271,11 @@ impl Checker<'_> {
                     None => {
                         self.check_expr(&entry.value, None);
                         let names = decl.fields.iter().map(|f| f.name.as_str());
-                        let list = names.clone().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+                        let list = names
+                            .clone()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         let d = Diagnostic::new(
                             Code::UnknownField,
                             entry.key.span(),
@@ -269,7 +299,11 @@ impl Checker<'_> {
                 .collect();
             if !missing.is_empty() {
                 let list = quoted(&missing.iter().map(|m| m.to_string()).collect::<Vec<_>>());
-                let plural = if missing.len() == 1 { "field" } else { "fields" };
+                let plural = if missing.len() == 1 {
+                    "field"
+                } else {
+                    "fields"
+                };
                 let example = missing
                     .iter()
                     .map(|m| format!("{m}: ..."))
@@ -291,9 +325,10 @@ impl Checker<'_> {
         }
         let mut fields = Vec::new();
         for entry in entries {
-            let t = self.check_expr(&entry.value, None);
+            let mut t = self.check_expr(&entry.value, None);
             if t.contains_secret() {
                 self.secret_leak(entry.value.span, "a secret cannot be stored in a record");
+                t = Type::Error; // reported once, not at every later use
             }
             fields.push((entry.key.name().to_string(), t));
         }
@@ -409,11 +444,23 @@ impl Checker<'_> {
                 "`on failure` cannot see the body's `let`s and steps; `error.step` and `error.message` say what failed".to_string(),
             )
         } else if b.span.start > name.span.start {
-            (b.span, "defined here, after its use", format!("move this use below the definition of `{n}`"))
+            (
+                b.span,
+                "defined here, after its use",
+                format!("move this use below the definition of `{n}`"),
+            )
         } else if b.kind == BindingKind::LoopVar {
-            (b.span, "the loop variable of this `for`", format!("`{n}` exists only inside its loop"))
+            (
+                b.span,
+                "the loop variable of this `for`",
+                format!("`{n}` exists only inside its loop"),
+            )
         } else {
-            (b.span, "defined here, inside a block", format!("`{n}` exists only inside the block that defines it"))
+            (
+                b.span,
+                "defined here, inside a block",
+                format!("`{n}` exists only inside the block that defines it"),
+            )
         })
     }
 
@@ -431,7 +478,13 @@ impl Checker<'_> {
         matches!(&e.kind, ExprKind::Name(n) if n.name == global && self.scopes.find(global).is_none())
     }
 
-    fn field(&mut self, target: &Expr, name: &ast::Ident, optional: bool, expected: Option<&Type>) -> Type {
+    fn field(
+        &mut self,
+        target: &Expr,
+        name: &ast::Ident,
+        optional: bool,
+        expected: Option<&Type>,
+    ) -> Type {
         if self.is_global(target, "config") {
             return self.config_field(name, expected);
         }
@@ -505,11 +558,11 @@ impl Checker<'_> {
         }
         match &target.kind {
             ExprKind::Name(_) if self.is_global(target, "trigger") => Owner::Trigger(kind),
-            ExprKind::Field { target: t, name, optional: false }
-                if name.name == "params" && self.is_global(t, "trigger") =>
-            {
-                Owner::Route
-            }
+            ExprKind::Field {
+                target: t,
+                name,
+                optional: false,
+            } if name.name == "params" && self.is_global(t, "trigger") => Owner::Route,
             _ => Owner::Value,
         }
     }
@@ -553,9 +606,17 @@ impl Checker<'_> {
         if let Some((_, t)) = fields.iter().find(|(k, _)| k == n) {
             return Some(t.clone());
         }
-        let names = fields.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+        let names = fields
+            .iter()
+            .map(|(k, _)| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let (message, label, list) = match owner {
-            Owner::Value => (format!("`{ty}` has no field `{n}`"), "unknown field", format!("fields of `{ty}`: {names}")),
+            Owner::Value => (
+                format!("`{ty}` has no field `{n}`"),
+                "unknown field",
+                format!("fields of `{ty}`: {names}"),
+            ),
             Owner::Trigger(kind) => (
                 format!("a {kind} trigger has no field `{n}`"),
                 "unknown field",
@@ -564,7 +625,8 @@ impl Checker<'_> {
             Owner::Route if fields.is_empty() => (
                 format!("the route has no path parameter `{n}`"),
                 "no such parameter",
-                "the route has no parameters; write them in the path, e.g. `\"/customers/{id}\"`".to_string(),
+                "the route has no parameters; write them in the path, e.g. `\"/customers/{id}\"`"
+                    .to_string(),
             ),
             Owner::Route => (
                 format!("the route has no path parameter `{n}`"),
@@ -587,7 +649,7 @@ impl Checker<'_> {
         let help = match ty {
             Type::List(_) => format!("a list has no fields; take each element's with `.map(x => x.{n})`, or one element with `.first()`"),
             Type::String | Type::Lits(_) | Type::Url => "strings have methods (`.len()`, `.lower()`, `.split(\",\")`, ...), not fields".to_string(),
-            _ => format!("only records, `Json`, responses and files have fields"),
+            _ => "only records, `Json`, responses and files have fields".to_string(),
         };
         self.error(
             Diagnostic::new(Code::NoFields, name.span, format!("`{ty}` has no fields"))
@@ -615,10 +677,14 @@ impl Checker<'_> {
             }
             None => {
                 let ty = match expected.map(Type::unwrap_optional) {
-                    Some(t) if !matches!(t, Type::Json | Type::Error | Type::Param(_)) => t.to_string(),
+                    Some(t) if !matches!(t, Type::Json | Type::Error | Type::Param(_)) => {
+                        t.to_string()
+                    }
                     _ => "String".to_string(),
                 };
-                d.with_help(format!("declare it in the config block: `config {{ {name}: {ty} }}`"))
+                d.with_help(format!(
+                    "declare it in the config block: `config {{ {name}: {ty} }}`"
+                ))
             }
         };
         self.error(d);
@@ -798,7 +864,10 @@ impl Checker<'_> {
                             Diagnostic::new(
                                 Code::TooManyArguments,
                                 arg.span,
-                                format!("`{what}` takes at most {n} argument{}", if n == 1 { "" } else { "s" }),
+                                format!(
+                                    "`{what}` takes at most {n} argument{}",
+                                    if n == 1 { "" } else { "s" }
+                                ),
                             )
                             .with_label("extra argument")
                             .with_help(format!(
@@ -886,7 +955,15 @@ impl Checker<'_> {
                         format!("`{}:` takes a value, not a type", param.name),
                     ));
                 }
-                (ArgValue::Expr(v @ Expr { kind: ExprKind::Lambda { .. }, .. }), false) => {
+                (
+                    ArgValue::Expr(
+                        v @ Expr {
+                            kind: ExprKind::Lambda { .. },
+                            ..
+                        },
+                    ),
+                    false,
+                ) => {
                     self.error(
                         Diagnostic::new(
                             Code::MisplacedLambda,
@@ -926,7 +1003,14 @@ impl Checker<'_> {
                             .join(", ")
                     ),
                 )
-                .with_label(format!("missing {}", missing.iter().map(|m| format!("`{m}:`")).collect::<Vec<_>>().join(", ")))
+                .with_label(format!(
+                    "missing {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}:`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
                 .with_help(format!(
                     "pass {}",
                     missing
@@ -959,8 +1043,10 @@ impl Checker<'_> {
                                 name.span,
                                 "`endpoint` takes one flow name",
                             )
-                            .with_help("write `endpoint(order_created)`"),
+                            .with_label("not a flow name")
+                            .with_help("write the flow's name without quotes, e.g. `endpoint(order_created)`"),
                         );
+                        self.check_args_loosely(args);
                         return Type::Url;
                     }
                 };
@@ -993,14 +1079,18 @@ impl Checker<'_> {
                     }] => {
                         self.expect(v, &Type::Secret, "argument of `reveal`");
                     }
-                    _ => self.error(
-                        Diagnostic::new(
-                            Code::TooManyArguments,
-                            name.span,
-                            "`reveal` takes one secret",
-                        )
-                        .with_help("write `reveal(config.api_key)`"),
-                    ),
+                    _ => {
+                        self.check_args_loosely(args);
+                        self.error(
+                            Diagnostic::new(
+                                Code::TooManyArguments,
+                                name.span,
+                                "`reveal` takes one secret",
+                            )
+                            .with_label(format!("given {} arguments", args.len()))
+                            .with_help("write `reveal(config.api_key)`"),
+                        );
+                    }
                 }
                 Type::String
             }
@@ -1052,7 +1142,14 @@ impl Checker<'_> {
         d = match did_you_mean(&name.name, flows.iter().map(String::as_str)) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
             None if flows.is_empty() => d.with_help("declare it with `flow NAME { trigger ... }`"),
-            None => d.with_help(format!("flows: {}", flows.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))),
+            None => d.with_help(format!(
+                "flows: {}",
+                flows
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         };
         self.error(d);
     }
@@ -1086,6 +1183,7 @@ impl Checker<'_> {
                             name.span,
                             format!("`join` needs a list of strings or numbers, not `{recv}`"),
                         )
+                        .with_label(format!("on a `{recv}`"))
                         .with_help("map to strings first: `xs.map(x => x.name).join(\",\")`"),
                     );
                 }
@@ -1113,13 +1211,15 @@ impl Checker<'_> {
             (Type::List(t), "filter") => {
                 let body = self.lambda_arg(args, name, &[(**t).clone()]);
                 if !self.assignable(&body, &Type::Bool) {
-                    self.error(Diagnostic::new(
-                        Code::TypeMismatch,
-                        name.span,
-                        format!(
-                            "`filter` needs a lambda returning `Bool`, this one returns `{body}`"
-                        ),
-                    ));
+                    self.error(
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            name.span,
+                            format!("`filter` needs a lambda returning `Bool`, this one returns `{body}`"),
+                        )
+                        .with_label(format!("the lambda returns `{body}`"))
+                        .with_help("compare to get a `Bool`, e.g. `.filter(x => x.quantity > 0)`"),
+                    );
                 }
                 return recv.clone();
             }
@@ -1148,13 +1248,20 @@ impl Checker<'_> {
                 )
                 .with_label("unknown method");
                 let hidden_module = match &target.kind {
-                    ExprKind::Name(n) if self.std.modules.contains_key(&n.name) => Some(n.name.clone()),
+                    ExprKind::Name(n) if self.std.modules.contains_key(&n.name) => {
+                        Some(n.name.clone())
+                    }
                     _ => None,
                 };
                 d = if let Some(module) = hidden_module {
                     d.with_help(format!("`{module}` here is a local value, which hides the stdlib module `{module}`; rename the local"))
                 } else if recv == Type::Json {
                     d.with_help("convert the value first, e.g. `(x as [Item]).len()`")
+                } else if let Some((_, s)) = METHOD_SYNONYMS
+                    .iter()
+                    .find(|(other, s)| *other == m && methods.contains(s))
+                {
+                    d.with_help(format!("did you mean `{s}`?"))
                 } else if let Some(s) = did_you_mean(m, methods.iter().copied()) {
                     d.with_help(format!("did you mean `{s}`?"))
                 } else if methods.is_empty() {
@@ -1173,7 +1280,12 @@ impl Checker<'_> {
         }
         for (arg, p) in args.iter().zip(&params) {
             match &arg.value {
-                ArgValue::Expr(v @ Expr { kind: ExprKind::Lambda { .. }, .. }) => {
+                ArgValue::Expr(
+                    v @ Expr {
+                        kind: ExprKind::Lambda { .. },
+                        ..
+                    },
+                ) => {
                     self.error(
                         Diagnostic::new(Code::MisplacedLambda, v.span, format!("`.{m}()` takes a value, not a lambda"))
                             .with_label(format!("expected `{p}`"))
@@ -1216,19 +1328,24 @@ impl Checker<'_> {
                     method.span,
                     format!("`.{method}()` takes one lambda"),
                 )
+                .with_label("needs a lambda argument")
                 .with_help(format!("write `.{method}(x => ...)`")),
             );
             return Type::Error;
         };
         if params.len() != param_types.len() {
-            self.error(Diagnostic::new(
-                Code::TypeMismatch,
-                method.span,
-                format!(
-                    "the lambda of `.{method}()` takes {} parameter(s)",
-                    param_types.len()
-                ),
-            ));
+            self.error(
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    method.span,
+                    format!(
+                        "the lambda of `.{method}()` takes 1 parameter, not {}",
+                        params.len()
+                    ),
+                )
+                .with_label("each element is passed alone")
+                .with_help(format!("write `.{method}(x => ...)`")),
+            );
         }
         self.scopes.push();
         for (p, t) in params.iter().zip(param_types) {
@@ -1276,11 +1393,15 @@ impl Checker<'_> {
             (UnaryOp::Neg, Type::Int | Type::Float | Type::Duration) => t,
             (UnaryOp::Not, Type::Bool) => Type::Bool,
             (UnaryOp::Neg, other) => {
-                self.error(Diagnostic::new(
-                    Code::BadOperands,
-                    expr.span,
-                    format!("cannot negate `{other}`"),
-                ));
+                self.error(
+                    Diagnostic::new(
+                        Code::BadOperands,
+                        expr.span,
+                        format!("cannot negate `{other}`"),
+                    )
+                    .with_label(format!("a `{other}`"))
+                    .with_help("`-` negates numbers and durations"),
+                );
                 Type::Error
             }
             (UnaryOp::Not, other) => {
@@ -1290,6 +1411,7 @@ impl Checker<'_> {
                         expr.span,
                         format!("`not` needs a `Bool`, found `{other}`"),
                     )
+                    .with_label(format!("this is `{other}`"))
                     .with_help(if other.is_optional() {
                         "compare with null: `x == null`"
                     } else {
@@ -1333,7 +1455,9 @@ impl Checker<'_> {
                             format!("default of type `{r}` does not fit `{inner}`"),
                         )
                         .with_label(format!("this is `{r}`"))
-                        .with_help(format!("the default of `??` must be a `{inner}`, like the value it replaces")),
+                        .with_help(format!(
+                            "the default of `??` must be of type `{inner}`, like the value it replaces"
+                        )),
                     );
                     Type::Error
                 }
@@ -1425,7 +1549,12 @@ impl Checker<'_> {
                 continue;
             };
             if !set.contains(&text) {
-                self.error(not_in_union(side.span, &text, set, "this comparison is never true: "));
+                self.error(not_in_union(
+                    side.span,
+                    &text,
+                    set,
+                    "this comparison is never true: ",
+                ));
             }
         }
     }
@@ -1433,6 +1562,14 @@ impl Checker<'_> {
     fn cast(&mut self, expr: &Expr, te: &ast::TypeExpr) -> Type {
         let from = self.check_expr(expr, None);
         let to = self.resolve_type(te);
+        if from.contains_secret() && !to.contains_secret() {
+            // One mistake, one report: the leak, not also the conversion.
+            self.secret_leak(
+                expr.span,
+                "`as` cannot turn a secret into a printable value",
+            );
+            return to;
+        }
         let ok = matches!(from.unwrap_optional(), Type::Json | Type::Error)
             || matches!(to, Type::Json | Type::Error)
             || self.assignable(&from, &to)
@@ -1453,15 +1590,13 @@ impl Checker<'_> {
                 _ => "`as` converts `Json` to a type, strings to numbers, booleans and times, and numbers to each other".to_string(),
             };
             self.error(
-                Diagnostic::new(Code::BadCast, te.span, format!("cannot convert `{from}` to `{to}`"))
-                    .with_label(format!("a `{from}` cannot become a `{to}`"))
-                    .with_help(help),
-            );
-        }
-        if from.contains_secret() && !to.contains_secret() {
-            self.secret_leak(
-                expr.span,
-                "`as` cannot turn a secret into a printable value",
+                Diagnostic::new(
+                    Code::BadCast,
+                    te.span,
+                    format!("cannot convert `{from}` to `{to}`"),
+                )
+                .with_label(format!("`{from}` cannot become `{to}`"))
+                .with_help(help),
             );
         }
         to
@@ -1644,11 +1779,15 @@ impl Checker<'_> {
             _ => false,
         };
         if !fits {
-            self.error(Diagnostic::new(
-                Code::TypeMismatch,
-                p.span,
-                format!("this pattern cannot match a value of type `{st}`"),
-            ));
+            self.error(
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    p.span,
+                    format!("this pattern cannot match a value of type `{st}`"),
+                )
+                .with_label(format!("the value matched is `{st}`"))
+                .with_help("patterns are literals of the matched type, or `_`"),
+            );
         }
     }
 }
@@ -1690,13 +1829,21 @@ fn describe(e: &Expr) -> String {
 
 /// `trigger.body.lines.first()` for a chain of names, fields and
 /// argument-less calls; `None` for anything else.
-fn describe_path(e: &Expr) -> Option<String> {
+pub(super) fn describe_path(e: &Expr) -> Option<String> {
     match &e.kind {
         ExprKind::Name(n) => Some(n.name.clone()),
-        ExprKind::Field { target, name, optional } => {
-            Some(format!("{}{}{name}", describe_path(target)?, if *optional { "?." } else { "." }))
+        ExprKind::Field {
+            target,
+            name,
+            optional,
+        } => Some(format!(
+            "{}{}{name}",
+            describe_path(target)?,
+            if *optional { "?." } else { "." }
+        )),
+        ExprKind::Call { callee, args } if args.is_empty() => {
+            Some(format!("{}()", describe_path(callee)?))
         }
-        ExprKind::Call { callee, args } if args.is_empty() => Some(format!("{}()", describe_path(callee)?)),
         _ => None,
     }
 }
@@ -1741,11 +1888,14 @@ fn conversion_help(actual: &Type, expected: &Type) -> Option<String> {
         (Type::Int | Type::Float | Type::Bool, Type::String) => {
             Some("make a string with interpolation: \"${x}\"".into())
         }
-        (Type::Int | Type::Float, Type::Bool) => Some("compare it to get a `Bool`, e.g. `... > 0`".into()),
+        (Type::Int | Type::Float, Type::Bool) => {
+            Some("compare it to get a `Bool`, e.g. `... > 0`".into())
+        }
         (Type::String | Type::Lits(_), Type::Bool) => {
             Some("compare it to get a `Bool`, e.g. `... != \"\"`".into())
         }
         (Type::List(_), Type::Bool) => Some("test its length: `... .len() > 0`".into()),
+        (a, Type::List(e)) if a == &**e => Some("wrap it in a list: `[...]`".into()),
         _ => None,
     }
 }
@@ -1762,16 +1912,29 @@ enum Owner {
 
 /// E0210: a string literal that is not one of a union's members.
 fn not_in_union(span: ast::Span, text: &str, set: &BTreeSet<String>, prefix: &str) -> Diagnostic {
-    let members = set.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(" | ");
+    let members = set
+        .iter()
+        .map(|m| format!("{m:?}"))
+        .collect::<Vec<_>>()
+        .join(" | ");
     let d = Diagnostic::new(
         Code::BadLiteral,
         span,
         format!("{prefix}`{text:?}` is not one of `{members}`"),
     )
     .with_label("not a member of the union");
-    match did_you_mean(text, set.iter().map(String::as_str)) {
+    // `"added"` for `"add"`: a member the text starts with is likely meant.
+    let prefixed = || {
+        set.iter()
+            .find(|m| m.len() >= 3 && text.starts_with(m.as_str()))
+            .cloned()
+    };
+    match did_you_mean(text, set.iter().map(String::as_str)).or_else(prefixed) {
         Some(s) => d.with_help(format!("did you mean `{s:?}`?")),
-        None => d.with_help(format!("use one of {members}")),
+        None => {
+            let each: Vec<String> = set.iter().map(|m| format!("{m:?}")).collect();
+            d.with_help(format!("use {}", quoted(&each).replace(" and ", " or ")))
+        }
     }
 }
 
@@ -1785,7 +1948,9 @@ pub(super) fn url_problem(text: &str, expected: &Type) -> Option<String> {
         return Some("no scheme: a URL starts with `https://` or another `scheme://`".into());
     };
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
     if !scheme_ok {
         return Some(format!("`{scheme}` is not a URL scheme"));
     }
@@ -1810,9 +1975,13 @@ fn method_arity(name: &ast::Ident, params: &[Type], args: &[Arg]) -> Option<Diag
     };
     if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
         return Some(
-            Diagnostic::new(Code::UnknownArgument, named.span, format!("`.{m}()` has no parameter `{named}`"))
-                .with_label("methods take positional arguments only")
-                .with_help(format!("{wanted}: remove `{named}:`")),
+            Diagnostic::new(
+                Code::UnknownArgument,
+                named.span,
+                format!("`.{m}()` has no parameter `{named}`"),
+            )
+            .with_label("methods take positional arguments only")
+            .with_help(format!("{wanted}: remove `{named}:`")),
         );
     }
     if let Some(extra) = args.get(params.len()) {
@@ -1825,13 +1994,20 @@ fn method_arity(name: &ast::Ident, params: &[Type], args: &[Arg]) -> Option<Diag
         );
     }
     (args.len() < params.len()).then(|| {
-        Diagnostic::new(Code::MissingArgument, name.span, format!("{wanted}, {} given", args.len()))
-            .with_label("missing argument")
-            .with_help(match m.as_str() {
-                "join" => "give the separator, e.g. `.join(\",\")`".to_string(),
-                "split" => "give the separator, e.g. `.split(\",\")`".to_string(),
-                _ => format!("pass the `{}` to look for", params.first().map_or(String::new(), Type::to_string)),
-            })
+        Diagnostic::new(
+            Code::MissingArgument,
+            name.span,
+            format!("{wanted}, {} given", args.len()),
+        )
+        .with_label("missing argument")
+        .with_help(match m.as_str() {
+            "join" => "give the separator, e.g. `.join(\",\")`".to_string(),
+            "split" => "give the separator, e.g. `.split(\",\")`".to_string(),
+            _ => format!(
+                "pass the `{}` to look for",
+                params.first().map_or(String::new(), Type::to_string)
+            ),
+        })
     })
 }
 

@@ -74,15 +74,18 @@ pub fn check(file: &ast::File) -> Checked {
     let mut checker = Checker::new(file, Stdlib::get());
     checker.run();
     let mut diagnostics = checker.diags;
-    diagnostics.sort_by(|a, b| {
-        (a.span.start, a.span.end, a.code, &a.message).cmp(&(b.span.start, b.span.end, b.code, &b.message))
-    });
+    diagnostics.sort_by(|a, b| source_order(a).cmp(&source_order(b)));
     // One mistake, one diagnostic, even when two phases meet it.
     diagnostics.dedup_by(|a, b| a.code == b.code && a.span == b.span && a.message == b.message);
     Checked {
         diagnostics,
         program: checker.program,
     }
+}
+
+/// Diagnostics are listed in source order; equal ones end up adjacent.
+fn source_order(d: &Diagnostic) -> (usize, usize, Code, &str) {
+    (d.span.start, d.span.end, d.code, &d.message)
 }
 
 /// Parses and checks source text: the whole front end.
@@ -243,7 +246,11 @@ impl<'a> Checker<'a> {
         .with_label("a run can reach the end of the flow here")
         .with_secondary(flow.name.span, "this flow answers a waiting caller");
         if let Some(ast::Stmt {
-            kind: ast::StmtKind::If { branches, otherwise: None },
+            kind:
+                ast::StmtKind::If {
+                    branches,
+                    otherwise: None,
+                },
             span: if_span,
         }) = flow.body.stmts.last()
         {
@@ -269,6 +276,7 @@ impl<'a> Checker<'a> {
                         b.span,
                         format!("`{}` is never used", b.name),
                     )
+                    .with_label("never read")
                     .with_help(format!(
                         "remove the `let`, or name it `_{}` to keep it",
                         b.name
@@ -294,6 +302,7 @@ impl<'a> Checker<'a> {
                     span,
                     format!("config entry `{name}` is never used"),
                 )
+                .with_label("no flow reads it")
                 .with_help("remove it, or use it as `config.".to_string() + &name + "`"),
             );
         }

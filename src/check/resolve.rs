@@ -118,6 +118,11 @@ impl Resolver<'_> {
                         te.span,
                         format!("`{name}` takes {arity} type argument, {} given", args.len()),
                     )
+                    .with_label(if args.is_empty() {
+                        "needs a type argument"
+                    } else {
+                        "too many type arguments"
+                    })
                     .with_help(format!("write `{name}<T>`, e.g. `{name}<String>`")),
                 );
                 return Type::Error;
@@ -129,13 +134,15 @@ impl Resolver<'_> {
             };
         }
         if !args.is_empty() {
-            self.diags.push(Diagnostic::new(
-                Code::BadTypeArguments,
-                te.span,
-                format!("`{name}` takes no type arguments"),
-            )
-            .with_label(format!("`{name}` is not generic"))
-            .with_help(format!("write `{name}`")));
+            self.diags.push(
+                Diagnostic::new(
+                    Code::BadTypeArguments,
+                    te.span,
+                    format!("`{name}` takes no type arguments"),
+                )
+                .with_label(format!("`{name}` is not generic"))
+                .with_help(format!("write `{name}`")),
+            );
             return Type::Error;
         }
         if let Some(t) = scalar(name) {

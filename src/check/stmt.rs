@@ -48,7 +48,9 @@ impl Checker<'_> {
     fn check_stmt(&mut self, stmt: &ast::Stmt) -> Ending {
         match &stmt.kind {
             StmtKind::Let { name, value } => {
+                let before = self.diags.len();
                 let t = self.check_expr(value, None);
+                self.let_of_effect(name, value, before);
                 let t = if t == Type::Null {
                     self.error(
                         Diagnostic::new(
@@ -56,7 +58,19 @@ impl Checker<'_> {
                             value.span,
                             "the type of `null` alone cannot be inferred",
                         )
+                        .with_label("`null` of what type?")
                         .with_help("bind a value, or use `x ?? default` where it is read"),
+                    );
+                    Type::Error
+                } else if matches!(&value.kind, ExprKind::List(items) if items.is_empty()) {
+                    self.error(
+                        Diagnostic::new(
+                            Code::EmptyCollection,
+                            value.span,
+                            "the element type of an empty list cannot be inferred",
+                        )
+                        .with_label("a list of what?")
+                        .with_help(format!("say the type: `let {name} = [] as [String]`")),
                     );
                     Type::Error
                 } else {
@@ -95,7 +109,11 @@ impl Checker<'_> {
                     .map(|a| (a.patterns.as_slice(), a.span))
                     .collect();
                 let before = self.diags.len();
-                self.check_match_patterns(&st, &pats, stmt.span);
+                self.check_match_patterns(
+                    &st,
+                    &pats,
+                    Span::new(stmt.span.start, scrutinee.span.end),
+                );
                 let exhaustive = !self.diags[before..]
                     .iter()
                     .any(|d| d.code == Code::NonExhaustiveMatch);
@@ -126,6 +144,7 @@ impl Checker<'_> {
                                 iter.span,
                                 "cannot loop over `Json` without knowing its type",
                             )
+                            .with_label("`Json`, not a list")
                             .with_help("convert it first: `for x in value as [Item] { ... }`"),
                         );
                         Type::Error
@@ -139,7 +158,24 @@ impl Checker<'_> {
                         .with_label("not a list");
                         if let Type::Optional(inner) = &other {
                             if matches!(**inner, Type::List(_)) {
-                                d = d.with_help("the list may be null: loop over `xs ?? []`");
+                                let xs =
+                                    super::expr::describe_path(iter).unwrap_or_else(|| "xs".into());
+                                d = d.with_help(format!(
+                                    "the list may be null: loop over `{xs} ?? []`"
+                                ));
+                            }
+                        } else if let Some(record) = self.record_fields(&other) {
+                            let lists: Vec<String> = record
+                                .fields
+                                .iter()
+                                .filter(|f| matches!(f.ty.unwrap_optional(), Type::List(_)))
+                                .map(|f| format!("`.{}`", f.name))
+                                .collect();
+                            if !lists.is_empty() {
+                                d = d.with_help(format!(
+                                    "loop over one of its lists: {}",
+                                    lists.join(", ")
+                                ));
                             }
                         }
                         self.error(d);
@@ -150,11 +186,11 @@ impl Checker<'_> {
                     self.expect(p, &Type::Int, "`parallel`");
                     if let ExprKind::Int(n) = p.kind {
                         if n < 1 {
-                            self.error(Diagnostic::new(
-                                Code::BadStepOption,
-                                p.span,
-                                "`parallel` needs at least 1",
-                            ));
+                            self.error(
+                                Diagnostic::new(Code::BadStepOption, p.span, "`parallel` needs at least 1")
+                                    .with_label("no iteration could run")
+                                    .with_help("use `parallel 1` or more, or drop `parallel` to run the iterations one at a time"),
+                            );
                         }
                     }
                 }
@@ -199,11 +235,24 @@ impl Checker<'_> {
                             e.span,
                             "this expression's value is not used",
                         )
+                        .with_label("computed, then thrown away")
                         .with_help("bind it with `let name = ...`, or remove it"),
                     );
                 }
                 Ending::Continues
             }
+        }
+    }
+
+    /// `let x = http.get(...)`: the fix is to say `step` instead of `let`.
+    fn let_of_effect(&mut self, name: &ast::Ident, value: &ast::Expr, before: usize) {
+        let effect = self.diags[before..]
+            .iter_mut()
+            .find(|d| d.code == Code::EffectOutsideStep && d.span == value.span);
+        if let Some(d) = effect {
+            d.help = Some(format!(
+                "write `step {name} = ...` instead of `let {name} = ...`: a step's result is journaled and not repeated on retry"
+            ));
         }
     }
 
@@ -219,9 +268,10 @@ impl Checker<'_> {
                     "a step must call a stdlib function",
                 )
                 .with_label("not a stdlib call")
-                .with_help(
-                    "use `let` for computations; steps are for calls such as `http.post(...)`",
-                ),
+                .with_help(format!(
+                    "write `let {} = ...` for a computation; steps are for stdlib calls with effects, such as `http.post(...)`",
+                    step.name
+                )),
             );
             Type::Error
         };
@@ -235,6 +285,7 @@ impl Checker<'_> {
                             retry.span,
                             "`retry` must be between 0 and 100",
                         )
+                        .with_label("out of range")
                         .with_help("retries back off exponentially; a few are usually enough"),
                     );
                 }
@@ -248,17 +299,28 @@ impl Checker<'_> {
                         min.span.to(max.span),
                         "`backoff MIN..MAX` needs 0 < MIN <= MAX",
                     )
-                    .with_help("e.g. `backoff 1s..2m`"),
+                    .with_label(if min.millis == 0 {
+                        "the first delay is zero"
+                    } else {
+                        "the first delay is longer than the last"
+                    })
+                    .with_help("MIN is the first delay and MAX the longest, e.g. `backoff 1s..2m`"),
                 );
             }
         }
         if let Some(timeout) = &step.timeout {
             if timeout.millis == 0 {
-                self.error(Diagnostic::new(
-                    Code::BadStepOption,
-                    timeout.span,
-                    "a step timeout must be longer than zero",
-                ));
+                self.error(
+                    Diagnostic::new(
+                        Code::BadStepOption,
+                        timeout.span,
+                        "a step timeout must be longer than zero",
+                    )
+                    .with_label("the call could never finish")
+                    .with_help(
+                        "give the call time to answer, e.g. `timeout 30s`, or drop `timeout`",
+                    ),
+                );
             }
         }
         let prev = self
@@ -304,9 +366,10 @@ impl Checker<'_> {
                             info.kind
                         ),
                     )
-                    .with_help(format!(
-                        "give it `trigger dispatch (input: Type)` to make it a dispatch target"
-                    )),
+                    .with_label(format!("a {} flow", info.kind))
+                    .with_help(
+                        "give it `trigger dispatch (input: Type)` to make it a dispatch target",
+                    ),
                 );
             }
             return;
@@ -325,10 +388,32 @@ impl Checker<'_> {
             self.flow.as_ref().map_or((false, false, false), |f| {
                 (f.is_sync, f.loop_depth > 0, f.in_on_failure)
             });
-        if !is_sync || in_failure {
+        let keyword = Span::new(span.start, (span.start + "respond".len()).min(span.end));
+        if in_failure {
             self.error(
-                Diagnostic::new(Code::RespondOutsideSync, span, "`respond` is only allowed in sync flows")
-                    .with_help("webhooks are answered `202` when the event is stored; use `trigger sync METHOD \"/path\"` for a caller that waits"),
+                Diagnostic::new(Code::RespondOutsideSync, keyword, "`respond` is not allowed in `on failure`")
+                    .with_label("the run has already failed")
+                    .with_help("`on failure` runs after the run has finally failed; answer the caller from the flow's body instead, e.g. accept the status with `ok: [...]` and `respond` before failing"),
+            );
+        } else if !is_sync {
+            let kind = self.flow.as_ref().map_or("", |f| f.trigger_kind);
+            let help = if kind == "webhook" {
+                "a webhook is answered `202` as soon as its event is stored; for a caller that waits for an answer, use `trigger sync METHOD \"/path\"`"
+            } else {
+                "only a flow with `trigger sync METHOD \"/path\"` has a caller waiting for an answer"
+            };
+            self.error(
+                Diagnostic::new(
+                    Code::RespondOutsideSync,
+                    keyword,
+                    "`respond` is only allowed in sync flows",
+                )
+                .with_label(if kind.is_empty() {
+                    "not in a sync flow".to_string()
+                } else {
+                    format!("this flow has a {kind} trigger")
+                })
+                .with_help(help),
             );
         } else if in_loop {
             self.error(
@@ -337,6 +422,7 @@ impl Checker<'_> {
                     span,
                     "`respond` inside a loop would answer more than once",
                 )
+                .with_label("inside a `for` loop")
                 .with_help("collect results in the loop, then `respond` after it"),
             );
         }
@@ -349,6 +435,7 @@ impl Checker<'_> {
                         status.span,
                         format!("{n} is not an HTTP status"),
                     )
+                    .with_label("not between 100 and 599")
                     .with_help("use a status between 100 and 599"),
                 );
             }
@@ -391,7 +478,10 @@ pub(super) fn bindings_in(block: &ast::Block, in_on_failure: bool, out: &mut Vec
                 push(var, BindingKind::LoopVar);
                 blocks.push(body);
             }
-            StmtKind::If { branches, otherwise } => {
+            StmtKind::If {
+                branches,
+                otherwise,
+            } => {
                 blocks.extend(branches.iter().map(|(_, b)| b));
                 blocks.extend(otherwise);
             }

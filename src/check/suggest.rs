@@ -4,7 +4,8 @@
 /// typo: edit distance (a swap of two neighbours counts as one edit) at
 /// most a third of the name's length (at least 1), a case-insensitive
 /// match, or, failing those, a candidate the name starts with or that
-/// starts with the name (`bearer_token` for `bearer`).
+/// is the name with a `_suffix` or the other way round (`bearer` for
+/// `bearer_token`).
 pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -28,9 +29,17 @@ pub fn did_you_mean<'a>(
     }
     candidates
         .iter()
-        .filter(|c| c.len().min(name.len()) >= 3 && (name.starts_with(**c) || c.starts_with(name)))
+        .filter(|c| extends(name, c) || extends(c, name))
         .min_by_key(|c| c.len().abs_diff(name.len()))
         .map(|c| c.to_string())
+}
+
+/// Is `long` the word `short` with a `_suffix` (`bearer_token`, `bearer`)?
+fn extends(long: &str, short: &str) -> bool {
+    short.len() >= 3
+        && long
+            .strip_prefix(short)
+            .is_some_and(|rest| rest.starts_with('_'))
 }
 
 #[cfg(test)]

@@ -12,6 +12,17 @@ use super::types::Type;
 use super::Checker;
 
 const OUTCOMES: &[&str] = &["succeeded", "failed", "skipped"];
+/// Other words for the outcomes, and the outcome meant.
+const OUTCOME_SYNONYMS: &[(&str, &str)] = &[
+    ("success", "succeeded"),
+    ("successful", "succeeded"),
+    ("ok", "succeeded"),
+    ("passed", "succeeded"),
+    ("completed", "succeeded"),
+    ("failure", "failed"),
+    ("error", "failed"),
+    ("skip", "skipped"),
+];
 
 impl Checker<'_> {
     pub(super) fn check_tests(&mut self) {
@@ -25,6 +36,7 @@ impl Checker<'_> {
                         test.name.span,
                         format!("test {:?} is defined more than once", test.name.value),
                     )
+                    .with_label("defined again here")
                     .with_secondary(*first, "first defined here")
                     .with_help("give each test its own name"),
                 );
@@ -38,6 +50,8 @@ impl Checker<'_> {
     fn check_test(&mut self, test: &ast::TestDecl) {
         self.scopes.push();
         let mut has_run = false;
+        // The flow the test runs, and its trigger kind.
+        let mut ran: Option<(&ast::Ident, &'static str)> = None;
         for stmt in &test.stmts {
             match &stmt.kind {
                 TestStmtKind::Config(entries) => self.test_config(entries),
@@ -57,6 +71,7 @@ impl Checker<'_> {
                 TestStmtKind::Run { flow, input } => {
                     has_run = true;
                     self.test_run(flow, input);
+                    ran = self.program.flows.get(&flow.name).map(|f| (flow, f.kind));
                 }
                 TestStmtKind::ExpectHttp { method, url, json } => {
                     self.test_method(method, Code::BadExpect);
@@ -71,8 +86,15 @@ impl Checker<'_> {
                             Code::BadExpect,
                             outcome.span,
                             format!("unknown outcome `{outcome}`"),
-                        );
-                        d = match did_you_mean(&outcome.name, OUTCOMES.iter().copied()) {
+                        )
+                        .with_label("not an outcome");
+                        let synonym = OUTCOME_SYNONYMS
+                            .iter()
+                            .find(|(w, _)| *w == outcome.name)
+                            .map(|(_, o)| o.to_string());
+                        d = match synonym
+                            .or_else(|| did_you_mean(&outcome.name, OUTCOMES.iter().copied()))
+                        {
                             Some(s) => d.with_help(format!("did you mean `{s}`?")),
                             None => d.with_help("outcomes: succeeded, failed, skipped"),
                         };
@@ -80,6 +102,18 @@ impl Checker<'_> {
                     }
                 }
                 TestStmtKind::ExpectResponse { status, body } => {
+                    if let Some((flow, kind)) = ran.filter(|(_, kind)| *kind != "sync") {
+                        self.error(
+                            Diagnostic::new(
+                                Code::BadExpect,
+                                Span::new(stmt.span.start, status.span.end),
+                                format!("`{flow}` has a {kind} trigger, so it answers no response"),
+                            )
+                            .with_label("only sync flows respond")
+                            .with_secondary(flow.span, "the flow this test runs")
+                            .with_help("check the outcome with `expect status succeeded`, or the calls with `expect http ...`"),
+                        );
+                    }
                     self.expect(status, &Type::Int, "expected status");
                     if let Some(b) = body {
                         self.expect(b, &Type::Json, "expected response body");
@@ -95,7 +129,10 @@ impl Checker<'_> {
                     test.name.span,
                     format!("test {:?} runs no flow", test.name.value),
                 )
-                .with_help("add `run FLOW with { ... }`"),
+                .with_label("no `run` in this test")
+                .with_help(
+                    "add `run FLOW with { ... }`: the mocks and expectations are about that run",
+                ),
             );
         }
     }
@@ -103,10 +140,12 @@ impl Checker<'_> {
     fn test_method(&mut self, method: &ast::Ident, code: Code) {
         if !METHODS.contains(&method.name.as_str()) {
             let mut d =
-                Diagnostic::new(code, method.span, format!("unknown HTTP method `{method}`"));
-            if let Some(s) = did_you_mean(&method.name, METHODS.iter().copied()) {
-                d = d.with_help(format!("did you mean `{s}`?"));
-            }
+                Diagnostic::new(code, method.span, format!("unknown HTTP method `{method}`"))
+                    .with_label("not an HTTP method");
+            d = match did_you_mean(&method.name, METHODS.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("methods: {}", METHODS.join(", "))),
+            };
             self.error(d);
         }
     }
@@ -131,7 +170,8 @@ impl Checker<'_> {
                         Code::UnknownConfig,
                         entry.name.span,
                         format!("unknown config entry `{}`", entry.name),
-                    );
+                    )
+                    .with_label("not in the config block");
                     if let Some(s) =
                         did_you_mean(&entry.name.name, names.iter().map(String::as_str))
                     {

@@ -245,7 +245,9 @@ impl Checker<'_> {
                     );
                     let product = BROKER_PRODUCTS.iter().find(|(p, _)| *p == broker.name);
                     d = match (product, did_you_mean(&broker.name, BROKERS.iter().copied())) {
-                        (Some((p, b)), _) => d.with_help(format!("{p} is reached through `{b}`: write `subscribe {b} ...`")),
+                        (Some((p, b)), _) => d.with_help(format!(
+                            "{p} is reached through `{b}`: write `subscribe {b} ...`"
+                        )),
                         (None, Some(s)) => d.with_help(format!("did you mean `{s}`?")),
                         (None, None) => d.with_help(format!("brokers: {}", BROKERS.join(", "))),
                     };
@@ -331,8 +333,30 @@ impl Checker<'_> {
                 "after" => {
                     if let Some(e) = self.option_expr(opt) {
                         let is_delete = matches!(&e.kind, ExprKind::Name(n) if n.name == "delete");
-                        if !is_delete {
-                            self.option_value("after", e, &Type::String, "`after:` takes a folder such as `\"done/\"`, or `delete`");
+                        if let (ExprKind::Name(n), false) = (&e.kind, is_delete) {
+                            // A bare word: `delete` misspelt, not a value.
+                            let help = match did_you_mean(&n.name, ["delete"]) {
+                                Some(_) => "did you mean `delete`?".to_string(),
+                                None => {
+                                    "write a folder such as `\"done/\"`, or `delete`".to_string()
+                                }
+                            };
+                            self.error(
+                                Diagnostic::new(
+                                    Code::BadTriggerOption,
+                                    e.span,
+                                    "`after:` takes a folder or `delete`",
+                                )
+                                .with_label("neither a folder nor `delete`")
+                                .with_help(help),
+                            );
+                        } else if !is_delete {
+                            self.option_value(
+                                "after",
+                                e,
+                                &Type::String,
+                                "`after:` takes a folder such as `\"done/\"`, or `delete`",
+                            );
                         }
                     }
                     continue;
@@ -461,14 +485,20 @@ impl Checker<'_> {
                 }
                 Some("secret") => {
                     has.1 = true;
-                    self.option_value("secret", value, &Type::Secret,
+                    self.option_value(
+                        "secret",
+                        value,
+                        &Type::Secret,
                         "pass a config entry, e.g. `config.webhook_secret`",
                     );
                 }
                 _ => {
                     unknown = true;
                     let span = arg.name.as_ref().map_or(arg.span, |n| n.span);
-                    let given = arg.name.as_ref().map_or("a positional argument".to_string(), |n| format!("`{n}:`"));
+                    let given = arg
+                        .name
+                        .as_ref()
+                        .map_or("a positional argument".to_string(), |n| format!("`{n}:`"));
                     self.error(
                         Diagnostic::new(
                             Code::UnknownArgument,
@@ -482,7 +512,8 @@ impl Checker<'_> {
                 }
             }
         }
-        if !(has.0 && has.1) && !unknown {
+        let complete = has.0 && has.1;
+        if !unknown && !complete {
             let missing = match has {
                 (false, false) => "`header:` and `secret:`",
                 (false, true) => "`header:`",
@@ -525,7 +556,9 @@ impl Checker<'_> {
                 self.option_args_loosely(args);
             }
             ExprKind::List(items) => items.iter().for_each(|i| self.mark_config_refs(i)),
-            ExprKind::Record(entries) => entries.iter().for_each(|en| self.mark_config_refs(&en.value)),
+            ExprKind::Record(entries) => entries
+                .iter()
+                .for_each(|en| self.mark_config_refs(&en.value)),
             ExprKind::Str(parts) => {
                 for p in parts {
                     if let ast::StrPart::Interp(inner) = p {
@@ -613,9 +646,13 @@ impl Checker<'_> {
             Some(rest) => (rest, 1),
             None => {
                 self.error(
-                    Diagnostic::new(Code::BadPath, path.span, format!("route path `{value}` must start with `/`"))
-                        .with_label("no leading `/`")
-                        .with_help(format!("write `\"/{value}\"`")),
+                    Diagnostic::new(
+                        Code::BadPath,
+                        path.span,
+                        format!("route path `{value}` must start with `/`"),
+                    )
+                    .with_label("no leading `/`")
+                    .with_help(format!("write `\"/{value}\"`")),
                 );
                 (value, 0)
             }
@@ -626,11 +663,19 @@ impl Checker<'_> {
             offset += seg.len() + 1;
             if seg.is_empty() {
                 if i + 1 < segments.len() {
-                    self.error(bad_path(span, format!("route path `{value}` has an empty segment"), "`//`", "remove the extra `/`".into()));
+                    self.error(bad_path(
+                        span,
+                        format!("route path `{value}` has an empty segment"),
+                        "`//`",
+                        "remove the extra `/`".into(),
+                    ));
                 }
                 continue; // "/" or a trailing slash
             }
-            match seg.strip_prefix('{').map(|inner| (inner, inner.strip_suffix('}'))) {
+            match seg
+                .strip_prefix('{')
+                .map(|inner| (inner, inner.strip_suffix('}')))
+            {
                 Some((_, Some(name))) => {
                     // Even a badly named parameter is one: uses of it are
                     // not reported again.
@@ -653,7 +698,10 @@ impl Checker<'_> {
                     "mixes a parameter and text",
                     "write the parameter as its own segment, e.g. `/orders/{id}`".into(),
                 )),
-                _ if !seg.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) => {
+                _ if !seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) =>
+                {
                     self.error(bad_path(
                         span,
                         format!("segment `{seg}` has characters that need escaping in a URL"),
@@ -700,7 +748,10 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
     let nickname = expr.trim_start().starts_with('@');
     if !nickname && !(5..=6).contains(&fields.len()) {
         let n = fields.len();
-        return Err(format!("{n} field{}; expected 5", if n == 1 { "" } else { "s" }));
+        return Err(format!(
+            "{n} field{}; expected 5",
+            if n == 1 { "" } else { "s" }
+        ));
     }
     croner::Cron::new(expr)
         .with_seconds_optional()
@@ -726,16 +777,19 @@ fn out_of_range(fields: &[&str]) -> Option<String> {
     } else {
         CRON_FIELDS.to_vec()
     };
-    fields.iter().zip(names).find_map(|(field, (name, min, max))| {
-        let values = field.split(',').flat_map(|part| {
-            let range = part.split('/').next().unwrap_or_default();
-            range.split('-').map(str::parse::<u32>).collect::<Vec<_>>()
-        });
-        values
-            .flatten()
-            .find(|n| *n < min || *n > max)
-            .map(|n| format!("{name} {n} is out of range ({min}-{max})"))
-    })
+    fields
+        .iter()
+        .zip(names)
+        .find_map(|(field, (name, min, max))| {
+            let values = field.split(',').flat_map(|part| {
+                let range = part.split('/').next().unwrap_or_default();
+                range.split('-').map(str::parse::<u32>).collect::<Vec<_>>()
+            });
+            values
+                .flatten()
+                .find(|n| *n < min || *n > max)
+                .map(|n| format!("{name} {n} is out of range ({min}-{max})"))
+        })
 }
 
 /// croner's message without its prefixes ("Invalid pattern: ...").
@@ -777,12 +831,25 @@ fn path_param(span: Span, name: &str, seen: &[String]) -> Option<Diagnostic> {
         let help = if name.is_empty() {
             "name the parameter, e.g. `{id}`".to_string()
         } else {
-            format!("parameter names are lower_snake_case: `{{{}}}`", snake(name))
+            format!(
+                "parameter names are lower_snake_case: `{{{}}}`",
+                snake(name)
+            )
         };
-        return Some(bad_path(span, format!("`{{{name}}}` is not a valid path parameter name"), "invalid name", help));
+        return Some(bad_path(
+            span,
+            format!("`{{{name}}}` is not a valid path parameter name"),
+            "invalid name",
+            help,
+        ));
     }
     seen.iter().any(|p| p == name).then(|| {
-        bad_path(span, format!("path parameter `{name}` appears twice"), "repeated", "give each parameter its own name".into())
+        bad_path(
+            span,
+            format!("path parameter `{name}` appears twice"),
+            "repeated",
+            "give each parameter its own name".into(),
+        )
     })
 }
 

@@ -25,7 +25,27 @@ enum Words {
 }
 
 const STATEMENT_HELP: &str = "a statement starts with `let`, `step`, `if`, `match`, `for`, \
-     `dispatch`, `skip`, `fail` or `respond`, or is a call such as `log.info(\"...\")`";
+     `dispatch`, `skip`, `fail` or `respond`";
+
+/// Keywords people bind values to (`let type = ...`) and then read.
+const VALUE_KEYWORDS: &[&str] = &[
+    "type",
+    "match",
+    "for",
+    "in",
+    "flow",
+    "test",
+    "step",
+    "skip",
+    "fail",
+    "respond",
+    "dispatch",
+    "let",
+    "if",
+    "else",
+    "as",
+    "integration",
+];
 
 const DURATION_HELP: &str =
     "a duration is a whole number with a unit: `500ms`, `30s`, `2m`, `1h` or `1d`";
@@ -100,16 +120,14 @@ pub(super) fn to_diagnostic(error: &Error<Rule>, source: &str, entry: Entry) -> 
     let expected = describe(positives);
     if positives.iter().all(|r| matches!(r, Rule::call_chain)) && !positives.is_empty() {
         if let Some(word) = statement_word(source, pos) {
+            let text = source.get(word.start..word.end).unwrap_or_default();
             return Diagnostic::new(
                 Code::Syntax,
                 word,
-                format!(
-                    "expected a statement, found `{}`",
-                    source.get(word.start..word.end).unwrap_or_default()
-                ),
+                format!("expected a statement, found `{text}`"),
             )
             .with_label("not a statement")
-            .with_help(STATEMENT_HELP);
+            .with_help(statement_help(text));
         }
     }
 
@@ -129,7 +147,118 @@ pub(super) fn to_diagnostic(error: &Error<Rule>, source: &str, entry: Entry) -> 
     if let Some(help) = help_for(positives, source, pos) {
         diagnostic = diagnostic.with_help(help);
     }
+    if positives.contains(&Rule::rparen) || starts_statement(source, pos) {
+        if let Some(open) = unclosed_paren(source, pos) {
+            diagnostic = diagnostic
+                .with_secondary(Span::new(open, open + 1), "this `(` is not closed")
+                .with_help("add the missing `)` at the end of the call");
+        }
+    }
+    if pos >= source.trim_end().len() && positives.contains(&Rule::rbrace) {
+        if let Some(open) = unclosed_brace(source) {
+            diagnostic = diagnostic
+                .with_secondary(
+                    Span::new(open, open + 1),
+                    "this `{` is probably never closed",
+                )
+                .with_help("add the missing `}` where that block ends");
+        }
+    }
     diagnostic
+}
+
+/// Does a statement keyword begin the line of `pos` (`skip "x"` after a
+/// call left open)?
+fn starts_statement(source: &str, pos: usize) -> bool {
+    let before = source.get(..pos).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = source.get(line_start..).unwrap_or_default().trim_start();
+    let word = line
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or_default();
+    STATEMENT_KEYWORDS.contains(&word)
+}
+
+/// The innermost `(` still open at `pos`, when it is on an earlier line
+/// (an error on the same line is plain to see without it).
+fn unclosed_paren(source: &str, pos: usize) -> Option<usize> {
+    let before = source.get(..pos)?;
+    let mut open: Vec<usize> = Vec::new();
+    let mut in_string = false;
+    let mut chars = before.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (in_string, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (_, '"') => in_string = !in_string,
+            (false, '/') if chars.peek().is_some_and(|(_, c)| *c == '/') => {
+                while chars.next_if(|(_, c)| *c != '\n').is_some() {}
+            }
+            (false, '(') => open.push(i),
+            (false, ')') => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let last = *open.last()?;
+    before.get(last..)?.contains('\n').then_some(last)
+}
+
+/// For a file that ends inside a block: the `{` most likely left open. A
+/// `}` whose line is indented differently from the line of the `{` it
+/// closes suggests that an inner block was not closed, as in
+///
+/// ```text
+/// flow f {
+///   if x {
+///     skip "y"
+///                // `}` missing here
+/// }              // closes `if x {`, not the flow
+/// ```
+///
+/// so the first such `{` is the answer; otherwise the innermost `{` still
+/// open at the end. Strings (with their `${...}`) and comments are skipped.
+fn unclosed_brace(source: &str) -> Option<usize> {
+    let indent = |pos: usize| {
+        let start = source
+            .get(..pos)
+            .and_then(|b| b.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        source
+            .get(start..)
+            .map_or(0, |line| line.len() - line.trim_start().len())
+    };
+    let mut open: Vec<usize> = Vec::new();
+    let mut misclosed: Option<usize> = None;
+    let mut in_string = false;
+    let mut chars = source.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (in_string, c) {
+            (true, '\\') => {
+                chars.next();
+            }
+            (_, '"') => in_string = !in_string,
+            (false, '/') if chars.peek().is_some_and(|(_, c)| *c == '/') => {
+                while chars.next_if(|(_, c)| *c != '\n').is_some() {}
+            }
+            (false, '{') => open.push(i),
+            (false, '}') => {
+                if let Some(start) = open.pop() {
+                    if misclosed.is_none() && indent(start) != indent(i) {
+                        misclosed = Some(start);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if open.is_empty() {
+        return None;
+    }
+    misclosed.or(open.last().copied())
 }
 
 /// The thing at the error position, for "found ..." and the label's span.
@@ -216,6 +345,9 @@ fn help_for(positives: &[Rule], source: &str, pos: usize) -> Option<String> {
     if rest.starts_with(';') {
         return Some("there are no semicolons in .flow: remove the `;`".into());
     }
+    if let Some(help) = common_slip(positives, rest) {
+        return Some(help);
+    }
     for (symbol, word) in [("&&", "and"), ("||", "or"), ("!", "not")] {
         if rest.starts_with(symbol) && !rest.starts_with("!=") {
             return Some(format!("write `{word}` instead of `{symbol}`"));
@@ -236,11 +368,80 @@ fn help_for(positives: &[Rule], source: &str, pos: usize) -> Option<String> {
     {
         return Some(DURATION_HELP.into());
     }
+    if rest.starts_with("=>") && positives.contains(&Rule::stmt) {
+        return Some(
+            "a lambda `x => ...` can only be the argument of a list method, such as \
+             `.map(x => x.sku)`"
+                .into(),
+        );
+    }
+    let wants_value = positives.contains(&Rule::expr) || positives.contains(&Rule::primary);
+    if wants_value && VALUE_KEYWORDS.contains(&word) {
+        return Some(format!(
+            "`{word}` is a keyword, so it cannot name a value; rename what you bound to it, \
+             e.g. `{word}_`"
+        ));
+    }
     if positives.contains(&Rule::trigger_kind) {
         return Some("for example `trigger webhook POST \"/orders\"`".into());
     }
     if positives.contains(&Rule::duration) || positives.contains(&Rule::every_schedule) {
         return Some(DURATION_HELP.into());
+    }
+    None
+}
+
+/// Statement keywords, for "did you mean" on a word that starts no
+/// statement.
+const STATEMENT_KEYWORDS: &[&str] = &[
+    "let", "step", "if", "match", "for", "dispatch", "skip", "fail", "respond",
+];
+
+/// The help for a word where a statement should start: the keyword it
+/// is a typo of, `else if` for `elif`, or the list of statements.
+fn statement_help(word: &str) -> String {
+    if matches!(word, "elif" | "elsif" | "elseif") {
+        return "write `else if`".into();
+    }
+    let close = STATEMENT_KEYWORDS
+        .iter()
+        .filter(|k| k.len() > 2 && strsim::osa_distance(word, k) == 1)
+        .min_by_key(|k| strsim::osa_distance(word, k));
+    match close {
+        Some(k) => format!("did you mean `{k}`?"),
+        None => STATEMENT_HELP.into(),
+    }
+}
+
+/// Habits from other languages: `=` for `==`, single quotes, `elif`,
+/// lower-case type names.
+fn common_slip(positives: &[Rule], rest: &str) -> Option<String> {
+    let word_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let word = rest.get(..word_len).unwrap_or_default();
+    let wants_block = positives.contains(&Rule::block) || positives.contains(&Rule::lbrace);
+    if wants_block && rest.starts_with('=') && !rest.starts_with("==") && !rest.starts_with("=>") {
+        return Some("compare with `==`; `=` only binds names in `let` and `step`".into());
+    }
+    if rest.starts_with('\'') {
+        return Some("strings are written in double quotes: `\"...\"`".into());
+    }
+    if matches!(word, "elif" | "elsif" | "elseif") {
+        return Some("write `else if`".into());
+    }
+    let wants_type = positives.contains(&Rule::type_expr) || positives.contains(&Rule::named_type);
+    if wants_type && word.starts_with(|c: char| c.is_ascii_lowercase()) {
+        let mut chars = word.chars();
+        let capitalized: String = chars
+            .next()
+            .map(|c| c.to_ascii_uppercase())
+            .into_iter()
+            .chain(chars)
+            .collect();
+        return Some(format!(
+            "type names start with an upper-case letter: `{capitalized}`"
+        ));
     }
     None
 }

@@ -1,0 +1,97 @@
+//! `docs/diagnostics.md` is the reference of every code and what
+//! `flowc explain` prints. Its examples are programs, so they are checked:
+//! each section's "Wrong" program reports the section's code, its "Fixed"
+//! program reports no error and not that code, and every code has a
+//! section.
+
+use std::fs;
+use std::path::Path;
+
+use flowc::check::check_source;
+use flowc::diagnostics::Code;
+
+/// The page's sections: (heading line, body up to the next section).
+fn sections(page: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find("\n## ") {
+        let after = &rest[start + 1..];
+        let end = after[3..].find("\n## ").map_or(after.len(), |i| i + 3);
+        let section = &after[..end];
+        let heading = section.lines().next().unwrap_or_default();
+        out.push((heading, section));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// The first ```flow block after `label` in a section.
+fn block<'a>(section: &'a str, label: &str) -> Option<&'a str> {
+    let after = &section[section.find(label)? + label.len()..];
+    let open = after.find("```flow\n")? + "```flow\n".len();
+    let body = &after[open..];
+    Some(&body[..body.find("\n```")?])
+}
+
+fn codes_of(source: &str) -> Vec<Code> {
+    check_source(source)
+        .diagnostics
+        .iter()
+        .map(|d| d.code)
+        .collect()
+}
+
+#[test]
+fn every_section_shows_its_code_wrong_and_fixed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnostics.md");
+    let page = fs::read_to_string(&path).expect("docs/diagnostics.md");
+    let mut failures = Vec::new();
+    let mut documented = Vec::new();
+    for (heading, section) in sections(&page) {
+        let Some(code) = heading
+            .strip_prefix("## ")
+            .and_then(|h| h.split(':').next())
+            .and_then(Code::parse)
+        else {
+            continue;
+        };
+        documented.push(code);
+        let expected_heading = format!("## {}: {}", code.as_str(), code.title());
+        if heading != expected_heading {
+            failures.push(format!(
+                "heading `{heading}`, expected `{expected_heading}`"
+            ));
+        }
+        let name = code.as_str();
+        let (Some(wrong), Some(fixed)) = (block(section, "Wrong:"), block(section, "Fixed:"))
+        else {
+            failures.push(format!("{name}: needs a Wrong: and a Fixed: ```flow block"));
+            continue;
+        };
+        // Whole programs; E0006's mistake is where `integration` is.
+        if !fixed.starts_with("integration ") || !wrong.contains("integration ") {
+            failures.push(format!("{name}: the programs must be whole files"));
+        }
+        let wrong_codes = codes_of(wrong);
+        if !wrong_codes.contains(&code) {
+            failures.push(format!("{name}: the wrong program reports {wrong_codes:?}"));
+        }
+        let fixed_diags = check_source(fixed).diagnostics;
+        if fixed_diags.iter().any(|d| d.is_error() || d.code == code) {
+            let got: Vec<&str> = fixed_diags.iter().map(|d| d.code.as_str()).collect();
+            failures.push(format!("{name}: the fixed program reports {got:?}"));
+        }
+        if code
+            .explanation()
+            .is_none_or(|e| !e.starts_with(&expected_heading))
+        {
+            failures.push(format!("{name}: `flowc explain` does not find the section"));
+        }
+    }
+    for code in Code::ALL {
+        if !documented.contains(code) {
+            failures.push(format!("{}: no section", code.as_str()));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
