@@ -87,7 +87,17 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<(), BuildError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    std::fs::write(path, contents).map_err(io_err(path))
+    // Write a file of our own, then rename it into place: another flowc
+    // building into the same cache at the same time (parallel tests, two
+    // terminals) never sees, nor lets cargo read, a half-written file.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path)(e)
+    })
 }
 
 /// Writes the embedded runtime into the cache (once per runtime version)
@@ -157,9 +167,32 @@ strip = "debuginfo"
     )
 }
 
+/// A stage of a build, reported as it starts (see [`build_with_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The runtime (or some of its dependencies) is being compiled;
+    /// `first_time`: the first build with this flowc's runtime and profile,
+    /// which compiles all of it (a few minutes).
+    CompilingRuntime { first_time: bool },
+    /// The integration's own crate is being compiled and linked.
+    Compiling,
+}
+
 /// Builds the generated `main_rs` of integration `name` and returns the
 /// path of the binary in the shared target directory.
 pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    build_with_progress(name, main_rs, opts, &mut |_| {})
+}
+
+/// [`build`], calling `progress` as each stage starts. Without
+/// `opts.verbose`, cargo's output is kept back (it runs with JSON messages,
+/// which tell when the runtime is ready) and shown only when it fails.
+pub fn build_with_progress(
+    name: &str,
+    main_rs: &str,
+    opts: &BuildOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf, BuildError> {
     let runtime = install_runtime(&opts.cache_dir)?;
     let crate_dir = opts.cache_dir.join("crates").join(name);
     write_if_changed(
@@ -190,21 +223,100 @@ pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, 
     ] {
         cmd.env_remove(var);
     }
-    let output = if opts.verbose {
+    let profile = if opts.release { "release" } else { "debug" };
+    // A marker in the runtime's folder, written after the first successful
+    // build with it: without it (or without a compiled runtime in the
+    // target folder), the runtime is about to be compiled.
+    let marker = runtime.join(format!(".built-{profile}"));
+    let first_time = !marker.exists() || !runtime_compiled(&target.join(profile));
+    if first_time {
+        progress(Progress::CompilingRuntime { first_time });
+    }
+    let (success, output) = if opts.verbose {
+        progress(Progress::Compiling);
         let status = cmd.status().map_err(BuildError::CargoMissing)?;
         (status.success(), String::new())
     } else {
-        let out = cmd.output().map_err(BuildError::CargoMissing)?;
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_quietly(&mut cmd, first_time, progress)?
     };
-    if !output.0 {
-        return Err(BuildError::Cargo { output: output.1 });
+    if !success {
+        return Err(BuildError::Cargo { output });
     }
-    let profile = if opts.release { "release" } else { "debug" };
+    // Best effort: without the marker the next build only says once more
+    // that it compiles the runtime.
+    let _ = std::fs::write(&marker, "");
     Ok(target.join(profile).join(exe_name(name)))
+}
+
+/// Is there a compiled `flow_runtime` library in this profile's folder?
+fn runtime_compiled(profile_dir: &Path) -> bool {
+    std::fs::read_dir(profile_dir.join("deps")).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libflow_runtime-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// Runs cargo with JSON messages on stdout: reports
+/// [`Progress::CompilingRuntime`] when a crate other than the integration is
+/// compiled (unless `runtime_reported`), [`Progress::Compiling`] once the
+/// runtime is ready, and returns whether cargo succeeded with its full
+/// output (stderr, where diagnostics are rendered, then any stdout line that
+/// is not a JSON message).
+fn run_quietly(
+    cmd: &mut Command,
+    mut runtime_reported: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(bool, String), BuildError> {
+    use std::io::{BufRead, Read};
+    use std::process::Stdio;
+
+    cmd.arg("--message-format=json-render-diagnostics")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(BuildError::CargoMissing)?;
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let mut other = String::new();
+    let mut compiling = false;
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(message) => {
+                    let artifact = message["reason"] == "compiler-artifact";
+                    let runtime_ready = artifact && message["target"]["name"] == "flow_runtime";
+                    let compiled = artifact && message["fresh"] == false;
+                    if compiled && !compiling && !runtime_reported {
+                        runtime_reported = true;
+                        progress(Progress::CompilingRuntime { first_time: false });
+                    }
+                    if runtime_ready && !compiling {
+                        compiling = true;
+                        progress(Progress::Compiling);
+                    }
+                }
+                Err(_) => {
+                    other.push_str(&line);
+                    other.push('\n');
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(BuildError::CargoMissing)?;
+    let mut output = stderr
+        .and_then(|reader| reader.join().ok())
+        .unwrap_or_default();
+    output.push_str(&other);
+    Ok((status.success(), output))
 }
 
 fn exe_name(name: &str) -> String {

@@ -9,3 +9,6 @@ pub mod syntax;
 pub mod check;
 pub mod build;
 pub mod codegen;
+pub mod fmt;
+pub mod graph;
+pub mod new;

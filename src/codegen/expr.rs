@@ -11,8 +11,9 @@
 //! (`ops::get(ops::get(cx.trigger(), "body"), "updates")`) so reading
 //! `trigger.body.updates` clones only the list, not the whole trigger.
 
+use crate::check::Type;
 use crate::syntax::ast::{
-    Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, UnaryOp,
+    Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, TypeDeclBody, UnaryOp,
 };
 
 use super::{lit, Gen};
@@ -65,7 +66,22 @@ impl Gen<'_> {
             }
             ExprKind::Index { target, index } => {
                 let t = self.borrowed(target);
-                format!("ops::index({t}, &{})", self.expr(index))
+                let key = if self.is_header_map(target) {
+                    // HTTP header names are case-insensitive; the runtime
+                    // keeps them lowercase.
+                    match &index.kind {
+                        ExprKind::Str(parts) => match parts.as_slice() {
+                            [StrPart::Lit(s)] => {
+                                format!("Value::from({})", lit(&s.to_ascii_lowercase()))
+                            }
+                            _ => format!("ops::lower(&{})?", self.expr(index)),
+                        },
+                        _ => format!("ops::lower(&{})?", self.expr(index)),
+                    }
+                } else {
+                    self.expr(index)
+                };
+                format!("ops::index({t}, &{key})")
             }
             ExprKind::Call { callee, args } => self.call(callee, args),
             ExprKind::Lambda { .. } => "Value::Null".into(),
@@ -290,19 +306,100 @@ impl Gen<'_> {
                     let schema = self.types.schema(te);
                     out.push_str(&format!(".decode_as({schema})"));
                 }
-                Some(ArgValue::Expr(e)) if !param.has_default => {
-                    let v = self.expr(e);
-                    out.push_str(&format!(".arg({v})"));
-                }
                 Some(ArgValue::Expr(e)) => {
-                    let v = self.expr(e);
-                    out.push_str(&format!(".kw({}, {v})", lit(&param.name)));
+                    let mut v = self.expr(e);
+                    // A typed value handed out as `Json` (`json:` bodies,
+                    // `json.encode`) leaves in wire names.
+                    if matches!(param.ty.unwrap_optional(), Type::Json) {
+                        if let Some(schema) = self.wire_schema(e) {
+                            v = format!("{schema}.encode(&{v})");
+                        }
+                    }
+                    if param.has_default {
+                        out.push_str(&format!(".kw({}, {v})", lit(&param.name)));
+                    } else {
+                        out.push_str(&format!(".arg({v})"));
+                    }
                 }
                 None if !param.has_default => out.push_str(".arg(Value::Null)"),
                 None => {}
             }
         }
         out
+    }
+
+    /// Whether `e` is a map of HTTP headers: `trigger.headers` in a webhook
+    /// or sync flow, or `.headers` of an HTTP response.
+    fn is_header_map(&self, e: &Expr) -> bool {
+        let ExprKind::Field { target, name, .. } = &e.kind else {
+            return false;
+        };
+        if name.name != "headers" {
+            return false;
+        }
+        let is_trigger = matches!(&target.kind, ExprKind::Name(n) if n.name == "trigger" && !self.is_local("trigger"));
+        (is_trigger && self.http_trigger)
+            || matches!(
+                self.program.expr_types.get(&target.span),
+                Some(Type::Response(_))
+            )
+    }
+
+    /// The schema that maps `e`'s value to wire names, when its type has
+    /// `@rename`d fields somewhere (else `None`: the value is sent as is).
+    pub(super) fn wire_schema(&self, e: &Expr) -> Option<String> {
+        let ty = self.program.expr_types.get(&e.span)?;
+        self.has_renames(ty, 0).then(|| self.type_schema(ty, 0))
+    }
+
+    fn has_renames(&self, ty: &Type, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
+        }
+        match ty {
+            Type::Named(name) => {
+                let renamed = matches!(
+                    self.types.decls.get(&**name),
+                    Some(TypeDeclBody::Record(fields)) if fields.iter().any(|f| f.rename.is_some())
+                );
+                renamed
+                    || self.program.types.get(&**name).is_some_and(|r| {
+                        r.fields.iter().any(|f| self.has_renames(&f.ty, depth + 1))
+                    })
+            }
+            Type::List(t) | Type::Optional(t) | Type::Map(t) => self.has_renames(t, depth + 1),
+            Type::Record(r) => r.fields.iter().any(|f| self.has_renames(&f.ty, depth + 1)),
+            _ => false,
+        }
+    }
+
+    /// A `Schema` expression for a checked type (named types by reference,
+    /// which carries their wire names).
+    fn type_schema(&self, ty: &Type, depth: usize) -> String {
+        if depth > 32 {
+            return "Schema::Json".into();
+        }
+        match ty {
+            Type::Named(name) => format!("Schema::Ref({})", lit(name)),
+            Type::List(t) => format!("Schema::list({})", self.type_schema(t, depth + 1)),
+            Type::Optional(t) => format!("Schema::optional({})", self.type_schema(t, depth + 1)),
+            Type::Map(t) => format!("Schema::map({})", self.type_schema(t, depth + 1)),
+            Type::Record(r) => {
+                let fields: Vec<String> = r
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "FieldSchema::new({}, {})",
+                            lit(&f.name),
+                            self.type_schema(&f.ty, depth + 1)
+                        )
+                    })
+                    .collect();
+                format!("Schema::Record(Vec::from([{}]))", fields.join(", "))
+            }
+            _ => "Schema::Json".into(),
+        }
     }
 
     fn method(&mut self, target: &Expr, method: &str, args: &[Arg]) -> String {

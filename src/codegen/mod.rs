@@ -29,12 +29,17 @@ pub(crate) fn lit(s: &str) -> String {
 pub(crate) struct Gen<'a> {
     std: &'static Stdlib,
     types: TypeDecls<'a>,
+    /// The checked program: expression types, for `@rename` wire names.
+    program: &'a Program,
     /// Locals visible at this point, innermost last.
     locals: Vec<String>,
     /// How many `for ... parallel` bodies enclose this point.
     parallel: usize,
     /// In a dispatch flow: the name of its input parameter.
     dispatch_param: Option<String>,
+    /// In a webhook or sync flow, whose `trigger.headers` the runtime
+    /// stores with lowercase names.
+    http_trigger: bool,
 }
 
 impl Gen<'_> {
@@ -66,9 +71,11 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
     let mut gen = Gen {
         std: Stdlib::get(),
         types: TypeDecls { decls },
+        program,
         locals: Vec::new(),
         parallel: 0,
         dispatch_param: None,
+        http_trigger: false,
     };
     let mut scope = codegen::Scope::new();
     scope.raw(header(file, source));
@@ -327,6 +334,12 @@ fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
     gen.dispatch_param = flow.triggers.first().and_then(|t| match &t.kind {
         TriggerKind::Dispatch { param, .. } => Some(param.name.clone()),
         _ => None,
+    });
+    gen.http_trigger = flow.triggers.first().is_some_and(|t| {
+        matches!(
+            t.kind,
+            TriggerKind::Webhook { .. } | TriggerKind::Sync { .. }
+        )
     });
     let mut fns = vec![body_fn(
         gen,

@@ -100,9 +100,14 @@ impl Gen<'_> {
                 headers,
             } => {
                 let s = self.borrowed(status);
-                let b = body
-                    .as_ref()
-                    .map_or("Value::Null".to_string(), |b| self.expr(b));
+                // A typed body answers in wire names, like a `json:` body.
+                let b = match body {
+                    Some(b) => match self.wire_schema(b) {
+                        Some(schema) => format!("{schema}.encode(&{})", self.expr(b)),
+                        None => self.expr(b),
+                    },
+                    None => "Value::Null".to_string(),
+                };
                 let h = match headers.as_ref().map(|h| &h.kind) {
                     Some(ExprKind::Record(entries)) => {
                         let items: Vec<String> = entries

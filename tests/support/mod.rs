@@ -167,7 +167,7 @@ pub struct Service {
     url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Service {
@@ -240,7 +240,7 @@ impl Service {
             url,
             stdout,
             stderr,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -252,6 +252,34 @@ impl Service {
     /// `url()` + `path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`, else the test fails)
+    /// for the binary to exit; returns its exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {timeout:?} of SIGTERM\nstderr:\n{}",
+                lock(&self.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The binary's (temporary) working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// What the binary logged so far (for diagnosis and log assertions).
@@ -332,10 +360,12 @@ pub fn run_binary(
     for t in threads {
         let _ = t.join();
     }
+    let stdout = lock(&stdout).clone();
+    let stderr = lock(&stderr).clone();
     Finished {
         code: status.code(),
-        stdout: lock(&stdout).clone(),
-        stderr: lock(&stderr).clone(),
+        stdout,
+        stderr,
     }
 }
 
@@ -474,7 +504,9 @@ impl Sink {
     /// Starts a sink on a free loopback port.
     pub fn start() -> Sink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
-        listener.set_nonblocking(true).expect("non-blocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let url = format!("http://{}", listener.local_addr().expect("sink address"));
         let state = Arc::new(SinkState::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -488,8 +520,7 @@ impl Sink {
                 .build()
                 .expect("sink runtime");
             rt.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 tokio::select! {
                     r = axum::serve(listener, router) => r.expect("sink server"),
                     _ = stopped => {}
@@ -549,10 +580,7 @@ impl Sink {
         timeout: Duration,
     ) -> Vec<Received> {
         let what = format!("{n} request(s) {method} {path} at the sink");
-        wait_until(timeout, &what, || {
-            self.requests_to(method, path).len() >= n
-        })
-        .await;
+        wait_until(timeout, &what, || self.requests_to(method, path).len() >= n).await;
         self.requests_to(method, path)
     }
 

@@ -1,0 +1,170 @@
+//! Lexical scans of the source that the tree does not keep: comments,
+//! trivia (whitespace and comments), matching brackets and the extent of
+//! string literals. Strings are skipped with their `${...}` interpolations
+//! (which hold code, and so may hold comments and further strings).
+
+/// A `// ...` comment (doc comments included): its byte range and its text
+/// without trailing whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// Every comment of `source`, in order.
+pub fn comments(source: &str) -> Vec<Comment> {
+    let bytes = source.as_bytes();
+    let mut found = Vec::new();
+    let mut depth = 0usize;
+    // Brace depth at which each open interpolation started.
+    let mut interpolations: Vec<usize> = Vec::new();
+    let mut in_string = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                    interpolations.push(depth);
+                    in_string = false;
+                    depth += 1;
+                    i += 1;
+                }
+                _ => {}
+            }
+        } else {
+            match b {
+                b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                    let end = source
+                        .get(i..)
+                        .and_then(|rest| rest.find('\n'))
+                        .map_or(source.len(), |n| i + n);
+                    let text = source.get(i..end).unwrap_or_default().trim_end();
+                    found.push(Comment {
+                        start: i,
+                        end: i + text.len(),
+                        text: text.to_string(),
+                    });
+                    i = end;
+                    continue;
+                }
+                b'"' => in_string = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if interpolations.last() == Some(&depth) {
+                        interpolations.pop();
+                        in_string = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The first position at or after `pos` that is not whitespace or inside a
+/// comment.
+pub(super) fn skip_trivia(source: &str, mut pos: usize) -> usize {
+    let bytes = source.as_bytes();
+    loop {
+        match bytes.get(pos) {
+            Some(b' ' | b'\t' | b'\r' | b'\n') => pos += 1,
+            Some(b'/') if bytes.get(pos + 1) == Some(&b'/') => {
+                pos = source
+                    .get(pos..)
+                    .and_then(|rest| rest.find('\n'))
+                    .map_or(source.len(), |n| pos + n);
+            }
+            _ => return pos,
+        }
+    }
+}
+
+/// The end (exclusive) of the string literal whose opening quote is at
+/// `start`.
+pub(super) fn string_end(source: &str, start: usize) -> usize {
+    let bytes = source.as_bytes();
+    let mut i = start + 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                i = match_close(source, i + 1).map_or(source.len(), |close| close + 1);
+            }
+            _ => i += 1,
+        }
+    }
+    source.len()
+}
+
+/// The position of the bracket closing the one at `open` (`(`, `[` or
+/// `{`), skipping strings and comments.
+pub(super) fn match_close(source: &str, open: usize) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut depth = 0usize;
+    let mut i = open;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b'"' => {
+                i = string_end(source, i);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = skip_trivia(source, i);
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The first `{` at or after `from` outside parentheses, strings and
+/// comments.
+pub(super) fn first_brace(source: &str, from: usize) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut i = from;
+    loop {
+        i = skip_trivia(source, i);
+        match bytes.get(i)? {
+            b'{' => return Some(i),
+            b'"' => i = string_end(source, i),
+            b'(' => i = match_close(source, i)? + 1,
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_skip_strings_and_find_interpolated_code() {
+        let src = "let a = \"http://x ${ b // in\n } // not\" // yes\n/// doc";
+        let texts: Vec<_> = comments(src).into_iter().map(|c| c.text).collect();
+        assert_eq!(texts, ["// in", "// yes", "/// doc"]);
+    }
+
+    #[test]
+    fn brackets_and_strings() {
+        let src = "f(\"a)\", { b: \"${c}\" }) // )";
+        assert_eq!(match_close(src, 1), Some(21));
+        assert_eq!(string_end(src, 2), 6);
+        assert_eq!(skip_trivia("  // x\n  y", 0), 9);
+    }
+}

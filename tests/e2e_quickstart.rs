@@ -1,0 +1,58 @@
+//! End to end: `examples/quickstart.flow`, which needs no outside service:
+//! order items appended to a local file, counted by a sync endpoint.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{get, poll_until, post_json, Service};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_items_become_lines_that_the_count_endpoint_sees() {
+    let binary = support::build_example("examples/quickstart.flow");
+    let svc = Service::start(&binary, &[], &[]);
+
+    let count = get(&svc.at("/orders/count"), &[]).await;
+    assert_eq!(count.status, 200, "{}", count.body);
+    assert_eq!(count.body, json!({ "item_lines": 0 }));
+
+    let order = json!({ "id": "o-1", "customer": "ada", "items": [
+        { "sku": "tea", "quantity": 2, "price": 3.5 },
+        { "sku": "cup", "quantity": 1, "price": 8 },
+    ] });
+    let (status, answer) = post_json(&svc.at("/orders"), &order, &[]).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let url = svc.at("/orders/count");
+    poll_until(Duration::from_secs(20), "2 item lines", || async {
+        let a = get(&url, &[]).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        (a.body["item_lines"] == 2).then_some(())
+    })
+    .await;
+
+    // The lines are in the working directory, as JSON objects.
+    let text =
+        std::fs::read_to_string(svc.dir().join("data/orders.jsonl")).expect("data/orders.jsonl");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["sku"], "tea");
+    assert_eq!(lines[0]["order"], "o-1");
+    assert_eq!(lines[0]["total"].as_f64(), Some(7.0));
+    assert_eq!(lines[1]["sku"], "cup");
+    assert_eq!(lines[1]["total"].as_f64(), Some(8.0));
+
+    // A bad order is refused before anything is written.
+    let (status, answer) = post_json(
+        &svc.at("/orders"),
+        &json!({ "id": "o-2", "customer": "bob", "items": [{ "sku": "x", "quantity": 1.5, "price": 1 }] }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "items[0].quantity: expected Int, got 1.5");
+}
