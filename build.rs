@@ -15,7 +15,12 @@ fn main() {
     for f in &files {
         let rel = f.strip_prefix(&runtime).expect("under runtime/");
         let rel = rel.to_string_lossy().replace('\\', "/");
-        writeln!(out, "    ({rel:?}, include_str!({:?})),", f.display().to_string()).expect("string write");
+        writeln!(
+            out,
+            "    ({rel:?}, include_str!({:?})),",
+            f.display().to_string()
+        )
+        .expect("string write");
         println!("cargo:rerun-if-changed={}", f.display());
     }
     out.push_str("];\n");
@@ -23,12 +28,15 @@ fn main() {
     println!("cargo:rerun-if-changed={}", lock.display());
     println!("cargo:rerun-if-changed={}", runtime.join("src").display());
     writeln!(out, "/// The workspace's Cargo.lock: generated crates pin the same versions.\npub const CARGO_LOCK: &str = include_str!({:?});", lock.display().to_string()).expect("string write");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("runtime_files.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("runtime_files.rs");
     std::fs::write(dest, out).expect("write runtime_files.rs");
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {

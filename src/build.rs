@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! runtime-<hash>/     the flow_runtime sources embedded in this flowc
-//! crates/<name>/      one generated crate per integration
+//! crates/<name>-<h>/  one generated crate per integration source file
 //! target/             one cargo target dir shared by all of them
 //! ```
 //!
@@ -178,8 +178,18 @@ pub enum Progress {
     Compiling,
 }
 
-/// Builds the generated `main_rs` of integration `name` and returns the
-/// path of the binary in the shared target directory.
+/// The name of a generated crate (and of its binary in the shared target
+/// directory): the integration's name and a hash of where its source is,
+/// so two `.flow` files that name the same integration never share (or
+/// race on) a crate or a binary.
+pub fn crate_name(integration: &str, source: &Path) -> String {
+    let place = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    let hash = hex::encode(Sha256::digest(place.to_string_lossy().as_bytes()));
+    format!("{integration}-{}", &hash[..10])
+}
+
+/// Builds the generated `main_rs` as crate `name` (see [`crate_name`]) and
+/// returns the path of the binary in the shared target directory.
 pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
     build_with_progress(name, main_rs, opts, &mut |_| {})
 }

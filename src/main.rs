@@ -166,11 +166,11 @@ fn main() -> ExitCode {
             debug,
             verbose,
         } => match build(&file, !debug, verbose) {
-            Ok(binary) => install(&binary, &out_dir),
+            Ok((name, binary)) => install(&binary, &out_dir, &name),
             Err(code) => code,
         },
         Command::Run { file, debug, args } => match build(&file, !debug, false) {
-            Ok(binary) => run_binary(&binary, &args),
+            Ok((_, binary)) => run_binary(&binary, &args),
             Err(code) => code,
         },
     }
@@ -359,7 +359,8 @@ fn elapsed(started: Instant) -> String {
 /// Checks, generates and compiles, with one line per stage on stderr and
 /// the time since the start; cargo's own output only with `verbose` or
 /// when it fails.
-fn build(path: &Path, release: bool, verbose: bool) -> Result<PathBuf, ExitCode> {
+/// Builds `path`; returns the integration's name and the built binary.
+fn build(path: &Path, release: bool, verbose: bool) -> Result<(String, PathBuf), ExitCode> {
     use flowc::build::Progress;
     let started = Instant::now();
     eprintln!("    Checking {} [{}]", path.display(), elapsed(started));
@@ -378,11 +379,12 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<PathBuf, ExitCode>
         }
         Progress::Compiling => eprintln!("   Compiling {name} [{}]", elapsed(started)),
     };
-    match flowc::build::build_with_progress(&name, &code, &opts, &mut report) {
+    let crate_name = flowc::build::crate_name(&name, path);
+    match flowc::build::build_with_progress(&crate_name, &code, &opts, &mut report) {
         Ok(binary) => {
             let profile = if release { "release" } else { "debug" };
             eprintln!("    Finished {name} ({profile}) in {}", elapsed(started));
-            Ok(binary)
+            Ok((name, binary))
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -391,20 +393,15 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<PathBuf, ExitCode>
     }
 }
 
-fn install(binary: &Path, out_dir: &Path) -> ExitCode {
-    let Some(file_name) = binary.file_name() else {
-        return ExitCode::from(EXIT_USAGE);
-    };
-    let dest = out_dir.join(file_name);
+/// Copies the built binary to `out_dir`, named after the integration.
+fn install(binary: &Path, out_dir: &Path, name: &str) -> ExitCode {
+    let file_name = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let dest = out_dir.join(&file_name);
     let copied = std::fs::create_dir_all(out_dir).and_then(|()| {
         // Copy to a temporary name and rename, so a running binary at
         // `dest` is replaced, not overwritten in place. The name is this
         // process's own: two builds installing at once don't mix copies.
-        let tmp = out_dir.join(format!(
-            ".{}.{}.tmp",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
+        let tmp = out_dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
         std::fs::copy(binary, &tmp)?;
         std::fs::rename(&tmp, &dest)
     });
