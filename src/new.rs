@@ -59,32 +59,10 @@ pub enum NewError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// Words that cannot name an integration: the language's reserved words
-/// and Rust's keywords (the name becomes the binary's crate name).
-const RESERVED: &[&str] = &[
-    "let",
-    "step",
-    "if",
-    "else",
-    "match",
-    "for",
-    "in",
-    "dispatch",
-    "skip",
-    "fail",
-    "respond",
-    "true",
-    "false",
-    "null",
-    "and",
-    "or",
-    "not",
-    "as",
-    "flow",
-    "type",
-    "integration",
-    "test",
-    "trigger",
+/// Words that cannot name an integration besides the language's reserved
+/// words ([`crate::syntax::RESERVED`]): the ambient names and Rust's
+/// keywords (the name becomes the binary's crate name).
+const ALSO_RESERVED: &[&str] = &[
     "config",
     "error",
     "env",
@@ -158,7 +136,7 @@ pub fn validate_name(name: &str) -> Result<(), NewError> {
     if name.chars().all(|c| c == '_') {
         return bad("it needs a letter");
     }
-    if RESERVED.contains(&name) {
+    if crate::syntax::RESERVED.contains(&name) || ALSO_RESERVED.contains(&name) {
         return bad("it is a reserved word");
     }
     Ok(())

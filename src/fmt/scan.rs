@@ -14,56 +14,17 @@ pub struct Comment {
 
 /// Every comment of `source`, in order.
 pub fn comments(source: &str) -> Vec<Comment> {
-    let bytes = source.as_bytes();
     let mut found = Vec::new();
-    let mut depth = 0usize;
-    // Brace depth at which each open interpolation started.
-    let mut interpolations: Vec<usize> = Vec::new();
-    let mut in_string = false;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                    interpolations.push(depth);
-                    in_string = false;
-                    depth += 1;
-                    i += 1;
-                }
-                _ => {}
-            }
-        } else {
-            match b {
-                b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                    let end = source
-                        .get(i..)
-                        .and_then(|rest| rest.find('\n'))
-                        .map_or(source.len(), |n| i + n);
-                    let text = source.get(i..end).unwrap_or_default().trim_end();
-                    found.push(Comment {
-                        start: i,
-                        end: i + text.len(),
-                        text: text.to_string(),
-                    });
-                    i = end;
-                    continue;
-                }
-                b'"' => in_string = true,
-                b'{' => depth += 1,
-                b'}' => {
-                    depth = depth.saturating_sub(1);
-                    if interpolations.last() == Some(&depth) {
-                        interpolations.pop();
-                        in_string = true;
-                    }
-                }
-                _ => {}
-            }
+    crate::syntax::scan::scan(source, |token| {
+        if let crate::syntax::scan::Token::Comment { start, end } = token {
+            found.push(Comment {
+                start,
+                end,
+                text: source.get(start..end).unwrap_or_default().to_string(),
+            });
         }
-        i += 1;
-    }
+        true
+    });
     found
 }
 

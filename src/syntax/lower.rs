@@ -41,7 +41,7 @@ const MAX_DEPTH: usize = 256;
 /// Words that cannot name a value (let, step, loop variable, flow, config
 /// entry, lambda or dispatch parameter). `trigger` can still be *used* as
 /// an expression, but nothing may be bound to that name.
-pub(super) const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "let",
     "step",
     "if",

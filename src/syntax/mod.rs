@@ -9,7 +9,9 @@
 pub mod ast;
 mod error;
 mod lower;
+pub use lower::RESERVED;
 mod parser;
+pub mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -26,60 +28,25 @@ use parser::{FlowParser, Rule};
 const MAX_NESTING: usize = 256;
 
 /// Rejects input nested deeper than [`MAX_NESTING`] brackets before pest
-/// sees it. A linear scan that skips comments and the text of strings
-/// (interpolations inside strings count, since they are parsed too).
+/// sees it (one linear scan, see [`scan`]).
 fn nesting_guard(source: &str) -> Result<(), Vec<Diagnostic>> {
-    let bytes = source.as_bytes();
-    let mut depth = 0usize;
-    // Brace depth at which each open string's interpolation started.
-    let mut strings: Vec<usize> = Vec::new();
-    let mut in_string = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                b'$' if bytes.get(i + 1) == Some(&b'{') => {
-                    strings.push(depth);
-                    in_string = false;
-                    depth += 1;
-                    i += 1;
-                }
-                _ => {}
-            }
-        } else {
-            match b {
-                b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                    while i < bytes.len() && bytes[i] != b'\n' {
-                        i += 1;
-                    }
-                }
-                b'"' => in_string = true,
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' => {
-                    depth = depth.saturating_sub(1);
-                    if b == b'}' && strings.last() == Some(&depth) {
-                        strings.pop();
-                        in_string = true;
-                    }
-                }
-                _ => {}
-            }
+    let mut too_deep = None;
+    scan::scan(source, |token| match token {
+        scan::Token::Open { at, depth } if depth > MAX_NESTING => {
+            too_deep = Some(at);
+            false
         }
-        if depth > MAX_NESTING {
-            let d = Diagnostic::new(
-                crate::diagnostics::Code::Syntax,
-                ast::Span::new(i, i + 1),
-                format!("brackets nested more than {MAX_NESTING} levels deep"),
-            )
-            .with_help("split the expression with `let` bindings");
-            return Err(vec![d]);
-        }
-        i += 1;
+        _ => true,
+    });
+    match too_deep {
+        None => Ok(()),
+        Some(at) => Err(vec![Diagnostic::new(
+            crate::diagnostics::Code::Syntax,
+            ast::Span::new(at, at + 1),
+            format!("brackets nested more than {MAX_NESTING} levels deep"),
+        )
+        .with_help("split the expression with `let` bindings")]),
     }
-    Ok(())
 }
 
 /// Parses a `.flow` program.
