@@ -11,4 +11,5 @@ pub mod build;
 pub mod codegen;
 pub mod fmt;
 pub mod graph;
+pub mod lsp;
 pub mod new;

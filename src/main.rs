@@ -68,6 +68,21 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run the `test` blocks of .flow files against the generated code.
+    ///
+    /// Each file is checked and built (debug), then its tests run: HTTP
+    /// answered by the tests' mocks in-process, files in a temporary folder,
+    /// an in-memory store. Exit code: 0 all passed (a file without tests
+    /// passes), 1 a test failed or a file did not check or build, 2 usage or
+    /// I/O error.
+    Test {
+        /// The .flow files whose tests to run.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only the tests whose name contains this.
+        #[arg(long, value_name = "NAME")]
+        filter: Option<String>,
+    },
     /// Print the Rust code generated for a .flow file.
     Emit {
         /// The .flow file.
@@ -111,6 +126,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = NewPattern::Webhook)]
         pattern: NewPattern,
     },
+    /// Run the Language Server (LSP over stdio) for editors: diagnostics,
+    /// hover, go to definition and completion.
+    Lsp,
     /// Print the long explanation of a diagnostic code, e.g. `flowc explain E0200`.
     Explain {
         /// A code such as E0200 or W0001.
@@ -148,6 +166,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { files, format } => check(&files, format),
         Command::Explain { code } => explain(&code),
+        Command::Lsp => ExitCode::from(flowc::lsp::run()),
         Command::Fmt { files, check } => {
             ExitCode::from(flowc::fmt::run(&files, check, use_color()))
         }
@@ -169,6 +188,7 @@ fn main() -> ExitCode {
             Ok((name, binary)) => install(&binary, &out_dir, &name),
             Err(code) => code,
         },
+        Command::Test { files, filter } => test(&files, filter.as_deref()),
         Command::Run { file, debug, args } => match build(&file, !debug, false) {
             Ok((_, binary)) => run_binary(&binary, &args),
             Err(code) => code,
@@ -391,6 +411,56 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<(String, PathBuf),
             Err(ExitCode::from(EXIT_ERRORS))
         }
     }
+}
+
+/// `flowc test`: checks and builds each file that has `test` blocks and
+/// runs its binary's hidden `test` command; the worst exit code wins.
+fn test(files: &[PathBuf], filter: Option<&str>) -> ExitCode {
+    let mut worst = 0u8;
+    for path in files {
+        let name = path.display().to_string();
+        let source = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot read {name}: {e}");
+                worst = worst.max(EXIT_USAGE);
+                continue;
+            }
+        };
+        // A file that does not parse is reported by the build below.
+        let has_tests = flowc::syntax::parse_file(&source).map_or(true, |f| {
+            f.items
+                .iter()
+                .any(|i| matches!(i, flowc::syntax::ast::Item::Test(_)))
+        });
+        if !has_tests {
+            eprintln!("{name}: no test blocks, nothing to run");
+            continue;
+        }
+        let binary = match build(path, false, false) {
+            Ok((_, binary)) => binary,
+            Err(_) => {
+                worst = worst.max(EXIT_ERRORS);
+                continue;
+            }
+        };
+        let mut args = vec!["test".to_string()];
+        if let Some(f) = filter {
+            args.push("--filter".into());
+            args.push(f.to_string());
+        }
+        // The binary's exit code: 0 passed, 1 a test failed.
+        let code = match std::process::Command::new(&binary).args(&args).status() {
+            Ok(status) if status.success() => 0,
+            Ok(_) => EXIT_ERRORS,
+            Err(e) => {
+                eprintln!("error: cannot start {}: {e}", binary.display());
+                EXIT_USAGE
+            }
+        };
+        worst = worst.max(code);
+    }
+    ExitCode::from(worst)
 }
 
 /// Copies the built binary to `out_dir`, named after the integration.

@@ -252,6 +252,12 @@ impl Printer<'_> {
     }
 
     fn call_args(&mut self, args: &[Arg], open: usize, close: usize) {
+        // `()` never breaks, whatever is around it.
+        if args.is_empty() && !self.has_comments(Span::new(open, close + 1)) {
+            self.write("()");
+            self.done(close + 1);
+            return;
+        }
         self.open("(", open);
         for arg in args {
             self.line(arg.span.start, false);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The relay benchmark against peers (issue 7): builds benches/relay.flow
+# with flowc and runs the shared harness (shared/bench/run.sh) with it
+# beside the hand-written axum service and Node-RED, in one run; then the
+# compiler's own figures: binary size, `flowc build` warm time.
+#
+#   benches/peers.sh                 # defaults of the harness (15 s, 64 connections)
+#   DURATION=30s benches/peers.sh    # any knob of shared/bench/run.sh
+#
+# Needs ../shared/bench beside the checkout (copied to a temp dir first:
+# ../shared may be read-only). Installs wrk and jq with apt and Node-RED
+# with npm when missing (the harness does). Only 127.0.0.1 is contacted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
+[[ -d $SHARED ]] || { echo "peers.sh: no harness at $SHARED (set SHARED_BENCH)" >&2; exit 2; }
+
+cargo build --release -q --bin flowc
+export FLOWC_CACHE_DIR=${FLOWC_CACHE_DIR:-$ROOT/target/flowc-cache}
+OUT=$(mktemp -d)
+./target/release/flowc build benches/relay.flow -o "$OUT"
+start=$(date +%s%N)
+./target/release/flowc build benches/relay.flow -o "$OUT" 2>/dev/null
+warm_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+
+BENCH=${BENCH_DIR:-/tmp/flow-bench}
+rm -rf "$BENCH"; cp -r "$SHARED" "$BENCH"; chmod -R u+w "$BENCH"
+FLOW_NAME=flowc \
+FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest $OUT/relay serve --store memory --addr 127.0.0.1:{port} --log-format json" \
+PEERS=${PEERS:-axum-baseline node-red} \
+  "$BENCH/run.sh"
+
+echo
+echo "flowc build, warm (relay.flow unchanged): ${warm_ms} ms"
+echo "relay binary: $(du -h "$OUT/relay" | cut -f1) ($(stat -c %s "$OUT/relay") bytes)"
+echo "results: $(ls -t "$BENCH"/results-*.txt | head -1)"
