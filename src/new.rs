@@ -204,8 +204,8 @@ pub fn readme(name: &str, pattern: Pattern) -> String {
          ## Test\n\n\
          ```sh\nflowc test __NAME__.flow\n```\n\n\
          runs the `test` blocks against the generated code with HTTP mocked (no\n\
-         network). `flowc check` already type-checks them; running them needs a\n\
-         flowc with the `test` command.\n\n\
+         network), files in a temporary folder and an in-memory store; it exits 0\n\
+         when every test passes.\n\n\
          ## Build\n\n\
          ```sh\nflowc build __NAME__.flow -o bin/\n```\n\n\
          makes one standalone binary, `bin/__NAME__` (the first build on a machine also\n\

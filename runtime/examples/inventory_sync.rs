@@ -80,10 +80,25 @@
 //!   step hook = http.post("${config.erp_url}/webhooks",
 //!     json: { url: trigger.endpoints.stock_changed, version: trigger.version })
 //! }
+//!
+//! test "an add and a remove make two ERP calls and an audit" {
+//!   config { erp_url: "http://erp.test", erp_token: "t", webhook_secret: "s" }
+//!   mock http POST "${config.erp_url}/stock/widgets" => 200, {}
+//!   mock http POST "${config.erp_url}/stock/gadgets" => 200, {}
+//!   mock http POST "${config.erp_url}/audit" => 200, {}
+//!   run stock_changed with { body: { event: "INVENTORY_UPDATE", updates: [
+//!     { item: "widgets", action: "add", quantity: 20 },
+//!     { item: "gadgets", action: "remove", quantity: 5 },
+//!   ] } }
+//!   expect http POST "${config.erp_url}/stock/gadgets" with json { delta: -5 }
+//!   expect http POST "${config.erp_url}/audit" with json { count: 2 }
+//!   expect status succeeded
+//! }
 //! ```
 
 use std::time::Duration;
 
+use flow_runtime::testing::{Expect, MockHttp, TestCase, TestRun, TestStmt};
 use flow_runtime::{
     json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
     Integration, Outcome, RunError, Schema, StepOptions, TriggerDef, Value,
@@ -153,7 +168,62 @@ pub fn integration() -> Integration {
             ),
         ],
         flows,
+        tests: tests(),
     }
+}
+
+/// The `test` blocks as data (`BINARY test` runs them). Expressions are
+/// functions of the test's config; the trigger body is given in wire names.
+fn tests() -> Vec<TestCase> {
+    vec![TestCase {
+        name: "an add and a remove make two ERP calls and an audit",
+        config: |_cx| {
+            Ok(vec![
+                ("erp_url", json!("http://erp.test")),
+                ("erp_token", json!("t")),
+                ("webhook_secret", json!("s")),
+            ])
+        },
+        stmts: |cx| {
+            let erp = |path: &str| {
+                Value::String(ops::interp(&[
+                    ops::field(cx.config(), "erp_url"),
+                    json!(path),
+                ]))
+            };
+            let ok = |path: &str| {
+                TestStmt::Mock(MockHttp {
+                    method: "POST",
+                    url: erp(path),
+                    status: json!(200),
+                    body: json!({}),
+                })
+            };
+            Ok(vec![
+                ok("/stock/widgets"),
+                ok("/stock/gadgets"),
+                ok("/audit"),
+                TestStmt::Run(TestRun {
+                    flow: "stock_changed",
+                    input: json!({ "body": { "event": "INVENTORY_UPDATE", "updates": [
+                        { "Item-Name": "widgets", "action": "add", "quantity": 20 },
+                        { "Item-Name": "gadgets", "action": "remove", "quantity": 5 },
+                    ] } }),
+                }),
+                TestStmt::Expect(Expect::Http {
+                    method: "POST",
+                    url: erp("/stock/gadgets"),
+                    json: Some(json!({ "delta": -5 })),
+                }),
+                TestStmt::Expect(Expect::Http {
+                    method: "POST",
+                    url: erp("/audit"),
+                    json: Some(json!({ "count": 2 })),
+                }),
+                TestStmt::Expect(Expect::Status("succeeded")),
+            ])
+        },
+    }]
 }
 
 fn flows(config: &Config) -> Vec<FlowDef> {

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
@@ -14,7 +15,7 @@ use crate::engine::{default_workers, new_execution_id, Runtime, RuntimeOptions, 
 use crate::integration::{Integration, TriggerDef};
 use crate::logging::LogFormat;
 use crate::redact::Redactor;
-use crate::store::{Execution, Status};
+use crate::store::{Durability, Execution, SqliteOptions, SqliteStore, Status, Store};
 
 #[derive(Parser, Debug)]
 #[command(disable_version_flag = true)]
@@ -31,9 +32,27 @@ struct Cli {
         env = "FLOW_LOG_FORMAT"
     )]
     log_format: LogFormat,
-    /// Where executions are stored: `memory` (lost on exit).
-    #[arg(long, global = true, default_value = "memory", env = "FLOW_STORE")]
-    store: String,
+    /// Where executions, journals, dedupe keys and state are stored:
+    /// `sqlite://PATH` (default for serve and deploy: ./<integration>.db) or
+    /// `memory` (lost on exit; default for `run`).
+    #[arg(
+        long,
+        global = true,
+        env = "FLOW_STORE",
+        value_name = "sqlite://PATH|memory"
+    )]
+    store: Option<String>,
+    /// SQLite commit durability: `full` syncs every commit to disk before
+    /// answering (survives power loss); `normal` survives a crash of the
+    /// process but a power loss may lose the last commits.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "full",
+        env = "FLOW_DURABILITY"
+    )]
+    durability: Durability,
     /// TOML file with config values (the environment wins over it).
     #[arg(long, global = true, value_name = "FILE.toml", env = "FLOW_CONFIG")]
     config: Option<PathBuf>,
@@ -51,9 +70,14 @@ struct ServeArgs {
     /// Number of workers running queued executions (default: 2 × cores).
     #[arg(long, env = "FLOW_WORKERS")]
     workers: Option<usize>,
-    /// How long shutdown waits for in-flight runs (e.g. 30s).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    /// How long shutdown waits for in-flight runs (e.g. 30s); runs still
+    /// going then stay queued for the next start.
+    #[arg(long, env = "FLOW_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// How long succeeded and skipped runs are kept (e.g. 7d; 0 keeps them
+    /// forever). Failed runs are kept until replayed.
+    #[arg(long, env = "FLOW_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    retention: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -99,6 +123,13 @@ enum Command {
         /// Base URL of the running server (default: http://FLOW_ADDR).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Run the `.flow` file's test blocks (what `flowc test` calls).
+    #[command(hide = true)]
+    Test {
+        /// Only the tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -163,7 +194,7 @@ pub fn help_text(i: &Integration) -> String {
             doc_lines(&mut out, e.doc);
         }
     }
-    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_LOG_FORMAT, RUST_LOG.");
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_DURABILITY, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
     out
 }
 
@@ -198,7 +229,11 @@ pub fn main(integration: Integration) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let redactor = Redactor::new();
-    crate::logging::init(cli.log_format, redactor.clone());
+    // Tests print their own report; logs only when asked for with RUST_LOG.
+    let testing = matches!(cli.command, Some(Command::Test { .. }));
+    if !testing || std::env::var_os("RUST_LOG").is_some() {
+        crate::logging::init(cli.log_format, redactor.clone());
+    }
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -216,31 +251,100 @@ fn exit(code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Where a command keeps its store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StoreChoice {
+    Memory,
+    Sqlite(PathBuf),
+}
+
+/// Parses `--store`: `memory`, `sqlite://PATH` (or `sqlite:PATH`).
+fn parse_store(s: &str) -> Result<StoreChoice, String> {
+    let s = s.trim();
+    if s == "memory" {
+        return Ok(StoreChoice::Memory);
+    }
+    match s
+        .strip_prefix("sqlite://")
+        .or_else(|| s.strip_prefix("sqlite:"))
+    {
+        Some(path) if !path.is_empty() => Ok(StoreChoice::Sqlite(PathBuf::from(path))),
+        _ => Err(format!(
+            "unsupported --store {s:?}: use `sqlite://PATH` or `memory`"
+        )),
+    }
+}
+
+/// What a command needs from the store.
+#[derive(Debug, Clone, Copy)]
+enum StoreUse {
+    /// `serve`: SQLite by default, locked for this process.
+    Serve,
+    /// `deploy`: SQLite by default (records the deployed version).
+    Deploy,
+    /// `run`, `check-config`: memory unless `--store` says otherwise.
+    Foreground,
+}
+
+fn open_store(name: &str, cli: &Cli, usage: StoreUse) -> Result<Option<Arc<dyn Store>>, ExitCode> {
+    let choice = match &cli.store {
+        Some(s) => match parse_store(s) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return Err(exit(2));
+            }
+        },
+        None => match usage {
+            StoreUse::Serve | StoreUse::Deploy => {
+                StoreChoice::Sqlite(PathBuf::from(format!("./{name}.db")))
+            }
+            StoreUse::Foreground => StoreChoice::Memory,
+        },
+    };
+    match choice {
+        StoreChoice::Memory => Ok(None),
+        StoreChoice::Sqlite(path) => {
+            let options = SqliteOptions {
+                durability: cli.durability,
+                exclusive: matches!(usage, StoreUse::Serve),
+            };
+            match SqliteStore::open(&path, options) {
+                Ok(store) => {
+                    tracing::info!(store = %path.display(), durability = ?cli.durability, "store opened");
+                    Ok(Some(Arc::new(store)))
+                }
+                Err(e) => {
+                    eprintln!("{name}: cannot open the store: {}", e.0);
+                    Err(exit(1))
+                }
+            }
+        }
+    }
+}
+
 fn build_runtime(
     integration: Integration,
     cli: &Cli,
     redactor: Redactor,
     workers: Option<usize>,
     drain: Duration,
+    usage: StoreUse,
+    retention: Option<Duration>,
 ) -> Result<Runtime, ExitCode> {
     let name = integration.name;
-    if cli.store != "memory" {
-        eprintln!(
-            "{name}: unsupported --store {:?}; only `memory` is available in this version",
-            cli.store
-        );
-        return Err(exit(2));
-    }
+    let store = open_store(name, cli, usage)?;
     let options = RuntimeOptions {
         env: EnvSource::Process,
         config_file: cli.config.clone(),
-        store: None,
+        store,
         admin_token: std::env::var("FLOW_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         workers: workers.unwrap_or_else(default_workers),
         drain_timeout: drain,
         lease: Duration::from_secs(60),
+        retention,
         redactor,
         step_overrides: Vec::new(),
     };
@@ -269,6 +373,8 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 redactor,
                 args.workers,
                 args.drain_timeout,
+                StoreUse::Serve,
+                (!args.retention.is_zero()).then_some(args.retention),
             ) {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -282,6 +388,8 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 redactor,
                 Some(1),
                 Duration::from_secs(30),
+                StoreUse::Foreground,
+                None,
             ) {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -295,6 +403,8 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 redactor,
                 Some(1),
                 Duration::from_secs(30),
+                StoreUse::Deploy,
+                None,
             ) {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -322,11 +432,18 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
             }
         }
         CommandKind::CheckConfig => {
-            let rt =
-                match build_runtime(integration, &cli, redactor, Some(1), Duration::from_secs(1)) {
-                    Ok(rt) => rt,
-                    Err(code) => return code,
-                };
+            let rt = match build_runtime(
+                integration,
+                &cli,
+                redactor,
+                Some(1),
+                Duration::from_secs(1),
+                StoreUse::Foreground,
+                None,
+            ) {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
             println!("configuration is valid:");
             for e in &rt.integration().config {
                 let v = rt.config().get(e.name);
@@ -372,6 +489,7 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
             )
             .await
         }
+        CommandKind::Test { filter } => crate::testing::run(integration, filter.as_deref()).await,
         CommandKind::Replay { id, url } => {
             let path = format!("/_flow/executions/{id}/replay");
             admin_call(&cli, url, reqwest::Method::POST, &path, &[], |v| {
@@ -386,6 +504,9 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
 }
 
 enum CommandKind {
+    Test {
+        filter: Option<String>,
+    },
     Serve(ServeArgs),
     Run {
         flow: String,
@@ -418,6 +539,9 @@ impl From<&Command> for CommandKind {
                 failed: *failed,
                 flow: flow.clone(),
                 url: url.clone(),
+            },
+            Command::Test { filter } => CommandKind::Test {
+                filter: filter.clone(),
             },
             Command::Replay { id, url } => CommandKind::Replay {
                 id: id.clone(),

@@ -136,13 +136,53 @@ pub struct StepCall {
     pub args: Args,
 }
 
+/// Where a run's journal entries go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Journaling {
+    /// Only in memory (a sync run that has not fallen back to async).
+    Memory,
+    /// Written to the store before the step's result is used.
+    Durable,
+    /// The run has ended and its outcome is settled.
+    Ended,
+}
+
+/// The journal of one run, shared by its body and its `on failure` block:
+/// the entries so far and whether they are written to the store. A sync run
+/// starts in [`Journaling::Memory`]; [`crate::engine::SyncRun::persist`]
+/// writes the execution and the entries so far and switches to
+/// [`Journaling::Durable`] under the write lock, so no entry is missed.
+#[derive(Clone)]
+pub(crate) struct RunJournal {
+    pub(crate) entries: Arc<Mutex<HashMap<String, StepRecord>>>,
+    pub(crate) mode: Arc<tokio::sync::RwLock<Journaling>>,
+}
+
+impl RunJournal {
+    pub(crate) fn new(entries: Vec<StepRecord>, mode: Journaling) -> RunJournal {
+        RunJournal {
+            entries: Arc::new(Mutex::new(
+                entries.into_iter().map(|r| (r.key.clone(), r)).collect(),
+            )),
+            mode: Arc::new(tokio::sync::RwLock::new(mode)),
+        }
+    }
+
+    /// The entries, in the order their steps started.
+    pub(crate) fn snapshot(&self) -> Vec<StepRecord> {
+        let mut all: Vec<StepRecord> = lock(&self.entries).values().cloned().collect();
+        all.sort_by_key(|r| r.started_at);
+        all
+    }
+}
+
 pub(crate) struct RunState {
     pub(crate) rt: Runtime,
     pub(crate) execution_id: String,
     pub(crate) flow: &'static str,
     pub(crate) trigger: Value,
     pub(crate) error: Value,
-    pub(crate) journal: Mutex<HashMap<String, StepRecord>>,
+    pub(crate) journal: RunJournal,
     pub(crate) state: Mutex<Map<String, Value>>,
     dispatches: Mutex<HashMap<String, usize>>,
 }
@@ -168,7 +208,7 @@ impl Ctx {
         flow: &'static str,
         trigger: Value,
         error: Value,
-        journal: Vec<StepRecord>,
+        journal: RunJournal,
         state: Map<String, Value>,
     ) -> Ctx {
         Ctx {
@@ -178,7 +218,7 @@ impl Ctx {
                 flow,
                 trigger,
                 error,
-                journal: Mutex::new(journal.into_iter().map(|r| (r.key.clone(), r)).collect()),
+                journal,
                 state: Mutex::new(state),
                 dispatches: Mutex::new(HashMap::new()),
             }),
@@ -238,7 +278,7 @@ impl Ctx {
     }
 
     fn recorded(&self, key: &str) -> Option<Value> {
-        let journal = lock(&self.run.journal);
+        let journal = lock(&self.run.journal.entries);
         journal
             .get(key)
             .filter(|r| r.status == StepStatus::Succeeded)
@@ -251,14 +291,22 @@ impl Ctx {
             error: record.error.map(|e| redactor.redact_string(e)),
             ..record
         };
-        lock(&self.run.journal).insert(record.key.clone(), record.clone());
-        self.run
+        // Held while the entry goes in, so a concurrent switch to durable
+        // journaling either sees this entry or makes us write it.
+        let mode = self.run.journal.mode.read().await;
+        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
+        if *mode != Journaling::Durable {
+            return Ok(());
+        }
+        let written = self
+            .run
             .rt
             .inner
             .store
             .record_step(&self.run.execution_id, record)
-            .await
-            .map_err(|e| RunError::new(e.to_string()))
+            .await;
+        drop(mode);
+        written.map_err(|e| RunError::new(e.to_string()))
     }
 
     /// Runs `step NAME = CALL(args) retry.. backoff.. timeout..`: calls the
@@ -420,6 +468,7 @@ impl Ctx {
                 // Makes the dispatch idempotent even if the journal write below is lost.
                 dedupe_key: Some(format!("{}/{key}", self.run.execution_id)),
                 running: None,
+                tick: None,
             })
             .await
             .map_err(|e| RunError::new(e.to_string()))?;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::config::{self, Config, ConfigError, EnvSource};
-use crate::ctx::{Ctx, StepCall};
+use crate::ctx::{Ctx, Journaling, RunJournal, StepCall};
 use crate::error::{RunError, StepError};
 use crate::integration::{FlowDef, Integration, Outcome, TriggerDef};
 use crate::metrics::Metrics;
@@ -24,6 +24,12 @@ use crate::redact::Redactor;
 use crate::store::{
     Enqueued, Execution, Finish, MemoryStore, NewExecution, Status, Store, StoreError,
 };
+
+/// How long finished runs are kept by default (`--retention`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the retention purge runs while serving.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A stdlib component callable as a step, registered under its qualified name.
 pub type StepFn = fn(StepCall) -> futures::future::BoxFuture<'static, Result<Value, StepError>>;
@@ -45,6 +51,9 @@ pub struct RuntimeOptions {
     pub drain_timeout: Duration,
     /// Lease of a running execution (renewed while it runs).
     pub lease: Duration,
+    /// Succeeded and skipped runs older than this are deleted while
+    /// serving (hourly); `None` keeps them forever. Failed runs are kept.
+    pub retention: Option<Duration>,
     /// Shares secrets with the log writer (see [`crate::logging`]).
     pub redactor: Redactor,
     /// Replaces or adds step implementations by qualified name (`flowc
@@ -62,6 +71,7 @@ impl Default for RuntimeOptions {
             workers: default_workers(),
             drain_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(60),
+            retention: Some(DEFAULT_RETENTION),
             redactor: Redactor::new(),
             step_overrides: Vec::new(),
         }
@@ -98,6 +108,10 @@ pub(crate) struct Inner {
     pub(crate) workers: usize,
     pub(crate) drain_timeout: Duration,
     pub(crate) lease: Duration,
+    pub(crate) retention: Option<Duration>,
+    /// Executions the worker pool is running: id → worker (released back to
+    /// the queue if still running at the drain deadline).
+    in_flight: Mutex<HashMap<String, String>>,
     queue: Notify,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<Execution>>>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -187,6 +201,8 @@ impl Runtime {
                 workers: options.workers.max(1),
                 drain_timeout: options.drain_timeout,
                 lease: options.lease,
+                retention: options.retention,
+                in_flight: Mutex::new(HashMap::new()),
                 queue: Notify::new(),
                 watchers: Mutex::new(HashMap::new()),
                 shutdown,
@@ -275,22 +291,33 @@ impl Runtime {
         trigger: Value,
         dedupe_key: Option<String>,
     ) -> Result<Submitted, StoreError> {
-        let id = new_execution_id();
-        let r = self
-            .inner
-            .store
-            .enqueue(NewExecution {
-                id: id.clone(),
-                flow: flow.to_string(),
-                trigger,
-                dedupe_key,
-                running: None,
-            })
-            .await?;
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.dedupe_key = dedupe_key;
+        self.submit_new(new).await
+    }
+
+    /// Stores the run of a schedule tick, unless that tick (or a later one)
+    /// was recorded before: then returns the earlier run as a duplicate.
+    pub(crate) async fn submit_tick(
+        &self,
+        flow: &str,
+        trigger: Value,
+        tick: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Submitted, StoreError> {
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.tick = Some(tick);
+        self.submit_new(new).await
+    }
+
+    async fn submit_new(&self, new: NewExecution) -> Result<Submitted, StoreError> {
+        let id = new.id.clone();
+        let flow = new.flow.clone();
+        let flow = flow.as_str();
+        let r = self.inner.store.enqueue(new).await?;
         Ok(match r {
             Enqueued::Created => {
                 self.notify_workers();
-                tracing::info!(execution_id = %id, flow, "queued");
+                tracing::debug!(execution_id = %id, flow, "queued");
                 Submitted {
                     execution_id: id,
                     duplicate: false,
@@ -306,8 +333,8 @@ impl Runtime {
         })
     }
 
-    /// Stores an execution as running and runs it in this task (sync flows,
-    /// `run`, `deploy`). Returns the finished execution.
+    /// Stores an execution as running and runs it in this task (`run`,
+    /// `deploy`): journaled like a queued run. Returns the finished execution.
     pub async fn run_inline(
         &self,
         id: String,
@@ -315,49 +342,124 @@ impl Runtime {
         trigger: Value,
     ) -> Result<Execution, StoreError> {
         let worker = format!("inline-{id}");
-        self.inner
-            .store
-            .enqueue(NewExecution {
-                id: id.clone(),
-                flow: flow.to_string(),
-                trigger,
-                dedupe_key: None,
-                running: Some((worker.clone(), self.inner.lease)),
-            })
-            .await?;
+        let mut new = NewExecution::queued(id.clone(), flow, trigger);
+        new.running = Some((worker.clone(), self.inner.lease));
+        self.inner.store.enqueue(new).await?;
         let exec = self
             .inner
             .store
             .get(&id)
             .await?
             .ok_or_else(|| StoreError(format!("execution {id} vanished")))?;
-        Ok(self.execute(exec, &worker).await)
+        Ok(self
+            .execute_with(
+                exec,
+                &worker,
+                RunJournal::new(Vec::new(), Journaling::Durable),
+                None,
+            )
+            .await)
     }
 
-    /// Marks a still-running execution failed (a sync run that timed out).
-    pub async fn abandon(&self, id: &str, message: &str) {
-        if let Ok(Some(e)) = self.inner.store.get(id).await {
-            if e.status.is_final() {
-                return;
-            }
+    /// Starts a sync flow's run in a task of its own, *without* storing it:
+    /// the caller holds the connection, so by default the run is neither
+    /// queued nor journaled. [`SyncRun::persist`] stores it (a fallback to
+    /// async); a run that fails or is abandoned is recorded as failed.
+    pub fn start_sync(&self, flow: &str, trigger: Value) -> SyncRun {
+        let id = new_execution_id();
+        let worker = format!("inline-{id}");
+        let now = chrono::Utc::now();
+        let exec = Execution {
+            id: id.clone(),
+            flow: flow.to_string(),
+            status: Status::Running,
+            trigger,
+            dedupe_key: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            attempts: 1,
+            result: None,
+            error: None,
+            error_step: None,
+            lease_owner: Some(worker.clone()),
+            lease_expires: None,
+        };
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory);
+        let task = {
+            let rt = self.clone();
+            let exec = exec.clone();
+            let journal = journal.clone();
+            let worker = worker.clone();
+            tokio::spawn(async move { rt.execute_sync(exec, &worker, journal).await })
+        };
+        SyncRun {
+            rt: self.clone(),
+            exec,
+            worker,
+            journal,
+            task,
         }
-        let r = self
-            .inner
-            .store
-            .finish(
-                id,
-                Finish {
-                    status: Status::Failed,
-                    result: None,
-                    error: Some(message.to_string()),
-                    error_step: None,
-                },
-            )
+    }
+
+    async fn execute_sync(&self, exec: Execution, worker: &str, journal: RunJournal) -> Execution {
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        let finish = self
+            .run_flow(&exec, worker, &journal, None)
+            .instrument(span)
             .await;
-        if let Err(e) = r {
-            tracing::error!(execution_id = id, error = %e, "cannot record the end of a run");
+        let mut mode = journal.mode.write().await;
+        match *mode {
+            Journaling::Durable => self.record_finish(&exec.id, &finish).await,
+            Journaling::Memory if finish.status == Status::Failed => {
+                // Kept for `executions --failed` and replay; the caller got a 500.
+                if let Err(e) = self
+                    .store_whole(&exec, worker, &journal, Some(&finish))
+                    .await
+                {
+                    tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
+                }
+            }
+            _ => {}
         }
-        self.notify_finished(id).await;
+        *mode = Journaling::Ended;
+        drop(mode);
+        let done = finished(exec, &finish);
+        self.notify_finished(&done);
+        done
+    }
+
+    /// Stores an inline run that so far lived in memory: the execution (as
+    /// running, leased by `worker`), its journal entries, and `finish` if given.
+    async fn store_whole(
+        &self,
+        exec: &Execution,
+        worker: &str,
+        journal: &RunJournal,
+        finish: Option<&Finish>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let mut new =
+            NewExecution::queued(exec.id.clone(), exec.flow.clone(), exec.trigger.clone());
+        new.running = Some((worker.to_string(), self.inner.lease));
+        store.enqueue(new).await?;
+        // Sent together: one group commit, in step order.
+        let writes: Vec<_> = journal
+            .snapshot()
+            .into_iter()
+            .map(|r| store.record_step(&exec.id, r))
+            .collect();
+        futures::future::try_join_all(writes).await?;
+        if let Some(f) = finish {
+            store.finish(&exec.id, f.clone()).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_finish(&self, id: &str, finish: &Finish) {
+        if let Err(e) = self.inner.store.finish(id, finish.clone()).await {
+            tracing::error!(execution_id = %id, error = %e, "cannot record the end of a run");
+        }
     }
 
     /// Waits until the execution has ended; `None` if it is unknown.
@@ -375,48 +477,71 @@ impl Runtime {
         rx.await.ok()
     }
 
-    async fn notify_finished(&self, id: &str) {
-        let waiters = lock(&self.inner.watchers).remove(id);
-        if let Some(waiters) = waiters {
-            if let Ok(Some(exec)) = self.inner.store.get(id).await {
-                for w in waiters {
-                    let _ = w.send(exec.clone());
+    fn notify_finished(&self, exec: &Execution) {
+        let waiters = lock(&self.inner.watchers).remove(&exec.id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(exec.clone());
+        }
+    }
+
+    /// Runs a claimed execution to its end and records the outcome. A run
+    /// started before (resumed, replayed, taken over) reuses its journal.
+    pub(crate) async fn execute(
+        &self,
+        exec: Execution,
+        state: Map<String, Value>,
+        worker: &str,
+    ) -> Execution {
+        // `attempts` counts starts: the first start has nothing journaled.
+        let journal = if exec.attempts > 1 {
+            match self.inner.store.journal(&exec.id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(execution_id = %exec.id, error = %e, "cannot read the journal; the run goes back to the queue");
+                    let _ = self.inner.store.release(&exec.id, worker).await;
+                    return exec;
                 }
             }
-        }
+        } else {
+            Vec::new()
+        };
+        self.execute_with(
+            exec,
+            worker,
+            RunJournal::new(journal, Journaling::Durable),
+            Some(state),
+        )
+        .await
     }
 
-    /// Runs a claimed execution to its end and records the outcome.
-    pub(crate) async fn execute(&self, exec: Execution, worker: &str) -> Execution {
+    async fn execute_with(
+        &self,
+        exec: Execution,
+        worker: &str,
+        journal: RunJournal,
+        state: Option<Map<String, Value>>,
+    ) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
-        let id = exec.id.clone();
-        let finish = self.execute_inner(exec, worker).instrument(span).await;
-        if let Err(e) = self.inner.store.finish(&id, finish.clone()).await {
-            tracing::error!(execution_id = %id, error = %e, "cannot record the end of a run");
-        }
-        self.notify_finished(&id).await;
-        match self.inner.store.get(&id).await {
-            Ok(Some(e)) => e,
-            _ => Execution {
-                id: id.clone(),
-                flow: String::new(),
-                status: finish.status,
-                trigger: Value::Null,
-                dedupe_key: None,
-                created_at: chrono::Utc::now(),
-                started_at: None,
-                finished_at: Some(chrono::Utc::now()),
-                attempts: 1,
-                result: finish.result,
-                error: finish.error,
-                error_step: finish.error_step,
-                lease_owner: None,
-                lease_expires: None,
-            },
-        }
+        let finish = self
+            .run_flow(&exec, worker, &journal, state)
+            .instrument(span)
+            .await;
+        self.record_finish(&exec.id, &finish).await;
+        *journal.mode.write().await = Journaling::Ended;
+        let done = finished(exec, &finish);
+        self.notify_finished(&done);
+        done
     }
 
-    async fn execute_inner(&self, exec: Execution, worker: &str) -> Finish {
+    /// Runs the flow (and `on failure`) with `state` as read at the start
+    /// (`None`: read it now).
+    async fn run_flow(
+        &self,
+        exec: &Execution,
+        worker: &str,
+        journal: &RunJournal,
+        state: Option<Map<String, Value>>,
+    ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);
             tracing::error!("{message}");
@@ -428,9 +553,13 @@ impl Runtime {
             };
         };
         let store = &self.inner.store;
-        let (journal, state) = match (store.journal(&exec.id).await, store.state_all().await) {
-            (Ok(j), Ok(s)) => (j, s),
-            (Err(e), _) | (_, Err(e)) => {
+        let state = match state {
+            Some(s) => Ok(s),
+            None => store.state_all().await,
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
                 return Finish {
                     status: Status::Failed,
                     result: None,
@@ -447,28 +576,33 @@ impl Runtime {
             def.name,
             exec.trigger.clone(),
             Value::Null,
-            journal,
+            journal.clone(),
             state,
         );
 
-        // Keep the lease while the run goes on.
-        let keeper = {
+        // Keep the lease while the run goes on (and stop when the run is
+        // dropped, e.g. aborted at the drain deadline).
+        let _keeper = {
             let rt = self.clone();
             let id = exec.id.clone();
             let worker = worker.to_string();
             let lease = self.inner.lease;
-            tokio::spawn(async move {
+            let mode = journal.mode.clone();
+            AbortOnDrop(tokio::spawn(async move {
                 let every = (lease / 3).max(Duration::from_millis(100));
                 loop {
                     tokio::time::sleep(every).await;
+                    if *mode.read().await != Journaling::Durable {
+                        // Not stored (yet): a sync run in memory.
+                        continue;
+                    }
                     if !matches!(rt.inner.store.renew(&id, &worker, lease).await, Ok(true)) {
                         break;
                     }
                 }
-            })
+            }))
         };
         let result = call_flow(def.run, cx).await;
-        keeper.abort();
 
         let redactor = &self.inner.redactor;
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -518,7 +652,6 @@ impl Runtime {
                         step: e.step.clone(),
                     }
                     .to_value(&exec.id);
-                    let journal = store.journal(&exec.id).await.unwrap_or_default();
                     let state = store.state_all().await.unwrap_or_default();
                     let cx = Ctx::new(
                         self.clone(),
@@ -526,7 +659,7 @@ impl Runtime {
                         def.name,
                         exec.trigger.clone(),
                         error,
-                        journal,
+                        journal.clone(),
                         state,
                     );
                     let span = tracing::info_span!("on_failure");
@@ -570,9 +703,12 @@ impl Runtime {
             if *shutdown.borrow() {
                 break;
             }
-            match self.inner.store.claim(&worker, self.inner.lease).await {
-                Ok(Some(exec)) => {
-                    self.execute(exec, &worker).await;
+            match self.inner.store.claim_run(&worker, self.inner.lease).await {
+                Ok(Some((exec, state))) => {
+                    let id = exec.id.clone();
+                    lock(&self.inner.in_flight).insert(id.clone(), worker.clone());
+                    self.execute(exec, state, &worker).await;
+                    lock(&self.inner.in_flight).remove(&id);
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -590,6 +726,57 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    /// Puts the runs the worker pool still holds back in the queue (after
+    /// the drain deadline aborted them); their journals are kept, so the
+    /// next start resumes them after their last finished step.
+    pub(crate) async fn release_in_flight(&self) {
+        let held: Vec<(String, String)> = lock(&self.inner.in_flight).drain().collect();
+        for (id, worker) in held {
+            match self.inner.store.release(&id, &worker).await {
+                Ok(true) => tracing::info!(execution_id = %id, "left queued for the next start"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot requeue; it resumes at the next start")
+                }
+            }
+        }
+    }
+
+    /// Puts runs interrupted by the end of an earlier process back in the
+    /// queue (see [`Store::requeue_interrupted`]); called before the workers start.
+    pub async fn resume_interrupted(&self) -> Result<u64, StoreError> {
+        let n = self.inner.store.requeue_interrupted().await?;
+        if n > 0 {
+            tracing::info!(count = n, "resuming runs interrupted by the previous stop");
+        }
+        Ok(n)
+    }
+
+    /// Deletes finished runs older than the retention, once an hour until
+    /// shutdown. Nothing when the retention is `None`.
+    pub(crate) fn start_purger(&self) -> Option<JoinHandle<()>> {
+        let keep = self.inner.retention?;
+        let rt = self.clone();
+        Some(tokio::spawn(async move {
+            let mut shutdown = rt.inner.shutdown.subscribe();
+            loop {
+                let before = chrono::Utc::now()
+                    - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+                match rt.inner.store.purge_finished(before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(deleted = n, "deleted finished runs past the retention")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot delete old runs"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PURGE_EVERY) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }))
     }
 
     /// Begins shutdown: workers, schedulers and the server stop taking work.
@@ -669,6 +856,110 @@ impl Runtime {
         tracing::info!(version = %self.inner.integration.version(), "new version: running deploy flows");
         self.deploy().await?;
         Ok(true)
+    }
+}
+
+/// A sync flow's run in progress, from [`Runtime::start_sync`].
+pub struct SyncRun {
+    rt: Runtime,
+    exec: Execution,
+    worker: String,
+    journal: RunJournal,
+    task: JoinHandle<Execution>,
+}
+
+impl SyncRun {
+    /// The execution id (sent as `X-Execution-Id`).
+    pub fn id(&self) -> &str {
+        &self.exec.id
+    }
+
+    /// The task running the flow; it ends with the finished execution.
+    pub fn task(&mut self) -> &mut JoinHandle<Execution> {
+        &mut self.task
+    }
+
+    /// The fallback to async: stores the execution (as running) and the
+    /// journal so far, and journals every later step. `Ok(true)` once it is
+    /// durable — only then may `202` go out; `Ok(false)` if the run has
+    /// already ended (answer with its outcome instead).
+    pub async fn persist(&self) -> Result<bool, StoreError> {
+        let mut mode = self.journal.mode.write().await;
+        match *mode {
+            Journaling::Ended => Ok(false),
+            Journaling::Durable => Ok(true),
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(&self.exec, &self.worker, &self.journal, None)
+                    .await?;
+                *mode = Journaling::Durable;
+                tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stops the run (a sync timeout without fallback) and records it as
+    /// failed with `message`, so the id in the `504` can be looked up.
+    pub async fn abandon(mut self, message: &str) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let finish = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(message.to_string()),
+            error_step: None,
+        };
+        let mut mode = self.journal.mode.write().await;
+        let stored = match *mode {
+            Journaling::Ended => Ok(()),
+            Journaling::Durable => {
+                self.rt
+                    .inner
+                    .store
+                    .finish(&self.exec.id, finish.clone())
+                    .await
+            }
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(&self.exec, &self.worker, &self.journal, Some(&finish))
+                    .await
+            }
+        };
+        if *mode == Journaling::Ended {
+            return;
+        }
+        *mode = Journaling::Ended;
+        drop(mode);
+        if let Err(e) = stored {
+            tracing::error!(execution_id = %self.exec.id, error = %e, "cannot record an abandoned sync run");
+        }
+        tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
+        self.rt
+            .notify_finished(&finished(self.exec.clone(), &finish));
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `exec` as it is after `finish` was recorded.
+fn finished(exec: Execution, finish: &Finish) -> Execution {
+    Execution {
+        status: finish.status,
+        result: finish.result.clone(),
+        error: finish.error.clone(),
+        error_step: finish.error_step.clone(),
+        finished_at: Some(chrono::Utc::now()),
+        lease_owner: None,
+        lease_expires: None,
+        ..exec
     }
 }
 

@@ -35,6 +35,7 @@ pub mod schema;
 pub mod server;
 pub mod stdlib;
 pub mod store;
+pub mod testing;
 
 pub use serde_json::{json, Value};
 
@@ -67,6 +68,7 @@ pub mod prelude {
     pub use crate::parallel;
     pub use crate::schema::{FieldSchema, Schema};
     pub use crate::stdlib::call_pure;
+    pub use crate::testing::{Expect, MockHttp, TestCase, TestCx, TestRun, TestStmt};
     pub use serde_json::Value;
 }
 

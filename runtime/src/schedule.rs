@@ -1,8 +1,8 @@
 //! Schedule triggers: `schedule "CRON" tz "Zone"` and `schedule every D`.
 //!
-//! One task per schedule flow. Each tick is claimed in the store (so it runs
-//! once across replicas), becomes an execution with trigger `{ fired_at,
-//! previous }`, and the task waits for that run to end before looking for
+//! One task per schedule flow. Each tick becomes an execution with trigger
+//! `{ fired_at, previous }`, stored together with the tick (so it runs once
+//! across replicas and restarts), and the task waits for that run to end before looking for
 //! the next tick: runs of one flow never overlap, and ticks that pass while
 //! a run is still going are skipped. A tick missed while the service was
 //! down runs once at start-up unless `catch_up` is off.
@@ -124,37 +124,32 @@ async fn run(rt: Runtime, flow: &'static str, schedule: Schedule, catch_up: bool
     }
 }
 
-/// Claims `tick`, runs it and waits for the run to end. `false` on shutdown.
+/// Stores the run of `tick` (the tick is recorded in the same transaction,
+/// so a crash cannot lose it or run it twice) and waits for the run to end.
+/// `false` on shutdown.
 async fn fire(
     rt: &Runtime,
     flow: &'static str,
     tick: DateTime<Utc>,
     previous: &mut Option<DateTime<Utc>>,
 ) -> bool {
-    match rt.store().claim_tick(flow, tick).await {
-        Ok(true) => {}
-        Ok(false) => {
-            // Another replica ran it.
-            *previous = Some(tick);
-            return true;
-        }
-        Err(e) => {
-            tracing::error!(flow, error = %e, "cannot claim a schedule tick");
-            return true;
-        }
-    }
     let trigger = json!({
         "fired_at": format_time(tick),
         "previous": previous.map_or(Value::Null, format_time),
     });
-    *previous = Some(tick);
-    let submitted = match rt.submit(flow, trigger, None).await {
+    let submitted = match rt.submit_tick(flow, trigger, tick).await {
+        Ok(s) if s.duplicate => {
+            // Another replica (or an earlier start) ran it.
+            *previous = Some(tick);
+            return true;
+        }
         Ok(s) => s,
         Err(e) => {
             tracing::error!(flow, error = %e, "cannot store a scheduled run");
             return true;
         }
     };
+    *previous = Some(tick);
     let mut shutdown = rt.inner.shutdown.subscribe();
     tokio::select! {
         _ = rt.wait_for(&submitted.execution_id) => true,

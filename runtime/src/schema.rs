@@ -370,7 +370,8 @@ impl Schema {
                     let mut out = Map::new();
                     for field in fields {
                         let len = path.len();
-                        push_key(path, field.name);
+                        // The path names the field as the sender wrote it.
+                        push_key(path, field.wire_name);
                         let decoded = match entries.get(field.wire_name) {
                             Some(v) => field.schema.decode_at(v, path, depth + 1),
                             None if field.schema.is_optional() => Ok(Value::Null),
@@ -591,6 +592,17 @@ mod tests {
         let back = event().encode(&d);
         assert_eq!(back["updates"][0]["Item-Name"], json!("w"));
         assert!(back["updates"][0].get("item").is_none());
+    }
+
+    #[test]
+    fn errors_name_renamed_fields_as_on_the_wire() {
+        let e = update()
+            .decode(&json!({"action": "add", "quantity": 1}))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"["Item-Name"]: missing field, expected String"#
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
 use tokio::task::JoinHandle;
 
-use crate::engine::{new_execution_id, Runtime};
+use crate::engine::Runtime;
 use crate::integration::{FlowDef, HmacVerify, TriggerDef, DEFAULT_MAX_BODY};
 use crate::schema::Schema;
 use crate::store::{Execution, ExecutionFilter, Status, StepRecord};
@@ -78,17 +78,25 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl Runtime {
-    /// Binds `addr`, starts the worker pool, the schedulers and (for a new
-    /// version) the deploy flows, and serves HTTP until shutdown.
+    /// Binds `addr`, puts runs interrupted by an earlier stop back in the
+    /// queue, starts the worker pool, the schedulers, the retention purge
+    /// and (for a new version) the deploy flows, and serves HTTP until
+    /// shutdown. At shutdown, intake stops first, then in-flight runs get
+    /// until the drain deadline; runs still going then are put back in the
+    /// queue (journal kept) for the next start.
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServerHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         if let Ok(mut u) = self.inner.local_url.lock() {
             *u = Some(format!("http://{addr}"));
         }
+        self.resume_interrupted()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let router = self.router();
         let workers = self.start_workers();
         let schedulers = crate::schedule::start(self);
+        let purger = self.start_purger();
 
         let rt = self.clone();
         let deployer = tokio::spawn(async move {
@@ -121,19 +129,24 @@ impl Runtime {
             for s in schedulers {
                 s.abort();
             }
+            if let Some(p) = purger {
+                p.abort();
+            }
             deployer.abort();
             let server_abort = server.abort_handle();
             if tokio::time::timeout_at(deadline, server).await.is_err() {
                 tracing::warn!("requests still open at the drain deadline");
                 server_abort.abort();
             }
-            for w in workers {
-                let abort = w.abort_handle();
-                if tokio::time::timeout_at(deadline, w).await.is_err() {
+            for mut w in workers {
+                if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
                     tracing::warn!("a run was still going at the drain deadline");
-                    abort.abort();
+                    w.abort();
+                    // Wait until the aborted task is gone, so it writes nothing more.
+                    let _ = w.await;
                 }
             }
+            rt.release_in_flight().await;
             tracing::info!("stopped");
         });
         Ok(ServerHandle {
@@ -517,29 +530,36 @@ async fn sync_handler(
         "query": query,
         "received_at": crate::ops::format_time(Utc::now()),
     });
-    let id = new_execution_id();
-    let run = {
-        let rt = rt.clone();
-        let id = id.clone();
-        let name = def.name;
-        tokio::spawn(async move { rt.run_inline(id, name, trigger).await })
-    };
-    let abort = run.abort_handle();
-    let mut run = run;
-    match tokio::time::timeout(*timeout, &mut run).await {
-        Ok(Ok(Ok(exec))) => sync_response(&exec, rt.redactor()),
-        Ok(Ok(Err(e))) => {
-            tracing::error!(error = %e, "cannot store the execution");
-            error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cannot store the execution; try again",
-            )
-        }
+    let mut run = rt.start_sync(def.name, trigger);
+    let id = run.id().to_string();
+    match tokio::time::timeout(*timeout, &mut *run.task()).await {
+        Ok(Ok(exec)) => sync_response(&exec, rt.redactor()),
         Ok(Err(e)) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("run aborted: {e}"),
         ),
         Err(_) if *fallback_async => {
+            // The 202 promises the run will finish: store it first.
+            match run.persist().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // It ended just now: answer with its outcome.
+                    return match run.task().await {
+                        Ok(exec) => sync_response(&exec, rt.redactor()),
+                        Err(e) => error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("run aborted: {e}"),
+                        ),
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(execution_id = %id, error = %e, "cannot store the execution");
+                    return error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot store the execution; try again",
+                    );
+                }
+            }
             let callback = headers
                 .get("x-callback-url")
                 .and_then(|v| v.to_str().ok())
@@ -548,9 +568,9 @@ async fn sync_handler(
             let rt2 = rt.clone();
             let id2 = id.clone();
             tokio::spawn(async move {
-                let exec = match run.await {
-                    Ok(Ok(exec)) => exec,
-                    _ => return,
+                let exec = match run.task().await {
+                    Ok(exec) => exec,
+                    Err(_) => return,
                 };
                 if let Some(url) = callback {
                     post_callback(&rt2, &url, &id2, &exec).await;
@@ -563,12 +583,11 @@ async fn sync_handler(
                 .into_response()
         }
         Err(_) => {
-            abort.abort();
             let message = format!(
                 "timed out after {}",
                 crate::integration::human_duration(*timeout)
             );
-            rt.abandon(&id, &message).await;
+            run.abandon(&message).await;
             let mut resp = error_response(StatusCode::GATEWAY_TIMEOUT, message);
             if let Ok(v) = HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-execution-id", v);

@@ -5,20 +5,27 @@
 //! chosen at start-up. Its shape anticipates SQL backends: an execution is a
 //! row with a status and a lease (`claim` takes the oldest queued execution
 //! or one whose lease expired, like `FOR UPDATE SKIP LOCKED`), journal
-//! entries are keyed by `(execution, step key)`, dedupe is checked in the
-//! same call that enqueues. [`MemoryStore`] keeps everything in process.
+//! entries are keyed by `(execution, step key)`, dedupe keys and schedule
+//! ticks are checked and recorded in the same transaction that enqueues.
+//!
+//! Backends: [`MemoryStore`] keeps everything in process (lost on exit);
+//! [`SqliteStore`] is the default of `serve` (one file, WAL, group commit).
+//! Every method's answer means the change is committed: a caller may act on
+//! it (answer `202`, call the next step) as on a durable fact.
 
 mod memory;
+mod sqlite;
 
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use memory::MemoryStore;
+pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
 /// Status of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -86,6 +93,25 @@ pub struct NewExecution {
     /// `Some((worker, lease))` stores it as already running (sync flows run
     /// inline); `None` queues it for the worker pool.
     pub running: Option<(String, Duration)>,
+    /// For scheduled runs: the tick it runs. Recorded in the same
+    /// transaction; a tick that is not later than the flow's last recorded
+    /// tick is refused as [`Enqueued::Duplicate`], so each tick runs once
+    /// across replicas and restarts.
+    pub tick: Option<DateTime<Utc>>,
+}
+
+impl NewExecution {
+    /// A new execution of `flow` to queue: no dedupe key, no tick.
+    pub fn queued(id: impl Into<String>, flow: impl Into<String>, trigger: Value) -> Self {
+        NewExecution {
+            id: id.into(),
+            flow: flow.into(),
+            trigger,
+            dedupe_key: None,
+            running: None,
+            tick: None,
+        }
+    }
 }
 
 /// Result of [`Store::enqueue`].
@@ -187,6 +213,10 @@ pub struct StepRecord {
     pub error: Option<String>,
 }
 
+/// A claimed execution and the integration state read with it
+/// ([`Store::claim_run`]).
+pub type Claimed = (Execution, Map<String, Value>);
+
 /// A store failure (I/O, database, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
@@ -202,7 +232,8 @@ impl std::error::Error for StoreError {}
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The durable store. All methods are atomic on their own.
+/// The durable store. All methods are atomic on their own, and durable when
+/// they return (as far as the backend's durability setting promises).
 pub trait Store: Send + Sync + 'static {
     /// Stores a new execution unless `(flow, dedupe_key)` was seen before.
     fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>>;
@@ -214,6 +245,43 @@ pub trait Store: Send + Sync + 'static {
         worker: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, StoreResult<Option<Execution>>>;
+
+    /// [`Store::claim`] plus [`Store::state_all`], in one round trip where
+    /// the backend can: what a worker needs to start a run.
+    fn claim_run<'a>(
+        &'a self,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Claimed>>> {
+        async move {
+            match self.claim(worker, lease).await? {
+                Some(e) => Ok(Some((e, self.state_all().await?))),
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    /// Gives a running execution back to the queue (graceful shutdown: a run
+    /// still going at the drain deadline); its journal is kept, so the next
+    /// claim resumes after the last finished step. `false` if `worker` does
+    /// not hold it.
+    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+
+    /// Called once when a serving process starts, before its workers claim.
+    /// A store that this process uses exclusively (SQLite, opened by
+    /// `serve`; memory) puts every `running` execution back in the queue:
+    /// whoever held it is gone, so waiting for its lease to expire would only
+    /// delay the resume. A store shared by several live processes
+    /// (PostgreSQL) does nothing and lets leases expire. Returns how many
+    /// executions were requeued.
+    fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Retention: deletes `succeeded` and `skipped` executions created
+    /// before `before`, with their journals and dedupe keys, and schedule
+    /// ticks older than it (except each flow's last one). Failed, queued and
+    /// running executions are kept. Returns how many executions were deleted.
+    fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Extends a lease; `false` if `worker` no longer holds it.
     fn renew<'a>(
@@ -244,16 +312,8 @@ pub trait Store: Send + Sync + 'static {
     fn record_step<'a>(&'a self, id: &'a str, record: StepRecord)
         -> BoxFuture<'a, StoreResult<()>>;
 
-    /// The last schedule tick that ran for a flow.
+    /// The last schedule tick recorded for a flow (see [`NewExecution::tick`]).
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>>;
-
-    /// Claims a schedule tick: `true` (and records it) only if it is later
-    /// than the last one, so each tick runs once across replicas.
-    fn claim_tick<'a>(
-        &'a self,
-        flow: &'a str,
-        tick: DateTime<Utc>,
-    ) -> BoxFuture<'a, StoreResult<bool>>;
 
     /// All integration state (`state.get`), read at the start of each run.
     fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>>;

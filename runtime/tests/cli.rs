@@ -152,6 +152,51 @@ fn run_one_flow_in_the_foreground() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn store_options_are_checked_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut cmd) = command(&ENV) else { return };
+    let out = cmd
+        .current_dir(dir.path())
+        .args([
+            "--store",
+            "postgres://nope",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use `sqlite://PATH` or `memory`"), "{err}");
+
+    let Some(mut cmd) = command(&ENV) else { return };
+    let out = cmd
+        .current_dir(dir.path())
+        .args(["--store", "sqlite://no/such/dir/x.db", "deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open the store") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let Some(mut cmd) = command(&ENV) else { return };
+    let out = cmd
+        .current_dir(dir.path())
+        .args(["--durability", "sometimes", "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing created"
+    );
+}
+
 /// Kills the server process if the test fails before stopping it.
 struct KillOnDrop(Option<std::process::Child>);
 
@@ -175,8 +220,11 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
         ("FLOW_ADMIN_TOKEN", "admin-cli"),
     ];
     let Some(mut cmd) = command(&env) else { return };
+    // `serve` keeps its store in ./inventory_sync.db: a fresh directory.
+    let dir = tempfile::tempdir().unwrap();
     let mut guard = KillOnDrop(Some(
-        cmd.args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
+        cmd.current_dir(dir.path())
+            .args(["--log-format", "json", "serve", "--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -263,6 +311,8 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
         .recv_timeout(Duration::from_secs(20))
         .expect("did not stop on SIGTERM");
     assert!(status.unwrap().success(), "{stderr}");
+    // The default store is a file in the working directory.
+    assert!(dir.path().join("inventory_sync.db").exists());
     // JSON logs carry the run's execution id and flow, and no secrets.
     let run_line = stderr
         .lines()

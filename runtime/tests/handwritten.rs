@@ -350,3 +350,52 @@ fn api_md_quotes_the_example_verbatim() {
         "runtime/API.md must end with examples/inventory_sync.rs from `use std::time::Duration;` on, verbatim"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_blocks_run_against_http_mocks() {
+    use flow_runtime::testing::{run_case, Expect, TestStmt};
+    let integration = inventory_sync::integration();
+    let case = integration.tests[0].clone();
+    run_case(&integration, &case).await.unwrap();
+
+    // The same test expecting another delta fails and shows the calls.
+    let mut wrong = case.clone();
+    wrong.stmts = |cx| {
+        let mut stmts = (inventory_sync::integration().tests[0].stmts)(cx)?;
+        for s in &mut stmts {
+            if let TestStmt::Expect(Expect::Http { json: Some(j), .. }) = s {
+                if j["delta"] == json!(-5) {
+                    *j = json!({ "delta": -4 });
+                }
+            }
+        }
+        stmts.push(TestStmt::Expect(Expect::Status("failed")));
+        Ok(stmts)
+    };
+    let failures = run_case(&integration, &wrong).await.unwrap_err();
+    assert_eq!(failures.len(), 2, "{failures:#?}"); // no run failed
+    let report = failures.join("\n");
+    assert!(
+        report.contains("expected: POST http://erp.test/stock/gadgets  json {\"delta\":-4}"),
+        "{report}"
+    );
+    assert!(
+        report.contains("POST http://erp.test/stock/gadgets  json {\"delta\":-5}"),
+        "{report}"
+    );
+    assert!(report.contains("actual:   succeeded"), "{report}");
+
+    // An unmocked call fails its step, naming the call and the mocks.
+    let mut unmocked = case;
+    unmocked.stmts = |cx| {
+        let mut stmts = (inventory_sync::integration().tests[0].stmts)(cx)?;
+        stmts.remove(1); // the /stock/gadgets mock
+        Ok(stmts)
+    };
+    let failures = run_case(&integration, &unmocked).await.unwrap_err();
+    let report = failures.join("\n");
+    assert!(
+        report.contains("no mock for POST http://erp.test/stock/gadgets (mocks: POST http://erp.test/stock/widgets, POST http://erp.test/audit)"),
+        "{report}"
+    );
+}

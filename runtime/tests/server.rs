@@ -235,6 +235,7 @@ fn integration() -> Integration {
         ],
         types: vec![],
         flows,
+        tests: Vec::new(),
     }
 }
 

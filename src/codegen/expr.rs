@@ -43,6 +43,10 @@ impl Gen<'_> {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
                 format!("Value::Array(Vec::from([{}]))", items.join(", "))
             }
+            // `{}`: `ops::record([])` could not infer its key type.
+            ExprKind::Record(entries) if entries.is_empty() => {
+                "Value::Object(Default::default())".into()
+            }
             ExprKind::Record(entries) => {
                 let items: Vec<String> = entries
                     .iter()

@@ -81,6 +81,9 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
     scope.raw(header(file, source));
     scope.push_fn(integration_fn(&mut gen, file, program, source));
     scope.push_fn(flows_fn(&mut gen, file));
+    if let Some(f) = tests_fn(&mut gen, file) {
+        scope.push_fn(f);
+    }
     for item in &file.items {
         if let Item::Flow(flow) = item {
             for f in flow_fns(&mut gen, flow) {
@@ -172,13 +175,15 @@ fn integration_fn(
             }
         }
     }
+    let has_tests = file.items.iter().any(|i| matches!(i, Item::Test(_)));
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows, tests: {} }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
         config.join(", "),
         types.join(", "),
+        if has_tests { "tests()" } else { "Vec::new()" },
     ));
     f
 }
@@ -212,6 +217,117 @@ fn flows_fn(gen: &mut Gen, file: &ast::File) -> codegen::Function {
     }
     f.line(format!("Vec::from([{}])", defs.join(",\n")));
     f
+}
+
+/// The file's `test` blocks as data (`None` when it has none): each
+/// expression is a function of the test's config, generated like flow
+/// expressions with a `flow_runtime::testing::TestCx` as `cx`.
+fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
+    use ast::TestStmtKind as T;
+    let mut cases = Vec::new();
+    for item in &file.items {
+        let Item::Test(test) = item else { continue };
+        gen.locals.clear();
+        gen.dispatch_param = None;
+        gen.http_trigger = false;
+        let mut config = Vec::new();
+        let mut stmts = Vec::new();
+        for stmt in &test.stmts {
+            match &stmt.kind {
+                T::Config(entries) => {
+                    for entry in entries {
+                        if let ArgValue::Expr(e) = &entry.value {
+                            config.push(format!("({}, {})", lit(&entry.name.name), gen.expr(e)));
+                        }
+                    }
+                }
+                T::MockHttp {
+                    method,
+                    url,
+                    status,
+                    body,
+                } => stmts.push(format!(
+                    "TestStmt::Mock(MockHttp {{ method: {}, url: {}, status: {}, body: {} }})",
+                    lit(&method.name),
+                    gen.expr(url),
+                    gen.expr(status),
+                    body.as_ref()
+                        .map_or("Value::Null".to_string(), |b| wire_value(gen, b)),
+                )),
+                T::Run { flow, input } => {
+                    // Trigger fields, typed bodies in wire names (as they
+                    // arrive over HTTP).
+                    let input = match &input.kind {
+                        ExprKind::Record(entries) if !entries.is_empty() => {
+                            let fields: Vec<String> = entries
+                                .iter()
+                                .map(|en| {
+                                    format!(
+                                        "({}, {})",
+                                        lit(en.key.name()),
+                                        wire_value(gen, &en.value)
+                                    )
+                                })
+                                .collect();
+                            format!("ops::record([{}])", fields.join(", "))
+                        }
+                        _ => gen.expr(input),
+                    };
+                    stmts.push(format!(
+                        "TestStmt::Run(TestRun {{ flow: {}, input: {input} }})",
+                        lit(&flow.name)
+                    ));
+                }
+                T::ExpectHttp { method, url, json } => stmts.push(format!(
+                    "TestStmt::Expect(Expect::Http {{ method: {}, url: {}, json: {} }})",
+                    lit(&method.name),
+                    gen.expr(url),
+                    json.as_ref().map_or("None".to_string(), |j| format!(
+                        "Some({})",
+                        wire_value(gen, j)
+                    )),
+                )),
+                T::ExpectStatus(outcome) => stmts.push(format!(
+                    "TestStmt::Expect(Expect::Status({}))",
+                    lit(&outcome.name)
+                )),
+                T::ExpectResponse { status, body } => stmts.push(format!(
+                    "TestStmt::Expect(Expect::Response {{ status: {}, body: {} }})",
+                    gen.expr(status),
+                    body.as_ref().map_or("None".to_string(), |b| format!(
+                        "Some({})",
+                        wire_value(gen, b)
+                    )),
+                )),
+            }
+        }
+        cases.push(format!(
+            "TestCase {{ name: {}, \
+             config: |cx: &TestCx| -> Result<Vec<(&'static str, Value)>, RunError> {{ Ok(Vec::from([{}])) }}, \
+             stmts: |cx: &TestCx| -> Result<Vec<TestStmt>, RunError> {{ Ok(Vec::from([{}])) }} }}",
+            lit(&test.name.value),
+            config.join(", "),
+            stmts.join(",\n"),
+        ));
+    }
+    if cases.is_empty() {
+        return None;
+    }
+    let mut f = codegen::Function::new("tests");
+    f.doc("The file's `test` blocks (`BINARY test`, `flowc test`).");
+    f.ret("Vec<TestCase>");
+    f.line(format!("Vec::from([{}])", cases.join(",\n")));
+    Some(f)
+}
+
+/// A value as it leaves the process: typed values with `@rename`d fields
+/// in wire names.
+fn wire_value(gen: &mut Gen, e: &ast::Expr) -> String {
+    let v = gen.expr(e);
+    match gen.wire_schema(e) {
+        Some(schema) => format!("{schema}.encode(&{v})"),
+        None => v,
+    }
 }
 
 fn option<'a>(trigger: &'a ast::Trigger, name: &str) -> Option<&'a ArgValue> {

@@ -1589,10 +1589,17 @@ fn deep_nesting_is_a_diagnostic_not_a_stack_overflow() {
             close.repeat(100_000)
         );
         let diags = super::parse_file(&src).expect_err("too deep");
-        assert!(diags[0].message.contains("nested more than"), "{:?}", diags[0]);
+        assert!(
+            diags[0].message.contains("nested more than"),
+            "{:?}",
+            diags[0]
+        );
     }
     // Interpolations count, string text does not.
-    let fine = format!("integration x\nflow f {{\n  trigger deploy\n  let a = \"{}\"\n}}\n", "(".repeat(1000));
+    let fine = format!(
+        "integration x\nflow f {{\n  trigger deploy\n  let a = \"{}\"\n}}\n",
+        "(".repeat(1000)
+    );
     assert!(super::parse_file(&fine).is_ok());
     let nested = format!(
         "integration x\nflow f {{\n  trigger deploy\n  let a = {}1{}\n}}\n",

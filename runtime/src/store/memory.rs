@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: everything in process memory, lost on exit. For tests,
 //! `run`, and services that can afford to lose queued work.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,14 +17,29 @@ use super::{
 #[derive(Default)]
 struct Inner {
     executions: HashMap<String, Execution>,
-    /// Insertion order, for listing newest first.
-    order: Vec<String>,
-    queue: VecDeque<String>,
+    /// Creation order of each execution (claims take the oldest first).
+    seq: HashMap<String, u64>,
+    next_seq: u64,
+    /// Creation order → id, for listing newest first.
+    order: BTreeMap<u64, String>,
+    /// Queued executions by creation order.
+    queue: BTreeMap<u64, String>,
+    /// Running executions (where expired leases are looked for).
+    running: HashSet<String>,
     journal: HashMap<String, Vec<StepRecord>>,
     dedupe: HashMap<(String, String), String>,
-    ticks: HashMap<String, DateTime<Utc>>,
+    /// Each flow's last tick and the execution it started.
+    ticks: HashMap<String, (DateTime<Utc>, String)>,
     state: Map<String, Value>,
     deployed: Option<String>,
+}
+
+impl Inner {
+    fn push_queue(&mut self, id: &str) {
+        if let Some(seq) = self.seq.get(id) {
+            self.queue.insert(*seq, id.to_string());
+        }
+    }
 }
 
 /// An in-memory [`Store`].
@@ -57,11 +72,21 @@ impl Store for MemoryStore {
     fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>> {
         let result = self.with(|s| {
             if let Some(key) = &new.dedupe_key {
-                let k = (new.flow.clone(), key.clone());
-                if let Some(first) = s.dedupe.get(&k) {
+                if let Some(first) = s.dedupe.get(&(new.flow.clone(), key.clone())) {
                     return Enqueued::Duplicate(first.clone());
                 }
-                s.dedupe.insert(k, new.id.clone());
+            }
+            if let Some(tick) = new.tick {
+                if let Some((last, first)) = s.ticks.get(&new.flow) {
+                    if *last >= tick {
+                        return Enqueued::Duplicate(first.clone());
+                    }
+                }
+                s.ticks.insert(new.flow.clone(), (tick, new.id.clone()));
+            }
+            if let Some(key) = &new.dedupe_key {
+                s.dedupe
+                    .insert((new.flow.clone(), key.clone()), new.id.clone());
             }
             let now = Utc::now();
             let (status, owner, expires, started, attempts) = match &new.running {
@@ -90,10 +115,15 @@ impl Store for MemoryStore {
                 lease_owner: owner,
                 lease_expires: expires,
             };
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            s.seq.insert(new.id.clone(), seq);
             if status == Status::Queued {
-                s.queue.push_back(new.id.clone());
+                s.queue.insert(seq, new.id.clone());
+            } else {
+                s.running.insert(new.id.clone());
             }
-            s.order.push(new.id.clone());
+            s.order.insert(seq, new.id.clone());
             s.executions.insert(new.id, exec);
             Enqueued::Created
         });
@@ -107,16 +137,17 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
         let claimed = self.with(|s| {
             let now = Utc::now();
-            let id = match s.queue.pop_front() {
-                Some(id) => Some(id),
+            let id = match s.queue.pop_first() {
+                Some((_, id)) => Some(id),
                 None => s
-                    .executions
-                    .values()
-                    .find(|e| {
-                        e.status == Status::Running && e.lease_expires.is_some_and(|t| t < now)
-                    })
+                    .running
+                    .iter()
+                    .filter_map(|id| s.executions.get(id))
+                    .filter(|e| e.lease_expires.is_some_and(|t| t <= now))
+                    .min_by_key(|e| s.seq.get(&e.id).copied().unwrap_or(u64::MAX))
                     .map(|e| e.id.clone()),
             }?;
+            s.running.insert(id.clone());
             let exec = s.executions.get_mut(&id)?;
             exec.status = Status::Running;
             exec.lease_owner = Some(worker.to_string());
@@ -126,6 +157,65 @@ impl Store for MemoryStore {
             Some(exec.clone())
         });
         async move { Ok(claimed) }.boxed()
+    }
+
+    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        let ok = self.with(|s| {
+            match s.executions.get_mut(id) {
+                Some(e)
+                    if e.status == Status::Running && e.lease_owner.as_deref() == Some(worker) =>
+                {
+                    e.status = Status::Queued;
+                    e.lease_owner = None;
+                    e.lease_expires = None;
+                }
+                _ => return false,
+            }
+            s.running.remove(id);
+            s.push_queue(id);
+            true
+        });
+        async move { Ok(ok) }.boxed()
+    }
+
+    fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        let n = self.with(|s| {
+            let running: Vec<String> = s.running.drain().collect();
+            for id in &running {
+                if let Some(e) = s.executions.get_mut(id) {
+                    e.status = Status::Queued;
+                    e.lease_owner = None;
+                    e.lease_expires = None;
+                }
+                s.push_queue(id);
+            }
+            running.len() as u64
+        });
+        async move { Ok(n) }.boxed()
+    }
+
+    fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        let n = self.with(|s| {
+            let old: Vec<String> = s
+                .executions
+                .values()
+                .filter(|e| matches!(e.status, Status::Succeeded | Status::Skipped))
+                .filter(|e| e.created_at < before)
+                .map(|e| e.id.clone())
+                .collect();
+            for id in &old {
+                s.executions.remove(id);
+                s.journal.remove(id);
+                if let Some(seq) = s.seq.remove(id) {
+                    s.order.remove(&seq);
+                    s.queue.remove(&seq);
+                }
+            }
+            let executions = &s.executions;
+            s.dedupe.retain(|_, id| executions.contains_key(id));
+            old.len() as u64
+        });
+        async move { Ok(n) }.boxed()
     }
 
     fn renew<'a>(
@@ -155,6 +245,7 @@ impl Store for MemoryStore {
                 e.lease_owner = None;
                 e.lease_expires = None;
             }
+            s.running.remove(id);
         });
         async { Ok(()) }.boxed()
     }
@@ -168,7 +259,9 @@ impl Store for MemoryStore {
                 e.result = None;
                 e.error = None;
                 e.error_step = None;
-                s.queue.push_back(id.to_string());
+                e.lease_owner = None;
+                e.lease_expires = None;
+                s.push_queue(id);
             }
             s.executions.get(id).cloned()
         });
@@ -184,7 +277,7 @@ impl Store for MemoryStore {
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let r = self.with(|s| {
             s.order
-                .iter()
+                .values()
                 .rev()
                 .filter_map(|id| s.executions.get(id))
                 .filter(|e| filter.status.is_none_or(|st| e.status == st))
@@ -217,22 +310,7 @@ impl Store for MemoryStore {
     }
 
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>> {
-        let r = self.with(|s| s.ticks.get(flow).copied());
-        async move { Ok(r) }.boxed()
-    }
-
-    fn claim_tick<'a>(
-        &'a self,
-        flow: &'a str,
-        tick: DateTime<Utc>,
-    ) -> BoxFuture<'a, StoreResult<bool>> {
-        let r = self.with(|s| match s.ticks.get(flow) {
-            Some(last) if *last >= tick => false,
-            _ => {
-                s.ticks.insert(flow.to_string(), tick);
-                true
-            }
-        });
+        let r = self.with(|s| s.ticks.get(flow).map(|(t, _)| *t));
         async move { Ok(r) }.boxed()
     }
 
@@ -254,107 +332,5 @@ impl Store for MemoryStore {
     fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         self.with(|s| s.deployed = Some(version.to_string()));
         async { Ok(()) }.boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn new(id: &str, key: Option<&str>) -> NewExecution {
-        NewExecution {
-            id: id.into(),
-            flow: "f".into(),
-            trigger: json!({}),
-            dedupe_key: key.map(Into::into),
-            running: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn queue_dedupe_lease_replay() {
-        let s = MemoryStore::new();
-        assert_eq!(
-            s.enqueue(new("a", Some("k"))).await.unwrap(),
-            Enqueued::Created
-        );
-        assert_eq!(
-            s.enqueue(new("b", Some("k"))).await.unwrap(),
-            Enqueued::Duplicate("a".into())
-        );
-        assert_eq!(s.enqueue(new("c", None)).await.unwrap(), Enqueued::Created);
-        let a = s
-            .claim("w1", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (a.id.as_str(), a.status, a.attempts),
-            ("a", Status::Running, 1)
-        );
-        assert!(s.renew("a", "w1", Duration::from_secs(60)).await.unwrap());
-        assert!(!s.renew("a", "w2", Duration::from_secs(60)).await.unwrap());
-        let c = s
-            .claim("w1", Duration::from_millis(0))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(c.id, "c");
-        // c's lease expired at once: another worker takes it over.
-        std::thread::sleep(Duration::from_millis(2));
-        let c2 = s
-            .claim("w2", Duration::from_secs(60))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((c2.id.as_str(), c2.attempts), ("c", 2));
-        s.finish(
-            "a",
-            Finish {
-                status: Status::Failed,
-                result: None,
-                error: Some("boom".into()),
-                error_step: None,
-            },
-        )
-        .await
-        .unwrap();
-        let failed = s
-            .list(ExecutionFilter {
-                status: Some(Status::Failed),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(failed.len(), 1);
-        let again = s.requeue("a").await.unwrap().unwrap();
-        assert_eq!(again.status, Status::Queued);
-        assert_eq!(
-            s.claim("w1", Duration::from_secs(1))
-                .await
-                .unwrap()
-                .unwrap()
-                .attempts,
-            2
-        );
-        assert!(s.requeue("zz").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn ticks_state_deploy() {
-        let s = MemoryStore::new();
-        let t = Utc::now();
-        assert!(s.claim_tick("f", t).await.unwrap());
-        assert!(!s.claim_tick("f", t).await.unwrap());
-        assert_eq!(s.last_tick("f").await.unwrap(), Some(t));
-        s.state_set("cursor", json!("5")).await.unwrap();
-        assert_eq!(
-            s.state_all().await.unwrap().get("cursor"),
-            Some(&json!("5"))
-        );
-        assert_eq!(s.deployed_version().await.unwrap(), None);
-        s.set_deployed_version("v1").await.unwrap();
-        assert_eq!(s.deployed_version().await.unwrap().as_deref(), Some("v1"));
     }
 }

@@ -1,0 +1,1219 @@
+//! [`SqliteStore`]: the default store of `serve`, one SQLite file (WAL mode).
+//!
+//! # Why this shape
+//!
+//! * **rusqlite with the bundled SQLite**: the binary needs no system
+//!   library and no server; the SQLite version (and so WAL, `RETURNING`,
+//!   partial indexes, upserts) is known at build time. rusqlite is
+//!   synchronous, so no SQLite call runs on an async worker thread:
+//! * **one writer thread** owns the only connection that writes. Every
+//!   change is a *job* sent to it over a channel. The thread takes the first
+//!   job, then every job that queued up meanwhile (up to [`MAX_BATCH`]),
+//!   runs them all in one `BEGIN IMMEDIATE … COMMIT` and answers each caller
+//!   only after the `COMMIT` returned. That is *group commit*: under load
+//!   one disk sync covers many webhook intakes, and still no caller is told
+//!   "stored" before it is. With no load a batch is one job and nothing
+//!   waits for a timer. If a job fails, the batch is rolled back and its
+//!   jobs are run again one transaction each, so one bad job fails alone.
+//! * **reads** (`get`, `list`, `journal`, `state_all`, ...) run on
+//!   `spawn_blocking` with a small pool of read connections; WAL lets them
+//!   proceed while the writer commits.
+//! * **checkpoints** (copying the WAL back into the database file) run on a
+//!   thread of their own every [`CHECKPOINT_EVERY`] (`PASSIVE`: they never
+//!   block the writer), so commits do not stall behind them; the writer's
+//!   automatic checkpoint stays as a backstop for a WAL past 40 MB.
+//!
+//! # Durability
+//!
+//! [`Durability::Full`]: each commit's WAL frames are synced to disk
+//! (`fdatasync`) before its callers are answered, so an acknowledged change
+//! survives a process crash *and* a power loss or kernel crash. That is what
+//! `PRAGMA synchronous=FULL` does inside `COMMIT`; here SQLite runs with
+//! `NORMAL` and a sync thread issues the `fdatasync` after the `COMMIT`,
+//! for all batches committed meanwhile at once, while the writer already
+//! commits the next batch. Nobody acts on a change before it is synced: every
+//! answer (a `202`, a claimed run, a recorded step) waits for the sync.
+//! [`Durability::Normal`] (`synchronous=NORMAL`): the WAL is synced only at
+//! checkpoints; an acknowledged change survives a crash of the process
+//! (SIGKILL, panic, OOM kill: the data is in the OS page cache), but a power
+//! loss may lose the most recent commits (never corrupt the file).
+//!
+//! # One serving process per file
+//!
+//! [`SqliteOptions::exclusive`] (what `serve` uses) takes an exclusive
+//! `flock` on `<file>.lock` for the life of the store; a second `serve` on
+//! the same file fails to start. Knowing it is alone, the store puts the
+//! runs left `running` by a previous (dead) process back in the queue at
+//! start-up ([`Store::requeue_interrupted`]) instead of waiting for their
+//! leases to expire. Other processes (`deploy`, `run --store sqlite://...`)
+//! may open the file meanwhile: SQLite serialises their writes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, FutureExt as _};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, Row};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use super::{
+    Claimed, Enqueued, Execution, ExecutionFilter, Finish, NewExecution, Status, StepRecord,
+    StepStatus, Store, StoreError, StoreResult,
+};
+
+/// Most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the checkpoint thread copies the WAL into the database file.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Rows handled per purge transaction (keeps the writer responsive).
+const PURGE_CHUNK: usize = 500;
+
+/// The schema, one migration per entry; `schema_version` holds how many
+/// have been applied. Append only: never edit a released migration.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE executions (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    flow          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    dedupe_key    TEXT,
+    created_at    INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    result        TEXT,
+    error         TEXT,
+    error_step    TEXT,
+    lease_owner   TEXT,
+    lease_expires INTEGER
+);
+-- Partial indexes: a status change touches only the indexes of the statuses
+-- involved; `list?status=` for other statuses walks `seq` newest first.
+CREATE INDEX executions_queued ON executions (seq) WHERE status = 'queued';
+CREATE INDEX executions_leased ON executions (lease_expires) WHERE status = 'running';
+CREATE INDEX executions_failed ON executions (seq) WHERE status = 'failed';
+CREATE INDEX executions_by_flow ON executions (flow, seq);
+CREATE TABLE journal (
+    execution_id TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    ord          INTEGER NOT NULL,
+    call         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER NOT NULL,
+    output       TEXT,
+    error        TEXT,
+    PRIMARY KEY (execution_id, key)
+) WITHOUT ROWID;
+CREATE TABLE dedupe (
+    flow         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (flow, key)
+) WITHOUT ROWID;
+CREATE TABLE schedule_ticks (
+    flow         TEXT NOT NULL,
+    tick         INTEGER NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (flow, tick)
+) WITHOUT ROWID;
+CREATE TABLE state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#];
+
+/// What a commit promises (`--durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Durability {
+    /// Synced before acknowledged (like `synchronous=FULL`): acknowledged
+    /// changes survive power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: acknowledged changes survive a process crash;
+    /// a power loss may lose the last commits.
+    Normal,
+}
+
+impl Durability {
+    /// SQLite's own setting: `NORMAL` for both (the WAL is synced at every
+    /// checkpoint); `Full` adds the sync thread.
+    fn pragma(self) -> &'static str {
+        "NORMAL"
+    }
+}
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteOptions {
+    /// The `synchronous` setting.
+    pub durability: Durability,
+    /// Lock the file for this process (`serve`): fails if another process
+    /// holds the lock, and makes [`Store::requeue_interrupted`] requeue
+    /// every `running` execution.
+    pub exclusive: bool,
+}
+
+type Job = Box<dyn Batched>;
+
+/// A unit of work for the writer thread.
+trait Batched: Send {
+    /// Runs inside the current transaction; `false` if it failed. May run
+    /// again (after a rollback), so it must not consume its inputs.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once its transaction is committed (or not).
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Typed<R, F> {
+    f: F,
+    out: Option<rusqlite::Result<R>>,
+    tx: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> Batched for Typed<R, F>
+where
+    R: Send,
+    F: Fn(&Connection) -> rusqlite::Result<R> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let r = (self.f)(conn);
+        let ok = r.is_ok();
+        self.out = Some(r);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let r = match (committed, self.out) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(Ok(v))) => Ok(v),
+            (Ok(()), Some(Err(e))) => Err(sql_error(e)),
+            (Ok(()), None) => Err(StoreError("the write was not run".into())),
+        };
+        let _ = self.tx.send(r);
+    }
+}
+
+/// Runs `jobs` in one transaction; `Ok(false)` (rolled back) if one failed.
+fn transaction(conn: &Connection, jobs: &mut [Job]) -> Result<bool, StoreError> {
+    conn.prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]))
+        .map_err(sql_error)?;
+    for job in jobs.iter_mut() {
+        if !job.run(conn) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Ok(false);
+        }
+    }
+    match conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+    {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(sql_error(e))
+        }
+    }
+}
+
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {e}"))
+}
+
+fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError(format!("cannot encode a value as JSON: {e}"))
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn lease_until(lease: Duration) -> i64 {
+    let us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+    micros(Utc::now()).saturating_add(us)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A committed (or failed) job waiting for its answer.
+type Done = (Job, Result<(), StoreError>);
+
+/// The writer thread: batches jobs into transactions until every sender is
+/// gone. With `sync`, answers go through the sync thread (the WAL is made
+/// durable before anyone hears "committed"); without, they go out at once.
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, sync: Option<mpsc::Sender<Vec<Done>>>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let done: Vec<Done> = match transaction(&conn, &mut batch) {
+            Ok(true) => batch.drain(..).map(|job| (job, Ok(()))).collect(),
+            Ok(false) => {
+                // One job failed: the others must not fail with it. Each
+                // runs again alone; the failing one answers its error.
+                batch
+                    .drain(..)
+                    .map(|mut job| {
+                        let committed =
+                            transaction(&conn, std::slice::from_mut(&mut job)).map(|_| ());
+                        (job, committed)
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "store commit failed");
+                batch.drain(..).map(|job| (job, Err(e.clone()))).collect()
+            }
+        };
+        match &sync {
+            Some(tx) => {
+                if let Err(mpsc::SendError(done)) = tx.send(done) {
+                    for (job, _) in done {
+                        job.answer(Err(StoreError("the store sync thread has stopped".into())));
+                    }
+                }
+            }
+            None => {
+                for (job, committed) in done {
+                    job.answer(committed);
+                }
+            }
+        }
+    }
+}
+
+/// The sync thread of [`Durability::Full`]: one `fdatasync` of the WAL
+/// covers every batch committed before it started; then their callers are
+/// answered. Meanwhile the writer thread commits the next batch (the sync
+/// is pipelined, not in the writer's way).
+fn sync_loop(wal: PathBuf, rx: mpsc::Receiver<Vec<Done>>) {
+    let mut file: Option<File> = None;
+    let mut pending: Vec<Done> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        pending.extend(first);
+        while let Ok(more) = rx.try_recv() {
+            pending.extend(more);
+        }
+        let synced = sync_file(&wal, &mut file);
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "cannot sync the store to disk");
+        }
+        for (job, committed) in pending.drain(..) {
+            job.answer(match (committed, &synced) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Ok(()), Err(e)) => Err(e.clone()),
+                (Err(e), _) => Err(e),
+            });
+        }
+    }
+}
+
+fn sync_file(path: &Path, file: &mut Option<File>) -> Result<(), StoreError> {
+    let f =
+        match file {
+            Some(f) => f,
+            None => file.insert(File::open(path).map_err(|e| {
+                StoreError(format!("cannot open {} to sync it: {e}", path.display()))
+            })?),
+        };
+    f.sync_data().map_err(|e| {
+        *file = None;
+        StoreError(format!("cannot sync {}: {e}", path.display()))
+    })
+}
+
+/// The checkpoint thread: `PASSIVE` checkpoints until the store is dropped.
+fn checkpoint_loop(conn: Connection, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(CHECKPOINT_EVERY);
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "checkpoint skipped");
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| e.to_string();
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+    let r = (|| {
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(sql)?;
+        let current: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(sql)?
+            .unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(format!(
+                "the database has schema version {current}, newer than this binary knows ({known}); use a newer binary"
+            ));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            conn.execute_batch(step).map_err(sql)?;
+            conn.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )
+            .map_err(sql)?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sql),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Takes `flock(LOCK_EX | LOCK_NB)` on the lock file next to the database.
+#[cfg(unix)]
+fn lock_file(db: &Path) -> StoreResult<File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::io::AsRawFd as _;
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock only operates on the descriptor, which `file` keeps open.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError(format!(
+                "{} is in use by another serving process{} (one `serve` per database file)",
+                db.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                }
+            )));
+        }
+        return Err(StoreError(format!("cannot lock {}: {e}", path.display())));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
+}
+
+#[cfg(not(unix))]
+fn lock_file(_db: &Path) -> StoreResult<File> {
+    Err(StoreError(
+        "exclusive SQLite stores need a Unix system".into(),
+    ))
+}
+
+/// A [`Store`] in one SQLite file. See the module docs.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    exclusive: bool,
+    stop: Arc<AtomicBool>,
+    checkpointer: std::thread::Thread,
+    _lock: Option<File>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.checkpointer.unpark();
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("exclusive", &self.exclusive)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`: takes the lock
+    /// when `exclusive`, switches to WAL, applies pending migrations and
+    /// starts the writer thread. Blocks for the time that takes.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StoreError(format!(
+                    "cannot open {}: the directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        let lock = if options.exclusive {
+            Some(lock_file(&path)?)
+        } else {
+            None
+        };
+        let what = |e: rusqlite::Error| StoreError(format!("cannot open {}: {e}", path.display()));
+        let conn = open_connection(&path).map_err(what)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(what)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError(format!(
+                "cannot open {}: WAL mode is not available (journal mode {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", options.durability.pragma())
+            .map_err(what)?;
+        // Checkpoints run on their own thread; this is only the backstop.
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+            .map_err(what)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(what)?;
+        migrate(&conn).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let checkpoint_conn = open_connection(&path).map_err(what)?;
+        checkpoint_conn
+            .pragma_update(None, "synchronous", options.durability.pragma())
+            .map_err(what)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread_error =
+            |e: std::io::Error| StoreError(format!("cannot start a store thread: {e}"));
+        let sync = match options.durability {
+            Durability::Normal => None,
+            Durability::Full => {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let wal = PathBuf::from(wal);
+                let (sync_tx, sync_rx) = mpsc::channel::<Vec<Done>>();
+                std::thread::Builder::new()
+                    .name("flow-store-sync".into())
+                    .spawn(move || sync_loop(wal, sync_rx))
+                    .map_err(thread_error)?;
+                Some(sync_tx)
+            }
+        };
+        std::thread::Builder::new()
+            .name("flow-store-writer".into())
+            .spawn(move || writer_loop(conn, rx, sync))
+            .map_err(thread_error)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("flow-store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop2))
+            .map_err(thread_error)?
+            .thread()
+            .clone();
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            exclusive: options.exclusive,
+            stop,
+            checkpointer,
+            _lock: lock,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in the writer thread's next batch; resolves after its commit.
+    fn write<R, F>(&self, f: F) -> BoxFuture<'static, StoreResult<R>>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(Typed { f, out: None, tx });
+        let sent = lock(&self.writer).send(job).is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError("the store writer has stopped".into()));
+            }
+            rx.await
+                .map_err(|_| StoreError("the store writer has stopped".into()))?
+        }
+        .boxed()
+    }
+
+    /// Runs `f` on a read connection in the blocking pool.
+    fn read<R, F>(&self, f: F) -> BoxFuture<'static, StoreResult<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let pooled = lock(&pool).pop();
+                let conn = match pooled {
+                    Some(c) => c,
+                    None => open_connection(&path).map_err(sql_error)?,
+                };
+                let r = f(&conn).map_err(sql_error);
+                let mut pool = lock(&pool);
+                if pool.len() < 8 {
+                    pool.push(conn);
+                }
+                r
+            })
+            .await
+            .map_err(|e| StoreError(format!("store read task failed: {e}")))?
+        }
+        .boxed()
+    }
+}
+
+const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
+     finished_at, attempts, result, error, error_step, lease_owner, lease_expires";
+
+/// An execution row as stored (JSON still text: parsed off the writer thread).
+struct ExecRow {
+    id: String,
+    flow: String,
+    status: String,
+    trigger: String,
+    dedupe_key: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    attempts: i64,
+    result: Option<String>,
+    error: Option<String>,
+    error_step: Option<String>,
+    lease_owner: Option<String>,
+    lease_expires: Option<i64>,
+}
+
+fn exec_row(r: &Row<'_>) -> rusqlite::Result<ExecRow> {
+    Ok(ExecRow {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        status: r.get(2)?,
+        trigger: r.get(3)?,
+        dedupe_key: r.get(4)?,
+        created_at: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        attempts: r.get(8)?,
+        result: r.get(9)?,
+        error: r.get(10)?,
+        error_step: r.get(11)?,
+        lease_owner: r.get(12)?,
+        lease_expires: r.get(13)?,
+    })
+}
+
+fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError(format!("corrupt {what} in the store: {e}")))
+}
+
+impl ExecRow {
+    fn into_execution(self) -> StoreResult<Execution> {
+        let status = Status::parse(&self.status)
+            .ok_or_else(|| StoreError(format!("unknown status {:?} in the store", self.status)))?;
+        Ok(Execution {
+            trigger: parse_json(&self.trigger, "trigger")?,
+            result: self
+                .result
+                .as_deref()
+                .map(|r| parse_json(r, "result"))
+                .transpose()?,
+            id: self.id,
+            flow: self.flow,
+            status,
+            dedupe_key: self.dedupe_key,
+            created_at: from_micros(self.created_at),
+            started_at: self.started_at.map(from_micros),
+            finished_at: self.finished_at.map(from_micros),
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            error: self.error,
+            error_step: self.error_step,
+            lease_owner: self.lease_owner,
+            lease_expires: self.lease_expires.map(from_micros),
+        })
+    }
+}
+
+fn into_execution(row: Option<ExecRow>) -> StoreResult<Option<Execution>> {
+    row.map(ExecRow::into_execution).transpose()
+}
+
+fn select_execution(conn: &Connection, id: &str) -> rusqlite::Result<Option<ExecRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {EXEC_COLUMNS} FROM executions WHERE id = ?1"
+    ))?
+    .query_row([id], exec_row)
+    .optional()
+}
+
+/// Leases the oldest queued execution, or the run whose lease expired first.
+fn claim_row(c: &Connection, worker: &str, lease: Duration) -> rusqlite::Result<Option<ExecRow>> {
+    let now = micros(Utc::now());
+    let mut seq: Option<i64> = c
+        .prepare_cached("SELECT seq FROM executions WHERE status = 'queued' ORDER BY seq LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if seq.is_none() {
+        seq = c
+            .prepare_cached(
+                "SELECT seq FROM executions WHERE status = 'running' \
+                 AND lease_expires <= ?1 ORDER BY lease_expires LIMIT 1",
+            )?
+            .query_row([now], |r| r.get(0))
+            .optional()?;
+    }
+    let Some(seq) = seq else { return Ok(None) };
+    c.prepare_cached(&format!(
+        "UPDATE executions SET status = 'running', lease_owner = ?1, \
+         lease_expires = ?2, started_at = ?3, attempts = attempts + 1 \
+         WHERE seq = ?4 RETURNING {EXEC_COLUMNS}"
+    ))?
+    .query_row(params![worker, lease_until(lease), now, seq], exec_row)
+    .optional()
+}
+
+fn state_rows(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    c.prepare_cached("SELECT key, value FROM state")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+fn parse_state(rows: Vec<(String, String)>) -> StoreResult<Map<String, Value>> {
+    rows.into_iter()
+        .map(|(k, v)| Ok((k, parse_json(&v, "state value")?)))
+        .collect()
+}
+
+fn step_status(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+    }
+}
+
+impl Store for SqliteStore {
+    fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>> {
+        let trigger = match serde_json::to_string(&new.trigger) {
+            Ok(t) => t,
+            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+        };
+        let NewExecution {
+            id,
+            flow,
+            dedupe_key,
+            running,
+            tick,
+            ..
+        } = new;
+        self.write(move |c| {
+            let now = micros(Utc::now());
+            if let Some(tick) = tick.map(micros) {
+                let last: Option<(i64, String)> = c
+                    .prepare_cached(
+                        "SELECT tick, execution_id FROM schedule_ticks WHERE flow = ?1 \
+                         ORDER BY tick DESC LIMIT 1",
+                    )?
+                    .query_row([&flow], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((last, first)) = last {
+                    if last >= tick {
+                        return Ok(Enqueued::Duplicate(first));
+                    }
+                }
+            }
+            if let Some(key) = &dedupe_key {
+                let inserted = c
+                    .prepare_cached(
+                        "INSERT INTO dedupe (flow, key, execution_id) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![flow, key, id])?;
+                if inserted == 0 {
+                    let first: String = c
+                        .prepare_cached(
+                            "SELECT execution_id FROM dedupe WHERE flow = ?1 AND key = ?2",
+                        )?
+                        .query_row(params![flow, key], |r| r.get(0))?;
+                    return Ok(Enqueued::Duplicate(first));
+                }
+            }
+            if let Some(tick) = tick.map(micros) {
+                c.prepare_cached(
+                    "INSERT INTO schedule_ticks (flow, tick, execution_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![flow, tick, id])?;
+            }
+            let (status, owner, expires, started, attempts) = match &running {
+                Some((worker, lease)) => (
+                    Status::Running,
+                    Some(worker.as_str()),
+                    Some(lease_until(*lease)),
+                    Some(now),
+                    1,
+                ),
+                None => (Status::Queued, None, None, None, 0),
+            };
+            c.prepare_cached(
+                "INSERT INTO executions (id, flow, status, trigger, dedupe_key, created_at, \
+                 started_at, attempts, lease_owner, lease_expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                id,
+                flow,
+                status.as_str(),
+                trigger,
+                dedupe_key,
+                now,
+                started,
+                attempts,
+                owner,
+                expires
+            ])?;
+            Ok(Enqueued::Created)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        let worker = worker.to_string();
+        let claimed = self.write(move |c| claim_row(c, &worker, lease));
+        async move { into_execution(claimed.await?) }.boxed()
+    }
+
+    fn claim_run<'a>(
+        &'a self,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Claimed>>> {
+        let worker = worker.to_string();
+        let claimed = self.write(move |c| match claim_row(c, &worker, lease)? {
+            Some(row) => Ok(Some((row, state_rows(c)?))),
+            None => Ok(None),
+        });
+        async move {
+            match claimed.await? {
+                Some((row, state)) => Ok(Some((row.into_execution()?, parse_state(state)?))),
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE executions SET status = 'queued', lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = ?1 AND status = 'running' \
+                     AND lease_owner = ?2",
+                )?
+                .execute(params![id, worker])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        if !self.exclusive {
+            return async { Ok(0) }.boxed();
+        }
+        self.write(|c| {
+            let n = c.execute(
+                "UPDATE executions SET status = 'queued', lease_owner = NULL, \
+                 lease_expires = NULL WHERE status = 'running'",
+                [],
+            )?;
+            Ok(n as u64)
+        })
+    }
+
+    fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        let cutoff = micros(before);
+        async move {
+            let mut deleted = 0u64;
+            let mut after = 0i64;
+            loop {
+                // One chunk per transaction, in creation order, so intake
+                // interleaves with a long purge.
+                let (n, last, done) = self
+                    .write(move |c| {
+                        let rows: Vec<(i64, String, String, String, Option<String>, i64)> = c
+                            .prepare_cached(
+                                "SELECT seq, id, flow, status, dedupe_key, created_at \
+                                 FROM executions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                            )?
+                            .query_map(params![after, PURGE_CHUNK as i64], |r| {
+                                Ok((
+                                    r.get(0)?,
+                                    r.get(1)?,
+                                    r.get(2)?,
+                                    r.get(3)?,
+                                    r.get(4)?,
+                                    r.get(5)?,
+                                ))
+                            })?
+                            .collect::<rusqlite::Result<_>>()?;
+                        let mut n = 0u64;
+                        let mut last = after;
+                        let mut done = rows.len() < PURGE_CHUNK;
+                        for (seq, id, flow, status, key, created) in rows {
+                            if created >= cutoff {
+                                done = true;
+                                break;
+                            }
+                            last = seq;
+                            if status != "succeeded" && status != "skipped" {
+                                continue;
+                            }
+                            c.prepare_cached("DELETE FROM journal WHERE execution_id = ?1")?
+                                .execute([&id])?;
+                            if let Some(key) = key {
+                                c.prepare_cached(
+                                    "DELETE FROM dedupe WHERE flow = ?1 AND key = ?2 \
+                                     AND execution_id = ?3",
+                                )?
+                                .execute(params![flow, key, id])?;
+                            }
+                            c.prepare_cached("DELETE FROM executions WHERE seq = ?1")?
+                                .execute([seq])?;
+                            n += 1;
+                        }
+                        if done {
+                            c.execute(
+                                "DELETE FROM schedule_ticks WHERE tick < ?1 AND tick < \
+                                 (SELECT MAX(t.tick) FROM schedule_ticks t \
+                                  WHERE t.flow = schedule_ticks.flow)",
+                                [cutoff],
+                            )?;
+                        }
+                        Ok((n, last, done))
+                    })
+                    .await?;
+                deleted += n;
+                after = last;
+                if done {
+                    return Ok(deleted);
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn renew<'a>(
+        &'a self,
+        id: &'a str,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        let (id, worker) = (id.to_string(), worker.to_string());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE executions SET lease_expires = ?1 WHERE id = ?2 \
+                     AND status = 'running' AND lease_owner = ?3",
+                )?
+                .execute(params![lease_until(lease), id, worker])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn finish<'a>(&'a self, id: &'a str, finish: Finish) -> BoxFuture<'a, StoreResult<()>> {
+        let result = match finish
+            .result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+        {
+            Ok(r) => r,
+            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+        };
+        let id = id.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE executions SET status = ?1, result = ?2, error = ?3, error_step = ?4, \
+                 finished_at = ?5, lease_owner = NULL, lease_expires = NULL WHERE id = ?6",
+            )?
+            .execute(params![
+                finish.status.as_str(),
+                result,
+                finish.error,
+                finish.error_step,
+                micros(Utc::now()),
+                id
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        let id = id.to_string();
+        let row = self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE executions SET status = 'queued', finished_at = NULL, result = NULL, \
+                 error = NULL, error_step = NULL, lease_owner = NULL, lease_expires = NULL \
+                 WHERE id = ?1 AND status IN ('succeeded', 'failed', 'skipped')",
+            )?
+            .execute([&id])?;
+            select_execution(c, &id)
+        });
+        async move { into_execution(row.await?) }.boxed()
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        let id = id.to_string();
+        let row = self.read(move |c| select_execution(c, &id));
+        async move { into_execution(row.await?) }.boxed()
+    }
+
+    fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
+        let rows = self.read(move |c| {
+            let mut sql = format!("SELECT {EXEC_COLUMNS} FROM executions");
+            let mut args: Vec<String> = Vec::new();
+            let mut clauses = Vec::new();
+            if let Some(s) = filter.status {
+                args.push(s.as_str().to_string());
+                clauses.push(format!("status = ?{}", args.len()));
+            }
+            if let Some(f) = filter.flow {
+                args.push(f);
+                clauses.push(format!("flow = ?{}", args.len()));
+            }
+            if !clauses.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&clauses.join(" AND "));
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), exec_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        });
+        async move {
+            rows.await?
+                .into_iter()
+                .map(ExecRow::into_execution)
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>> {
+        type RawStep = (
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
+        let id = id.to_string();
+        let rows = self.read(move |c| {
+            c.prepare_cached(
+                "SELECT key, call, status, attempts, started_at, finished_at, output, error \
+                 FROM journal WHERE execution_id = ?1 ORDER BY ord",
+            )?
+            .query_map([&id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<RawStep>>>()
+        });
+        async move {
+            rows.await?
+                .into_iter()
+                .map(
+                    |(key, call, status, attempts, started, finished, output, error)| {
+                        Ok(StepRecord {
+                            key,
+                            call,
+                            status: if status == "succeeded" {
+                                StepStatus::Succeeded
+                            } else {
+                                StepStatus::Failed
+                            },
+                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                            started_at: from_micros(started),
+                            finished_at: from_micros(finished),
+                            output: output
+                                .as_deref()
+                                .map(|o| parse_json(o, "step output"))
+                                .transpose()?,
+                            error,
+                        })
+                    },
+                )
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn record_step<'a>(
+        &'a self,
+        id: &'a str,
+        record: StepRecord,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let output = match record
+            .output
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+        {
+            Ok(o) => o,
+            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+        };
+        let id = id.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO journal (execution_id, key, ord, call, status, attempts, \
+                 started_at, finished_at, output, error) VALUES (?1, ?2, \
+                 (SELECT COUNT(*) FROM journal WHERE execution_id = ?1), \
+                 ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
+                 status = excluded.status, attempts = excluded.attempts, \
+                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                 output = excluded.output, error = excluded.error",
+            )?
+            .execute(params![
+                id,
+                record.key,
+                record.call,
+                step_status(record.status),
+                record.attempts,
+                micros(record.started_at),
+                micros(record.finished_at),
+                output,
+                record.error
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>> {
+        let flow = flow.to_string();
+        let r = self.read(move |c| {
+            c.prepare_cached("SELECT MAX(tick) FROM schedule_ticks WHERE flow = ?1")?
+                .query_row([&flow], |r| r.get::<_, Option<i64>>(0))
+        });
+        async move { Ok(r.await?.map(from_micros)) }.boxed()
+    }
+
+    fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>> {
+        let rows = self.read(state_rows);
+        async move { parse_state(rows.await?) }.boxed()
+    }
+
+    fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {
+        let value = match serde_json::to_string(&value) {
+            Ok(v) => v,
+            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+        };
+        let key = key.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO state (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+            Ok(())
+        })
+    }
+
+    fn deployed_version(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'deployed_version'")?
+                .query_row([], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        let version = version.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('deployed_version', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([&version])?;
+            Ok(())
+        })
+    }
+}

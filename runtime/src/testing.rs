@@ -1,0 +1,820 @@
+//! `BINARY test [--filter NAME]`: runs the `test` blocks of the `.flow`
+//! file (LANGUAGE.md §9), which generated code hands over as data in
+//! [`Integration::tests`].
+//!
+//! Each test gets a fresh [`Runtime`] with an in-memory store, the config
+//! given by the test's `config { ... }` over the defaults (the environment
+//! and `--config` are not read), a temporary working directory for `file.*`
+//! and `http.*` steps answered in-process by the test's mocks: no network.
+//! Every HTTP call is recorded (method, URL, JSON body, headers). Then each
+//! `run` runs its flow to the end (like `BINARY run`; flows it dispatches run
+//! too) and the expectations are checked against the recorded calls and the
+//! last run's outcome.
+//!
+//! Rules, as documented for users in `docs/tools.md`:
+//!
+//! * A call is answered by the first mock whose method and URL match; a mock
+//!   URL without a query string matches the call whatever its query. A call
+//!   no mock matches fails its step: `no mock for POST http://...`.
+//! * A mocked non-2xx answer (not listed in the step's `ok:`) fails the step
+//!   at once: mocks answer the same every time, so retrying would only wait.
+//! * `expect http M URL with json J`: some recorded call has method `M`, URL
+//!   `URL` and a JSON body that *contains* `J`: for objects, every key of `J`
+//!   is in the body with a value that contains `J`'s value (other keys may
+//!   be present; a `null` in `J` also matches a missing key); arrays and
+//!   scalars must be equal (`1` equals `1.0`).
+//! * `expect status S`: the status of the last `run` before it.
+//! * `expect response STATUS[, BODY]`: the answer the last run (a sync flow)
+//!   would give over HTTP: its `respond`, 204 without one, 200
+//!   `{"skipped": reason}` for `skip`, 500 `{"error": message}` when it
+//!   failed; the body must be equal.
+//!
+//! Tests run one after another (the HTTP mocks and the working directory are
+//! process-wide while a test runs).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::future::{BoxFuture, FutureExt as _};
+use serde_json::{json, Map, Value};
+
+use crate::cli::complete_trigger;
+use crate::config::EnvSource;
+use crate::ctx::StepCall;
+use crate::engine::{new_execution_id, Runtime, RuntimeOptions, StepFn};
+use crate::error::{RunError, StepError};
+use crate::integration::Integration;
+use crate::ops::display;
+use crate::schema::Schema;
+use crate::store::{Execution, ExecutionFilter, Status};
+
+/// One `test "name" { ... }` block.
+#[derive(Clone)]
+pub struct TestCase {
+    /// The test's name.
+    pub name: &'static str,
+    /// The values of its `config { ... }` (runtime representation),
+    /// evaluated with [`TestCx::constants`].
+    pub config: TestFn<Vec<(&'static str, Value)>>,
+    /// Its statements in source order, evaluated once the test's config is
+    /// loaded (URLs like `"${config.erp_url}/stock"` read it).
+    pub stmts: TestFn<Vec<TestStmt>>,
+}
+
+/// How generated code gives the parts of a test: a function of the config.
+pub type TestFn<T> = fn(&TestCx) -> Result<T, RunError>;
+
+/// One statement of a test block (`config` is [`TestCase::config`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestStmt {
+    /// `mock http METHOD URL => STATUS[, BODY]`.
+    Mock(MockHttp),
+    /// `run FLOW with { ... }`.
+    Run(TestRun),
+    /// `expect ...`.
+    Expect(Expect),
+}
+
+/// `mock http METHOD URL => STATUS[, BODY]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockHttp {
+    /// HTTP method in upper case.
+    pub method: &'static str,
+    /// The URL (a String value).
+    pub url: Value,
+    /// The status to answer (an Int value).
+    pub status: Value,
+    /// The JSON body to answer (`null`: empty).
+    pub body: Value,
+}
+
+/// `run FLOW with { trigger fields }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRun {
+    /// The flow to run.
+    pub flow: &'static str,
+    /// The trigger fields given (completed like `BINARY run --input`).
+    pub input: Value,
+}
+
+/// An expectation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expect {
+    /// `expect http METHOD URL [with json J]`.
+    Http {
+        /// HTTP method in upper case.
+        method: &'static str,
+        /// The URL (a String value).
+        url: Value,
+        /// The JSON the body must contain.
+        json: Option<Value>,
+    },
+    /// `expect status succeeded|failed|skipped`.
+    Status(&'static str),
+    /// `expect response STATUS[, BODY]`.
+    Response {
+        /// The HTTP status (an Int value).
+        status: Value,
+        /// The body, if given.
+        body: Option<Value>,
+    },
+}
+
+/// What expressions in tests see: `config` (and `endpoint(flow)` once the
+/// test's runtime exists). Generated code evaluates test expressions with
+/// the same code as flow expressions, whose `cx` is then a `&TestCx`.
+pub struct TestCx {
+    config: Value,
+    rt: Option<Runtime>,
+}
+
+static NULL: Value = Value::Null;
+
+impl TestCx {
+    /// For the test's `config { ... }` values: no config yet.
+    pub fn constants() -> TestCx {
+        TestCx {
+            config: Value::Null,
+            rt: None,
+        }
+    }
+
+    /// For the statements: the test's loaded config.
+    pub fn new(rt: &Runtime) -> TestCx {
+        TestCx {
+            config: rt.config().value().clone(),
+            rt: Some(rt.clone()),
+        }
+    }
+
+    /// The `config` object.
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+
+    /// `trigger` (not in scope in tests): `null`.
+    pub fn trigger(&self) -> &Value {
+        &NULL
+    }
+
+    /// `error` (not in scope in tests): `null`.
+    pub fn error(&self) -> &Value {
+        &NULL
+    }
+
+    /// `endpoint(flow)`, as flows see it.
+    pub fn endpoint(&self, flow: &str) -> Result<Value, RunError> {
+        match &self.rt {
+            Some(rt) => rt.endpoint(flow, None).map(Value::String),
+            None => Err(RunError::new("endpoint: not available in a test's config")),
+        }
+    }
+
+    /// `state.get(key)`: tests start with an empty state.
+    pub fn state_get(&self, _key: &str) -> Result<Value, RunError> {
+        Ok(Value::Null)
+    }
+}
+
+// ---------------------------------------------------------------- HTTP mock
+
+/// One HTTP call a flow made during a test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    /// Method in upper case.
+    pub method: String,
+    /// The full URL, with the `query:` parameters.
+    pub url: String,
+    /// The `json:` body.
+    pub json: Option<Value>,
+    /// The `body:` text.
+    pub body: Option<String>,
+    /// Request headers (lowercase names), with `bearer:`/`basic:` as
+    /// `authorization`.
+    pub headers: Map<String, Value>,
+}
+
+struct MockState {
+    mocks: Vec<MockHttp>,
+    calls: Vec<RecordedCall>,
+}
+
+static CURRENT: Mutex<Option<MockState>> = Mutex::new(None);
+
+fn current() -> std::sync::MutexGuard<'static, Option<MockState>> {
+    match CURRENT.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The `http.*` implementations that answer from the current test's mocks.
+pub fn http_mocks() -> Vec<(&'static str, StepFn)> {
+    vec![
+        ("http.get", mock_get as StepFn),
+        ("http.post", mock_post),
+        ("http.put", mock_put),
+        ("http.patch", mock_patch),
+        ("http.delete", mock_delete),
+    ]
+}
+
+fn mock_get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { mock_request("GET", &call) }.boxed()
+}
+
+fn mock_post(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { mock_request("POST", &call) }.boxed()
+}
+
+fn mock_put(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { mock_request("PUT", &call) }.boxed()
+}
+
+fn mock_patch(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { mock_request("PATCH", &call) }.boxed()
+}
+
+fn mock_delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { mock_request("DELETE", &call) }.boxed()
+}
+
+/// Whether a call to `actual` matches the `expected` URL of a mock or an
+/// expectation: equal once parsed (so `http://a.test` is `http://a.test/`);
+/// an `expected` URL without a query string ignores the call's query.
+pub fn url_matches(expected: &str, actual: &str) -> bool {
+    match (
+        crate::schema::parse_url(expected),
+        crate::schema::parse_url(actual),
+    ) {
+        (Ok(mut e), Ok(mut a)) => {
+            // Queries compare decoded (`since=1970-01-01T00:00:00Z` is
+            // sent as `since=1970-01-01T00%3A00%3A00Z`).
+            let pairs = |u: &reqwest::Url| -> Vec<(String, String)> {
+                u.query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            };
+            let queries_match = e.query().is_none() || pairs(&e) == pairs(&a);
+            for u in [&mut e, &mut a] {
+                u.set_fragment(None);
+                u.set_query(None);
+            }
+            queries_match && e == a
+        }
+        _ => expected == actual,
+    }
+}
+
+fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
+    let args = &call.args;
+    let name = format!("http.{}", method.to_ascii_lowercase());
+    let url_text = args
+        .get(0)
+        .as_str()
+        .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
+    let mut url = crate::schema::parse_url(url_text)
+        .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
+    if let Some(Value::Object(q)) = args.get_named("query") {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in q {
+            if !v.is_null() {
+                pairs.append_pair(k, &display(v));
+            }
+        }
+    }
+    let url = url.to_string();
+    let mut headers = Map::new();
+    if let Some(Value::Object(h)) = args.get_named("headers") {
+        for (k, v) in h {
+            if !v.is_null() {
+                headers.insert(k.to_ascii_lowercase(), Value::String(display(v)));
+            }
+        }
+    }
+    if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
+        headers.insert(
+            "authorization".into(),
+            Value::String(format!("Bearer {}", display(token))),
+        );
+    }
+    if let Some(basic) = args.get_named("basic").filter(|v| !v.is_null()) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(display(basic));
+        headers.insert(
+            "authorization".into(),
+            Value::String(format!("Basic {encoded}")),
+        );
+    }
+    let json = args.get_named("json").filter(|v| !v.is_null()).cloned();
+    let body = args
+        .get_named("body")
+        .filter(|v| !v.is_null() && json.is_none())
+        .map(display);
+    let recorded = RecordedCall {
+        method: method.to_string(),
+        url: url.clone(),
+        json,
+        body,
+        headers,
+    };
+    let mock = {
+        let mut state = current();
+        let Some(state) = state.as_mut() else {
+            return Err(StepError::permanent(format!(
+                "no mock for {method} {url}: no test is running"
+            )));
+        };
+        state.calls.push(recorded);
+        let found = state
+            .mocks
+            .iter()
+            .find(|m| m.method == method && url_matches(&display(&m.url), &url))
+            .cloned();
+        match found {
+            Some(m) => m,
+            None => {
+                let mocks: Vec<String> = state
+                    .mocks
+                    .iter()
+                    .map(|m| format!("{} {}", m.method, display(&m.url)))
+                    .collect();
+                let known = if mocks.is_empty() {
+                    "this test mocks no HTTP calls".to_string()
+                } else {
+                    format!("mocks: {}", mocks.join(", "))
+                };
+                return Err(StepError::permanent(format!(
+                    "no mock for {method} {url} ({known})"
+                )));
+            }
+        }
+    };
+    let status = mock
+        .status
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(200);
+    let text = match &mock.body {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let success = (200..300).contains(&status);
+    let accepted = args
+        .get_named("ok")
+        .and_then(Value::as_array)
+        .is_some_and(|ok| ok.iter().any(|s| s.as_u64() == Some(u64::from(status))));
+    if !success && !accepted {
+        let snippet: String = text.chars().take(200).collect();
+        return Err(StepError::permanent(format!(
+            "{method} {url}: HTTP {status} (mocked){}{snippet}",
+            if snippet.is_empty() { "" } else { ": " }
+        )));
+    }
+    let body = match (&args.as_schema, success) {
+        (Some(schema), true) => schema.decode(&mock.body).map_err(|e| {
+            StepError::permanent(format!("{method} {url}: mocked response body: {e}"))
+        })?,
+        _ => mock.body.clone(),
+    };
+    Ok(json!({
+        "status": status,
+        "body": body,
+        "text": text,
+        "headers": { "content-type": "application/json" },
+    }))
+}
+
+// ---------------------------------------------------------------- matching
+
+/// Whether `actual` contains `expected`: objects contain every key of
+/// `expected` with a value that contains its value (a missing key counts as
+/// `null`); arrays and scalars are equal (`1` equals `1.0`).
+pub fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e
+            .iter()
+            .all(|(k, v)| contains(a.get(k).unwrap_or(&NULL), v)),
+        _ => crate::ops::equal(actual, expected),
+    }
+}
+
+fn describe_call(c: &RecordedCall) -> String {
+    let mut s = format!("{} {}", c.method, c.url);
+    if let Some(j) = &c.json {
+        let _ = write!(s, "  json {j}");
+    } else if let Some(b) = &c.body {
+        let _ = write!(s, "  body {b:?}");
+    }
+    s
+}
+
+/// What a finished run would answer over HTTP (sync flows): status and body.
+fn response_of(exec: &Execution) -> (u16, Value) {
+    match exec.status {
+        Status::Failed => (
+            500,
+            json!({ "error": exec.error.clone().unwrap_or_default() }),
+        ),
+        Status::Skipped => (200, exec.result.clone().unwrap_or(Value::Null)),
+        _ => match &exec.result {
+            Some(r) if r.get("status").is_some() => (
+                r["status"]
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(200),
+                r["body"].clone(),
+            ),
+            _ => (204, Value::Null),
+        },
+    }
+}
+
+fn describe_outcome(exec: &Execution) -> String {
+    let mut s = exec.status.as_str().to_string();
+    if let Some(e) = &exec.error {
+        match &exec.error_step {
+            Some(step) => {
+                let _ = write!(s, " (step {step}: {e})");
+            }
+            None => {
+                let _ = write!(s, " ({e})");
+            }
+        }
+    } else if let Some(Value::String(reason)) = exec.result.as_ref().and_then(|r| r.get("skipped"))
+    {
+        let _ = write!(s, " ({reason:?})");
+    }
+    s
+}
+
+fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> Option<String> {
+    match expect {
+        Expect::Http { method, url, json } => {
+            let url = display(url);
+            let found = calls.iter().any(|c| {
+                c.method == *method
+                    && url_matches(&url, &c.url)
+                    && json
+                        .as_ref()
+                        .is_none_or(|j| c.json.as_ref().is_some_and(|b| contains(b, j)))
+            });
+            if found {
+                return None;
+            }
+            let mut out = format!("expect http {method} {url}");
+            if let Some(j) = json {
+                let _ = write!(out, " with json {j}");
+            }
+            let expected = describe_call(&RecordedCall {
+                method: method.to_string(),
+                url,
+                json: json.clone(),
+                body: None,
+                headers: Map::new(),
+            });
+            let _ = write!(out, "\n    expected: {expected}");
+            if calls.is_empty() {
+                out.push_str("\n    actual:   (no HTTP calls)");
+            }
+            for (i, c) in calls.iter().enumerate() {
+                let label = if i == 0 { "actual:  " } else { "         " };
+                let _ = write!(out, "\n    {label} {}", describe_call(c));
+            }
+            Some(out)
+        }
+        Expect::Status(want) => {
+            let Some(exec) = last else {
+                return Some(format!("expect status {want}: no flow has run yet"));
+            };
+            if exec.status.as_str() == *want {
+                return None;
+            }
+            Some(format!(
+                "expect status {want}\n    expected: {want}\n    actual:   {}",
+                describe_outcome(exec)
+            ))
+        }
+        Expect::Response { status, body } => {
+            let want_status = status.as_u64().unwrap_or(0);
+            let mut want = format!("{want_status}");
+            if let Some(b) = body {
+                let _ = write!(want, ", {b}");
+            }
+            let Some(exec) = last else {
+                return Some(format!("expect response {want}: no flow has run yet"));
+            };
+            let (got_status, got_body) = response_of(exec);
+            let status_ok = u64::from(got_status) == want_status;
+            let body_ok = body
+                .as_ref()
+                .is_none_or(|b| crate::ops::equal(b, &got_body));
+            if status_ok && body_ok {
+                return None;
+            }
+            let mut got = format!("{got_status}");
+            if !got_body.is_null() || body.is_some() {
+                let _ = write!(got, ", {got_body}");
+            }
+            if exec.status == Status::Failed {
+                let _ = write!(got, "  (the run failed: {})", describe_outcome(exec));
+            }
+            Some(format!(
+                "expect response {want}\n    expected: {want}\n    actual:   {got}"
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- running
+
+/// A fresh working directory for one test; the previous one is restored
+/// and the folder removed when dropped.
+struct WorkDir {
+    previous: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl WorkDir {
+    fn enter() -> Result<WorkDir, String> {
+        let dir = std::env::temp_dir().join(format!("flow-test-{}", new_execution_id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let previous = std::env::current_dir().ok();
+        std::env::set_current_dir(&dir)
+            .map_err(|e| format!("cannot enter {}: {e}", dir.display()))?;
+        Ok(WorkDir { previous, dir })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(p) = &self.previous {
+            let _ = std::env::set_current_dir(p);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Ends the current test's mocks when dropped.
+struct MockGuard;
+
+impl Drop for MockGuard {
+    fn drop(&mut self) {
+        *current() = None;
+    }
+}
+
+fn is_optional(schema: &Schema) -> bool {
+    match schema {
+        Schema::Optional(_) => true,
+        Schema::Ref(name) => crate::schema::lookup_type(name).is_some_and(|s| is_optional(&s)),
+        _ => false,
+    }
+}
+
+/// Waits until no execution is queued or running (flows dispatched by the
+/// run have finished), for at most 30 s.
+async fn settle(rt: &Runtime) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut busy = false;
+        for status in [Status::Queued, Status::Running] {
+            let found = rt
+                .store()
+                .list(ExecutionFilter {
+                    status: Some(status),
+                    flow: None,
+                    limit: 1,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            busy |= !found.is_empty();
+        }
+        if !busy {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("dispatched flows still running after 30s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs one test; `Err` holds the failures, one per entry.
+pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), Vec<String>> {
+    let one = |m: String| vec![m];
+    let values = (case.config)(&TestCx::constants()).map_err(|e| one(format!("config: {e}")))?;
+    let mut integration = integration.clone();
+    let mut missing = Vec::new();
+    for entry in &mut integration.config {
+        if let Some((_, v)) = values.iter().find(|(n, _)| *n == entry.name) {
+            entry.default = Some(v.clone());
+        } else if entry.default.is_none() && !is_optional(&entry.schema) {
+            missing.push(entry.name);
+        }
+    }
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
+        return Err(one(format!(
+            "config entry {} has no default: give {} a value in the test's `config {{ {}: ... }}`",
+            list.join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            missing.join(": ..., "),
+        )));
+    }
+    let _dir = WorkDir::enter().map_err(one)?;
+    let options = RuntimeOptions {
+        env: EnvSource::from_pairs(Vec::<(String, String)>::new()),
+        config_file: None,
+        store: None,
+        workers: 1,
+        retention: None,
+        step_overrides: http_mocks(),
+        ..RuntimeOptions::default()
+    };
+    let rt = Runtime::new(integration, options).map_err(|e| one(e.to_string()))?;
+    let redact = |s: String| rt.redactor().redact_string(s);
+    let stmts = (case.stmts)(&TestCx::new(&rt)).map_err(|e| one(redact(e.to_string())))?;
+    let mocks = stmts
+        .iter()
+        .filter_map(|s| match s {
+            TestStmt::Mock(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    *current() = Some(MockState {
+        mocks,
+        calls: Vec::new(),
+    });
+    let _mocks = MockGuard;
+    let workers = rt.start_workers();
+    let mut failures = Vec::new();
+    let mut last: Option<Execution> = None;
+    for stmt in &stmts {
+        match stmt {
+            TestStmt::Mock(_) => {}
+            TestStmt::Run(run) => {
+                let trigger = match complete_trigger(&rt, run.flow, run.input.clone()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        failures.push(format!("run {}: {e}", run.flow));
+                        break;
+                    }
+                };
+                match rt.run_inline(new_execution_id(), run.flow, trigger).await {
+                    Ok(exec) => last = Some(exec),
+                    Err(e) => {
+                        failures.push(format!("run {}: {e}", run.flow));
+                        break;
+                    }
+                }
+                if let Err(e) = settle(&rt).await {
+                    failures.push(format!("run {}: {e}", run.flow));
+                    break;
+                }
+            }
+            TestStmt::Expect(expect) => {
+                let calls = current()
+                    .as_ref()
+                    .map(|s| s.calls.clone())
+                    .unwrap_or_default();
+                if let Some(f) = check(expect, &calls, last.as_ref()) {
+                    failures.push(f);
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        // What went wrong in the runs (dispatched ones too) explains most
+        // unmet expectations.
+        let failed = rt
+            .store()
+            .list(ExecutionFilter {
+                status: Some(Status::Failed),
+                flow: None,
+                limit: 100,
+            })
+            .await
+            .unwrap_or_default();
+        for exec in failed.iter().rev() {
+            let error = exec.error.as_deref().unwrap_or("");
+            // Already shown by an `expect status` of that run.
+            if failures.iter().any(|f| f.contains(error)) {
+                continue;
+            }
+            let step = exec
+                .error_step
+                .as_ref()
+                .map(|s| format!("step {s}: "))
+                .unwrap_or_default();
+            failures.push(format!(
+                "note: a run of `{}` failed: {step}{error}",
+                exec.flow
+            ));
+        }
+    }
+    rt.begin_shutdown();
+    for w in workers {
+        w.abort();
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.into_iter().map(redact).collect())
+    }
+}
+
+/// `BINARY test [--filter NAME]`: runs the tests whose name contains
+/// `filter`, prints `test NAME ... ok|FAILED`, the failures and `N passed,
+/// M failed`; exit 0 when all passed, 1 otherwise.
+pub async fn run(integration: Integration, filter: Option<&str>) -> ExitCode {
+    let cases: Vec<TestCase> = integration
+        .tests
+        .iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .cloned()
+        .collect();
+    if integration.tests.is_empty() {
+        println!("{} has no tests", integration.name);
+    } else {
+        println!(
+            "running {} test{} of {}",
+            cases.len(),
+            if cases.len() == 1 { "" } else { "s" },
+            integration.name
+        );
+    }
+    let mut passed = 0;
+    let mut failed = Vec::new();
+    for case in &cases {
+        match run_case(&integration, case).await {
+            Ok(()) => {
+                passed += 1;
+                println!("test {} ... ok", case.name);
+            }
+            Err(failures) => {
+                println!("test {} ... FAILED", case.name);
+                failed.push((case.name, failures));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for (name, failures) in &failed {
+            println!("\n---- {name} ----");
+            for f in failures {
+                println!("  {f}");
+            }
+        }
+        println!();
+    }
+    println!("{passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_is_recursive_on_objects_only() {
+        let body = json!({ "delta": -5, "note": null, "meta": { "a": 1, "b": [1, 2] } });
+        assert!(contains(&body, &json!({ "delta": -5 })));
+        assert!(contains(&body, &json!({ "delta": -5.0 })));
+        assert!(contains(&body, &json!({ "meta": { "b": [1, 2] } })));
+        assert!(contains(&body, &json!({ "missing": null })));
+        assert!(!contains(&body, &json!({ "delta": 5 })));
+        assert!(!contains(&body, &json!({ "meta": { "b": [1] } })));
+        assert!(!contains(&body, &json!({ "other": 1 })));
+        assert!(contains(&json!([1, { "a": 1 }]), &json!([1, { "a": 1 }])));
+        assert!(!contains(
+            &json!([1, { "a": 1, "b": 2 }]),
+            &json!([1, { "a": 1 }])
+        ));
+    }
+
+    #[test]
+    fn urls_match_after_parsing_and_ignore_an_unasked_query() {
+        assert!(url_matches("http://a.test", "http://a.test/"));
+        assert!(url_matches("http://a.test/x", "http://a.test/x?since=1"));
+        assert!(!url_matches(
+            "http://a.test/x?since=2",
+            "http://a.test/x?since=1"
+        ));
+        assert!(!url_matches("http://a.test/x", "http://a.test/y"));
+        assert!(url_matches("not a url", "not a url"));
+        assert!(url_matches(
+            "http://a.test/x?since=1970-01-01T00:00:00Z",
+            "http://a.test/x?since=1970-01-01T00%3A00%3A00Z"
+        ));
+    }
+}

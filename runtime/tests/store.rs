@@ -1,0 +1,609 @@
+//! The [`Store`] contract, written once as functions over `&dyn Store` and
+//! run against every backend (the `backends!` macro at the end makes one
+//! test per case and backend). A new backend adds one module there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use flow_runtime::store::{
+    Durability, Enqueued, ExecutionFilter, Finish, NewExecution, SqliteOptions, SqliteStore,
+    Status, StepRecord, StepStatus, Store,
+};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn new(id: &str, flow: &str, key: Option<&str>) -> NewExecution {
+    let mut n = NewExecution::queued(id, flow, json!({ "body": { "id": id } }));
+    n.dedupe_key = key.map(Into::into);
+    n
+}
+
+fn finish(status: Status) -> Finish {
+    Finish {
+        status,
+        result: None,
+        error: None,
+        error_step: None,
+    }
+}
+
+fn step(key: &str, status: StepStatus, output: Option<serde_json::Value>) -> StepRecord {
+    let now = Utc::now();
+    StepRecord {
+        key: key.into(),
+        call: "http.post".into(),
+        status,
+        attempts: 1,
+        started_at: now,
+        finished_at: now,
+        output,
+        error: None,
+    }
+}
+
+/// Claims until `want` comes back (leases expire by the clock), bounded.
+async fn claim_until(s: &dyn Store, worker: &str, want: &str) -> flow_runtime::store::Execution {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = s.claim(worker, LONG).await.unwrap() {
+            assert_eq!(e.id, want, "claimed another execution");
+            return e;
+        }
+        assert!(Instant::now() < deadline, "{want} was never claimable");
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn enqueue_claim_finish(s: &dyn Store) {
+    assert!(s.claim("w1", LONG).await.unwrap().is_none(), "empty queue");
+    assert_eq!(
+        s.enqueue(new("a", "f", None)).await.unwrap(),
+        Enqueued::Created
+    );
+    assert_eq!(
+        s.enqueue(new("b", "f", None)).await.unwrap(),
+        Enqueued::Created
+    );
+    let queued = s.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (queued.status, queued.attempts, queued.flow.as_str()),
+        (Status::Queued, 0, "f")
+    );
+    assert_eq!(queued.trigger, json!({ "body": { "id": "a" } }));
+    assert!(queued.started_at.is_none() && queued.finished_at.is_none());
+
+    // Oldest first.
+    let a = s.claim("w1", LONG).await.unwrap().unwrap();
+    assert_eq!(
+        (a.id.as_str(), a.status, a.attempts),
+        ("a", Status::Running, 1)
+    );
+    assert_eq!(a.lease_owner.as_deref(), Some("w1"));
+    assert!(a.lease_expires.is_some_and(|t| t > Utc::now()));
+    let b = s.claim("w2", LONG).await.unwrap().unwrap();
+    assert_eq!(b.id, "b");
+    assert!(s.claim("w3", LONG).await.unwrap().is_none(), "both leased");
+
+    s.finish(
+        "a",
+        Finish {
+            status: Status::Failed,
+            result: Some(json!({ "partial": [1, 2] })),
+            error: Some("boom".into()),
+            error_step: Some("send[1]".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let a = s.get("a").await.unwrap().unwrap();
+    assert_eq!(a.status, Status::Failed);
+    assert_eq!(a.result, Some(json!({ "partial": [1, 2] })));
+    assert_eq!(a.error.as_deref(), Some("boom"));
+    assert_eq!(a.error_step.as_deref(), Some("send[1]"));
+    assert!(a.finished_at.is_some() && a.lease_owner.is_none());
+    s.finish("b", finish(Status::Skipped)).await.unwrap();
+    assert_eq!(s.get("b").await.unwrap().unwrap().status, Status::Skipped);
+    assert!(s.get("nope").await.unwrap().is_none());
+}
+
+async fn dedupe_keys_are_per_flow(s: &dyn Store) {
+    assert_eq!(
+        s.enqueue(new("a", "f", Some("k"))).await.unwrap(),
+        Enqueued::Created
+    );
+    assert_eq!(
+        s.enqueue(new("b", "f", Some("k"))).await.unwrap(),
+        Enqueued::Duplicate("a".into())
+    );
+    assert!(
+        s.get("b").await.unwrap().is_none(),
+        "a duplicate stores nothing"
+    );
+    assert_eq!(
+        s.enqueue(new("c", "g", Some("k"))).await.unwrap(),
+        Enqueued::Created
+    );
+    assert_eq!(
+        s.get("a").await.unwrap().unwrap().dedupe_key.as_deref(),
+        Some("k")
+    );
+    // Still a duplicate after the first one finished.
+    let a = s.claim("w", LONG).await.unwrap().unwrap();
+    s.finish(&a.id, finish(Status::Succeeded)).await.unwrap();
+    assert_eq!(
+        s.enqueue(new("d", "f", Some("k"))).await.unwrap(),
+        Enqueued::Duplicate("a".into())
+    );
+}
+
+async fn concurrent_intake_is_committed_once_each(s: &dyn Store) {
+    // Many callers at once (what group commit batches): every distinct
+    // execution is stored, and of those racing on one key exactly one wins.
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        let key = if i % 2 == 0 {
+            Some("same".to_string())
+        } else {
+            None
+        };
+        let mut n = NewExecution::queued(format!("e{i}"), "f", json!({ "i": i }));
+        n.dedupe_key = key;
+        calls.push(s.enqueue(n));
+    }
+    let results = futures::future::join_all(calls).await;
+    let created = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Enqueued::Created)))
+        .count();
+    assert_eq!(created, 101, "{results:?}");
+    let all = s
+        .list(ExecutionFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 101);
+    let winner = all
+        .iter()
+        .find(|e| e.dedupe_key.is_some())
+        .unwrap()
+        .id
+        .clone();
+    for r in results {
+        match r.unwrap() {
+            Enqueued::Created => {}
+            Enqueued::Duplicate(first) => assert_eq!(first, winner),
+        }
+    }
+}
+
+async fn inline_runs_are_stored_running(s: &dyn Store) {
+    let mut n = new("s", "sync", None);
+    n.running = Some(("inline-s".into(), LONG));
+    assert_eq!(s.enqueue(n).await.unwrap(), Enqueued::Created);
+    let e = s.get("s").await.unwrap().unwrap();
+    assert_eq!((e.status, e.attempts), (Status::Running, 1));
+    assert_eq!(e.lease_owner.as_deref(), Some("inline-s"));
+    assert!(e.started_at.is_some());
+    assert!(s.claim("w", LONG).await.unwrap().is_none(), "not queued");
+    assert!(s.renew("s", "inline-s", LONG).await.unwrap());
+}
+
+async fn expired_leases_are_taken_over(s: &dyn Store) {
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    let a = s
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.attempts, 1);
+    assert!(
+        !s.renew("a", "w2", LONG).await.unwrap(),
+        "w2 holds no lease"
+    );
+    // The lease runs out; another worker takes the run over.
+    let taken = claim_until(s, "w2", "a").await;
+    assert_eq!(
+        (taken.attempts, taken.lease_owner.as_deref()),
+        (2, Some("w2"))
+    );
+    assert!(!s.renew("a", "w1", LONG).await.unwrap(), "w1 lost it");
+    assert!(s.renew("a", "w2", LONG).await.unwrap());
+    assert!(s.claim("w3", LONG).await.unwrap().is_none(), "renewed");
+}
+
+async fn release_requeues_with_the_journal(s: &dyn Store) {
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    s.claim("w1", LONG).await.unwrap().unwrap();
+    s.record_step("a", step("send[0]", StepStatus::Succeeded, Some(json!(1))))
+        .await
+        .unwrap();
+    assert!(!s.release("a", "w2").await.unwrap(), "not w2's");
+    assert!(s.release("a", "w1").await.unwrap());
+    let e = s.get("a").await.unwrap().unwrap();
+    assert_eq!(e.status, Status::Queued);
+    assert!(e.lease_owner.is_none());
+    assert!(!s.release("a", "w1").await.unwrap(), "no longer running");
+    let again = s.claim("w2", LONG).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), ("a", 2));
+    assert_eq!(s.journal("a").await.unwrap().len(), 1);
+}
+
+async fn interrupted_runs_are_requeued(s: &dyn Store) {
+    for id in ["a", "b", "c"] {
+        s.enqueue(new(id, "f", None)).await.unwrap();
+    }
+    s.claim("dead-1", LONG).await.unwrap().unwrap();
+    s.claim("dead-2", LONG).await.unwrap().unwrap();
+    let mut inline = new("s", "sync", None);
+    inline.running = Some(("inline-s".into(), LONG));
+    s.enqueue(inline).await.unwrap();
+    assert_eq!(s.requeue_interrupted().await.unwrap(), 3);
+    let mut order = Vec::new();
+    while let Some(e) = s.claim("new", LONG).await.unwrap() {
+        order.push(e.id);
+    }
+    assert_eq!(order, ["a", "b", "c", "s"], "in creation order");
+    assert_eq!(s.requeue_interrupted().await.unwrap(), 4);
+}
+
+async fn journal_records_and_replaces(s: &dyn Store) {
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    assert!(s.journal("a").await.unwrap().is_empty());
+    s.record_step(
+        "a",
+        step(
+            "send[0]",
+            StepStatus::Succeeded,
+            Some(json!({ "status": 200 })),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut failed = step("send[1]", StepStatus::Failed, None);
+    failed.attempts = 3;
+    failed.error = Some("HTTP 503".into());
+    s.record_step("a", failed).await.unwrap();
+    s.record_step(
+        "a",
+        step("send[1][0]", StepStatus::Succeeded, Some(json!(null))),
+    )
+    .await
+    .unwrap();
+    // The retried step replaces its entry and keeps its place.
+    let mut ok = step("send[1]", StepStatus::Succeeded, Some(json!("done")));
+    ok.attempts = 2;
+    s.record_step("a", ok).await.unwrap();
+    let j = s.journal("a").await.unwrap();
+    let keys: Vec<&str> = j.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["send[0]", "send[1]", "send[1][0]"]);
+    assert_eq!(j[0].output, Some(json!({ "status": 200 })));
+    assert_eq!(
+        (j[1].status, j[1].attempts, j[1].output.clone()),
+        (StepStatus::Succeeded, 2, Some(json!("done")))
+    );
+    assert_eq!(j[1].call, "http.post");
+    assert!(j[1].error.is_none());
+    assert_eq!(j[2].output, Some(json!(null)));
+    assert!(s.journal("other").await.unwrap().is_empty());
+}
+
+async fn replay_requeues_finished_runs_only(s: &dyn Store) {
+    assert!(s.requeue("nope").await.unwrap().is_none());
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    assert_eq!(
+        s.requeue("a").await.unwrap().unwrap().status,
+        Status::Queued,
+        "a queued run is returned unchanged"
+    );
+    s.claim("w", LONG).await.unwrap().unwrap();
+    assert_eq!(
+        s.requeue("a").await.unwrap().unwrap().status,
+        Status::Running
+    );
+    s.record_step("a", step("send[0]", StepStatus::Succeeded, Some(json!(1))))
+        .await
+        .unwrap();
+    s.finish(
+        "a",
+        Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some("boom".into()),
+            error_step: Some("send[1]".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let again = s.requeue("a").await.unwrap().unwrap();
+    assert_eq!(again.status, Status::Queued);
+    assert!(again.error.is_none() && again.error_step.is_none() && again.finished_at.is_none());
+    assert_eq!(s.journal("a").await.unwrap().len(), 1, "journal kept");
+    let claimed = s.claim("w", LONG).await.unwrap().unwrap();
+    assert_eq!(claimed.attempts, 2);
+}
+
+async fn listing_filters_newest_first(s: &dyn Store) {
+    for (id, flow) in [("a", "f"), ("b", "g"), ("c", "f"), ("d", "f")] {
+        s.enqueue(new(id, flow, None)).await.unwrap();
+    }
+    let a = s.claim("w", LONG).await.unwrap().unwrap();
+    s.finish(&a.id, finish(Status::Failed)).await.unwrap();
+    let ids =
+        |v: Vec<flow_runtime::store::Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.list(ExecutionFilter::default()).await.unwrap()),
+        ["d", "c", "b", "a"]
+    );
+    let f = ExecutionFilter {
+        flow: Some("f".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list(f).await.unwrap()), ["d", "c", "a"]);
+    let failed = ExecutionFilter {
+        status: Some(Status::Failed),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list(failed).await.unwrap()), ["a"]);
+    let queued_f = ExecutionFilter {
+        status: Some(Status::Queued),
+        flow: Some("f".into()),
+        limit: 1,
+    };
+    assert_eq!(ids(s.list(queued_f).await.unwrap()), ["d"]);
+}
+
+async fn schedule_ticks_run_once(s: &dyn Store) {
+    let t0 = Utc::now();
+    let t1 = t0 + chrono::Duration::seconds(5);
+    let tick = |id: &str, t| {
+        let mut n = new(id, "cron", None);
+        n.tick = Some(t);
+        n
+    };
+    assert_eq!(s.last_tick("cron").await.unwrap(), None);
+    assert_eq!(s.enqueue(tick("a", t0)).await.unwrap(), Enqueued::Created);
+    assert_eq!(
+        s.enqueue(tick("b", t0)).await.unwrap(),
+        Enqueued::Duplicate("a".into()),
+        "the same tick again"
+    );
+    assert_eq!(
+        s.enqueue(tick("c", t0 - chrono::Duration::seconds(5)))
+            .await
+            .unwrap(),
+        Enqueued::Duplicate("a".into()),
+        "an earlier tick"
+    );
+    assert!(s.get("b").await.unwrap().is_none() && s.get("c").await.unwrap().is_none());
+    let last = s.last_tick("cron").await.unwrap().unwrap();
+    assert!(
+        (last - t0).num_microseconds().unwrap().abs() < 1,
+        "{last} vs {t0}"
+    );
+    assert_eq!(s.enqueue(tick("d", t1)).await.unwrap(), Enqueued::Created);
+    assert_eq!(
+        s.enqueue(tick("e", t0)).await.unwrap(),
+        Enqueued::Duplicate("d".into())
+    );
+    // Ticks are per flow.
+    let mut other = new("f", "other", None);
+    other.tick = Some(t0);
+    assert_eq!(s.enqueue(other).await.unwrap(), Enqueued::Created);
+    assert_eq!(s.get("d").await.unwrap().unwrap().status, Status::Queued);
+}
+
+async fn state_and_deployed_version(s: &dyn Store) {
+    assert!(s.state_all().await.unwrap().is_empty());
+    s.state_set("cursor", json!("5")).await.unwrap();
+    s.state_set("seen", json!({ "ids": [1, 2], "n": 2.5 }))
+        .await
+        .unwrap();
+    s.state_set("cursor", json!(6)).await.unwrap();
+    let state = s.state_all().await.unwrap();
+    assert_eq!(state.len(), 2);
+    assert_eq!(state.get("cursor"), Some(&json!(6)));
+    assert_eq!(state.get("seen"), Some(&json!({ "ids": [1, 2], "n": 2.5 })));
+    assert_eq!(s.deployed_version().await.unwrap(), None);
+    s.set_deployed_version("0.1.0+abc").await.unwrap();
+    s.set_deployed_version("0.1.0+def").await.unwrap();
+    assert_eq!(
+        s.deployed_version().await.unwrap().as_deref(),
+        Some("0.1.0+def")
+    );
+}
+
+async fn retention_purges_old_finished_runs(s: &dyn Store) {
+    for (id, key) in [
+        ("ok", Some("k1")),
+        ("skip", None),
+        ("bad", Some("k2")),
+        ("open", None),
+    ] {
+        s.enqueue(new(id, "f", key)).await.unwrap();
+    }
+    for status in [Status::Succeeded, Status::Skipped, Status::Failed] {
+        let e = s.claim("w", LONG).await.unwrap().unwrap();
+        s.record_step(&e.id, step("x", StepStatus::Succeeded, None))
+            .await
+            .unwrap();
+        s.finish(&e.id, finish(status)).await.unwrap();
+    }
+    let mut t = new("tick-1", "cron", None);
+    t.tick = Some(Utc::now() - chrono::Duration::seconds(10));
+    s.enqueue(t).await.unwrap();
+    let mut t = new("tick-2", "cron", None);
+    t.tick = Some(Utc::now() - chrono::Duration::seconds(5));
+    s.enqueue(t).await.unwrap();
+    let cut =
+        s.get("tick-2").await.unwrap().unwrap().created_at + chrono::Duration::microseconds(1);
+    while Utc::now() <= cut {
+        tokio::task::yield_now().await;
+    }
+    s.enqueue(new("young", "f", None)).await.unwrap();
+    let y = s.claim("w", LONG).await.unwrap().unwrap();
+    assert_eq!(y.id, "open");
+    s.finish("open", finish(Status::Succeeded)).await.unwrap();
+
+    // "open" was created before the cut too: it finished, so it goes.
+    assert_eq!(s.purge_finished(cut).await.unwrap(), 3);
+    for gone in ["ok", "skip", "open"] {
+        assert!(s.get(gone).await.unwrap().is_none(), "{gone}");
+        assert!(s.journal(gone).await.unwrap().is_empty(), "{gone}");
+    }
+    for kept in ["bad", "young", "tick-1", "tick-2"] {
+        assert!(s.get(kept).await.unwrap().is_some(), "{kept}");
+    }
+    assert_eq!(s.journal("bad").await.unwrap().len(), 1);
+    // The purged run's dedupe key is free again; the failed run's is not.
+    assert_eq!(
+        s.enqueue(new("ok2", "f", Some("k1"))).await.unwrap(),
+        Enqueued::Created
+    );
+    assert_eq!(
+        s.enqueue(new("bad2", "f", Some("k2"))).await.unwrap(),
+        Enqueued::Duplicate("bad".into())
+    );
+    // The last tick survives a purge.
+    assert!(s.last_tick("cron").await.unwrap().is_some());
+    assert_eq!(s.purge_finished(cut).await.unwrap(), 0);
+}
+
+/// A fresh exclusive SQLite store in a temporary directory.
+fn sqlite(durability: Durability) -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        dir.path().join("test.db"),
+        SqliteOptions {
+            durability,
+            exclusive: true,
+        },
+    )
+    .unwrap();
+    (store, dir)
+}
+
+macro_rules! backends {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&flow_runtime::store::MemoryStore::new()).await;
+                }
+            )*
+        }
+        /// The default: commits synced by the sync thread before answers.
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = super::sqlite(super::Durability::Full);
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        mod sqlite_normal {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _dir) = super::sqlite(super::Durability::Normal);
+                    super::$case(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    enqueue_claim_finish,
+    dedupe_keys_are_per_flow,
+    concurrent_intake_is_committed_once_each,
+    inline_runs_are_stored_running,
+    expired_leases_are_taken_over,
+    release_requeues_with_the_journal,
+    interrupted_runs_are_requeued,
+    journal_records_and_replaces,
+    replay_requeues_finished_runs_only,
+    listing_filters_newest_first,
+    schedule_ticks_run_once,
+    state_and_deployed_version,
+    retention_purges_old_finished_runs,
+);
+
+// SQLite only: what the file keeps across processes.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keep.db");
+    let opts = SqliteOptions {
+        durability: Durability::Full,
+        exclusive: true,
+    };
+    {
+        let s = SqliteStore::open(&path, opts).unwrap();
+        s.enqueue(new("a", "f", Some("k"))).await.unwrap();
+        s.enqueue(new("b", "f", None)).await.unwrap();
+        let a = s.claim("w", LONG).await.unwrap().unwrap();
+        s.record_step(
+            &a.id,
+            step("send[0]", StepStatus::Succeeded, Some(json!(7))),
+        )
+        .await
+        .unwrap();
+        s.state_set("cursor", json!(3)).await.unwrap();
+        s.set_deployed_version("v1").await.unwrap();
+        // A second serving process is refused while this one holds the file.
+        let err = SqliteStore::open(&path, opts).unwrap_err();
+        assert!(err.0.contains("in use by another serving process"), "{err}");
+        assert!(err.0.contains(&std::process::id().to_string()), "{err}");
+        // Others (deploy, run) may open it meanwhile.
+        let shared = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(
+            shared.get("a").await.unwrap().unwrap().status,
+            Status::Running
+        );
+        assert_eq!(
+            shared.requeue_interrupted().await.unwrap(),
+            0,
+            "not exclusive"
+        );
+    }
+    let s: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, opts).unwrap());
+    assert_eq!(s.get("a").await.unwrap().unwrap().status, Status::Running);
+    assert_eq!(s.requeue_interrupted().await.unwrap(), 1);
+    let a = s.claim("w2", LONG).await.unwrap().unwrap();
+    assert_eq!((a.id.as_str(), a.attempts), ("a", 2));
+    assert_eq!(s.journal("a").await.unwrap()[0].output, Some(json!(7)));
+    assert_eq!(
+        s.enqueue(new("c", "f", Some("k"))).await.unwrap(),
+        Enqueued::Duplicate("a".into())
+    );
+    assert_eq!(s.state_all().await.unwrap().get("cursor"), Some(&json!(3)));
+    assert_eq!(s.deployed_version().await.unwrap().as_deref(), Some("v1"));
+    assert_eq!(s.claim("w2", LONG).await.unwrap().unwrap().id, "b");
+}
+
+#[test]
+fn sqlite_refuses_a_missing_directory_and_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(
+        dir.path().join("no/such/dir/x.db"),
+        SqliteOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.0.contains("does not exist"), "{err}");
+
+    let path = dir.path().join("future.db");
+    drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO schema_version (version) VALUES (99)", [])
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+    assert!(err.0.contains("schema version 99"), "{err}");
+}
