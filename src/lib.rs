@@ -4,12 +4,12 @@
 //! trigger rules → diagnostics and a checked program) → [`codegen`] (Rust
 //! source) → [`build`] (cargo). See `docs/` and ARCHITECTURE.md.
 
-pub mod diagnostics;
-pub mod syntax;
-pub mod check;
 pub mod build;
+pub mod check;
 pub mod codegen;
+pub mod diagnostics;
 pub mod fmt;
 pub mod graph;
 pub mod lsp;
 pub mod new;
+pub mod syntax;

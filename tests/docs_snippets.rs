@@ -28,12 +28,18 @@ fn whole_programs_in_the_docs_check() {
     for doc in ["README.md", "docs/language.md"] {
         let text = std::fs::read_to_string(root.join(doc)).expect("doc exists");
         for block in flow_blocks(&text) {
-            if !block.lines().any(|l| l.trim_start().starts_with("integration ")) {
+            if !block
+                .lines()
+                .any(|l| l.trim_start().starts_with("integration "))
+            {
                 continue;
             }
             let result = flowc::check::check_source(&block);
             let errors: Vec<_> = result.diagnostics.iter().filter(|d| d.is_error()).collect();
-            assert!(errors.is_empty(), "{doc}: a program does not check:\n{block}\n{errors:#?}");
+            assert!(
+                errors.is_empty(),
+                "{doc}: a program does not check:\n{block}\n{errors:#?}"
+            );
             checked += 1;
         }
     }

@@ -13,9 +13,18 @@ fn run(binary: &std::path::Path, flow: &str, input: Value) -> Value {
     let input_file = dir.path().join("input.json");
     std::fs::write(&input_file, input.to_string()).expect("write input");
     let input_path = input_file.to_string_lossy().into_owned();
-    let done = support::run_binary(binary, &[], &["run", flow, "--input", &input_path], Duration::from_secs(60));
-    serde_json::from_str(done.stdout.trim())
-        .unwrap_or_else(|e| panic!("outcome is not JSON ({e}):\n{}\n{}", done.stdout, done.stderr))
+    let done = support::run_binary(
+        binary,
+        &[],
+        &["run", flow, "--input", &input_path],
+        Duration::from_secs(60),
+    );
+    serde_json::from_str(done.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "outcome is not JSON ({e}):\n{}\n{}",
+            done.stdout, done.stderr
+        )
+    })
 }
 
 fn order(status: &str, quantities: &[i64]) -> Value {
@@ -31,7 +40,11 @@ fn order(status: &str, quantities: &[i64]) -> Value {
 #[test]
 fn expressions_compute_what_the_language_defines() {
     let binary = support::build_example("tests/flows/language.flow");
-    let outcome = run(&binary, "evaluate", json!({ "body": order("paid", &[1, 3, 4]) }));
+    let outcome = run(
+        &binary,
+        "evaluate",
+        json!({ "body": order("paid", &[1, 3, 4]) }),
+    );
     assert_eq!(outcome["status"], "succeeded", "{outcome:#}");
     let body = &outcome["result"]["body"];
     let expected = json!({
@@ -67,17 +80,39 @@ fn expressions_compute_what_the_language_defines() {
 #[test]
 fn statements_end_runs_as_they_should() {
     let binary = support::build_example("tests/flows/language.flow");
-    let ok = run(&binary, "statements", json!({ "input": order("open", &[1, 2]) }));
+    let ok = run(
+        &binary,
+        "statements",
+        json!({ "input": order("open", &[1, 2]) }),
+    );
     assert_eq!(ok["status"], "succeeded", "{ok:#}");
 
-    let failed = run(&binary, "statements", json!({ "input": order("open", &[1, 0]) }));
+    let failed = run(
+        &binary,
+        "statements",
+        json!({ "input": order("open", &[1, 0]) }),
+    );
     assert_eq!(failed["status"], "failed", "{failed:#}");
-    assert!(failed["error"].as_str().unwrap_or("").contains("line cup has no quantity"), "{failed:#}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("line cup has no quantity"),
+        "{failed:#}"
+    );
 
-    let bulk = run(&binary, "statements", json!({ "input": order("open", &[500]) }));
+    let bulk = run(
+        &binary,
+        "statements",
+        json!({ "input": order("open", &[500]) }),
+    );
     assert_eq!(bulk["status"], "skipped", "{bulk:#}");
 
-    let void = run(&binary, "statements", json!({ "input": order("void", &[1]) }));
+    let void = run(
+        &binary,
+        "statements",
+        json!({ "input": order("void", &[1]) }),
+    );
     assert_eq!(void["status"], "skipped", "{void:#}");
     assert!(void.to_string().contains("void order o-7"), "{void:#}");
 }

@@ -38,7 +38,13 @@ fn flow_files(dir: &str) -> Vec<PathBuf> {
 
 fn corpus() -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for dir in ["examples", "benches", "tests/check_ok", "tests/flows", "tests/fmt"] {
+    for dir in [
+        "examples",
+        "benches",
+        "tests/check_ok",
+        "tests/flows",
+        "tests/fmt",
+    ] {
         files.extend(flow_files(dir));
     }
     assert!(files.len() >= 10, "only {} files", files.len());
@@ -347,7 +353,10 @@ fn flowc(args: &[&str], dir: &Path) -> (i32, String, String) {
 
 #[test]
 fn examples_are_formatted() {
-    for path in flow_files("examples").into_iter().chain(flow_files("benches")) {
+    for path in flow_files("examples")
+        .into_iter()
+        .chain(flow_files("benches"))
+    {
         let source = fs::read_to_string(&path).expect("readable");
         let formatted = format_source(&source).expect("parses");
         assert!(

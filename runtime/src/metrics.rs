@@ -21,9 +21,9 @@ struct Histogram {
 /// The runtime's metrics.
 #[derive(Default)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<(String, u16), u64>>,
-    runs: Mutex<BTreeMap<(String, String), u64>>,
-    steps: Mutex<BTreeMap<(String, String), Histogram>>,
+    http: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    runs: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    steps: Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -40,28 +40,51 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `map[a][b]`, allocating the keys only the first time they are seen (this
+/// runs for every request and run).
+fn slot<'m, K2, Q2, V>(
+    map: &'m mut BTreeMap<String, BTreeMap<K2, V>>,
+    a: &str,
+    b: &Q2,
+    owned_b: impl FnOnce() -> K2,
+) -> Option<&'m mut V>
+where
+    K2: Ord + std::borrow::Borrow<Q2>,
+    Q2: Ord + ?Sized,
+    V: Default,
+{
+    if !map.contains_key(a) {
+        map.insert(a.to_string(), BTreeMap::new());
+    }
+    let inner = map.get_mut(a)?;
+    if !inner.contains_key(b) {
+        inner.insert(owned_b(), V::default());
+    }
+    inner.get_mut(b)
+}
+
 impl Metrics {
     /// Counts an HTTP request answered on `route` (the route pattern).
     pub fn count_http(&self, route: &str, status: u16) {
-        *lock(&self.http)
-            .entry((route.to_string(), status))
-            .or_default() += 1;
+        if let Some(n) = slot(&mut lock(&self.http), route, &status, || status) {
+            *n += 1;
+        }
     }
 
     /// Counts a finished run.
     pub fn count_run(&self, flow: &str, outcome: &str) {
-        *lock(&self.runs)
-            .entry((flow.to_string(), outcome.to_string()))
-            .or_default() += 1;
+        if let Some(n) = slot(&mut lock(&self.runs), flow, outcome, || outcome.to_string()) {
+            *n += 1;
+        }
     }
 
     /// Records the duration of one step attempt (`step` without loop indices).
     pub fn observe_step(&self, flow: &str, step: &str, d: Duration) {
         let secs = d.as_secs_f64();
         let mut steps = lock(&self.steps);
-        let h = steps
-            .entry((flow.to_string(), step.to_string()))
-            .or_default();
+        let Some(h) = slot(&mut steps, flow, step, || step.to_string()) else {
+            return;
+        };
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -78,7 +101,11 @@ impl Metrics {
             "# HELP flow_http_requests_total HTTP requests answered, by route and status.\n",
         );
         out.push_str("# TYPE flow_http_requests_total counter\n");
-        for ((route, status), n) in lock(&self.http).iter() {
+        let http = lock(&self.http);
+        let http = http
+            .iter()
+            .flat_map(|(route, m)| m.iter().map(move |(status, n)| ((route, status), n)));
+        for ((route, status), n) in http {
             let _ = writeln!(
                 out,
                 "flow_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
@@ -87,7 +114,11 @@ impl Metrics {
         }
         out.push_str("# HELP flow_runs_total Finished runs, by flow and outcome.\n");
         out.push_str("# TYPE flow_runs_total counter\n");
-        for ((flow, outcome), n) in lock(&self.runs).iter() {
+        let runs = lock(&self.runs);
+        let runs = runs
+            .iter()
+            .flat_map(|(flow, m)| m.iter().map(move |(outcome, n)| ((flow, outcome), n)));
+        for ((flow, outcome), n) in runs {
             let _ = writeln!(
                 out,
                 "flow_runs_total{{flow=\"{}\",outcome=\"{}\"}} {n}",
@@ -99,7 +130,11 @@ impl Metrics {
             "# HELP flow_step_duration_seconds Duration of step attempts, by flow and step.\n",
         );
         out.push_str("# TYPE flow_step_duration_seconds histogram\n");
-        for ((flow, step), h) in lock(&self.steps).iter() {
+        let steps = lock(&self.steps);
+        let steps = steps
+            .iter()
+            .flat_map(|(flow, m)| m.iter().map(move |(step, h)| ((flow, step), h)));
+        for ((flow, step), h) in steps {
             let labels = format!("flow=\"{}\",step=\"{}\"", escape(flow), escape(step));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

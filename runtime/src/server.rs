@@ -213,12 +213,10 @@ impl Runtime {
 }
 
 async fn track(State(rt): State<Runtime>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    rt.inner.metrics.count_http(&route, resp.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    rt.inner.metrics.count_http(route, resp.status().as_u16());
     resp
 }
 

@@ -486,10 +486,17 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
         }));
     }
 
-    // Kill while clients are still sending and runs are in flight.
+    // Kill while clients are still sending and a run is half-way (its first
+    // call made, its third not yet).
     let progress = acked.clone();
-    sink.wait_until("calls under way", |h| {
-        h.len() >= 12 && progress.lock().unwrap().len() >= 40
+    sink.wait_until("a run half-way", |h| {
+        progress.lock().unwrap().len() >= 40
+            && h.iter().any(|x| {
+                x.key.strip_suffix("/send[0]").is_some_and(|id| {
+                    let third = format!("{id}/send[2]");
+                    !h.iter().any(|y| y.key == third)
+                })
+            })
     })
     .await;
     svc.kill();

@@ -29,10 +29,12 @@
 //! (`fdatasync`) before its callers are answered, so an acknowledged change
 //! survives a process crash *and* a power loss or kernel crash. That is what
 //! `PRAGMA synchronous=FULL` does inside `COMMIT`; here SQLite runs with
-//! `NORMAL` and a sync thread issues the `fdatasync` after the `COMMIT`,
-//! for all batches committed meanwhile at once, while the writer already
-//! commits the next batch. Nobody acts on a change before it is synced: every
-//! answer (a `202`, a claimed run, a recorded step) waits for the sync.
+//! `NORMAL` and sync threads issue the `fdatasync` after the `COMMIT` — one
+//! for all batches committed meanwhile — while the writer already commits
+//! the next batch, and a second sync can start while the first still waits
+//! for the disk. A sync that starts after a `COMMIT` returned covers it.
+//! Nobody acts on a change before it is synced: every answer (a `202`, a
+//! claimed run, a recorded step) waits for its sync.
 //! [`Durability::Normal`] (`synchronous=NORMAL`): the WAL is synced only at
 //! checkpoints; an acknowledged change survives a crash of the process
 //! (SIGKILL, panic, OOM kill: the data is in the OS page cache), but a power
@@ -70,6 +72,10 @@ pub const MAX_BATCH: usize = 1024;
 
 /// How long a connection waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sync threads of [`Durability::Full`]: while one waits for the disk, the
+/// next committed batch starts its own sync instead of queueing behind it.
+const SYNC_THREADS: usize = 2;
 
 /// How often the checkpoint thread copies the WAL into the database file.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -316,13 +322,19 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, sync: Option<mpsc::Sen
 /// covers every batch committed before it started; then their callers are
 /// answered. Meanwhile the writer thread commits the next batch (the sync
 /// is pipelined, not in the writer's way).
-fn sync_loop(wal: PathBuf, rx: mpsc::Receiver<Vec<Done>>) {
+fn sync_loop(wal: PathBuf, rx: Arc<Mutex<mpsc::Receiver<Vec<Done>>>>) {
     let mut file: Option<File> = None;
     let mut pending: Vec<Done> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        pending.extend(first);
-        while let Ok(more) = rx.try_recv() {
-            pending.extend(more);
+    loop {
+        {
+            let rx = lock(&rx);
+            match rx.recv() {
+                Ok(first) => pending.extend(first),
+                Err(_) => return,
+            }
+            while let Ok(more) = rx.try_recv() {
+                pending.extend(more);
+            }
         }
         let synced = sync_file(&wal, &mut file);
         if let Err(e) = &synced {
@@ -543,10 +555,14 @@ impl SqliteStore {
                 wal.push("-wal");
                 let wal = PathBuf::from(wal);
                 let (sync_tx, sync_rx) = mpsc::channel::<Vec<Done>>();
-                std::thread::Builder::new()
-                    .name("flow-store-sync".into())
-                    .spawn(move || sync_loop(wal, sync_rx))
-                    .map_err(thread_error)?;
+                let sync_rx = Arc::new(Mutex::new(sync_rx));
+                for _ in 0..SYNC_THREADS {
+                    let (wal, rx) = (wal.clone(), sync_rx.clone());
+                    std::thread::Builder::new()
+                        .name("flow-store-sync".into())
+                        .spawn(move || sync_loop(wal, rx))
+                        .map_err(thread_error)?;
+                }
                 Some(sync_tx)
             }
         };
