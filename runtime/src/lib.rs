@@ -52,7 +52,7 @@ pub use redact::Redactor;
 pub use schema::{DecodeError, FieldSchema, Schema};
 pub use server::ServerHandle;
 pub use stdlib::call_pure;
-pub use store::{MemoryStore, Status, Store};
+pub use store::{Durability, MemoryStore, SqliteOptions, SqliteStore, Status, Store};
 
 /// Everything generated code uses, in one import:
 /// `use flow_runtime::prelude::*;`.

@@ -156,14 +156,6 @@ pub enum Durability {
     Normal,
 }
 
-impl Durability {
-    /// SQLite's own setting: `NORMAL` for both (the WAL is synced at every
-    /// checkpoint); `Full` adds the sync thread.
-    fn pragma(self) -> &'static str {
-        "NORMAL"
-    }
-}
-
 /// How to open a [`SqliteStore`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SqliteOptions {
@@ -533,7 +525,9 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        conn.pragma_update(None, "synchronous", options.durability.pragma())
+        // SQLite's own setting is NORMAL either way (the WAL is synced at
+        // every checkpoint); `Full` adds the sync threads.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(what)?;
         // Checkpoints run on their own thread; this is only the backstop.
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)
@@ -543,7 +537,7 @@ impl SqliteStore {
         migrate(&conn).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
         let checkpoint_conn = open_connection(&path).map_err(what)?;
         checkpoint_conn
-            .pragma_update(None, "synchronous", options.durability.pragma())
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(what)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_error =
