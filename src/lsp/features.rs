@@ -205,32 +205,10 @@ mod kind {
     pub const KEYWORD: u32 = 14;
 }
 
-/// Words completed outside a `.`: the reserved words, the other keywords
-/// of statements, triggers and tests, and the special names.
-pub const KEYWORDS: &[&str] = &[
-    "let",
-    "step",
-    "if",
-    "else",
-    "match",
-    "for",
-    "in",
-    "dispatch",
-    "skip",
-    "fail",
-    "respond",
-    "true",
-    "false",
-    "null",
-    "and",
-    "or",
-    "not",
-    "as",
-    "flow",
-    "type",
-    "integration",
-    "test",
-    "trigger",
+/// Words completed outside a `.` besides the reserved words
+/// ([`crate::syntax::RESERVED`]): the other keywords of statements,
+/// triggers and tests, and the special names.
+pub const OTHER_KEYWORDS: &[&str] = &[
     "config",
     "env",
     "error",
@@ -513,8 +491,9 @@ fn members(ty: &Type, program: &Program) -> Vec<Value> {
 
 fn general_items(flow: Option<&str>, a: Option<&Analysis>) -> Vec<Value> {
     let std = Stdlib::get();
-    let mut items: Vec<Value> = KEYWORDS
+    let mut items: Vec<Value> = crate::syntax::RESERVED
         .iter()
+        .chain(OTHER_KEYWORDS)
         .map(|k| item(k, kind::KEYWORD, None, None))
         .collect();
     for f in ["endpoint", "reveal"] {
