@@ -27,7 +27,7 @@ warm_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 BENCH=${BENCH_DIR:-/tmp/flow-bench}
 rm -rf "$BENCH"; cp -r "$SHARED" "$BENCH"; chmod -R u+w "$BENCH"
 FLOW_NAME=flowc \
-FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest $OUT/relay serve --store memory --addr 127.0.0.1:{port} --log-format json" \
+FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}" \
 PEERS=${PEERS:-axum-baseline node-red} \
   "$BENCH/run.sh"
 
