@@ -20,6 +20,7 @@ use crate::ctx::{Args, StepCall};
 use crate::engine::StepFn;
 use crate::error::{RunError, StepError};
 
+pub(crate) use http::request_url;
 pub(crate) use pure::hmac_hex;
 pub use pure::PureFn;
 

@@ -273,21 +273,7 @@ pub fn url_matches(expected: &str, actual: &str) -> bool {
 fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
     let args = &call.args;
     let name = format!("http.{}", method.to_ascii_lowercase());
-    let url_text = args
-        .get(0)
-        .as_str()
-        .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
-    let mut url = crate::schema::parse_url(url_text)
-        .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
-    if let Some(Value::Object(q)) = args.get_named("query") {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in q {
-            if !v.is_null() {
-                pairs.append_pair(k, &display(v));
-            }
-        }
-    }
-    let url = url.to_string();
+    let url = crate::stdlib::request_url(&name, args)?.to_string();
     let mut headers = Map::new();
     if let Some(Value::Object(h)) = args.get_named("headers") {
         for (k, v) in h {

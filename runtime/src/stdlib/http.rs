@@ -50,9 +50,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
-    let args = &call.args;
-    let name = format!("http.{}", method.as_str().to_ascii_lowercase());
+/// The URL an `http.*` call (`name`, e.g. `http.post`) requests: its first
+/// argument with the `query:` pairs appended. Shared with the test mocks
+/// so they match exactly what a real call would send.
+pub(crate) fn request_url(name: &str, args: &crate::ctx::Args) -> Result<reqwest::Url, StepError> {
     let url_text = args
         .get(0)
         .as_str()
@@ -67,6 +68,13 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
             }
         }
     }
+    Ok(url)
+}
+
+async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
+    let args = &call.args;
+    let name = format!("http.{}", method.as_str().to_ascii_lowercase());
+    let url = request_url(&name, args)?;
     let what = format!("{} {}", method, url);
     let client = call.cx.runtime().http_client().clone();
     let mut req = client.request(method.clone(), url);
