@@ -1,14 +1,15 @@
 //! The standard library's implementations, by qualified name (LANGUAGE.md §8).
 //!
 //! Effectful components (`http.*`, `file.*`, `state.set`) are [`StepFn`]s called
-//! through [`crate::Ctx::step`]; pure functions (`json.*`, `time.*`,
-//! `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
+//! through [`crate::Ctx::step`]; pure functions (`json.*`, `csv.*`,
+//! `xml.*`, `time.*`, `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
 //! from any expression. Argument conventions are listed in `runtime/API.md`.
 
 mod csv;
 mod file;
 mod http;
 mod pure;
+mod xml;
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -1,4 +1,4 @@
-//! Pure stdlib functions: `json.*`, `csv.*`, `time.*`, `crypto.*`, `env.version`.
+//! Pure stdlib functions: `json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`, `env.version`.
 
 use std::fmt::Write as _;
 
@@ -20,6 +20,8 @@ pub(super) fn lookup(name: &str) -> Option<PureFn> {
         "csv.encode" => super::csv::encode,
         "csv.decode" => super::csv::decode,
         "json.decode" => json_decode,
+        "xml.encode" => super::xml::encode,
+        "xml.decode" => super::xml::decode,
         "time.now" => time_now,
         "time.today" => time_today,
         "time.format" => time_format,
