@@ -670,7 +670,7 @@ pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value,
             default("previous", Value::Null);
         }
         TriggerDef::Deploy => return Ok(rt.deploy_trigger()),
-        TriggerDef::Dispatch { .. } => {}
+        TriggerDef::Dispatch { .. } | TriggerDef::Files(_) => {}
     }
     let (field, schema) = match &def.trigger {
         TriggerDef::Webhook { body, .. } | TriggerDef::Sync { body, .. } => ("body", body),

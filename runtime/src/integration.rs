@@ -105,7 +105,7 @@ pub type DedupeFn = fn(&Value) -> Option<String>;
 /// Default `max_body` of webhook and sync triggers: 1 MiB.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
-/// What starts a flow. More kinds (files, subscribe) will be added, so
+/// What starts a flow. More kinds (subscribe) will be added, so
 /// matches outside this crate need a `_` arm.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -161,6 +161,44 @@ pub enum TriggerDef {
     },
     /// `trigger deploy`.
     Deploy,
+    /// `trigger files "GLOB" every D { batch, after, auth, done_marker }`
+    /// (see [`crate::files`]).
+    Files(FilesTrigger),
+}
+
+/// A files trigger's settings.
+#[derive(Clone, Debug)]
+pub struct FilesTrigger {
+    /// `"inbox/*.xml"` (relative to the working directory), `"/abs/dir/*.csv"`
+    /// or `"sftp://user@host[:port]/dir/*.csv"`; wildcards in the last segment only.
+    pub glob: &'static str,
+    /// How often the folder is scanned.
+    pub every: Duration,
+    /// `batch: true`: all ready files of a scan go to one run as `.files`.
+    pub batch: bool,
+    /// What happens to a file after its run succeeded.
+    pub after: AfterRun,
+    /// `auth:`: the SFTP password or private key (a `Secret` config value).
+    pub auth: Option<String>,
+    /// `done_marker: ".done"`: a file is ready once `NAME.done` exists beside
+    /// it (instead of when its size and time stop changing).
+    pub done_marker: Option<&'static str>,
+}
+
+/// `after:` of a files trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterRun {
+    /// Move into this folder; a relative folder is taken beside the file
+    /// (the default is `processed/`).
+    MoveTo(&'static str),
+    /// `after: delete`.
+    Delete,
+}
+
+impl Default for AfterRun {
+    fn default() -> Self {
+        AfterRun::MoveTo("processed/")
+    }
 }
 
 impl TriggerDef {
@@ -172,6 +210,7 @@ impl TriggerDef {
             TriggerDef::Cron { .. } | TriggerDef::Every { .. } => "schedule",
             TriggerDef::Dispatch { .. } => "dispatch",
             TriggerDef::Deploy => "deploy",
+            TriggerDef::Files(_) => "files",
         }
     }
 
@@ -204,6 +243,9 @@ impl TriggerDef {
             }
             TriggerDef::Dispatch { input } => format!("dispatch (input: {})", input.describe()),
             TriggerDef::Deploy => "deploy".into(),
+            TriggerDef::Files(f) => {
+                format!("files \"{}\" every {}", f.glob, human_duration(f.every))
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod ctx;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod integration;
 pub mod logging;
 pub mod metrics;
@@ -45,8 +46,8 @@ pub use ctx::{Args, Ctx, StepCall, StepOptions};
 pub use engine::{Runtime, RuntimeOptions, StartError, StepFn, Submitted};
 pub use error::{RunError, StepError};
 pub use integration::{
-    DedupeFn, FlowDef, FlowFn, FlowFuture, HmacVerify, Integration, Outcome, TriggerDef,
-    DEFAULT_MAX_BODY,
+    AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFn, FlowFuture, HmacVerify, Integration,
+    Outcome, TriggerDef, DEFAULT_MAX_BODY,
 };
 pub use redact::Redactor;
 pub use schema::{DecodeError, FieldSchema, Schema};
@@ -61,8 +62,8 @@ pub mod prelude {
     pub use crate::ctx::{Args, Ctx, StepOptions};
     pub use crate::error::RunError;
     pub use crate::integration::{
-        DedupeFn, FlowDef, FlowFuture, HmacVerify, Integration, Outcome, TriggerDef,
-        DEFAULT_MAX_BODY,
+        AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFuture, HmacVerify, Integration, Outcome,
+        TriggerDef, DEFAULT_MAX_BODY,
     };
     pub use crate::ops;
     pub use crate::parallel;

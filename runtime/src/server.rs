@@ -95,7 +95,8 @@ impl Runtime {
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let router = self.router();
         let workers = self.start_workers();
-        let schedulers = crate::schedule::start(self);
+        let mut schedulers = crate::schedule::start(self);
+        schedulers.extend(crate::files::start(self));
         let purger = self.start_purger();
 
         let rt = self.clone();

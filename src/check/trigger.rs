@@ -224,8 +224,9 @@ impl Checker<'_> {
                 self.positive_duration(period, "a schedule period");
                 info.value_type = schedule_type();
             }
-            TriggerKind::Files { every, .. } => {
+            TriggerKind::Files { every, glob } => {
                 self.positive_duration(every, "a scan period");
+                self.files_glob(trigger, glob);
                 let batch = trigger.options.iter().any(|o| {
                     o.name.name == "batch"
                         && matches!(&o.value, ArgValue::Expr(e) if e.kind == ExprKind::Bool(true))
@@ -318,6 +319,46 @@ impl Checker<'_> {
                 ));
                 None
             }
+        }
+    }
+
+    /// A files trigger reads a local folder or an `sftp://` one, which
+    /// needs `auth:`; the wildcards go in the last segment only.
+    fn files_glob(&mut self, trigger: &ast::Trigger, glob: &ast::StrLit) {
+        let has_auth = trigger.options.iter().any(|o| o.name.name == "auth");
+        let text = glob.value.as_str();
+        if let Some((scheme, _)) = text.split_once("://").filter(|(s, _)| *s != "sftp") {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    glob.span,
+                    format!("files triggers read local folders or `sftp://`, not `{scheme}://`"),
+                )
+                .with_label("unsupported scheme")
+                .with_help("write a local glob such as `\"inbox/*.xml\"` or `\"sftp://user@host/in/*.xml\"`"),
+            );
+        } else if text.starts_with("sftp://") && !has_auth {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingTriggerOption,
+                    Span::new(trigger.span.start, glob.span.end),
+                    "an `sftp://` files trigger needs the option `auth:`",
+                )
+                .with_label("no `auth:` option")
+                .with_help("add `{ auth: config.sftp_key }` and `sftp_key: Secret` (a password or a private key) to the config block"),
+            );
+        }
+        let folder = text.rsplit_once('/').map_or("", |(dir, _)| dir);
+        if folder.contains(['*', '?']) {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    glob.span,
+                    "wildcards are allowed in the file name only, not in folders",
+                )
+                .with_label("wildcard in a folder")
+                .with_help("give one folder per trigger, e.g. `\"inbox/*.xml\"`"),
+            );
         }
     }
 

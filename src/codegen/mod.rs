@@ -400,8 +400,62 @@ fn trigger_def(gen: &mut Gen, flow: &ast::FlowDecl, trigger: &ast::Trigger) -> S
             format!("TriggerDef::Dispatch {{ input: {} }}", gen.types.schema(ty))
         }
         TriggerKind::Deploy => "TriggerDef::Deploy".into(),
+        TriggerKind::Files { glob, every } => files_def(trigger, &glob.value, every.millis),
         // Rejected before code generation (see `unsupported`).
-        TriggerKind::Files { .. } | TriggerKind::Subscribe { .. } => "TriggerDef::Deploy".into(),
+        TriggerKind::Subscribe { .. } => "TriggerDef::Deploy".into(),
+    }
+}
+
+/// `trigger files "GLOB" every D { ... }` → `TriggerDef::Files(FilesTrigger { .. })`.
+fn files_def(trigger: &ast::Trigger, glob: &str, every_ms: u64) -> String {
+    let after = match option(trigger, "after") {
+        Some(ArgValue::Expr(ast::Expr {
+            kind: ExprKind::Name(n),
+            ..
+        })) if n.name == "delete" => "AfterRun::Delete".to_string(),
+        Some(ArgValue::Expr(e)) => match literal_str(e) {
+            Some(folder) => format!("AfterRun::MoveTo({})", lit(&folder)),
+            None => "AfterRun::default()".into(),
+        },
+        _ => "AfterRun::default()".into(),
+    };
+    let auth = match option(trigger, "auth") {
+        Some(ArgValue::Expr(e)) => config_or_literal(e),
+        _ => "None".into(),
+    };
+    let done_marker = match option(trigger, "done_marker") {
+        Some(ArgValue::Expr(e)) => {
+            literal_str(e).map_or("None".into(), |m| format!("Some({})", lit(&m)))
+        }
+        _ => "None".into(),
+    };
+    format!(
+        "TriggerDef::Files(FilesTrigger {{ glob: {}, every: Duration::from_millis({every_ms}), batch: {}, after: {after}, auth: {auth}, done_marker: {done_marker} }})",
+        lit(glob),
+        option_bool(trigger, "batch", false),
+    )
+}
+
+/// The text of a string literal without interpolation.
+fn literal_str(e: &ast::Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Str(parts) => parts
+            .iter()
+            .map(|p| match p {
+                ast::StrPart::Lit(s) => Some(s.as_str()),
+                ast::StrPart::Interp(_) => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// A trigger option given as `config.key` or a string literal, as the
+/// `Option<String>` the runtime reads when the flows are built.
+fn config_or_literal(e: &ast::Expr) -> String {
+    match &e.kind {
+        ExprKind::Field { name: entry, .. } => format!("Some(config.str({}))", lit(&entry.name)),
+        _ => literal_str(e).map_or("None".into(), |s| format!("Some({}.to_string())", lit(&s))),
     }
 }
 
@@ -557,10 +611,7 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
-            if matches!(
-                t.kind,
-                TriggerKind::Files { .. } | TriggerKind::Subscribe { .. }
-            ) {
+            if matches!(t.kind, TriggerKind::Subscribe { .. }) {
                 out.push((
                     t.span,
                     format!(

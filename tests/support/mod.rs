@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
 
+
 /// How long a generated binary may take to print `listening on`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,7 +168,9 @@ pub struct Service {
     url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// The temporary working directory, when the service made its own.
+    _owned_dir: Option<tempfile::TempDir>,
 }
 
 impl Service {
@@ -178,9 +181,17 @@ impl Service {
     /// does not get ready in time.
     pub fn start(binary: &Path, env: &[(&str, &str)], args: &[&str]) -> Service {
         let dir = tempfile::tempdir().expect("temporary working directory");
+        let mut svc = Service::start_in(dir.path(), binary, env, args);
+        svc._owned_dir = Some(dir);
+        svc
+    }
+
+    /// [`Service::start`] in the working directory `dir` (kept after the
+    /// service ends: a restart in the same folder finds its store and files).
+    pub fn start_in(dir: &Path, binary: &Path, env: &[(&str, &str)], args: &[&str]) -> Service {
         let mut all_args = vec!["serve", "--addr", "127.0.0.1:0"];
         all_args.extend_from_slice(args);
-        let mut child = command(binary, env, &all_args, dir.path())
+        let mut child = command(binary, env, &all_args, dir)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let stdout = Arc::new(Mutex::new(String::new()));
@@ -240,8 +251,15 @@ impl Service {
             url,
             stdout,
             stderr,
-            dir,
+            dir: dir.to_path_buf(),
+            _owned_dir: None,
         }
+    }
+
+    /// Kills the binary with SIGKILL (a crash) and waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -279,7 +297,7 @@ impl Service {
 
     /// The binary's (temporary) working directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// What the binary logged so far (for diagnosis and log assertions).
