@@ -41,19 +41,30 @@ pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepErr
     let meta = tokio::fs::metadata(path)
         .await
         .map_err(|e| io_error(func, path, &e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .map(|t| format_time(chrono::DateTime::<chrono::Utc>::from(t)))
-        .unwrap_or(Value::Null);
-    Ok(json!({
-        "path": path.display().to_string(),
-        "name": path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    let modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(file_json(&path.display().to_string(), &name, &data, modified))
+}
+
+/// The `File` value of file contents, local or remote (`path` is then the
+/// `sftp://` URL): `{ path, name, size, modified, text, bytes }`.
+pub(crate) fn file_json(
+    path: &str,
+    name: &str,
+    data: &[u8],
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Value {
+    json!({
+        "path": path,
+        "name": name,
         "size": data.len(),
-        "modified": modified,
-        "text": String::from_utf8_lossy(&data),
-        "bytes": base64::engine::general_purpose::STANDARD.encode(&data),
-    }))
+        "modified": modified.map_or(Value::Null, format_time),
+        "text": String::from_utf8_lossy(data),
+        "bytes": base64::engine::general_purpose::STANDARD.encode(data),
+    })
 }
 
 async fn create_parent(path: &Path, func: &str) -> Result<(), StepError> {
