@@ -15,7 +15,10 @@ use crate::engine::{default_workers, new_execution_id, Runtime, RuntimeOptions, 
 use crate::integration::{Integration, TriggerDef};
 use crate::logging::LogFormat;
 use crate::redact::Redactor;
-use crate::store::{Durability, Execution, SqliteOptions, SqliteStore, Status, Store};
+use crate::store::{
+    Durability, Execution, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Status,
+    Store,
+};
 
 #[derive(Parser, Debug)]
 #[command(disable_version_flag = true)]
@@ -33,15 +36,20 @@ struct Cli {
     )]
     log_format: LogFormat,
     /// Where executions, journals, dedupe keys and state are stored:
-    /// `sqlite://PATH` (default for serve and deploy: ./<integration>.db) or
-    /// `memory` (lost on exit; default for `run`).
+    /// `sqlite://PATH` (default for serve and deploy: ./<integration>.db),
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (shared by several
+    /// replicas) or `memory` (lost on exit; default for `run`).
     #[arg(
         long,
         global = true,
         env = "FLOW_STORE",
-        value_name = "sqlite://PATH|memory"
+        value_name = "sqlite://PATH|postgres://URL|memory"
     )]
     store: Option<String>,
+    /// PostgreSQL schema holding this integration's tables (default: the
+    /// integration's name).
+    #[arg(long, global = true, env = "FLOW_STORE_SCHEMA", value_name = "NAME")]
+    store_schema: Option<String>,
     /// SQLite commit durability: `full` syncs every commit to disk before
     /// answering (survives power loss); `normal` survives a crash of the
     /// process but a power loss may lose the last commits.
@@ -78,6 +86,19 @@ struct ServeArgs {
     /// forever). Failed runs are kept until replayed.
     #[arg(long, env = "FLOW_RETENTION", default_value = "7d", value_parser = parse_duration)]
     retention: Duration,
+    /// Lease of a running execution, renewed every third of it while the
+    /// run goes on; a run whose replica stops renewing (crashed, stalled)
+    /// is taken over by another once its lease expires.
+    #[arg(long, env = "FLOW_LEASE", default_value = "30s", value_parser = parse_lease)]
+    lease: Duration,
+}
+
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(300) {
+        return Err(format!("lease {s:?} is too short (at least 300ms)"));
+    }
+    Ok(d)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -194,7 +215,7 @@ pub fn help_text(i: &Integration) -> String {
             doc_lines(&mut out, e.doc);
         }
     }
-    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_DURABILITY, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
     out
 }
 
@@ -256,13 +277,18 @@ fn exit(code: u8) -> ExitCode {
 enum StoreChoice {
     Memory,
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
-/// Parses `--store`: `memory`, `sqlite://PATH` (or `sqlite:PATH`).
+/// Parses `--store`: `memory`, `sqlite://PATH` (or `sqlite:PATH`),
+/// `postgres://…` (or `postgresql://…`).
 fn parse_store(s: &str) -> Result<StoreChoice, String> {
     let s = s.trim();
     if s == "memory" {
         return Ok(StoreChoice::Memory);
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        return Ok(StoreChoice::Postgres(s.to_string()));
     }
     match s
         .strip_prefix("sqlite://")
@@ -270,9 +296,17 @@ fn parse_store(s: &str) -> Result<StoreChoice, String> {
     {
         Some(path) if !path.is_empty() => Ok(StoreChoice::Sqlite(PathBuf::from(path))),
         _ => Err(format!(
-            "unsupported --store {s:?}: use `sqlite://PATH` or `memory`"
+            "unsupported --store {:?}: use `sqlite://PATH`, `postgres://USER@HOST:PORT/DATABASE` or `memory`",
+            crate::store::redact_url(s)
         )),
     }
+}
+
+/// The password in a `postgres://` store URL, if any.
+fn store_password(url: &str) -> Option<String> {
+    let config: tokio_postgres::Config = url.trim().parse().ok()?;
+    let password = String::from_utf8_lossy(config.get_password()?).into_owned();
+    (!password.is_empty()).then_some(password)
 }
 
 /// What a command needs from the store.
@@ -286,7 +320,12 @@ enum StoreUse {
     Foreground,
 }
 
-fn open_store(name: &str, cli: &Cli, usage: StoreUse) -> Result<Option<Arc<dyn Store>>, ExitCode> {
+async fn open_store(
+    name: &str,
+    cli: &Cli,
+    usage: StoreUse,
+    workers: usize,
+) -> Result<Option<Arc<dyn Store>>, ExitCode> {
     let choice = match &cli.store {
         Some(s) => match parse_store(s) {
             Ok(c) => c,
@@ -315,7 +354,30 @@ fn open_store(name: &str, cli: &Cli, usage: StoreUse) -> Result<Option<Arc<dyn S
                     Ok(Some(Arc::new(store)))
                 }
                 Err(e) => {
-                    eprintln!("{name}: cannot open the store: {}", e.0);
+                    eprintln!("{name}: cannot open the store: {}", e.message());
+                    Err(exit(1))
+                }
+            }
+        }
+        StoreChoice::Postgres(url) => {
+            let schema = cli
+                .store_schema
+                .clone()
+                .unwrap_or_else(|| crate::store::postgres_schema_for(name));
+            let options = PostgresOptions {
+                url: url.clone(),
+                schema: schema.clone(),
+                // Every worker may hold a connection (a step's journal
+                // write), plus the fetcher, the heartbeat and intake.
+                pool_size: workers + 4,
+            };
+            match PostgresStore::open(options).await {
+                Ok(store) => {
+                    tracing::info!(store = %crate::store::redact_url(&url), schema = %schema, "store opened");
+                    Ok(Some(Arc::new(store)))
+                }
+                Err(e) => {
+                    eprintln!("{name}: cannot open the store: {}", e.message());
                     Err(exit(1))
                 }
             }
@@ -323,7 +385,8 @@ fn open_store(name: &str, cli: &Cli, usage: StoreUse) -> Result<Option<Arc<dyn S
     }
 }
 
-fn build_runtime(
+#[allow(clippy::too_many_arguments)]
+async fn build_runtime(
     integration: Integration,
     cli: &Cli,
     redactor: Redactor,
@@ -331,9 +394,15 @@ fn build_runtime(
     drain: Duration,
     usage: StoreUse,
     retention: Option<Duration>,
+    lease: Duration,
 ) -> Result<Runtime, ExitCode> {
     let name = integration.name;
-    let store = open_store(name, cli, usage)?;
+    let workers = workers.unwrap_or_else(default_workers);
+    // The database password never shows in logs.
+    if let Some(password) = cli.store.as_deref().and_then(store_password) {
+        redactor.add(&password);
+    }
+    let store = open_store(name, cli, usage, workers).await?;
     let options = RuntimeOptions {
         env: EnvSource::Process,
         config_file: cli.config.clone(),
@@ -341,9 +410,9 @@ fn build_runtime(
         admin_token: std::env::var("FLOW_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
-        workers: workers.unwrap_or_else(default_workers),
+        workers,
         drain_timeout: drain,
-        lease: Duration::from_secs(60),
+        lease,
         retention,
         redactor,
         step_overrides: Vec::new(),
@@ -375,7 +444,10 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 args.drain_timeout,
                 StoreUse::Serve,
                 (!args.retention.is_zero()).then_some(args.retention),
-            ) {
+                args.lease,
+            )
+            .await
+            {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
@@ -390,7 +462,10 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 Duration::from_secs(30),
                 StoreUse::Foreground,
                 None,
-            ) {
+                cli.serve.lease,
+            )
+            .await
+            {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
@@ -405,7 +480,10 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 Duration::from_secs(30),
                 StoreUse::Deploy,
                 None,
-            ) {
+                cli.serve.lease,
+            )
+            .await
+            {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
@@ -440,7 +518,10 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 Duration::from_secs(1),
                 StoreUse::Foreground,
                 None,
-            ) {
+                cli.serve.lease,
+            )
+            .await
+            {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };

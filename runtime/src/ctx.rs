@@ -9,6 +9,7 @@
 //! which makes replays resume after the last finished step.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use crate::engine::Runtime;
 use crate::error::{RunError, StepError};
 use crate::integration::{human_duration, TriggerDef};
 use crate::schema::Schema;
-use crate::store::{Enqueued, NewExecution, StepRecord, StepStatus};
+use crate::store::{Enqueued, Lease, NewExecution, StepRecord, StepStatus};
 
 /// Arguments of a stdlib call: positional, named (`json:`, `bearer:`, ...)
 /// and the `as:` type.
@@ -152,19 +153,46 @@ pub(crate) enum Journaling {
 /// starts in [`Journaling::Memory`]; [`crate::engine::SyncRun::persist`]
 /// writes the execution and the entries so far and switches to
 /// [`Journaling::Durable`] under the write lock, so no entry is missed.
+///
+/// `lease` is what durable writes pass to the store (the fencing token);
+/// once the store refuses it, or its renewal fails, the journal is marked
+/// *lost*: the run stops at once, without `on failure` and without
+/// recording an outcome (another worker owns the run now).
 #[derive(Clone)]
 pub(crate) struct RunJournal {
     pub(crate) entries: Arc<Mutex<HashMap<String, StepRecord>>>,
     pub(crate) mode: Arc<tokio::sync::RwLock<Journaling>>,
+    pub(crate) lease: Arc<Lease>,
+    lost: Arc<(AtomicBool, tokio::sync::Notify)>,
 }
 
 impl RunJournal {
-    pub(crate) fn new(entries: Vec<StepRecord>, mode: Journaling) -> RunJournal {
+    pub(crate) fn new(entries: Vec<StepRecord>, mode: Journaling, lease: Lease) -> RunJournal {
         RunJournal {
             entries: Arc::new(Mutex::new(
                 entries.into_iter().map(|r| (r.key.clone(), r)).collect(),
             )),
             mode: Arc::new(tokio::sync::RwLock::new(mode)),
+            lease: Arc::new(lease),
+            lost: Arc::new((AtomicBool::new(false), tokio::sync::Notify::new())),
+        }
+    }
+
+    /// Marks the lease as lost (see the type's docs).
+    pub(crate) fn lose_lease(&self) {
+        self.lost.0.store(true, Ordering::SeqCst);
+        self.lost.1.notify_one();
+    }
+
+    /// Whether the lease was lost.
+    pub(crate) fn lease_lost(&self) -> bool {
+        self.lost.0.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the lease is lost.
+    pub(crate) async fn lost(&self) {
+        while !self.lease_lost() {
+            self.lost.1.notified().await;
         }
     }
 
@@ -303,9 +331,12 @@ impl Ctx {
             .rt
             .inner
             .store
-            .record_step(&self.run.execution_id, record)
+            .record_step(&self.run.execution_id, &self.run.journal.lease, record)
             .await;
         drop(mode);
+        if written.as_ref().is_err_and(|e| e.is_lease_lost()) {
+            self.run.journal.lose_lease();
+        }
         written.map_err(|e| RunError::new(e.to_string()))
     }
 

@@ -22,11 +22,15 @@ use crate::integration::{FlowDef, Integration, Outcome, TriggerDef};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::store::{
-    Enqueued, Execution, Finish, MemoryStore, NewExecution, Status, Store, StoreError,
+    Enqueued, Execution, Finish, Lease, MemoryStore, NewExecution, Status, Store, StoreError,
 };
 
 /// How long finished runs are kept by default (`--retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often [`Runtime::wait_for`] looks in the store for a run that
+/// another process may have finished.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// How often the retention purge runs while serving.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -109,9 +113,9 @@ pub(crate) struct Inner {
     pub(crate) drain_timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) retention: Option<Duration>,
-    /// Executions the worker pool is running: id → worker (released back to
+    /// Executions the worker pool is running: id → lease (released back to
     /// the queue if still running at the drain deadline).
-    in_flight: Mutex<HashMap<String, String>>,
+    in_flight: Mutex<HashMap<String, Lease>>,
     queue: Notify,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<Execution>>>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -350,12 +354,11 @@ impl Runtime {
             .store
             .get(&id)
             .await?
-            .ok_or_else(|| StoreError(format!("execution {id} vanished")))?;
+            .ok_or_else(|| StoreError::Backend(format!("execution {id} vanished")))?;
         Ok(self
             .execute_with(
                 exec,
-                &worker,
-                RunJournal::new(Vec::new(), Journaling::Durable),
+                RunJournal::new(Vec::new(), Journaling::Durable, Lease::first(worker)),
                 None,
             )
             .await)
@@ -384,39 +387,36 @@ impl Runtime {
             error_step: None,
             lease_owner: Some(worker.clone()),
             lease_expires: None,
+            lease_epoch: Lease::first("").epoch,
         };
-        let journal = RunJournal::new(Vec::new(), Journaling::Memory);
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
         let task = {
             let rt = self.clone();
             let exec = exec.clone();
             let journal = journal.clone();
-            let worker = worker.clone();
-            tokio::spawn(async move { rt.execute_sync(exec, &worker, journal).await })
+            tokio::spawn(async move { rt.execute_sync(exec, journal).await })
         };
         SyncRun {
             rt: self.clone(),
             exec,
-            worker,
             journal,
             task,
         }
     }
 
-    async fn execute_sync(&self, exec: Execution, worker: &str, journal: RunJournal) -> Execution {
+    async fn execute_sync(&self, exec: Execution, journal: RunJournal) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
-        let finish = self
-            .run_flow(&exec, worker, &journal, None)
-            .instrument(span)
-            .await;
+        let finish = self.run_flow(&exec, &journal, None).instrument(span).await;
         let mut mode = journal.mode.write().await;
         match *mode {
-            Journaling::Durable => self.record_finish(&exec.id, &finish).await,
+            Journaling::Durable if !self.record_finish(&exec.id, &journal, &finish).await => {
+                // The lease was lost: the outcome is the new holder's.
+                *mode = Journaling::Ended;
+                return exec;
+            }
             Journaling::Memory if finish.status == Status::Failed => {
                 // Kept for `executions --failed` and replay; the caller got a 500.
-                if let Err(e) = self
-                    .store_whole(&exec, worker, &journal, Some(&finish))
-                    .await
-                {
+                if let Err(e) = self.store_whole(&exec, &journal, Some(&finish)).await {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
                 }
             }
@@ -430,35 +430,56 @@ impl Runtime {
     }
 
     /// Stores an inline run that so far lived in memory: the execution (as
-    /// running, leased by `worker`), its journal entries, and `finish` if given.
+    /// running, held by the journal's lease), its journal entries, and
+    /// `finish` if given.
     async fn store_whole(
         &self,
         exec: &Execution,
-        worker: &str,
         journal: &RunJournal,
         finish: Option<&Finish>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
+        let lease = &journal.lease;
         let mut new =
             NewExecution::queued(exec.id.clone(), exec.flow.clone(), exec.trigger.clone());
-        new.running = Some((worker.to_string(), self.inner.lease));
+        new.running = Some((lease.worker.clone(), self.inner.lease));
         store.enqueue(new).await?;
         // Sent together: one group commit, in step order.
         let writes: Vec<_> = journal
             .snapshot()
             .into_iter()
-            .map(|r| store.record_step(&exec.id, r))
+            .map(|r| store.record_step(&exec.id, lease, r))
             .collect();
         futures::future::try_join_all(writes).await?;
         if let Some(f) = finish {
-            store.finish(&exec.id, f.clone()).await?;
+            store.finish(&exec.id, lease, f.clone()).await?;
         }
         Ok(())
     }
 
-    async fn record_finish(&self, id: &str, finish: &Finish) {
-        if let Err(e) = self.inner.store.finish(id, finish.clone()).await {
-            tracing::error!(execution_id = %id, error = %e, "cannot record the end of a run");
+    /// Records how a run ended; `false` if its lease was lost (the outcome
+    /// belongs to the worker that took the run over).
+    async fn record_finish(&self, id: &str, journal: &RunJournal, finish: &Finish) -> bool {
+        if journal.lease_lost() {
+            tracing::warn!(execution_id = %id, "lease lost: the run was stopped and its outcome is not recorded (another worker carries it on)");
+            return false;
+        }
+        match self
+            .inner
+            .store
+            .finish(id, &journal.lease, finish.clone())
+            .await
+        {
+            Ok(()) => true,
+            Err(e) if e.is_lease_lost() => {
+                journal.lose_lease();
+                tracing::warn!(execution_id = %id, "lease lost before the end was recorded: the outcome is dropped (another worker carries the run on)");
+                false
+            }
+            Err(e) => {
+                tracing::error!(execution_id = %id, error = %e, "cannot record the end of a run");
+                true
+            }
         }
     }
 
@@ -474,7 +495,20 @@ impl Runtime {
             Ok(Some(_)) => {}
             _ => return None,
         }
-        rx.await.ok()
+        // This process hears of the runs it finishes; a run finished by
+        // another replica (a shared store) is seen by polling.
+        let mut rx = std::pin::pin!(rx);
+        loop {
+            tokio::select! {
+                r = &mut rx => return r.ok(),
+                _ = tokio::time::sleep(WAIT_POLL) => {}
+            }
+            match self.inner.store.get(id).await {
+                Ok(Some(e)) if e.status.is_final() => return Some(e),
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => return None,
+            }
+        }
     }
 
     fn notify_finished(&self, exec: &Execution) {
@@ -490,7 +524,7 @@ impl Runtime {
         &self,
         exec: Execution,
         state: Map<String, Value>,
-        worker: &str,
+        lease: Lease,
     ) -> Execution {
         // `attempts` counts starts: the first start has nothing journaled.
         let journal = if exec.attempts > 1 {
@@ -498,7 +532,7 @@ impl Runtime {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot read the journal; the run goes back to the queue");
-                    let _ = self.inner.store.release(&exec.id, worker).await;
+                    let _ = self.inner.store.release(&exec.id, &lease).await;
                     return exec;
                 }
             }
@@ -507,8 +541,7 @@ impl Runtime {
         };
         self.execute_with(
             exec,
-            worker,
-            RunJournal::new(journal, Journaling::Durable),
+            RunJournal::new(journal, Journaling::Durable, lease),
             Some(state),
         )
         .await
@@ -517,17 +550,16 @@ impl Runtime {
     async fn execute_with(
         &self,
         exec: Execution,
-        worker: &str,
         journal: RunJournal,
         state: Option<Map<String, Value>>,
     ) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
-        let finish = self
-            .run_flow(&exec, worker, &journal, state)
-            .instrument(span)
-            .await;
-        self.record_finish(&exec.id, &finish).await;
+        let finish = self.run_flow(&exec, &journal, state).instrument(span).await;
+        let recorded = self.record_finish(&exec.id, &journal, &finish).await;
         *journal.mode.write().await = Journaling::Ended;
+        if !recorded {
+            return exec;
+        }
         let done = finished(exec, &finish);
         self.notify_finished(&done);
         done
@@ -538,7 +570,6 @@ impl Runtime {
     async fn run_flow(
         &self,
         exec: &Execution,
-        worker: &str,
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
     ) -> Finish {
@@ -585,24 +616,43 @@ impl Runtime {
         let _keeper = {
             let rt = self.clone();
             let id = exec.id.clone();
-            let worker = worker.to_string();
             let lease = self.inner.lease;
-            let mode = journal.mode.clone();
+            let journal = journal.clone();
             AbortOnDrop(tokio::spawn(async move {
                 let every = (lease / 3).max(Duration::from_millis(100));
                 loop {
                     tokio::time::sleep(every).await;
-                    if *mode.read().await != Journaling::Durable {
+                    if *journal.mode.read().await != Journaling::Durable {
                         // Not stored (yet): a sync run in memory.
                         continue;
                     }
-                    if !matches!(rt.inner.store.renew(&id, &worker, lease).await, Ok(true)) {
-                        break;
+                    match rt.inner.store.renew(&id, &journal.lease, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            journal.lose_lease();
+                            break;
+                        }
+                        // Retried at the next beat; the lease may run out
+                        // meanwhile, and then the next write is refused.
+                        Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
                     }
                 }
             }))
         };
-        let result = call_flow(def.run, cx).await;
+        // A lost lease stops the run where it is: the flow future is dropped.
+        let result = tokio::select! {
+            r = call_flow(def.run, cx) => r,
+            _ = journal.lost() => Err(RunError::new("the lease on this run was lost")),
+        };
+        if journal.lease_lost() {
+            tracing::warn!("lease lost: another worker took the run over; stopping it here without side effects");
+            return Finish {
+                status: Status::Failed,
+                result: None,
+                error: Some("the lease on this run was lost".into()),
+                error_step: None,
+            };
+        }
 
         let redactor = &self.inner.redactor;
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -699,6 +749,7 @@ impl Runtime {
 
     async fn worker_loop(&self, worker: String) {
         let mut shutdown = self.inner.shutdown.subscribe();
+        let hint = self.inner.store.wake_hint();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -706,14 +757,23 @@ impl Runtime {
             match self.inner.store.claim_run(&worker, self.inner.lease).await {
                 Ok(Some((exec, state))) => {
                     let id = exec.id.clone();
-                    lock(&self.inner.in_flight).insert(id.clone(), worker.clone());
-                    self.execute(exec, state, &worker).await;
+                    let Some(lease) = exec.lease() else {
+                        tracing::error!(execution_id = %id, "the store handed out a run without a lease");
+                        continue;
+                    };
+                    lock(&self.inner.in_flight).insert(id.clone(), lease.clone());
+                    self.execute(exec, state, lease).await;
                     lock(&self.inner.in_flight).remove(&id);
                 }
                 Ok(None) => {
+                    // Woken by a run queued here, by the store's hint that
+                    // another replica queued one, or by the jittered poll
+                    // (hints may be lost; expired leases come with none).
+                    let poll = Duration::from_millis(rand::random_range(750..1250));
                     tokio::select! {
                         _ = self.inner.queue.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = wait_hint(hint.as_deref()) => {}
+                        _ = tokio::time::sleep(poll) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
@@ -732,9 +792,9 @@ impl Runtime {
     /// the drain deadline aborted them); their journals are kept, so the
     /// next start resumes them after their last finished step.
     pub(crate) async fn release_in_flight(&self) {
-        let held: Vec<(String, String)> = lock(&self.inner.in_flight).drain().collect();
-        for (id, worker) in held {
-            match self.inner.store.release(&id, &worker).await {
+        let held: Vec<(String, Lease)> = lock(&self.inner.in_flight).drain().collect();
+        for (id, lease) in held {
+            match self.inner.store.release(&id, &lease).await {
                 Ok(true) => tracing::info!(execution_id = %id, "left queued for the next start"),
                 Ok(false) => {}
                 Err(e) => {
@@ -863,7 +923,6 @@ impl Runtime {
 pub struct SyncRun {
     rt: Runtime,
     exec: Execution,
-    worker: String,
     journal: RunJournal,
     task: JoinHandle<Execution>,
 }
@@ -889,9 +948,7 @@ impl SyncRun {
             Journaling::Ended => Ok(false),
             Journaling::Durable => Ok(true),
             Journaling::Memory => {
-                self.rt
-                    .store_whole(&self.exec, &self.worker, &self.journal, None)
-                    .await?;
+                self.rt.store_whole(&self.exec, &self.journal, None).await?;
                 *mode = Journaling::Durable;
                 tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
                 Ok(true)
@@ -917,12 +974,12 @@ impl SyncRun {
                 self.rt
                     .inner
                     .store
-                    .finish(&self.exec.id, finish.clone())
+                    .finish(&self.exec.id, &self.journal.lease, finish.clone())
                     .await
             }
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.worker, &self.journal, Some(&finish))
+                    .store_whole(&self.exec, &self.journal, Some(&finish))
                     .await
             }
         };
@@ -937,6 +994,14 @@ impl SyncRun {
         tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
         self.rt
             .notify_finished(&finished(self.exec.clone(), &finish));
+    }
+}
+
+/// Resolves when the store's wake-up hint fires (never without one).
+async fn wait_hint(hint: Option<&Notify>) {
+    match hint {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,11 +9,18 @@
 //! ticks are checked and recorded in the same transaction that enqueues.
 //!
 //! Backends: [`MemoryStore`] keeps everything in process (lost on exit);
-//! [`SqliteStore`] is the default of `serve` (one file, WAL, group commit).
+//! [`SqliteStore`] is the default of `serve` (one file, WAL, group commit);
+//! [`PostgresStore`] is shared by several replicas of one binary.
+//!
+//! Fencing: every claim bumps the execution's lease epoch and hands out a
+//! [`Lease`]; the writes of a running execution (journal entries, its end,
+//! renewals, release) pass it back and are refused once another claim
+//! superseded it, so a worker that lost its lease cannot write results.
 //! Every method's answer means the change is committed: a caller may act on
 //! it (answer `202`, call the next step) as on a durable fact.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -25,7 +32,27 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use memory::MemoryStore;
+pub use postgres::{schema_for as postgres_schema_for, PostgresOptions, PostgresStore};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
+
+/// `url` with its password (between `user:` and `@`) shown as `***`, for
+/// logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
 
 /// Status of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -91,7 +118,8 @@ pub struct NewExecution {
     /// Dedupe key, unique per flow; a repeat returns the first execution.
     pub dedupe_key: Option<String>,
     /// `Some((worker, lease))` stores it as already running (sync flows run
-    /// inline); `None` queues it for the worker pool.
+    /// inline), held by [`Lease::first`]`(worker)`; `None` queues it for the
+    /// worker pool.
     pub running: Option<(String, Duration)>,
     /// For scheduled runs: the tick it runs. Recorded in the same
     /// transaction; a tick that is not later than the flow's last recorded
@@ -156,6 +184,51 @@ pub struct Execution {
     /// When the lease expires.
     #[serde(skip)]
     pub lease_expires: Option<DateTime<Utc>>,
+    /// The fencing token: bumped by every claim (see [`Lease`]).
+    #[serde(skip)]
+    pub lease_epoch: u64,
+}
+
+impl Execution {
+    /// The lease a worker holds on this execution as read: `None` unless it
+    /// is running with an owner.
+    pub fn lease(&self) -> Option<Lease> {
+        match (&self.status, &self.lease_owner) {
+            (Status::Running, Some(worker)) => Some(Lease {
+                worker: worker.clone(),
+                epoch: self.lease_epoch,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The lease on a running execution, as handed out by a claim and passed
+/// back by every write that needs it ([`Store::record_step`],
+/// [`Store::finish`], [`Store::renew`], [`Store::release`]).
+///
+/// `epoch` is a fencing token: each claim of an execution bumps it, so a
+/// worker whose lease expired and was taken over by another (a paused or
+/// partitioned replica) holds an older epoch, and the store refuses its
+/// writes ([`StoreError::LeaseLost`]) even if it still believes it owns the
+/// run. The store compares epochs only; `worker` is for logs and listings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// Who holds it (`w3-…`, `inline-<id>`).
+    pub worker: String,
+    /// The execution's claim counter when this lease was taken.
+    pub epoch: u64,
+}
+
+impl Lease {
+    /// The lease of an execution that [`Store::enqueue`] stored as running
+    /// ([`NewExecution::running`]): epoch 1, as if claimed once.
+    pub fn first(worker: impl Into<String>) -> Lease {
+        Lease {
+            worker: worker.into(),
+            epoch: 1,
+        }
+    }
 }
 
 /// How an execution ended, for [`Store::finish`].
@@ -217,13 +290,43 @@ pub struct StepRecord {
 /// ([`Store::claim_run`]).
 pub type Claimed = (Execution, Map<String, Value>);
 
-/// A store failure (I/O, database, ...).
+/// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The backend failed (I/O, database, corrupt data, ...).
+    Backend(String),
+    /// A write needing the lease of execution `.0` was refused: the lease is
+    /// no longer the caller's (it expired and another worker claimed the
+    /// run, or the run was released or finished). The caller must stop the
+    /// run without further side effects; its new holder carries it on.
+    LeaseLost(String),
+}
+
+impl StoreError {
+    /// A backend failure with this message.
+    pub fn backend(message: impl Into<String>) -> StoreError {
+        StoreError::Backend(message.into())
+    }
+
+    /// Whether this is [`StoreError::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, StoreError::LeaseLost(_))
+    }
+
+    /// The message without the `store error:` prefix.
+    pub fn message(&self) -> String {
+        match self {
+            StoreError::Backend(m) => m.clone(),
+            StoreError::LeaseLost(id) => format!(
+                "execution {id}: this worker's lease was lost (another worker took the run over)"
+            ),
+        }
+    }
+}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "store error: {}", self.0)
+        write!(f, "store error: {}", self.message())
     }
 }
 
@@ -239,7 +342,8 @@ pub trait Store: Send + Sync + 'static {
     fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>>;
 
     /// Leases the oldest queued execution, or a running one whose lease
-    /// expired, to `worker` for `lease`; marks it running, bumps `attempts`.
+    /// expired, to `worker` for `lease`; marks it running, bumps `attempts`
+    /// and the lease epoch ([`Execution::lease`] is the new lease).
     fn claim<'a>(
         &'a self,
         worker: &'a str,
@@ -262,11 +366,33 @@ pub trait Store: Send + Sync + 'static {
         .boxed()
     }
 
+    /// Up to `n` claims at once (one fetcher per process claims for all its
+    /// idle workers), each with the integration state read with it. The
+    /// default claims one by one; SQL backends claim in one statement.
+    fn claim_batch<'a>(
+        &'a self,
+        worker: &'a str,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Vec<Claimed>>> {
+        async move {
+            let mut out = Vec::new();
+            while out.len() < n {
+                match self.claim_run(worker, lease).await? {
+                    Some(c) => out.push(c),
+                    None => break,
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
     /// Gives a running execution back to the queue (graceful shutdown: a run
     /// still going at the drain deadline); its journal is kept, so the next
-    /// claim resumes after the last finished step. `false` if `worker` does
-    /// not hold it.
-    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
+    /// claim resumes after the last finished step. `false` if `lease` is no
+    /// longer held.
+    fn release<'a>(&'a self, id: &'a str, lease: &'a Lease) -> BoxFuture<'a, StoreResult<bool>>;
 
     /// Called once when a serving process starts, before its workers claim.
     /// A store that this process uses exclusively (SQLite, opened by
@@ -283,16 +409,43 @@ pub trait Store: Send + Sync + 'static {
     /// running executions are kept. Returns how many executions were deleted.
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
 
-    /// Extends a lease; `false` if `worker` no longer holds it.
+    /// Extends a lease by `duration` from now (the store's clock); `false`
+    /// if `lease` is no longer held.
     fn renew<'a>(
         &'a self,
         id: &'a str,
-        worker: &'a str,
-        lease: Duration,
+        lease: &'a Lease,
+        duration: Duration,
     ) -> BoxFuture<'a, StoreResult<bool>>;
 
-    /// Records the end of an execution and releases its lease.
-    fn finish<'a>(&'a self, id: &'a str, finish: Finish) -> BoxFuture<'a, StoreResult<()>>;
+    /// [`Store::renew`] for many runs at once (one heartbeat per process);
+    /// returns the ids whose lease was lost. The default renews one by one.
+    fn renew_all<'a>(
+        &'a self,
+        held: &'a [(String, Lease)],
+        duration: Duration,
+    ) -> BoxFuture<'a, StoreResult<Vec<String>>> {
+        async move {
+            let mut lost = Vec::new();
+            for (id, lease) in held {
+                if !self.renew(id, lease, duration).await? {
+                    lost.push(id.clone());
+                }
+            }
+            Ok(lost)
+        }
+        .boxed()
+    }
+
+    /// Records the end of an execution and releases its lease;
+    /// [`StoreError::LeaseLost`] (and nothing written) if `lease` is no
+    /// longer held.
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>>;
 
     /// Puts a finished execution back in the queue (replay), keeping its
     /// journal so finished steps are not executed again. `None` if unknown;
@@ -308,9 +461,15 @@ pub trait Store: Send + Sync + 'static {
     /// The journal of an execution, in the order steps were first recorded.
     fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>>;
 
-    /// Inserts or replaces the journal entry `record.key` of an execution.
-    fn record_step<'a>(&'a self, id: &'a str, record: StepRecord)
-        -> BoxFuture<'a, StoreResult<()>>;
+    /// Inserts or replaces the journal entry `record.key` of an execution;
+    /// [`StoreError::LeaseLost`] (and nothing written) if `lease` is no
+    /// longer held.
+    fn record_step<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        record: StepRecord,
+    ) -> BoxFuture<'a, StoreResult<()>>;
 
     /// The last schedule tick recorded for a flow (see [`NewExecution::tick`]).
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>>;
@@ -326,4 +485,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a successful deploy.
     fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Notified (a hint, possibly spurious, possibly missed) when another
+    /// process may have queued a run: shared stores wake idle workers with
+    /// it; workers still poll. `None`: this process queues all the work it
+    /// runs and wakes its own workers.
+    fn wake_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }

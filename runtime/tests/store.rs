@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flow_runtime::store::{
-    Durability, Enqueued, ExecutionFilter, Finish, NewExecution, SqliteOptions, SqliteStore,
-    Status, StepRecord, StepStatus, Store,
+    Durability, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, SqliteOptions,
+    SqliteStore, Status, StepRecord, StepStatus, Store, StoreError,
 };
+use flow_runtime::store::{PostgresOptions, PostgresStore};
 use serde_json::json;
+
+mod pg_support;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -41,6 +44,11 @@ fn step(key: &str, status: StepStatus, output: Option<serde_json::Value>) -> Ste
         output,
         error: None,
     }
+}
+
+/// The lease of a claimed execution.
+fn lease(e: &Execution) -> Lease {
+    e.lease().expect("a claimed execution has a lease")
 }
 
 /// Claims until `want` comes back (leases expire by the clock), bounded.
@@ -88,6 +96,7 @@ async fn enqueue_claim_finish(s: &dyn Store) {
 
     s.finish(
         "a",
+        &lease(&a),
         Finish {
             status: Status::Failed,
             result: Some(json!({ "partial": [1, 2] })),
@@ -103,7 +112,9 @@ async fn enqueue_claim_finish(s: &dyn Store) {
     assert_eq!(a.error.as_deref(), Some("boom"));
     assert_eq!(a.error_step.as_deref(), Some("send[1]"));
     assert!(a.finished_at.is_some() && a.lease_owner.is_none());
-    s.finish("b", finish(Status::Skipped)).await.unwrap();
+    s.finish("b", &lease(&b), finish(Status::Skipped))
+        .await
+        .unwrap();
     assert_eq!(s.get("b").await.unwrap().unwrap().status, Status::Skipped);
     assert!(s.get("nope").await.unwrap().is_none());
 }
@@ -131,7 +142,9 @@ async fn dedupe_keys_are_per_flow(s: &dyn Store) {
     );
     // Still a duplicate after the first one finished.
     let a = s.claim("w", LONG).await.unwrap().unwrap();
-    s.finish(&a.id, finish(Status::Succeeded)).await.unwrap();
+    s.finish(&a.id, &lease(&a), finish(Status::Succeeded))
+        .await
+        .unwrap();
     assert_eq!(
         s.enqueue(new("d", "f", Some("k"))).await.unwrap(),
         Enqueued::Duplicate("a".into())
@@ -189,7 +202,18 @@ async fn inline_runs_are_stored_running(s: &dyn Store) {
     assert_eq!(e.lease_owner.as_deref(), Some("inline-s"));
     assert!(e.started_at.is_some());
     assert!(s.claim("w", LONG).await.unwrap().is_none(), "not queued");
-    assert!(s.renew("s", "inline-s", LONG).await.unwrap());
+    assert_eq!(e.lease(), Some(Lease::first("inline-s")));
+    assert!(s.renew("s", &Lease::first("inline-s"), LONG).await.unwrap());
+    s.record_step(
+        "s",
+        &Lease::first("inline-s"),
+        step("x", StepStatus::Succeeded, None),
+    )
+    .await
+    .unwrap();
+    s.finish("s", &Lease::first("inline-s"), finish(Status::Succeeded))
+        .await
+        .unwrap();
 }
 
 async fn expired_leases_are_taken_over(s: &dyn Store) {
@@ -200,8 +224,12 @@ async fn expired_leases_are_taken_over(s: &dyn Store) {
         .unwrap()
         .unwrap();
     assert_eq!(a.attempts, 1);
+    let stale = Lease {
+        worker: "w2".into(),
+        epoch: lease(&a).epoch + 1,
+    };
     assert!(
-        !s.renew("a", "w2", LONG).await.unwrap(),
+        !s.renew("a", &stale, LONG).await.unwrap(),
         "w2 holds no lease"
     );
     // The lease runs out; another worker takes the run over.
@@ -210,23 +238,195 @@ async fn expired_leases_are_taken_over(s: &dyn Store) {
         (taken.attempts, taken.lease_owner.as_deref()),
         (2, Some("w2"))
     );
-    assert!(!s.renew("a", "w1", LONG).await.unwrap(), "w1 lost it");
-    assert!(s.renew("a", "w2", LONG).await.unwrap());
+    assert!(!s.renew("a", &lease(&a), LONG).await.unwrap(), "w1 lost it");
+    assert!(s.renew("a", &lease(&taken), LONG).await.unwrap());
     assert!(s.claim("w3", LONG).await.unwrap().is_none(), "renewed");
+}
+
+async fn stale_leases_are_fenced(s: &dyn Store) {
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    let first = s
+        .claim("w1", Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let l1 = lease(&first);
+    assert_eq!(l1.worker, "w1");
+    // Expired but not yet taken over: the holder may still write.
+    s.record_step(
+        "a",
+        &l1,
+        step("send[0]", StepStatus::Succeeded, Some(json!(0))),
+    )
+    .await
+    .unwrap();
+    let taken = claim_until(s, "w2", "a").await;
+    let l2 = lease(&taken);
+    assert!(l2.epoch > l1.epoch, "{l2:?} after {l1:?}");
+    // The first holder (paused past its lease) is fenced off: nothing it
+    // writes lands.
+    let refused = s
+        .record_step(
+            "a",
+            &l1,
+            step("send[1]", StepStatus::Succeeded, Some(json!(1))),
+        )
+        .await;
+    assert_eq!(refused, Err(StoreError::LeaseLost("a".into())));
+    let refused = s.finish("a", &l1, finish(Status::Succeeded)).await;
+    assert!(
+        refused.as_ref().is_err_and(StoreError::is_lease_lost),
+        "{refused:?}"
+    );
+    assert!(!s.renew("a", &l1, LONG).await.unwrap());
+    assert!(!s.release("a", &l1).await.unwrap());
+    let e = s.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (e.status, e.lease_owner.as_deref()),
+        (Status::Running, Some("w2"))
+    );
+    let keys: Vec<String> = s
+        .journal("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["send[0]"]);
+    // The epoch decides, not the worker's name: w2 claiming again (after a
+    // release) fences its own older lease.
+    assert!(s.release("a", &l2).await.unwrap());
+    let again = s.claim("w2", LONG).await.unwrap().unwrap();
+    let l3 = lease(&again);
+    assert!(l3.epoch > l2.epoch);
+    assert!(s
+        .record_step("a", &l2, step("send[1]", StepStatus::Succeeded, None))
+        .await
+        .is_err_and(|e| e.is_lease_lost()));
+    s.record_step(
+        "a",
+        &l3,
+        step("send[1]", StepStatus::Succeeded, Some(json!(1))),
+    )
+    .await
+    .unwrap();
+    s.finish("a", &l3, finish(Status::Succeeded)).await.unwrap();
+    assert_eq!(s.get("a").await.unwrap().unwrap().status, Status::Succeeded);
+    // A finished run takes no more writes, even from its last holder.
+    assert!(s
+        .record_step("a", &l3, step("send[2]", StepStatus::Succeeded, None))
+        .await
+        .is_err_and(|e| e.is_lease_lost()));
+    assert!(s
+        .finish("a", &l3, finish(Status::Failed))
+        .await
+        .is_err_and(|e| e.is_lease_lost()));
+    assert_eq!(s.get("a").await.unwrap().unwrap().status, Status::Succeeded);
+    assert_eq!(s.journal("a").await.unwrap().len(), 2);
+}
+
+async fn batch_claims_and_heartbeats(s: &dyn Store) {
+    for id in ["a", "b", "c", "d", "e"] {
+        s.enqueue(new(id, "f", None)).await.unwrap();
+    }
+    s.state_set("cursor", json!(9)).await.unwrap();
+    assert!(s.claim_batch("w", 0, LONG).await.unwrap().is_empty());
+    let first = s.claim_batch("w", 3, LONG).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|(e, _)| e.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"], "oldest first");
+    for (e, state) in &first {
+        assert_eq!((e.status, e.attempts), (Status::Running, 1));
+        assert_eq!(state.get("cursor"), Some(&json!(9)));
+    }
+    let rest = s.claim_batch("w", 10, LONG).await.unwrap();
+    let ids: Vec<&str> = rest.iter().map(|(e, _)| e.id.as_str()).collect();
+    assert_eq!(ids, ["d", "e"]);
+    assert!(s.claim_batch("w", 10, LONG).await.unwrap().is_empty());
+
+    // One heartbeat for every held lease; a lease lost meanwhile is named.
+    let mut held: Vec<(String, Lease)> = first
+        .iter()
+        .chain(rest.iter())
+        .map(|(e, _)| (e.id.clone(), lease(e)))
+        .collect();
+    assert!(s.renew_all(&held, LONG).await.unwrap().is_empty());
+    let (c_id, c_lease) = held[2].clone();
+    s.finish(&c_id, &c_lease, finish(Status::Succeeded))
+        .await
+        .unwrap();
+    held.push((
+        "nope".into(),
+        Lease {
+            worker: "w".into(),
+            epoch: 1,
+        },
+    ));
+    let mut lost = s.renew_all(&held, LONG).await.unwrap();
+    lost.sort();
+    assert_eq!(lost, ["c", "nope"]);
+    assert!(s.renew_all(&[], LONG).await.unwrap().is_empty());
+}
+
+async fn concurrent_claims_never_share_a_run(s: &dyn Store) {
+    for i in 0..40 {
+        s.enqueue(new(&format!("e{i:02}"), "f", None))
+            .await
+            .unwrap();
+    }
+    // Ten claimers at once, singly and in batches: each run goes to one.
+    let claimers = (0..10).map(|w| async move {
+        let worker = format!("w{w}");
+        let mut got = Vec::new();
+        loop {
+            let batch = if w % 2 == 0 {
+                s.claim(&worker, LONG).await.unwrap().into_iter().collect()
+            } else {
+                s.claim_batch(&worker, 3, LONG)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect::<Vec<_>>()
+            };
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch.into_iter().map(|e| e.id));
+        }
+    });
+    let mut all: Vec<String> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("e{i:02}")).collect();
+    assert_eq!(all, expected);
 }
 
 async fn release_requeues_with_the_journal(s: &dyn Store) {
     s.enqueue(new("a", "f", None)).await.unwrap();
-    s.claim("w1", LONG).await.unwrap().unwrap();
-    s.record_step("a", step("send[0]", StepStatus::Succeeded, Some(json!(1))))
-        .await
-        .unwrap();
-    assert!(!s.release("a", "w2").await.unwrap(), "not w2's");
-    assert!(s.release("a", "w1").await.unwrap());
+    let a = s.claim("w1", LONG).await.unwrap().unwrap();
+    s.record_step(
+        "a",
+        &lease(&a),
+        step("send[0]", StepStatus::Succeeded, Some(json!(1))),
+    )
+    .await
+    .unwrap();
+    let other = Lease {
+        worker: "w2".into(),
+        epoch: lease(&a).epoch + 1,
+    };
+    assert!(!s.release("a", &other).await.unwrap(), "not w2's");
+    assert!(s.release("a", &lease(&a)).await.unwrap());
     let e = s.get("a").await.unwrap().unwrap();
     assert_eq!(e.status, Status::Queued);
     assert!(e.lease_owner.is_none());
-    assert!(!s.release("a", "w1").await.unwrap(), "no longer running");
+    assert!(
+        !s.release("a", &lease(&a)).await.unwrap(),
+        "no longer running"
+    );
     let again = s.claim("w2", LONG).await.unwrap().unwrap();
     assert_eq!((again.id.as_str(), again.attempts), ("a", 2));
     assert_eq!(s.journal("a").await.unwrap().len(), 1);
@@ -253,8 +453,12 @@ async fn interrupted_runs_are_requeued(s: &dyn Store) {
 async fn journal_records_and_replaces(s: &dyn Store) {
     s.enqueue(new("a", "f", None)).await.unwrap();
     assert!(s.journal("a").await.unwrap().is_empty());
+    let queued = s.get("a").await.unwrap().unwrap();
+    assert!(queued.lease().is_none(), "a queued run has no lease");
+    let l = lease(&s.claim("w", LONG).await.unwrap().unwrap());
     s.record_step(
         "a",
+        &l,
         step(
             "send[0]",
             StepStatus::Succeeded,
@@ -266,9 +470,10 @@ async fn journal_records_and_replaces(s: &dyn Store) {
     let mut failed = step("send[1]", StepStatus::Failed, None);
     failed.attempts = 3;
     failed.error = Some("HTTP 503".into());
-    s.record_step("a", failed).await.unwrap();
+    s.record_step("a", &l, failed).await.unwrap();
     s.record_step(
         "a",
+        &l,
         step("send[1][0]", StepStatus::Succeeded, Some(json!(null))),
     )
     .await
@@ -276,7 +481,7 @@ async fn journal_records_and_replaces(s: &dyn Store) {
     // The retried step replaces its entry and keeps its place.
     let mut ok = step("send[1]", StepStatus::Succeeded, Some(json!("done")));
     ok.attempts = 2;
-    s.record_step("a", ok).await.unwrap();
+    s.record_step("a", &l, ok).await.unwrap();
     let j = s.journal("a").await.unwrap();
     let keys: Vec<&str> = j.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["send[0]", "send[1]", "send[1][0]"]);
@@ -299,16 +504,21 @@ async fn replay_requeues_finished_runs_only(s: &dyn Store) {
         Status::Queued,
         "a queued run is returned unchanged"
     );
-    s.claim("w", LONG).await.unwrap().unwrap();
+    let l = lease(&s.claim("w", LONG).await.unwrap().unwrap());
     assert_eq!(
         s.requeue("a").await.unwrap().unwrap().status,
         Status::Running
     );
-    s.record_step("a", step("send[0]", StepStatus::Succeeded, Some(json!(1))))
-        .await
-        .unwrap();
+    s.record_step(
+        "a",
+        &l,
+        step("send[0]", StepStatus::Succeeded, Some(json!(1))),
+    )
+    .await
+    .unwrap();
     s.finish(
         "a",
+        &l,
         Finish {
             status: Status::Failed,
             result: None,
@@ -331,7 +541,9 @@ async fn listing_filters_newest_first(s: &dyn Store) {
         s.enqueue(new(id, flow, None)).await.unwrap();
     }
     let a = s.claim("w", LONG).await.unwrap().unwrap();
-    s.finish(&a.id, finish(Status::Failed)).await.unwrap();
+    s.finish(&a.id, &lease(&a), finish(Status::Failed))
+        .await
+        .unwrap();
     let ids =
         |v: Vec<flow_runtime::store::Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(
@@ -427,10 +639,10 @@ async fn retention_purges_old_finished_runs(s: &dyn Store) {
     }
     for status in [Status::Succeeded, Status::Skipped, Status::Failed] {
         let e = s.claim("w", LONG).await.unwrap().unwrap();
-        s.record_step(&e.id, step("x", StepStatus::Succeeded, None))
+        s.record_step(&e.id, &lease(&e), step("x", StepStatus::Succeeded, None))
             .await
             .unwrap();
-        s.finish(&e.id, finish(status)).await.unwrap();
+        s.finish(&e.id, &lease(&e), finish(status)).await.unwrap();
     }
     let mut t = new("tick-1", "cron", None);
     t.tick = Some(Utc::now() - chrono::Duration::seconds(10));
@@ -446,7 +658,9 @@ async fn retention_purges_old_finished_runs(s: &dyn Store) {
     s.enqueue(new("young", "f", None)).await.unwrap();
     let y = s.claim("w", LONG).await.unwrap().unwrap();
     assert_eq!(y.id, "open");
-    s.finish("open", finish(Status::Succeeded)).await.unwrap();
+    s.finish("open", &lease(&y), finish(Status::Succeeded))
+        .await
+        .unwrap();
 
     // "open" was created before the cut too: it finished, so it goes.
     assert_eq!(s.purge_finished(cut).await.unwrap(), 3);
@@ -486,13 +700,49 @@ fn sqlite(durability: Durability) -> (SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
+/// A store on a fresh schema of the test server, dropped by [`Pg::done`].
+struct Pg {
+    store: PostgresStore,
+    url: String,
+    schema: String,
+}
+
+impl Pg {
+    async fn open(test: &str) -> Option<Pg> {
+        let url = pg_support::url(test)?;
+        let schema = pg_support::schema_name();
+        let store = PostgresStore::open(PostgresOptions {
+            url: url.clone(),
+            schema: schema.clone(),
+            pool_size: 8,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the PostgreSQL store: {e}"));
+        Some(Pg { store, url, schema })
+    }
+
+    async fn done(self) {
+        drop(self.store);
+        pg_support::drop_schema(&self.url, &self.schema).await;
+    }
+}
+
+/// One test per case and backend. `shared` cases hold for every store;
+/// `exclusive` ones for stores that one process owns (not PostgreSQL,
+/// shared by live replicas: see `Store::requeue_interrupted`).
 macro_rules! backends {
-    ($($case:ident),* $(,)?) => {
+    (shared: [$($case:ident),* $(,)?], exclusive: [$($ex:ident),* $(,)?] $(,)?) => {
         mod memory {
             $(
                 #[tokio::test]
                 async fn $case() {
                     super::$case(&flow_runtime::store::MemoryStore::new()).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $ex() {
+                    super::$ex(&flow_runtime::store::MemoryStore::new()).await;
                 }
             )*
         }
@@ -505,6 +755,13 @@ macro_rules! backends {
                     super::$case(&store).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $ex() {
+                    let (store, _dir) = super::sqlite(super::Durability::Full);
+                    super::$ex(&store).await;
+                }
+            )*
         }
         mod sqlite_normal {
             $(
@@ -514,24 +771,49 @@ macro_rules! backends {
                     super::$case(&store).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $ex() {
+                    let (store, _dir) = super::sqlite(super::Durability::Normal);
+                    super::$ex(&store).await;
+                }
+            )*
+        }
+        /// `FLOW_TEST_POSTGRES_URL`; each test on a schema of its own.
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(pg) = super::Pg::open(concat!("postgres::", stringify!($case))).await else {
+                        return;
+                    };
+                    super::$case(&pg.store).await;
+                    pg.done().await;
+                }
+            )*
         }
     };
 }
 
 backends!(
-    enqueue_claim_finish,
-    dedupe_keys_are_per_flow,
-    concurrent_intake_is_committed_once_each,
-    inline_runs_are_stored_running,
-    expired_leases_are_taken_over,
-    release_requeues_with_the_journal,
-    interrupted_runs_are_requeued,
-    journal_records_and_replaces,
-    replay_requeues_finished_runs_only,
-    listing_filters_newest_first,
-    schedule_ticks_run_once,
-    state_and_deployed_version,
-    retention_purges_old_finished_runs,
+    shared: [
+        enqueue_claim_finish,
+        dedupe_keys_are_per_flow,
+        concurrent_intake_is_committed_once_each,
+        inline_runs_are_stored_running,
+        expired_leases_are_taken_over,
+        stale_leases_are_fenced,
+        batch_claims_and_heartbeats,
+        concurrent_claims_never_share_a_run,
+        release_requeues_with_the_journal,
+        journal_records_and_replaces,
+        replay_requeues_finished_runs_only,
+        listing_filters_newest_first,
+        schedule_ticks_run_once,
+        state_and_deployed_version,
+        retention_purges_old_finished_runs,
+    ],
+    exclusive: [interrupted_runs_are_requeued],
 );
 
 // SQLite only: what the file keeps across processes.
@@ -551,6 +833,7 @@ async fn sqlite_keeps_everything_across_reopen() {
         let a = s.claim("w", LONG).await.unwrap().unwrap();
         s.record_step(
             &a.id,
+            &lease(&a),
             step("send[0]", StepStatus::Succeeded, Some(json!(7))),
         )
         .await
@@ -559,8 +842,14 @@ async fn sqlite_keeps_everything_across_reopen() {
         s.set_deployed_version("v1").await.unwrap();
         // A second serving process is refused while this one holds the file.
         let err = SqliteStore::open(&path, opts).unwrap_err();
-        assert!(err.0.contains("in use by another serving process"), "{err}");
-        assert!(err.0.contains(&std::process::id().to_string()), "{err}");
+        assert!(
+            err.message().contains("in use by another serving process"),
+            "{err}"
+        );
+        assert!(
+            err.message().contains(&std::process::id().to_string()),
+            "{err}"
+        );
         // Others (deploy, run) may open it meanwhile.
         let shared = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
         assert_eq!(
@@ -596,7 +885,7 @@ fn sqlite_refuses_a_missing_directory_and_a_newer_schema() {
         SqliteOptions::default(),
     )
     .unwrap_err();
-    assert!(err.0.contains("does not exist"), "{err}");
+    assert!(err.message().contains("does not exist"), "{err}");
 
     let path = dir.path().join("future.db");
     drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
@@ -605,5 +894,5 @@ fn sqlite_refuses_a_missing_directory_and_a_newer_schema() {
         .unwrap();
     drop(conn);
     let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
-    assert!(err.0.contains("schema version 99"), "{err}");
+    assert!(err.message().contains("schema version 99"), "{err}");
 }

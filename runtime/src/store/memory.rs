@@ -10,8 +10,8 @@ use futures::future::{BoxFuture, FutureExt};
 use serde_json::{Map, Value};
 
 use super::{
-    Enqueued, Execution, ExecutionFilter, Finish, NewExecution, Status, StepRecord, Store,
-    StoreResult,
+    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord, Store,
+    StoreError, StoreResult,
 };
 
 #[derive(Default)]
@@ -35,6 +35,13 @@ struct Inner {
 }
 
 impl Inner {
+    /// The execution if `lease` still holds it.
+    fn leased(&mut self, id: &str, lease: &Lease) -> Option<&mut Execution> {
+        self.executions
+            .get_mut(id)
+            .filter(|e| e.status == Status::Running && e.lease_epoch == lease.epoch)
+    }
+
     fn push_queue(&mut self, id: &str) {
         if let Some(seq) = self.seq.get(id) {
             self.queue.insert(*seq, id.to_string());
@@ -114,6 +121,7 @@ impl Store for MemoryStore {
                 error_step: None,
                 lease_owner: owner,
                 lease_expires: expires,
+                lease_epoch: u64::from(attempts),
             };
             let seq = s.next_seq;
             s.next_seq += 1;
@@ -154,17 +162,16 @@ impl Store for MemoryStore {
             exec.lease_expires = Some(lease_until(lease));
             exec.started_at = Some(now);
             exec.attempts += 1;
+            exec.lease_epoch += 1;
             Some(exec.clone())
         });
         async move { Ok(claimed) }.boxed()
     }
 
-    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+    fn release<'a>(&'a self, id: &'a str, lease: &'a Lease) -> BoxFuture<'a, StoreResult<bool>> {
         let ok = self.with(|s| {
-            match s.executions.get_mut(id) {
-                Some(e)
-                    if e.status == Status::Running && e.lease_owner.as_deref() == Some(worker) =>
-                {
+            match s.leased(id, lease) {
+                Some(e) => {
                     e.status = Status::Queued;
                     e.lease_owner = None;
                     e.lease_expires = None;
@@ -221,33 +228,40 @@ impl Store for MemoryStore {
     fn renew<'a>(
         &'a self,
         id: &'a str,
-        worker: &'a str,
-        lease: Duration,
+        lease: &'a Lease,
+        duration: Duration,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        let ok = self.with(|s| match s.executions.get_mut(id) {
-            Some(e) if e.status == Status::Running && e.lease_owner.as_deref() == Some(worker) => {
-                e.lease_expires = Some(lease_until(lease));
+        let ok = self.with(|s| match s.leased(id, lease) {
+            Some(e) => {
+                e.lease_expires = Some(lease_until(duration));
                 true
             }
-            _ => false,
+            None => false,
         });
         async move { Ok(ok) }.boxed()
     }
 
-    fn finish<'a>(&'a self, id: &'a str, finish: Finish) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|s| {
-            if let Some(e) = s.executions.get_mut(id) {
-                e.status = finish.status;
-                e.result = finish.result;
-                e.error = finish.error;
-                e.error_step = finish.error_step;
-                e.finished_at = Some(Utc::now());
-                e.lease_owner = None;
-                e.lease_expires = None;
-            }
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let r = self.with(|s| {
+            let e = s
+                .leased(id, lease)
+                .ok_or_else(|| StoreError::LeaseLost(id.to_string()))?;
+            e.status = finish.status;
+            e.result = finish.result;
+            e.error = finish.error;
+            e.error_step = finish.error_step;
+            e.finished_at = Some(Utc::now());
+            e.lease_owner = None;
+            e.lease_expires = None;
             s.running.remove(id);
+            Ok(())
         });
-        async { Ok(()) }.boxed()
+        async move { r }.boxed()
     }
 
     fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
@@ -297,16 +311,21 @@ impl Store for MemoryStore {
     fn record_step<'a>(
         &'a self,
         id: &'a str,
+        lease: &'a Lease,
         record: StepRecord,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        self.with(|s| {
+        let r = self.with(|s| {
+            if s.leased(id, lease).is_none() {
+                return Err(StoreError::LeaseLost(id.to_string()));
+            }
             let entries = s.journal.entry(id.to_string()).or_default();
             match entries.iter_mut().find(|r| r.key == record.key) {
                 Some(existing) => *existing = record,
                 None => entries.push(record),
             }
+            Ok(())
         });
-        async { Ok(()) }.boxed()
+        async move { r }.boxed()
     }
 
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>> {

@@ -63,7 +63,7 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    Claimed, Enqueued, Execution, ExecutionFilter, Finish, NewExecution, Status, StepRecord,
+    Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord,
     StepStatus, Store, StoreError, StoreResult,
 };
 
@@ -85,7 +85,8 @@ const PURGE_CHUNK: usize = 500;
 
 /// The schema, one migration per entry; `schema_version` holds how many
 /// have been applied. Append only: never edit a released migration.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE executions (
     seq           INTEGER PRIMARY KEY,
     id            TEXT NOT NULL UNIQUE,
@@ -142,7 +143,10 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // 2: the fencing token of leases (bumped by every claim).
+    "ALTER TABLE executions ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;",
+];
 
 /// What a commit promises (`--durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -201,7 +205,7 @@ where
             (Err(e), _) => Err(e),
             (Ok(()), Some(Ok(v))) => Ok(v),
             (Ok(()), Some(Err(e))) => Err(sql_error(e)),
-            (Ok(()), None) => Err(StoreError("the write was not run".into())),
+            (Ok(()), None) => Err(StoreError::backend("the write was not run")),
         };
         let _ = self.tx.send(r);
     }
@@ -231,11 +235,11 @@ fn transaction(conn: &Connection, jobs: &mut [Job]) -> Result<bool, StoreError> 
 }
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {e}"))
+    StoreError::Backend(format!("sqlite: {e}"))
 }
 
 fn json_error(e: serde_json::Error) -> StoreError {
-    StoreError(format!("cannot encode a value as JSON: {e}"))
+    StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -297,7 +301,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, sync: Option<mpsc::Sen
             Some(tx) => {
                 if let Err(mpsc::SendError(done)) = tx.send(done) {
                     for (job, _) in done {
-                        job.answer(Err(StoreError("the store sync thread has stopped".into())));
+                        job.answer(Err(StoreError::backend(
+                            "the store sync thread has stopped",
+                        )));
                     }
                 }
             }
@@ -343,16 +349,15 @@ fn sync_loop(wal: PathBuf, rx: Arc<Mutex<mpsc::Receiver<Vec<Done>>>>) {
 }
 
 fn sync_file(path: &Path, file: &mut Option<File>) -> Result<(), StoreError> {
-    let f =
-        match file {
-            Some(f) => f,
-            None => file.insert(File::open(path).map_err(|e| {
-                StoreError(format!("cannot open {} to sync it: {e}", path.display()))
-            })?),
-        };
+    let f = match file {
+        Some(f) => f,
+        None => file.insert(File::open(path).map_err(|e| {
+            StoreError::Backend(format!("cannot open {} to sync it: {e}", path.display()))
+        })?),
+    };
     f.sync_data().map_err(|e| {
         *file = None;
-        StoreError(format!("cannot sync {}: {e}", path.display()))
+        StoreError::Backend(format!("cannot sync {}: {e}", path.display()))
     })
 }
 
@@ -432,7 +437,7 @@ fn lock_file(db: &Path) -> StoreResult<File> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
     // SAFETY: flock only operates on the descriptor, which `file` keeps open.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r != 0 {
@@ -441,7 +446,7 @@ fn lock_file(db: &Path) -> StoreResult<File> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            return Err(StoreError(format!(
+            return Err(StoreError::Backend(format!(
                 "{} is in use by another serving process{} (one `serve` per database file)",
                 db.display(),
                 if holder.is_empty() {
@@ -451,7 +456,10 @@ fn lock_file(db: &Path) -> StoreResult<File> {
                 }
             )));
         }
-        return Err(StoreError(format!("cannot lock {}: {e}", path.display())));
+        return Err(StoreError::Backend(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        )));
     }
     let _ = file.set_len(0);
     let _ = file.rewind();
@@ -462,7 +470,7 @@ fn lock_file(db: &Path) -> StoreResult<File> {
 
 #[cfg(not(unix))]
 fn lock_file(_db: &Path) -> StoreResult<File> {
-    Err(StoreError(
+    Err(StoreError::Backend(
         "exclusive SQLite stores need a Unix system".into(),
     ))
 }
@@ -502,7 +510,7 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
-                return Err(StoreError(format!(
+                return Err(StoreError::Backend(format!(
                     "cannot open {}: the directory {} does not exist",
                     path.display(),
                     dir.display()
@@ -514,13 +522,15 @@ impl SqliteStore {
         } else {
             None
         };
-        let what = |e: rusqlite::Error| StoreError(format!("cannot open {}: {e}", path.display()));
+        let what = |e: rusqlite::Error| {
+            StoreError::Backend(format!("cannot open {}: {e}", path.display()))
+        };
         let conn = open_connection(&path).map_err(what)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(what)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError(format!(
+            return Err(StoreError::Backend(format!(
                 "cannot open {}: WAL mode is not available (journal mode {mode})",
                 path.display()
             )));
@@ -534,14 +544,15 @@ impl SqliteStore {
             .map_err(what)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(what)?;
-        migrate(&conn).map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        migrate(&conn)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let checkpoint_conn = open_connection(&path).map_err(what)?;
         checkpoint_conn
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(what)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread_error =
-            |e: std::io::Error| StoreError(format!("cannot start a store thread: {e}"));
+            |e: std::io::Error| StoreError::Backend(format!("cannot start a store thread: {e}"));
         let sync = match options.durability {
             Durability::Normal => None,
             Durability::Full => {
@@ -599,10 +610,10 @@ impl SqliteStore {
         let sent = lock(&self.writer).send(job).is_ok();
         async move {
             if !sent {
-                return Err(StoreError("the store writer has stopped".into()));
+                return Err(StoreError::backend("the store writer has stopped"));
             }
             rx.await
-                .map_err(|_| StoreError("the store writer has stopped".into()))?
+                .map_err(|_| StoreError::backend("the store writer has stopped"))?
         }
         .boxed()
     }
@@ -630,14 +641,14 @@ impl SqliteStore {
                 r
             })
             .await
-            .map_err(|e| StoreError(format!("store read task failed: {e}")))?
+            .map_err(|e| StoreError::Backend(format!("store read task failed: {e}")))?
         }
         .boxed()
     }
 }
 
 const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
-     finished_at, attempts, result, error, error_step, lease_owner, lease_expires";
+     finished_at, attempts, result, error, error_step, lease_owner, lease_expires, lease_epoch";
 
 /// An execution row as stored (JSON still text: parsed off the writer thread).
 struct ExecRow {
@@ -655,6 +666,7 @@ struct ExecRow {
     error_step: Option<String>,
     lease_owner: Option<String>,
     lease_expires: Option<i64>,
+    lease_epoch: i64,
 }
 
 fn exec_row(r: &Row<'_>) -> rusqlite::Result<ExecRow> {
@@ -673,17 +685,20 @@ fn exec_row(r: &Row<'_>) -> rusqlite::Result<ExecRow> {
         error_step: r.get(11)?,
         lease_owner: r.get(12)?,
         lease_expires: r.get(13)?,
+        lease_epoch: r.get(14)?,
     })
 }
 
 fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
-    serde_json::from_str(text).map_err(|e| StoreError(format!("corrupt {what} in the store: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("corrupt {what} in the store: {e}")))
 }
 
 impl ExecRow {
     fn into_execution(self) -> StoreResult<Execution> {
-        let status = Status::parse(&self.status)
-            .ok_or_else(|| StoreError(format!("unknown status {:?} in the store", self.status)))?;
+        let status = Status::parse(&self.status).ok_or_else(|| {
+            StoreError::Backend(format!("unknown status {:?} in the store", self.status))
+        })?;
         Ok(Execution {
             trigger: parse_json(&self.trigger, "trigger")?,
             result: self
@@ -703,6 +718,7 @@ impl ExecRow {
             error_step: self.error_step,
             lease_owner: self.lease_owner,
             lease_expires: self.lease_expires.map(from_micros),
+            lease_epoch: u64::try_from(self.lease_epoch).unwrap_or(0),
         })
     }
 }
@@ -738,8 +754,8 @@ fn claim_row(c: &Connection, worker: &str, lease: Duration) -> rusqlite::Result<
     let Some(seq) = seq else { return Ok(None) };
     c.prepare_cached(&format!(
         "UPDATE executions SET status = 'running', lease_owner = ?1, \
-         lease_expires = ?2, started_at = ?3, attempts = attempts + 1 \
-         WHERE seq = ?4 RETURNING {EXEC_COLUMNS}"
+         lease_expires = ?2, started_at = ?3, attempts = attempts + 1, \
+         lease_epoch = lease_epoch + 1 WHERE seq = ?4 RETURNING {EXEC_COLUMNS}"
     ))?
     .query_row(params![worker, lease_until(lease), now, seq], exec_row)
     .optional()
@@ -755,6 +771,10 @@ fn parse_state(rows: Vec<(String, String)>) -> StoreResult<Map<String, Value>> {
     rows.into_iter()
         .map(|(k, v)| Ok((k, parse_json(&v, "state value")?)))
         .collect()
+}
+
+fn epoch(lease: &Lease) -> i64 {
+    i64::try_from(lease.epoch).unwrap_or(i64::MAX)
 }
 
 fn step_status(s: StepStatus) -> &'static str {
@@ -828,8 +848,8 @@ impl Store for SqliteStore {
             };
             c.prepare_cached(
                 "INSERT INTO executions (id, flow, status, trigger, dedupe_key, created_at, \
-                 started_at, attempts, lease_owner, lease_expires) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 started_at, attempts, lease_owner, lease_expires, lease_epoch) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?8)",
             )?
             .execute(params![
                 id,
@@ -876,16 +896,16 @@ impl Store for SqliteStore {
         .boxed()
     }
 
-    fn release<'a>(&'a self, id: &'a str, worker: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
-        let (id, worker) = (id.to_string(), worker.to_string());
+    fn release<'a>(&'a self, id: &'a str, lease: &'a Lease) -> BoxFuture<'a, StoreResult<bool>> {
+        let (id, epoch) = (id.to_string(), epoch(lease));
         self.write(move |c| {
             let n = c
                 .prepare_cached(
                     "UPDATE executions SET status = 'queued', lease_owner = NULL, \
                      lease_expires = NULL WHERE id = ?1 AND status = 'running' \
-                     AND lease_owner = ?2",
+                     AND lease_epoch = ?2",
                 )?
-                .execute(params![id, worker])?;
+                .execute(params![id, epoch])?;
             Ok(n == 1)
         })
     }
@@ -979,22 +999,27 @@ impl Store for SqliteStore {
     fn renew<'a>(
         &'a self,
         id: &'a str,
-        worker: &'a str,
-        lease: Duration,
+        lease: &'a Lease,
+        duration: Duration,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        let (id, worker) = (id.to_string(), worker.to_string());
+        let (id, epoch) = (id.to_string(), epoch(lease));
         self.write(move |c| {
             let n = c
                 .prepare_cached(
                     "UPDATE executions SET lease_expires = ?1 WHERE id = ?2 \
-                     AND status = 'running' AND lease_owner = ?3",
+                     AND status = 'running' AND lease_epoch = ?3",
                 )?
-                .execute(params![lease_until(lease), id, worker])?;
+                .execute(params![lease_until(duration), id, epoch])?;
             Ok(n == 1)
         })
     }
 
-    fn finish<'a>(&'a self, id: &'a str, finish: Finish) -> BoxFuture<'a, StoreResult<()>> {
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
         let result = match finish
             .result
             .as_ref()
@@ -1004,22 +1029,27 @@ impl Store for SqliteStore {
             Ok(r) => r,
             Err(e) => return async move { Err(json_error(e)) }.boxed(),
         };
-        let id = id.to_string();
-        self.write(move |c| {
-            c.prepare_cached(
-                "UPDATE executions SET status = ?1, result = ?2, error = ?3, error_step = ?4, \
-                 finished_at = ?5, lease_owner = NULL, lease_expires = NULL WHERE id = ?6",
-            )?
-            .execute(params![
-                finish.status.as_str(),
-                result,
-                finish.error,
-                finish.error_step,
-                micros(Utc::now()),
-                id
-            ])?;
-            Ok(())
-        })
+        let (id, epoch) = (id.to_string(), epoch(lease));
+        let written = self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE executions SET status = ?1, result = ?2, error = ?3, \
+                     error_step = ?4, finished_at = ?5, lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = ?6 AND status = 'running' \
+                     AND lease_epoch = ?7",
+                )?
+                .execute(params![
+                    finish.status.as_str(),
+                    result,
+                    finish.error,
+                    finish.error_step,
+                    micros(Utc::now()),
+                    id,
+                    epoch
+                ])?;
+            Ok((n == 1).then_some(()).ok_or_else(|| id.clone()))
+        });
+        async move { written.await?.map_err(StoreError::LeaseLost) }.boxed()
     }
 
     fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
@@ -1139,6 +1169,7 @@ impl Store for SqliteStore {
     fn record_step<'a>(
         &'a self,
         id: &'a str,
+        lease: &'a Lease,
         record: StepRecord,
     ) -> BoxFuture<'a, StoreResult<()>> {
         let output = match record
@@ -1150,8 +1181,21 @@ impl Store for SqliteStore {
             Ok(o) => o,
             Err(e) => return async move { Err(json_error(e)) }.boxed(),
         };
-        let id = id.to_string();
-        self.write(move |c| {
+        let (id, epoch) = (id.to_string(), epoch(lease));
+        let written = self.write(move |c| {
+            // Checked in the same transaction as the write: the lease is
+            // still this caller's.
+            let held = c
+                .prepare_cached(
+                    "SELECT 1 FROM executions WHERE id = ?1 AND status = 'running' \
+                     AND lease_epoch = ?2",
+                )?
+                .query_row(params![id, epoch], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !held {
+                return Ok(Err(id.clone()));
+            }
             c.prepare_cached(
                 "INSERT INTO journal (execution_id, key, ord, call, status, attempts, \
                  started_at, finished_at, output, error) VALUES (?1, ?2, \
@@ -1173,8 +1217,9 @@ impl Store for SqliteStore {
                 output,
                 record.error
             ])?;
-            Ok(())
-        })
+            Ok(Ok(()))
+        });
+        async move { written.await?.map_err(StoreError::LeaseLost) }.boxed()
     }
 
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>> {

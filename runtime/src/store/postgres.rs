@@ -1,0 +1,1139 @@
+//! [`PostgresStore`]: one PostgreSQL database shared by several replicas of
+//! the same binary (`--store postgres://…`).
+//!
+//! # Why this shape
+//!
+//! * **tokio-postgres with a small pool (deadpool-postgres)**, not sqlx: the
+//!   runtime is compiled into every generated binary, and this pair adds far
+//!   less to a cold build (no macros, no second database driver);
+//!   `LISTEN/NOTIFY` comes with the connection's message stream. Statements
+//!   are prepared once per pooled connection. No TLS: connect over a
+//!   private network or a local socket proxy.
+//! * **Claims** take up to `n` queued rows (oldest first) in one `UPDATE …
+//!   FROM (SELECT … FOR UPDATE SKIP LOCKED)`: replicas never wait on each
+//!   other's rows and never take the same one. A running row whose lease
+//!   expired (by the database's clock, `now()`: replicas' clocks never
+//!   matter) is taken over the same way when no queued row is left.
+//! * **Fencing**: each claim bumps `lease_epoch`; journal writes, the end of
+//!   a run, renewals and releases name the epoch they hold and are refused
+//!   ([`StoreError::LeaseLost`]) once another claim superseded it.
+//! * **Exactly-once intake**: a dedupe key is a row of `dedupe` and a
+//!   schedule tick a row of `schedule_ticks` (primary keys), inserted in the
+//!   same statement or transaction as the run, so any replica can take any
+//!   webhook and concurrent replicas firing one tick store one run.
+//! * **Wake-ups**: storing or requeueing a queued run sends `NOTIFY
+//!   flow_queue` (payload: the schema) in the same transaction; a listener
+//!   connection turns it into [`Store::wake_hint`]. A hint only: workers
+//!   still poll, and the listener signals once after every reconnect.
+//! * **One schema per integration** ([`PostgresOptions::schema`]), created
+//!   with its tables by versioned migrations (`schema_version`), applied
+//!   under an advisory lock so replicas starting together migrate once.
+//!   Table names are schema-qualified in every statement (no `search_path`
+//!   startup option, which PgBouncer refuses).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::future::{BoxFuture, FutureExt as _};
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{
+    Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord,
+    StepStatus, Store, StoreError, StoreResult,
+};
+
+/// The `NOTIFY` channel of queued runs (the payload names the schema).
+pub const CHANNEL: &str = "flow_queue";
+
+/// Rows deleted per purge statement (keeps each transaction short).
+const PURGE_CHUNK: i64 = 500;
+
+/// The schema, one migration per entry; `schema_version` holds how many
+/// have been applied. Append only: never edit a released migration. `$S`
+/// stands for the (quoted) schema name.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE $S.executions (
+    seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    flow          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    trigger       TEXT NOT NULL,
+    dedupe_key    TEXT,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    started_at    TIMESTAMPTZ,
+    finished_at   TIMESTAMPTZ,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    result        TEXT,
+    error         TEXT,
+    error_step    TEXT,
+    lease_owner   TEXT,
+    lease_expires TIMESTAMPTZ,
+    lease_epoch   BIGINT NOT NULL DEFAULT 0
+) WITH (fillfactor = 80);
+-- Rows are updated a few times each (claimed, renewed, finished): free
+-- space per page keeps those updates HOT (no new index entries).
+CREATE INDEX executions_queued ON $S.executions (seq) WHERE status = 'queued';
+CREATE INDEX executions_leased ON $S.executions (lease_expires) WHERE status = 'running';
+CREATE INDEX executions_failed ON $S.executions (seq) WHERE status = 'failed';
+CREATE INDEX executions_by_flow ON $S.executions (flow, seq);
+CREATE TABLE $S.journal (
+    execution_id TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    ord          INTEGER NOT NULL,
+    call         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    started_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ NOT NULL,
+    output       TEXT,
+    error        TEXT,
+    PRIMARY KEY (execution_id, key)
+);
+CREATE TABLE $S.dedupe (
+    flow         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (flow, key)
+);
+CREATE TABLE $S.schedule_ticks (
+    flow         TEXT NOT NULL,
+    tick         TIMESTAMPTZ NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (flow, tick)
+);
+-- Each schedule's latest tick: the row lock serialises replicas firing the
+-- same schedule, and an earlier or equal tick is refused.
+CREATE TABLE $S.schedules (
+    flow         TEXT PRIMARY KEY,
+    last_tick    TIMESTAMPTZ NOT NULL,
+    execution_id TEXT NOT NULL
+);
+CREATE TABLE $S.state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE $S.meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#];
+
+/// How to open a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user:password@host:port/database?…` (libpq URL syntax).
+    pub url: String,
+    /// The schema holding this integration's tables (created if missing):
+    /// lowercase letters, digits and `_`, starting with a letter or `_`.
+    pub schema: String,
+    /// Most connections this process opens (plus one for `LISTEN`).
+    pub pool_size: usize,
+}
+
+/// A [`Store`] in a PostgreSQL schema. See the module docs.
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    wake: Arc<Notify>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!(
+            "postgres: {} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        )),
+        None => StoreError::Backend(format!("postgres: {e}")),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Backend(format!("postgres connection pool: {other}")),
+    }
+}
+
+fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
+}
+
+fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Backend(format!("corrupt {what} in the store: {e}")))
+}
+
+/// A lease length in seconds, for `make_interval(secs => …)`.
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn epoch(lease: &Lease) -> i64 {
+    i64::try_from(lease.epoch).unwrap_or(i64::MAX)
+}
+
+/// Checks a schema name and returns it quoted for SQL.
+fn valid_schema(name: &str) -> StoreResult<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(StoreError::Backend(format!(
+            "invalid PostgreSQL schema name {name:?}: use lowercase letters, digits and _ (at most 63), starting with a letter or _"
+        )))
+    }
+}
+
+/// A schema name derived from an integration name (`orders-relay` →
+/// `orders_relay`).
+pub fn schema_for(integration: &str) -> String {
+    let mut s: String = integration
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    if !s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
+        s.insert(0, '_');
+        s.truncate(63);
+    }
+    s
+}
+
+const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
+     finished_at, attempts, result, error, error_step, lease_owner, lease_expires, lease_epoch, seq";
+
+fn exec_from_row(r: &Row) -> StoreResult<Execution> {
+    let g = |e: tokio_postgres::Error| pg_error(e);
+    let status: String = r.try_get(2).map_err(g)?;
+    let status = Status::parse(&status)
+        .ok_or_else(|| StoreError::Backend(format!("unknown status {status:?} in the store")))?;
+    let trigger: String = r.try_get(3).map_err(g)?;
+    let result: Option<String> = r.try_get(9).map_err(g)?;
+    let attempts: i32 = r.try_get(8).map_err(g)?;
+    let epoch: i64 = r.try_get(14).map_err(g)?;
+    Ok(Execution {
+        id: r.try_get(0).map_err(g)?,
+        flow: r.try_get(1).map_err(g)?,
+        status,
+        trigger: parse_json(&trigger, "trigger")?,
+        dedupe_key: r.try_get(4).map_err(g)?,
+        created_at: r.try_get(5).map_err(g)?,
+        started_at: r.try_get(6).map_err(g)?,
+        finished_at: r.try_get(7).map_err(g)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        result: result
+            .as_deref()
+            .map(|r| parse_json(r, "result"))
+            .transpose()?,
+        error: r.try_get(10).map_err(g)?,
+        error_step: r.try_get(11).map_err(g)?,
+        lease_owner: r.try_get(12).map_err(g)?,
+        lease_expires: r.try_get(13).map_err(g)?,
+        lease_epoch: u64::try_from(epoch).unwrap_or(0),
+    })
+}
+
+/// Rows claimed by one statement, oldest first.
+fn claimed_rows(rows: Vec<Row>) -> StoreResult<Vec<Execution>> {
+    let mut out: Vec<(i64, Execution)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, i64>(15).map_err(pg_error)?,
+                exec_from_row(r)?,
+            ))
+        })
+        .collect::<StoreResult<_>>()?;
+    out.sort_by_key(|(seq, _)| *seq);
+    Ok(out.into_iter().map(|(_, e)| e).collect())
+}
+
+fn step_status(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+    }
+}
+
+/// Keeps a `LISTEN` connection open and turns notifications for `schema`
+/// into wake-ups; after every (re)connect it wakes once, since
+/// notifications sent while it was away are lost.
+async fn listen_loop(config: tokio_postgres::Config, schema: String, wake: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let sql = format!("LISTEN {CHANNEL}");
+                let listen = client.batch_execute(&sql);
+                let mut messages = futures::stream::poll_fn(|cx| conn.poll_message(cx));
+                let mut listen = std::pin::pin!(listen);
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        r = &mut listen, if !listening => match r {
+                            Ok(()) => {
+                                listening = true;
+                                backoff = Duration::from_millis(200);
+                                wake.notify_waiters();
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %pg_error(e), "cannot LISTEN for queued runs");
+                                break;
+                            }
+                        },
+                        m = futures::StreamExt::next(&mut messages) => match m {
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                if n.payload() == schema {
+                                    wake.notify_waiters();
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %pg_error(e), "the LISTEN connection failed; reconnecting");
+                                break;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %pg_error(e), "cannot open the LISTEN connection; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema and applies pending migrations, and
+    /// starts the listener. Must be called inside a Tokio runtime.
+    pub async fn open(options: PostgresOptions) -> StoreResult<PostgresStore> {
+        let quoted = valid_schema(&options.schema)?;
+        let config: tokio_postgres::Config = options.url.parse().map_err(|e| {
+            StoreError::Backend(format!(
+                "invalid PostgreSQL URL (postgres://user@host:port/database): {e}"
+            ))
+        })?;
+        if config.get_hosts().is_empty() {
+            return Err(StoreError::backend(
+                "the PostgreSQL URL names no host (postgres://user@host:port/database)",
+            ));
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("cannot create the connection pool: {e}")))?;
+        let store_schema = options.schema.clone();
+        migrate(&pool, &quoted, &store_schema).await.map_err(|e| {
+            StoreError::Backend(format!("cannot open the PostgreSQL store: {}", e.message()))
+        })?;
+        let wake = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen_loop(config, store_schema.clone(), wake.clone()));
+        Ok(PostgresStore {
+            pool,
+            schema: quoted,
+            wake,
+            listener,
+        })
+    }
+
+    /// The (quoted) schema.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn sql(&self, text: &str) -> String {
+        text.replace("$S", &self.schema)
+    }
+
+    /// The schema name as the NOTIFY payload (unquoted).
+    fn payload(&self) -> &str {
+        self.schema.trim_matches('"')
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// One statement returning rows, on a pooled connection.
+    async fn query(&self, text: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql(text))
+            .await
+            .map_err(pg_error)?;
+        client.query(&stmt, params).await.map_err(pg_error)
+    }
+
+    /// One statement, returning how many rows it changed.
+    async fn execute(&self, text: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.sql(text))
+            .await
+            .map_err(pg_error)?;
+        client.execute(&stmt, params).await.map_err(pg_error)
+    }
+
+    async fn claim_n(
+        &self,
+        worker: &str,
+        n: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<Execution>> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let secs = secs(lease);
+        let set = "SET status = 'running', lease_owner = $1, \
+             lease_expires = now() + make_interval(secs => $2), started_at = now(), \
+             attempts = e.attempts + 1, lease_epoch = e.lease_epoch + 1";
+        let queued = format!(
+            "UPDATE $S.executions e {set} FROM (SELECT seq FROM $S.executions \
+             WHERE status = 'queued' ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED) p \
+             WHERE e.seq = p.seq RETURNING {}",
+            prefixed_columns()
+        );
+        let mut out = claimed_rows(self.query(&queued, &[&worker, &secs, &n]).await?)?;
+        let left = n - out.len() as i64;
+        if left > 0 {
+            // Take-over of runs whose holder stopped renewing (crashed,
+            // paused, partitioned), by the database's clock.
+            let expired = format!(
+                "UPDATE $S.executions e {set} FROM (SELECT seq FROM $S.executions \
+                 WHERE status = 'running' AND lease_expires <= now() \
+                 ORDER BY lease_expires LIMIT $3 FOR UPDATE SKIP LOCKED) p \
+                 WHERE e.seq = p.seq RETURNING {}",
+                prefixed_columns()
+            );
+            let taken = claimed_rows(self.query(&expired, &[&worker, &secs, &left]).await?)?;
+            for e in &taken {
+                tracing::info!(execution_id = %e.id, attempt = e.attempts, "taking over a run whose lease expired");
+            }
+            out.extend(taken);
+        }
+        Ok(out)
+    }
+
+    async fn notify_queued(&self) -> StoreResult<()> {
+        self.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload()])
+            .await
+            .map(|_| ())
+    }
+
+    async fn enqueue_tick(
+        &self,
+        new: NewExecution,
+        trigger: String,
+        tick: DateTime<Utc>,
+    ) -> StoreResult<Enqueued> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let stmt = tx
+            .prepare_cached(&self.sql(
+                "INSERT INTO $S.schedules AS s (flow, last_tick, execution_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT (flow) DO UPDATE SET \
+                 last_tick = excluded.last_tick, execution_id = excluded.execution_id \
+                 WHERE s.last_tick < excluded.last_tick RETURNING 1",
+            ))
+            .await
+            .map_err(pg_error)?;
+        let won = !tx
+            .query(&stmt, &[&new.flow, &tick, &new.id])
+            .await
+            .map_err(pg_error)?
+            .is_empty();
+        if !won {
+            let stmt = tx
+                .prepare_cached(&self.sql("SELECT execution_id FROM $S.schedules WHERE flow = $1"))
+                .await
+                .map_err(pg_error)?;
+            let row = tx.query_one(&stmt, &[&new.flow]).await.map_err(pg_error)?;
+            let first: String = row.try_get(0).map_err(pg_error)?;
+            return Ok(Enqueued::Duplicate(first));
+        }
+        if let Some(key) = &new.dedupe_key {
+            let stmt = tx
+                .prepare_cached(&self.sql(
+                    "INSERT INTO $S.dedupe (flow, key, execution_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                ))
+                .await
+                .map_err(pg_error)?;
+            if tx
+                .execute(&stmt, &[&new.flow, key, &new.id])
+                .await
+                .map_err(pg_error)?
+                == 0
+            {
+                let stmt = tx
+                    .prepare_cached(
+                        &self
+                            .sql("SELECT execution_id FROM $S.dedupe WHERE flow = $1 AND key = $2"),
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                let row = tx
+                    .query_one(&stmt, &[&new.flow, key])
+                    .await
+                    .map_err(pg_error)?;
+                return Ok(Enqueued::Duplicate(row.try_get(0).map_err(pg_error)?));
+            }
+        }
+        let stmt = tx
+            .prepare_cached(&self.sql(
+                "INSERT INTO $S.schedule_ticks (flow, tick, execution_id) VALUES ($1, $2, $3)",
+            ))
+            .await
+            .map_err(pg_error)?;
+        tx.execute(&stmt, &[&new.flow, &tick, &new.id])
+            .await
+            .map_err(pg_error)?;
+        let (insert, running) = self.insert_execution_sql(&new, "true");
+        let stmt = tx.prepare_cached(&insert).await.map_err(pg_error)?;
+        let (worker, lease) = running;
+        tx.execute(
+            &stmt,
+            &[
+                &new.id,
+                &new.flow,
+                &trigger,
+                &new.dedupe_key,
+                &worker,
+                &lease,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        if new.running.is_none() {
+            let stmt = tx
+                .prepare_cached("SELECT pg_notify($1, $2)")
+                .await
+                .map_err(pg_error)?;
+            tx.execute(&stmt, &[&CHANNEL, &self.payload()])
+                .await
+                .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Enqueued::Created)
+    }
+
+    /// The `INSERT` of a new execution ($1 id, $2 flow, $3 trigger, $4
+    /// dedupe key, $5 worker, $6 lease seconds) if `condition` holds, and
+    /// its worker/lease values. A run stored running is held by
+    /// [`Lease::first`].
+    fn insert_execution_sql(
+        &self,
+        new: &NewExecution,
+        condition: &str,
+    ) -> (String, (Option<String>, Option<f64>)) {
+        let sql = self.sql(&format!(
+            "INSERT INTO $S.executions (id, flow, status, trigger, dedupe_key, started_at, \
+             attempts, lease_owner, lease_expires, lease_epoch) \
+             SELECT $1, $2, CASE WHEN $5::text IS NULL THEN 'queued' ELSE 'running' END, \
+             $3, $4, CASE WHEN $5::text IS NULL THEN NULL ELSE now() END, \
+             CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END, $5, \
+             now() + make_interval(secs => $6::float8), \
+             CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END WHERE {condition}"
+        ));
+        let running = match &new.running {
+            Some((worker, lease)) => (Some(worker.clone()), Some(secs(*lease))),
+            None => (None, None),
+        };
+        (sql, running)
+    }
+
+    async fn state_map(&self) -> StoreResult<Map<String, Value>> {
+        self.query("SELECT key, value FROM $S.state", &[])
+            .await?
+            .iter()
+            .map(|r| {
+                let k: String = r.try_get(0).map_err(pg_error)?;
+                let v: String = r.try_get(1).map_err(pg_error)?;
+                Ok((k, parse_json(&v, "state value")?))
+            })
+            .collect()
+    }
+}
+
+/// [`EXEC_COLUMNS`] qualified with `e.` (for `UPDATE … FROM` statements).
+fn prefixed_columns() -> String {
+    EXEC_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn migrate(pool: &Pool, quoted: &str, schema: &str) -> StoreResult<()> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    // Replicas starting together: one migrates, the others wait and then
+    // find nothing left to do.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('flow_runtime migrate ' || $1))",
+        &[&schema],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {quoted}; \
+         CREATE TABLE IF NOT EXISTS {quoted}.schema_version (version INTEGER NOT NULL)"
+    ))
+    .await
+    .map_err(pg_error)?;
+    let row = tx
+        .query_one(
+            &format!("SELECT MAX(version) FROM {quoted}.schema_version"),
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    let current: i64 = row
+        .try_get::<_, Option<i32>>(0)
+        .map_err(pg_error)?
+        .map_or(0, i64::from);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Backend(format!(
+            "the schema {schema} has version {current}, newer than this binary knows ({known}); use a newer binary"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(&step.replace("$S", quoted))
+            .await
+            .map_err(pg_error)?;
+        tx.execute(
+            &format!("INSERT INTO {quoted}.schema_version (version) VALUES ($1)"),
+            &[&(i as i32 + 1)],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)
+}
+
+impl Store for PostgresStore {
+    fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>> {
+        async move {
+            let trigger = serde_json::to_string(&new.trigger).map_err(json_error)?;
+            if let Some(tick) = new.tick {
+                return self.enqueue_tick(new, trigger, tick).await;
+            }
+            let condition = match new.dedupe_key {
+                Some(_) => "EXISTS (SELECT 1 FROM d)",
+                None => "true",
+            };
+            let (insert, (worker, lease)) = self.insert_execution_sql(&new, condition);
+            let notify = if new.running.is_none() {
+                "SELECT pg_notify($7, $8) FROM e"
+            } else {
+                "SELECT 1 FROM e WHERE $7::text IS NOT NULL AND $8::text IS NOT NULL"
+            };
+            // One statement: the dedupe row, the run and the wake-up commit
+            // together; a repeated key inserts nothing.
+            let text = match &new.dedupe_key {
+                Some(_) => format!(
+                    "WITH d AS (INSERT INTO $S.dedupe (flow, key, execution_id) \
+                     VALUES ($2, $4, $1) ON CONFLICT DO NOTHING RETURNING 1), \
+                     e AS ({insert} RETURNING 1) {notify}"
+                ),
+                None => format!("WITH e AS ({insert} RETURNING 1) {notify}"),
+            };
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&self.sql(&text))
+                .await
+                .map_err(pg_error)?;
+            let payload = self.payload();
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &new.id,
+                        &new.flow,
+                        &trigger,
+                        &new.dedupe_key,
+                        &worker,
+                        &lease,
+                        &CHANNEL,
+                        &payload,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            if !rows.is_empty() {
+                return Ok(Enqueued::Created);
+            }
+            let Some(key) = &new.dedupe_key else {
+                return Err(StoreError::backend("the new execution was not stored"));
+            };
+            let stmt = client
+                .prepare_cached(
+                    &self.sql("SELECT execution_id FROM $S.dedupe WHERE flow = $1 AND key = $2"),
+                )
+                .await
+                .map_err(pg_error)?;
+            let row = client
+                .query_one(&stmt, &[&new.flow, key])
+                .await
+                .map_err(pg_error)?;
+            Ok(Enqueued::Duplicate(row.try_get(0).map_err(pg_error)?))
+        }
+        .boxed()
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        async move { Ok(self.claim_n(worker, 1, lease).await?.into_iter().next()) }.boxed()
+    }
+
+    fn claim_run<'a>(
+        &'a self,
+        worker: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Claimed>>> {
+        async move {
+            match self.claim_n(worker, 1, lease).await?.into_iter().next() {
+                Some(e) => Ok(Some((e, self.state_map().await?))),
+                None => Ok(None),
+            }
+        }
+        .boxed()
+    }
+
+    fn claim_batch<'a>(
+        &'a self,
+        worker: &'a str,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Vec<Claimed>>> {
+        async move {
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            let claimed = self.claim_n(worker, n, lease).await?;
+            if claimed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let state = self.state_map().await?;
+            Ok(claimed.into_iter().map(|e| (e, state.clone())).collect())
+        }
+        .boxed()
+    }
+
+    fn release<'a>(&'a self, id: &'a str, lease: &'a Lease) -> BoxFuture<'a, StoreResult<bool>> {
+        async move {
+            let n = self
+                .execute(
+                    "UPDATE $S.executions SET status = 'queued', lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = $1 AND status = 'running' \
+                     AND lease_epoch = $2",
+                    &[&id, &epoch(lease)],
+                )
+                .await?;
+            if n == 1 {
+                self.notify_queued().await?;
+            }
+            Ok(n == 1)
+        }
+        .boxed()
+    }
+
+    fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>> {
+        // Shared by live replicas: a `running` row may be another replica's
+        // live run. Leases expire instead, and then any replica takes over.
+        async { Ok(0) }.boxed()
+    }
+
+    fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        async move {
+            let mut deleted = 0u64;
+            loop {
+                // One chunk per statement: short transactions, and claims
+                // carry on meanwhile.
+                let rows = self
+                    .query(
+                        "WITH gone AS (DELETE FROM $S.executions WHERE seq IN \
+                         (SELECT seq FROM $S.executions WHERE created_at < $1 \
+                          AND status IN ('succeeded', 'skipped') ORDER BY seq LIMIT $2 \
+                          FOR UPDATE SKIP LOCKED) RETURNING id, flow, dedupe_key), \
+                         j AS (DELETE FROM $S.journal WHERE execution_id IN \
+                          (SELECT id FROM gone)), \
+                         d AS (DELETE FROM $S.dedupe dd USING gone WHERE dd.flow = gone.flow \
+                          AND dd.key = gone.dedupe_key AND dd.execution_id = gone.id) \
+                         SELECT count(*) FROM gone",
+                        &[&before, &PURGE_CHUNK],
+                    )
+                    .await?;
+                let n: i64 = rows
+                    .first()
+                    .map(|r| r.try_get(0))
+                    .transpose()
+                    .map_err(pg_error)?
+                    .unwrap_or(0);
+                deleted += n as u64;
+                if n < PURGE_CHUNK {
+                    break;
+                }
+            }
+            self.execute(
+                "DELETE FROM $S.schedule_ticks t WHERE tick < $1 AND tick < \
+                 (SELECT last_tick FROM $S.schedules s WHERE s.flow = t.flow)",
+                &[&before],
+            )
+            .await?;
+            Ok(deleted)
+        }
+        .boxed()
+    }
+
+    fn renew<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        duration: Duration,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        async move {
+            let n = self
+                .execute(
+                    "UPDATE $S.executions SET lease_expires = now() + make_interval(secs => $1) \
+                     WHERE id = $2 AND status = 'running' AND lease_epoch = $3",
+                    &[&secs(duration), &id, &epoch(lease)],
+                )
+                .await?;
+            Ok(n == 1)
+        }
+        .boxed()
+    }
+
+    fn renew_all<'a>(
+        &'a self,
+        held: &'a [(String, Lease)],
+        duration: Duration,
+    ) -> BoxFuture<'a, StoreResult<Vec<String>>> {
+        async move {
+            if held.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
+            let epochs: Vec<i64> = held.iter().map(|(_, l)| epoch(l)).collect();
+            // One statement for every lease this process holds.
+            let rows = self
+                .query(
+                    "UPDATE $S.executions e SET lease_expires = now() + make_interval(secs => $1) \
+                     FROM unnest($2::text[], $3::bigint[]) AS h(id, epoch) \
+                     WHERE e.id = h.id AND e.status = 'running' AND e.lease_epoch = h.epoch \
+                     RETURNING e.id",
+                    &[&secs(duration), &ids, &epochs],
+                )
+                .await?;
+            let kept: std::collections::HashSet<String> = rows
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<Result<_, _>>()
+                .map_err(pg_error)?;
+            Ok(held
+                .iter()
+                .filter(|(id, _)| !kept.contains(id))
+                .map(|(id, _)| id.clone())
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            let result = finish
+                .result
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(json_error)?;
+            let n = self
+                .execute(
+                    "UPDATE $S.executions SET status = $1, result = $2, error = $3, \
+                     error_step = $4, finished_at = now(), lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = $5 AND status = 'running' \
+                     AND lease_epoch = $6",
+                    &[
+                        &finish.status.as_str(),
+                        &result,
+                        &finish.error,
+                        &finish.error_step,
+                        &id,
+                        &epoch(lease),
+                    ],
+                )
+                .await?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost(id.to_string()))
+            }
+        }
+        .boxed()
+    }
+
+    fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        async move {
+            let n = self
+                .execute(
+                    "UPDATE $S.executions SET status = 'queued', finished_at = NULL, \
+                     result = NULL, error = NULL, error_step = NULL, lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = $1 \
+                     AND status IN ('succeeded', 'failed', 'skipped')",
+                    &[&id],
+                )
+                .await?;
+            if n > 0 {
+                self.notify_queued().await?;
+            }
+            self.get(id).await
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
+        async move {
+            let rows = self
+                .query(
+                    &format!("SELECT {EXEC_COLUMNS} FROM $S.executions WHERE id = $1"),
+                    &[&id],
+                )
+                .await?;
+            rows.first().map(exec_from_row).transpose()
+        }
+        .boxed()
+    }
+
+    fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>> {
+        async move {
+            let limit = if filter.limit == 0 { 100 } else { filter.limit };
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let status = filter.status.map(Status::as_str);
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT {EXEC_COLUMNS} FROM $S.executions \
+                         WHERE ($1::text IS NULL OR status = $1) \
+                         AND ($2::text IS NULL OR flow = $2) ORDER BY seq DESC LIMIT $3"
+                    ),
+                    &[&status, &filter.flow, &limit],
+                )
+                .await?;
+            rows.iter().map(exec_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>> {
+        async move {
+            let rows = self
+                .query(
+                    "SELECT key, call, status, attempts, started_at, finished_at, output, \
+                     error FROM $S.journal WHERE execution_id = $1 ORDER BY ord",
+                    &[&id],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let status: String = r.try_get(2).map_err(pg_error)?;
+                    let attempts: i32 = r.try_get(3).map_err(pg_error)?;
+                    let output: Option<String> = r.try_get(6).map_err(pg_error)?;
+                    Ok(StepRecord {
+                        key: r.try_get(0).map_err(pg_error)?,
+                        call: r.try_get(1).map_err(pg_error)?,
+                        status: if status == "succeeded" {
+                            StepStatus::Succeeded
+                        } else {
+                            StepStatus::Failed
+                        },
+                        attempts: u32::try_from(attempts).unwrap_or(0),
+                        started_at: r.try_get(4).map_err(pg_error)?,
+                        finished_at: r.try_get(5).map_err(pg_error)?,
+                        output: output
+                            .as_deref()
+                            .map(|o| parse_json(o, "step output"))
+                            .transpose()?,
+                        error: r.try_get(7).map_err(pg_error)?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn record_step<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        record: StepRecord,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            let output = record
+                .output
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(json_error)?;
+            let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
+            // The lease check and the write are one statement: the row lock
+            // taken on the execution (FOR SHARE) keeps a concurrent claim
+            // from slipping in between.
+            let rows = self
+                .query(
+                    "WITH held AS (SELECT id FROM $S.executions WHERE id = $1 \
+                     AND status = 'running' AND lease_epoch = $2 FOR SHARE) \
+                     INSERT INTO $S.journal (execution_id, key, ord, call, status, attempts, \
+                     started_at, finished_at, output, error) \
+                     SELECT held.id, $3, (SELECT COUNT(*) FROM $S.journal \
+                     WHERE execution_id = $1), $4, $5, $6, $7, $8, $9, $10 FROM held \
+                     ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
+                     status = excluded.status, attempts = excluded.attempts, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                     output = excluded.output, error = excluded.error RETURNING 1",
+                    &[
+                        &id,
+                        &epoch(lease),
+                        &record.key,
+                        &record.call,
+                        &step_status(record.status),
+                        &attempts,
+                        &record.started_at,
+                        &record.finished_at,
+                        &output,
+                        &record.error,
+                    ],
+                )
+                .await?;
+            if rows.is_empty() {
+                Err(StoreError::LeaseLost(id.to_string()))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }
+
+    fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>> {
+        async move {
+            let rows = self
+                .query(
+                    "SELECT last_tick FROM $S.schedules WHERE flow = $1",
+                    &[&flow],
+                )
+                .await?;
+            rows.first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(pg_error)
+        }
+        .boxed()
+    }
+
+    fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>> {
+        self.state_map().boxed()
+    }
+
+    fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            let value = serde_json::to_string(&value).map_err(json_error)?;
+            self.execute(
+                "INSERT INTO $S.state (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await
+            .map(|_| ())
+        }
+        .boxed()
+    }
+
+    fn deployed_version(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        async move {
+            let rows = self
+                .query(
+                    "SELECT value FROM $S.meta WHERE key = 'deployed_version'",
+                    &[],
+                )
+                .await?;
+            rows.first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(pg_error)
+        }
+        .boxed()
+    }
+
+    fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            self.execute(
+                "INSERT INTO $S.meta (key, value) VALUES ('deployed_version', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&version],
+            )
+            .await
+            .map(|_| ())
+        }
+        .boxed()
+    }
+
+    fn wake_hint(&self) -> Option<Arc<Notify>> {
+        Some(self.wake.clone())
+    }
+}
