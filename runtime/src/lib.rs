@@ -34,6 +34,7 @@ pub mod redact;
 pub mod schedule;
 pub mod schema;
 pub mod server;
+mod sftp;
 pub mod stdlib;
 pub mod store;
 pub mod testing;
