@@ -111,9 +111,10 @@ fn every_example_checks_and_pure_ones_run() {
         let module = flowc::syntax::parse_module(source).expect("signature file parses");
         for f in &module.functions {
             for example in &f.examples {
-                // Type-check the call as a program would write it.
+                // Type-check the call as a program would write it, with
+                // the config entries stdlib functions need (E0504).
                 let program = format!(
-                    "integration stdlib_example\nflow f {{\n  trigger deploy\n  step s = {}\n}}\n",
+                    "integration stdlib_example\nconfig {{\n  smtp_url: Secret\n}}\nflow f {{\n  trigger deploy\n  step s = {}\n}}\n",
                     &source[example.call.span.start..example.call.span.end]
                 );
                 let checked = flowc::check::check_source(&program);

@@ -1,11 +1,12 @@
 //! The standard library's implementations, by qualified name (LANGUAGE.md §8).
 //!
-//! Effectful components (`http.*`, `file.*`, `state.set`) are [`StepFn`]s called
+//! Effectful components (`http.*`, `file.*`, `email.send`, `state.set`) are [`StepFn`]s called
 //! through [`crate::Ctx::step`]; pure functions (`json.*`, `csv.*`,
 //! `xml.*`, `time.*`, `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
 //! from any expression. Argument conventions are listed in `runtime/API.md`.
 
 mod csv;
+pub(crate) mod email;
 mod file;
 mod http;
 mod pure;
@@ -41,6 +42,7 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("file.move", file::move_file);
     m.insert("file.delete", file::delete);
     m.insert("file.list", file::list);
+    m.insert("email.send", email::send);
     m
 }
 

@@ -6,7 +6,10 @@
 //! given by the test's `config { ... }` over the defaults (the environment
 //! and `--config` are not read), a temporary working directory for `file.*`
 //! and `http.*` steps answered in-process by the test's mocks: no network.
-//! Every HTTP call is recorded (method, URL, JSON body, headers). Then each
+//! Every HTTP call is recorded (method, URL, JSON body, headers).
+//! `email.send` sends nothing: the message is composed (so a bad address or
+//! attachment fails the step as it would for real), recorded, and the step
+//! returns `true`; a failing test lists the emails its runs sent. Then each
 //! `run` runs its flow to the end (like `BINARY run`; flows it dispatches run
 //! too) and the expectations are checked against the recorded calls and the
 //! last run's outcome.
@@ -198,9 +201,21 @@ pub struct RecordedCall {
     pub headers: Map<String, Value>,
 }
 
+/// One `email.send` a flow made during a test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEmail {
+    /// The recipients' addresses.
+    pub to: Vec<String>,
+    /// The subject.
+    pub subject: String,
+    /// The attachments' file names.
+    pub attachments: Vec<String>,
+}
+
 struct MockState {
     mocks: Vec<MockHttp>,
     calls: Vec<RecordedCall>,
+    emails: Vec<RecordedEmail>,
 }
 
 static CURRENT: Mutex<Option<MockState>> = Mutex::new(None);
@@ -221,6 +236,42 @@ pub fn http_mocks() -> Vec<(&'static str, StepFn)> {
         ("http.patch", mock_patch),
         ("http.delete", mock_delete),
     ]
+}
+
+/// `email.send` for tests: composes the message like the real step (same
+/// argument errors), records it, sends nothing and returns `true`.
+pub fn email_mock() -> (&'static str, StepFn) {
+    ("email.send", mock_email)
+}
+
+fn mock_email(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        use crate::stdlib::email;
+        let target = call
+            .cx
+            .config()
+            .get("smtp_url")
+            .and_then(Value::as_str)
+            .and_then(|u| email::parse_smtp_url(u).ok());
+        let id = email::message_id(call.cx.execution_id(), &call.step);
+        email::compose(&call.args, &email::default_from(target.as_ref()), id)?;
+        let recorded = RecordedEmail {
+            to: match call.args.param(0, "to") {
+                Value::Array(items) => items.iter().map(display).collect(),
+                _ => Vec::new(),
+            },
+            subject: display(call.args.param(1, "subject")),
+            attachments: match call.args.param(3, "attach") {
+                Value::Array(files) => files.iter().map(|f| display(&f["name"])).collect(),
+                _ => Vec::new(),
+            },
+        };
+        if let Some(state) = current().as_mut() {
+            state.emails.push(recorded);
+        }
+        Ok(Value::Bool(true))
+    }
+    .boxed()
 }
 
 fn mock_get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
@@ -620,7 +671,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
         store: None,
         workers: 1,
         retention: None,
-        step_overrides: http_mocks(),
+        step_overrides: http_mocks().into_iter().chain([email_mock()]).collect(),
         ..RuntimeOptions::default()
     };
     let rt = Runtime::new(integration, options).map_err(|e| one(e.to_string()))?;
@@ -636,6 +687,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
     *current() = Some(MockState {
         mocks,
         calls: Vec::new(),
+        emails: Vec::new(),
     });
     let _mocks = MockGuard;
     let workers = rt.start_workers();
@@ -702,6 +754,17 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
                 "note: a run of `{}` failed: {step}{error}",
                 exec.flow
             ));
+        }
+        let emails = current()
+            .as_ref()
+            .map(|s| s.emails.clone())
+            .unwrap_or_default();
+        for e in emails {
+            let mut note = format!("note: email.send to {} {:?}", e.to.join(", "), e.subject);
+            if !e.attachments.is_empty() {
+                let _ = write!(note, " attaching {}", e.attachments.join(", "));
+            }
+            failures.push(note);
         }
     }
     rt.begin_shutdown();

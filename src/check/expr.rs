@@ -828,6 +828,7 @@ impl Checker<'_> {
         }
         let qualified = sig.qualified();
         let sig = sig.clone();
+        self.check_needed_config(&qualified, module.span.to(name.span));
         self.check_call_args(&qualified, &sig.params, args, name.span);
         // Substitute the type argument (`as:`) into the result type.
         let type_arg = args.iter().find_map(|a| match (&a.name, &a.value) {
@@ -840,6 +841,54 @@ impl Checker<'_> {
             .or_else(|| sig.params.iter().find_map(|p| p.default_type.clone()))
             .unwrap_or(Type::Json);
         substitute(&sig.ret, &type_arg)
+    }
+
+    /// Stdlib functions that the runtime configures from a config entry
+    /// (E0504): the entry must be declared, with a text type.
+    fn check_needed_config(&mut self, qualified: &str, span: ast::Span) {
+        /// (function, entry, example value)
+        const NEEDS: &[(&str, &str, &str)] = &[(
+            "email.send",
+            "smtp_url",
+            "smtp://user:password@mail.example.com:587",
+        )];
+        let Some((_, entry, example)) = NEEDS.iter().find(|(f, _, _)| *f == qualified) else {
+            return;
+        };
+        let fits = |t: &Type| matches!(t, Type::Url | Type::Secret | Type::String | Type::Error);
+        let declared = self.config.get(*entry).map(|(t, s, _)| (t.clone(), *s));
+        match declared {
+            None => self.error(
+                Diagnostic::new(
+                    Code::MissingNeededConfig,
+                    span,
+                    format!("`{qualified}` needs the config entry `{entry}`, which is not declared"),
+                )
+                .with_label(format!("reads config `{entry}`"))
+                .with_help(format!(
+                    "declare it: `config {{ {entry}: Secret }}` and set it at start-up (e.g. {example})"
+                )),
+            ),
+            Some((t, decl)) => {
+                let ok = match &t {
+                    Type::Optional(inner) => fits(inner),
+                    t => fits(t),
+                };
+                if !ok {
+                    self.error(
+                        Diagnostic::new(
+                            Code::MissingNeededConfig,
+                            decl,
+                            format!(
+                                "config entry `{entry}` is read by `{qualified}` as a URL, but its type is `{t}`"
+                            ),
+                        )
+                        .with_label("declared here")
+                        .with_help(format!("declare it as `{entry}: Secret` (or `Url`)")),
+                    );
+                }
+            }
+        }
     }
 
     /// Arguments against parameters: positional in order, named by name.

@@ -586,7 +586,7 @@ fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
 
 /// Stdlib modules declared (and checked) whose runtime implementation comes
 /// with a later milestone.
-pub const MODULES_NOT_IN_RUNTIME: &[&str] = &["email"];
+pub const MODULES_NOT_IN_RUNTIME: &[&str] = &[];
 
 /// What the runtime does not run yet — `files` and `subscribe` triggers,
 /// the modules in [`MODULES_NOT_IN_RUNTIME`] — reported by `flowc build`

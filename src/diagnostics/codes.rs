@@ -123,6 +123,7 @@ codes! {
     BadConfigDefault = "E0501", "config default does not fit its type";
     BadEnvName = "E0502", "invalid environment variable name";
     ConfigNotValue = "E0503", "`config` used without an entry name";
+    MissingNeededConfig = "E0504", "stdlib function without the config entry it needs";
 
     // ---- tests
     TestRunMissing = "E0600", "test without `run`";

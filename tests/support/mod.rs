@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
 
+pub mod smtp;
 
 /// How long a generated binary may take to print `listening on`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
