@@ -348,8 +348,18 @@ impl Checker<'_> {
                 .with_help("add `{ auth: config.sftp_key }` and `sftp_key: Secret` (a password or a private key) to the config block"),
             );
         }
-        let folder = text.rsplit_once('/').map_or("", |(dir, _)| dir);
-        if folder.contains(['*', '?']) {
+        let (folder, name) = text.rsplit_once('/').unwrap_or(("", text));
+        if name.is_empty() {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    glob.span,
+                    "a files trigger's glob must end with a file-name pattern",
+                )
+                .with_label("a folder, not files")
+                .with_help(format!("e.g. `\"{text}*.csv\"`")),
+            );
+        } else if folder.contains(['*', '?']) {
             self.error(
                 Diagnostic::new(
                     Code::BadTriggerOption,
