@@ -113,9 +113,10 @@ pub(crate) struct Inner {
     pub(crate) drain_timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) retention: Option<Duration>,
-    /// Executions the worker pool is running: id → lease (released back to
-    /// the queue if still running at the drain deadline).
-    in_flight: Mutex<HashMap<String, Lease>>,
+    /// Executions the worker pool is running: id → lease and journal (the
+    /// heartbeat renews the leases and marks lost ones on the journal;
+    /// released back to the queue if still running at the drain deadline).
+    in_flight: Mutex<HashMap<String, (Lease, Option<RunJournal>)>>,
     queue: Notify,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<Execution>>>>,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -539,12 +540,11 @@ impl Runtime {
         } else {
             Vec::new()
         };
-        self.execute_with(
-            exec,
-            RunJournal::new(journal, Journaling::Durable, lease),
-            Some(state),
-        )
-        .await
+        let journal = RunJournal::new(journal, Journaling::Durable, lease);
+        if let Some(held) = lock(&self.inner.in_flight).get_mut(&exec.id) {
+            held.1 = Some(journal.clone());
+        }
+        self.execute_with(exec, journal, Some(state)).await
     }
 
     async fn execute_with(
@@ -612,8 +612,10 @@ impl Runtime {
         );
 
         // Keep the lease while the run goes on (and stop when the run is
-        // dropped, e.g. aborted at the drain deadline).
-        let _keeper = {
+        // dropped, e.g. aborted at the drain deadline). The worker pool's
+        // runs are renewed by its heartbeat instead.
+        let pooled = lock(&self.inner.in_flight).contains_key(&exec.id);
+        let _keeper = (!pooled).then(|| {
             let rt = self.clone();
             let id = exec.id.clone();
             let lease = self.inner.lease;
@@ -638,7 +640,7 @@ impl Runtime {
                     }
                 }
             }))
-        };
+        });
         // A lost lease stops the run where it is: the flow future is dropped.
         let result = tokio::select! {
             r = call_flow(def.run, cx) => r,
@@ -735,37 +737,70 @@ impl Runtime {
         finish
     }
 
-    /// Starts the worker pool; workers stop claiming once shutdown begins
-    /// and finish the run in hand.
+    /// Starts the worker pool: one fetcher that claims runs in batches
+    /// sized to the idle workers and runs each in a task of its own, and one
+    /// heartbeat renewing every lease it holds. The fetcher stops claiming
+    /// once shutdown begins and ends when the runs in hand have finished
+    /// (aborting it aborts them).
     pub fn start_workers(&self) -> Vec<JoinHandle<()>> {
-        (0..self.inner.workers)
-            .map(|n| {
-                let rt = self.clone();
-                let worker = format!("w{n}-{}", &new_execution_id()[24..]);
-                tokio::spawn(async move { rt.worker_loop(worker).await })
-            })
-            .collect()
+        let rt = self.clone();
+        vec![tokio::spawn(async move { rt.fetch_loop().await })]
     }
 
-    async fn worker_loop(&self, worker: String) {
+    /// The worker pool's fetcher (see [`Runtime::start_workers`]).
+    async fn fetch_loop(&self) {
+        let workers = self.inner.workers;
+        let worker = format!("p{}-{}", std::process::id(), &new_execution_id()[24..]);
+        let free = Arc::new(tokio::sync::Semaphore::new(workers));
+        let mut runs = tokio::task::JoinSet::new();
+        let _heartbeat = {
+            let rt = self.clone();
+            AbortOnDrop(tokio::spawn(async move { rt.heartbeat_loop().await }))
+        };
         let mut shutdown = self.inner.shutdown.subscribe();
         let hint = self.inner.store.wake_hint();
         loop {
+            while runs.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
             }
-            match self.inner.store.claim_run(&worker, self.inner.lease).await {
-                Ok(Some((exec, state))) => {
-                    let id = exec.id.clone();
-                    let Some(lease) = exec.lease() else {
-                        tracing::error!(execution_id = %id, "the store handed out a run without a lease");
-                        continue;
-                    };
-                    lock(&self.inner.in_flight).insert(id.clone(), lease.clone());
-                    self.execute(exec, state, lease).await;
-                    lock(&self.inner.in_flight).remove(&id);
+            let idle = free.available_permits();
+            if idle == 0 {
+                tokio::select! {
+                    p = free.clone().acquire_owned() => drop(p),
+                    _ = shutdown.changed() => {}
                 }
-                Ok(None) => {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .claim_batch(&worker, idle, self.inner.lease)
+                .await
+            {
+                Ok(batch) if !batch.is_empty() => {
+                    for (exec, state) in batch {
+                        let Some(lease) = exec.lease() else {
+                            tracing::error!(execution_id = %exec.id, "the store handed out a run without a lease");
+                            continue;
+                        };
+                        let Ok(permit) = free.clone().try_acquire_owned() else {
+                            // Cannot happen (claimed at most `idle`); the
+                            // run is given back rather than overcommitted.
+                            let _ = self.inner.store.release(&exec.id, &lease).await;
+                            continue;
+                        };
+                        let id = exec.id.clone();
+                        lock(&self.inner.in_flight).insert(id.clone(), (lease.clone(), None));
+                        let rt = self.clone();
+                        runs.spawn(async move {
+                            rt.execute(exec, state, lease).await;
+                            lock(&rt.inner.in_flight).remove(&id);
+                            drop(permit);
+                        });
+                    }
+                }
+                Ok(_) => {
                     // Woken by a run queued here, by the store's hint that
                     // another replica queued one, or by the jittered poll
                     // (hints may be lost; expired leases come with none).
@@ -786,13 +821,49 @@ impl Runtime {
                 }
             }
         }
+        // Draining: the runs in hand finish (or are aborted with this task).
+        while runs.join_next().await.is_some() {}
+    }
+
+    /// Renews every lease the worker pool holds, in one store call, every
+    /// third of the lease; a lease found lost stops its run.
+    async fn heartbeat_loop(&self) {
+        let lease = self.inner.lease;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<(String, Lease)> = lock(&self.inner.in_flight)
+                .iter()
+                .map(|(id, (lease, _))| (id.clone(), lease.clone()))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            match self.inner.store.renew_all(&held, lease).await {
+                Ok(lost) => {
+                    let in_flight = lock(&self.inner.in_flight);
+                    for id in lost {
+                        tracing::warn!(execution_id = %id, "lease lost (another worker took the run over): stopping the run here");
+                        if let Some((_, Some(journal))) = in_flight.get(&id) {
+                            journal.lose_lease();
+                        }
+                    }
+                }
+                // Retried at the next beat; a lease may run out meanwhile,
+                // and then its run's next write is refused.
+                Err(e) => tracing::warn!(error = %e, "cannot renew the leases of running runs"),
+            }
+        }
     }
 
     /// Puts the runs the worker pool still holds back in the queue (after
     /// the drain deadline aborted them); their journals are kept, so the
     /// next start resumes them after their last finished step.
     pub(crate) async fn release_in_flight(&self) {
-        let held: Vec<(String, Lease)> = lock(&self.inner.in_flight).drain().collect();
+        let held: Vec<(String, Lease)> = lock(&self.inner.in_flight)
+            .drain()
+            .map(|(id, (lease, _))| (id, lease))
+            .collect();
         for (id, lease) in held {
             match self.inner.store.release(&id, &lease).await {
                 Ok(true) => tracing::info!(execution_id = %id, "left queued for the next start"),

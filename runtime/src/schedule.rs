@@ -23,7 +23,9 @@ use crate::ops::format_time;
 pub enum Schedule {
     /// Cron expression in a time zone.
     Cron(Box<croner::Cron>, chrono_tz::Tz),
-    /// Fixed period.
+    /// Fixed period, on a grid anchored at the Unix epoch (`every 5m` ticks
+    /// at :00, :05, …), so every replica computes the same tick times and
+    /// the store's `(schedule, tick)` row makes each tick run once.
     Every(Duration),
 }
 
@@ -48,11 +50,13 @@ impl Schedule {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every(period) => {
-                let period = chrono::Duration::from_std(*period).ok()?;
-                if period <= chrono::Duration::zero() {
+                let period = i64::try_from(period.as_micros()).ok()?;
+                if period <= 0 {
                     return None;
                 }
-                t.checked_add_signed(period)
+                let now = t.timestamp_micros();
+                let next = now.div_euclid(period).checked_add(1)?.checked_mul(period)?;
+                DateTime::from_timestamp_micros(next)
             }
             Schedule::Cron(cron, tz) => cron
                 .find_next_occurrence(&t.with_timezone(tz), false)
@@ -125,7 +129,8 @@ async fn run(rt: Runtime, flow: &'static str, schedule: Schedule, catch_up: bool
 }
 
 /// Stores the run of `tick` (the tick is recorded in the same transaction,
-/// so a crash cannot lose it or run it twice) and waits for the run to end.
+/// so a crash cannot lose it or run it twice) and waits for the run to end
+/// (the run of whoever stored the tick first, when it is a duplicate).
 /// `false` on shutdown.
 async fn fire(
     rt: &Runtime,
@@ -138,11 +143,9 @@ async fn fire(
         "previous": previous.map_or(Value::Null, format_time),
     });
     let submitted = match rt.submit_tick(flow, trigger, tick).await {
-        Ok(s) if s.duplicate => {
-            // Another replica (or an earlier start) ran it.
-            *previous = Some(tick);
-            return true;
-        }
+        // Another replica (or an earlier start) stored this tick: its run
+        // (possibly still going on another replica) is waited for like our
+        // own, so runs of one flow do not overlap across replicas either.
         Ok(s) => s,
         Err(e) => {
             tracing::error!(flow, error = %e, "cannot store a scheduled run");
@@ -182,13 +185,23 @@ mod tests {
     }
 
     #[test]
-    fn every_period() {
+    fn every_period_is_on_a_grid_shared_by_replicas() {
         let s = Schedule::Every(Duration::from_secs(300));
-        let start = Utc::now();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let next = s.next_after(at("2024-01-01T10:02:17.5Z")).unwrap();
+        assert_eq!(next, at("2024-01-01T10:05:00Z"));
+        // Strictly after: a tick time gives the next one.
+        assert_eq!(s.next_after(next).unwrap(), at("2024-01-01T10:10:00Z"));
+        // Two replicas started at different moments agree on the ticks.
         assert_eq!(
-            s.next_after(start),
-            Some(start + chrono::Duration::seconds(300))
+            s.next_after(at("2024-01-01T10:00:00.001Z")),
+            s.next_after(at("2024-01-01T10:04:59.999Z"))
         );
-        assert_eq!(Schedule::Every(Duration::ZERO).next_after(start), None);
+        let s = Schedule::Every(Duration::from_millis(1500));
+        assert_eq!(
+            s.next_after(at("1970-01-01T00:00:02Z")).unwrap(),
+            at("1970-01-01T00:00:03Z")
+        );
+        assert_eq!(Schedule::Every(Duration::ZERO).next_after(Utc::now()), None);
     }
 }
