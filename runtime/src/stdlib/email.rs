@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt as _};
-use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
@@ -336,8 +336,13 @@ pub(crate) fn compose(
         for (name, bytes) in files {
             let content_type =
                 ContentType::parse(content_type_for(&name)).unwrap_or(ContentType::TEXT_PLAIN);
-            // Bytes (not a String) are always base64: they arrive unchanged.
-            parts = parts.singlepart(Attachment::new(name).body(bytes, content_type));
+            // Always base64, so the file arrives byte for byte: 7bit would
+            // send its bare LFs, which servers rewrite or refuse.
+            let body =
+                Body::new_with_encoding(bytes, ContentTransferEncoding::Base64).map_err(|_| {
+                    StepError::permanent(format!("{FUNC}: cannot encode attachment {name}"))
+                })?;
+            parts = parts.singlepart(Attachment::new(name).body(body, content_type));
         }
         builder.multipart(parts)
     };
@@ -696,7 +701,11 @@ mod tests {
         let csv = b"sku,quantity\r\nwidget,3\nunicode,\xc3\xa9\n";
         let a = args(
             &["ops@example.com", "Boss <boss@example.com>"],
-            vec![file("report.csv", csv), file("blob", &[0, 1, 2, 255])],
+            vec![
+                file("report.csv", csv),
+                file("blob", &[0, 1, 2, 255]),
+                file("plain.txt", b"a\nb\n.dot\n"),
+            ],
         )
         .kw("from", json!("Reports <reports@example.com>"));
         let message = compose(&a, DEFAULT_FROM, message_id("exec-1", "mail")).unwrap();
@@ -727,7 +736,11 @@ mod tests {
             .header("content-type")
             .unwrap()
             .starts_with("application/octet-stream"));
-        assert_eq!(mime.attachment_names(), ["report.csv", "blob"]);
+        // Plain ASCII with bare LFs (and a leading dot) arrives unchanged too.
+        let plain = mime.attachment("plain.txt").expect("plain.txt attached");
+        assert_eq!(plain.header("content-transfer-encoding"), Some("base64"));
+        assert_eq!(plain.body, b"a\nb\n.dot\n");
+        assert_eq!(mime.attachment_names(), ["report.csv", "blob", "plain.txt"]);
     }
 
     #[tokio::test]

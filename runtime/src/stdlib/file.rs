@@ -41,12 +41,20 @@ pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepErr
     let meta = tokio::fs::metadata(path)
         .await
         .map_err(|e| io_error(func, path, &e))?;
-    let modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+    let modified = meta
+        .modified()
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(file_json(&path.display().to_string(), &name, &data, modified))
+    Ok(file_json(
+        &path.display().to_string(),
+        &name,
+        &data,
+        modified,
+    ))
 }
 
 /// The `File` value of file contents, local or remote (`path` is then the
@@ -65,6 +73,37 @@ pub(crate) fn file_json(
         "text": String::from_utf8_lossy(data),
         "bytes": base64::engine::general_purpose::STANDARD.encode(data),
     })
+}
+
+/// A `File` given in part (a test's `run ... with { file: { name, text } }`,
+/// or `BINARY run --input`) with the rest derived: `path` from `name` and
+/// back, `bytes` from `text` and back, `size` from the content, `modified`
+/// now.
+pub(crate) fn complete_file(given: &Value, now: &Value) -> Value {
+    let Value::Object(m) = given else {
+        return given.clone();
+    };
+    let text_of = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: Vec<u8> = match (text_of("bytes"), text_of("text")) {
+        (Some(b), _) if !b.is_empty() => b64.decode(b.as_bytes()).unwrap_or_default(),
+        (_, Some(t)) => t.into_bytes(),
+        _ => Vec::new(),
+    };
+    let name = text_of("name")
+        .or_else(|| text_of("path").map(|p| p.rsplit('/').next().unwrap_or_default().to_string()));
+    let name = name.unwrap_or_else(|| "file".to_string());
+    let path = text_of("path").unwrap_or_else(|| name.clone());
+    let mut file = file_json(&path, &name, &data, None);
+    file["modified"] = m
+        .get("modified")
+        .filter(|v| !v.is_null())
+        .unwrap_or(now)
+        .clone();
+    if let Some(size) = m.get("size").filter(|v| !v.is_null()) {
+        file["size"] = size.clone();
+    }
+    file
 }
 
 async fn create_parent(path: &Path, func: &str) -> Result<(), StepError> {
@@ -87,6 +126,9 @@ fn content_arg(call: &StepCall, func: &str) -> Result<String, StepError> {
 /// `file.read(path)` → File.
 pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
+        if let Some(url) = remote::url_param(&call, 0, "path", "file.read")? {
+            return remote::read(&call, url).await;
+        }
         let path = path_arg(&call, 0, "path", "file.read")?;
         file_value(&path, "file.read").await
     }
@@ -98,8 +140,11 @@ pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
 pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.write";
-        let path = path_arg(&call, 0, "path", f)?;
         let content = content_arg(&call, f)?;
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::write(&call, url, &content, false).await;
+        }
+        let path = path_arg(&call, 0, "path", f)?;
         create_parent(&path, f).await?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::write(&tmp, content.as_bytes())
@@ -118,8 +163,11 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
     async move {
         use tokio::io::AsyncWriteExt as _;
         let f = "file.append";
-        let path = path_arg(&call, 0, "path", f)?;
         let content = content_arg(&call, f)?;
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::write(&call, url, &content, true).await;
+        }
+        let path = path_arg(&call, 0, "path", f)?;
         create_parent(&path, f).await?;
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
@@ -142,6 +190,13 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
         let f = "file.move";
         let from = path_arg(&call, 0, "from", f)?;
         let to = path_arg(&call, 1, "to", f)?;
+        let from_url = remote::url_param(&call, 0, "from", f)?;
+        let to_url = remote::url_param(&call, 1, "to", f)?;
+        if from_url.is_some() || to_url.is_some() {
+            let from = from_url.ok_or(from.as_path());
+            let to = to_url.ok_or(to.as_path());
+            return remote::move_file(&call, from, to).await;
+        }
         create_parent(&to, f).await?;
         tokio::fs::rename(&from, &to)
             .await
@@ -155,6 +210,9 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
 pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.delete";
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::delete(&call, url).await;
+        }
         let path = path_arg(&call, 0, "path", f)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(Value::Bool(true)),
@@ -170,6 +228,9 @@ pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
 pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.list";
+        if let Some(url) = remote::url_param(&call, 0, "glob", f)? {
+            return remote::list(&call, url).await;
+        }
         let glob = path_arg(&call, 0, "glob", f)?;
         let dir = match glob.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
