@@ -40,6 +40,13 @@ const EXAMPLES: &[Example] = &[
         routes: &["GET /customers/{id}"],
     },
     Example {
+        file: "examples/file_import.flow",
+        integration: "order_file_import",
+        flows: &["import_orders", "import_stock_counts"],
+        required: &[("shop_url", "SHOP_URL")],
+        routes: &[],
+    },
+    Example {
         file: "examples/inventory_sync.flow",
         integration: "inventory_sync",
         flows: &["stock_changed"],

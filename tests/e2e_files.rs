@@ -229,3 +229,105 @@ async fn a_crash_mid_run_resumes_without_claiming_the_file_twice() {
     assert_eq!(runs.len(), 1, "one run for the file, resumed: {runs:#?}");
     assert_eq!(runs[0]["status"], "succeeded");
 }
+
+// ------------------------------------------------- examples/file_import.flow
+
+fn start_file_import(dir: &Path, shop: &Sink) -> Service {
+    let binary = support::build_example("examples/file_import.flow");
+    Service::start_in(
+        dir,
+        &binary,
+        &[("SHOP_URL", shop.url()), ("FLOW_ADMIN_TOKEN", ADMIN)],
+        &[],
+    )
+}
+
+const BERLIN: &str = r#"<?xml version="1.0"?>
+<count warehouse="berlin">
+  <counted_at>2026-11-30T05:00:00Z</counted_at>
+  <item sku="A-1" quantity="5"/>
+  <item sku="B-2" quantity="0"/>
+</count>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_import_example_posts_csv_lines_and_xml_counts() {
+    let shop = Sink::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    put(
+        dir,
+        "inbox/orders-1.csv",
+        "order_id,sku,quantity,unit_price\nSO-1,A-1,2,9.5\nSO-1,B-2,1,20\n",
+    );
+    put(
+        dir,
+        "inbox/orders-2.csv",
+        "order_id,sku,quantity,unit_price\nSO-2,A-1,x,9.5\n",
+    );
+    put(dir, "stock/berlin.xml", BERLIN);
+    put(
+        dir,
+        "stock/paris.xml",
+        r#"<count warehouse="paris"><counted_at>2026-11-30T05:00:00Z</counted_at><item sku="C-3" quantity="12"/></count>"#,
+    );
+    let svc = start_file_import(dir, &shop);
+
+    let lines = shop.wait_for_path("POST", "/order-lines", 2, WAIT).await;
+    assert_eq!(
+        lines[0].body,
+        json!({ "order": "SO-1", "sku": "A-1", "quantity": 2, "unit_price": 9.5, "source": "orders-1.csv" })
+    );
+    let berlin = shop.wait_for_path("PUT", "/stock/berlin", 1, WAIT).await;
+    assert_eq!(
+        berlin[0].body["items"],
+        json!([{ "sku": "A-1", "quantity": 5 }, { "sku": "B-2", "quantity": 0 }])
+    );
+    shop.wait_for_path("PUT", "/stock/paris", 1, WAIT).await;
+
+    support::wait_until(
+        WAIT,
+        "the CSV moved, the XML deleted, the bad CSV kept",
+        || {
+            names(&dir.join("inbox/processed")) == ["orders-1.csv"]
+                && names(&dir.join("inbox")) == ["orders-2.csv"]
+                && names(&dir.join("stock")).is_empty()
+        },
+    )
+    .await;
+    let failed = poll_until(WAIT, "the bad CSV's failed run", || async {
+        executions(&svc, "flow=import_orders&status=failed")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("quantity"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_xml_file_fails_its_run_naming_the_element() {
+    let shop = Sink::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    put(
+        dir,
+        "stock/bad.xml",
+        r#"<count warehouse="rome"><counted_at>2026-11-30T05:00:00Z</counted_at><item sku="A-1" quantity="many"/></count>"#,
+    );
+    let svc = start_file_import(dir, &shop);
+    let failed = poll_until(WAIT, "the bad XML's failed run", || async {
+        executions(&svc, "flow=import_stock_counts&status=failed")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("/count/item[1]/@quantity") || error.contains("/count/item/@quantity"),
+        "the error names the element path: {error}"
+    );
+    assert_eq!(names(&dir.join("stock")), ["bad.xml"], "kept for a retry");
+    assert!(shop.requests().is_empty());
+}

@@ -751,7 +751,17 @@ pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value,
             default("previous", Value::Null);
         }
         TriggerDef::Deploy => return Ok(rt.deploy_trigger()),
-        TriggerDef::Dispatch { .. } | TriggerDef::Files(_) => {}
+        TriggerDef::Files(_) => {
+            if let Some(f) = t.get_mut("file") {
+                *f = crate::stdlib::complete_file(f, &now);
+            }
+            if let Some(Value::Array(fs)) = t.get_mut("files") {
+                for f in fs {
+                    *f = crate::stdlib::complete_file(f, &now);
+                }
+            }
+        }
+        TriggerDef::Dispatch { .. } => {}
     }
     let (field, schema) = match &def.trigger {
         TriggerDef::Webhook { body, .. } | TriggerDef::Sync { body, .. } => ("body", body),

@@ -199,6 +199,7 @@ impl Checker<'_> {
             let name = entry.key.name();
             match fields.field(name).cloned() {
                 Some(t) => {
+                    let t = given_in_test(&t);
                     self.expect(&entry.value, &t, &format!("`trigger.{name}`"));
                 }
                 None => {
@@ -224,5 +225,23 @@ impl Checker<'_> {
                 }
             }
         }
+    }
+}
+
+/// What a test may give for a trigger field of type `t`: a `File` (files
+/// triggers) as a record of any of its fields — the test runner derives the
+/// rest (`path` from `name`, `bytes` and `size` from `text`, ...).
+fn given_in_test(t: &Type) -> Type {
+    match t {
+        Type::File => Type::record(vec![
+            ("path".into(), Type::optional(Type::String)),
+            ("name".into(), Type::optional(Type::String)),
+            ("size".into(), Type::optional(Type::Int)),
+            ("modified".into(), Type::optional(Type::Time)),
+            ("text".into(), Type::optional(Type::String)),
+            ("bytes".into(), Type::optional(Type::Bytes)),
+        ]),
+        Type::List(inner) => Type::list(given_in_test(inner)),
+        other => other.clone(),
     }
 }

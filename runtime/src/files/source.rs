@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::ops::format_time;
-use crate::stdlib::glob_match;
+use crate::sftp::{self, SftpUrl};
+use crate::stdlib::{file_json, glob_match};
 
 /// One listed file.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,21 +47,45 @@ pub(crate) enum Source {
         /// The last segment of the glob.
         pattern: String,
     },
+    /// A folder on an SFTP server.
+    Sftp {
+        /// The folder, with `*` as its last segment (every file, so that
+        /// done markers are seen too).
+        every_file: SftpUrl,
+        /// The last segment of the glob.
+        pattern: String,
+        /// The password or private key.
+        auth: String,
+    },
 }
 
 impl Source {
     /// Parses a trigger's glob: `inbox/*.xml`, `/data/in/*.csv` or
     /// `sftp://user@host:22/in/*.csv` (with `auth`).
-    pub fn parse(glob: &str, _auth: Option<&str>) -> Result<Source, String> {
-        if glob.starts_with("sftp://") {
-            return Err(format!(
-                "files trigger {glob:?}: sftp:// folders are not supported by this runtime yet"
-            ));
+    pub fn parse(glob: &str, auth: Option<&str>) -> Result<Source, String> {
+        if SftpUrl::is_sftp(glob) {
+            let url = SftpUrl::parse(glob).map_err(|e| e.to_string())?;
+            let auth = auth
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| format!("files trigger {url}: an sftp:// folder needs `auth:`"))?;
+            let pattern = url.file_name().to_string();
+            if pattern.is_empty() {
+                return Err(format!("files trigger {url}: the glob names no files"));
+            }
+            let every_file = url.with_path(join(url.parent(), "*"));
+            return Ok(Source::Sftp {
+                every_file,
+                pattern,
+                auth: auth.to_string(),
+            });
         }
         if glob.contains("://") {
             return Err(format!(
                 "files trigger {glob:?}: only local folders and sftp:// are supported"
             ));
+        }
+        if glob.is_empty() || glob.ends_with('/') {
+            return Err(format!("files trigger {glob:?}: the glob names no files"));
         }
         let path = Path::new(glob);
         let dir = match path.parent() {
@@ -78,7 +103,9 @@ impl Source {
     /// Whether a file name matches the glob.
     pub fn matches(&self, name: &str) -> bool {
         match self {
-            Source::Local { pattern, .. } => glob_match(pattern, name),
+            Source::Local { pattern, .. } | Source::Sftp { pattern, .. } => {
+                glob_match(pattern, name)
+            }
         }
     }
 
@@ -87,6 +114,19 @@ impl Source {
     pub async fn list(&self) -> Result<Vec<Entry>, String> {
         match self {
             Source::Local { dir, .. } => list_local(dir).await,
+            Source::Sftp {
+                every_file, auth, ..
+            } => Ok(sftp::list(every_file, auth)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|f| Entry {
+                    location: f.url,
+                    name: f.name,
+                    size: f.size,
+                    modified: f.modified,
+                })
+                .collect()),
         }
     }
 
@@ -97,6 +137,11 @@ impl Source {
                 crate::stdlib::file_value(Path::new(&entry.location), "files trigger")
                     .await
                     .map_err(|e| e.message)
+            }
+            Source::Sftp { auth, .. } => {
+                let url = SftpUrl::parse(&entry.location).map_err(|e| e.to_string())?;
+                let (data, file) = sftp::read(&url, auth).await.map_err(|e| e.to_string())?;
+                Ok(file_json(&file.url, &file.name, &data, Some(file.modified)))
             }
         }
     }
@@ -109,6 +154,10 @@ impl Source {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(format!("{location}: {e}")),
             },
+            Source::Sftp { auth, .. } => {
+                let url = SftpUrl::parse(location).map_err(|e| e.to_string())?;
+                sftp::remove(&url, auth).await.map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -135,8 +184,34 @@ impl Source {
                     Err(e) => Err(format!("{location} → {}: {e}", to.display())),
                 }
             }
+            Source::Sftp { auth, .. } => {
+                let from = SftpUrl::parse(location).map_err(|e| e.to_string())?;
+                let dir = if folder.starts_with('/') {
+                    folder.to_string()
+                } else {
+                    join(from.parent(), folder)
+                };
+                let mut to = from.with_path(join(&dir, name));
+                if sftp::stat(&to, auth).await.is_ok() {
+                    to = from.with_path(join(&dir, &stamped(name, Utc::now())));
+                }
+                match sftp::rename(&from, &to, auth).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() && sftp::stat(&from, auth).await.is_err() => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
         }
     }
+}
+
+/// `dir` + `/` + `name`, without doubling the slash.
+fn join(dir: &str, name: &str) -> String {
+    format!(
+        "{}/{}",
+        dir.trim_end_matches('/'),
+        name.trim_start_matches('/')
+    )
 }
 
 /// `report.csv` → `report.20260101T120000.123Z.csv`.
@@ -204,10 +279,27 @@ mod tests {
 
     #[test]
     fn globs_parse_into_folder_and_pattern() {
-        let Source::Local { dir, pattern } = Source::parse("inbox/*.xml", None).unwrap();
+        let Ok(Source::Local { dir, pattern }) = Source::parse("inbox/*.xml", None) else {
+            panic!("a local folder")
+        };
         assert_eq!((dir, pattern.as_str()), (PathBuf::from("inbox"), "*.xml"));
-        let Source::Local { dir, .. } = Source::parse("*.csv", None).unwrap();
+        let Ok(Source::Local { dir, .. }) = Source::parse("*.csv", None) else {
+            panic!("a local folder")
+        };
         assert_eq!(dir, PathBuf::from("."));
+        let Ok(Source::Sftp {
+            every_file,
+            pattern,
+            ..
+        }) = Source::parse("sftp://erp@files.test:2222/out/*.xml", Some("pw"))
+        else {
+            panic!("an sftp folder")
+        };
+        assert_eq!(
+            (every_file.path.as_str(), pattern.as_str()),
+            ("/out/*", "*.xml")
+        );
+        assert!(Source::parse("sftp://erp@files.test/out/*.xml", None).is_err());
         assert!(Source::parse("ftp://host/x/*.csv", None).is_err());
         assert!(Source::parse("inbox/", None).is_err());
     }
