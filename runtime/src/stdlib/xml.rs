@@ -17,7 +17,9 @@
 //! - text is converted to the field's type as CSV cells are
 //!   ([`Schema::decode_text_cells`]): `Int`, `Float`, `Bool`, `Duration`,
 //!   `Time`, ... parse from the text (trimmed, except for `String` and
-//!   `Secret`; `Bytes` ignores the line breaks of wrapped base64);
+//!   `Secret`; `Bytes` ignores the line breaks of wrapped base64; a `Time`
+//!   may also be an `xs:date` or an `xs:dateTime` without offset, taken as
+//!   UTC);
 //! - an optional field may be absent, and an empty element (no attributes,
 //!   no children, blank text) is `null` for it;
 //! - `as: Json` gives a generic value: a text-only element is its text, any
@@ -47,7 +49,7 @@ use serde_json::{Map, Value};
 
 use crate::ctx::Args;
 use crate::error::RunError;
-use crate::ops::display;
+use crate::ops::{display, format_time};
 use crate::schema::{describe_value, lookup_type, FieldSchema, Schema};
 
 /// Deepest element nesting accepted (decoding and encoding recurse).
@@ -511,6 +513,7 @@ fn decode_field(
             decode_repeated(item, &matches, path, name, depth + 1)?
         }
         (_, [one]) => decode_element(&field.schema, one, path, depth + 1)?,
+        (Schema::Json, many) => Value::Array(many.iter().map(|el| generic(el)).collect()),
         (_, many) => {
             return Err(format!(
                 "{path}: expected one element ({}), got {}",
@@ -593,11 +596,32 @@ fn decode_text(schema: &Schema, text: &str, path: &str) -> Result<Value, String>
         }
         Schema::String | Schema::Secret => text.to_string(),
         Schema::Bytes => text.split_whitespace().collect(),
+        Schema::Time => xml_time(text.trim()),
         _ => text.trim().to_string(),
     };
     resolved
         .decode_text_cells(&Value::String(cell))
         .map_err(|e| format!("{path}: expected {}, got {}", e.expected, e.got))
+}
+
+/// An `xs:dateTime` without an offset (`2024-03-05T10:00:00`) or an
+/// `xs:date` (`2024-03-05`) as an RFC 3339 time in UTC; anything else as it
+/// is (an RFC 3339 time passes, the rest fails to decode naming the text).
+fn xml_time(text: &str) -> String {
+    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        return text.to_string();
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        });
+    match naive.map(|t| format_time(t.and_utc())) {
+        Some(Value::String(t)) => t,
+        _ => text.to_string(),
+    }
 }
 
 /// `as: Json`: text-only elements are strings; other elements objects of
@@ -862,16 +886,28 @@ mod tests {
             ),
             FieldSchema::new("wait", Schema::Duration),
             FieldSchema::new("data", Schema::Bytes),
+            FieldSchema::new("day", Schema::Time),
+            FieldSchema::new("at", Schema::Time),
+            FieldSchema::new("zoned", Schema::Time),
+            FieldSchema::new("any", Schema::Json),
         ]);
         let text = r#"<ns:doc xmlns:ns="urn:x" xmlns="urn:y"><ns:Item-Name> w </ns:Item-Name><count/>
             <price ns:currency="EUR">9.5</price><wait>1m</wait><data>aGVs
-            bG8=</data></ns:doc>"#;
+            bG8=</data><day>2024-03-05</day><at>2024-03-05T10:20:30.5</at>
+            <zoned>2024-03-05T10:20:30+01:00</zoned><any>1</any><any><b>2</b></any></ns:doc>"#;
         assert_eq!(
             decode_as(text, schema).unwrap(),
             json!({
                 "item": " w ", "note": null, "count": null, "extra": null,
                 "price": { "currency": "EUR", "amount": 9.5 }, "wait": 60000, "data": "aGVsbG8=",
+                "day": "2024-03-05T00:00:00Z", "at": "2024-03-05T10:20:30.500Z",
+                "zoned": "2024-03-05T10:20:30+01:00", "any": ["1", { "b": "2" }],
             })
+        );
+        let when = Schema::Record(vec![FieldSchema::new("at", Schema::Time)]);
+        assert_eq!(
+            decode_as("<w><at>05/03/2024</at></w>", when).unwrap_err(),
+            r#"xml.decode: /w/at: expected Time, got "05/03/2024""#
         );
     }
 
