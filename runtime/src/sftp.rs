@@ -28,9 +28,6 @@
 //! a secret) and which says whether another attempt may succeed
 //! ([`SftpError::is_retryable`]).
 
-// Until `file.*` and the files trigger call every function here.
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
@@ -253,6 +250,7 @@ impl SftpError {
     }
 
     /// The kind of failure.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -304,6 +302,12 @@ fn proto_error(url: &SftpUrl, e: ProtoError) -> SftpError {
     };
     let why = match &e {
         ProtoError::Status(s) if s.error_message.is_empty() => s.status_code.to_string(),
+        ProtoError::Status(s)
+            if s.error_message
+                .eq_ignore_ascii_case(&s.status_code.to_string()) =>
+        {
+            s.status_code.to_string()
+        }
         ProtoError::Status(s) => format!("{} ({})", s.error_message, s.status_code),
         other => format!("SFTP: {other}"),
     };

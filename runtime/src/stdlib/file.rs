@@ -1,7 +1,9 @@
 //! `file.*` on the local filesystem (paths relative to the working
-//! directory). Each function is a step; a missing file or a permission
-//! problem is permanent (another attempt will not fix it), other I/O errors
-//! are retried.
+//! directory) and on `sftp://` URLs (in [`remote`], with `auth:`). Each
+//! function is a step; a missing file or a permission problem is permanent
+//! (another attempt will not fix it), other I/O errors are retried.
+
+mod remote;
 
 use std::io;
 use std::path::{Path, PathBuf};

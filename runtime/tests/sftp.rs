@@ -1,0 +1,302 @@
+//! `file.*` steps on `sftp://` URLs through the engine (the stdlib StepFns
+//! and their journal), against a real OpenSSH sshd on a loopback port
+//! (`FLOW_TEST_SSHD`; skipped with a printed reason when unset). The SFTP
+//! client itself is tested in `src/sftp/tests.rs`.
+
+#[path = "../../tests/support/sshd.rs"]
+mod sshd;
+
+mod common;
+
+use std::path::Path;
+
+use flow_runtime::engine::new_execution_id;
+use flow_runtime::store::{Execution, StepRecord};
+use flow_runtime::{
+    json, ops, Args, Config, ConfigEntry, Ctx, FlowDef, FlowFn, FlowFuture, Integration, Outcome,
+    Runtime, Schema, Status, StepOptions, TriggerDef, Value,
+};
+use sshd::Sshd;
+
+fn once() -> StepOptions {
+    StepOptions {
+        retry: 2,
+        backoff_min: std::time::Duration::from_millis(10),
+        backoff_max: std::time::Duration::from_millis(10),
+        ..StepOptions::default()
+    }
+}
+
+/// `input.remote` (an `sftp://…/dir` URL) joined with `rel`.
+fn remote(cx: &Ctx, rel: &str) -> Value {
+    let input = ops::field(cx.trigger(), "input");
+    Value::String(ops::interp(&[ops::field(&input, "remote"), json!(rel)]))
+}
+
+fn local(cx: &Ctx, rel: &str) -> Value {
+    let input = ops::field(cx.trigger(), "input");
+    Value::String(ops::interp(&[ops::field(&input, "local"), json!(rel)]))
+}
+
+fn key(cx: &Ctx) -> Value {
+    ops::field(cx.config(), "sftp_key")
+}
+
+/// Every file step on the server, and moves both ways with a local folder.
+fn exchange(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let auth = key(&cx);
+        let step = |name: &'static str, call: &'static str, args: Args| {
+            let cx = cx.clone();
+            async move { cx.step(name, once(), call, args).await }
+        };
+        let report = remote(&cx, "/out/report.csv");
+        step(
+            "write",
+            "file.write",
+            Args::new()
+                .arg(report.clone())
+                .arg(json!("a,b\n"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "append",
+            "file.append",
+            Args::new()
+                .arg(report.clone())
+                .arg(json!("1,2\n"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "list",
+            "file.list",
+            Args::new()
+                .arg(remote(&cx, "/out/*.csv"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "read",
+            "file.read",
+            Args::new().arg(report.clone()).kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "rename",
+            "file.move",
+            Args::new()
+                .arg(report)
+                .arg(remote(&cx, "/done/report.csv"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "download",
+            "file.move",
+            Args::new()
+                .arg(remote(&cx, "/done/report.csv"))
+                .arg(local(&cx, "/in/report.csv"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "upload",
+            "file.move",
+            Args::new()
+                .arg(local(&cx, "/in/report.csv"))
+                .arg(remote(&cx, "/up/report.csv"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "delete",
+            "file.delete",
+            Args::new()
+                .arg(remote(&cx, "/up/report.csv"))
+                .kw("auth", auth.clone()),
+        )
+        .await?;
+        step(
+            "delete_again",
+            "file.delete",
+            Args::new()
+                .arg(remote(&cx, "/up/report.csv"))
+                .kw("auth", auth),
+        )
+        .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn read_missing(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new()
+            .arg(remote(&cx, "/nope.csv"))
+            .kw("auth", key(&cx));
+        cx.step("fetch", once(), "file.read", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn without_auth(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new().arg(remote(&cx, "/a.csv"));
+        cx.step("fetch", once(), "file.read", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn flows(_: &Config) -> Vec<FlowDef> {
+    let def = |name, run: FlowFn| FlowDef {
+        name,
+        doc: "",
+        trigger: TriggerDef::Dispatch {
+            input: Schema::Json,
+        },
+        run,
+        on_failure: None,
+    };
+    vec![
+        def("exchange", exchange),
+        def("read_missing", read_missing),
+        def("without_auth", without_auth),
+    ]
+}
+
+fn integration() -> Integration {
+    Integration {
+        name: "sftp_steps",
+        doc: "",
+        flowc_version: "0.1.0",
+        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        config: vec![ConfigEntry {
+            name: "sftp_key",
+            env: None,
+            schema: Schema::Secret,
+            default: None,
+            doc: "",
+            secret: true,
+        }],
+        types: vec![],
+        flows,
+        tests: Vec::new(),
+    }
+}
+
+async fn run(rt: &Runtime, flow: &str, s: &Sshd, local: &Path) -> (Execution, Vec<StepRecord>) {
+    let input = json!({
+        "remote": format!("sftp://{}@127.0.0.1:{}{}", s.user(), s.port(), s.data_dir().display()),
+        "local": local.display().to_string(),
+    });
+    let id = new_execution_id();
+    let exec = rt
+        .run_inline(id.clone(), flow, json!({ "input": input }))
+        .await
+        .expect("run");
+    let journal = rt.store().journal(&id).await.expect("journal");
+    (exec, journal)
+}
+
+fn output<'a>(journal: &'a [StepRecord], key: &str) -> &'a Value {
+    journal
+        .iter()
+        .find(|r| r.key == key)
+        .and_then(|r| r.output.as_ref())
+        .unwrap_or_else(|| panic!("no output for step {key}: {journal:#?}"))
+}
+
+#[tokio::test]
+async fn file_steps_work_on_sftp_urls() {
+    let Some(s) = Sshd::start("file_steps_work_on_sftp_urls") else {
+        return;
+    };
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())], None),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let data = s.data_dir();
+    let url = |rel: &str| {
+        format!(
+            "sftp://{}@127.0.0.1:{}{}{rel}",
+            s.user(),
+            s.port(),
+            data.display()
+        )
+    };
+
+    let (exec, journal) = run(&rt, "exchange", &s, local.path()).await;
+    assert_eq!(exec.status, Status::Succeeded, "{exec:#?}\n{}", s.log());
+
+    let written = output(&journal, "write");
+    assert_eq!(written["path"], json!(url("/out/report.csv")));
+    assert_eq!(written["name"], json!("report.csv"));
+    assert_eq!(written["size"], json!(4));
+    assert_eq!(written["text"], json!("a,b\n"));
+    assert!(written["modified"].is_string(), "{written}");
+    assert_eq!(output(&journal, "append")["text"], json!("a,b\n1,2\n"));
+    let listed = output(&journal, "list").as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["text"], json!("a,b\n1,2\n"));
+    assert_eq!(listed[0]["bytes"], json!("YSxiCjEsMgo="));
+    assert_eq!(output(&journal, "read")["size"], json!(8));
+    assert_eq!(
+        output(&journal, "rename")["path"],
+        json!(url("/done/report.csv"))
+    );
+    let downloaded = output(&journal, "download");
+    let local_report = local.path().join("in/report.csv");
+    assert_eq!(
+        downloaded["path"],
+        json!(local_report.display().to_string())
+    );
+    assert_eq!(
+        output(&journal, "upload")["path"],
+        json!(url("/up/report.csv"))
+    );
+    assert_eq!(output(&journal, "upload")["text"], json!("a,b\n1,2\n"));
+    assert_eq!(output(&journal, "delete"), &json!(true));
+    assert_eq!(output(&journal, "delete_again"), &json!(false));
+    // Every move removed its source; the last delete removed the upload.
+    assert!(!local_report.exists());
+    for rel in ["out/report.csv", "done/report.csv", "up/report.csv"] {
+        assert!(!data.join(rel).exists(), "{rel} is still there");
+    }
+}
+
+#[tokio::test]
+async fn sftp_step_errors_are_permanent_and_name_the_url() {
+    let Some(s) = Sshd::start("sftp_step_errors_are_permanent_and_name_the_url") else {
+        return;
+    };
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())], None),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+
+    let (exec, journal) = run(&rt, "read_missing", &s, local.path()).await;
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    let missing = format!(
+        "sftp://{}@127.0.0.1:{}{}/nope.csv",
+        s.user(),
+        s.port(),
+        s.data_dir().display()
+    );
+    assert!(
+        error.contains(&format!("file.read: {missing}: No such file")),
+        "{error}"
+    );
+    assert_eq!(journal[0].attempts, 1, "a missing file is not retried");
+
+    let (exec, journal) = run(&rt, "without_auth", &s, local.path()).await;
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    assert!(error.contains("needs `auth:`"), "{error}");
+    assert_eq!(journal[0].attempts, 1);
+}
