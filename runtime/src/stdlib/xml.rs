@@ -505,7 +505,9 @@ fn decode_field(
                 field.schema.describe()
             ))
         }
-        (Schema::List(item), [one]) if is_wrapper(one, item)? => {
+        (Schema::List(item), [one])
+            if is_wrapper(one, item).map_err(|e| format!("{path}: {e}"))? =>
+        {
             decode_items(item, &one.children, path, depth + 1)?
         }
         (Schema::List(item), _) => {
