@@ -331,3 +331,68 @@ async fn a_malformed_xml_file_fails_its_run_naming_the_element() {
     assert_eq!(names(&dir.join("stock")), ["bad.xml"], "kept for a retry");
     assert!(shop.requests().is_empty());
 }
+
+// ------------------------------------------------------------------ SFTP
+
+#[path = "support/sshd.rs"]
+mod sshd;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_an_sftp_server_are_taken_once_and_moved() {
+    let Some(server) = sshd::Sshd::start("files_on_an_sftp_server_are_taken_once_and_moved") else {
+        return;
+    };
+    let sink = Sink::start();
+    let inbox = server.data_dir().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a.csv"), "id\n1\n").unwrap();
+    std::fs::write(inbox.join("b.csv"), "id\n2\n").unwrap();
+    std::fs::write(inbox.join("ignored.txt"), "not a csv").unwrap();
+
+    // The flow names its folder in the source: write this server's in.
+    let work = tempfile::tempdir().unwrap();
+    let template =
+        std::fs::read_to_string(support::workspace().join("tests/flows/sftp_import.flow")).unwrap();
+    let flow = work.path().join("sftp_import.flow");
+    let folder = server.data_url("in");
+    std::fs::write(&flow, template.replace("SFTP_FOLDER", &folder)).unwrap();
+    let binary = support::build_into(&flow, &work.path().join("bin"));
+    let known_hosts = server.scratch("kh").join("known_hosts");
+    std::fs::write(&known_hosts, server.known_hosts_line()).unwrap();
+    let svc_dir = work.path().join("svc");
+    std::fs::create_dir_all(&svc_dir).unwrap();
+    let _svc = Service::start_in(
+        &svc_dir,
+        &binary,
+        &[
+            ("SINK_URL", sink.url()),
+            ("SFTP_KEY", server.client_key()),
+            ("FLOW_SFTP_KNOWN_HOSTS", known_hosts.to_str().unwrap()),
+        ],
+        &[],
+    );
+
+    let got = sink.wait_for_path("POST", "/files", 2, WAIT).await;
+    let mut seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.body["name"].as_str().unwrap().to_string(),
+                r.body["text"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("a.csv".to_string(), "id\n1\n".to_string()),
+            ("b.csv".to_string(), "id\n2\n".to_string())
+        ]
+    );
+    support::wait_until(WAIT, "both files moved to in/done/ on the server", || {
+        names(&inbox.join("done")) == ["a.csv", "b.csv"] && names(&inbox) == ["ignored.txt"]
+    })
+    .await;
+    assert_eq!(sink.requests_to("POST", "/files").len(), 2);
+}
