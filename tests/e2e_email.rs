@@ -3,7 +3,8 @@
 //! binary's `smtp_url` points at the test SMTP server in
 //! `tests/support/smtp.rs`, which records what it receives. Also: a
 //! recipient the server rejects fails the run with the server's answer, and
-//! the file's `test` blocks pass with email mocked.
+//! the file's `test` blocks run with email mocked (a failing one lists the
+//! emails sent).
 
 mod support;
 
@@ -123,9 +124,23 @@ async fn a_rejected_recipient_fails_the_run_with_the_servers_answer() {
 }
 
 #[test]
-fn the_flows_test_blocks_pass_with_email_mocked() {
+fn the_flows_test_blocks_run_with_email_mocked() {
     // No SMTP server anywhere: the test blocks must not touch the network.
-    let out = run_binary(binary(), &[], &["test"], WAIT);
+    let out = run_binary(binary(), &[], &["test", "--filter", "the report"], WAIT);
     assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("2 passed, 0 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 passed, 0 failed"), "{}", out.stdout);
+    let out = run_binary(binary(), &[], &["test", "--filter", "bad recipient"], WAIT);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+
+    // A failing test lists what its runs mailed.
+    let out = run_binary(binary(), &[], &["test"], WAIT);
+    assert_eq!(out.code, Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 passed, 1 failed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "note: email.send to ops@example.com \"Stock report 2026-W50\" attaching stock-2026-W50.csv"
+        ),
+        "{}",
+        out.stdout
+    );
 }
