@@ -683,19 +683,34 @@ async fn session(url: &SftpUrl, auth: &str) -> Result<(Arc<Conn>, bool), SftpErr
     slot.conn = None;
     slot.handshakes += 1;
     let server = url.with_path("");
-    let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect(&server, auth)).await {
+    let limit = connect_timeout(url);
+    let conn = match tokio::time::timeout(limit, connect(&server, auth)).await {
         Ok(conn) => Arc::new(conn?),
         Err(_) => {
             return Err(SftpError::new(
                 ErrorKind::Timeout,
                 &server,
-                format!("could not connect within {}s", CONNECT_TIMEOUT.as_secs()),
+                format!("could not connect and log in within {limit:?}"),
             ))
         }
     };
     slot.conn = Some(conn.clone());
     Ok((conn, false))
 }
+
+fn connect_timeout(server: &SftpUrl) -> Duration {
+    #[cfg(test)]
+    if let Some(limit) = lock(&TEST_CONNECT_TIMEOUT).get(&server.port) {
+        return *limit;
+    }
+    let _ = server;
+    CONNECT_TIMEOUT
+}
+
+/// Per-port connect timeouts for tests.
+#[cfg(test)]
+pub(crate) static TEST_CONNECT_TIMEOUT: Mutex<std::collections::BTreeMap<u16, Duration>> =
+    Mutex::new(std::collections::BTreeMap::new());
 
 /// Drops `conn` from the cache if it is still the cached one.
 async fn evict(url: &SftpUrl, auth: &str, conn: &Arc<Conn>) {
@@ -726,8 +741,12 @@ where
     F: Fn(Arc<Conn>) -> Fut,
     Fut: Future<Output = Result<T, SftpError>>,
 {
+    // The session in use, dropped from the cache if the whole operation
+    // times out (the connection may be dead without having said so).
+    let in_use: Mutex<Option<Arc<Conn>>> = Mutex::new(None);
     let attempt = async {
         let (conn, reused) = session(url, auth).await?;
+        *lock(&in_use) = Some(conn.clone());
         match op(conn.clone()).await {
             Err(e) if e.breaks_connection() => {
                 evict(url, auth, &conn).await;
@@ -735,6 +754,7 @@ where
                     return Err(e);
                 }
                 let (conn, _) = session(url, auth).await?;
+                *lock(&in_use) = Some(conn.clone());
                 let result = op(conn.clone()).await;
                 if result.as_ref().is_err_and(SftpError::breaks_connection) {
                     evict(url, auth, &conn).await;
@@ -746,11 +766,17 @@ where
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(SftpError::new(
-            ErrorKind::Timeout,
-            url,
-            format!("no answer within {}s", limit.as_secs()),
-        )),
+        Err(_) => {
+            let conn = lock(&in_use).take();
+            if let Some(conn) = conn {
+                evict(url, auth, &conn).await;
+            }
+            Err(SftpError::new(
+                ErrorKind::Timeout,
+                url,
+                format!("no answer within {}s", limit.as_secs()),
+            ))
+        }
     }
 }
 

@@ -272,8 +272,32 @@ async fn a_refused_connection_is_retryable() {
 }
 
 #[tokio::test]
-async fn sessions_are_reused_and_reopened_after_the_server_restarts() {
-    let Some(s) = server("sessions_are_reused_and_reopened_after_the_server_restarts") else {
+async fn a_server_that_never_answers_is_a_retryable_timeout() {
+    // Accepts connections and says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    lock(&TEST_CONNECT_TIMEOUT).insert(port, Duration::from_millis(300));
+    let file = url(&format!("sftp://u@127.0.0.1:{port}/a.csv"));
+    let e = stat(&file, "password").await.unwrap_err();
+    held.abort();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.is_retryable());
+    assert!(
+        e.to_string()
+            .starts_with(&format!("sftp://u@127.0.0.1:{port}: could not connect")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_reused_per_account_and_secret() {
+    let Some(s) = server("sessions_are_reused_per_account_and_secret") else {
         return;
     };
     let key = s.client_key();
