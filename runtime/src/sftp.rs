@@ -867,6 +867,100 @@ impl russh::client::Handler for HostKeyCheck {
     }
 }
 
+/// Authenticates with the private key or password in `auth`. A password
+/// the server refuses for the `password` method is tried once more with
+/// `keyboard-interactive` (answering every prompt with it) when the server
+/// offers that, as servers that check passwords through PAM often do.
+async fn log_in(
+    ssh: &mut russh::client::Handle<HostKeyCheck>,
+    server: &SftpUrl,
+    auth: &str,
+) -> Result<(), SftpError> {
+    use russh::client::AuthResult;
+    use russh::client::KeyboardInteractiveAuthResponse as Kbd;
+    use russh::keys::ssh_key::Algorithm;
+    use russh::MethodKind;
+
+    let broken = |e: russh::Error| {
+        SftpError::new(
+            ErrorKind::Connect,
+            server,
+            format!("authentication failed: {e}"),
+        )
+    };
+    let refused = |method: &str| {
+        SftpError::new(
+            ErrorKind::Auth,
+            server,
+            format!(
+                "authentication as `{}` with the {method} in `auth` was refused",
+                server.user
+            ),
+        )
+    };
+    let user = server.user.clone();
+    if auth.trim_start().starts_with("-----BEGIN") {
+        let key = russh::keys::decode_secret_key(auth, None).map_err(|e| {
+            SftpError::new(
+                ErrorKind::Auth,
+                server,
+                format!("the private key in `auth` cannot be read ({e}); it must be an unencrypted OpenSSH or PEM key"),
+            )
+        })?;
+        let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+            // Servers without the server-sig-algs extension may never say.
+            match tokio::time::timeout(Duration::from_secs(5), ssh.best_supported_rsa_hash()).await
+            {
+                Ok(Ok(Some(hash))) => hash,
+                _ => Some(HashAlg::Sha256),
+            }
+        } else {
+            None
+        };
+        let result = ssh
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(broken)?;
+        return if result.success() {
+            Ok(())
+        } else {
+            Err(refused("private key"))
+        };
+    }
+    let remaining = match ssh
+        .authenticate_password(user.clone(), auth)
+        .await
+        .map_err(broken)?
+    {
+        AuthResult::Success => return Ok(()),
+        AuthResult::Failure {
+            remaining_methods, ..
+        } => remaining_methods,
+    };
+    if !remaining.contains(&MethodKind::KeyboardInteractive) {
+        return Err(refused("password"));
+    }
+    let mut reply = ssh
+        .authenticate_keyboard_interactive_start(user, None)
+        .await
+        .map_err(broken)?;
+    // A server may ask in several rounds (some send an empty one last).
+    for _ in 0..5 {
+        match reply {
+            Kbd::Success => return Ok(()),
+            Kbd::Failure { .. } => return Err(refused("password")),
+            Kbd::InfoRequest { prompts, .. } => {
+                let answers = prompts.iter().map(|_| auth.to_string()).collect();
+                reply = ssh
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                    .map_err(broken)?;
+            }
+        }
+    }
+    Err(refused("password"))
+}
+
 /// Connects, checks the host key, authenticates and starts SFTP.
 async fn connect(server: &SftpUrl, auth: &str) -> Result<Conn, SftpError> {
     let connect_err = |why: String| SftpError::new(ErrorKind::Connect, server, why);
@@ -893,49 +987,7 @@ async fn connect(server: &SftpUrl, auth: &str) -> Result<Conn, SftpError> {
             return Err(connect_err(format!("SSH handshake failed: {e}")));
         }
     };
-    let user = server.user.clone();
-    let result = if auth.trim_start().starts_with("-----BEGIN") {
-        let key = russh::keys::decode_secret_key(auth, None).map_err(|e| {
-            SftpError::new(
-                ErrorKind::Auth,
-                server,
-                format!("the private key in `auth` cannot be read ({e}); it must be an unencrypted OpenSSH or PEM key"),
-            )
-        })?;
-        let hash = if key.algorithm().is_rsa() {
-            // Servers without the server-sig-algs extension may never say.
-            match tokio::time::timeout(Duration::from_secs(5), ssh.best_supported_rsa_hash()).await
-            {
-                Ok(Ok(Some(hash))) => hash,
-                _ => Some(HashAlg::Sha256),
-            }
-        } else {
-            None
-        };
-        ssh.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-            .await
-    } else {
-        ssh.authenticate_password(user, auth).await
-    };
-    let method = if auth.trim_start().starts_with("-----BEGIN") {
-        "private key"
-    } else {
-        "password"
-    };
-    match result {
-        Ok(r) if r.success() => {}
-        Ok(_) => {
-            return Err(SftpError::new(
-                ErrorKind::Auth,
-                server,
-                format!(
-                    "authentication as `{}` with the {method} in `auth` was refused",
-                    server.user
-                ),
-            ))
-        }
-        Err(e) => return Err(connect_err(format!("authentication failed: {e}"))),
-    }
+    log_in(&mut ssh, server, auth).await?;
     let channel = ssh
         .channel_open_session()
         .await

@@ -122,6 +122,12 @@ fn answers(port: u16) -> bool {
 impl Sshd {
     /// Starts sshd (see the module doc); `None` when `FLOW_TEST_SSHD` is unset.
     pub fn start(test: &str) -> Option<Sshd> {
+        Sshd::start_with(test, &[])
+    }
+
+    /// Starts sshd with some `sshd_config` settings replaced or added, e.g.
+    /// `[("PasswordAuthentication", "no")]`.
+    pub fn start_with(test: &str, overrides: &[(&str, &str)]) -> Option<Sshd> {
         let sshd = sshd_path(test)?;
         // sshd's privilege separation directory.
         fs::create_dir_all("/run/sshd").expect("create /run/sshd");
@@ -148,28 +154,32 @@ impl Sshd {
         for _ in 0..5 {
             let port = free_port();
             let config = dir.path().join("sshd_config");
-            let d = dir.path().display();
-            fs::write(
-                &config,
-                format!(
-                    "ListenAddress 127.0.0.1\n\
-                     Port {port}\n\
-                     HostKey {d}/host_ed25519\n\
-                     AuthorizedKeysFile {d}/authorized_keys\n\
-                     StrictModes no\n\
-                     PubkeyAuthentication yes\n\
-                     PasswordAuthentication yes\n\
-                     KbdInteractiveAuthentication no\n\
-                     PermitRootLogin yes\n\
-                     UsePAM no\n\
-                     PidFile none\n\
-                     Subsystem sftp internal-sftp\n\
-                     MaxStartups 100\n\
-                     MaxSessions 100\n\
-                     LogLevel VERBOSE\n"
-                ),
-            )
-            .expect("write sshd_config");
+            let d = dir.path().display().to_string();
+            let mut settings: Vec<(&str, String)> = vec![
+                ("ListenAddress", "127.0.0.1".into()),
+                ("Port", port.to_string()),
+                ("HostKey", format!("{d}/host_ed25519")),
+                ("AuthorizedKeysFile", format!("{d}/authorized_keys")),
+                ("StrictModes", "no".into()),
+                ("PubkeyAuthentication", "yes".into()),
+                ("PasswordAuthentication", "yes".into()),
+                ("KbdInteractiveAuthentication", "no".into()),
+                ("PermitRootLogin", "yes".into()),
+                ("UsePAM", "no".into()),
+                ("PidFile", "none".into()),
+                ("Subsystem", "sftp internal-sftp".into()),
+                ("MaxStartups", "100".into()),
+                ("MaxSessions", "100".into()),
+                ("LogLevel", "VERBOSE".into()),
+            ];
+            for (key, value) in overrides {
+                match settings.iter_mut().find(|(k, _)| k == key) {
+                    Some(setting) => setting.1 = value.to_string(),
+                    None => settings.push((key, value.to_string())),
+                }
+            }
+            let text: String = settings.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            fs::write(&config, text).expect("write sshd_config");
             let log = fs::File::create(&log_path).expect("create sshd.log");
             let mut child = Command::new(&sshd)
                 .args(["-D", "-e", "-f"])

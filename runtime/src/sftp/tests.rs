@@ -248,6 +248,42 @@ async fn password_logins_work() {
         fs::read(s.data_dir().join("pw.txt")).unwrap(),
         b"by password"
     );
+    assert!(s.log().contains("Accepted password"), "{}", s.log());
+    let e = stat(&file, "wrong password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+}
+
+#[tokio::test]
+async fn passwords_fall_back_to_keyboard_interactive() {
+    let test = "passwords_fall_back_to_keyboard_interactive";
+    let Some((user, password)) = sshd::password_account(test) else {
+        return;
+    };
+    // As servers that check passwords through PAM are often set up.
+    let Some(s) = Sshd::start_with(
+        test,
+        &[
+            ("UsePAM", "yes"),
+            ("PasswordAuthentication", "no"),
+            ("KbdInteractiveAuthentication", "yes"),
+        ],
+    ) else {
+        return;
+    };
+    let mut file = url(&s.data_url("kbd.txt"));
+    file.user = user;
+    write(&file, &password, b"by keyboard", false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    assert_eq!(
+        fs::read(s.data_dir().join("kbd.txt")).unwrap(),
+        b"by keyboard"
+    );
+    assert!(
+        s.log().contains("Accepted keyboard-interactive"),
+        "{}",
+        s.log()
+    );
     let e = stat(&file, "wrong password").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
 }
