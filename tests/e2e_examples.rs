@@ -72,6 +72,19 @@ const EXAMPLES: &[Example] = &[
         routes: &["POST /orders", "GET /orders/count"],
     },
     Example {
+        file: "examples/report_export.flow",
+        integration: "weekly_report",
+        flows: &["weekly_orders_report"],
+        required: &[
+            ("sftp_folder", "SFTP_FOLDER"),
+            ("sftp_key", "SFTP_KEY"),
+            ("smtp_url", "SMTP_URL"),
+            ("finance_email", "FINANCE_EMAIL"),
+            ("shop_url", "SHOP_URL"),
+        ],
+        routes: &[],
+    },
+    Example {
         file: "examples/webhook_registration.flow",
         integration: "shop_orders",
         flows: &["register_webhooks", "order_created"],

@@ -7,6 +7,7 @@
 //! and `--config` are not read), a temporary working directory for `file.*`
 //! and `http.*` steps answered in-process by the test's mocks: no network.
 //! Every HTTP call is recorded (method, URL, JSON body, headers).
+//! `file.*` on `sftp://host/dir/f` uses the local `sftp/host/dir/f` there.
 //! `email.send` sends nothing: the message is composed (so a bad address or
 //! attachment fails the step as it would for real), recorded, and the step
 //! returns `true`; a failing test lists the emails its runs sent. Then each
@@ -272,6 +273,72 @@ fn mock_email(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
         Ok(Value::Bool(true))
     }
     .boxed()
+}
+
+/// `file.*` for tests: `sftp://user@host:port/dir/a.csv` is the local
+/// file `sftp/host/dir/a.csv` in the test's working directory (no network,
+/// no `auth:` needed); local paths are used as they are.
+pub fn sftp_as_local() -> Vec<(&'static str, StepFn)> {
+    vec![
+        ("file.read", sftp_local_read as StepFn),
+        ("file.write", sftp_local_write),
+        ("file.append", sftp_local_append),
+        ("file.move", sftp_local_move),
+        ("file.delete", sftp_local_delete),
+        ("file.list", sftp_local_list),
+    ]
+}
+
+fn sftp_local_read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.read", call, 1)
+}
+
+fn sftp_local_write(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.write", call, 1)
+}
+
+fn sftp_local_append(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.append", call, 1)
+}
+
+fn sftp_local_move(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.move", call, 2)
+}
+
+fn sftp_local_delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.delete", call, 1)
+}
+
+fn sftp_local_list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    file_step_locally("file.list", call, 1)
+}
+
+/// Calls the real local `file.*` step with its first `paths` arguments'
+/// `sftp://` URLs mapped into the working directory.
+fn file_step_locally(
+    name: &'static str,
+    mut call: StepCall,
+    paths: usize,
+) -> BoxFuture<'static, Result<Value, StepError>> {
+    for v in call.args.positional.iter_mut().take(paths) {
+        if let Some(local) = v.as_str().and_then(sftp_local_path) {
+            *v = Value::String(local);
+        }
+    }
+    call.args.named.retain(|(n, _)| *n != "auth");
+    match crate::stdlib::step_fns().get(name) {
+        Some(f) => f(call),
+        None => async move { Err(StepError::permanent(format!("no step `{name}`"))) }.boxed(),
+    }
+}
+
+fn sftp_local_path(url: &str) -> Option<String> {
+    let parsed = crate::sftp::SftpUrl::parse(url).ok()?;
+    Some(format!(
+        "sftp/{}/{}",
+        parsed.host,
+        parsed.path.trim_start_matches('/')
+    ))
 }
 
 fn mock_get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
@@ -671,7 +738,11 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
         store: None,
         workers: 1,
         retention: None,
-        step_overrides: http_mocks().into_iter().chain([email_mock()]).collect(),
+        step_overrides: http_mocks()
+            .into_iter()
+            .chain([email_mock()])
+            .chain(sftp_as_local())
+            .collect(),
         ..RuntimeOptions::default()
     };
     let rt = Runtime::new(integration, options).map_err(|e| one(e.to_string()))?;
