@@ -7,7 +7,7 @@
 //!   local `file.list`). A URL never carries a password: it goes in `auth`.
 //! - **auth**: the value of a `Secret` config entry. A private key in OpenSSH
 //!   or PEM format when it starts with `-----BEGIN` (unencrypted), otherwise
-//!   a password.
+//!   a password (the `password` method, else `keyboard-interactive`).
 //! - **host keys**: when the environment variable `FLOW_SFTP_KNOWN_HOSTS`
 //!   names a known_hosts file, the server's key must be listed there for the
 //!   host (`[host]:port` when the port is not 22); otherwise any key is
