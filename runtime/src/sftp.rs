@@ -594,7 +594,11 @@ pub(crate) async fn rename(
     with_session(from, auth, OP_TIMEOUT, false, |conn| {
         let (from, to) = (from.clone(), to.clone());
         async move {
-            stat_file(&conn, &from).await?;
+            let file = stat_file(&conn, &from).await?;
+            if from.path == to.path {
+                // Renaming onto itself would delete it (see `replace`).
+                return Ok(file);
+            }
             create_dirs(&conn, &to, to.parent()).await?;
             replace(&conn, &from, &to).await?;
             stat_file(&conn, &to).await

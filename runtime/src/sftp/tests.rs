@@ -157,6 +157,10 @@ async fn write_read_append_rename_remove_round_trip() {
         b"new\n"
     );
 
+    // Onto itself: nothing happens.
+    rename(&done, &done, key).await.unwrap();
+    assert_eq!(read(&done, key).await.unwrap().0, b"new\n");
+
     assert!(remove(&done, key).await.unwrap());
     assert!(!remove(&done, key).await.unwrap(), "already gone");
     assert!(!s.data_dir().join("done/2026/report.csv").exists());
