@@ -143,3 +143,60 @@ fn a_finally_failed_run_runs_its_on_failure_block() {
         alerts[0].body
     );
 }
+
+/// Scheduled data import: the cursor is kept in the store, so the next
+/// poll — here in a new process on the same store, as after a restart —
+/// asks only for what came after it, and forwards only that.
+#[test]
+fn the_polling_cursor_survives_a_restart() {
+    let sink = Sink::start();
+    sink.on(
+        "GET",
+        "/tickets",
+        [
+            Reply::json(
+                200,
+                json!({ "tickets": [
+                    { "id": 1, "title": "Printer on fire", "updated_at": "2024-05-02T10:00:00Z" },
+                    { "id": 2, "title": "Coffee machine empty", "updated_at": "2024-05-01T09:00:00Z" },
+                ] }),
+            ),
+            Reply::json(
+                200,
+                json!({ "tickets": [
+                    { "id": 3, "title": "Wi-Fi slow", "updated_at": "2024-05-03T08:00:00Z" },
+                ] }),
+            ),
+        ],
+    );
+    let binary = support::build_example("examples/nightly_poll.flow");
+    let work = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", work.path().join("poll.db").display());
+    let env = [("TICKETS_URL", sink.url()), ("SINK_URL", sink.url())];
+    for _ in 0..2 {
+        let done = run_binary(
+            &binary,
+            &env,
+            &["--store", &store, "run", "poll_tickets"],
+            Duration::from_secs(60),
+        );
+        assert_eq!(done.code, Some(0), "{done:#?}");
+    }
+    let polls = sink.requests_to("GET", "/tickets");
+    let queries: Vec<&str> = polls.iter().map(|r| r.query.as_str()).collect();
+    assert_eq!(
+        queries,
+        [
+            "since=1970-01-01T00%3A00%3A00Z",
+            "since=2024-05-02T10%3A00%3A00Z"
+        ],
+        "the second process starts from the first one's cursor"
+    );
+    let forwarded: Vec<i64> = sink
+        .requests_to("POST", "/tickets")
+        .iter()
+        .map(|r| r.body["id"].as_i64().expect("ticket id"))
+        .collect();
+    assert_eq!(forwarded.len(), 3, "{}", sink.summary());
+    assert_eq!(forwarded.iter().filter(|id| **id == 3).count(), 1);
+}
