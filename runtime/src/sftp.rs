@@ -568,6 +568,11 @@ async fn replace(conn: &Conn, from: &SftpUrl, to: &SftpUrl) -> Result<(), SftpEr
                         .await
                         .map_err(|e| proto_error(from, e))
                 }
+                Ok(attrs) if attrs.file_type().is_dir() => Err(SftpError::new(
+                    ErrorKind::Invalid,
+                    to,
+                    "is a folder; a file cannot replace it",
+                )),
                 _ => Err(proto_error(from, ProtoError::Status(s))),
             }
         }

@@ -188,6 +188,18 @@ async fn missing_files_are_permanent_errors_naming_the_url() {
     let e = read(&url(&s.data_url("")), key).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
     assert!(!e.is_retryable());
+    fs::create_dir(s.data_dir().join("folder")).unwrap();
+    let e = write(&url(&s.data_url("folder")), key, b"x", false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: is a folder", s.data_url("folder"))),
+        "{e}"
+    );
+    // The temporary file was removed.
+    assert_eq!(fs::read_dir(s.data_dir()).unwrap().count(), 1);
 }
 
 #[tokio::test]
