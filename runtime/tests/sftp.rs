@@ -18,7 +18,8 @@ use flow_runtime::{
 };
 use sshd::Sshd;
 
-fn once() -> StepOptions {
+/// Two retries 10 ms apart: a permanent error must still end after one attempt.
+fn quick_retries() -> StepOptions {
     StepOptions {
         retry: 2,
         backoff_min: std::time::Duration::from_millis(10),
@@ -48,7 +49,7 @@ fn exchange(cx: Ctx) -> FlowFuture {
         let auth = key(&cx);
         let step = |name: &'static str, call: &'static str, args: Args| {
             let cx = cx.clone();
-            async move { cx.step(name, once(), call, args).await }
+            async move { cx.step(name, quick_retries(), call, args).await }
         };
         let report = remote(&cx, "/out/report.csv");
         step(
@@ -135,7 +136,7 @@ fn read_missing(cx: Ctx) -> FlowFuture {
         let args = Args::new()
             .arg(remote(&cx, "/nope.csv"))
             .kw("auth", key(&cx));
-        cx.step("fetch", once(), "file.read", args).await?;
+        cx.step("fetch", quick_retries(), "file.read", args).await?;
         Ok(Outcome::Succeeded)
     })
 }
@@ -143,7 +144,7 @@ fn read_missing(cx: Ctx) -> FlowFuture {
 fn without_auth(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
         let args = Args::new().arg(remote(&cx, "/a.csv"));
-        cx.step("fetch", once(), "file.read", args).await?;
+        cx.step("fetch", quick_retries(), "file.read", args).await?;
         Ok(Outcome::Succeeded)
     })
 }
