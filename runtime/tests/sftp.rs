@@ -163,6 +163,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
         def("exchange", exchange),
         def("read_missing", read_missing),
         def("without_auth", without_auth),
+        def("unreachable", read_missing),
     ]
 }
 
@@ -300,4 +301,35 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
     let error = exec.error.unwrap_or_default();
     assert!(error.contains("needs `auth:`"), "{error}");
     assert_eq!(journal[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried() {
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", "a password")], None),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Nothing listens on the port once the listener is dropped.
+    let id = new_execution_id();
+    let input = json!({ "remote": format!("sftp://u@127.0.0.1:{port}/in"), "local": "." });
+    let exec = rt
+        .run_inline(id.clone(), "unreachable", json!({ "input": input }))
+        .await
+        .expect("run");
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "file.read: sftp://u@127.0.0.1:{port}: cannot connect"
+        )),
+        "{error}"
+    );
+    let journal = rt.store().journal(&id).await.expect("journal");
+    assert_eq!(journal[0].attempts, 3, "retried twice: {journal:#?}");
 }
