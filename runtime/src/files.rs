@@ -65,7 +65,7 @@ pub(crate) fn start(rt: &Runtime) -> Vec<JoinHandle<()>> {
             flow: def.name,
             trigger: trigger.clone(),
             source,
-            last_look: HashMap::new(),
+            last_look: Looks::default(),
             claims: HashMap::new(),
             poke: Arc::new(Notify::new()),
         };
@@ -127,13 +127,38 @@ fn held_files(trigger: &Value) -> Vec<Held> {
     }
 }
 
+/// `(size, modified)` of each file a look saw: a file is still being
+/// written while these change between looks.
+#[derive(Debug, Default)]
+struct Looks(HashMap<String, (u64, DateTime<Utc>)>);
+
+impl Looks {
+    /// Splits files into (unchanged since the last look, new or changed),
+    /// and remembers this look.
+    fn compare(&mut self, files: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>) {
+        let mut look = HashMap::with_capacity(files.len());
+        let (mut same, mut changed) = (Vec::new(), Vec::new());
+        for f in files {
+            let seen = (f.size, f.modified);
+            if self.0.get(&f.location) == Some(&seen) {
+                same.push(f.clone());
+            } else {
+                changed.push(f.clone());
+            }
+            look.insert(f.location, seen);
+        }
+        self.0 = look;
+        (same, changed)
+    }
+}
+
 struct Scanner {
     rt: Runtime,
     flow: &'static str,
     trigger: FilesTrigger,
     source: Source,
-    /// `(size, modified)` of each listed file at the previous look.
-    last_look: HashMap<String, (u64, DateTime<Utc>)>,
+    /// What the previous look saw.
+    last_look: Looks,
     /// Runs holding files and not yet settled: execution id → its files.
     claims: HashMap<String, Vec<Held>>,
     /// Woken when a run this scanner stored ends, to settle it at once.
@@ -212,12 +237,12 @@ impl Scanner {
             files.retain(|f| markers.contains(&f.name));
             return Ok(files);
         }
-        let (mut ready, waiting) = self.compare_with_last_look(files);
+        let (mut ready, waiting) = self.last_look.compare(files);
         if !waiting.is_empty() {
             let settle = (self.trigger.every / 2).min(MAX_SETTLE);
             tokio::time::sleep(settle).await;
             let (again, _) = self.split_markers(self.source.list().await?);
-            let (stable, _) = self.compare_with_last_look(again);
+            let (stable, _) = self.last_look.compare(again);
             let waiting: HashSet<String> = waiting.into_iter().map(|e| e.location).collect();
             ready.extend(stable.into_iter().filter(|e| waiting.contains(&e.location)));
         }
@@ -239,24 +264,6 @@ impl Scanner {
             }
         }
         (files, markers)
-    }
-
-    /// Splits files into (unchanged since the last look, new or changed),
-    /// and remembers this look.
-    fn compare_with_last_look(&mut self, files: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>) {
-        let mut look = HashMap::with_capacity(files.len());
-        let (mut same, mut changed) = (Vec::new(), Vec::new());
-        for f in files {
-            let seen = (f.size, f.modified);
-            if self.last_look.get(&f.location) == Some(&seen) {
-                same.push(f.clone());
-            } else {
-                changed.push(f.clone());
-            }
-            look.insert(f.location, seen);
-        }
-        self.last_look = look;
-        (same, changed)
     }
 
     /// Reads the files and stores their run; the run then holds them.
@@ -406,6 +413,40 @@ mod tests {
             s(7200),
             "never shorter than the period"
         );
+    }
+
+    fn entry(name: &str, size: u64, second: i64) -> Entry {
+        Entry {
+            location: format!("in/{name}"),
+            name: name.into(),
+            size,
+            modified: DateTime::from_timestamp(second, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_file_is_ready_once_two_looks_agree() {
+        let mut looks = Looks::default();
+        let names = |v: Vec<Entry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        // First look: everything is new.
+        let (same, changed) = looks.compare(vec![entry("a", 10, 1), entry("b", 5, 1)]);
+        assert!(same.is_empty());
+        assert_eq!(names(changed), ["a", "b"]);
+        // `a` is still growing; `b` is quiet.
+        let (same, changed) = looks.compare(vec![entry("a", 20, 2), entry("b", 5, 1)]);
+        assert_eq!(
+            (names(same), names(changed)),
+            (vec!["b".to_string()], vec!["a".to_string()])
+        );
+        // `a` stopped; `b` was taken away; `c` appears.
+        let (same, changed) = looks.compare(vec![entry("a", 20, 2), entry("c", 1, 3)]);
+        assert_eq!(
+            (names(same), names(changed)),
+            (vec!["a".to_string()], vec!["c".to_string()])
+        );
+        // Touched without a size change is still a change.
+        let (same, changed) = looks.compare(vec![entry("a", 20, 9)]);
+        assert_eq!((same.len(), names(changed)), (0, vec!["a".to_string()]));
     }
 
     #[test]
