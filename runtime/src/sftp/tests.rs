@@ -391,6 +391,35 @@ async fn a_dropped_connection_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_broken_sftp_channel_is_replaced_and_reads_are_tried_again() {
+    let Some(s) = server("a_broken_sftp_channel_is_replaced_and_reads_are_tried_again") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    write(&file, key, b"1", false).await.unwrap();
+    // The SSH connection stays up but its SFTP channel is gone.
+    let (conn, _) = session(&file, key).await.unwrap();
+    conn.sftp.close().await.unwrap();
+    drop(conn);
+    // A read fails on the cached session, then succeeds on a new one.
+    assert_eq!(read(&file, key).await.unwrap().0, b"1");
+    assert_eq!(handshakes(&file, key).await, 2);
+
+    // A write is not repeated by the client: it fails retryably, and the
+    // next operation connects again.
+    let (conn, _) = session(&file, key).await.unwrap();
+    conn.sftp.close().await.unwrap();
+    drop(conn);
+    let e = write(&file, key, b"2", false).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(handshakes(&file, key).await, 2);
+    write(&file, key, b"2", false).await.unwrap();
+    assert_eq!(handshakes(&file, key).await, 3);
+    assert_eq!(fs::read(s.data_dir().join("a.txt")).unwrap(), b"2");
+}
+
+#[tokio::test]
 async fn five_megabytes_round_trip() {
     let Some(s) = server("five_megabytes_round_trip") else {
         return;
