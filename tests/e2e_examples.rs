@@ -23,6 +23,17 @@ struct Example {
 
 const EXAMPLES: &[Example] = &[
     Example {
+        file: "examples/bug_export.flow",
+        integration: "bug_export",
+        flows: &["issue_labelled"],
+        required: &[
+            ("tracker_url", "TRACKER_URL"),
+            ("tracker_token", "TRACKER_TOKEN"),
+            ("webhook_secret", "WEBHOOK_SECRET"),
+        ],
+        routes: &["POST /hooks/issues"],
+    },
+    Example {
         file: "examples/crm_events.flow",
         integration: "crm_events",
         flows: &["crm_webhook", "opportunity_updated", "contact_created"],
@@ -31,6 +42,22 @@ const EXAMPLES: &[Example] = &[
             ("warehouse_token", "WAREHOUSE_TOKEN"),
         ],
         routes: &["POST /crm/events"],
+    },
+    Example {
+        file: "examples/crm_helpdesk.flow",
+        integration: "crm_helpdesk",
+        flows: &["contact_to_helpdesk", "user_to_crm", "ticket_to_crm"],
+        required: &[
+            ("crm_url", "CRM_URL"),
+            ("crm_token", "CRM_TOKEN"),
+            ("helpdesk_url", "HELPDESK_URL"),
+            ("helpdesk_token", "HELPDESK_TOKEN"),
+        ],
+        routes: &[
+            "POST /crm/contacts",
+            "POST /helpdesk/users",
+            "POST /helpdesk/tickets",
+        ],
     },
     Example {
         file: "examples/customer_lookup.flow",
@@ -83,6 +110,30 @@ const EXAMPLES: &[Example] = &[
             ("shop_url", "SHOP_URL"),
         ],
         routes: &[],
+    },
+    Example {
+        file: "examples/shop_erp.flow",
+        integration: "shop_erp",
+        flows: &["order_paid", "stock_to_shop"],
+        required: &[
+            ("shop_url", "SHOP_URL"),
+            ("shop_token", "SHOP_TOKEN"),
+            ("webhook_secret", "WEBHOOK_SECRET"),
+            ("erp_url", "ERP_URL"),
+            ("erp_token", "ERP_TOKEN"),
+        ],
+        routes: &["POST /shop/orders/paid"],
+    },
+    Example {
+        file: "examples/shop_events.flow",
+        integration: "shop_events",
+        flows: &["order_event"],
+        required: &[
+            ("erp_url", "ERP_URL"),
+            ("erp_token", "ERP_TOKEN"),
+            ("webhook_secret", "WEBHOOK_SECRET"),
+        ],
+        routes: &["POST /shop/events"],
     },
     Example {
         file: "examples/webhook_registration.flow",
