@@ -9,8 +9,10 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
+-- `wrk ... -- NAME` prefixes the keys with NAME (several wrk processes at
+-- once, as benches/replicas.sh runs them, must not send the same keys).
 function init(args)
-  prefix = "t" .. tostring(tid) .. "-" .. tostring(os.time()) .. "-"
+  prefix = (args[1] or "") .. "t" .. tostring(tid) .. "-" .. tostring(os.time()) .. "-"
 end
 
 local body = '{"type":"order.created","order":{"id":12345,"total":42.5,"lines":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}]}}'
