@@ -834,6 +834,13 @@ impl HostKeyCheck {
             return Ok(());
         };
         let shown = path.display().to_string();
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(SftpError::new(
+                ErrorKind::HostKey,
+                server,
+                format!("cannot read the known_hosts file {shown} ({KNOWN_HOSTS_ENV}): {e}"),
+            ));
+        }
         match russh::keys::check_known_hosts_path(&server.host, server.port, key, path) {
             Ok(true) => Ok(()),
             Ok(false) => Err(SftpError::new(

@@ -466,6 +466,11 @@ async fn host_keys_are_checked_against_a_known_hosts_file() {
     fs::write(&known, format!("[otherhost]:22 {kind} {other}\n")).unwrap();
     slot.lock().await.conn = None;
     let unknown = stat(&file, key).await;
+
+    // A known_hosts file that does not exist: refused, saying so.
+    lock(&TEST_KNOWN_HOSTS).insert(s.port(), known.with_file_name("missing"));
+    slot.lock().await.conn = None;
+    let missing = stat(&file, key).await;
     lock(&TEST_KNOWN_HOSTS).remove(&s.port());
 
     ok.unwrap();
@@ -477,4 +482,10 @@ async fn host_keys_are_checked_against_a_known_hosts_file() {
     assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
     assert!(e.to_string().contains("is not listed in"), "{e}");
     assert!(e.to_string().contains("SHA256:"), "{e}");
+    let e = missing.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(
+        e.to_string().contains("cannot read the known_hosts file"),
+        "{e}"
+    );
 }
