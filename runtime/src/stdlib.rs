@@ -22,7 +22,7 @@ use crate::ctx::{Args, StepCall};
 use crate::engine::StepFn;
 use crate::error::{RunError, StepError};
 
-pub(crate) use file::{complete_file, file_json, file_value, glob_match};
+pub(crate) use file::{complete_file, file_json, file_value, glob_match, split_glob};
 pub(crate) use http::request_url;
 pub(crate) use pure::hmac_hex;
 pub use pure::PureFn;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::ops::format_time;
 use crate::sftp::{self, SftpUrl};
-use crate::stdlib::{file_json, glob_match};
+use crate::stdlib::{file_json, glob_match, split_glob};
 
 /// One listed file.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,16 +87,10 @@ impl Source {
         if glob.is_empty() || glob.ends_with('/') {
             return Err(format!("files trigger {glob:?}: the glob names no files"));
         }
-        let path = Path::new(glob);
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let pattern = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| format!("files trigger {glob:?}: the glob names no files"))?;
+        let (dir, pattern) = split_glob(Path::new(glob));
+        if pattern.is_empty() {
+            return Err(format!("files trigger {glob:?}: the glob names no files"));
+        }
         Ok(Source::Local { dir, pattern })
     }
 

@@ -234,14 +234,7 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
             return remote::list(&call, url).await;
         }
         let glob = path_arg(&call, 0, "glob", f)?;
-        let dir = match glob.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let pattern = glob
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (dir, pattern) = split_glob(&glob);
         let mut names = Vec::new();
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(e) => e,
@@ -271,6 +264,20 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
         Ok(Value::Array(files))
     }
     .boxed()
+}
+
+/// A glob's folder (`.` when it has none) and file-name pattern (empty
+/// when the glob ends with `/`).
+pub(crate) fn split_glob(glob: &Path) -> (PathBuf, String) {
+    let dir = match glob.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let pattern = glob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, pattern)
 }
 
 /// Matches `*` (any run of characters) and `?` (one character).
