@@ -35,6 +35,20 @@ pub use memory::MemoryStore;
 pub use postgres::{schema_for as postgres_schema_for, PostgresOptions, PostgresStore};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
+/// How many times a run is taken over after its lease expired (or put
+/// back in the queue by [`Store::requeue_interrupted`]) before the store
+/// gives up on it: a run that kills or stalls every process that runs it
+/// would otherwise go round forever. It is then marked failed with
+/// [`abandoned_message`]; a replay starts the count again.
+pub const MAX_TAKEOVERS: u32 = 5;
+
+/// The error recorded on a run given up after [`MAX_TAKEOVERS`].
+pub fn abandoned_message() -> String {
+    format!(
+        "abandoned after {MAX_TAKEOVERS} take-overs: the process running it died or stalled each time (replay it once the cause is fixed)"
+    )
+}
+
 /// `url` with its password (between `user:` and `@`) shown as `***`, for
 /// logs and error messages.
 pub fn redact_url(url: &str) -> String {
@@ -343,7 +357,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases the oldest queued execution, or a running one whose lease
     /// expired, to `worker` for `lease`; marks it running, bumps `attempts`
-    /// and the lease epoch ([`Execution::lease`] is the new lease).
+    /// and the lease epoch ([`Execution::lease`] is the new lease). An
+    /// expired run already taken over [`MAX_TAKEOVERS`] times is marked
+    /// failed instead.
     fn claim<'a>(
         &'a self,
         worker: &'a str,
@@ -399,8 +415,9 @@ pub trait Store: Send + Sync + 'static {
     /// `serve`; memory) puts every `running` execution back in the queue:
     /// whoever held it is gone, so waiting for its lease to expire would only
     /// delay the resume. A store shared by several live processes
-    /// (PostgreSQL) does nothing and lets leases expire. Returns how many
-    /// executions were requeued.
+    /// (PostgreSQL) does nothing and lets leases expire. Each requeue counts
+    /// as a take-over ([`MAX_TAKEOVERS`]: a run past it is marked failed).
+    /// Returns how many executions were requeued.
     fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Retention: deletes `succeeded` and `skipped` executions created

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use flow_runtime::store::{abandoned_message, PostgresOptions, PostgresStore, MAX_TAKEOVERS};
 use flow_runtime::store::{
     Durability, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, SqliteOptions,
     SqliteStore, Status, StepRecord, StepStatus, Store, StoreError,
 };
-use flow_runtime::store::{PostgresOptions, PostgresStore};
 use serde_json::json;
 
 mod pg_support;
@@ -53,9 +53,19 @@ fn lease(e: &Execution) -> Lease {
 
 /// Claims until `want` comes back (leases expire by the clock), bounded.
 async fn claim_until(s: &dyn Store, worker: &str, want: &str) -> flow_runtime::store::Execution {
+    claim_for_until(s, worker, LONG, want).await
+}
+
+/// [`claim_until`] with a lease of `lease`.
+async fn claim_for_until(
+    s: &dyn Store,
+    worker: &str,
+    lease: Duration,
+    want: &str,
+) -> flow_runtime::store::Execution {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(e) = s.claim(worker, LONG).await.unwrap() {
+        if let Some(e) = s.claim(worker, lease).await.unwrap() {
             assert_eq!(e.id, want, "claimed another execution");
             return e;
         }
@@ -241,6 +251,53 @@ async fn expired_leases_are_taken_over(s: &dyn Store) {
     assert!(!s.renew("a", &lease(&a), LONG).await.unwrap(), "w1 lost it");
     assert!(s.renew("a", &lease(&taken), LONG).await.unwrap());
     assert!(s.claim("w3", LONG).await.unwrap().is_none(), "renewed");
+}
+
+async fn runs_taken_over_too_often_are_given_up(s: &dyn Store) {
+    let short = Duration::from_millis(1);
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    assert_eq!(s.claim("w0", short).await.unwrap().unwrap().attempts, 1);
+    for i in 1..=MAX_TAKEOVERS {
+        let e = claim_for_until(s, &format!("w{i}"), short, "a").await;
+        assert_eq!(e.attempts, i + 1);
+    }
+    // Its lease expires once more: the store gives up on it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        assert!(s.claim("w", LONG).await.unwrap().is_none());
+        let a = s.get("a").await.unwrap().unwrap();
+        if a.status != Status::Running {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "never given up: {a:?}");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(a.status, Status::Failed);
+    assert_eq!(a.error, Some(abandoned_message()));
+    assert!(a.lease().is_none() && a.finished_at.is_some());
+    // A replay starts the count again.
+    s.requeue("a").await.unwrap().unwrap();
+    assert_eq!(
+        s.claim("w", short).await.unwrap().unwrap().attempts,
+        MAX_TAKEOVERS + 2
+    );
+    let again = claim_for_until(s, "w", LONG, "a").await;
+    assert_eq!(again.status, Status::Running);
+}
+
+async fn restarts_count_as_take_overs(s: &dyn Store) {
+    s.enqueue(new("a", "f", None)).await.unwrap();
+    s.claim("w", LONG).await.unwrap().unwrap();
+    for _ in 0..MAX_TAKEOVERS {
+        assert_eq!(s.requeue_interrupted().await.unwrap(), 1);
+        s.claim("w", LONG).await.unwrap().unwrap();
+    }
+    assert_eq!(s.requeue_interrupted().await.unwrap(), 0);
+    let a = s.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.error),
+        (Status::Failed, Some(abandoned_message()))
+    );
 }
 
 async fn stale_leases_are_fenced(s: &dyn Store) {
@@ -803,6 +860,7 @@ backends!(
         inline_runs_are_stored_running,
         expired_leases_are_taken_over,
         stale_leases_are_fenced,
+        runs_taken_over_too_often_are_given_up,
         batch_claims_and_heartbeats,
         concurrent_claims_never_share_a_run,
         release_requeues_with_the_journal,
@@ -813,7 +871,7 @@ backends!(
         state_and_deployed_version,
         retention_purges_old_finished_runs,
     ],
-    exclusive: [interrupted_runs_are_requeued],
+    exclusive: [interrupted_runs_are_requeued, restarts_count_as_take_overs],
 );
 
 // SQLite only: what the file keeps across processes.

@@ -10,8 +10,8 @@ use futures::future::{BoxFuture, FutureExt};
 use serde_json::{Map, Value};
 
 use super::{
-    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord, Store,
-    StoreError, StoreResult,
+    abandoned_message, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status,
+    StepRecord, Store, StoreError, StoreResult,
 };
 
 #[derive(Default)]
@@ -27,6 +27,8 @@ struct Inner {
     /// Running executions (where expired leases are looked for).
     running: HashSet<String>,
     journal: HashMap<String, Vec<StepRecord>>,
+    /// Take-overs since the last replay (see [`super::MAX_TAKEOVERS`]).
+    takeovers: HashMap<String, u32>,
     dedupe: HashMap<(String, String), String>,
     /// Each flow's last tick and the execution it started.
     ticks: HashMap<String, (DateTime<Utc>, String)>,
@@ -35,6 +37,25 @@ struct Inner {
 }
 
 impl Inner {
+    /// Counts a take-over of `id`; `false` (and the run marked failed) when
+    /// it had all it may have.
+    fn take_over(&mut self, id: &str) -> bool {
+        let n = self.takeovers.entry(id.to_string()).or_insert(0);
+        if *n < super::MAX_TAKEOVERS {
+            *n += 1;
+            return true;
+        }
+        self.running.remove(id);
+        if let Some(e) = self.executions.get_mut(id) {
+            e.status = Status::Failed;
+            e.error = Some(abandoned_message());
+            e.finished_at = Some(Utc::now());
+            e.lease_owner = None;
+            e.lease_expires = None;
+        }
+        false
+    }
+
     /// The execution if `lease` still holds it.
     fn leased(&mut self, id: &str, lease: &Lease) -> Option<&mut Execution> {
         self.executions
@@ -145,16 +166,21 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
         let claimed = self.with(|s| {
             let now = Utc::now();
-            let id = match s.queue.pop_first() {
-                Some((_, id)) => Some(id),
-                None => s
+            let id = loop {
+                if let Some((_, id)) = s.queue.pop_first() {
+                    break id;
+                }
+                let expired = s
                     .running
                     .iter()
                     .filter_map(|id| s.executions.get(id))
                     .filter(|e| e.lease_expires.is_some_and(|t| t <= now))
                     .min_by_key(|e| s.seq.get(&e.id).copied().unwrap_or(u64::MAX))
-                    .map(|e| e.id.clone()),
-            }?;
+                    .map(|e| e.id.clone())?;
+                if s.take_over(&expired) {
+                    break expired;
+                }
+            };
             s.running.insert(id.clone());
             let exec = s.executions.get_mut(&id)?;
             exec.status = Status::Running;
@@ -187,16 +213,22 @@ impl Store for MemoryStore {
 
     fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>> {
         let n = self.with(|s| {
-            let running: Vec<String> = s.running.drain().collect();
+            let running: Vec<String> = s.running.iter().cloned().collect();
+            let mut n = 0;
             for id in &running {
+                if !s.take_over(id) {
+                    continue;
+                }
+                s.running.remove(id);
                 if let Some(e) = s.executions.get_mut(id) {
                     e.status = Status::Queued;
                     e.lease_owner = None;
                     e.lease_expires = None;
                 }
                 s.push_queue(id);
+                n += 1;
             }
-            running.len() as u64
+            n
         });
         async move { Ok(n) }.boxed()
     }
@@ -266,8 +298,9 @@ impl Store for MemoryStore {
 
     fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
         let r = self.with(|s| {
-            let e = s.executions.get_mut(id)?;
-            if e.status.is_final() {
+            if s.executions.get(id)?.status.is_final() {
+                s.takeovers.remove(id);
+                let e = s.executions.get_mut(id)?;
                 e.status = Status::Queued;
                 e.finished_at = None;
                 e.result = None;

@@ -43,8 +43,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord,
-    StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -73,7 +73,8 @@ CREATE TABLE $S.executions (
     error_step    TEXT,
     lease_owner   TEXT,
     lease_expires TIMESTAMPTZ,
-    lease_epoch   BIGINT NOT NULL DEFAULT 0
+    lease_epoch   BIGINT NOT NULL DEFAULT 0,
+    takeovers     INTEGER NOT NULL DEFAULT 0
 ) WITH (fillfactor = 80);
 -- Rows are updated a few times each (claimed, renewed, finished): free
 -- space per page keeps those updates HOT (no new index entries).
@@ -443,16 +444,32 @@ impl PostgresStore {
         let mut out = claimed_rows(self.query(&queued, &[&worker, &secs, &n]).await?)?;
         let left = n - out.len() as i64;
         if left > 0 {
+            // Runs taken over too often are given up (marked failed).
+            let max = i32::try_from(super::MAX_TAKEOVERS).unwrap_or(i32::MAX);
+            let given_up = self
+                .execute(
+                    "UPDATE $S.executions SET status = 'failed', error = $1, \
+                     finished_at = now(), lease_owner = NULL, lease_expires = NULL \
+                     WHERE seq IN (SELECT seq FROM $S.executions WHERE status = 'running' \
+                     AND lease_expires <= now() AND takeovers >= $2 \
+                     FOR UPDATE SKIP LOCKED)",
+                    &[&abandoned_message(), &max],
+                )
+                .await?;
+            if given_up > 0 {
+                tracing::warn!(count = given_up, "runs given up after too many take-overs");
+            }
             // Take-over of runs whose holder stopped renewing (crashed,
             // paused, partitioned), by the database's clock.
             let expired = format!(
-                "UPDATE $S.executions e {set} FROM (SELECT seq FROM $S.executions \
-                 WHERE status = 'running' AND lease_expires <= now() \
+                "UPDATE $S.executions e {set}, takeovers = e.takeovers + 1 \
+                 FROM (SELECT seq FROM $S.executions \
+                 WHERE status = 'running' AND lease_expires <= now() AND takeovers < $4 \
                  ORDER BY lease_expires LIMIT $3 FOR UPDATE SKIP LOCKED) p \
                  WHERE e.seq = p.seq RETURNING {}",
                 prefixed_columns()
             );
-            let taken = claimed_rows(self.query(&expired, &[&worker, &secs, &left]).await?)?;
+            let taken = claimed_rows(self.query(&expired, &[&worker, &secs, &left, &max]).await?)?;
             for e in &taken {
                 tracing::info!(execution_id = %e.id, attempt = e.attempts, "taking over a run whose lease expired");
             }
@@ -935,7 +952,7 @@ impl Store for PostgresStore {
                 .execute(
                     "UPDATE $S.executions SET status = 'queued', finished_at = NULL, \
                      result = NULL, error = NULL, error_step = NULL, lease_owner = NULL, \
-                     lease_expires = NULL WHERE id = $1 \
+                     lease_expires = NULL, takeovers = 0 WHERE id = $1 \
                      AND status IN ('succeeded', 'failed', 'skipped')",
                     &[&id],
                 )

@@ -63,8 +63,8 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status, StepRecord,
-    StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
 };
 
 /// Most jobs committed in one transaction.
@@ -146,6 +146,8 @@ CREATE TABLE meta (
 "#,
     // 2: the fencing token of leases (bumped by every claim).
     "ALTER TABLE executions ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;",
+    // 3: take-overs since the last replay (MAX_TAKEOVERS).
+    "ALTER TABLE executions ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// What a commit promises (`--durability`).
@@ -738,26 +740,43 @@ fn select_execution(conn: &Connection, id: &str) -> rusqlite::Result<Option<Exec
 /// Leases the oldest queued execution, or the run whose lease expired first.
 fn claim_row(c: &Connection, worker: &str, lease: Duration) -> rusqlite::Result<Option<ExecRow>> {
     let now = micros(Utc::now());
-    let mut seq: Option<i64> = c
+    let queued: Option<i64> = c
         .prepare_cached("SELECT seq FROM executions WHERE status = 'queued' ORDER BY seq LIMIT 1")?
         .query_row([], |r| r.get(0))
         .optional()?;
-    if seq.is_none() {
-        seq = c
-            .prepare_cached(
-                "SELECT seq FROM executions WHERE status = 'running' \
-                 AND lease_expires <= ?1 ORDER BY lease_expires LIMIT 1",
+    let (seq, takeover) = match queued {
+        Some(seq) => (seq, 0),
+        None => {
+            // Runs taken over too often are given up first.
+            c.prepare_cached(
+                "UPDATE executions SET status = 'failed', error = ?1, finished_at = ?2, \
+                 lease_owner = NULL, lease_expires = NULL WHERE status = 'running' \
+                 AND lease_expires <= ?2 AND takeovers >= ?3",
             )?
-            .query_row([now], |r| r.get(0))
-            .optional()?;
-    }
-    let Some(seq) = seq else { return Ok(None) };
+            .execute(params![abandoned_message(), now, super::MAX_TAKEOVERS])?;
+            let expired: Option<i64> = c
+                .prepare_cached(
+                    "SELECT seq FROM executions WHERE status = 'running' \
+                     AND lease_expires <= ?1 ORDER BY lease_expires LIMIT 1",
+                )?
+                .query_row([now], |r| r.get(0))
+                .optional()?;
+            match expired {
+                Some(seq) => (seq, 1),
+                None => return Ok(None),
+            }
+        }
+    };
     c.prepare_cached(&format!(
         "UPDATE executions SET status = 'running', lease_owner = ?1, \
          lease_expires = ?2, started_at = ?3, attempts = attempts + 1, \
-         lease_epoch = lease_epoch + 1 WHERE seq = ?4 RETURNING {EXEC_COLUMNS}"
+         lease_epoch = lease_epoch + 1, takeovers = takeovers + ?5 \
+         WHERE seq = ?4 RETURNING {EXEC_COLUMNS}"
     ))?
-    .query_row(params![worker, lease_until(lease), now, seq], exec_row)
+    .query_row(
+        params![worker, lease_until(lease), now, seq, takeover],
+        exec_row,
+    )
     .optional()
 }
 
@@ -915,9 +934,19 @@ impl Store for SqliteStore {
             return async { Ok(0) }.boxed();
         }
         self.write(|c| {
+            c.execute(
+                "UPDATE executions SET status = 'failed', error = ?1, finished_at = ?2, \
+                 lease_owner = NULL, lease_expires = NULL WHERE status = 'running' \
+                 AND takeovers >= ?3",
+                params![
+                    abandoned_message(),
+                    micros(Utc::now()),
+                    super::MAX_TAKEOVERS
+                ],
+            )?;
             let n = c.execute(
                 "UPDATE executions SET status = 'queued', lease_owner = NULL, \
-                 lease_expires = NULL WHERE status = 'running'",
+                 lease_expires = NULL, takeovers = takeovers + 1 WHERE status = 'running'",
                 [],
             )?;
             Ok(n as u64)
@@ -1057,8 +1086,8 @@ impl Store for SqliteStore {
         let row = self.write(move |c| {
             c.prepare_cached(
                 "UPDATE executions SET status = 'queued', finished_at = NULL, result = NULL, \
-                 error = NULL, error_step = NULL, lease_owner = NULL, lease_expires = NULL \
-                 WHERE id = ?1 AND status IN ('succeeded', 'failed', 'skipped')",
+                 error = NULL, error_step = NULL, lease_owner = NULL, lease_expires = NULL, \
+                 takeovers = 0 WHERE id = ?1 AND status IN ('succeeded', 'failed', 'skipped')",
             )?
             .execute([&id])?;
             select_execution(c, &id)
