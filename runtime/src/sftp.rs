@@ -80,7 +80,8 @@ impl SftpUrl {
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sftp://"))
     }
 
-    /// Parses `sftp://user@host[:port]/abs/path`. Errors name the URL with
+    /// Parses `sftp://[user@]host[:port]/abs/path` (the user defaults to
+    /// the one running this process, from `USER` or `LOGNAME`). Errors name the URL with
     /// any password in it masked.
     pub(crate) fn parse(s: &str) -> Result<SftpUrl, SftpError> {
         let bad = |why: &str| SftpError::new(ErrorKind::InvalidUrl, masked(s), why.to_string());
@@ -96,9 +97,11 @@ impl SftpUrl {
                 ))
             }
         };
+        // Without a user, the one this process runs as, like `ssh host`.
+        let default_user = default_user();
         let (userinfo, hostport) = match authority.rfind('@') {
             Some(i) => (&authority[..i], &authority[i + 1..]),
-            None => return Err(bad("needs a user name (sftp://USER@HOST/PATH)")),
+            None => (default_user.as_str(), authority),
         };
         if userinfo.contains(':') {
             return Err(bad(
@@ -1024,3 +1027,11 @@ async fn connect(server: &SftpUrl, auth: &str) -> Result<Conn, SftpError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The user this process runs as (`USER`, else `LOGNAME`), empty when
+/// neither is set.
+fn default_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default()
+}

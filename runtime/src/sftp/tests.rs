@@ -46,6 +46,14 @@ fn urls_parse_with_default_and_explicit_ports() {
     assert_eq!((u.host.as_str(), u.port), ("::1", 2200));
     assert_eq!(u.to_string(), "sftp://carol@[::1]:2200/x/y");
     assert_eq!(url(&u.to_string()), u, "Display parses back");
+    // No user: the one running this process, like `ssh host`.
+    match SftpUrl::parse("sftp://files.example.com/out/*.csv") {
+        Ok(u) => assert_eq!(u.user, default_user()),
+        Err(e) => assert!(
+            default_user().is_empty() && e.to_string().contains("needs a user name"),
+            "{e}"
+        ),
+    }
     assert!(SftpUrl::is_sftp("sftp://a@b/c"));
     assert!(!SftpUrl::is_sftp("inbox/sftp.csv"));
 }
@@ -55,7 +63,6 @@ fn bad_urls_are_permanent_errors_that_never_echo_a_password() {
     for (input, why) in [
         ("http://a@b/c", "not an sftp:// URL"),
         ("sftp://a@b", "needs an absolute path"),
-        ("sftp://host/c", "needs a user name"),
         ("sftp://@host/c", "needs a user name"),
         ("sftp://a@/c", "needs a host name"),
         ("sftp://a@h:0/c", "port must be"),
