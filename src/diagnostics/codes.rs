@@ -117,6 +117,8 @@ codes! {
     ErrorOutsideFailure = "E0406", "`error` outside `on failure`";
     UselessExpression = "E0407", "expression statement without effect";
     BadStepOption = "E0409", "invalid retry, backoff or timeout";
+    SqlNotLiteral = "E0410", "SQL text that is not a string literal";
+    SqlPlaceholders = "E0411", "SQL placeholders that do not match `args:`";
 
     // ---- config and secrets
     SecretLeak = "E0500", "secret value used where it could be printed";
