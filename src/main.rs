@@ -318,15 +318,16 @@ fn graph(path: &Path, format: GraphFormat) -> ExitCode {
 /// Checks a file and generates its code: `(integration name, main.rs)`.
 /// Diagnostics are printed; the error is the exit code to use.
 fn compile(path: &Path) -> Result<(String, String), ExitCode> {
-    compile_reporting(path, &mut |_| {})
+    compile_reporting(path, &mut |_| {}).map(|(name, code, _)| (name, code))
 }
 
 /// [`compile`], calling `generating` with the integration's name once the
-/// file has checked, before code generation.
+/// file has checked, before code generation; also returns the runtime
+/// features the integration needs.
 fn compile_reporting(
     path: &Path,
     generating: &mut dyn FnMut(&str),
-) -> Result<(String, String), ExitCode> {
+) -> Result<(String, String, Vec<&'static str>), ExitCode> {
     let name = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
         eprintln!("error: cannot read {name}: {e}");
@@ -361,7 +362,8 @@ fn compile_reporting(
     }
     generating(&file.integration.name);
     let code = flowc::codegen::generate(&file, &checked.program, &source);
-    Ok((file.integration.name.clone(), code))
+    let features = flowc::codegen::runtime_features(&file);
+    Ok((file.integration.name.clone(), code, features))
 }
 
 /// `12.3s`, or `2m 05s` from a minute on.
@@ -384,10 +386,11 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<(String, PathBuf),
     use flowc::build::Progress;
     let started = Instant::now();
     eprintln!("    Checking {} [{}]", path.display(), elapsed(started));
-    let (name, code) = compile_reporting(path, &mut |name| {
+    let (name, code, features) = compile_reporting(path, &mut |name| {
         eprintln!("  Generating {name} [{}]", elapsed(started));
     })?;
-    let opts = BuildOptions::from_env(release, verbose);
+    let mut opts = BuildOptions::from_env(release, verbose);
+    opts.features = features.iter().map(|f| f.to_string()).collect();
     let mut report = |stage: Progress| match stage {
         Progress::CompilingRuntime { first_time: true } => eprintln!(
             "   Compiling the runtime: first build with this flowc, a few minutes (cache: {}) [{}]",

@@ -761,10 +761,15 @@ pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value,
                 }
             }
         }
+        TriggerDef::Subscribe(s) => {
+            default("subject", json!(s.subject));
+            default("headers", json!({}));
+        }
         TriggerDef::Dispatch { .. } => {}
     }
     let (field, schema) = match &def.trigger {
         TriggerDef::Webhook { body, .. } | TriggerDef::Sync { body, .. } => ("body", body),
+        TriggerDef::Subscribe(s) => ("body", &s.body),
         TriggerDef::Dispatch { input } => ("input", input),
         _ => return Ok(Value::Object(t)),
     };

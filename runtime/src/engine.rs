@@ -338,6 +338,48 @@ impl Runtime {
         })
     }
 
+    /// Records a message a subscription could not decode as a failed run of
+    /// `flow`: `trigger` holds what arrived (and, under `rejected`, `error`),
+    /// the run's error is `error`. Stored as running, then finished as
+    /// failed; should the process stop in between, the run is resumed and a
+    /// worker fails it with the same error without running the body. A
+    /// repeated dedupe key stores nothing.
+    pub async fn record_rejected(
+        &self,
+        flow: &str,
+        mut trigger: Value,
+        dedupe_key: Option<String>,
+        error: &str,
+    ) -> Result<Submitted, StoreError> {
+        if let Value::Object(m) = &mut trigger {
+            m.insert("rejected".into(), Value::String(error.to_string()));
+        }
+        let worker = "rejected".to_string();
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.dedupe_key = dedupe_key;
+        new.running = Some((worker.clone(), self.inner.lease));
+        let id = new.id.clone();
+        let store = &self.inner.store;
+        if let Enqueued::Duplicate(first) = store.enqueue(new).await? {
+            return Ok(Submitted {
+                execution_id: first,
+                duplicate: true,
+            });
+        }
+        let finish = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(error.to_string()),
+            error_step: None,
+        };
+        store.finish(&id, &Lease::first(worker), finish).await?;
+        tracing::warn!(execution_id = %id, flow, error, "message rejected: recorded as a failed run");
+        Ok(Submitted {
+            execution_id: id,
+            duplicate: false,
+        })
+    }
+
     /// Stores an execution as running and runs it in this task (`run`,
     /// `deploy`): journaled like a queued run. Returns the finished execution.
     pub async fn run_inline(
@@ -583,6 +625,17 @@ impl Runtime {
                 error_step: None,
             };
         };
+        if let (TriggerDef::Subscribe(_), Some(Value::String(rejected))) =
+            (&def.trigger, exec.trigger.get("rejected"))
+        {
+            // Recorded by `record_rejected`, interrupted before it finished.
+            return Finish {
+                status: Status::Failed,
+                result: None,
+                error: Some(rejected.clone()),
+                error_step: None,
+            };
+        }
         let store = &self.inner.store;
         let state = match state {
             Some(s) => Ok(s),

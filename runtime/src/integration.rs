@@ -164,6 +164,26 @@ pub enum TriggerDef {
     /// `trigger files "GLOB" every D { batch, after, auth, done_marker }`
     /// (see [`crate::files`]).
     Files(FilesTrigger),
+    /// `trigger subscribe BROKER "subject" { url, body, group, durable }`
+    /// (see [`crate::subscribe`]).
+    Subscribe(SubscribeTrigger),
+}
+
+/// A subscribe trigger's settings.
+#[derive(Clone, Debug)]
+pub struct SubscribeTrigger {
+    /// `nats`, `redis`, `amqp` or `mqtt`.
+    pub broker: &'static str,
+    /// The subject, stream, queue or topic filter.
+    pub subject: &'static str,
+    /// The broker's URL (usually a `Secret` config value; never logged).
+    pub url: String,
+    /// Type of the message body (`Schema::Json` when not declared).
+    pub body: Schema,
+    /// `group:`: NATS queue group, Redis consumer group.
+    pub group: Option<String>,
+    /// `durable:`: NATS JetStream durable consumer name.
+    pub durable: Option<String>,
 }
 
 /// A files trigger's settings.
@@ -211,6 +231,7 @@ impl TriggerDef {
             TriggerDef::Dispatch { .. } => "dispatch",
             TriggerDef::Deploy => "deploy",
             TriggerDef::Files(_) => "files",
+            TriggerDef::Subscribe(_) => "subscribe",
         }
     }
 
@@ -246,6 +267,7 @@ impl TriggerDef {
             TriggerDef::Files(f) => {
                 format!("files \"{}\" every {}", f.glob, human_duration(f.every))
             }
+            TriggerDef::Subscribe(t) => format!("subscribe {} \"{}\"", t.broker, t.subject),
         }
     }
 }

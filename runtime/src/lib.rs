@@ -37,6 +37,7 @@ pub mod server;
 mod sftp;
 pub mod stdlib;
 pub mod store;
+pub mod subscribe;
 pub mod testing;
 
 pub use serde_json::{json, Value};
@@ -48,7 +49,7 @@ pub use engine::{Runtime, RuntimeOptions, StartError, StepFn, Submitted};
 pub use error::{RunError, StepError};
 pub use integration::{
     AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFn, FlowFuture, HmacVerify, Integration,
-    Outcome, TriggerDef, DEFAULT_MAX_BODY,
+    Outcome, SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
 };
 pub use redact::Redactor;
 pub use schema::{DecodeError, FieldSchema, Schema};
@@ -64,7 +65,7 @@ pub mod prelude {
     pub use crate::error::RunError;
     pub use crate::integration::{
         AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFuture, HmacVerify, Integration, Outcome,
-        TriggerDef, DEFAULT_MAX_BODY,
+        SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
     };
     pub use crate::ops;
     pub use crate::parallel;

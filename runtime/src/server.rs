@@ -97,6 +97,7 @@ impl Runtime {
         let workers = self.start_workers();
         let mut schedulers = crate::schedule::start(self);
         schedulers.extend(crate::files::start(self));
+        schedulers.extend(crate::subscribe::start(self));
         let purger = self.start_purger();
 
         let rt = self.clone();

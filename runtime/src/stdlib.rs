@@ -43,6 +43,10 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("file.delete", file::delete);
     m.insert("file.list", file::list);
     m.insert("email.send", email::send);
+    #[cfg(feature = "nats")]
+    m.insert("nats.publish", crate::subscribe::nats::publish);
+    #[cfg(feature = "redis")]
+    m.insert("redis.xadd", crate::subscribe::redis::xadd);
     m
 }
 

@@ -19,6 +19,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("json.flow", include_str!("../../stdlib/json.flow")),
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
+    ("nats.flow", include_str!("../../stdlib/nats.flow")),
+    ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),
     ("state.flow", include_str!("../../stdlib/state.flow")),
     ("time.flow", include_str!("../../stdlib/time.flow")),

@@ -401,9 +401,28 @@ fn trigger_def(gen: &mut Gen, flow: &ast::FlowDecl, trigger: &ast::Trigger) -> S
         }
         TriggerKind::Deploy => "TriggerDef::Deploy".into(),
         TriggerKind::Files { glob, every } => files_def(trigger, &glob.value, every.millis),
-        // Rejected before code generation (see `unsupported`).
-        TriggerKind::Subscribe { .. } => "TriggerDef::Deploy".into(),
+        TriggerKind::Subscribe { broker, topic } => {
+            subscribe_def(gen, trigger, &broker.name, &topic.value)
+        }
     }
+}
+
+/// `trigger subscribe BROKER "subject" { ... }` →
+/// `TriggerDef::Subscribe(SubscribeTrigger { .. })`.
+fn subscribe_def(gen: &Gen, trigger: &ast::Trigger, broker: &str, subject: &str) -> String {
+    let value = |name: &str| match option(trigger, name) {
+        Some(ArgValue::Expr(e)) => config_or_literal(e),
+        _ => "None".into(),
+    };
+    format!(
+        "TriggerDef::Subscribe(SubscribeTrigger {{ broker: {}, subject: {}, url: {}.unwrap_or_default(), body: {}, group: {}, durable: {} }})",
+        lit(broker),
+        lit(subject),
+        value("url"),
+        body_schema(gen, trigger),
+        value("group"),
+        value("durable"),
+    )
 }
 
 /// `trigger files "GLOB" every D { ... }` → `TriggerDef::Files(FilesTrigger { .. })`.
@@ -588,7 +607,8 @@ fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
 /// with a later milestone.
 pub const MODULES_NOT_IN_RUNTIME: &[&str] = &[];
 
-/// What the runtime does not run yet — `files` and `subscribe` triggers,
+/// What the runtime does not run yet — `subscribe` triggers of brokers
+/// without a runtime feature (see [`RUNTIME_FEATURES`]),
 /// the modules in [`MODULES_NOT_IN_RUNTIME`] — reported by `flowc build`
 /// before generating code, so a program that checks never fails to build
 /// or fails at run time with "unknown function".
@@ -611,19 +631,51 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
-            if matches!(t.kind, TriggerKind::Subscribe { .. }) {
-                out.push((
-                    t.span,
-                    format!(
-                        "flow `{}`: `{}` triggers are checked but not built yet by this version of flowc",
-                        flow.name.name,
-                        t.kind.keyword()
-                    ),
-                ));
+            if let TriggerKind::Subscribe { broker, .. } = &t.kind {
+                if !RUNTIME_FEATURES.contains(&broker.name.as_str()) {
+                    out.push((
+                        t.span,
+                        format!(
+                            "flow `{}`: `subscribe {}` triggers are checked but not built yet by this version of flowc",
+                            flow.name.name, broker.name
+                        ),
+                    ));
+                }
             }
         }
     }
     out
+}
+
+/// The runtime's optional features, one per broker: each turns on the
+/// subscribe trigger of that broker and its stdlib module's steps.
+pub const RUNTIME_FEATURES: &[&str] = &["nats", "redis"];
+
+/// The runtime features `file` needs: the brokers its subscribe triggers
+/// name and the broker modules its flows call (`nats.publish` → `nats`),
+/// sorted. `flowc build` turns on exactly these, so an integration without
+/// brokers compiles none of their client libraries.
+pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut calls = Vec::new();
+    for item in &file.items {
+        let Item::Flow(flow) = item else { continue };
+        for t in &flow.triggers {
+            if let TriggerKind::Subscribe { broker, .. } = &t.kind {
+                used.insert(broker.name.clone());
+            }
+        }
+        collect_module_calls(&flow.body, &mut calls);
+        if let Some(b) = &flow.on_failure {
+            collect_module_calls(b, &mut calls);
+        }
+    }
+    used.extend(calls.into_iter().map(|(_, module, _)| module));
+    RUNTIME_FEATURES
+        .iter()
+        .copied()
+        .filter(|f| used.contains(*f))
+        .collect()
 }
 
 /// Every `module.function(...)` call in a block: (span, module, function).

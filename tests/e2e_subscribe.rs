@@ -1,0 +1,438 @@
+//! End to end: subscribe triggers on the machine's brokers
+//! (`tests/flows/subscribe_*.flow`). Per broker: messages become runs that
+//! reach a local sink; a malformed message is recorded as a failed run and
+//! the next one is processed; the binary killed with SIGKILL in the middle
+//! of a run and restarted in the same folder loses no message and runs none
+//! twice; the publish step. Plus one integration that consumes from NATS and
+//! publishes to a Redis stream.
+//!
+//! The brokers' URLs come from `FLOW_TEST_NATS_URL` and
+//! `FLOW_TEST_REDIS_URL` (`.ci/run` sets them); a test whose broker is not
+//! configured is skipped with a message, or fails when
+//! `FLOW_TEST_REQUIRE_SERVICES=1`. Every run uses subjects, streams and
+//! consumer names of its own (`RUNID` in the flow files is replaced by a
+//! fresh id), so parallel and repeated runs do not see each other's
+//! messages.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands as _;
+use serde_json::{json, Value};
+use support::{get, poll_until, post_json, Reply, Service, Sink};
+
+const ADMIN: &str = "admin-token-subscribe";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The URL in `var`, or `None` (test skipped) when unset; panics when
+/// unset and `FLOW_TEST_REQUIRE_SERVICES=1`.
+fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {var} is not set and FLOW_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("skipping {test}: {var} is not set");
+            None
+        }
+    }
+}
+
+/// A fresh id for this run's subjects and streams.
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("r{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// Builds `tests/flows/NAME.flow` with `RUNID` replaced by `run`. The
+/// source is written to a fixed place, so repeated runs rebuild one crate.
+fn build(name: &str, run: &str) -> PathBuf {
+    let template = support::workspace()
+        .join("tests/flows")
+        .join(format!("{name}.flow"));
+    let source = std::fs::read_to_string(&template)
+        .unwrap_or_else(|e| panic!("{}: {e}", template.display()))
+        .replace("RUNID", run);
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flowc-e2e-subscribe");
+    let dir = root.join("src").join(name);
+    std::fs::create_dir_all(&dir).expect("source folder");
+    let path = dir.join(format!("{name}.flow"));
+    std::fs::write(&path, source).expect("write the flow");
+    support::build_into(&path, &root.join("bin").join(name))
+}
+
+fn start(dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Service {
+    let mut all = vec![("FLOW_ADMIN_TOKEN", ADMIN)];
+    all.extend_from_slice(env);
+    Service::start_in(dir, binary, &all, &[])
+}
+
+/// Waits until the service logged that `flow` is subscribed.
+async fn subscribed(svc: &Service, flow: &str) {
+    let what = format!("flow `{flow}` to subscribe");
+    poll_until(WAIT, &what, || async {
+        svc.stderr()
+            .lines()
+            .any(|l| l.contains("subscribed") && l.contains(flow))
+            .then_some(())
+    })
+    .await;
+}
+
+async fn executions(svc: &Service, query: &str) -> Vec<Value> {
+    let bearer = format!("Bearer {ADMIN}");
+    let a = get(
+        &svc.at(&format!("/_flow/executions?{query}")),
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["executions"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `n` executions of `flow` have the status.
+async fn wait_runs(svc: &Service, flow: &str, status: &str, n: usize) -> Vec<Value> {
+    let query = format!("flow={flow}&status={status}&limit=1000");
+    let what = format!("{n} {status} runs of `{flow}`");
+    poll_until(WAIT, &what, || async {
+        let list = executions(svc, &query).await;
+        (list.len() >= n).then_some(list)
+    })
+    .await
+}
+
+/// The paths the sink was POSTed under `prefix`, sorted, with repeats.
+fn posted(sink: &Sink, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = sink
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(prefix))
+        .map(|r| r.path)
+        .collect();
+    v.sort();
+    v
+}
+
+async fn wait_posted(sink: &Sink, path: &str) {
+    let what = format!("a POST to {path}");
+    poll_until(WAIT, &what, || async {
+        posted(sink, path).iter().any(|p| p == path).then_some(())
+    })
+    .await;
+}
+
+fn order(id: i64) -> Vec<u8> {
+    json!({ "id": id, "item": format!("item-{id}") })
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_messages_become_runs_and_survive_a_crash() {
+    let Some(url) = service_url("FLOW_TEST_NATS_URL", "nats e2e") else {
+        return;
+    };
+    let run = run_id();
+    let binary = build("subscribe_nats", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("NATS_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "durable_orders").await;
+    subscribed(&svc, "core_orders").await;
+
+    let client = async_nats::connect(&url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client.clone());
+    let subject = format!("flowtest.{run}.orders");
+    let publish = |payload: Vec<u8>| {
+        let (js, subject) = (js.clone(), subject.clone());
+        async move {
+            js.publish(subject, payload.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stream ack");
+        }
+    };
+
+    // Messages → runs → the sink.
+    for id in 1..=3 {
+        publish(order(id)).await;
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+    let first = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/1")
+        .unwrap();
+    assert_eq!(first.body["item"], "item-1");
+    assert_eq!(first.body["subject"], subject.as_str());
+
+    // Malformed messages: failed runs with the error and the payload; the
+    // next message is processed.
+    publish(b"{not json".to_vec()).await;
+    publish(br#"{"id": "four", "item": "x"}"#.to_vec()).await;
+    publish(order(4)).await;
+    wait_posted(&sink, "/orders/4").await;
+    let failed = wait_runs(&svc, "durable_orders", "failed", 2).await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let errors: Vec<&str> = failed.iter().filter_map(|e| e["error"].as_str()).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("invalid JSON")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("id")), "{errors:?}");
+    let mut payloads = Vec::new();
+    for e in &failed {
+        let id = e["id"].as_str().unwrap();
+        let (status, exec) = support::admin_execution(svc.url(), id, ADMIN).await;
+        assert_eq!(status, 200, "{exec}");
+        payloads.push(exec["trigger"]["payload"].clone());
+    }
+    assert!(payloads.contains(&json!("{not json")), "{payloads:?}");
+
+    // Killed in the middle of a run (the sink holds message 5's call), and
+    // a message published while the service is down.
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    publish(order(5)).await;
+    publish(order(6)).await;
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    svc.kill();
+    publish(order(7)).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "durable_orders", "succeeded", 7).await;
+    wait_posted(&sink, "/orders/7").await;
+    let runs = executions(&svc, "flow=durable_orders&limit=1000").await;
+    assert_eq!(
+        runs.len(),
+        9,
+        "7 orders and 2 malformed messages, each stored once: {runs:?}"
+    );
+    let fives = posted(&sink, "/orders/5").len();
+    assert_eq!(fives, 2, "message 5's call is made again after the crash");
+    for id in [1, 2, 3, 4, 6, 7] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+
+    // nats.publish: a JetStream publish carrying Nats-Msg-Id from the step's
+    // idempotency key.
+    let (status, answer) = post_json(
+        &svc.at("/relay"),
+        &json!({ "id": 8, "item": "relayed" }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let relay_id = answer["execution_id"].as_str().unwrap().to_string();
+    wait_posted(&sink, "/orders/8").await;
+    let relayed = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/8")
+        .unwrap();
+    assert_eq!(
+        relayed.body["headers"]["Nats-Msg-Id"],
+        format!("{relay_id}/publish").as_str(),
+        "{:?}",
+        relayed.body
+    );
+
+    // Core NATS: the same Nats-Msg-Id twice makes one run.
+    let core = format!("flowtest.{run}.core");
+    for (msg_id, id) in [("a", 1), ("a", 1), ("b", 2)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        client
+            .publish_with_headers(core.clone(), headers, order(id).into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    wait_posted(&sink, "/core/2").await;
+    let core_runs = wait_runs(&svc, "core_orders", "succeeded", 2).await;
+    let mut details = Vec::new();
+    for e in &core_runs {
+        let id = e["id"].as_str().unwrap();
+        details.push(support::admin_execution(svc.url(), id, ADMIN).await.1);
+    }
+    assert_eq!(core_runs.len(), 2, "{details:?}");
+    assert_eq!(posted(&sink, "/core/1").len(), 1);
+    let _ = js
+        .delete_stream(format!("FLOW_flowtest_{run}_orders"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stream_entries_become_runs_and_survive_a_crash() {
+    let Some(url) = service_url("FLOW_TEST_REDIS_URL", "redis e2e") else {
+        return;
+    };
+    let run = run_id();
+    let binary = build("subscribe_redis", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("REDIS_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "orders").await;
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    let stream = format!("flowtest:{run}:orders");
+    let add = |payload: Vec<u8>| {
+        let (mut con, stream) = (con.clone(), stream.clone());
+        async move {
+            let _: String = con
+                .xadd(&stream, "*", &[("json", payload)])
+                .await
+                .expect("XADD");
+        }
+    };
+
+    for id in 1..=3 {
+        add(order(id)).await;
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+
+    add(b"{not json".to_vec()).await;
+    add(br#"{"id": 4}"#.to_vec()).await;
+    add(order(4)).await;
+    wait_posted(&sink, "/orders/4").await;
+    let failed = wait_runs(&svc, "orders", "failed", 2).await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let errors: Vec<&str> = failed.iter().filter_map(|e| e["error"].as_str()).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("invalid JSON")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|e| e.contains("item")), "{errors:?}");
+
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    add(order(5)).await;
+    add(order(6)).await;
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    svc.kill();
+    add(order(7)).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "orders", "succeeded", 7).await;
+    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    assert_eq!(runs.len(), 9, "each entry stored once: {runs:?}");
+    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+    for id in [1, 2, 3, 4, 6, 7] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+    // Everything is acknowledged.
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("flowtest")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let redis::Value::Array(summary) = pending else {
+        panic!("XPENDING answered {pending:?}");
+    };
+    assert_eq!(summary.first(), Some(&redis::Value::Int(0)), "{summary:?}");
+
+    // redis.xadd: the entry carries the step's idempotency key.
+    let (status, answer) = post_json(
+        &svc.at("/relay"),
+        &json!({ "id": 8, "item": "relayed" }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let relay_id = answer["execution_id"].as_str().unwrap().to_string();
+    wait_posted(&sink, "/orders/8").await;
+    let relayed = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/8")
+        .unwrap();
+    assert_eq!(
+        relayed.body["headers"]["idempotency_key"],
+        format!("{relay_id}/append").as_str()
+    );
+    let _: i64 = con.del(&stream).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_moves_messages_from_nats_to_a_redis_stream() {
+    let (Some(nats_url), Some(redis_url)) = (
+        service_url("FLOW_TEST_NATS_URL", "nats → redis e2e"),
+        service_url("FLOW_TEST_REDIS_URL", "nats → redis e2e"),
+    ) else {
+        return;
+    };
+    let run = run_id();
+    let binary = build("subscribe_bridge", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("NATS_URL", nats_url.as_str()),
+        ("REDIS_URL", redis_url.as_str()),
+        ("SINK_URL", sink.url()),
+    ];
+    let svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "forward").await;
+    subscribed(&svc, "bridged").await;
+    let client = async_nats::connect(&nats_url)
+        .await
+        .expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let started = Instant::now();
+    for id in 1..=3 {
+        js.publish(format!("flowtest.{run}.bridge"), order(id).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/bridged/{id}")).await;
+    }
+    let r = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/bridged/2")
+        .unwrap();
+    assert_eq!(r.body["item"], "item-2");
+    assert!(
+        r.body["headers"]["idempotency_key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("/append")),
+        "{:?}",
+        r.body
+    );
+    eprintln!("bridged 3 messages in {:?}", started.elapsed());
+    let _ = js
+        .delete_stream(format!("FLOW_flowtest_{run}_bridge"))
+        .await;
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = con.del(format!("flowtest:{run}:bridged")).await.unwrap();
+}
