@@ -1,6 +1,6 @@
 //! The standard library's implementations, by qualified name (LANGUAGE.md §8).
 //!
-//! Effectful components (`http.*`, `file.*`, `email.send`, `state.set`) are [`StepFn`]s called
+//! Effectful components (`http.*`, `file.*`, `email.send`, `sql.*`, `state.set`) are [`StepFn`]s called
 //! through [`crate::Ctx::step`]; pure functions (`json.*`, `csv.*`,
 //! `xml.*`, `time.*`, `crypto.*`, `env.version`) are [`PureFn`]s called through [`call_pure`]
 //! from any expression. Argument conventions are listed in `runtime/API.md`.
@@ -10,6 +10,7 @@ pub(crate) mod email;
 mod file;
 mod http;
 mod pure;
+pub(crate) mod sql;
 mod xml;
 
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("file.delete", file::delete);
     m.insert("file.list", file::list);
     m.insert("email.send", email::send);
+    m.insert("sql.query", sql::query);
+    m.insert("sql.execute", sql::execute);
     #[cfg(feature = "nats")]
     m.insert("nats.publish", crate::subscribe::nats::publish);
     #[cfg(feature = "redis")]

@@ -8,6 +8,8 @@
 //! and `http.*` steps answered in-process by the test's mocks: no network.
 //! Every HTTP call is recorded (method, URL, JSON body, headers).
 //! `file.*` on `sftp://host/dir/f` uses the local `sftp/host/dir/f` there.
+//! `sql.*` on `sqlite://PATH` uses the local file `sqlite/PATH` there (a
+//! fresh database per test); other databases fail the step (no network).
 //! `email.send` sends nothing: the message is composed (so a bad address or
 //! attachment fails the step as it would for real), recorded, and the step
 //! returns `true`; a failing test lists the emails its runs sent. Then each
@@ -742,6 +744,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
             .into_iter()
             .chain([email_mock()])
             .chain(sftp_as_local())
+            .chain(crate::stdlib::sql::test_steps())
             .collect(),
         ..RuntimeOptions::default()
     };
