@@ -97,7 +97,7 @@ run() { # label, replicas, kind
   else
     SCHEMA=bench_$RANDOM$RANDOM
     where=$SCHEMA
-    args=(--store "$PG_URL" --store-schema "$SCHEMA")
+    args=(--store "$PG_URL" --store-schema "$SCHEMA" ${POOL:+--store-pool $POOL})
   fi
   local urls=()
   for _ in $(seq 1 "$n"); do

@@ -436,3 +436,142 @@ async fn an_integration_moves_messages_from_nats_to_a_redis_stream() {
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     let _: i64 = con.del(format!("flowtest:{run}:bridged")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_messages_become_runs_and_survive_a_crash() {
+    use lapin::options::{
+        BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let Some(url) = service_url("FLOW_TEST_AMQP_URL", "amqp e2e") else {
+        return;
+    };
+    let run = run_id();
+    let queue = format!("flowtest.{run}.orders");
+    let dead = format!("flowtest.{run}.dead");
+    // The queue exists before the service starts, with a dead-letter
+    // exchange (the default one, routing to `dead`).
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(&dead, durable, FieldTable::default())
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dead.clone().into()),
+    );
+    ch.queue_declare(&queue, durable, args).await.unwrap();
+
+    let binary = build("subscribe_amqp", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("AMQP_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "orders").await;
+
+    let publish = |payload: Vec<u8>, id: Option<String>| {
+        let (ch, queue) = (ch.clone(), queue.clone());
+        async move {
+            let mut props = BasicProperties::default().with_delivery_mode(2);
+            if let Some(id) = id {
+                props = props.with_message_id(id.into());
+            }
+            ch.basic_publish("", &queue, BasicPublishOptions::default(), &payload, props)
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
+        }
+    };
+
+    for id in 1..=3 {
+        publish(order(id), None).await;
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+
+    // Malformed: a failed run, then dead-lettered; the next one goes on.
+    publish(b"{not json".to_vec(), None).await;
+    publish(order(4), None).await;
+    wait_posted(&sink, "/orders/4").await;
+    let failed = wait_runs(&svc, "orders", "failed", 1).await;
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON")),
+        "{failed:?}"
+    );
+    let dead_letter = poll_until(
+        WAIT,
+        "the malformed message in the dead-letter queue",
+        || {
+            let (ch, dead) = (ch.clone(), dead.clone());
+            async move {
+                ch.basic_get(&dead, BasicGetOptions { no_ack: true })
+                    .await
+                    .unwrap()
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead_letter.delivery.data, b"{not json");
+
+    // The same message id twice: one run.
+    publish(order(9), Some("order-9".into())).await;
+    publish(order(9), Some("order-9".into())).await;
+
+    // Killed mid-run; a message published while down.
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    publish(order(5), None).await;
+    publish(order(6), None).await;
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    svc.kill();
+    publish(order(7), None).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "orders", "succeeded", 8).await;
+    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    assert_eq!(runs.len(), 9, "each message stored once: {runs:?}");
+    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+    for id in [1, 2, 3, 4, 6, 7, 9] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+
+    // amqp.publish with publisher confirms.
+    let (status, answer) = post_json(
+        &svc.at("/relay"),
+        &json!({ "id": 8, "item": "relayed" }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    wait_posted(&sink, "/orders/8").await;
+
+    for q in [&queue, &dead] {
+        let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
+    }
+}

@@ -50,6 +50,10 @@ struct Cli {
     /// integration's name).
     #[arg(long, global = true, env = "FLOW_STORE_SCHEMA", value_name = "NAME")]
     store_schema: Option<String>,
+    /// Most PostgreSQL connections this process opens, besides the one that
+    /// listens for queued runs (default: workers + 16).
+    #[arg(long, global = true, env = "FLOW_STORE_POOL", value_name = "N")]
+    store_pool: Option<usize>,
     /// SQLite commit durability: `full` syncs every commit to disk before
     /// answering (survives power loss); `normal` survives a crash of the
     /// process but a power loss may lose the last commits.
@@ -215,7 +219,7 @@ pub fn help_text(i: &Integration) -> String {
             doc_lines(&mut out, e.doc);
         }
     }
-    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_STORE_POOL, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
     out
 }
 
@@ -368,8 +372,9 @@ async fn open_store(
                 url: url.clone(),
                 schema: schema.clone(),
                 // Every worker may hold a connection (a step's journal
-                // write), plus the fetcher, the heartbeat and intake.
-                pool_size: workers + 4,
+                // write), plus the fetcher, the heartbeat, and intake (its
+                // rate grows with concurrent commits).
+                pool_size: cli.store_pool.unwrap_or(workers + 16).max(2),
             };
             match PostgresStore::open(options).await {
                 Ok(store) => {

@@ -50,6 +50,8 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("nats.publish", crate::subscribe::nats::publish);
     #[cfg(feature = "redis")]
     m.insert("redis.xadd", crate::subscribe::redis::xadd);
+    #[cfg(feature = "amqp")]
+    m.insert("amqp.publish", crate::subscribe::amqp::publish);
     m
 }
 

@@ -21,11 +21,17 @@
 //! logs name the broker and subject, never the URL (it may hold a password).
 //!
 //! Brokers, each behind the runtime feature of the same name (`flowc build`
-//! turns on those an integration uses): [`nats`] and [`redis`].
+//! turns on those an integration uses): `nats`, `redis` and `amqp` (see
+//! their modules for each one's delivery guarantee).
 
 // A binary built without any broker feature has no subscriber to run.
-#![cfg_attr(not(any(feature = "nats", feature = "redis")), allow(dead_code))]
+#![cfg_attr(
+    not(any(feature = "nats", feature = "redis", feature = "amqp")),
+    allow(dead_code)
+)]
 
+#[cfg(feature = "amqp")]
+pub(crate) mod amqp;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "redis")]
@@ -75,6 +81,8 @@ fn spawn(sub: Subscriber) -> Option<JoinHandle<()>> {
         "nats" => Some(tokio::spawn(nats::run(sub))),
         #[cfg(feature = "redis")]
         "redis" => Some(tokio::spawn(redis::run(sub))),
+        #[cfg(feature = "amqp")]
+        "amqp" => Some(tokio::spawn(amqp::run(sub))),
         _ => None,
     }
 }
@@ -100,10 +108,11 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
-    /// Stores the run of one message: a run of the flow when it decodes, a
-    /// failed run otherwise. `Ok` means it is durably recorded (or was
-    /// before, under the same id): acknowledge it. `Err`: do not.
-    pub(crate) async fn store(&self, msg: Message) -> Result<(), StoreError> {
+    /// Stores the run of one message: a run of the flow when it decodes
+    /// (`Ok(true)`), a failed run otherwise (`Ok(false)`). `Ok` means it is
+    /// durably recorded (or was before, under the same id): acknowledge it
+    /// (or dead-letter a rejected one). `Err`: do not.
+    pub(crate) async fn store(&self, msg: Message) -> Result<bool, StoreError> {
         let key = msg
             .id
             .as_ref()
@@ -117,6 +126,7 @@ impl Subscriber {
                 });
                 let s = self.rt.submit(self.flow, trigger, key).await?;
                 tracing::debug!(flow = self.flow, execution_id = %s.execution_id, "message stored");
+                Ok(true)
             }
             Err(error) => {
                 let error = format!("the message on `{}` was rejected: {error}", msg.subject);
@@ -129,26 +139,26 @@ impl Subscriber {
                 self.rt
                     .record_rejected(self.flow, trigger, key, &error)
                     .await?;
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// [`Subscriber::store`], tried again with backoff while the store
-    /// fails (the message stays unacknowledged meanwhile); `false` if
+    /// fails (the message stays unacknowledged meanwhile); `None` if
     /// shutdown began first.
-    pub(crate) async fn store_until_stored(&self, msg: Message) -> bool {
+    pub(crate) async fn store_until_stored(&self, msg: Message) -> Option<bool> {
         let mut attempt = 0;
         loop {
             match self.store(msg.clone()).await {
-                Ok(()) => return true,
+                Ok(accepted) => return Some(accepted),
                 Err(e) => {
                     attempt += 1;
                     let wait = backoff(attempt);
                     tracing::error!(flow = self.flow, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot store a message's run");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.shutdown() => return false,
+                        _ = self.shutdown() => return None,
                     }
                 }
             }

@@ -11,14 +11,13 @@ use super::types::Type;
 
 /// The embedded signature files: (file name, source).
 pub const FILES: &[(&str, &str)] = &[
+    ("amqp.flow", include_str!("../../stdlib/amqp.flow")),
     ("crypto.flow", include_str!("../../stdlib/crypto.flow")),
     ("csv.flow", include_str!("../../stdlib/csv.flow")),
     ("email.flow", include_str!("../../stdlib/email.flow")),
     ("file.flow", include_str!("../../stdlib/file.flow")),
     ("http.flow", include_str!("../../stdlib/http.flow")),
     ("json.flow", include_str!("../../stdlib/json.flow")),
-    ("nats.flow", include_str!("../../stdlib/nats.flow")),
-    ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),

@@ -22,9 +22,10 @@
 //!   same statement or transaction as the run, so any replica can take any
 //!   webhook and concurrent replicas firing one tick store one run.
 //! * **Wake-ups**: storing or requeueing a queued run sends `NOTIFY
-//!   flow_queue` (payload: the schema) in the same transaction; a listener
-//!   connection turns it into [`Store::wake_hint`]. A hint only: workers
-//!   still poll, and the listener signals once after every reconnect.
+//!   flow_queue` (payload: the schema) right after the commit, one per
+//!   burst; a listener connection turns it into [`Store::wake_hint`]. A
+//!   hint only: workers still poll, and the listener signals once after
+//!   every reconnect.
 //! * **One schema per integration** ([`PostgresOptions::schema`]), created
 //!   with its tables by versioned migrations (`schema_version`), applied
 //!   under an advisory lock so replicas starting together migrate once.
@@ -141,12 +142,41 @@ pub struct PostgresStore {
     pool: Pool,
     schema: String,
     wake: Arc<Notify>,
+    /// Asks the notifier task to send `NOTIFY` (coalesced).
+    queued: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
+    notifier: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.notifier.abort();
+    }
+}
+
+/// Most one `NOTIFY` per this interval and process.
+const NOTIFY_EVERY: Duration = Duration::from_millis(10);
+
+/// Sends `NOTIFY` after runs were queued: once for every burst, on a
+/// connection of its own, outside the intake transactions (a `NOTIFY`
+/// inside each would serialise their commits on PostgreSQL's notification
+/// queue lock).
+async fn notify_loop(pool: Pool, payload: String, queued: Arc<Notify>) {
+    loop {
+        queued.notified().await;
+        let sent = async {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await
+                .map_err(pg_error)
+        }
+        .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "cannot send the queued-run hint");
+        }
+        tokio::time::sleep(NOTIFY_EVERY).await;
     }
 }
 
@@ -378,11 +408,15 @@ impl PostgresStore {
         })?;
         let wake = Arc::new(Notify::new());
         let listener = tokio::spawn(listen_loop(config, store_schema.clone(), wake.clone()));
+        let queued = Arc::new(Notify::new());
+        let notifier = tokio::spawn(notify_loop(pool.clone(), store_schema, queued.clone()));
         Ok(PostgresStore {
             pool,
             schema: quoted,
             wake,
+            queued,
             listener,
+            notifier,
         })
     }
 
@@ -393,11 +427,6 @@ impl PostgresStore {
 
     fn sql(&self, text: &str) -> String {
         text.replace("$S", &self.schema)
-    }
-
-    /// The schema name as the NOTIFY payload (unquoted).
-    fn payload(&self) -> &str {
-        self.schema.trim_matches('"')
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
@@ -478,10 +507,10 @@ impl PostgresStore {
         Ok(out)
     }
 
-    async fn notify_queued(&self) -> StoreResult<()> {
-        self.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload()])
-            .await
-            .map(|_| ())
+    /// Tells other processes (through the notifier task) that runs were
+    /// queued.
+    fn notify_queued(&self) {
+        self.queued.notify_one();
     }
 
     async fn enqueue_tick(
@@ -568,16 +597,10 @@ impl PostgresStore {
         )
         .await
         .map_err(pg_error)?;
-        if new.running.is_none() {
-            let stmt = tx
-                .prepare_cached("SELECT pg_notify($1, $2)")
-                .await
-                .map_err(pg_error)?;
-            tx.execute(&stmt, &[&CHANNEL, &self.payload()])
-                .await
-                .map_err(pg_error)?;
-        }
         tx.commit().await.map_err(pg_error)?;
+        if new.running.is_none() {
+            self.notify_queued();
+        }
         Ok(Enqueued::Created)
     }
 
@@ -688,27 +711,21 @@ impl Store for PostgresStore {
                 None => "true",
             };
             let (insert, (worker, lease)) = self.insert_execution_sql(&new, condition);
-            let notify = if new.running.is_none() {
-                "SELECT pg_notify($7, $8) FROM e"
-            } else {
-                "SELECT 1 FROM e WHERE $7::text IS NOT NULL AND $8::text IS NOT NULL"
-            };
-            // One statement: the dedupe row, the run and the wake-up commit
-            // together; a repeated key inserts nothing.
+            // One statement: the dedupe row and the run commit together; a
+            // repeated key inserts nothing.
             let text = match &new.dedupe_key {
                 Some(_) => format!(
                     "WITH d AS (INSERT INTO $S.dedupe (flow, key, execution_id) \
                      VALUES ($2, $4, $1) ON CONFLICT DO NOTHING RETURNING 1), \
-                     e AS ({insert} RETURNING 1) {notify}"
+                     e AS ({insert} RETURNING 1) SELECT 1 FROM e"
                 ),
-                None => format!("WITH e AS ({insert} RETURNING 1) {notify}"),
+                None => format!("WITH e AS ({insert} RETURNING 1) SELECT 1 FROM e"),
             };
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(&self.sql(&text))
                 .await
                 .map_err(pg_error)?;
-            let payload = self.payload();
             let rows = client
                 .query(
                     &stmt,
@@ -719,13 +736,14 @@ impl Store for PostgresStore {
                         &new.dedupe_key,
                         &worker,
                         &lease,
-                        &CHANNEL,
-                        &payload,
                     ],
                 )
                 .await
                 .map_err(pg_error)?;
             if !rows.is_empty() {
+                if new.running.is_none() {
+                    self.notify_queued();
+                }
                 return Ok(Enqueued::Created);
             }
             let Some(key) = &new.dedupe_key else {
@@ -799,7 +817,7 @@ impl Store for PostgresStore {
                 )
                 .await?;
             if n == 1 {
-                self.notify_queued().await?;
+                self.notify_queued();
             }
             Ok(n == 1)
         }
@@ -958,7 +976,7 @@ impl Store for PostgresStore {
                 )
                 .await?;
             if n > 0 {
-                self.notify_queued().await?;
+                self.notify_queued();
             }
             self.get(id).await
         }

@@ -99,7 +99,9 @@ async fn core(
             payload: m.payload.to_vec(),
             id,
         };
-        sub.store_until_stored(msg).await;
+        if sub.store_until_stored(msg).await.is_none() {
+            return Ok(());
+        }
     }
     Err("the subscription ended (connection closed)".into())
 }
@@ -166,7 +168,7 @@ async fn jetstream_consumer(
             payload: m.payload.to_vec(),
             id,
         };
-        if !sub.store_until_stored(msg).await {
+        if sub.store_until_stored(msg).await.is_none() {
             return Ok(());
         }
         // The run is stored: a lost ack only means a redelivery, which

@@ -166,7 +166,7 @@ async fn deliver(
     entry: StreamId,
 ) -> Result<bool, String> {
     let msg = message(sub.trigger.subject, &entry);
-    if !sub.store_until_stored(msg).await {
+    if sub.store_until_stored(msg).await.is_none() {
         return Ok(false);
     }
     let acked: redis::RedisResult<i64> = con.xack(sub.trigger.subject, group, &[&entry.id]).await;
