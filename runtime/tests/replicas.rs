@@ -439,10 +439,15 @@ async fn schedule_ticks_run_once_across_replicas() {
     fired.sort();
     fired.dedup();
     assert_eq!(fired.len(), n, "a tick ran twice: {ticks:?}");
-    // One tick every 2 s, none skipped in between.
+    // On the 2 s grid; a tick is skipped only when the previous run was
+    // still going (a very slow machine), never run twice.
+    let mut skipped = 0;
     for pair in fired.windows(2) {
-        assert_eq!((pair[1] - pair[0]).num_milliseconds(), 2000, "{fired:?}");
+        let gap = (pair[1] - pair[0]).num_milliseconds();
+        assert!(gap > 0 && gap % 2000 == 0, "{fired:?}");
+        skipped += gap / 2000 - 1;
     }
+    assert!(skipped <= 2, "{skipped} ticks skipped: {fired:?}");
     assert!(
         n <= elapsed.as_secs() as usize / 2 + 1,
         "{n} ticks in {elapsed:?}"
