@@ -67,6 +67,13 @@ const EXAMPLES: &[Example] = &[
         routes: &["GET /customers/{id}"],
     },
     Example {
+        file: "examples/db_export.flow",
+        integration: "db_export",
+        flows: &["create_table", "order_changed", "export_orders"],
+        required: &[("db_url", "DB_URL")],
+        routes: &["POST /orders"],
+    },
+    Example {
         file: "examples/file_import.flow",
         integration: "order_file_import",
         flows: &["import_orders", "import_stock_counts"],
