@@ -208,7 +208,8 @@ pub(crate) struct RunState {
     pub(crate) rt: Runtime,
     pub(crate) execution_id: String,
     pub(crate) flow: &'static str,
-    pub(crate) trigger: Value,
+    /// Shared with the engine (a sync run's trigger is never copied).
+    pub(crate) trigger: Arc<Value>,
     pub(crate) error: Value,
     pub(crate) journal: RunJournal,
     pub(crate) state: Mutex<Map<String, Value>>,
@@ -234,7 +235,7 @@ impl Ctx {
         rt: Runtime,
         execution_id: String,
         flow: &'static str,
-        trigger: Value,
+        trigger: Arc<Value>,
         error: Value,
         journal: RunJournal,
         state: Map<String, Value>,
@@ -322,10 +323,11 @@ impl Ctx {
         // Held while the entry goes in, so a concurrent switch to durable
         // journaling either sees this entry or makes us write it.
         let mode = self.run.journal.mode.read().await;
-        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
         if *mode != Journaling::Durable {
+            lock(&self.run.journal.entries).insert(record.key.clone(), record);
             return Ok(());
         }
+        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
         let written = self
             .run
             .rt
@@ -365,7 +367,7 @@ impl Ctx {
         key: String,
         opts: StepOptions,
         call: &str,
-        args: Args,
+        mut args: Args,
     ) -> Result<Value, RunError> {
         if let Some(v) = self.recorded(&key) {
             tracing::debug!(call, "reusing the recorded result");
@@ -381,11 +383,17 @@ impl Ctx {
             let limit = opts.timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
             let result = match rt.step_fn(call) {
                 Some(f) => {
+                    // The last attempt takes the arguments; earlier ones copy them.
+                    let args = if attempt > opts.retry {
+                        std::mem::take(&mut args)
+                    } else {
+                        args.clone()
+                    };
                     let step_call = StepCall {
                         cx: self.clone(),
                         step: key.clone(),
                         attempt,
-                        args: args.clone(),
+                        args,
                     };
                     match tokio::time::timeout(limit, f(step_call)).await {
                         Ok(r) => r,
@@ -495,7 +503,7 @@ impl Ctx {
             .enqueue(NewExecution {
                 id: id.clone(),
                 flow: flow.to_string(),
-                trigger: serde_json::json!({ "input": input }),
+                trigger: crate::ops::record([("input", input)]),
                 // Makes the dispatch idempotent even if the journal write below is lost.
                 dedupe_key: Some(format!("{}/{key}", self.run.execution_id)),
                 running: None,

@@ -411,6 +411,11 @@ impl Runtime {
     /// the caller holds the connection, so by default the run is neither
     /// queued nor journaled. [`SyncRun::persist`] stores it (a fallback to
     /// async); a run that fails or is abandoned is recorded as failed.
+    ///
+    /// The trigger is shared by the run and the [`SyncRun`], never copied
+    /// on this path: the execution the task ends with carries it only when
+    /// someone waits for the run ([`Runtime::wait_for`]); otherwise its
+    /// `trigger` is `null` (the caller has the request).
     pub fn start_sync(&self, flow: &str, trigger: Value) -> SyncRun {
         let id = new_execution_id();
         let worker = format!("inline-{id}");
@@ -419,7 +424,7 @@ impl Runtime {
             id: id.clone(),
             flow: flow.to_string(),
             status: Status::Running,
-            trigger,
+            trigger: Value::Null,
             dedupe_key: None,
             created_at: now,
             started_at: Some(now),
@@ -432,24 +437,35 @@ impl Runtime {
             lease_expires: None,
             lease_epoch: Lease::first("").epoch,
         };
+        let trigger = Arc::new(trigger);
         let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
         let task = {
             let rt = self.clone();
             let exec = exec.clone();
+            let trigger = trigger.clone();
             let journal = journal.clone();
-            tokio::spawn(async move { rt.execute_sync(exec, journal).await })
+            tokio::spawn(async move { rt.execute_sync(exec, trigger, journal).await })
         };
         SyncRun {
             rt: self.clone(),
             exec,
+            trigger,
             journal,
             task,
         }
     }
 
-    async fn execute_sync(&self, exec: Execution, journal: RunJournal) -> Execution {
+    async fn execute_sync(
+        &self,
+        exec: Execution,
+        trigger: Arc<Value>,
+        journal: RunJournal,
+    ) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
-        let finish = self.run_flow(&exec, &journal, None).instrument(span).await;
+        let finish = self
+            .run_flow(&exec, trigger.clone(), &journal, None)
+            .instrument(span)
+            .await;
         let mut mode = journal.mode.write().await;
         match *mode {
             Journaling::Durable if !self.record_finish(&exec.id, &journal, &finish).await => {
@@ -459,7 +475,10 @@ impl Runtime {
             }
             Journaling::Memory if finish.status == Status::Failed => {
                 // Kept for `executions --failed` and replay; the caller got a 500.
-                if let Err(e) = self.store_whole(&exec, &journal, Some(&finish)).await {
+                if let Err(e) = self
+                    .store_whole(&exec, &trigger, &journal, Some(&finish))
+                    .await
+                {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
                 }
             }
@@ -467,7 +486,10 @@ impl Runtime {
         }
         *mode = Journaling::Ended;
         drop(mode);
-        let done = finished(exec, &finish);
+        let mut done = finished(exec, &finish);
+        if lock(&self.inner.watchers).contains_key(&done.id) {
+            done.trigger = Value::clone(&trigger);
+        }
         self.notify_finished(&done);
         done
     }
@@ -478,13 +500,13 @@ impl Runtime {
     async fn store_whole(
         &self,
         exec: &Execution,
+        trigger: &Value,
         journal: &RunJournal,
         finish: Option<&Finish>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let lease = &journal.lease;
-        let mut new =
-            NewExecution::queued(exec.id.clone(), exec.flow.clone(), exec.trigger.clone());
+        let mut new = NewExecution::queued(exec.id.clone(), exec.flow.clone(), trigger.clone());
         new.running = Some((lease.worker.clone(), self.inner.lease));
         store.enqueue(new).await?;
         // Sent together: one group commit, in step order.
@@ -596,7 +618,11 @@ impl Runtime {
         state: Option<Map<String, Value>>,
     ) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
-        let finish = self.run_flow(&exec, &journal, state).instrument(span).await;
+        let trigger = Arc::new(exec.trigger.clone());
+        let finish = self
+            .run_flow(&exec, trigger, &journal, state)
+            .instrument(span)
+            .await;
         let recorded = self.record_finish(&exec.id, &journal, &finish).await;
         *journal.mode.write().await = Journaling::Ended;
         if !recorded {
@@ -612,6 +638,7 @@ impl Runtime {
     async fn run_flow(
         &self,
         exec: &Execution,
+        trigger: Arc<Value>,
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
     ) -> Finish {
@@ -658,7 +685,7 @@ impl Runtime {
             self.clone(),
             exec.id.clone(),
             def.name,
-            exec.trigger.clone(),
+            trigger.clone(),
             Value::Null,
             journal.clone(),
             state,
@@ -743,7 +770,12 @@ impl Runtime {
                     .collect();
                 Finish {
                     status: Status::Succeeded,
-                    result: Some(json!({ "status": status, "body": body, "headers": headers })),
+                    // Moved in: `json!` would copy the body.
+                    result: Some(crate::ops::record([
+                        ("status", Value::from(status)),
+                        ("body", body),
+                        ("headers", Value::Object(headers)),
+                    ])),
                     error: None,
                     error_step: None,
                 }
@@ -762,7 +794,7 @@ impl Runtime {
                         self.clone(),
                         exec.id.clone(),
                         def.name,
-                        exec.trigger.clone(),
+                        trigger.clone(),
                         error,
                         journal.clone(),
                         state,
@@ -1046,7 +1078,9 @@ impl Runtime {
 /// A sync flow's run in progress, from [`Runtime::start_sync`].
 pub struct SyncRun {
     rt: Runtime,
+    /// The execution as it would be stored, without its trigger (below).
     exec: Execution,
+    trigger: Arc<Value>,
     journal: RunJournal,
     task: JoinHandle<Execution>,
 }
@@ -1072,7 +1106,9 @@ impl SyncRun {
             Journaling::Ended => Ok(false),
             Journaling::Durable => Ok(true),
             Journaling::Memory => {
-                self.rt.store_whole(&self.exec, &self.journal, None).await?;
+                self.rt
+                    .store_whole(&self.exec, &self.trigger, &self.journal, None)
+                    .await?;
                 *mode = Journaling::Durable;
                 tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
                 Ok(true)
@@ -1103,7 +1139,7 @@ impl SyncRun {
             }
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.journal, Some(&finish))
+                    .store_whole(&self.exec, &self.trigger, &self.journal, Some(&finish))
                     .await
             }
         };
@@ -1116,8 +1152,9 @@ impl SyncRun {
             tracing::error!(execution_id = %self.exec.id, error = %e, "cannot record an abandoned sync run");
         }
         tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
-        self.rt
-            .notify_finished(&finished(self.exec.clone(), &finish));
+        let mut done = finished(self.exec.clone(), &finish);
+        done.trigger = Value::clone(&self.trigger);
+        self.rt.notify_finished(&done);
     }
 }
 

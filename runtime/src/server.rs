@@ -239,8 +239,11 @@ fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     out
 }
 
-fn query_map(req: &Request) -> Map<String, Value> {
-    Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+fn query_map(uri: &axum::http::Uri) -> Map<String, Value> {
+    if uri.query().is_none() {
+        return Map::new();
+    }
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|Query(pairs)| {
             pairs
                 .into_iter()
@@ -276,22 +279,25 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// Reads the body within `max`, answering 413 beyond it.
-async fn read_body(req: Request, max: usize) -> Result<Bytes, Response> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body is larger than {max} bytes"),
         )
     };
-    let declared = req
-        .headers()
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(req.into_body(), max).await {
+    match axum::body::to_bytes(body, max).await {
         Ok(b) => Ok(b),
         Err(e) => {
             if chain_contains(&e, "length limit exceeded") {
@@ -359,7 +365,7 @@ fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value
             .map_err(|e| error_response(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?
     };
     schema
-        .decode(&value)
+        .decode_owned(value)
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
@@ -377,16 +383,18 @@ async fn webhook_handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Respon
     if rt.is_shutting_down() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     if !raw_body(schema) && !is_json_content_type(&headers) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected Content-Type: application/json",
         );
     }
-    let query = query_map(&req);
+    let query = query_map(&parts.uri);
     let bytes = match read_body(
-        req,
+        &headers,
+        body,
         if *max_body == 0 {
             DEFAULT_MAX_BODY
         } else {
@@ -414,12 +422,13 @@ async fn webhook_handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Respon
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    let trigger = json!({
-        "body": body,
-        "headers": header_map(&headers),
-        "query": query,
-        "received_at": crate::ops::format_time(Utc::now()),
-    });
+    // Built by moving the parts in (`json!` would copy them).
+    let trigger = crate::ops::record([
+        ("body", body),
+        ("headers", Value::Object(header_map(&headers))),
+        ("query", Value::Object(query)),
+        ("received_at", crate::ops::format_time(Utc::now())),
+    ]);
     let key = dedupe.and_then(|f| f(&trigger));
     match rt.submit(def.name, trigger, key).await {
         Ok(s) if s.duplicate => (
@@ -452,7 +461,7 @@ fn sync_response(exec: &Execution, redactor: &crate::redact::Redactor) -> Respon
                     .and_then(|s| u16::try_from(s).ok())
                     .and_then(|s| StatusCode::from_u16(s).ok())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let mut resp = (status, Json(r["body"].clone())).into_response();
+                let mut resp = (status, Json(&r["body"])).into_response();
                 if let Some(Value::Object(h)) = r.get("headers") {
                     for (k, v) in h {
                         let name = HeaderName::from_bytes(k.as_bytes());
@@ -503,9 +512,10 @@ async fn sync_handler(
     if rt.is_shutting_down() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let headers = req.headers().clone();
-    let query = query_map(&req);
-    let bytes = match read_body(req, DEFAULT_MAX_BODY).await {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let query = query_map(&parts.uri);
+    let bytes = match read_body(&headers, body, DEFAULT_MAX_BODY).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -523,13 +533,14 @@ async fn sync_handler(
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let trigger = json!({
-        "params": params,
-        "body": body,
-        "headers": header_map(&headers),
-        "query": query,
-        "received_at": crate::ops::format_time(Utc::now()),
-    });
+    // Built by moving the parts in (`json!` would copy them).
+    let trigger = crate::ops::record([
+        ("params", Value::Object(params)),
+        ("body", body),
+        ("headers", Value::Object(header_map(&headers))),
+        ("query", Value::Object(query)),
+        ("received_at", crate::ops::format_time(Utc::now())),
+    ]);
     let mut run = rt.start_sync(def.name, trigger);
     let id = run.id().to_string();
     match tokio::time::timeout(*timeout, &mut *run.task()).await {

@@ -428,8 +428,11 @@ impl Gen<'_> {
                 self.push_local(&param);
                 let body = self.expr(body);
                 self.pop_local(&param);
+                // The parameter borrows the item (a `&Value` local: places
+                // built on it are `&&Value`, which coerces): nothing is
+                // copied unless the body needs an owned value.
                 format!(
-                    "ops::{method}({recv}, |item: &Value| -> Result<Value, RunError> {{ let {} = item.clone(); Ok({body}) }})?",
+                    "ops::{method}({recv}, |item: &Value| -> Result<Value, RunError> {{ let {} = item; Ok({body}) }})?",
                     local(&param)
                 )
             }

@@ -58,7 +58,7 @@ pub(crate) fn request_url(name: &str, args: &crate::ctx::Args) -> Result<reqwest
         .get(0)
         .as_str()
         .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
-    let mut url = crate::schema::parse_url(url_text)
+    let mut url = parse_url_cached(url_text)
         .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
     if let Some(Value::Object(q)) = args.get_named("query") {
         let mut pairs = url.query_pairs_mut();
@@ -71,13 +71,45 @@ pub(crate) fn request_url(name: &str, args: &crate::ctx::Args) -> Result<reqwest
     Ok(url)
 }
 
+/// [`crate::schema::parse_url`] with a one-entry cache per thread: a flow
+/// calls the same configured URL run after run, and parsing it (about 6,000
+/// instructions) is a noticeable part of a short request.
+fn parse_url_cached(text: &str) -> Result<reqwest::Url, String> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, reqwest::Url)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((t, url)) = &*last {
+            if t == text {
+                return Ok(url.clone());
+            }
+        }
+        let url = crate::schema::parse_url(text)?;
+        *last = Some((text.to_string(), url.clone()));
+        Ok(url)
+    })
+}
+
 async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     let args = &call.args;
-    let name = format!("http.{}", method.as_str().to_ascii_lowercase());
-    let url = request_url(&name, args)?;
-    let what = format!("{} {}", method, url);
+    let name = match method {
+        Method::GET => "http.get",
+        Method::POST => "http.post",
+        Method::PUT => "http.put",
+        Method::PATCH => "http.patch",
+        Method::DELETE => "http.delete",
+        _ => "http",
+    };
+    let url = request_url(name, args)?;
+    // For error messages only.
+    let what = {
+        let (method, url) = (method.clone(), url.clone());
+        move || format!("{method} {url}")
+    };
     let client = call.cx.runtime().http_client().clone();
-    let mut req = client.request(method.clone(), url);
+    let mut req = client.request(method, url);
 
     let mut has_idempotency_key = false;
     if let Some(Value::Object(h)) = args.get_named("headers") {
@@ -119,7 +151,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     let resp = req
         .send()
         .await
-        .map_err(|e| StepError::retryable(format!("{what}: {}", chain(&e.without_url()))))?;
+        .map_err(|e| StepError::retryable(format!("{}: {}", what(), chain(&e.without_url()))))?;
     let status = resp.status();
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
@@ -136,7 +168,8 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     }
     let bytes = resp.bytes().await.map_err(|e| {
         StepError::retryable(format!(
-            "{what}: reading the response: {}",
+            "{}: reading the response: {}",
+            what(),
             chain(&e.without_url())
         ))
     })?;
@@ -153,7 +186,8 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         let snippet: String = text.chars().take(200).collect();
         let reason = status.canonical_reason().unwrap_or("");
         return Err(StepError::retryable(format!(
-            "{what}: HTTP {} {reason}{}{snippet}",
+            "{}: HTTP {} {reason}{}{snippet}",
+            what(),
             status.as_u16(),
             if snippet.is_empty() { "" } else { ": " }
         )));
@@ -163,23 +197,24 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         match &args.as_schema {
             Some(schema) => {
                 let parsed: Value = serde_json::from_str(&text).map_err(|e| {
-                    StepError::permanent(format!("{what}: response body is not JSON ({e})"))
+                    StepError::permanent(format!("{}: response body is not JSON ({e})", what()))
                 })?;
                 schema
-                    .decode(&parsed)
-                    .map_err(|e| StepError::permanent(format!("{what}: response body: {e}")))?
+                    .decode_owned(parsed)
+                    .map_err(|e| StepError::permanent(format!("{}: response body: {e}", what())))?
             }
             None => loose_json(&text),
         }
     } else {
         loose_json(&text)
     };
-    Ok(serde_json::json!({
-        "status": status.as_u16(),
-        "body": body,
-        "text": text,
-        "headers": headers,
-    }))
+    // Moved in: `json!` would copy each part.
+    Ok(crate::ops::record([
+        ("status", Value::from(status.as_u16())),
+        ("body", body),
+        ("text", Value::String(text)),
+        ("headers", Value::Object(headers)),
+    ]))
 }
 
 /// A body without `as:`: JSON if it parses, `null` if empty, else the text.
