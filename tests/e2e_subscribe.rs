@@ -49,7 +49,8 @@ fn run_id() -> String {
     format!("r{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
 }
 
-/// Builds `tests/flows/NAME.flow` with `RUNID` replaced by `run`. The
+/// Builds `tests/flows/NAME.flow` with `RUNID` (and `_runid` in names)
+/// replaced by `run`. The
 /// source is written to a fixed place, so repeated runs rebuild one crate.
 fn build(name: &str, run: &str) -> PathBuf {
     let template = support::workspace()
@@ -57,7 +58,8 @@ fn build(name: &str, run: &str) -> PathBuf {
         .join(format!("{name}.flow"));
     let source = std::fs::read_to_string(&template)
         .unwrap_or_else(|e| panic!("{}: {e}", template.display()))
-        .replace("RUNID", run);
+        .replace("RUNID", run)
+        .replace("_runid", &format!("_{run}"));
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flowc-e2e-subscribe");
     let dir = root.join("src").join(name);
     std::fs::create_dir_all(&dir).expect("source folder");
@@ -574,4 +576,98 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     for q in [&queue, &dead] {
         let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_messages_become_runs_and_survive_a_crash() {
+    let Some(url) = service_url("FLOW_TEST_MQTT_URL", "mqtt e2e") else {
+        return;
+    };
+    let run = run_id();
+    let binary = build("subscribe_mqtt", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MQTT_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "orders").await;
+    // mosquitto_pub (installed with the broker) at QoS 1.
+    let publish = |topic: &str, payload: Vec<u8>| {
+        let target = format!(
+            "{}/flowtest/{run}/orders/{topic}",
+            url.trim_end_matches('/')
+        );
+        let out = std::process::Command::new("mosquitto_pub")
+            .args(["-L", &target, "-q", "1", "-s"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child.stdin.take().expect("stdin").write_all(&payload)?;
+                child.wait_with_output()
+            })
+            .expect("run mosquitto_pub");
+        assert!(
+            out.status.success(),
+            "mosquitto_pub: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    for id in 1..=3 {
+        publish(&format!("o{id}"), order(id));
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+    let first = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/1")
+        .unwrap();
+    assert_eq!(
+        first.body["subject"],
+        format!("flowtest/{run}/orders/o1").as_str()
+    );
+
+    publish("bad", b"{not json".to_vec());
+    publish("o4", order(4));
+    wait_posted(&sink, "/orders/4").await;
+    let failed = wait_runs(&svc, "orders", "failed", 1).await;
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON")),
+        "{failed:?}"
+    );
+
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    publish("o5", order(5));
+    publish("o6", order(6));
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    svc.kill();
+    // Queued by the broker for the persistent session.
+    publish("o7", order(7));
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "orders", "succeeded", 7).await;
+    wait_posted(&sink, "/orders/7").await;
+    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    assert_eq!(runs.len(), 8, "each message stored once: {runs:?}");
+    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+
+    let (status, answer) = post_json(
+        &svc.at("/relay"),
+        &json!({ "id": 8, "item": "relayed" }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    wait_posted(&sink, "/orders/8").await;
 }

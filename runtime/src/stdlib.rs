@@ -52,6 +52,8 @@ pub(crate) fn step_fns() -> HashMap<&'static str, StepFn> {
     m.insert("redis.xadd", crate::subscribe::redis::xadd);
     #[cfg(feature = "amqp")]
     m.insert("amqp.publish", crate::subscribe::amqp::publish);
+    #[cfg(feature = "mqtt")]
+    m.insert("mqtt.publish", crate::subscribe::mqtt::publish);
     m
 }
 

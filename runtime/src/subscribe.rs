@@ -21,17 +21,24 @@
 //! logs name the broker and subject, never the URL (it may hold a password).
 //!
 //! Brokers, each behind the runtime feature of the same name (`flowc build`
-//! turns on those an integration uses): `nats`, `redis` and `amqp` (see
+//! turns on those an integration uses): `nats`, `redis`, `amqp` and `mqtt` (see
 //! their modules for each one's delivery guarantee).
 
 // A binary built without any broker feature has no subscriber to run.
 #![cfg_attr(
-    not(any(feature = "nats", feature = "redis", feature = "amqp")),
+    not(any(
+        feature = "nats",
+        feature = "redis",
+        feature = "amqp",
+        feature = "mqtt"
+    )),
     allow(dead_code)
 )]
 
 #[cfg(feature = "amqp")]
 pub(crate) mod amqp;
+#[cfg(feature = "mqtt")]
+pub(crate) mod mqtt;
 #[cfg(feature = "nats")]
 pub(crate) mod nats;
 #[cfg(feature = "redis")]
@@ -83,6 +90,8 @@ fn spawn(sub: Subscriber) -> Option<JoinHandle<()>> {
         "redis" => Some(tokio::spawn(redis::run(sub))),
         #[cfg(feature = "amqp")]
         "amqp" => Some(tokio::spawn(amqp::run(sub))),
+        #[cfg(feature = "mqtt")]
+        "mqtt" => Some(tokio::spawn(mqtt::run(sub))),
         _ => None,
     }
 }

@@ -18,6 +18,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("file.flow", include_str!("../../stdlib/file.flow")),
     ("http.flow", include_str!("../../stdlib/http.flow")),
     ("json.flow", include_str!("../../stdlib/json.flow")),
+    ("mqtt.flow", include_str!("../../stdlib/mqtt.flow")),
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),

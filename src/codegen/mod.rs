@@ -649,7 +649,7 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
 
 /// The runtime's optional features, one per broker: each turns on the
 /// subscribe trigger of that broker and its stdlib module's steps.
-pub const RUNTIME_FEATURES: &[&str] = &["amqp", "nats", "redis"];
+pub const RUNTIME_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
 
 /// The runtime features `file` needs: the brokers its subscribe triggers
 /// name and the broker modules its flows call (`nats.publish` → `nats`),
