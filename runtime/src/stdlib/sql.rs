@@ -991,6 +991,29 @@ mod tests {
         assert!(!e.contains("s3cret"), "{e}");
     }
 
+    #[tokio::test]
+    async fn flowc_test_refuses_servers_and_runs_sqlite_in_its_folder() {
+        let args = Args::new()
+            .arg(Value::String("postgres://app:s3cret@db.internal/shop".into()))
+            .arg(Value::String("SELECT 1".into()));
+        let e = run_in_test("sql.query", args, true).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("postgres:// databases are not available in flowc test"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let args = Args::new()
+            .arg(Value::String(url))
+            .arg(Value::String("SELECT $1 AS a, ? AS b".into()))
+            .kw("args", serde_json::json!([1, "x"]));
+        let rows = run("sql.query", &args, true).await.unwrap();
+        assert_eq!(rows, serde_json::json!([{ "a": 1, "b": "x" }]));
+    }
+
     #[test]
     fn decode_errors_name_row_and_column() {
         assert_eq!(
