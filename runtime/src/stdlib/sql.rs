@@ -994,7 +994,9 @@ mod tests {
     #[tokio::test]
     async fn flowc_test_refuses_servers_and_runs_sqlite_in_its_folder() {
         let args = Args::new()
-            .arg(Value::String("postgres://app:s3cret@db.internal/shop".into()))
+            .arg(Value::String(
+                "postgres://app:s3cret@db.internal/shop".into(),
+            ))
             .arg(Value::String("SELECT 1".into()));
         let e = run_in_test("sql.query", args, true).await.unwrap_err();
         let text = e.to_string();
