@@ -156,6 +156,11 @@ publish = false
 [dependencies]
 flow_runtime = {{ path = {runtime:?}{features} }}
 
+# Line tables only: backtraces keep file and line, while binaries stay a
+# fraction of the size and link faster than with full debug info.
+[profile.dev]
+debug = "line-tables-only"
+
 [profile.release]
 opt-level = 3
 codegen-units = 16
