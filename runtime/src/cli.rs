@@ -95,6 +95,11 @@ struct ServeArgs {
     /// is taken over by another once its lease expires.
     #[arg(long, env = "FLOW_LEASE", default_value = "30s", value_parser = parse_lease)]
     lease: Duration,
+    /// A schedule tick missed while no replica was running is run at
+    /// start-up (flows with `catch_up: true`, the default) only if it is at
+    /// most this old (e.g. 6h); older ones are skipped.
+    #[arg(long, env = "FLOW_CATCH_UP_WINDOW", default_value = "1d", value_parser = parse_duration)]
+    catch_up_window: Duration,
 }
 
 fn parse_lease(s: &str) -> Result<Duration, String> {
@@ -400,6 +405,7 @@ async fn build_runtime(
     usage: StoreUse,
     retention: Option<Duration>,
     lease: Duration,
+    catch_up_window: Duration,
 ) -> Result<Runtime, ExitCode> {
     let name = integration.name;
     let workers = workers.unwrap_or_else(default_workers);
@@ -419,6 +425,7 @@ async fn build_runtime(
         drain_timeout: drain,
         lease,
         retention,
+        catch_up_window,
         redactor,
         step_overrides: Vec::new(),
     };
@@ -450,6 +457,7 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 StoreUse::Serve,
                 (!args.retention.is_zero()).then_some(args.retention),
                 args.lease,
+                args.catch_up_window,
             )
             .await
             {
@@ -468,6 +476,7 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 StoreUse::Foreground,
                 None,
                 cli.serve.lease,
+                cli.serve.catch_up_window,
             )
             .await
             {
@@ -486,6 +495,7 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 StoreUse::Deploy,
                 None,
                 cli.serve.lease,
+                cli.serve.catch_up_window,
             )
             .await
             {
@@ -524,6 +534,7 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
                 StoreUse::Foreground,
                 None,
                 cli.serve.lease,
+                cli.serve.catch_up_window,
             )
             .await
             {

@@ -28,6 +28,9 @@ use crate::store::{
 /// How long finished runs are kept by default (`--retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Default of [`RuntimeOptions::catch_up_window`]: one day.
+pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// How often [`Runtime::wait_for`] looks in the store for a run that
 /// another process may have finished.
 const WAIT_POLL: Duration = Duration::from_millis(500);
@@ -58,6 +61,8 @@ pub struct RuntimeOptions {
     /// Succeeded and skipped runs older than this are deleted while
     /// serving (hourly); `None` keeps them forever. Failed runs are kept.
     pub retention: Option<Duration>,
+    /// A missed schedule tick older than this is not caught up at start-up.
+    pub catch_up_window: Duration,
     /// Shares secrets with the log writer (see [`crate::logging`]).
     pub redactor: Redactor,
     /// Replaces or adds step implementations by qualified name (`flowc
@@ -76,6 +81,7 @@ impl Default for RuntimeOptions {
             drain_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             retention: Some(DEFAULT_RETENTION),
+            catch_up_window: DEFAULT_CATCH_UP_WINDOW,
             redactor: Redactor::new(),
             step_overrides: Vec::new(),
         }
@@ -113,6 +119,7 @@ pub(crate) struct Inner {
     pub(crate) drain_timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) retention: Option<Duration>,
+    pub(crate) catch_up_window: Duration,
     /// Executions the worker pool is running: id → lease and journal (the
     /// heartbeat renews the leases and marks lost ones on the journal;
     /// released back to the queue if still running at the drain deadline).
@@ -207,6 +214,7 @@ impl Runtime {
                 drain_timeout: options.drain_timeout,
                 lease: options.lease,
                 retention: options.retention,
+                catch_up_window: options.catch_up_window,
                 in_flight: Mutex::new(HashMap::new()),
                 queue: Notify::new(),
                 watchers: Mutex::new(HashMap::new()),

@@ -5,7 +5,8 @@
 //! across replicas and restarts), and the task waits for that run to end before looking for
 //! the next tick: runs of one flow never overlap, and ticks that pass while
 //! a run is still going are skipped. A tick missed while the service was
-//! down runs once at start-up unless `catch_up` is off.
+//! down runs once at start-up unless `catch_up` is off or it is older than
+//! the catch-up window (`--catch-up-window`, default one day).
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -103,9 +104,13 @@ async fn run(rt: Runtime, flow: &'static str, schedule: Schedule, catch_up: bool
     if let Some(last) = previous {
         match schedule.next_after(last) {
             Some(missed) if missed <= now && catch_up => {
-                tracing::info!(flow, missed = %missed, "running a tick missed while down");
-                if !fire(&rt, flow, missed, &mut previous).await {
-                    return;
+                if within_window(missed, now, rt.inner.catch_up_window) {
+                    tracing::info!(flow, missed = %missed, "running a tick missed while down");
+                    if !fire(&rt, flow, missed, &mut previous).await {
+                        return;
+                    }
+                } else {
+                    tracing::info!(flow, missed = %missed, "a tick missed while down is older than the catch-up window; skipped");
                 }
             }
             _ => {}
@@ -126,6 +131,11 @@ async fn run(rt: Runtime, flow: &'static str, schedule: Schedule, catch_up: bool
             return;
         }
     }
+}
+
+/// Whether a tick missed at `missed` is recent enough to catch up `now`.
+fn within_window(missed: DateTime<Utc>, now: DateTime<Utc>, window: Duration) -> bool {
+    chrono::Duration::from_std(window).is_ok_and(|w| now - missed <= w)
 }
 
 /// Stores the run of `tick` (the tick is recorded in the same transaction,
@@ -182,6 +192,17 @@ mod tests {
         );
         assert!(Schedule::cron("not cron", None).is_err());
         assert!(Schedule::cron("* * * * *", Some("Mars/Olympus")).is_err());
+    }
+
+    #[test]
+    fn missed_ticks_are_caught_up_only_within_the_window() {
+        let now = Utc::now();
+        let hour = Duration::from_secs(3600);
+        let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+        assert!(within_window(ago(60), now, hour));
+        assert!(within_window(ago(3600), now, hour));
+        assert!(!within_window(ago(3601), now, hour));
+        assert!(!within_window(ago(1), now, Duration::ZERO));
     }
 
     #[test]
