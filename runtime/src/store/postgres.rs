@@ -489,11 +489,15 @@ impl PostgresStore {
                 tracing::warn!(count = given_up, "runs given up after too many take-overs");
             }
             // Take-over of runs whose holder stopped renewing (crashed,
-            // paused, partitioned), by the database's clock.
+            // paused, partitioned), by the database's clock, with a backoff
+            // after the expiry that grows with each earlier take-over (0, 1,
+            // 3, 7, 15 leases, at most 5 min): a run that brings down every
+            // replica running it does not take them down in a tight loop.
             let expired = format!(
                 "UPDATE $S.executions e {set}, takeovers = e.takeovers + 1 \
                  FROM (SELECT seq FROM $S.executions \
-                 WHERE status = 'running' AND lease_expires <= now() AND takeovers < $4 \
+                 WHERE status = 'running' AND takeovers < $4 \
+                 AND lease_expires + make_interval(secs => least($2 * (power(2, takeovers) - 1), 300)) <= now() \
                  ORDER BY lease_expires LIMIT $3 FOR UPDATE SKIP LOCKED) p \
                  WHERE e.seq = p.seq RETURNING {}",
                 prefixed_columns()
