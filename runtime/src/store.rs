@@ -20,7 +20,7 @@
 //! it (answer `202`, call the next step) as on a durable fact.
 
 mod memory;
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 
 use std::fmt;

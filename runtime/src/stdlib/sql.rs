@@ -7,8 +7,8 @@
 //! driver:
 //!
 //! * `postgres://` / `postgresql://` (libpq URL syntax): tokio-postgres with
-//!   a deadpool pool of up to [`POOL_SIZE`] connections, the pair the
-//!   PostgreSQL store uses. No TLS (like the store).
+//!   a deadpool pool of up to [`POOL_SIZE`] connections, built by the
+//!   PostgreSQL store's `new_pool`. No TLS (like the store).
 //! * `mysql://` / `mariadb://`: `mysql_async`'s pool (up to [`POOL_SIZE`]
 //!   connections), no TLS.
 //! * `sqlite://PATH`: relative to the working directory,
@@ -421,21 +421,9 @@ async fn run_in_test(func: &str, mut args: Args, rows: bool) -> Result<Value, St
 
 // ---- PostgreSQL
 
-/// A small pool on `config` (no TLS), the same shape as the store's.
+/// A small pool on `config`, built like the PostgreSQL store's.
 fn postgres_pool(config: &tokio_postgres::Config) -> Result<deadpool_postgres::Pool, SqlError> {
-    let manager = deadpool_postgres::Manager::from_config(
-        config.clone(),
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
-    deadpool_postgres::Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .create_timeout(Some(Duration::from_secs(10)))
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .build()
+    crate::store::postgres::new_pool(config, POOL_SIZE)
         .map_err(|e| SqlError::Permanent(format!("cannot create the connection pool: {e}")))
 }
 

@@ -373,6 +373,28 @@ async fn listen_loop(config: tokio_postgres::Config, schema: String, wake: Arc<N
     }
 }
 
+/// A pool of up to `max_size` connections on `config`, without TLS:
+/// 10 s to connect, 30 s to wait for a free connection. Connections are
+/// made on demand. Shared with the `sql.*` steps (`stdlib/sql.rs`).
+pub(crate) fn new_pool(
+    config: &tokio_postgres::Config,
+    max_size: usize,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size.max(1))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .build()
+}
+
 impl PostgresStore {
     /// Connects, creates the schema and applies pending migrations, and
     /// starts the listener. Must be called inside a Tokio runtime.
@@ -388,19 +410,7 @@ impl PostgresStore {
                 "the PostgreSQL URL names no host (postgres://user@host:port/database)",
             ));
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .build()
+        let pool = new_pool(&config, options.pool_size)
             .map_err(|e| StoreError::Backend(format!("cannot create the connection pool: {e}")))?;
         let store_schema = options.schema.clone();
         migrate(&pool, &quoted, &store_schema).await.map_err(|e| {
