@@ -209,6 +209,73 @@ impl Subscriber {
     }
 }
 
+/// What every publish step takes: `url`, the destination (subject, stream,
+/// routing key, topic) and the `json:` payload, and the step's idempotency
+/// key (execution id and step key: the same on every retry).
+#[cfg(any(
+    feature = "nats",
+    feature = "redis",
+    feature = "amqp",
+    feature = "mqtt"
+))]
+pub(crate) struct Publish {
+    /// The broker URL.
+    pub url: String,
+    /// The destination.
+    pub to: String,
+    /// The payload, as JSON.
+    pub payload: Vec<u8>,
+    /// The idempotency key.
+    pub key: String,
+}
+
+#[cfg(any(
+    feature = "nats",
+    feature = "redis",
+    feature = "amqp",
+    feature = "mqtt"
+))]
+impl Publish {
+    /// Reads the arguments of `func` (`nats.publish`): positional `url`,
+    /// the destination named `to` that must pass `valid` (`rule` says how),
+    /// and `json:`. Errors are permanent and name the step.
+    pub(crate) fn from_call(
+        call: &crate::ctx::StepCall,
+        func: &str,
+        to: &str,
+        valid: impl Fn(&str) -> bool,
+        rule: &str,
+    ) -> Result<Publish, crate::error::StepError> {
+        use crate::error::StepError;
+        let args = &call.args;
+        let url = args
+            .param(0, "url")
+            .as_str()
+            .ok_or_else(|| StepError::permanent(format!("{func}: the url must be a String")))?
+            .to_string();
+        let dest = args
+            .param(1, to)
+            .as_str()
+            .filter(|s| valid(s))
+            .ok_or_else(|| {
+                StepError::permanent(format!(
+                    "{func}: the {} must be {rule}",
+                    to.replace('_', " ")
+                ))
+            })?
+            .to_string();
+        let json = args.get_named("json").unwrap_or(args.get(2));
+        let payload =
+            serde_json::to_vec(json).map_err(|e| StepError::permanent(format!("{func}: {e}")))?;
+        Ok(Publish {
+            url,
+            to: dest,
+            payload,
+            key: format!("{}/{}", call.cx.execution_id(), call.step),
+        })
+    }
+}
+
 /// `error` with `url` (and its password) removed, for logs.
 pub(crate) fn redact_urls(error: &str, url: &str) -> String {
     if url.is_empty() {

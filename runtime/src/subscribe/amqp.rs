@@ -196,18 +196,13 @@ async fn channel(url: &str) -> Result<Channel, String> {
 /// waits for the broker's confirm. Returns the message id.
 pub(crate) fn publish(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
-        let args = &call.args;
-        let url = args
-            .param(0, "url")
-            .as_str()
-            .ok_or_else(|| StepError::permanent("amqp.publish: the url must be a String"))?
-            .to_string();
-        let routing_key = args
-            .param(1, "routing_key")
-            .as_str()
-            .ok_or_else(|| StepError::permanent("amqp.publish: the routing key must be a String"))?
-            .to_string();
-        let exchange = match args.get_named("exchange") {
+        let super::Publish {
+            url,
+            to: routing_key,
+            payload,
+            key: id,
+        } = super::Publish::from_call(&call, "amqp.publish", "routing_key", |_| true, "a String")?;
+        let exchange = match call.args.get_named("exchange") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(_) => {
@@ -216,10 +211,6 @@ pub(crate) fn publish(call: StepCall) -> BoxFuture<'static, Result<Value, StepEr
                 ))
             }
         };
-        let json = args.get_named("json").unwrap_or(args.get(2));
-        let payload = serde_json::to_vec(json)
-            .map_err(|e| StepError::permanent(format!("amqp.publish: {e}")))?;
-        let id = format!("{}/{}", call.cx.execution_id(), call.step);
         let ch = channel(&url).await.map_err(|e| {
             StepError::retryable(format!("amqp.publish: {}", super::redact_urls(&e, &url)))
         })?;

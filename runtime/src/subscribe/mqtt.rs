@@ -128,26 +128,19 @@ async fn consume(sub: &Subscriber, client_id: &str, attempt: &mut u32) -> Result
 /// publish). Returns true.
 pub(crate) fn publish(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
-        let args = &call.args;
-        let url = args
-            .param(0, "url")
-            .as_str()
-            .ok_or_else(|| StepError::permanent("mqtt.publish: the url must be a String"))?
-            .to_string();
-        let topic = args
-            .param(1, "topic")
-            .as_str()
-            .filter(|t| !t.is_empty() && !t.contains(['+', '#']))
-            .ok_or_else(|| {
-                StepError::permanent(
-                    "mqtt.publish: the topic must be a non-empty String without wildcards",
-                )
-            })?
-            .to_string();
-        let json = args.get_named("json").unwrap_or(args.get(2));
-        let retain = matches!(args.get_named("retain"), Some(Value::Bool(true)));
-        let payload = serde_json::to_vec(json)
-            .map_err(|e| StepError::permanent(format!("mqtt.publish: {e}")))?;
+        let super::Publish {
+            url,
+            to: topic,
+            payload,
+            ..
+        } = super::Publish::from_call(
+            &call,
+            "mqtt.publish",
+            "topic",
+            |t| !t.is_empty() && !t.contains(['+', '#']),
+            "a non-empty String without wildcards",
+        )?;
+        let retain = matches!(call.args.get_named("retain"), Some(Value::Bool(true)));
         let id = format!("flow-pub-{}", uuid::Uuid::new_v4().simple());
         let opts =
             options(&url, &id).map_err(|e| StepError::permanent(format!("mqtt.publish: {e}")))?;

@@ -236,27 +236,22 @@ async fn client(url: &str) -> Result<async_nats::Client, String> {
 /// Otherwise it is a core NATS publish. Returns the message id.
 pub(crate) fn publish(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
-        let args = &call.args;
-        let url = args
-            .param(0, "url")
-            .as_str()
-            .ok_or_else(|| StepError::permanent("nats.publish: the url must be a String"))?
-            .to_string();
-        let subject = args
-            .param(1, "subject")
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                StepError::permanent("nats.publish: the subject must be a non-empty String")
-            })?
-            .to_string();
-        let json = args.get_named("json").unwrap_or(args.get(2));
-        let payload = serde_json::to_vec(json)
-            .map_err(|e| StepError::permanent(format!("nats.publish: {e}")))?;
-        let id = match args.get_named("id").filter(|v| !v.is_null()) {
+        let super::Publish {
+            url,
+            to: subject,
+            payload,
+            key,
+        } = super::Publish::from_call(
+            &call,
+            "nats.publish",
+            "subject",
+            |s| !s.is_empty(),
+            "a non-empty String",
+        )?;
+        let id = match call.args.get_named("id").filter(|v| !v.is_null()) {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(StepError::permanent("nats.publish: `id:` must be a String")),
-            None => format!("{}/{}", call.cx.execution_id(), call.step),
+            None => key,
         };
         let redacted = |e: String| super::redact_urls(&e, &url);
         let client = client(&url)

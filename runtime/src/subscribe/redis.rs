@@ -239,24 +239,20 @@ async fn connection(url: &str) -> Result<MultiplexedConnection, String> {
 /// deduplicate, a consumer can). Returns the entry id.
 pub(crate) fn xadd(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
-        let args = &call.args;
-        let url = args
-            .param(0, "url")
-            .as_str()
-            .ok_or_else(|| StepError::permanent("redis.xadd: the url must be a String"))?
-            .to_string();
-        let stream = args
-            .param(1, "stream")
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                StepError::permanent("redis.xadd: the stream must be a non-empty String")
-            })?
-            .to_string();
-        let json = args.get_named("json").unwrap_or(args.get(2));
-        let payload = serde_json::to_string(json)
-            .map_err(|e| StepError::permanent(format!("redis.xadd: {e}")))?;
-        let key = format!("{}/{}", call.cx.execution_id(), call.step);
+        let super::Publish {
+            url,
+            to: stream,
+            payload,
+            key,
+        } = super::Publish::from_call(
+            &call,
+            "redis.xadd",
+            "stream",
+            |s| !s.is_empty(),
+            "a non-empty String",
+        )?;
+        // serde_json writes UTF-8.
+        let payload = String::from_utf8_lossy(&payload).into_owned();
         let mut con = connection(&url).await.map_err(|e| {
             StepError::retryable(format!("redis.xadd: {}", super::redact_urls(&e, &url)))
         })?;
