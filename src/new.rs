@@ -182,18 +182,10 @@ pub fn readme(name: &str, pattern: Pattern) -> String {
         ),
     };
     let first_env = env.split('=').next().unwrap_or_default().to_string();
-    let build_note = if pattern == Pattern::Files {
-        "\n> **Not buildable yet.** `flowc build` does not support `files` triggers\n\
-         > yet: it refuses this file with a message saying so. `flowc check`, `fmt`,\n\
-         > `graph` and the test blocks work today; the build and run steps below\n\
-         > apply once the runtime runs `files` triggers.\n"
-    } else {
-        ""
-    };
     let text = format!(
         "# __NAME__\n\n\
          A flowc integration, started with `flowc new --pattern {pattern}`:\n\
-         it {what}.\n{build_note}\n\
+         it {what}.\n\n\
          `__NAME__.flow` is the whole integration: its config entries, types, flows and,\n\
          at the end, its `test` blocks. The doc comments (`///`) show up in the\n\
          binary's `--help` and in `flowc graph`.\n\n\

@@ -41,15 +41,7 @@ fn every_pattern_checks_cleanly_and_is_formatted() {
             }
         }
         let unsupported = flowc::codegen::unsupported(&file);
-        if pattern == Pattern::Files {
-            assert!(
-                !unsupported.is_empty(),
-                "files builds now: update the README text"
-            );
-            assert!(readme(&name, pattern).contains("does not support `files` triggers"));
-        } else {
-            assert!(unsupported.is_empty(), "{p}: {unsupported:?}");
-        }
+        assert!(unsupported.is_empty(), "{p}: {unsupported:?}");
     }
 }
 
