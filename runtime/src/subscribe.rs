@@ -276,6 +276,39 @@ impl Publish {
     }
 }
 
+/// One shared client per broker URL, made on first use (publish steps of
+/// all runs share it; the clients reconnect by themselves).
+#[cfg(any(feature = "nats", feature = "redis"))]
+pub(crate) struct Clients<T>(
+    std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, T>>>,
+);
+
+#[cfg(any(feature = "nats", feature = "redis"))]
+impl<T: Clone> Clients<T> {
+    pub(crate) const fn new() -> Self {
+        Clients(std::sync::OnceLock::new())
+    }
+
+    /// The client of `url`, made with `connect` when there is none yet.
+    pub(crate) async fn get<F, Fut>(&self, url: &str, connect: F) -> Result<T, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let map = self.0.get_or_init(Default::default);
+        let lock = || {
+            map.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(c) = lock().get(url).cloned() {
+            return Ok(c);
+        }
+        let c = connect().await?;
+        lock().insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 /// `error` with `url` (and its password) removed, for logs.
 pub(crate) fn redact_urls(error: &str, url: &str) -> String {
     if url.is_empty() {

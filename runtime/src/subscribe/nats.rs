@@ -17,9 +17,6 @@
 //! is created for it. Replicas share a durable consumer; `group:` is not
 //! used with `durable:`.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::context::GetStreamByNameErrorKind;
@@ -207,25 +204,16 @@ fn headers(h: Option<&async_nats::HeaderMap>) -> Map<String, Value> {
 /// One client per URL, shared by the steps of all runs (the client
 /// reconnects by itself).
 async fn client(url: &str) -> Result<async_nats::Client, String> {
-    static CLIENTS: OnceLock<Mutex<HashMap<String, async_nats::Client>>> = OnceLock::new();
-    let clients = CLIENTS.get_or_init(Default::default);
-    let cached = match clients.lock() {
-        Ok(m) => m.get(url).cloned(),
-        Err(p) => p.into_inner().get(url).cloned(),
-    };
-    if let Some(c) = cached {
-        return Ok(c);
-    }
-    let c = async_nats::ConnectOptions::new()
-        .connection_timeout(std::time::Duration::from_secs(10))
-        .connect(url)
+    static CLIENTS: super::Clients<async_nats::Client> = super::Clients::new();
+    CLIENTS
+        .get(url, || async {
+            async_nats::ConnectOptions::new()
+                .connection_timeout(std::time::Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| format!("cannot connect to NATS: {e}"))
+        })
         .await
-        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
-    match clients.lock() {
-        Ok(mut m) => m.insert(url.to_string(), c.clone()),
-        Err(p) => p.into_inner().insert(url.to_string(), c.clone()),
-    };
-    Ok(c)
 }
 
 /// `nats.publish(url, subject, json: V, id: S?)`: publishes `V` as JSON.

@@ -16,8 +16,6 @@
 //! other fields are the trigger's `headers`. An entry without a `json`
 //! field has all its fields, as a JSON object of strings, as payload.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt as _};
@@ -216,21 +214,10 @@ fn message(stream: &str, entry: &StreamId) -> Message {
 
 /// One connection per URL, shared by the steps of all runs.
 async fn connection(url: &str) -> Result<MultiplexedConnection, String> {
-    static CONNS: OnceLock<Mutex<HashMap<String, MultiplexedConnection>>> = OnceLock::new();
-    let conns = CONNS.get_or_init(Default::default);
-    let cached = match conns.lock() {
-        Ok(m) => m.get(url).cloned(),
-        Err(p) => p.into_inner().get(url).cloned(),
-    };
-    if let Some(c) = cached {
-        return Ok(c);
-    }
-    let c = connect(url, Some(Duration::from_secs(10))).await?;
-    match conns.lock() {
-        Ok(mut m) => m.insert(url.to_string(), c.clone()),
-        Err(p) => p.into_inner().insert(url.to_string(), c.clone()),
-    };
-    Ok(c)
+    static CONNS: super::Clients<MultiplexedConnection> = super::Clients::new();
+    CONNS
+        .get(url, || connect(url, Some(Duration::from_secs(10))))
+        .await
 }
 
 /// `redis.xadd(url, stream, json: V)`: appends an entry whose field `json`
