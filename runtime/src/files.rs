@@ -293,12 +293,7 @@ impl Scanner {
                     for h in &held {
                         tracing::info!(flow = self.flow, file = %h.location, execution_id = %s.execution_id, "file claimed");
                     }
-                    let (rt, poke, id) =
-                        (self.rt.clone(), self.poke.clone(), s.execution_id.clone());
-                    tokio::spawn(async move {
-                        rt.wait_for(&id).await;
-                        poke.notify_one();
-                    });
+                    self.poke_when_done(&s.execution_id);
                 }
                 self.claims.insert(s.execution_id, held);
             }
@@ -341,6 +336,16 @@ impl Scanner {
         }
     }
 
+    /// Wakes the scanner when run `id` ends, so its files are settled at
+    /// once rather than at the next scan.
+    fn poke_when_done(&self, id: &str) {
+        let (rt, poke, id) = (self.rt.clone(), self.poke.clone(), id.to_string());
+        tokio::spawn(async move {
+            rt.wait_for(&id).await;
+            poke.notify_one();
+        });
+    }
+
     async fn retry_when_due(&self, exec: &crate::store::Execution) {
         let wait = backoff(self.trigger.every, exec.attempts);
         let due = exec
@@ -354,11 +359,7 @@ impl Scanner {
             Ok(Some(_)) => {
                 tracing::info!(flow = self.flow, execution_id = %exec.id, attempt = exec.attempts + 1, "retrying a failed file's run");
                 self.rt.notify_workers();
-                let (rt, poke, id) = (self.rt.clone(), self.poke.clone(), exec.id.clone());
-                tokio::spawn(async move {
-                    rt.wait_for(&id).await;
-                    poke.notify_one();
-                });
+                self.poke_when_done(&exec.id);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(flow = self.flow, error = %e, "cannot retry a file's run"),
