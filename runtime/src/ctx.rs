@@ -159,40 +159,51 @@ pub(crate) enum Journaling {
 /// *lost*: the run stops at once, without `on failure` and without
 /// recording an outcome (another worker owns the run now).
 #[derive(Clone)]
-pub(crate) struct RunJournal {
-    pub(crate) entries: Arc<Mutex<HashMap<String, StepRecord>>>,
-    pub(crate) mode: Arc<tokio::sync::RwLock<Journaling>>,
-    pub(crate) lease: Arc<Lease>,
-    lost: Arc<(AtomicBool, tokio::sync::Notify)>,
+pub(crate) struct RunJournal(Arc<JournalInner>);
+
+/// The shared part of a [`RunJournal`] (one allocation per run).
+pub(crate) struct JournalInner {
+    pub(crate) entries: Mutex<HashMap<String, StepRecord>>,
+    pub(crate) mode: tokio::sync::RwLock<Journaling>,
+    pub(crate) lease: Lease,
+    lost: AtomicBool,
+    lost_notify: tokio::sync::Notify,
+}
+
+impl std::ops::Deref for RunJournal {
+    type Target = JournalInner;
+
+    fn deref(&self) -> &JournalInner {
+        &self.0
+    }
 }
 
 impl RunJournal {
     pub(crate) fn new(entries: Vec<StepRecord>, mode: Journaling, lease: Lease) -> RunJournal {
-        RunJournal {
-            entries: Arc::new(Mutex::new(
-                entries.into_iter().map(|r| (r.key.clone(), r)).collect(),
-            )),
-            mode: Arc::new(tokio::sync::RwLock::new(mode)),
-            lease: Arc::new(lease),
-            lost: Arc::new((AtomicBool::new(false), tokio::sync::Notify::new())),
-        }
+        RunJournal(Arc::new(JournalInner {
+            entries: Mutex::new(entries.into_iter().map(|r| (r.key.clone(), r)).collect()),
+            mode: tokio::sync::RwLock::new(mode),
+            lease,
+            lost: AtomicBool::new(false),
+            lost_notify: tokio::sync::Notify::new(),
+        }))
     }
 
     /// Marks the lease as lost (see the type's docs).
     pub(crate) fn lose_lease(&self) {
-        self.lost.0.store(true, Ordering::SeqCst);
-        self.lost.1.notify_one();
+        self.lost.store(true, Ordering::SeqCst);
+        self.lost_notify.notify_one();
     }
 
     /// Whether the lease was lost.
     pub(crate) fn lease_lost(&self) -> bool {
-        self.lost.0.load(Ordering::SeqCst)
+        self.lost.load(Ordering::SeqCst)
     }
 
     /// Resolves once the lease is lost.
     pub(crate) async fn lost(&self) {
         while !self.lease_lost() {
-            self.lost.1.notified().await;
+            self.lost_notify.notified().await;
         }
     }
 

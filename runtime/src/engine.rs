@@ -460,6 +460,7 @@ impl Runtime {
             trigger,
             journal,
             task,
+            keeper: None,
         }
     }
 
@@ -494,7 +495,7 @@ impl Runtime {
         }
         *mode = Journaling::Ended;
         drop(mode);
-        let mut done = finished(exec, &finish);
+        let mut done = finished(exec, finish);
         if lock(&self.inner.watchers).contains_key(&done.id) {
             done.trigger = Value::clone(&trigger);
         }
@@ -636,9 +637,39 @@ impl Runtime {
         if !recorded {
             return exec;
         }
-        let done = finished(exec, &finish);
+        let done = finished(exec, finish);
         self.notify_finished(&done);
         done
+    }
+
+    /// Renews the lease of a durable run every third of the lease until the
+    /// returned guard is dropped or the run ends; marks the journal lost
+    /// when the store refuses the renewal.
+    fn keep_lease(&self, id: String, journal: RunJournal) -> AbortOnDrop {
+        let rt = self.clone();
+        let lease = self.inner.lease;
+        AbortOnDrop(tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                match *journal.mode.read().await {
+                    Journaling::Durable => {}
+                    Journaling::Ended => break,
+                    // Not stored (yet): nothing to renew.
+                    Journaling::Memory => continue,
+                }
+                match rt.inner.store.renew(&id, &journal.lease, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        journal.lose_lease();
+                        break;
+                    }
+                    // Retried at the next beat; the lease may run out
+                    // meanwhile, and then the next write is refused.
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+                }
+            }
+        }))
     }
 
     /// Runs the flow (and `on failure`) with `state` as read at the start
@@ -701,34 +732,13 @@ impl Runtime {
 
         // Keep the lease while the run goes on (and stop when the run is
         // dropped, e.g. aborted at the drain deadline). The worker pool's
-        // runs are renewed by its heartbeat instead.
-        let pooled = lock(&self.inner.in_flight).contains_key(&exec.id);
-        let _keeper = (!pooled).then(|| {
-            let rt = self.clone();
-            let id = exec.id.clone();
-            let lease = self.inner.lease;
-            let journal = journal.clone();
-            AbortOnDrop(tokio::spawn(async move {
-                let every = (lease / 3).max(Duration::from_millis(100));
-                loop {
-                    tokio::time::sleep(every).await;
-                    if *journal.mode.read().await != Journaling::Durable {
-                        // Not stored (yet): a sync run in memory.
-                        continue;
-                    }
-                    match rt.inner.store.renew(&id, &journal.lease, lease).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            journal.lose_lease();
-                            break;
-                        }
-                        // Retried at the next beat; the lease may run out
-                        // meanwhile, and then the next write is refused.
-                        Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
-                    }
-                }
-            }))
-        });
+        // runs are renewed by its heartbeat instead, and a sync run in
+        // memory has no lease to keep until it falls back to async
+        // (`SyncRun::persist` starts its keeper then).
+        let durable = *journal.mode.read().await == Journaling::Durable;
+        let pooled = durable && lock(&self.inner.in_flight).contains_key(&exec.id);
+        let _keeper =
+            (durable && !pooled).then(|| self.keep_lease(exec.id.clone(), journal.clone()));
         // A lost lease stops the run where it is: the flow future is dropped.
         let result = tokio::select! {
             r = call_flow(def.run, cx) => r,
@@ -1091,6 +1101,8 @@ pub struct SyncRun {
     trigger: Arc<Value>,
     journal: RunJournal,
     task: JoinHandle<Execution>,
+    /// Renews the lease once the run is stored ([`SyncRun::persist`]).
+    keeper: Option<AbortOnDrop>,
 }
 
 impl SyncRun {
@@ -1108,7 +1120,7 @@ impl SyncRun {
     /// journal so far, and journals every later step. `Ok(true)` once it is
     /// durable — only then may `202` go out; `Ok(false)` if the run has
     /// already ended (answer with its outcome instead).
-    pub async fn persist(&self) -> Result<bool, StoreError> {
+    pub async fn persist(&mut self) -> Result<bool, StoreError> {
         let mut mode = self.journal.mode.write().await;
         match *mode {
             Journaling::Ended => Ok(false),
@@ -1118,6 +1130,10 @@ impl SyncRun {
                     .store_whole(&self.exec, &self.trigger, &self.journal, None)
                     .await?;
                 *mode = Journaling::Durable;
+                self.keeper = Some(
+                    self.rt
+                        .keep_lease(self.exec.id.clone(), self.journal.clone()),
+                );
                 tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
                 Ok(true)
             }
@@ -1160,7 +1176,7 @@ impl SyncRun {
             tracing::error!(execution_id = %self.exec.id, error = %e, "cannot record an abandoned sync run");
         }
         tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
-        let mut done = finished(self.exec.clone(), &finish);
+        let mut done = finished(self.exec.clone(), finish);
         done.trigger = Value::clone(&self.trigger);
         self.rt.notify_finished(&done);
     }
@@ -1184,12 +1200,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// `exec` as it is after `finish` was recorded.
-fn finished(exec: Execution, finish: &Finish) -> Execution {
+fn finished(exec: Execution, finish: Finish) -> Execution {
     Execution {
         status: finish.status,
-        result: finish.result.clone(),
-        error: finish.error.clone(),
-        error_step: finish.error_step.clone(),
+        result: finish.result,
+        error: finish.error,
+        error_step: finish.error_step,
         finished_at: Some(chrono::Utc::now()),
         lease_owner: None,
         lease_expires: None,

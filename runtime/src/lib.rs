@@ -42,6 +42,10 @@ pub mod testing;
 
 pub use serde_json::{json, Value};
 
+/// The allocator of every binary linking the runtime (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use cli::main;
 pub use config::{Config, ConfigEntry, EnvSource};
 pub use ctx::{Args, Ctx, StepCall, StepOptions};

@@ -19,7 +19,6 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodFilter, MethodRouter};
 use axum::{Json, Router};
@@ -208,18 +207,89 @@ impl Runtime {
             .route("/_flow/executions/{id}", get(get_execution))
             .route("/_flow/executions/{id}/replay", post(replay_execution))
             .with_state(self.clone());
-        router
-            .merge(admin)
-            .layer(middleware::from_fn_with_state(self.clone(), track))
+        router.merge(admin).layer(TrackLayer(self.clone()))
     }
 }
 
-async fn track(State(rt): State<Runtime>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    rt.inner.metrics.count_http(route, resp.status().as_u16());
-    resp
+/// Counts every answered request by route pattern and status
+/// (`flow_http_requests_total`).
+#[derive(Clone)]
+struct TrackLayer(Runtime);
+
+impl<S> tower_layer::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            rt: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`TrackLayer`].
+#[derive(Clone)]
+struct Track<S> {
+    inner: S,
+    rt: Runtime,
+}
+
+impl<S> tower_service::Service<Request> for Track<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        Tracked {
+            inner: self.inner.call(req),
+            route,
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Track`]: counts the answer when it is ready.
+    struct Tracked<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        rt: Runtime,
+    }
+}
+
+impl<F, E> std::future::Future for Tracked<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &result {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            this.rt
+                .inner
+                .metrics
+                .count_http(route, resp.status().as_u16());
+        }
+        std::task::Poll::Ready(result)
+    }
 }
 
 fn header_map(headers: &HeaderMap) -> Map<String, Value> {
@@ -263,19 +333,24 @@ fn raw_body(schema: &Schema) -> bool {
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
-    headers
+    let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|ct| {
-            ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
-        })
+    else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = media_type.split_once('/') else {
+        return false;
+    };
+    // Compared without allocating: this runs for every request.
+    let suffix = subtype
+        .len()
+        .checked_sub(5)
+        .and_then(|at| subtype.get(at..));
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json")))
 }
 
 /// Reads the body within `max`, answering 413 beyond it.
@@ -897,5 +972,16 @@ mod tests {
         assert!(is_json_content_type(&h));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!is_json_content_type(&h));
+        for (value, json) in [
+            ("Application/JSON", true),
+            (" application/problem+JSON ; q=1", true),
+            ("application/json5", false),
+            ("text/json", false),
+            ("application", false),
+            ("json", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_json_content_type(&h), json, "{value}");
+        }
     }
 }
