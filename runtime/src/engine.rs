@@ -139,9 +139,16 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// A new execution id: a UUID v7 (time ordered).
+/// A new execution id: a UUID v7 (ordered by its millisecond), its random
+/// bits from the thread's CSPRNG: `Uuid::now_v7` asks the kernel
+/// (`getrandom(2)`) for every id, a system call per request.
 pub fn new_execution_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    use rand::Rng as _;
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let random: [u8; 10] = rand::rng().random();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
 }
 
 /// What [`Runtime::submit`] did.
@@ -1224,6 +1231,30 @@ async fn call_flow(f: crate::integration::FlowFn, cx: Ctx) -> Result<Outcome, Ru
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             Err(RunError::new(format!("internal error (panic): {what}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_are_distinct_uuid_v7_stamped_now() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let ids: Vec<String> = (0..1000).map(|_| new_execution_id()).collect();
+        let after = chrono::Utc::now().timestamp_millis();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            let millis = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);
+            assert!(
+                (before..=after).contains(&millis),
+                "{id}: {millis} not in {before}..={after}"
+            );
         }
     }
 }
