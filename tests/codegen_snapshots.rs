@@ -43,3 +43,46 @@ fn generated_code_of_every_example() {
         insta::assert_snapshot!(format!("emit_{name}"), code);
     }
 }
+
+/// The code generated for `source`, which must check without errors.
+fn emit(source: &str) -> String {
+    let file = flowc::syntax::parse_file(source).expect("parses");
+    let checked = flowc::check::check(&file);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    flowc::codegen::generate(&file, &checked.program, source)
+}
+
+/// A sync flow whose body is `body` (and `on failure` block `on_failure`).
+fn sync_flow(body: &str, on_failure: &str) -> String {
+    format!(
+        "integration probe\n\nflow answer {{\n  trigger sync POST \"/answer/{{id}}\" timeout 5s\n\n{body}\n{on_failure}\n}}\n"
+    )
+}
+
+#[test]
+fn sync_flows_say_whether_they_read_the_request_headers() {
+    let cases = [
+        // Other parts of the trigger only.
+        (
+            "  respond 200, { id: trigger.params.id, at: trigger.received_at, b: trigger.body }",
+            "",
+            false,
+        ),
+        ("  respond 200, { tag: trigger.headers[\"x-tag\"] ?? \"\" }", "", true),
+        // The whole trigger may reach them.
+        ("  let t = trigger\n  respond 200, { id: t.params.id }", "", true),
+        // In the `on failure` block too.
+        (
+            "  respond 200, {}",
+            "  on failure {\n    step alert = http.post(\"http://alerts.test\", json: { tag: trigger.headers[\"x-tag\"] ?? \"\" })\n  }",
+            true,
+        ),
+    ];
+    for (body, on_failure, reads) in cases {
+        let code = emit(&sync_flow(body, on_failure));
+        assert!(
+            code.contains(&format!("reads_headers: {reads}")),
+            "expected reads_headers: {reads} for\n{body}\n{on_failure}\n---\n{code}"
+        );
+    }
+}

@@ -263,6 +263,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 body: Schema::Json,
                 timeout: Duration::from_millis(5_000),
                 fallback_async: false,
+                reads_headers: false,
             },
             run: get_stock,
             on_failure: None,

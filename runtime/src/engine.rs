@@ -431,7 +431,7 @@ impl Runtime {
     /// on this path: the execution the task ends with carries it only when
     /// someone waits for the run ([`Runtime::wait_for`]); otherwise its
     /// `trigger` is `null` (the caller has the request).
-    pub fn start_sync(&self, flow: &str, trigger: Value) -> SyncRun {
+    pub fn start_sync(&self, flow: &str, trigger: SyncTrigger) -> SyncRun {
         let id = new_execution_id();
         let worker = format!("inline-{id}");
         let now = chrono::Utc::now();
@@ -452,7 +452,6 @@ impl Runtime {
             lease_expires: None,
             lease_epoch: Lease::first("").epoch,
         };
-        let trigger = Arc::new(trigger);
         let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
         let task = {
             let rt = self.clone();
@@ -474,12 +473,12 @@ impl Runtime {
     async fn execute_sync(
         &self,
         exec: Execution,
-        trigger: Arc<Value>,
+        trigger: SyncTrigger,
         journal: RunJournal,
     ) -> Execution {
         let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
         let finish = self
-            .run_flow(&exec, trigger.clone(), &journal, None)
+            .run_flow(&exec, trigger.seen.clone(), &journal, None)
             .instrument(span)
             .await;
         let mut mode = journal.mode.write().await;
@@ -492,7 +491,7 @@ impl Runtime {
             Journaling::Memory if finish.status == Status::Failed => {
                 // Kept for `executions --failed` and replay; the caller got a 500.
                 if let Err(e) = self
-                    .store_whole(&exec, &trigger, &journal, Some(&finish))
+                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish))
                     .await
                 {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
@@ -504,7 +503,7 @@ impl Runtime {
         drop(mode);
         let mut done = finished(exec, finish);
         if lock(&self.inner.watchers).contains_key(&done.id) {
-            done.trigger = Value::clone(&trigger);
+            done.trigger = trigger.recorded();
         }
         self.notify_finished(&done);
         done
@@ -1100,12 +1099,44 @@ impl Runtime {
     }
 }
 
+/// A sync run's trigger: the value its flow sees and, when the flow does
+/// not read them ([`TriggerDef::Sync`]'s `reads_headers`), the request's
+/// headers, which join the trigger only where the run is recorded.
+#[derive(Clone)]
+pub struct SyncTrigger {
+    seen: Arc<Value>,
+    unread_headers: Option<Arc<axum::http::HeaderMap>>,
+}
+
+impl SyncTrigger {
+    /// `seen` is the trigger the flow gets; `unread_headers` the request
+    /// headers left out of it.
+    pub fn new(seen: Value, unread_headers: Option<axum::http::HeaderMap>) -> SyncTrigger {
+        SyncTrigger {
+            seen: Arc::new(seen),
+            unread_headers: unread_headers.map(Arc::new),
+        }
+    }
+
+    /// The trigger as stored and shown: complete, headers included.
+    fn recorded(&self) -> Value {
+        let mut value = Value::clone(&self.seen);
+        if let (Some(headers), Value::Object(fields)) = (&self.unread_headers, &mut value) {
+            fields.insert(
+                "headers".into(),
+                Value::Object(crate::server::header_map(headers)),
+            );
+        }
+        value
+    }
+}
+
 /// A sync flow's run in progress, from [`Runtime::start_sync`].
 pub struct SyncRun {
     rt: Runtime,
     /// The execution as it would be stored, without its trigger (below).
     exec: Execution,
-    trigger: Arc<Value>,
+    trigger: SyncTrigger,
     journal: RunJournal,
     task: JoinHandle<Execution>,
     /// Renews the lease once the run is stored ([`SyncRun::persist`]).
@@ -1134,7 +1165,7 @@ impl SyncRun {
             Journaling::Durable => Ok(true),
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.trigger, &self.journal, None)
+                    .store_whole(&self.exec, &self.trigger.recorded(), &self.journal, None)
                     .await?;
                 *mode = Journaling::Durable;
                 self.keeper = Some(
@@ -1170,7 +1201,12 @@ impl SyncRun {
             }
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.trigger, &self.journal, Some(&finish))
+                    .store_whole(
+                        &self.exec,
+                        &self.trigger.recorded(),
+                        &self.journal,
+                        Some(&finish),
+                    )
                     .await
             }
         };
@@ -1184,7 +1220,7 @@ impl SyncRun {
         }
         tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
         let mut done = finished(self.exec.clone(), finish);
-        done.trigger = Value::clone(&self.trigger);
+        done.trigger = self.trigger.recorded();
         self.rt.notify_finished(&done);
     }
 }

@@ -137,6 +137,12 @@ pub enum TriggerDef {
         timeout: Duration,
         /// `fallback: async`: on timeout answer 202 and finish in the background.
         fallback_async: bool,
+        /// Whether the flow reads `trigger.headers` (or the whole `trigger`).
+        /// When it does not, the flow's trigger is built without them, and
+        /// they are added only where the run is recorded (a failed or
+        /// timed-out run, the fallback to async): turning every header into
+        /// JSON costs a sync request more than anything else on its way in.
+        reads_headers: bool,
     },
     /// `trigger schedule "CRON" [tz "Zone"]` (5-field cron, or 6 with seconds).
     Cron {

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
 use tokio::task::JoinHandle;
 
-use crate::engine::Runtime;
+use crate::engine::{Runtime, SyncTrigger};
 use crate::integration::{FlowDef, HmacVerify, TriggerDef, DEFAULT_MAX_BODY};
 use crate::schema::Schema;
 use crate::store::{Execution, ExecutionFilter, Status, StepRecord};
@@ -292,7 +292,9 @@ where
     }
 }
 
-fn header_map(headers: &HeaderMap) -> Map<String, Value> {
+/// The request headers as the trigger's `headers` record: lowercase
+/// names, repeated headers joined with `, `.
+pub(crate) fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in headers {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
@@ -579,6 +581,7 @@ async fn sync_handler(
         body: schema,
         timeout,
         fallback_async,
+        reads_headers,
         ..
     } = &def.trigger
     else {
@@ -608,14 +611,24 @@ async fn sync_handler(
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
+    let callback = headers
+        .get("x-callback-url")
+        .filter(|_| *fallback_async)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     // Built by moving the parts in (`json!` would copy them).
-    let trigger = crate::ops::record([
+    let mut fields = vec![
         ("params", Value::Object(params)),
         ("body", body),
-        ("headers", Value::Object(header_map(&headers))),
         ("query", Value::Object(query)),
         ("received_at", crate::ops::format_time(Utc::now())),
-    ]);
+    ];
+    let trigger = if *reads_headers {
+        fields.push(("headers", Value::Object(header_map(&headers))));
+        SyncTrigger::new(crate::ops::record(fields), None)
+    } else {
+        SyncTrigger::new(crate::ops::record(fields), Some(headers))
+    };
     let mut run = rt.start_sync(def.name, trigger);
     let id = run.id().to_string();
     match tokio::time::timeout(*timeout, &mut *run.task()).await {
@@ -646,10 +659,6 @@ async fn sync_handler(
                     );
                 }
             }
-            let callback = headers
-                .get("x-callback-url")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
             let status_url = format!("/_flow/executions/{id}");
             let rt2 = rt.clone();
             let id2 = id.clone();

@@ -197,6 +197,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 body: Schema::Json,
                 timeout: Duration::from_millis(200),
                 fallback_async: false,
+                reads_headers: false,
             },
             slow,
         ),
@@ -208,6 +209,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 body: Schema::Json,
                 timeout: Duration::from_millis(200),
                 fallback_async: true,
+                reads_headers: false,
             },
             slow_async,
         ),
@@ -432,6 +434,7 @@ async fn sync_timeout_and_async_fallback_with_callback() {
 
     let resp = client
         .get(format!("{}/slow", server.url()))
+        .header("x-request-tag", "first")
         .send()
         .await
         .unwrap();
@@ -446,6 +449,9 @@ async fn sync_timeout_and_async_fallback_with_callback() {
     );
     let e = expect_status(&rt, &id, Status::Failed).await;
     assert_eq!(e.error.as_deref(), Some("timed out after 200ms"));
+    // The flow does not read the headers, so its trigger was built without
+    // them; the recorded run has them all the same.
+    assert_eq!(e.trigger["headers"]["x-request-tag"], json!("first"));
 
     let resp = client
         .post(format!("{}/slow/abc", server.url()))
@@ -486,6 +492,10 @@ async fn sync_timeout_and_async_fallback_with_callback() {
         .unwrap();
     assert_eq!(detail["status"], json!("succeeded"));
     assert_eq!(detail["result"]["body"]["done"], json!(true));
+    assert_eq!(
+        detail["trigger"]["headers"]["x-callback-url"],
+        json!(format!("{}/callback", sink.url()))
+    );
 
     within("shutdown", server.shutdown()).await;
 }

@@ -155,7 +155,11 @@ impl Gen<'_> {
                     return Some(format!("&{}", local(&n.name)));
                 }
                 match n.name.as_str() {
-                    "trigger" => Some("cx.trigger()".into()),
+                    "trigger" => {
+                        // The whole trigger: it may reach its headers.
+                        self.reads_trigger_headers.set(true);
+                        Some("cx.trigger()".into())
+                    }
                     "error" => Some("cx.error()".into()),
                     _ => None,
                 }
@@ -165,7 +169,16 @@ impl Gen<'_> {
                 {
                     return Some(format!("ops::get(cx.config(), {})", lit(&name.name)));
                 }
-                let base = self.place(target)?;
+                let base = match &target.kind {
+                    // `trigger.FIELD`: only `headers` counts as reading them.
+                    ExprKind::Name(t) if t.name == "trigger" && !self.is_local("trigger") => {
+                        if name.name == "headers" {
+                            self.reads_trigger_headers.set(true);
+                        }
+                        "cx.trigger()".to_string()
+                    }
+                    _ => self.place(target)?,
+                };
                 // A dispatch flow's input is `trigger.input` at run time,
                 // whatever the flow named its parameter.
                 let is_dispatch_input = base == "cx.trigger()"

@@ -40,6 +40,14 @@ pub(crate) struct Gen<'a> {
     /// In a webhook or sync flow, whose `trigger.headers` the runtime
     /// stores with lowercase names.
     http_trigger: bool,
+    /// Set when the code generated since the last reset reads
+    /// `trigger.headers` or the whole `trigger` (see `place`): a sync
+    /// flow that never does is served without turning its request
+    /// headers into JSON.
+    reads_trigger_headers: std::cell::Cell<bool>,
+    /// Per flow name, what `reads_trigger_headers` said after its body and
+    /// `on failure` block were generated.
+    flows_reading_headers: BTreeMap<String, bool>,
 }
 
 impl Gen<'_> {
@@ -76,20 +84,28 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         parallel: 0,
         dispatch_param: None,
         http_trigger: false,
+        reads_trigger_headers: std::cell::Cell::new(false),
+        flows_reading_headers: BTreeMap::new(),
     };
     let mut scope = codegen::Scope::new();
     scope.raw(header(file, source));
     scope.push_fn(integration_fn(&mut gen, file, program, source));
+    // The flow bodies first: `flows_fn` needs to know which read headers.
+    let mut bodies = Vec::new();
+    for item in &file.items {
+        if let Item::Flow(flow) = item {
+            gen.reads_trigger_headers.set(false);
+            bodies.extend(flow_fns(&mut gen, flow));
+            gen.flows_reading_headers
+                .insert(flow.name.name.clone(), gen.reads_trigger_headers.get());
+        }
+    }
     scope.push_fn(flows_fn(&mut gen, file));
     if let Some(f) = tests_fn(&mut gen, file) {
         scope.push_fn(f);
     }
-    for item in &file.items {
-        if let Item::Flow(flow) = item {
-            for f in flow_fns(&mut gen, flow) {
-                scope.push_fn(f);
-            }
-        }
+    for f in bodies {
+        scope.push_fn(f);
     }
     let mut main = codegen::Function::new("main");
     main.ret("std::process::ExitCode")
@@ -378,12 +394,14 @@ fn trigger_def(gen: &mut Gen, flow: &ast::FlowDecl, trigger: &ast::Trigger) -> S
             )
         }
         TriggerKind::Sync { method, path, timeout } => format!(
-            "TriggerDef::Sync {{ method: {}, path: {}, body: {}, timeout: Duration::from_millis({}), fallback_async: {} }}",
+            "TriggerDef::Sync {{ method: {}, path: {}, body: {}, timeout: Duration::from_millis({}), fallback_async: {}, reads_headers: {} }}",
             lit(&method.name),
             lit(&path.value),
             body_schema(gen, trigger),
             timeout.map_or(30_000, |t| t.millis),
             option(trigger, "fallback").is_some(),
+            // Unknown (never generated): assume it does.
+            gen.flows_reading_headers.get(&flow.name.name).copied().unwrap_or(true),
         ),
         TriggerKind::Cron { expr, tz } => format!(
             "TriggerDef::Cron {{ expr: {}, tz: {}, catch_up: {} }}",
