@@ -433,7 +433,7 @@ impl Runtime {
     /// `trigger` is `null` (the caller has the request).
     pub fn start_sync(&self, flow: &str, trigger: SyncTrigger) -> SyncRun {
         let id = new_execution_id();
-        let worker = format!("inline-{id}");
+        let worker = ["inline-", &id].concat();
         let now = chrono::Utc::now();
         let exec = Execution {
             id: id.clone(),

@@ -335,24 +335,21 @@ fn raw_body(schema: &Schema) -> bool {
 }
 
 fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return false;
     };
-    let media_type = value.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = media_type.split_once('/') else {
+    // On bytes, without allocating: this runs for every request.
+    let value = value.as_bytes();
+    let end = value.iter().position(|b| *b == b';').unwrap_or(value.len());
+    let media_type = value[..end].trim_ascii();
+    let Some(slash) = media_type.iter().position(|b| *b == b'/') else {
         return false;
     };
-    // Compared without allocating: this runs for every request.
-    let suffix = subtype
-        .len()
-        .checked_sub(5)
-        .and_then(|at| subtype.get(at..));
-    kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+json")))
+    let (kind, subtype) = (&media_type[..slash], &media_type[slash + 1..]);
+    let ends_with_json =
+        subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
+    kind.eq_ignore_ascii_case(b"application")
+        && (subtype.eq_ignore_ascii_case(b"json") || ends_with_json)
 }
 
 /// Reads the body within `max`, answering 413 beyond it.

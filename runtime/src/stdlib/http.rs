@@ -129,10 +129,13 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         }
     }
     if !has_idempotency_key {
-        req = req.header(
-            "Idempotency-Key",
-            format!("{}/{}", call.cx.execution_id(), call.step),
-        );
+        // Concatenated rather than `format!`ed: this runs for every call.
+        let id = call.cx.execution_id();
+        let mut key = String::with_capacity(id.len() + 1 + call.step.len());
+        key.push_str(id);
+        key.push('/');
+        key.push_str(&call.step);
+        req = req.header("Idempotency-Key", key);
     }
     if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
         req = req.bearer_auth(display(token));
