@@ -27,7 +27,9 @@ start=$(date +%s%N)
 warm_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
 BENCH=${BENCH_DIR:-/tmp/flow-bench}
-rm -rf "$BENCH"; cp -r "$SHARED" "$BENCH"; chmod -R u+w "$BENCH"
+# Copied over an earlier copy, whose builds (target/, node_modules/) the
+# harness then reuses.
+mkdir -p "$BENCH"; cp -r "$SHARED"/. "$BENCH"/; chmod -R u+w "$BENCH"
 FLOW_NAME=flowc \
 FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}" \
 PEERS=${PEERS:-axum-baseline node-red} \
