@@ -422,9 +422,9 @@ impl Runtime {
             .await)
     }
 
-    /// Starts a sync flow's run in a task of its own, *without* storing it:
-    /// the caller holds the connection, so by default the run is neither
-    /// queued nor journaled. [`SyncRun::persist`] stores it (a fallback to
+    /// Prepares a sync flow's run, *without* storing it: the caller holds
+    /// the connection, so by default the run is neither queued nor
+    /// journaled, and it runs in the caller's task ([`SyncRun::wait`]). [`SyncRun::persist`] stores it (a fallback to
     /// async); a run that fails or is abandoned is recorded as failed.
     ///
     /// The trigger is shared by the run and the [`SyncRun`], never copied
@@ -453,19 +453,19 @@ impl Runtime {
             lease_epoch: Lease::first("").epoch,
         };
         let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
-        let task = {
+        let run: SyncFuture = {
             let rt = self.clone();
             let exec = exec.clone();
             let trigger = trigger.clone();
             let journal = journal.clone();
-            tokio::spawn(async move { rt.execute_sync(exec, trigger, journal).await })
+            Box::pin(async move { rt.execute_sync(exec, trigger, journal).await })
         };
         SyncRun {
             rt: self.clone(),
             exec,
             trigger,
             journal,
-            task,
+            run: Some(run),
             keeper: None,
         }
     }
@@ -1131,16 +1131,37 @@ impl SyncTrigger {
     }
 }
 
+/// A sync run's flow and what follows it, ending with the execution.
+type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Execution> + Send>>;
+
 /// A sync flow's run in progress, from [`Runtime::start_sync`].
+///
+/// The run is polled by whoever waits for it ([`SyncRun::wait`]), in
+/// their task: a task of its own per request cost the relay benchmark a
+/// spawn, a wake-up and a task switch. When the `SyncRun` is dropped
+/// before the run ended (hyper drops a handler's future when the caller
+/// hangs up), the run moves to a task of its own and finishes there, its
+/// failure recorded as usual.
 pub struct SyncRun {
     rt: Runtime,
     /// The execution as it would be stored, without its trigger (below).
     exec: Execution,
     trigger: SyncTrigger,
     journal: RunJournal,
-    task: JoinHandle<Execution>,
+    /// `None` once the run has ended or was stopped.
+    run: Option<SyncFuture>,
     /// Renews the lease once the run is stored ([`SyncRun::persist`]).
     keeper: Option<AbortOnDrop>,
+}
+
+impl Drop for SyncRun {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(run);
+            }
+        }
+    }
 }
 
 impl SyncRun {
@@ -1149,9 +1170,16 @@ impl SyncRun {
         &self.exec.id
     }
 
-    /// The task running the flow; it ends with the finished execution.
-    pub fn task(&mut self) -> &mut JoinHandle<Execution> {
-        &mut self.task
+    /// Runs the flow to its end and returns the finished execution, or
+    /// what its panic said. Cancel-safe: dropping this future (a timeout)
+    /// pauses the run where it is, and a later `wait` goes on from there.
+    pub async fn wait(&mut self) -> Result<Execution, String> {
+        let Some(run) = self.run.as_mut() else {
+            return Err("the run has already ended".into());
+        };
+        let result = AssertUnwindSafe(run.as_mut()).catch_unwind().await;
+        self.run = None;
+        result.map_err(|panic| panic_message(&*panic))
     }
 
     /// The fallback to async: stores the execution (as running) and the
@@ -1181,8 +1209,8 @@ impl SyncRun {
     /// Stops the run (a sync timeout without fallback) and records it as
     /// failed with `message`, so the id in the `504` can be looked up.
     pub async fn abandon(mut self, message: &str) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        // Dropped, not handed to a task: the run stops here.
+        self.run = None;
         let finish = Finish {
             status: Status::Failed,
             result: None,
@@ -1256,18 +1284,23 @@ fn finished(exec: Execution, finish: Finish) -> Execution {
     }
 }
 
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 async fn call_flow(f: crate::integration::FlowFn, cx: Ctx) -> Result<Outcome, RunError> {
     // A panic in flow code must not take a worker down with it.
     match AssertUnwindSafe(f(cx)).catch_unwind().await {
         Ok(r) => r,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(RunError::new(format!("internal error (panic): {what}")))
-        }
+        Err(panic) => Err(RunError::new(format!(
+            "internal error (panic): {}",
+            panic_message(&*panic)
+        ))),
     }
 }
 

@@ -628,7 +628,7 @@ async fn sync_handler(
     };
     let mut run = rt.start_sync(def.name, trigger);
     let id = run.id().to_string();
-    match tokio::time::timeout(*timeout, &mut *run.task()).await {
+    match tokio::time::timeout(*timeout, run.wait()).await {
         Ok(Ok(exec)) => sync_response(&exec, rt.redactor()),
         Ok(Err(e)) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -640,7 +640,7 @@ async fn sync_handler(
                 Ok(true) => {}
                 Ok(false) => {
                     // It ended just now: answer with its outcome.
-                    return match run.task().await {
+                    return match run.wait().await {
                         Ok(exec) => sync_response(&exec, rt.redactor()),
                         Err(e) => error_response(
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -660,7 +660,7 @@ async fn sync_handler(
             let rt2 = rt.clone();
             let id2 = id.clone();
             tokio::spawn(async move {
-                let exec = match run.task().await {
+                let exec = match run.wait().await {
                     Ok(exec) => exec,
                     Err(_) => return,
                 };

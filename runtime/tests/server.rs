@@ -21,6 +21,9 @@ const API_KEY: &str = "key-abcdef-123";
 /// Opened by the test to let the `slow_async` flow finish.
 static GATE: Notify = Notify::const_new();
 
+/// Opened by the test to let the `fails_later` flow fail.
+static FAIL_GATE: Notify = Notify::const_new();
+
 fn no_retry() -> StepOptions {
     StepOptions {
         retry: 0,
@@ -78,6 +81,13 @@ fn slow_async(cx: Ctx) -> FlowFuture {
             body: json!({ "done": true, "id": ops::field(&ops::field(cx.trigger(), "params"), "id") }),
             headers: vec![],
         })
+    })
+}
+
+fn fails_later(_cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        FAIL_GATE.notified().await;
+        Err(RunError::new("failed after the caller left"))
     })
 }
 
@@ -212,6 +222,18 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 reads_headers: false,
             },
             slow_async,
+        ),
+        def(
+            "fails_later",
+            TriggerDef::Sync {
+                method: "POST",
+                path: "/fails-later",
+                body: Schema::Json,
+                timeout: Duration::from_secs(30),
+                fallback_async: false,
+                reads_headers: false,
+            },
+            fails_later,
         ),
     ]
 }
@@ -693,4 +715,43 @@ async fn missing_config_names_every_entry() {
         "{text}"
     );
     assert_eq!(err.problems.len(), 2);
+}
+
+/// A sync run runs in the task of whoever waits for it; when that waiter
+/// goes away (hyper drops the handler of a caller that hung up), the run
+/// must still finish, and its failure be recorded.
+#[tokio::test]
+async fn a_sync_run_whose_caller_left_still_ends_and_is_recorded() {
+    let sink = Sink::ok().await;
+    let server = start(&sink, None).await;
+    let rt = server.runtime().clone();
+
+    let trigger = flow_runtime::engine::SyncTrigger::new(json!({ "body": {} }), None);
+    let mut run = rt.start_sync("fails_later", trigger);
+    let id = run.id().to_string();
+    // The caller waits a moment (the run starts and blocks on the gate),
+    // then gives up.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), run.wait())
+            .await
+            .is_err(),
+        "the run ended before the gate opened"
+    );
+    drop(run);
+
+    FAIL_GATE.notify_one();
+    // A sync run is stored only once it fails: poll the store for it.
+    let e = within("the failed run in the store", async {
+        loop {
+            match rt.store().get(&id).await.unwrap() {
+                Some(e) if e.status.is_final() => break e,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(e.status, Status::Failed);
+    assert_eq!(e.error.as_deref(), Some("failed after the caller left"));
+
+    within("shutdown", server.shutdown()).await;
 }
