@@ -8,6 +8,7 @@
 #   benches/peers.sh                 # defaults of the harness (15 s, 64 connections)
 #   DURATION=30s benches/peers.sh    # any knob of shared/bench/run.sh
 #   COLD=0 benches/peers.sh          # skip the cold build (minutes)
+#   ROUNDS=5 benches/peers.sh        # five rounds, medians of the ratios
 #
 # Needs ../shared/bench beside the checkout (copied to a temp dir first:
 # ../shared may be read-only). Installs wrk and jq with apt and Node-RED
@@ -30,10 +31,36 @@ BENCH=${BENCH_DIR:-/tmp/flow-bench}
 # Copied over an earlier copy, whose builds (target/, node_modules/) the
 # harness then reuses.
 mkdir -p "$BENCH"; cp -r "$SHARED"/. "$BENCH"/; chmod -R u+w "$BENCH"
-FLOW_NAME=flowc \
-FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}" \
-PEERS=${PEERS:-axum-baseline node-red} \
-  "$BENCH/run.sh"
+# ROUNDS=N runs the harness N times: on a shared machine one round can be
+# off by a third; the medians of the per-round ratios are the figures.
+rounds=${ROUNDS:-1}
+results=()
+for ((round = 1; round <= rounds; round++)); do
+  FLOW_NAME=flowc \
+  FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}" \
+  PEERS=${PEERS:-axum-baseline node-red} \
+  SKIP_BUILD=$(( round > 1 )) \
+    "$BENCH/run.sh"
+  results+=("$(ls -t "$BENCH"/results-*.txt | head -1)")
+done
+
+# Per round: flowc's req/s and p99 against axum's (columns 2 and 4 of the
+# harness's table), then the medians.
+ratios() {
+  awk 'function ms(x) { return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x ~ /s$/ ? x * 1000 : x + 0 }
+       $1 == "axum-baseline" { a = $2; ap = ms($4) }
+       $1 == "flowc"         { f = $2; fp = ms($4) }
+       END { if (a && f) printf "%.2f %.2f\n", f / a, fp / ap }' "$1"
+}
+echo
+echo "flowc against axum-baseline, per round (throughput ratio, p99 ratio):"
+for r in "${results[@]}"; do echo "  $(ratios "$r")  ($(basename "$r"))"; done
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+all=$(for r in "${results[@]}"; do ratios "$r"; done)
+if [[ -n $all ]]; then
+  echo "median throughput ratio: $(cut -d' ' -f1 <<<"$all" | median) (target >= 0.9)"
+  echo "median p99 ratio:        $(cut -d' ' -f2 <<<"$all" | median) (target <= 1.2)"
+fi
 
 # The compiler's own figures. A cold build compiles the runtime from an
 # empty cache (minutes); COLD=0 skips it.
@@ -51,4 +78,4 @@ echo "flowc build, warm (relay.flow unchanged): ${warm_ms} ms"
 echo "flowc build, cold (empty cache):          ${cold}"
 echo "relay binary: $(du -h "$OUT/relay" | cut -f1) ($(stat -c %s "$OUT/relay") bytes)"
 RUNS=${CHECK_RUNS:-5} benches/check.sh
-echo "results: $(ls -t "$BENCH"/results-*.txt | head -1)"
+echo "results: ${results[*]}"
