@@ -658,11 +658,9 @@ impl Runtime {
             let every = (lease / 3).max(Duration::from_millis(100));
             loop {
                 tokio::time::sleep(every).await;
-                match *journal.mode.read().await {
-                    Journaling::Durable => {}
-                    Journaling::Ended => break,
-                    // Not stored (yet): nothing to renew.
-                    Journaling::Memory => continue,
+                // Started once the run is durable; it never goes back.
+                if *journal.mode.read().await != Journaling::Durable {
+                    break;
                 }
                 match rt.inner.store.renew(&id, &journal.lease, lease).await {
                     Ok(true) => {}

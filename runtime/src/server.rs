@@ -292,8 +292,8 @@ where
     }
 }
 
-/// The request headers as the trigger's `headers` record: lowercase
-/// names, repeated headers joined with `, `.
+/// HTTP headers as a JSON record (a trigger's `headers`, an `http.*`
+/// step's `headers`): lowercase names, repeated headers joined with `, `.
 pub(crate) fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in headers {

@@ -108,3 +108,22 @@ fn state_set(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     }
     .boxed()
 }
+
+/// Rewrites a decode path `[2].qty: ...` as `row 3, column qty: ...`, where
+/// list index 0 is row `first_row` (csv.decode: 2, after the header line;
+/// sql.query: 1). Other messages are returned as they are.
+pub(crate) fn row_path(message: &str, first_row: usize) -> String {
+    let Some(rest) = message.strip_prefix('[') else {
+        return message.to_string();
+    };
+    let Some((index, rest)) = rest.split_once(']') else {
+        return message.to_string();
+    };
+    let Ok(index) = index.parse::<usize>() else {
+        return message.to_string();
+    };
+    match rest.strip_prefix('.') {
+        Some(field) => format!("row {}, column {field}", index + first_row),
+        None => format!("row {}{rest}", index + first_row),
+    }
+}

@@ -84,6 +84,16 @@ fn slow_async(cx: Ctx) -> FlowFuture {
     })
 }
 
+fn echo_tag(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        Ok(Outcome::Respond {
+            status: 200,
+            body: json!({ "tag": ops::field(&ops::field(cx.trigger(), "headers"), "x-tag") }),
+            headers: vec![],
+        })
+    })
+}
+
 fn fails_later(_cx: Ctx) -> FlowFuture {
     Box::pin(async move {
         FAIL_GATE.notified().await;
@@ -222,6 +232,18 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 reads_headers: false,
             },
             slow_async,
+        ),
+        def(
+            "echo_tag",
+            TriggerDef::Sync {
+                method: "GET",
+                path: "/echo-tag",
+                body: Schema::Json,
+                timeout: Duration::from_secs(30),
+                fallback_async: false,
+                reads_headers: true,
+            },
+            echo_tag,
         ),
         def(
             "fails_later",
@@ -753,5 +775,24 @@ async fn a_sync_run_whose_caller_left_still_ends_and_is_recorded() {
     assert_eq!(e.status, Status::Failed);
     assert_eq!(e.error.as_deref(), Some("failed after the caller left"));
 
+    within("shutdown", server.shutdown()).await;
+}
+
+/// A sync flow that reads `trigger.headers` gets them (lowercase names).
+#[tokio::test]
+async fn a_sync_flow_that_reads_headers_gets_them() {
+    let sink = Sink::ok().await;
+    let server = start(&sink, None).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/echo-tag", server.url()))
+        .header("X-Tag", "blue")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({ "tag": "blue" })
+    );
     within("shutdown", server.shutdown()).await;
 }

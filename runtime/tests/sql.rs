@@ -294,21 +294,6 @@ fn question(_: usize) -> String {
     "?".to_string()
 }
 
-/// The server's URL from `var`, or `None` (printed) when the test should skip.
-fn service_url(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "{test}: {var} is not set and FLOW_TEST_REQUIRE_SERVICES=1"
-            );
-            eprintln!("skipping {test}: set {var} to run it");
-            None
-        }
-    }
-}
-
 fn fresh_name() -> String {
     format!("flow_sql_{}", uuid::Uuid::new_v4().simple())
 }
@@ -328,7 +313,7 @@ async fn sqlite_query_execute_types_and_errors() {
 
 #[tokio::test]
 async fn postgres_query_execute_types_and_errors() {
-    let Some(url) = service_url(
+    let Some(url) = common::service_url(
         "FLOW_TEST_POSTGRES_URL",
         "postgres_query_execute_types_and_errors",
     ) else {
@@ -369,7 +354,7 @@ async fn postgres_query_execute_types_and_errors() {
 
 #[tokio::test]
 async fn mysql_query_execute_types_and_errors() {
-    let Some(url) = service_url(
+    let Some(url) = common::service_url(
         "FLOW_TEST_MYSQL_URL",
         "mysql_query_execute_types_and_errors",
     ) else {

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use crate::ctx::Args;
 use crate::error::RunError;
 use crate::ops::display;
+use crate::stdlib::row_path;
 
 /// `csv.encode(rows, columns:)`: one line per record under a header row;
 /// fields containing `,`, `"`, CR or LF are quoted. Without `columns:` the
@@ -91,28 +92,10 @@ pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
     }
     let rows = Value::Array(rows);
     match &args.as_schema {
-        Some(schema) => schema.decode_text_cells(&rows).map_err(|e| {
-            RunError::new(format!("csv.decode: {}", csv_path(&e.to_string(), &header)))
-        }),
+        Some(schema) => schema
+            .decode_text_cells(&rows)
+            .map_err(|e| RunError::new(format!("csv.decode: {}", row_path(&e.to_string(), 2)))),
         None => Ok(rows),
-    }
-}
-
-/// Rewrites a JSON path `[3].qty: ...` as `row 5, column qty: ...` (the
-/// header is row 1, so list index 3 is row 5).
-fn csv_path(message: &str, _header: &[String]) -> String {
-    let Some(rest) = message.strip_prefix('[') else {
-        return message.to_string();
-    };
-    let Some((index, rest)) = rest.split_once(']') else {
-        return message.to_string();
-    };
-    let Ok(index) = index.parse::<usize>() else {
-        return message.to_string();
-    };
-    match rest.strip_prefix('.') {
-        Some(field) => format!("row {}, column {field}", index + 2),
-        None => format!("row {}{rest}", index + 2),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use futures::future::{BoxFuture, FutureExt as _};
 use reqwest::Method;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::ctx::StepCall;
 use crate::error::StepError;
@@ -156,19 +156,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         .await
         .map_err(|e| StepError::retryable(format!("{}: {}", what(), chain(&e.without_url()))))?;
     let status = resp.status();
-    let mut headers = Map::new();
-    for (k, v) in resp.headers() {
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        match headers.get_mut(k.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            }
-            _ => {
-                headers.insert(k.as_str().to_string(), Value::String(v));
-            }
-        }
-    }
+    let headers = crate::server::header_map(resp.headers());
     let bytes = resp.bytes().await.map_err(|e| {
         StepError::retryable(format!(
             "{}: reading the response: {}",

@@ -74,6 +74,7 @@ use serde_json::{Map, Value};
 use crate::ctx::{Args, StepCall};
 use crate::error::StepError;
 use crate::schema::{float_value, Schema};
+use crate::stdlib::row_path;
 
 /// Most connections one process opens to one database.
 pub(crate) const POOL_SIZE: usize = 4;
@@ -142,7 +143,7 @@ fn decode_rows(func: &str, rows: Vec<Value>, schema: Option<&Schema>) -> Result<
     let rows = bools_from_ints(schema, rows, 0);
     schema
         .decode(&rows)
-        .map_err(|e| StepError::permanent(format!("{func}: {}", row_path(&e.to_string()))))
+        .map_err(|e| StepError::permanent(format!("{func}: {}", row_path(&e.to_string(), 1))))
 }
 
 /// MySQL and SQLite have no boolean type: `1`/`0` where the schema
@@ -177,23 +178,6 @@ fn bools_from_ints(schema: &Schema, value: Value, depth: usize) -> Value {
             Value::Object(m)
         }
         (_, v) => v,
-    }
-}
-
-/// Rewrites a decode path `[2].qty: ...` as `row 3, column qty: ...`.
-fn row_path(message: &str) -> String {
-    let Some(rest) = message.strip_prefix('[') else {
-        return message.to_string();
-    };
-    let Some((index, rest)) = rest.split_once(']') else {
-        return message.to_string();
-    };
-    let Ok(index) = index.parse::<usize>() else {
-        return message.to_string();
-    };
-    match rest.strip_prefix('.') {
-        Some(field) => format!("row {}, column {field}", index + 1),
-        None => format!("row {}{rest}", index + 1),
     }
 }
 
@@ -1007,10 +991,13 @@ mod tests {
     #[test]
     fn decode_errors_name_row_and_column() {
         assert_eq!(
-            row_path("[2].qty: expected Int, got \"x\""),
+            row_path("[2].qty: expected Int, got \"x\"", 1),
             "row 3, column qty: expected Int, got \"x\""
         );
-        assert_eq!(row_path("expected [Json], got 1"), "expected [Json], got 1");
+        assert_eq!(
+            row_path("expected [Json], got 1", 1),
+            "expected [Json], got 1"
+        );
     }
 
     #[test]

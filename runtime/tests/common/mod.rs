@@ -185,3 +185,20 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
+
+/// The URL of an outside service in the env var `var`, or `None` (the
+/// test `test` is skipped, saying so) when unset; a failure instead when
+/// unset and `FLOW_TEST_REQUIRE_SERVICES=1` (CI).
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "{test}: {var} is not set and FLOW_TEST_REQUIRE_SERVICES=1"
+            );
+            eprintln!("skipping {test}: set {var} to run it");
+            None
+        }
+    }
+}
