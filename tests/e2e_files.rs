@@ -9,8 +9,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use support::{get, poll_until, Reply, Service, Sink};
+use serde_json::json;
+use support::{admin_executions, poll_until, Reply, Service, Sink};
 
 const ADMIN: &str = "admin-token-files";
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,17 +31,6 @@ fn put(dir: &Path, rel: &str, content: &str) {
     let path = dir.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
-}
-
-async fn executions(svc: &Service, query: &str) -> Vec<Value> {
-    let bearer = format!("Bearer {ADMIN}");
-    let a = get(
-        &svc.at(&format!("/_flow/executions?{query}")),
-        &[("Authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    a.body["executions"].as_array().cloned().unwrap_or_default()
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -89,7 +78,7 @@ async fn each_file_is_one_run_and_a_bad_file_waits_for_its_fix() {
 
     // Its run failed with an error naming the row and the column.
     let failed = poll_until(WAIT, "b.csv's failed run", || async {
-        let list = executions(&svc, "flow=orders&status=failed").await;
+        let list = admin_executions(&svc, "flow=orders&status=failed", ADMIN).await;
         list.into_iter().next()
     })
     .await;
@@ -110,7 +99,7 @@ async fn each_file_is_one_run_and_a_bad_file_waits_for_its_fix() {
     .await;
 
     // Each file version went to exactly one run.
-    let all = executions(&svc, "flow=orders").await;
+    let all = admin_executions(&svc, "flow=orders", ADMIN).await;
     assert_eq!(all.len(), 4, "a, b (bad), b (fixed), c: {all:#?}");
     assert_eq!(sink.requests_to("POST", "/lines").len(), 3);
 }
@@ -140,7 +129,7 @@ async fn a_failed_file_is_retried_with_backoff_until_the_sink_recovers() {
         2,
         "one failed post, one that worked"
     );
-    let runs = executions(&svc, "flow=orders").await;
+    let runs = admin_executions(&svc, "flow=orders", ADMIN).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(
         (runs[0]["status"].as_str(), runs[0]["attempts"].as_u64()),
@@ -167,7 +156,7 @@ async fn a_batch_takes_all_files_of_a_scan_and_deletes_them() {
     })
     .await;
     assert!(!dir.join("batch/processed").exists());
-    let runs = executions(&svc, "flow=batches").await;
+    let runs = admin_executions(&svc, "flow=batches", ADMIN).await;
     assert_eq!(runs.len(), 1, "{runs:#?}");
 }
 
@@ -225,7 +214,7 @@ async fn a_crash_mid_run_resumes_without_claiming_the_file_twice() {
         names(&dir.join("inbox/processed")) == ["a.csv"]
     })
     .await;
-    let runs = executions(&svc, "flow=orders").await;
+    let runs = admin_executions(&svc, "flow=orders", ADMIN).await;
     assert_eq!(runs.len(), 1, "one run for the file, resumed: {runs:#?}");
     assert_eq!(runs[0]["status"], "succeeded");
 }
@@ -295,7 +284,7 @@ async fn the_file_import_example_posts_csv_lines_and_xml_counts() {
     )
     .await;
     let failed = poll_until(WAIT, "the bad CSV's failed run", || async {
-        executions(&svc, "flow=import_orders&status=failed")
+        admin_executions(&svc, "flow=import_orders&status=failed", ADMIN)
             .await
             .into_iter()
             .next()
@@ -317,7 +306,7 @@ async fn a_malformed_xml_file_fails_its_run_naming_the_element() {
     );
     let svc = start_file_import(dir, &shop);
     let failed = poll_until(WAIT, "the bad XML's failed run", || async {
-        executions(&svc, "flow=import_stock_counts&status=failed")
+        admin_executions(&svc, "flow=import_stock_counts&status=failed", ADMIN)
             .await
             .into_iter()
             .next()

@@ -10,23 +10,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::run_binary;
-
-fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("FLOW_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "{test}: FLOW_TEST_POSTGRES_URL is not set and FLOW_TEST_REQUIRE_SERVICES=1"
-            );
-            eprintln!(
-                "skipping {test}: set FLOW_TEST_POSTGRES_URL to a PostgreSQL server to run it"
-            );
-            None
-        }
-    }
-}
+use support::{run_binary, service_url};
 
 /// Runs psql-free bookkeeping statements on a connection of its own.
 async fn admin(url: &str, statements: &str) {
@@ -55,7 +39,10 @@ fn csv_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_export_writes_changed_rows_to_csv() {
-    let Some(url) = postgres_url("a_scheduled_export_writes_changed_rows_to_csv") else {
+    let Some(url) = service_url(
+        "FLOW_TEST_POSTGRES_URL",
+        "a_scheduled_export_writes_changed_rows_to_csv",
+    ) else {
         return;
     };
     let nanos = std::time::SystemTime::now()

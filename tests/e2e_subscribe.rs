@@ -21,25 +21,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands as _;
 use serde_json::{json, Value};
-use support::{get, poll_until, post_json, Reply, Service, Sink};
+use support::{admin_executions, poll_until, post_json, service_url, Reply, Service, Sink};
 
 const ADMIN: &str = "admin-token-subscribe";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The URL in `var`, or `None` (test skipped) when unset; panics when
-/// unset and `FLOW_TEST_REQUIRE_SERVICES=1`.
-fn service_url(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{test}: {var} is not set and FLOW_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("skipping {test}: {var} is not set");
-            None
-        }
-    }
-}
 
 /// A fresh id for this run's subjects and streams.
 fn run_id() -> String {
@@ -92,23 +77,12 @@ async fn subscribed(svc: &Service, flow: &str) {
     .await;
 }
 
-async fn executions(svc: &Service, query: &str) -> Vec<Value> {
-    let bearer = format!("Bearer {ADMIN}");
-    let a = get(
-        &svc.at(&format!("/_flow/executions?{query}")),
-        &[("Authorization", &bearer)],
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    a.body["executions"].as_array().cloned().unwrap_or_default()
-}
-
 /// Waits until `n` executions of `flow` have the status.
 async fn wait_runs(svc: &Service, flow: &str, status: &str, n: usize) -> Vec<Value> {
     let query = format!("flow={flow}&status={status}&limit=1000");
     let what = format!("{n} {status} runs of `{flow}`");
     poll_until(WAIT, &what, || async {
-        let list = executions(svc, &query).await;
+        let list = admin_executions(svc, &query, ADMIN).await;
         (list.len() >= n).then_some(list)
     })
     .await
@@ -132,6 +106,27 @@ async fn wait_posted(sink: &Sink, path: &str) {
         posted(sink, path).iter().any(|p| p == path).then_some(())
     })
     .await;
+}
+
+/// Posts order 8 to the integration's `/relay` flow, whose publish step
+/// sends it through the broker to the orders flow, and waits until the
+/// sink has it: the relay's execution id and the request the sink got.
+async fn relay_order_8(svc: &Service, sink: &Sink) -> (String, support::Received) {
+    let (status, answer) = post_json(
+        &svc.at("/relay"),
+        &json!({ "id": 8, "item": "relayed" }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    wait_posted(sink, "/orders/8").await;
+    let relayed = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/8")
+        .unwrap();
+    let relay_id = answer["execution_id"].as_str().unwrap().to_string();
+    (relay_id, relayed)
 }
 
 fn order(id: i64) -> Vec<u8> {
@@ -223,7 +218,7 @@ async fn nats_messages_become_runs_and_survive_a_crash() {
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "durable_orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
-    let runs = executions(&svc, "flow=durable_orders&limit=1000").await;
+    let runs = admin_executions(&svc, "flow=durable_orders&limit=1000", ADMIN).await;
     assert_eq!(
         runs.len(),
         9,
@@ -238,20 +233,7 @@ async fn nats_messages_become_runs_and_survive_a_crash() {
 
     // nats.publish: a JetStream publish carrying Nats-Msg-Id from the step's
     // idempotency key.
-    let (status, answer) = post_json(
-        &svc.at("/relay"),
-        &json!({ "id": 8, "item": "relayed" }),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    let relay_id = answer["execution_id"].as_str().unwrap().to_string();
-    wait_posted(&sink, "/orders/8").await;
-    let relayed = sink
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/orders/8")
-        .unwrap();
+    let (relay_id, relayed) = relay_order_8(&svc, &sink).await;
     assert_eq!(
         relayed.body["headers"]["Nats-Msg-Id"],
         format!("{relay_id}/publish").as_str(),
@@ -378,7 +360,7 @@ async fn redis_stream_entries_become_runs_and_survive_a_crash() {
     })
     .await;
     wait_runs(&svc, "orders", "succeeded", 8).await;
-    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
     assert_eq!(runs.len(), 10, "each entry stored once: {runs:?}");
     assert_eq!(posted(&sink, "/orders/5").len(), 2);
     for id in [0, 1, 2, 3, 4, 6, 7] {
@@ -398,20 +380,7 @@ async fn redis_stream_entries_become_runs_and_survive_a_crash() {
     assert_eq!(summary.first(), Some(&redis::Value::Int(0)), "{summary:?}");
 
     // redis.xadd: the entry carries the step's idempotency key.
-    let (status, answer) = post_json(
-        &svc.at("/relay"),
-        &json!({ "id": 8, "item": "relayed" }),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    let relay_id = answer["execution_id"].as_str().unwrap().to_string();
-    wait_posted(&sink, "/orders/8").await;
-    let relayed = sink
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/orders/8")
-        .unwrap();
+    let (relay_id, relayed) = relay_order_8(&svc, &sink).await;
     assert_eq!(
         relayed.body["headers"]["idempotency_key"],
         format!("{relay_id}/append").as_str()
@@ -592,7 +561,7 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 8).await;
-    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
     assert_eq!(runs.len(), 9, "each message stored once: {runs:?}");
     assert_eq!(posted(&sink, "/orders/5").len(), 2);
     for id in [1, 2, 3, 4, 6, 7, 9] {
@@ -601,14 +570,7 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     }
 
     // amqp.publish with publisher confirms.
-    let (status, answer) = post_json(
-        &svc.at("/relay"),
-        &json!({ "id": 8, "item": "relayed" }),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    wait_posted(&sink, "/orders/8").await;
+    relay_order_8(&svc, &sink).await;
 
     for q in [&queue, &dead] {
         let _ = ch.queue_delete(q, QueueDeleteOptions::default()).await;
@@ -695,16 +657,9 @@ async fn mqtt_messages_become_runs_and_survive_a_crash() {
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
-    let runs = executions(&svc, "flow=orders&limit=1000").await;
+    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
     assert_eq!(runs.len(), 8, "each message stored once: {runs:?}");
     assert_eq!(posted(&sink, "/orders/5").len(), 2);
 
-    let (status, answer) = post_json(
-        &svc.at("/relay"),
-        &json!({ "id": 8, "item": "relayed" }),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer}");
-    wait_posted(&sink, "/orders/8").await;
+    relay_order_8(&svc, &sink).await;
 }

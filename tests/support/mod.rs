@@ -737,6 +737,35 @@ pub async fn admin_execution(url: &str, id: &str, token: &str) -> (u16, Value) {
     (a.status, a.body)
 }
 
+/// `GET /_flow/executions?{query}` with the admin token: the listed
+/// executions (the test fails unless the answer is 200).
+pub async fn admin_executions(svc: &Service, query: &str, token: &str) -> Vec<Value> {
+    let bearer = format!("Bearer {token}");
+    let a = get(
+        &svc.at(&format!("/_flow/executions?{query}")),
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["executions"].as_array().cloned().unwrap_or_default()
+}
+
+/// The URL of an outside service in the env var `var`, or `None` (the
+/// test `test` is skipped, saying so) when unset; a failure instead when
+/// unset and `FLOW_TEST_REQUIRE_SERVICES=1` (CI).
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {var} is not set and FLOW_TEST_REQUIRE_SERVICES=1");
+            }
+            eprintln!("skipping {test}: {var} is not set");
+            None
+        }
+    }
+}
+
 /// Polls the admin API until execution `id` has ended (succeeded, failed
 /// or skipped) and returns it; fails the test after `timeout`.
 pub async fn wait_execution(url: &str, id: &str, token: &str, timeout: Duration) -> Value {
