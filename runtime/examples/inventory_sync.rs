@@ -105,7 +105,7 @@ use flow_runtime::{
 };
 
 fn main() -> std::process::ExitCode {
-    flow_runtime::main(integration())
+    flow_runtime::main(integration(), tests())
 }
 
 /// The integration description (what `main` hands to the runtime).
@@ -168,13 +168,12 @@ pub fn integration() -> Integration {
             ),
         ],
         flows,
-        tests: tests(),
     }
 }
 
 /// The `test` blocks as data (`BINARY test` runs them). Expressions are
 /// functions of the test's config; the trigger body is given in wire names.
-fn tests() -> Vec<TestCase> {
+pub fn tests() -> Vec<TestCase> {
     vec![TestCase {
         name: "an add and a remove make two ERP calls and an audit",
         config: |_cx| {

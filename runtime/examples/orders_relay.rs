@@ -54,7 +54,7 @@ use flow_runtime::{
 };
 
 fn main() -> std::process::ExitCode {
-    flow_runtime::main(integration())
+    flow_runtime::main(integration(), Vec::new())
 }
 
 /// The integration description.
@@ -90,7 +90,6 @@ pub fn integration() -> Integration {
             ]),
         )],
         flows,
-        tests: Vec::new(),
     }
 }
 

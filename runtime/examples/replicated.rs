@@ -44,7 +44,7 @@ use flow_runtime::{
 };
 
 fn main() -> std::process::ExitCode {
-    flow_runtime::main(integration())
+    flow_runtime::main(integration(), Vec::new())
 }
 
 /// The integration description.
@@ -74,7 +74,6 @@ pub fn integration() -> Integration {
         ],
         types: Vec::new(),
         flows,
-        tests: Vec::new(),
     }
 }
 

@@ -229,8 +229,10 @@ pub fn help_text(i: &Integration) -> String {
 }
 
 /// The whole program of a generated binary:
-/// `fn main() -> ExitCode { flow_runtime::main(integration()) }`.
-pub fn main(integration: Integration) -> ExitCode {
+/// `fn main() -> ExitCode { flow_runtime::main(integration(), tests()) }`,
+/// where `tests` are the file's `test` blocks, run by `BINARY test`
+/// (`flowc test`); empty when the file has none.
+pub fn main(integration: Integration, tests: Vec<crate::testing::TestCase>) -> ExitCode {
     let cmd = Cli::command()
         .name(integration.name)
         .bin_name(integration.name)
@@ -274,7 +276,7 @@ pub fn main(integration: Integration) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(run_cli(integration, cli, redactor))
+    tokio.block_on(run_cli(integration, tests, cli, redactor))
 }
 
 fn exit(code: u8) -> ExitCode {
@@ -441,7 +443,12 @@ async fn build_runtime(
     })
 }
 
-async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> ExitCode {
+async fn run_cli(
+    integration: Integration,
+    tests: Vec<crate::testing::TestCase>,
+    cli: Cli,
+    redactor: Redactor,
+) -> ExitCode {
     let command = cli
         .command
         .as_ref()
@@ -586,7 +593,9 @@ async fn run_cli(integration: Integration, cli: Cli, redactor: Redactor) -> Exit
             )
             .await
         }
-        CommandKind::Test { filter } => crate::testing::run(integration, filter.as_deref()).await,
+        CommandKind::Test { filter } => {
+            crate::testing::run(integration, tests, filter.as_deref()).await
+        }
         CommandKind::Replay { id, url } => {
             let path = format!("/_flow/executions/{id}/replay");
             admin_call(&cli, url, reqwest::Method::POST, &path, &[], |v| {

@@ -29,9 +29,6 @@ pub struct Integration {
     /// Builds the flows once the config is loaded (trigger options may
     /// reference config values, e.g. an HMAC secret).
     pub flows: fn(&Config) -> Vec<FlowDef>,
-    /// The file's `test` blocks, run by `BINARY test` (`flowc test`);
-    /// empty when the file has none.
-    pub tests: Vec<crate::testing::TestCase>,
 }
 
 impl Integration {

@@ -855,14 +855,13 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
 /// `BINARY test [--filter NAME]`: runs the tests whose name contains
 /// `filter`, prints `test NAME ... ok|FAILED`, the failures and `N passed,
 /// M failed`; exit 0 when all passed, 1 otherwise.
-pub async fn run(integration: Integration, filter: Option<&str>) -> ExitCode {
-    let cases: Vec<TestCase> = integration
-        .tests
-        .iter()
+pub async fn run(integration: Integration, tests: Vec<TestCase>, filter: Option<&str>) -> ExitCode {
+    let all = tests.len();
+    let cases: Vec<TestCase> = tests
+        .into_iter()
         .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
-        .cloned()
         .collect();
-    if integration.tests.is_empty() {
+    if all == 0 {
         println!("{} has no tests", integration.name);
     } else {
         println!(

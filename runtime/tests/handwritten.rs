@@ -355,13 +355,13 @@ fn api_md_quotes_the_example_verbatim() {
 async fn test_blocks_run_against_http_mocks() {
     use flow_runtime::testing::{run_case, Expect, TestStmt};
     let integration = inventory_sync::integration();
-    let case = integration.tests[0].clone();
+    let case = inventory_sync::tests()[0].clone();
     run_case(&integration, &case).await.unwrap();
 
     // The same test expecting another delta fails and shows the calls.
     let mut wrong = case.clone();
     wrong.stmts = |cx| {
-        let mut stmts = (inventory_sync::integration().tests[0].stmts)(cx)?;
+        let mut stmts = (inventory_sync::tests()[0].stmts)(cx)?;
         for s in &mut stmts {
             if let TestStmt::Expect(Expect::Http { json: Some(j), .. }) = s {
                 if j["delta"] == json!(-5) {
@@ -388,7 +388,7 @@ async fn test_blocks_run_against_http_mocks() {
     // An unmocked call fails its step, naming the call and the mocks.
     let mut unmocked = case;
     unmocked.stmts = |cx| {
-        let mut stmts = (inventory_sync::integration().tests[0].stmts)(cx)?;
+        let mut stmts = (inventory_sync::tests()[0].stmts)(cx)?;
         stmts.remove(1); // the /stock/gadgets mock
         Ok(stmts)
     };

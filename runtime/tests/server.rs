@@ -281,7 +281,6 @@ fn integration() -> Integration {
         ],
         types: vec![],
         flows,
-        tests: Vec::new(),
     }
 }
 

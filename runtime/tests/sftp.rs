@@ -183,7 +183,6 @@ fn integration() -> Integration {
         }],
         types: vec![],
         flows,
-        tests: Vec::new(),
     }
 }
 

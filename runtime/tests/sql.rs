@@ -86,7 +86,6 @@ fn integration() -> Integration {
         config: vec![],
         types: vec![],
         flows,
-        tests: Vec::new(),
     }
 }
 

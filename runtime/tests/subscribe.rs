@@ -47,7 +47,6 @@ fn runtime() -> Runtime {
         config: vec![],
         types: vec![],
         flows,
-        tests: Vec::new(),
     };
     Runtime::new(integration, common::options(&[], None)).unwrap()
 }

@@ -108,8 +108,11 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         scope.push_fn(f);
     }
     let mut main = codegen::Function::new("main");
-    main.ret("std::process::ExitCode")
-        .line("flow_runtime::main(integration())");
+    main.ret("std::process::ExitCode").line(if has_tests(file) {
+        "flow_runtime::main(integration(), tests())"
+    } else {
+        "flow_runtime::main(integration(), Vec::new())"
+    });
     scope.push_fn(main);
     format_rust(&scope.to_string())
 }
@@ -191,17 +194,19 @@ fn integration_fn(
             }
         }
     }
-    let has_tests = file.items.iter().any(|i| matches!(i, Item::Test(_)));
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows, tests: {} }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
         config.join(", "),
         types.join(", "),
-        if has_tests { "tests()" } else { "Vec::new()" },
     ));
     f
+}
+
+fn has_tests(file: &ast::File) -> bool {
+    file.items.iter().any(|i| matches!(i, Item::Test(_)))
 }
 
 /// A constant expression (config default) evaluated without a run context.
