@@ -14,7 +14,7 @@ use miette::{LabeledSpan, NamedSource, Severity as MietteSeverity};
 
 pub use codes::Code;
 
-use crate::syntax::ast::Span;
+use crate::span::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -12,4 +12,5 @@ pub mod fmt;
 pub mod graph;
 pub mod lsp;
 pub mod new;
+pub mod span;
 pub mod syntax;

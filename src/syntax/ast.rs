@@ -10,37 +10,9 @@
 
 use std::fmt;
 
-/// A half-open byte range `start..end` into the source text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Span {
-    pub start: usize,
-    pub end: usize,
-}
-
-impl Span {
-    pub fn new(start: usize, end: usize) -> Self {
-        Span { start, end }
-    }
-
-    /// The smallest span covering both.
-    pub fn to(self, other: Span) -> Span {
-        Span::new(self.start.min(other.start), self.end.max(other.end))
-    }
-
-    pub fn len(self) -> usize {
-        self.end - self.start
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.start == self.end
-    }
-}
-
-impl From<Span> for miette::SourceSpan {
-    fn from(span: Span) -> Self {
-        (span.start, span.len()).into()
-    }
-}
+/// Re-exported so the tree's users keep naming `ast::Span`; it lives in
+/// [`crate::span`], below both `syntax` and `diagnostics`.
+pub use crate::span::Span;
 
 /// A name as written, with its span.
 #[derive(Debug, Clone, PartialEq, Eq)]
