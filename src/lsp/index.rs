@@ -1,16 +1,21 @@
 //! A symbol index over a parsed file: every place a flow, type, config
 //! entry, stdlib module or function, or local binding is named, with what
-//! it refers to. Locals are resolved with their own small scope walk (the
-//! same rules as the checker: a `let` or step is visible after it in its
-//! block and the blocks inside; a loop variable in the loop's body; a
-//! lambda parameter in the lambda's body), so the checker stays untouched.
+//! it refers to. Locals are resolved with their own small scope walk, a
+//! [`Visitor`] over the tree (the same rules as the checker: a `let` or
+//! step is visible after it in its block and the blocks inside; a loop
+//! variable in the loop's body; a lambda parameter in the lambda's body),
+//! so the checker stays untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::check::Stdlib;
 use crate::syntax::ast::{
-    self, ArgValue, Block, ExprKind, Ident, Item, Span, StmtKind, StrPart, TestStmtKind,
-    TypeDeclBody, TypeExpr, TypeExprKind,
+    self, Block, ConfigEntry, ExprKind, FlowDecl, Ident, Item, Span, Stmt, StmtKind, TestStmt,
+    TestStmtKind, TypeDecl, TypeExpr, TypeExprKind,
+};
+use crate::syntax::visit::{
+    walk_block, walk_config_entry, walk_expr, walk_flow, walk_option, walk_stmt, walk_test_stmt,
+    walk_type_decl, walk_type_expr, Visitor,
 };
 
 /// What a name refers to.
@@ -90,9 +95,7 @@ impl Index {
             flow_locals: Vec::new(),
             modules: Stdlib::get().modules.keys().cloned().collect(),
         };
-        for item in &file.items {
-            walker.item(item);
-        }
+        walker.visit_file(file);
         index
     }
 
@@ -162,128 +165,73 @@ impl Walker<'_> {
         }
     }
 
-    fn item(&mut self, item: &Item) {
-        match item {
-            Item::Config(c) => {
-                for e in &c.entries {
-                    self.note(e.name.span, Sym::Config(e.name.name.clone()));
-                    self.ty(&e.ty);
-                    if let Some(d) = &e.default {
-                        self.expr(d);
-                    }
-                }
-            }
-            Item::Type(t) => {
-                self.note(t.name.span, Sym::Type(t.name.name.clone()));
-                match &t.body {
-                    TypeDeclBody::Record(fields) => {
-                        for f in fields {
-                            self.ty(&f.ty);
-                        }
-                    }
-                    TypeDeclBody::Alias(te) => self.ty(te),
-                }
-            }
-            Item::Flow(f) => {
-                self.note(f.name.span, Sym::Flow(f.name.name.clone()));
-                for t in &f.triggers {
-                    if let ast::TriggerKind::Dispatch { ty, .. } = &t.kind {
-                        self.ty(ty);
-                    }
-                    for o in &t.options {
-                        self.arg_value(&o.value);
-                    }
-                }
-                self.scoped_block(&f.body);
-                if let Some(b) = &f.on_failure {
-                    self.scoped_block(b);
-                }
-                let locals = std::mem::take(&mut self.flow_locals);
-                self.index.locals.insert(f.name.name.clone(), locals);
-            }
-            Item::Test(t) => {
-                for s in &t.stmts {
-                    self.test_stmt(&s.kind);
-                }
-            }
+    fn name(&mut self, id: &Ident) {
+        if let Some(local) = self.find_local(&id.name) {
+            let local = local.clone();
+            self.note(id.span, Sym::Local(local));
+        } else if self.modules.contains(&id.name) {
+            self.note(id.span, Sym::Module(id.name.clone()));
+        } else if self.index.flows.contains_key(&id.name) {
+            // `endpoint(flow)`.
+            self.note(id.span, Sym::Flow(id.name.clone()));
         }
     }
+}
 
-    fn test_stmt(&mut self, kind: &TestStmtKind) {
-        match kind {
+impl<'ast> Visitor<'ast> for Walker<'_> {
+    fn visit_config_entry(&mut self, entry: &'ast ConfigEntry) {
+        self.note(entry.name.span, Sym::Config(entry.name.name.clone()));
+        walk_config_entry(self, entry);
+    }
+
+    fn visit_type_decl(&mut self, decl: &'ast TypeDecl) {
+        self.note(decl.name.span, Sym::Type(decl.name.name.clone()));
+        walk_type_decl(self, decl);
+    }
+
+    fn visit_flow(&mut self, flow: &'ast FlowDecl) {
+        self.note(flow.name.span, Sym::Flow(flow.name.name.clone()));
+        walk_flow(self, flow);
+        let locals = std::mem::take(&mut self.flow_locals);
+        self.index.locals.insert(flow.name.name.clone(), locals);
+    }
+
+    fn visit_test_stmt(&mut self, stmt: &'ast TestStmt) {
+        match &stmt.kind {
+            // A test's `config { name: value }` names config entries; a
+            // trigger's options are not config entries.
             TestStmtKind::Config(entries) => {
-                for o in entries {
-                    self.note(o.name.span, Sym::Config(o.name.name.clone()));
-                    self.arg_value(&o.value);
+                for option in entries {
+                    self.note(option.name.span, Sym::Config(option.name.name.clone()));
+                    walk_option(self, option);
                 }
             }
-            TestStmtKind::MockHttp {
-                url, status, body, ..
-            } => {
-                self.expr(url);
-                self.expr(status);
-                if let Some(b) = body {
-                    self.expr(b);
-                }
-            }
-            TestStmtKind::Run { flow, input } => {
+            TestStmtKind::Run { flow, .. } => {
                 self.note(flow.span, Sym::Flow(flow.name.clone()));
-                self.expr(input);
+                walk_test_stmt(self, stmt);
             }
-            TestStmtKind::ExpectHttp { url, json, .. } => {
-                self.expr(url);
-                if let Some(j) = json {
-                    self.expr(j);
-                }
-            }
-            TestStmtKind::ExpectStatus(_) => {}
-            TestStmtKind::ExpectResponse { status, body } => {
-                self.expr(status);
-                if let Some(b) = body {
-                    self.expr(b);
-                }
-            }
+            _ => walk_test_stmt(self, stmt),
         }
     }
 
-    fn scoped_block(&mut self, block: &Block) {
+    /// Every block is a scope: what it binds is not visible after it.
+    fn visit_block(&mut self, block: &'ast Block) {
         self.scopes.push(Vec::new());
-        for stmt in &block.stmts {
-            self.stmt(&stmt.kind);
-        }
+        walk_block(self, block);
         self.scopes.pop();
     }
 
-    fn stmt(&mut self, kind: &StmtKind) {
-        match kind {
+    /// A `let` or step binds its name after its value; a loop variable is
+    /// bound in a scope of its own around the loop's body.
+    fn visit_stmt(&mut self, stmt: &'ast Stmt) {
+        match &stmt.kind {
             StmtKind::Let { name, value } => {
-                self.expr(value);
+                walk_stmt(self, stmt);
                 self.bind(name, "let", Some(value.span), false);
             }
-            StmtKind::Step(s) => {
-                self.expr(&s.call);
-                if let Some(r) = &s.retry {
-                    self.expr(r);
-                }
-                self.bind(&s.name, "step", Some(s.call.span), false);
-            }
-            StmtKind::If {
-                branches,
-                otherwise,
-            } => {
-                for (cond, block) in branches {
-                    self.expr(cond);
-                    self.scoped_block(block);
-                }
-                if let Some(b) = otherwise {
-                    self.scoped_block(b);
-                }
-            }
-            StmtKind::Match { scrutinee, arms } => {
-                self.expr(scrutinee);
-                for arm in arms {
-                    self.scoped_block(&arm.body);
-                }
+            StmtKind::Step(step) => {
+                walk_stmt(self, stmt);
+                self.bind(&step.name, "step", Some(step.call.span), false);
             }
             StmtKind::For {
                 var,
@@ -291,87 +239,37 @@ impl Walker<'_> {
                 parallel,
                 body,
             } => {
-                self.expr(iter);
+                self.visit_expr(iter);
                 if let Some(p) = parallel {
-                    self.expr(p);
+                    self.visit_expr(p);
                 }
                 self.scopes.push(Vec::new());
                 self.bind(var, "loop variable", Some(iter.span), true);
-                self.scoped_block(body);
+                self.visit_block(body);
                 self.scopes.pop();
             }
-            StmtKind::Dispatch { flow, arg } => {
+            StmtKind::Dispatch { flow, .. } => {
                 self.note(flow.span, Sym::Flow(flow.name.clone()));
-                self.expr(arg);
+                walk_stmt(self, stmt);
             }
-            StmtKind::Skip(e) | StmtKind::Fail(e) | StmtKind::Expr(e) => self.expr(e),
-            StmtKind::Respond {
-                status,
-                body,
-                headers,
-            } => {
-                self.expr(status);
-                for e in [body, headers].into_iter().flatten() {
-                    self.expr(e);
-                }
-            }
+            _ => walk_stmt(self, stmt),
         }
     }
 
-    fn arg_value(&mut self, v: &ArgValue) {
-        match v {
-            ArgValue::Expr(e) => self.expr(e),
-            ArgValue::Type(t) => self.ty(t),
-        }
-    }
-
-    fn ty(&mut self, te: &TypeExpr) {
-        match &te.kind {
-            TypeExprKind::Named { name, args } => {
-                if self.index.types.contains_key(&name.name) {
-                    self.note(name.span, Sym::Type(name.name.clone()));
-                }
-                for a in args {
-                    self.ty(a);
-                }
-            }
-            TypeExprKind::List(t) | TypeExprKind::Optional(t) => self.ty(t),
-            TypeExprKind::LitUnion(_) => {}
-            TypeExprKind::Record(fields) => {
-                for f in fields {
-                    self.ty(&f.ty);
-                }
+    fn visit_type_expr(&mut self, ty: &'ast TypeExpr) {
+        if let TypeExprKind::Named { name, .. } = &ty.kind {
+            if self.index.types.contains_key(&name.name) {
+                self.note(name.span, Sym::Type(name.name.clone()));
             }
         }
+        walk_type_expr(self, ty);
     }
 
-    fn expr(&mut self, e: &ast::Expr) {
+    fn visit_expr(&mut self, e: &'ast ast::Expr) {
         match &e.kind {
-            ExprKind::Null
-            | ExprKind::Bool(_)
-            | ExprKind::Int(_)
-            | ExprKind::Float(_)
-            | ExprKind::Duration(_) => {}
-            ExprKind::Str(parts) => {
-                for p in parts {
-                    if let StrPart::Interp(x) = p {
-                        self.expr(x);
-                    }
-                }
-            }
-            ExprKind::List(items) => {
-                for x in items {
-                    self.expr(x);
-                }
-            }
-            ExprKind::Record(entries) => {
-                for entry in entries {
-                    self.expr(&entry.value);
-                }
-            }
             ExprKind::Name(id) => self.name(id),
             ExprKind::Field { target, name, .. } => {
-                self.expr(target);
+                walk_expr(self, e);
                 if let ExprKind::Name(t) = &target.kind {
                     if self.find_local(&t.name).is_none() {
                         if t.name == "config" {
@@ -382,63 +280,15 @@ impl Walker<'_> {
                     }
                 }
             }
-            ExprKind::Index { target, index } => {
-                self.expr(target);
-                self.expr(index);
-            }
-            ExprKind::Call { callee, args } => {
-                self.expr(callee);
-                for a in args {
-                    self.arg_value(&a.value);
-                }
-            }
             ExprKind::Lambda { params, body } => {
                 self.scopes.push(Vec::new());
                 for p in params {
                     self.bind(p, "parameter", None, false);
                 }
-                self.expr(body);
+                self.visit_expr(body);
                 self.scopes.pop();
             }
-            ExprKind::Unary { expr, .. } => self.expr(expr),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                self.expr(lhs);
-                self.expr(rhs);
-            }
-            ExprKind::As { expr, ty } => {
-                self.expr(expr);
-                self.ty(ty);
-            }
-            ExprKind::If {
-                branches,
-                otherwise,
-            } => {
-                for (c, v) in branches {
-                    self.expr(c);
-                    self.expr(v);
-                }
-                if let Some(o) = otherwise {
-                    self.expr(o);
-                }
-            }
-            ExprKind::Match { scrutinee, arms } => {
-                self.expr(scrutinee);
-                for arm in arms {
-                    self.expr(&arm.body);
-                }
-            }
-        }
-    }
-
-    fn name(&mut self, id: &Ident) {
-        if let Some(local) = self.find_local(&id.name) {
-            let local = local.clone();
-            self.note(id.span, Sym::Local(local));
-        } else if self.modules.contains(&id.name) {
-            self.note(id.span, Sym::Module(id.name.clone()));
-        } else if self.index.flows.contains_key(&id.name) {
-            // `endpoint(flow)`.
-            self.note(id.span, Sym::Flow(id.name.clone()));
+            _ => walk_expr(self, e),
         }
     }
 }

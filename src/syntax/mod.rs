@@ -14,6 +14,7 @@ mod parser;
 pub mod scan;
 #[cfg(test)]
 mod tests;
+pub mod visit;
 
 use pest::Parser as _;
 
