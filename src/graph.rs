@@ -15,6 +15,7 @@
 //! are `f<flow>n<node>`, alphanumeric as Mermaid wants them.
 
 use crate::syntax::ast::*;
+use crate::syntax::visit::Visitor;
 
 /// Longest text taken from the source for one label.
 const MAX_TEXT: usize = 60;
@@ -92,6 +93,8 @@ struct Builder<'a> {
     edges: Vec<Edge>,
     /// (dispatch node, flow name)
     dispatches: Vec<(String, String)>,
+    /// The exits of the statements visited so far in the current block.
+    exits: Exits,
 }
 
 fn build(file: &File, source: &str) -> Model {
@@ -120,6 +123,7 @@ fn build(file: &File, source: &str) -> Model {
             nodes: Vec::new(),
             edges: Vec::new(),
             dispatches: Vec::new(),
+            exits: Vec::new(),
         };
         builder.flow(flow);
         for (from, target) in &builder.dispatches {
@@ -213,10 +217,10 @@ impl Builder<'_> {
             label.push(shorten(doc));
         }
         let trigger = self.node(Shape::Trigger, label);
-        self.stmts(&flow.body.stmts, vec![(trigger, None)]);
+        self.block_from(&flow.body, vec![(trigger, None)]);
         if let Some(on_failure) = &flow.on_failure {
             let entry = self.node(Shape::Trigger, vec!["on failure".to_string()]);
-            self.stmts(&on_failure.stmts, vec![(entry, None)]);
+            self.block_from(on_failure, vec![(entry, None)]);
         }
     }
 
@@ -257,11 +261,11 @@ impl Builder<'_> {
         }
     }
 
-    fn stmts(&mut self, stmts: &[Stmt], mut exits: Exits) -> Exits {
-        for stmt in stmts {
-            exits = self.stmt(stmt, exits);
-        }
-        exits
+    /// Walks `block` entered through `entry`; returns where the run leaves it.
+    fn block_from(&mut self, block: &Block, entry: Exits) -> Exits {
+        self.exits = entry;
+        self.visit_block(block);
+        std::mem::take(&mut self.exits)
     }
 
     fn stmt(&mut self, s: &Stmt, exits: Exits) -> Exits {
@@ -290,11 +294,11 @@ impl Builder<'_> {
                     let label = format!("{keyword} {}", self.text(cond.span));
                     let id = self.node(Shape::Decision, vec![label]);
                     self.connect(incoming, &id);
-                    out.extend(self.stmts(&body.stmts, vec![(id.clone(), Some("yes".into()))]));
+                    out.extend(self.block_from(body, vec![(id.clone(), Some("yes".into()))]));
                     incoming = vec![(id, Some("no".into()))];
                 }
                 match otherwise {
-                    Some(body) => out.extend(self.stmts(&body.stmts, incoming)),
+                    Some(body) => out.extend(self.block_from(body, incoming)),
                     None => out.extend(incoming),
                 }
                 out
@@ -314,7 +318,7 @@ impl Builder<'_> {
                         })
                         .collect::<Vec<_>>()
                         .join(" | ");
-                    out.extend(self.stmts(&arm.body.stmts, vec![(id.clone(), Some(patterns))]));
+                    out.extend(self.block_from(&arm.body, vec![(id.clone(), Some(patterns))]));
                 }
                 out
             }
@@ -330,7 +334,7 @@ impl Builder<'_> {
                 }
                 let id = self.node(Shape::Loop, vec![label]);
                 self.connect(exits, &id);
-                let body_exits = self.stmts(&body.stmts, vec![(id.clone(), Some("each".into()))]);
+                let body_exits = self.block_from(body, vec![(id.clone(), Some("each".into()))]);
                 self.connect(body_exits, &id);
                 vec![(id, Some("done".into()))]
             }
@@ -355,6 +359,16 @@ impl Builder<'_> {
         let id = self.node(shape, vec![label.trim_end().to_string()]);
         self.connect(exits, &id);
         Vec::new()
+    }
+}
+
+/// The statements of a block are walked in order, each drawn from the
+/// exits of the one before; statements with blocks walk them with
+/// [`Builder::block_from`]. Expressions are not walked: they draw nothing.
+impl<'ast> Visitor<'ast> for Builder<'_> {
+    fn visit_stmt(&mut self, stmt: &'ast Stmt) {
+        let exits = std::mem::take(&mut self.exits);
+        self.exits = self.stmt(stmt, exits);
     }
 }
 
