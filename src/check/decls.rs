@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Item, Span, TypeDeclBody, TypeExprKind};
+use crate::syntax::visit::{walk_type_expr, Visitor};
 
 use super::types::{Record, RecordField, Type};
 use super::{Checker, ConfigInfo};
@@ -100,33 +101,21 @@ impl Checker<'_> {
     /// Records the declared types `te` names, for the unused-type warning;
     /// a type naming itself (`within`) does not count.
     pub(super) fn note_type_uses(&mut self, te: &ast::TypeExpr, within: Option<&str>) {
-        match &te.kind {
-            TypeExprKind::Named { name, args } => {
-                if within != Some(name.name.as_str()) {
-                    self.used_types.insert(name.name.clone());
-                }
-                // A misspelt name stands for the type it suggests: that
-                // type is not "unused" because of one typo.
-                let known = self.names.records.contains(&name.name)
-                    || self.names.aliases.contains_key(&name.name)
-                    || super::resolve::is_builtin(&name.name);
-                if !known {
-                    let names = self.names.records.iter().chain(self.names.aliases.keys());
-                    if let Some(meant) =
-                        super::suggest::did_you_mean(&name.name, names.map(String::as_str))
-                    {
-                        self.used_types.insert(meant);
-                    }
-                }
-                for arg in args {
-                    self.note_type_uses(arg, within);
-                }
+        let mut named = TypeNames::default();
+        named.visit_type_expr(te);
+        for name in named.names {
+            if within != Some(name) {
+                self.used_types.insert(name.to_string());
             }
-            TypeExprKind::List(t) | TypeExprKind::Optional(t) => self.note_type_uses(t, within),
-            TypeExprKind::LitUnion(_) => {}
-            TypeExprKind::Record(fields) => {
-                for f in fields {
-                    self.note_type_uses(&f.ty, within);
+            // A misspelt name stands for the type it suggests: that
+            // type is not "unused" because of one typo.
+            let known = self.names.records.contains(name)
+                || self.names.aliases.contains_key(name)
+                || super::resolve::is_builtin(name);
+            if !known {
+                let names = self.names.records.iter().chain(self.names.aliases.keys());
+                if let Some(meant) = super::suggest::did_you_mean(name, names.map(String::as_str)) {
+                    self.used_types.insert(meant);
                 }
             }
         }
@@ -393,5 +382,21 @@ fn env_name(written: &str, entry: &str) -> String {
         entry.to_ascii_uppercase()
     } else {
         fixed
+    }
+}
+
+/// Every type name a type expression uses, at any depth (type arguments,
+/// list and optional elements, fields of record types).
+#[derive(Default)]
+struct TypeNames<'ast> {
+    names: Vec<&'ast str>,
+}
+
+impl<'ast> Visitor<'ast> for TypeNames<'ast> {
+    fn visit_type_expr(&mut self, ty: &'ast ast::TypeExpr) {
+        if let TypeExprKind::Named { name, .. } = &ty.kind {
+            self.names.push(&name.name);
+        }
+        walk_type_expr(self, ty);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, ExprKind, Span, StmtKind};
+use crate::syntax::visit::{walk_block, Visitor};
 
 use super::scope::BindingKind;
 use super::types::Type;
@@ -459,39 +460,39 @@ pub struct FlowBinding {
     pub in_on_failure: bool,
 }
 
-/// Every name `block` binds, at any depth.
+/// Every name `block` binds, at any depth: a block's own bindings first,
+/// then those of the blocks inside it, in source order.
 pub(super) fn bindings_in(block: &ast::Block, in_on_failure: bool, out: &mut Vec<FlowBinding>) {
-    let mut push = |name: &ast::Ident, kind| {
-        out.push(FlowBinding {
-            name: name.name.clone(),
-            span: name.span,
-            kind,
-            in_on_failure,
-        });
-    };
-    let mut blocks: Vec<&ast::Block> = Vec::new();
-    for stmt in &block.stmts {
-        match &stmt.kind {
-            StmtKind::Let { name, .. } => push(name, BindingKind::Let),
-            StmtKind::Step(step) => push(&step.name, BindingKind::Step),
-            StmtKind::For { var, body, .. } => {
-                push(var, BindingKind::LoopVar);
-                blocks.push(body);
-            }
-            StmtKind::If {
-                branches,
-                otherwise,
-            } => {
-                blocks.extend(branches.iter().map(|(_, b)| b));
-                blocks.extend(otherwise);
-            }
-            StmtKind::Match { arms, .. } => blocks.extend(arms.iter().map(|a| &a.body)),
-            _ => {}
+    BindingCollector { in_on_failure, out }.visit_block(block);
+}
+
+struct BindingCollector<'a> {
+    in_on_failure: bool,
+    out: &'a mut Vec<FlowBinding>,
+}
+
+impl<'ast> Visitor<'ast> for BindingCollector<'_> {
+    fn visit_block(&mut self, block: &'ast ast::Block) {
+        for stmt in &block.stmts {
+            let (name, kind) = match &stmt.kind {
+                StmtKind::Let { name, .. } => (name, BindingKind::Let),
+                StmtKind::Step(step) => (&step.name, BindingKind::Step),
+                StmtKind::For { var, .. } => (var, BindingKind::LoopVar),
+                _ => continue,
+            };
+            self.out.push(FlowBinding {
+                name: name.name.clone(),
+                span: name.span,
+                kind,
+                in_on_failure: self.in_on_failure,
+            });
         }
+        walk_block(self, block);
     }
-    for b in blocks {
-        bindings_in(b, in_on_failure, out);
-    }
+
+    /// Lambda parameters are not flow bindings; nothing else in an
+    /// expression binds.
+    fn visit_expr(&mut self, _expr: &'ast ast::Expr) {}
 }
 
 /// `module.function(...)`: the shape a step's call must have.

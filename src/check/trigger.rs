@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, ArgValue, ExprKind, Span, TriggerKind};
+use crate::syntax::visit::{walk_expr, Visitor};
 
 use super::suggest::did_you_mean;
 use super::types::Type;
@@ -595,29 +596,10 @@ impl Checker<'_> {
     /// Marks the `config.x` entries inside a value already reported as
     /// wrong as used, without checking it further.
     fn mark_config_refs(&mut self, e: &ast::Expr) {
-        match &e.kind {
-            ExprKind::Field { target, name, .. } => match &target.kind {
-                ExprKind::Name(n) if n.name == "config" => {
-                    self.use_config(&name.name);
-                }
-                _ => self.mark_config_refs(target),
-            },
-            ExprKind::Call { callee, args } => {
-                self.mark_config_refs(callee);
-                self.option_args_loosely(args);
-            }
-            ExprKind::List(items) => items.iter().for_each(|i| self.mark_config_refs(i)),
-            ExprKind::Record(entries) => entries
-                .iter()
-                .for_each(|en| self.mark_config_refs(&en.value)),
-            ExprKind::Str(parts) => {
-                for p in parts {
-                    if let ast::StrPart::Interp(inner) = p {
-                        self.mark_config_refs(inner);
-                    }
-                }
-            }
-            _ => {}
+        let mut refs = ConfigRefs::default();
+        refs.visit_expr(e);
+        for name in refs.names {
+            self.use_config(name);
         }
     }
 
@@ -927,4 +909,30 @@ fn schedule_type() -> Type {
         ("fired_at".into(), Type::Time),
         ("previous".into(), Type::optional(Type::Time)),
     ])
+}
+
+/// The `config.x` entries an expression names, found where a value is read
+/// as it is: through fields, calls and their arguments, lists, records and
+/// interpolations. Operators, lambdas and conditionals are not looked into,
+/// as before the shared walk: that decides which entries count as unused.
+#[derive(Default)]
+struct ConfigRefs<'ast> {
+    names: Vec<&'ast str>,
+}
+
+impl<'ast> Visitor<'ast> for ConfigRefs<'ast> {
+    fn visit_expr(&mut self, e: &'ast ast::Expr) {
+        match &e.kind {
+            ExprKind::Field { target, name, .. } if matches!(&target.kind, ExprKind::Name(n) if n.name == "config") =>
+            {
+                self.names.push(&name.name);
+            }
+            ExprKind::Field { .. }
+            | ExprKind::Call { .. }
+            | ExprKind::List(_)
+            | ExprKind::Record(_)
+            | ExprKind::Str(_) => walk_expr(self, e),
+            _ => {}
+        }
+    }
 }
