@@ -4,6 +4,13 @@
 //! type down, so record literals check field by field against a named type,
 //! string literals against a literal union and `headers: { ... }` may hold
 //! secrets. `expect` adds the mismatch and secret-leak diagnostics.
+//!
+//! This file dispatches over the expression kinds and checks literals,
+//! lists, records and `if`; the other kinds have a file each: [`names`],
+//! [`fields`] (and indexing), [`calls`] (stdlib functions and built-ins,
+//! arguments), [`sql`] (the SQL-literal rules), [`methods`] (on lists and
+//! strings), [`operators`] (and `as`) and [`patterns`] (`match`,
+//! exhaustiveness).
 
 use std::collections::BTreeSet;
 
