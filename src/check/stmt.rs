@@ -461,7 +461,8 @@ pub struct FlowBinding {
 }
 
 /// Every name `block` binds, at any depth: a block's own bindings first,
-/// then those of the blocks inside it, in source order.
+/// then those of the blocks inside it, in source order (an unknown-name
+/// error points at the first binding of the name in this list).
 pub(super) fn bindings_in(block: &ast::Block, in_on_failure: bool, out: &mut Vec<FlowBinding>) {
     BindingCollector { in_on_failure, out }.visit_block(block);
 }
