@@ -7,8 +7,8 @@
 //! out: test code may reach across layers. `lib.rs` and `main.rs` are the
 //! roots that list the modules, not modules themselves.
 //!
-//! The runtime (`runtime/src`) is being re-layered separately; once that
-//! lands its assertion is one line: `assert_acyclic("runtime/src")`.
+//! The runtime goes further: its modules are the layers of
+//! docs/architecture.md, and each may use only those below it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -20,6 +20,48 @@ type ModuleGraph = BTreeMap<String, BTreeSet<String>>;
 #[test]
 fn compiler_modules_form_no_import_cycle() {
     assert_acyclic("src");
+}
+
+#[test]
+fn runtime_modules_form_no_import_cycle() {
+    assert_acyclic("runtime/src");
+}
+
+/// The runtime's layers, bottom first (docs/architecture.md); modules on
+/// one line are adapters side by side and may not use each other.
+const RUNTIME_LAYERS: &[&[&str]] = &[
+    &["core"],
+    &["store"],
+    &["engine"],
+    &["io"],
+    &["brokers", "steps", "triggers"],
+    &["host"],
+    &["testing"],
+    &["cli"],
+];
+
+#[test]
+fn runtime_modules_use_only_lower_layers() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/src");
+    let graph = module_graph(&dir);
+    let layer_of = |module: &str| RUNTIME_LAYERS.iter().position(|l| l.contains(&module));
+    let mut wrong = Vec::new();
+    for (module, uses) in &graph {
+        let Some(layer) = layer_of(module) else {
+            wrong.push(format!("{module} is in no layer of RUNTIME_LAYERS"));
+            continue;
+        };
+        for used in uses {
+            if layer_of(used).is_none_or(|l| l >= layer) {
+                wrong.push(format!("{module} uses {used}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "runtime modules reaching up or sideways:\n  {}",
+        wrong.join("\n  ")
+    );
 }
 
 #[test]

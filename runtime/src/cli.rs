@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::config::EnvSource;
+use crate::core::config::EnvSource;
+use crate::core::logging::LogFormat;
+use crate::core::redact::Redactor;
+use crate::engine::integration::Integration;
+use crate::engine::trigger_value::complete_trigger;
 use crate::engine::{default_workers, new_execution_id, Runtime, RuntimeOptions, StartError};
-use crate::integration::{Integration, TriggerDef};
-use crate::logging::LogFormat;
-use crate::redact::Redactor;
 use crate::store::{
     Durability, Execution, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Status,
     Store,
@@ -111,7 +112,7 @@ fn parse_lease(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::schema::parse_duration_ms(s)
+    crate::core::schema::parse_duration_ms(s)
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
         .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 500ms, 30s, 5m)"))
@@ -176,7 +177,7 @@ fn version_line(i: &Integration) -> String {
 /// The `--help` epilogue: flows, endpoints and config entries with their docs.
 pub fn help_text(i: &Integration) -> String {
     let mut out = String::new();
-    let config = crate::config::Config::from_values(
+    let config = crate::core::config::Config::from_values(
         i.config
             .iter()
             .filter_map(|e| e.default.clone().map(|d| (e.name.to_string(), d)))
@@ -264,7 +265,7 @@ pub fn main(integration: Integration, tests: Vec<crate::testing::TestCase>) -> E
     // Tests print their own report; logs only when asked for with RUST_LOG.
     let testing = matches!(cli.command, Some(Command::Test { .. }));
     if !testing || std::env::var_os("RUST_LOG").is_some() {
-        crate::logging::init(cli.log_format, redactor.clone());
+        crate::core::logging::init(cli.log_format, redactor.clone());
     }
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -397,39 +398,67 @@ async fn open_store(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What differs between the commands that load the integration.
+struct Setup {
+    /// How the command uses the store.
+    usage: StoreUse,
+    /// Size of the worker pool; `None`: [`default_workers`].
+    workers: Option<usize>,
+    /// How long shutdown waits for in-flight runs.
+    drain: Duration,
+    /// How long finished runs are kept; `None`: forever.
+    retention: Option<Duration>,
+    /// Lease of a running execution.
+    lease: Duration,
+}
+
+impl Setup {
+    /// A command that runs at most one flow in the foreground.
+    fn foreground(usage: StoreUse, lease: Duration) -> Setup {
+        Setup {
+            usage,
+            workers: Some(1),
+            drain: Duration::from_secs(30),
+            retention: None,
+            lease,
+        }
+    }
+
+    /// `serve`.
+    fn serve(args: &ServeArgs) -> Setup {
+        Setup {
+            usage: StoreUse::Serve,
+            workers: args.workers,
+            drain: args.drain_timeout,
+            retention: (!args.retention.is_zero()).then_some(args.retention),
+            lease: args.lease,
+        }
+    }
+}
+
 async fn build_runtime(
     integration: Integration,
     cli: &Cli,
     redactor: Redactor,
-    workers: Option<usize>,
-    drain: Duration,
-    usage: StoreUse,
-    retention: Option<Duration>,
-    lease: Duration,
-    catch_up_window: Duration,
+    setup: Setup,
 ) -> Result<Runtime, ExitCode> {
     let name = integration.name;
-    let workers = workers.unwrap_or_else(default_workers);
+    let workers = setup.workers.unwrap_or_else(default_workers);
     // The database password never shows in logs.
     if let Some(password) = cli.store.as_deref().and_then(store_password) {
         redactor.add(&password);
     }
-    let store = open_store(name, cli, usage, workers).await?;
+    let store = open_store(name, cli, setup.usage, workers).await?;
     let options = RuntimeOptions {
         env: EnvSource::Process,
         config_file: cli.config.clone(),
         store,
-        admin_token: std::env::var("FLOW_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
         workers,
-        drain_timeout: drain,
-        lease,
-        retention,
-        catch_up_window,
+        drain_timeout: setup.drain,
+        lease: setup.lease,
+        retention: setup.retention,
         redactor,
-        step_overrides: Vec::new(),
+        steps: crate::host::step_registry(),
     };
     Runtime::new(integration, options).map_err(|e| match e {
         StartError::Config(c) => {
@@ -455,35 +484,18 @@ async fn run_cli(
         .map_or(CommandKind::Serve(cli.serve.clone()), CommandKind::from);
     match command {
         CommandKind::Serve(args) => {
-            let rt = match build_runtime(
-                integration,
-                &cli,
-                redactor,
-                args.workers,
-                args.drain_timeout,
-                StoreUse::Serve,
-                (!args.retention.is_zero()).then_some(args.retention),
-                args.lease,
-                args.catch_up_window,
-            )
-            .await
-            {
+            let rt = match build_runtime(integration, &cli, redactor, Setup::serve(&args)).await {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            serve(rt, args.addr).await
+            serve(rt, &args).await
         }
         CommandKind::Run { flow, input } => {
             let rt = match build_runtime(
                 integration,
                 &cli,
                 redactor,
-                Some(1),
-                Duration::from_secs(30),
-                StoreUse::Foreground,
-                None,
-                cli.serve.lease,
-                cli.serve.catch_up_window,
+                Setup::foreground(StoreUse::Foreground, cli.serve.lease),
             )
             .await
             {
@@ -497,12 +509,7 @@ async fn run_cli(
                 integration,
                 &cli,
                 redactor,
-                Some(1),
-                Duration::from_secs(30),
-                StoreUse::Deploy,
-                None,
-                cli.serve.lease,
-                cli.serve.catch_up_window,
+                Setup::foreground(StoreUse::Deploy, cli.serve.lease),
             )
             .await
             {
@@ -536,12 +543,7 @@ async fn run_cli(
                 integration,
                 &cli,
                 redactor,
-                Some(1),
-                Duration::from_secs(1),
-                StoreUse::Foreground,
-                None,
-                cli.serve.lease,
-                cli.serve.catch_up_window,
+                Setup::foreground(StoreUse::Foreground, cli.serve.lease),
             )
             .await
             {
@@ -551,7 +553,7 @@ async fn run_cli(
             println!("configuration is valid:");
             for e in &rt.integration().config {
                 let v = rt.config().get(e.name);
-                let shown = if e.secret || matches!(e.schema, crate::schema::Schema::Secret) {
+                let shown = if e.secret || matches!(e.schema, crate::core::schema::Schema::Secret) {
                     "***".to_string()
                 } else {
                     rt.redactor().redact(&v.to_string()).into_owned()
@@ -699,8 +701,16 @@ async fn admin_call(
     }
 }
 
-async fn serve(rt: Runtime, addr: SocketAddr) -> ExitCode {
-    let handle = match rt.serve(addr).await {
+async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
+    let addr = args.addr;
+    let options = crate::host::ServeOptions {
+        addr,
+        admin_token: std::env::var("FLOW_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        catch_up_window: args.catch_up_window,
+    };
+    let handle = match crate::host::serve(&rt, options).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("{}: cannot listen on {addr}: {e}", rt.integration().name);
@@ -737,71 +747,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Completes a trigger value given on the command line or by `flowc test`
-/// with the fields the trigger kind provides (`headers`, `query`,
-/// `received_at`, ...), and decodes its body or input by the flow's schema.
-pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value, String> {
-    let def = rt
-        .flow(flow)
-        .ok_or_else(|| format!("no flow named `{flow}`"))?;
-    let mut t = match given {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
-        other => {
-            return Err(format!(
-                "the trigger value must be an object, got {}",
-                crate::schema::describe_value(&other)
-            ))
-        }
-    };
-    let now = crate::ops::format_time(chrono::Utc::now());
-    let mut default = |k: &str, v: Value| {
-        if t.get(k).is_none_or(Value::is_null) {
-            t.insert(k.to_string(), v);
-        }
-    };
-    match &def.trigger {
-        TriggerDef::Webhook { .. } | TriggerDef::Sync { .. } => {
-            default("headers", json!({}));
-            default("query", json!({}));
-            default("received_at", now);
-            if matches!(def.trigger, TriggerDef::Sync { .. }) {
-                default("params", json!({}));
-            }
-        }
-        TriggerDef::Cron { .. } | TriggerDef::Every { .. } => {
-            default("fired_at", now);
-            default("previous", Value::Null);
-        }
-        TriggerDef::Deploy => return Ok(rt.deploy_trigger()),
-        TriggerDef::Files(_) => {
-            if let Some(f) = t.get_mut("file") {
-                *f = crate::stdlib::complete_file(f, &now);
-            }
-            if let Some(Value::Array(fs)) = t.get_mut("files") {
-                for f in fs {
-                    *f = crate::stdlib::complete_file(f, &now);
-                }
-            }
-        }
-        TriggerDef::Subscribe(s) => {
-            default("subject", json!(s.subject));
-            default("headers", json!({}));
-        }
-        TriggerDef::Dispatch { .. } => {}
-    }
-    let (field, schema) = match &def.trigger {
-        TriggerDef::Webhook { body, .. } | TriggerDef::Sync { body, .. } => ("body", body),
-        TriggerDef::Subscribe(s) => ("body", &s.body),
-        TriggerDef::Dispatch { input } => ("input", input),
-        _ => return Ok(Value::Object(t)),
-    };
-    let raw = t.get(field).cloned().unwrap_or(Value::Null);
-    let decoded = schema.decode(&raw).map_err(|e| format!("{field}: {e}"))?;
-    t.insert(field.to_string(), decoded);
-    Ok(Value::Object(t))
 }
 
 fn outcome_json(rt: &Runtime, e: &Execution) -> Value {

@@ -9,7 +9,20 @@
 //!
 //! Values are dynamic JSON ([`Value`]); the compiler's type checker has
 //! already proved them well typed, and [`ops`] implements the language's
-//! operators on them. See `runtime/API.md` for the contract with code
+//! operators on them.
+//!
+//! The modules are layers; each uses only those below it (docs/architecture.md):
+//!
+//! ```text
+//! cli, testing      commands of the generated binary; the test runner
+//! host              bind, worker pool, every trigger kind, purge, deploy, drain
+//! triggers, brokers, steps, io
+//!                   adapters: HTTP, schedules, files, brokers (subscribe and
+//!                   publish), the stdlib's steps, SFTP
+//! engine            the integration, Ctx, run journal, worker pool, sync runs
+//! store             the durable store: trait, memory, SQLite, PostgreSQL
+//! core              values and ops, schema, errors, redaction, config, metrics
+//! ``` See `runtime/API.md` for the contract with code
 //! generation and a complete hand-written example.
 
 #![deny(missing_docs)]
@@ -20,25 +33,16 @@
 )]
 #![warn(rustdoc::broken_intra_doc_links)]
 
+pub mod brokers;
 pub mod cli;
-pub mod config;
-pub mod ctx;
+pub mod core;
 pub mod engine;
-pub mod error;
-pub mod files;
-pub mod integration;
-pub mod logging;
-pub mod metrics;
-pub mod ops;
-pub mod redact;
-pub mod schedule;
-pub mod schema;
-pub mod server;
-mod sftp;
-pub mod stdlib;
+pub mod host;
+mod io;
+pub mod steps;
 pub mod store;
-pub mod subscribe;
 pub mod testing;
+pub mod triggers;
 
 pub use serde_json::{json, Value};
 
@@ -46,61 +50,37 @@ pub use serde_json::{json, Value};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub use cli::main;
-pub use config::{Config, ConfigEntry, EnvSource};
-pub use ctx::{Args, Ctx, StepCall, StepOptions};
-pub use engine::{Runtime, RuntimeOptions, StartError, StepFn, Submitted};
-pub use error::{RunError, StepError};
-pub use integration::{
+pub use crate::cli::main;
+pub use crate::core::config::{Config, ConfigEntry, EnvSource};
+pub use crate::core::error::{RunError, StepError};
+pub use crate::core::redact::Redactor;
+pub use crate::core::schema::{DecodeError, FieldSchema, Schema};
+pub use crate::core::{ops, schema};
+pub use crate::engine::ctx::{Args, Ctx, StepCall, StepOptions};
+pub use crate::engine::integration::{
     AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFn, FlowFuture, HmacVerify, Integration,
     Outcome, SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
 };
-pub use redact::Redactor;
-pub use schema::{DecodeError, FieldSchema, Schema};
-pub use server::ServerHandle;
-pub use stdlib::call_pure;
-pub use store::{Durability, MemoryStore, SqliteOptions, SqliteStore, Status, Store};
+pub use crate::engine::parallel::parallel;
+pub use crate::engine::{Runtime, RuntimeOptions, StartError, StepFn, Submitted};
+pub use crate::host::ServerHandle;
+pub use crate::steps::call_pure;
+pub use crate::store::{Durability, MemoryStore, SqliteOptions, SqliteStore, Status, Store};
 
 /// Everything generated code uses, in one import:
 /// `use flow_runtime::prelude::*;`.
 pub mod prelude {
-    pub use crate::config::{Config, ConfigEntry};
-    pub use crate::ctx::{Args, Ctx, StepOptions};
-    pub use crate::error::RunError;
-    pub use crate::integration::{
+    pub use crate::core::config::{Config, ConfigEntry};
+    pub use crate::core::error::RunError;
+    pub use crate::core::ops;
+    pub use crate::core::schema::{FieldSchema, Schema};
+    pub use crate::engine::ctx::{Args, Ctx, StepOptions};
+    pub use crate::engine::integration::{
         AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFuture, HmacVerify, Integration, Outcome,
         SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
     };
-    pub use crate::ops;
-    pub use crate::parallel;
-    pub use crate::schema::{FieldSchema, Schema};
-    pub use crate::stdlib::call_pure;
+    pub use crate::engine::parallel::parallel;
+    pub use crate::steps::call_pure;
     pub use crate::testing::{Expect, MockHttp, TestCase, TestCx, TestRun, TestStmt};
     pub use serde_json::Value;
-}
-
-/// Runs `for x in items parallel N { body }`: at most `limit` iterations at
-/// once, each given its index (pass it to [`Ctx::with_index`]) and item. An
-/// iteration returns `Ok(None)` to go on, or `Ok(Some(outcome))` to end the
-/// run (`skip`); the first error or outcome wins and the other iterations are
-/// dropped.
-pub async fn parallel<F, Fut>(
-    items: Vec<Value>,
-    limit: usize,
-    body: F,
-) -> Result<Option<Outcome>, RunError>
-where
-    F: FnMut(usize, Value) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<Outcome>, RunError>>,
-{
-    use futures::stream::{self, StreamExt as _};
-    let mut body = body;
-    let mut results = stream::iter(items.into_iter().enumerate().map(|(i, v)| body(i, v)))
-        .buffer_unordered(limit.max(1));
-    while let Some(r) = results.next().await {
-        if let Some(outcome) = r? {
-            return Ok(Some(outcome));
-        }
-    }
-    Ok(None)
 }

@@ -38,6 +38,7 @@
 //! Tests run one after another (the HTTP mocks and the working directory are
 //! process-wide while a test runs).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,14 +49,14 @@ use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt as _};
 use serde_json::{json, Map, Value};
 
-use crate::cli::complete_trigger;
-use crate::config::EnvSource;
-use crate::ctx::StepCall;
-use crate::engine::{new_execution_id, Runtime, RuntimeOptions, StepFn};
-use crate::error::{RunError, StepError};
-use crate::integration::Integration;
-use crate::ops::display;
-use crate::schema::Schema;
+use crate::core::config::EnvSource;
+use crate::core::error::{RunError, StepError};
+use crate::core::ops::display;
+use crate::core::schema::Schema;
+use crate::engine::ctx::StepCall;
+use crate::engine::integration::Integration;
+use crate::engine::trigger_value::complete_trigger;
+use crate::engine::{new_execution_id, Runtime, RuntimeOptions, StepFn, StepRegistry};
 use crate::store::{Execution, ExecutionFilter, Status};
 
 /// One `test "name" { ... }` block.
@@ -167,6 +168,15 @@ impl TestCx {
         &NULL
     }
 
+    /// The `env` value: `{ version }` (`null` in a test's `config`).
+    pub fn env(&self) -> Value {
+        let version = self
+            .rt
+            .as_ref()
+            .map_or(Value::Null, |rt| Value::String(rt.integration().version()));
+        crate::core::ops::record([("version", version)])
+    }
+
     /// `error` (not in scope in tests): `null`.
     pub fn error(&self) -> &Value {
         &NULL
@@ -224,10 +234,23 @@ struct MockState {
 static CURRENT: Mutex<Option<MockState>> = Mutex::new(None);
 
 fn current() -> std::sync::MutexGuard<'static, Option<MockState>> {
-    match CURRENT.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
+    crate::core::sync::lock(&CURRENT)
+}
+
+/// The steps of a test run: the binary's own, with `http.*` and
+/// `email.send` answered from the test's mocks, `file.*` on `sftp://` URLs
+/// kept in the working directory and `sql.*` on a local SQLite database.
+fn test_steps() -> StepRegistry {
+    let mut registry = crate::host::step_registry();
+    let replaced = http_mocks()
+        .into_iter()
+        .chain([email_mock()])
+        .chain(sftp_as_local())
+        .chain(crate::steps::sql::test_steps());
+    for (name, f) in replaced {
+        registry.step(name, f);
     }
+    registry
 }
 
 /// The `http.*` implementations that answer from the current test's mocks.
@@ -249,7 +272,7 @@ pub fn email_mock() -> (&'static str, StepFn) {
 
 fn mock_email(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
-        use crate::stdlib::email;
+        use crate::steps::email;
         let target = call
             .cx
             .config()
@@ -328,14 +351,14 @@ fn file_step_locally(
         }
     }
     call.args.named.retain(|(n, _)| *n != "auth");
-    match crate::stdlib::step_fns().get(name) {
+    match crate::host::step_registry().step_fn(name) {
         Some(f) => f(call),
         None => async move { Err(StepError::permanent(format!("no step `{name}`"))) }.boxed(),
     }
 }
 
 fn sftp_local_path(url: &str) -> Option<String> {
-    let parsed = crate::sftp::SftpUrl::parse(url).ok()?;
+    let parsed = crate::io::sftp::SftpUrl::parse(url).ok()?;
     Some(format!(
         "sftp/{}/{}",
         parsed.host,
@@ -368,8 +391,8 @@ fn mock_delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
 /// an `expected` URL without a query string ignores the call's query.
 pub fn url_matches(expected: &str, actual: &str) -> bool {
     match (
-        crate::schema::parse_url(expected),
-        crate::schema::parse_url(actual),
+        crate::core::schema::parse_url(expected),
+        crate::core::schema::parse_url(actual),
     ) {
         (Ok(mut e), Ok(mut a)) => {
             // Queries compare decoded (`since=1970-01-01T00:00:00Z` is
@@ -393,7 +416,7 @@ pub fn url_matches(expected: &str, actual: &str) -> bool {
 fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
     let args = &call.args;
     let name = format!("http.{}", method.to_ascii_lowercase());
-    let url = crate::stdlib::request_url(&name, args)?.to_string();
+    let url = crate::steps::request_url(&name, args)?.to_string();
     let mut headers = Map::new();
     if let Some(Value::Object(h)) = args.get_named("headers") {
         for (k, v) in h {
@@ -505,7 +528,7 @@ pub fn contains(actual: &Value, expected: &Value) -> bool {
         (Value::Object(a), Value::Object(e)) => e
             .iter()
             .all(|(k, v)| contains(a.get(k).unwrap_or(&NULL), v)),
-        _ => crate::ops::equal(actual, expected),
+        _ => crate::core::ops::equal(actual, expected),
     }
 }
 
@@ -517,27 +540,6 @@ fn describe_call(c: &RecordedCall) -> String {
         let _ = write!(s, "  body {b:?}");
     }
     s
-}
-
-/// What a finished run would answer over HTTP (sync flows): status and body.
-fn response_of(exec: &Execution) -> (u16, Value) {
-    match exec.status {
-        Status::Failed => (
-            500,
-            json!({ "error": exec.error.clone().unwrap_or_default() }),
-        ),
-        Status::Skipped => (200, exec.result.clone().unwrap_or(Value::Null)),
-        _ => match &exec.result {
-            Some(r) if r.get("status").is_some() => (
-                r["status"]
-                    .as_u64()
-                    .and_then(|s| u16::try_from(s).ok())
-                    .unwrap_or(200),
-                r["body"].clone(),
-            ),
-            _ => (204, Value::Null),
-        },
-    }
 }
 
 fn describe_outcome(exec: &Execution) -> String {
@@ -558,7 +560,12 @@ fn describe_outcome(exec: &Execution) -> String {
     s
 }
 
-fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> Option<String> {
+fn check(
+    expect: &Expect,
+    calls: &[RecordedCall],
+    last: Option<&Execution>,
+    redactor: &crate::core::redact::Redactor,
+) -> Option<String> {
     match expect {
         Expect::Http { method, url, json } => {
             let url = display(url);
@@ -614,11 +621,15 @@ fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> O
             let Some(exec) = last else {
                 return Some(format!("expect response {want}: no flow has run yet"));
             };
-            let (got_status, got_body) = response_of(exec);
+            let answer = crate::triggers::http::sync_answer(exec, redactor);
+            let (got_status, got_body) = (
+                answer.status,
+                answer.body.map(Cow::into_owned).unwrap_or_default(),
+            );
             let status_ok = u64::from(got_status) == want_status;
             let body_ok = body
                 .as_ref()
-                .is_none_or(|b| crate::ops::equal(b, &got_body));
+                .is_none_or(|b| crate::core::ops::equal(b, &got_body));
             if status_ok && body_ok {
                 return None;
             }
@@ -678,7 +689,9 @@ impl Drop for MockGuard {
 fn is_optional(schema: &Schema) -> bool {
     match schema {
         Schema::Optional(_) => true,
-        Schema::Ref(name) => crate::schema::lookup_type(name).is_some_and(|s| is_optional(&s)),
+        Schema::Ref(name) => {
+            crate::core::schema::lookup_type(name).is_some_and(|s| is_optional(&s))
+        }
         _ => false,
     }
 }
@@ -740,12 +753,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
         store: None,
         workers: 1,
         retention: None,
-        step_overrides: http_mocks()
-            .into_iter()
-            .chain([email_mock()])
-            .chain(sftp_as_local())
-            .chain(crate::stdlib::sql::test_steps())
-            .collect(),
+        steps: test_steps(),
         ..RuntimeOptions::default()
     };
     let rt = Runtime::new(integration, options).map_err(|e| one(e.to_string()))?;
@@ -795,7 +803,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
                     .as_ref()
                     .map(|s| s.calls.clone())
                     .unwrap_or_default();
-                if let Some(f) = check(expect, &calls, last.as_ref()) {
+                if let Some(f) = check(expect, &calls, last.as_ref(), rt.redactor()) {
                     failures.push(f);
                 }
             }

@@ -26,12 +26,8 @@ async fn start(sink: &Sink) -> ServerHandle {
         ("WEBHOOK_SECRET", SECRET),
         ("PUBLIC_URL", "https://inv.example.com"),
     ];
-    let rt = Runtime::new(
-        inventory_sync::integration(),
-        common::options(&env, Some(ADMIN)),
-    )
-    .unwrap();
-    rt.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
+    let rt = Runtime::new(inventory_sync::integration(), common::options(&env)).unwrap();
+    common::serve(&rt, Some(ADMIN)).await
 }
 
 fn event(updates: Value) -> Vec<u8> {

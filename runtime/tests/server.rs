@@ -291,8 +291,8 @@ async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
         ("HOOK_SECRET", HOOK_SECRET),
         ("API_KEY", API_KEY),
     ];
-    let rt = Runtime::new(integration(), common::options(&env, admin)).unwrap();
-    rt.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
+    let rt = Runtime::new(integration(), common::options(&env)).unwrap();
+    common::serve(&rt, admin).await
 }
 
 async fn post(
@@ -720,7 +720,7 @@ async fn parallel_loop_and_dispatch() {
 
 #[tokio::test]
 async fn missing_config_names_every_entry() {
-    let options = common::options(&[("API_KEY", "only-this-one")], None);
+    let options = common::options(&[("API_KEY", "only-this-one")]);
     let err = match Runtime::new(integration(), options) {
         Err(flow_runtime::StartError::Config(e)) => e,
         Err(other) => panic!("unexpected error {other}"),

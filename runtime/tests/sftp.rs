@@ -215,7 +215,7 @@ async fn file_steps_work_on_sftp_urls() {
     };
     let rt = Runtime::new(
         integration(),
-        common::options(&[("SFTP_KEY", s.client_key())], None),
+        common::options(&[("SFTP_KEY", s.client_key())]),
     )
     .unwrap();
     let local = tempfile::tempdir().unwrap();
@@ -275,7 +275,7 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
     };
     let rt = Runtime::new(
         integration(),
-        common::options(&[("SFTP_KEY", s.client_key())], None),
+        common::options(&[("SFTP_KEY", s.client_key())]),
     )
     .unwrap();
     let local = tempfile::tempdir().unwrap();
@@ -306,7 +306,7 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
 async fn an_unreachable_server_is_retried() {
     let rt = Runtime::new(
         integration(),
-        common::options(&[("SFTP_KEY", "a password")], None),
+        common::options(&[("SFTP_KEY", "a password")]),
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -106,7 +106,7 @@ struct Ran {
 impl Db {
     fn new(url: String) -> Db {
         Db {
-            rt: Runtime::new(integration(), common::options(&[], None)).unwrap(),
+            rt: Runtime::new(integration(), common::options(&[])).unwrap(),
             url,
         }
     }

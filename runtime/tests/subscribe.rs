@@ -7,9 +7,9 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use flow_runtime::integration::SubscribeTrigger;
 use flow_runtime::prelude::*;
 use flow_runtime::store::NewExecution;
+use flow_runtime::SubscribeTrigger;
 use flow_runtime::{json, Runtime, Status};
 
 static BODY_RAN: AtomicBool = AtomicBool::new(false);
@@ -48,7 +48,7 @@ fn runtime() -> Runtime {
         types: vec![],
         flows,
     };
-    Runtime::new(integration, common::options(&[], None)).unwrap()
+    Runtime::new(integration, common::options(&[])).unwrap()
 }
 
 #[tokio::test]

@@ -56,9 +56,7 @@ impl Gen<'_> {
             }
             // Names and fields that are places were handled above.
             ExprKind::Name(n) => match n.name.as_str() {
-                "env" => {
-                    "ops::record([(\"version\", call_pure(\"env.version\", Args::new())?)])".into()
-                }
+                "env" => "cx.env()".into(),
                 _ => "Value::Null".into(),
             },
             ExprKind::Field { target, name, .. } => {

@@ -83,11 +83,7 @@ impl MemoryStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        let mut guard = match self.inner.lock() {
-            Ok(g) => g,
-            // A panic while holding the lock leaves consistent-enough data.
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = crate::core::sync::lock(&self.inner);
         f(&mut guard)
     }
 }

@@ -50,6 +50,7 @@
 //! leases to expire. Other processes (`deploy`, `run --store sqlite://...`)
 //! may open the file meanwhile: SQLite serialises their writes.
 
+use crate::core::sync::lock;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,13 +256,6 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 fn lease_until(lease: Duration) -> i64 {
     let us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
     micros(Utc::now()).saturating_add(us)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 /// A committed (or failed) job waiting for its answer.

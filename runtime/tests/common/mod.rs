@@ -140,15 +140,23 @@ impl Sink {
     }
 }
 
-/// Options for tests: given env vars only, a memory store, 2 workers.
-pub fn options(env: &[(&str, &str)], admin_token: Option<&str>) -> RuntimeOptions {
+/// Options for tests: given env vars only, a memory store, 2 workers, the
+/// binary's steps.
+pub fn options(env: &[(&str, &str)]) -> RuntimeOptions {
     RuntimeOptions {
         env: flow_runtime::EnvSource::from_pairs(env.iter().copied()),
-        admin_token: admin_token.map(str::to_string),
+        steps: flow_runtime::host::step_registry(),
         workers: 2,
         drain_timeout: Duration::from_secs(5),
         ..RuntimeOptions::default()
     }
+}
+
+/// Serves `rt` on a free loopback port, with the admin API behind `admin_token`.
+pub async fn serve(rt: &Runtime, admin_token: Option<&str>) -> flow_runtime::ServerHandle {
+    let mut options = flow_runtime::host::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.admin_token = admin_token.map(str::to_string);
+    flow_runtime::host::serve(rt, options).await.unwrap()
 }
 
 /// Waits (bounded) for an execution to end.

@@ -1,0 +1,125 @@
+//! Files as values: the record a file becomes (`File` in the language) for
+//! the files trigger and the `file.*` steps, and the glob patterns both
+//! match names with.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::core::error::StepError;
+use crate::core::ops::format_time;
+
+/// The `File` value of a path: `{ path, name, size, modified, text, bytes }`.
+pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepError> {
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| io_error(func, path, &e))?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| io_error(func, path, &e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(file_json(
+        &path.display().to_string(),
+        &name,
+        &data,
+        modified,
+    ))
+}
+
+/// The `File` value of file contents, local or remote (`path` is then the
+/// `sftp://` URL): `{ path, name, size, modified, text, bytes }`.
+pub(crate) fn file_json(
+    path: &str,
+    name: &str,
+    data: &[u8],
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Value {
+    json!({
+        "path": path,
+        "name": name,
+        "size": data.len(),
+        "modified": modified.map_or(Value::Null, format_time),
+        "text": String::from_utf8_lossy(data),
+        "bytes": base64::engine::general_purpose::STANDARD.encode(data),
+    })
+}
+
+/// A `File` given in part (a test's `run ... with { file: { name, text } }`,
+/// or `BINARY run --input`) with the rest derived: `path` from `name` and
+/// back, `bytes` from `text` and back, `size` from the content, `modified`
+/// now.
+pub(crate) fn complete_file(given: &Value, now: &Value) -> Value {
+    let Value::Object(m) = given else {
+        return given.clone();
+    };
+    let text_of = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: Vec<u8> = match (text_of("bytes"), text_of("text")) {
+        (Some(b), _) if !b.is_empty() => b64.decode(b.as_bytes()).unwrap_or_default(),
+        (_, Some(t)) => t.into_bytes(),
+        _ => Vec::new(),
+    };
+    let name = text_of("name")
+        .or_else(|| text_of("path").map(|p| p.rsplit('/').next().unwrap_or_default().to_string()));
+    let name = name.unwrap_or_else(|| "file".to_string());
+    let path = text_of("path").unwrap_or_else(|| name.clone());
+    let mut file = file_json(&path, &name, &data, None);
+    file["modified"] = m
+        .get("modified")
+        .filter(|v| !v.is_null())
+        .unwrap_or(now)
+        .clone();
+    if let Some(size) = m.get("size").filter(|v| !v.is_null()) {
+        file["size"] = size.clone();
+    }
+    file
+}
+
+/// A glob's folder (`.` when it has none) and file-name pattern (empty
+/// when the glob ends with `/`).
+pub(crate) fn split_glob(glob: &Path) -> (PathBuf, String) {
+    let dir = match glob.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let pattern = glob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, pattern)
+}
+
+/// Matches `*` (any run of characters) and `?` (one character).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+pub(crate) fn io_error(func: &str, path: &Path, e: &io::Error) -> StepError {
+    let message = format!("{func}: {}: {e}", path.display());
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput => {
+            StepError::permanent(message)
+        }
+        _ => StepError::retryable(message),
+    }
+}

@@ -1,0 +1,16 @@
+//! The bottom layer: what every other layer shares and that knows nothing
+//! of runs, stores or adapters — values and the language's operators,
+//! schemas, errors, redaction, config loading, metrics, logging, and the
+//! helpers that turn HTTP headers and files into trigger values.
+
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod headers;
+pub mod hmac;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod redact;
+pub mod schema;
+pub mod sync;

@@ -1,0 +1,292 @@
+//! The description of an integration that generated code builds and hands to
+//! [`crate::main`]: config entries, named types and flows with their triggers.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::core::config::{Config, ConfigEntry};
+use crate::core::error::RunError;
+use crate::core::schema::Schema;
+use crate::engine::ctx::Ctx;
+
+/// One integration (one `.flow` file).
+#[derive(Clone)]
+pub struct Integration {
+    /// `integration NAME`.
+    pub name: &'static str,
+    /// The integration's doc comment.
+    pub doc: &'static str,
+    /// Version of flowc that generated the code.
+    pub flowc_version: &'static str,
+    /// Lowercase hex SHA-256 of the `.flow` source.
+    pub source_hash: &'static str,
+    /// The `config { ... }` entries, in source order.
+    pub config: Vec<ConfigEntry>,
+    /// Named types, for [`Schema::Ref`].
+    pub types: Vec<(&'static str, Schema)>,
+    /// Builds the flows once the config is loaded (trigger options may
+    /// reference config values, e.g. an HMAC secret).
+    pub flows: fn(&Config) -> Vec<FlowDef>,
+}
+
+impl Integration {
+    /// The integration's version: the first 12 hex digits of the source
+    /// hash (what `env.version` returns and deploy flows see).
+    pub fn version(&self) -> String {
+        self.source_hash.chars().take(12).collect()
+    }
+
+    /// Identity of this build, stored after a successful deploy: flowc
+    /// version and full source hash.
+    pub fn build_id(&self) -> String {
+        format!("{}+{}", self.flowc_version, self.source_hash)
+    }
+}
+
+/// The future a flow function returns.
+pub type FlowFuture = BoxFuture<'static, Result<Outcome, RunError>>;
+
+/// A flow body (or its `on failure` block) as generated code writes it:
+/// `fn stock_changed(cx: Ctx) -> FlowFuture { Box::pin(async move { ... }) }`.
+pub type FlowFn = fn(Ctx) -> FlowFuture;
+
+/// How a run ended without failing. Failures are `Err(RunError)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The body finished.
+    Succeeded,
+    /// `skip "reason"`.
+    Skipped(String),
+    /// `respond STATUS, body headers { ... }` (sync flows).
+    Respond {
+        /// HTTP status code.
+        status: u16,
+        /// JSON body.
+        body: Value,
+        /// Extra response headers (values print as in interpolation).
+        headers: Vec<(String, Value)>,
+    },
+}
+
+/// One flow.
+#[derive(Clone)]
+pub struct FlowDef {
+    /// The flow's name.
+    pub name: &'static str,
+    /// Its doc comment.
+    pub doc: &'static str,
+    /// What starts it.
+    pub trigger: TriggerDef,
+    /// The body.
+    pub run: FlowFn,
+    /// The `on failure { ... }` block; its [`Ctx::error`] holds
+    /// `{ message, step, execution_id }`.
+    pub on_failure: Option<FlowFn>,
+}
+
+/// `verify: hmac_sha256(header: H, secret: S)`.
+#[derive(Clone, Debug)]
+pub struct HmacVerify {
+    /// The request header holding the hex signature (any case).
+    pub header: &'static str,
+    /// The shared secret (usually a config entry).
+    pub secret: String,
+}
+
+/// Computes the dedupe key from the trigger value (`{ body, headers, query,
+/// received_at }`); `None` means "do not dedupe this request".
+pub type DedupeFn = fn(&Value) -> Option<String>;
+
+/// Default `max_body` of webhook and sync triggers: 1 MiB.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// What starts a flow. More kinds (subscribe) will be added, so
+/// matches outside this crate need a `_` arm.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum TriggerDef {
+    /// `trigger webhook METHOD "/path" { body, verify, dedupe, max_body }`.
+    Webhook {
+        /// HTTP method in upper case (`"POST"`).
+        method: &'static str,
+        /// Route path (`"/inventory"`).
+        path: &'static str,
+        /// Type of the request body (`Schema::Json` when not declared).
+        body: Schema,
+        /// Signature check.
+        verify: Option<HmacVerify>,
+        /// Dedupe key extractor.
+        dedupe: Option<DedupeFn>,
+        /// Largest accepted body in bytes ([`DEFAULT_MAX_BODY`]).
+        max_body: usize,
+    },
+    /// `trigger sync METHOD "/path/{id}" timeout 5s [{ body, fallback: async }]`.
+    Sync {
+        /// HTTP method in upper case.
+        method: &'static str,
+        /// Route path with `{name}` parameters.
+        path: &'static str,
+        /// Type of the request body (`Schema::Json` when not declared).
+        body: Schema,
+        /// How long the caller waits.
+        timeout: Duration,
+        /// `fallback: async`: on timeout answer 202 and finish in the background.
+        fallback_async: bool,
+        /// Whether the flow reads `trigger.headers` (or the whole `trigger`).
+        /// When it does not, the flow's trigger is built without them, and
+        /// they are added only where the run is recorded (a failed or
+        /// timed-out run, the fallback to async): turning every header into
+        /// JSON costs a sync request more than anything else on its way in.
+        reads_headers: bool,
+    },
+    /// `trigger schedule "CRON" [tz "Zone"]` (5-field cron, or 6 with seconds).
+    Cron {
+        /// The cron expression.
+        expr: &'static str,
+        /// IANA time zone; UTC when `None`.
+        tz: Option<&'static str>,
+        /// Run a tick missed while the service was down once at start-up.
+        catch_up: bool,
+    },
+    /// `trigger schedule every 5m`.
+    Every {
+        /// The period.
+        period: Duration,
+        /// Run a tick missed while the service was down once at start-up.
+        catch_up: bool,
+    },
+    /// `trigger dispatch (input: T)`.
+    Dispatch {
+        /// Type of the input.
+        input: Schema,
+    },
+    /// `trigger deploy`.
+    Deploy,
+    /// `trigger files "GLOB" every D { batch, after, auth, done_marker }`
+    /// (see [`crate::triggers::files`]).
+    Files(FilesTrigger),
+    /// `trigger subscribe BROKER "subject" { url, body, group, durable }`
+    /// (see [`crate::brokers`]).
+    Subscribe(SubscribeTrigger),
+}
+
+/// A subscribe trigger's settings.
+#[derive(Clone, Debug)]
+pub struct SubscribeTrigger {
+    /// `nats`, `redis`, `amqp` or `mqtt`.
+    pub broker: &'static str,
+    /// The subject, stream, queue or topic filter.
+    pub subject: &'static str,
+    /// The broker's URL (usually a `Secret` config value; never logged).
+    pub url: String,
+    /// Type of the message body (`Schema::Json` when not declared).
+    pub body: Schema,
+    /// `group:`: NATS queue group, Redis consumer group.
+    pub group: Option<String>,
+    /// `durable:`: NATS JetStream durable consumer name.
+    pub durable: Option<String>,
+}
+
+/// A files trigger's settings.
+#[derive(Clone, Debug)]
+pub struct FilesTrigger {
+    /// `"inbox/*.xml"` (relative to the working directory), `"/abs/dir/*.csv"`
+    /// or `"sftp://user@host[:port]/dir/*.csv"`; wildcards in the last segment only.
+    pub glob: &'static str,
+    /// How often the folder is scanned.
+    pub every: Duration,
+    /// `batch: true`: all ready files of a scan go to one run as `.files`.
+    pub batch: bool,
+    /// What happens to a file after its run succeeded.
+    pub after: AfterRun,
+    /// `auth:`: the SFTP password or private key (a `Secret` config value).
+    pub auth: Option<String>,
+    /// `done_marker: ".done"`: a file is ready once `NAME.done` exists beside
+    /// it (instead of when its size and time stop changing).
+    pub done_marker: Option<&'static str>,
+}
+
+/// `after:` of a files trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterRun {
+    /// Move into this folder; a relative folder is taken beside the file
+    /// (the default is `processed/`).
+    MoveTo(&'static str),
+    /// `after: delete`.
+    Delete,
+}
+
+impl Default for AfterRun {
+    fn default() -> Self {
+        AfterRun::MoveTo("processed/")
+    }
+}
+
+impl TriggerDef {
+    /// A short name of the kind (`webhook`, `sync`, `schedule`, `dispatch`, `deploy`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TriggerDef::Webhook { .. } => "webhook",
+            TriggerDef::Sync { .. } => "sync",
+            TriggerDef::Cron { .. } | TriggerDef::Every { .. } => "schedule",
+            TriggerDef::Dispatch { .. } => "dispatch",
+            TriggerDef::Deploy => "deploy",
+            TriggerDef::Files(_) => "files",
+            TriggerDef::Subscribe(_) => "subscribe",
+        }
+    }
+
+    /// `(method, path)` for HTTP triggers.
+    pub fn route(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            TriggerDef::Webhook { method, path, .. } | TriggerDef::Sync { method, path, .. } => {
+                Some((method, path))
+            }
+            _ => None,
+        }
+    }
+
+    /// A one-line human description (`webhook POST /inventory`, `schedule every 5m`).
+    pub fn describe(&self) -> String {
+        match self {
+            TriggerDef::Webhook { method, path, .. } => format!("webhook {method} {path}"),
+            TriggerDef::Sync {
+                method,
+                path,
+                timeout,
+                ..
+            } => format!("sync {method} {path} timeout {}", human_duration(*timeout)),
+            TriggerDef::Cron { expr, tz, .. } => match tz {
+                Some(tz) => format!("schedule \"{expr}\" tz \"{tz}\""),
+                None => format!("schedule \"{expr}\""),
+            },
+            TriggerDef::Every { period, .. } => {
+                format!("schedule every {}", human_duration(*period))
+            }
+            TriggerDef::Dispatch { input } => format!("dispatch (input: {})", input.describe()),
+            TriggerDef::Deploy => "deploy".into(),
+            TriggerDef::Files(f) => {
+                format!("files \"{}\" every {}", f.glob, human_duration(f.every))
+            }
+            TriggerDef::Subscribe(t) => format!("subscribe {} \"{}\"", t.broker, t.subject),
+        }
+    }
+}
+
+/// Formats a duration the way the language writes it (`500ms`, `30s`, `5m`).
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}

@@ -1,0 +1,1375 @@
+//! The executor: [`Runtime`] owns the loaded config, the flows, the store,
+//! the HTTP client and the metrics; it stores executions, runs them on a
+//! worker pool (or inline for sync flows, `run` and `deploy`), records how
+//! they end and runs `on failure` blocks.
+
+pub mod ctx;
+pub mod integration;
+pub mod parallel;
+pub mod registry;
+pub mod trigger_value;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use serde_json::{json, Map, Value};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+
+use crate::core::config::{self, Config, ConfigError, EnvSource};
+use crate::core::error::RunError;
+use crate::core::metrics::Metrics;
+use crate::core::redact::Redactor;
+use crate::core::sync::lock;
+use crate::engine::ctx::{Ctx, Journaling, RunJournal, RunServices};
+use crate::engine::integration::{FlowDef, Integration, Outcome, TriggerDef};
+use crate::store::{
+    Enqueued, Execution, Finish, Lease, MemoryStore, NewExecution, Status, Store, StoreError,
+};
+
+/// How long finished runs are kept by default (`--retention`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often [`Runtime::wait_for`] looks in the store for a run that
+/// another process may have finished.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// How often the retention purge runs while serving.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+pub use registry::{PureFn, StepFn, StepRegistry};
+
+/// How to set up a [`Runtime`]. `Default` reads the process environment and
+/// uses a [`MemoryStore`].
+pub struct RuntimeOptions {
+    /// Where config entries' environment variables come from.
+    pub env: EnvSource,
+    /// The `--config FILE.toml`.
+    pub config_file: Option<PathBuf>,
+    /// The store; `None` means a new [`MemoryStore`].
+    pub store: Option<Arc<dyn Store>>,
+    /// Size of the worker pool.
+    pub workers: usize,
+    /// How long shutdown waits for in-flight runs.
+    pub drain_timeout: Duration,
+    /// Lease of a running execution (renewed while it runs).
+    pub lease: Duration,
+    /// Succeeded and skipped runs older than this are deleted while
+    /// serving (hourly); `None` keeps them forever. Failed runs are kept.
+    pub retention: Option<Duration>,
+    /// Shares secrets with the log writer (see [`crate::core::logging`]).
+    pub redactor: Redactor,
+    /// The steps and pure functions runs can call. Empty by default: the
+    /// standard library is registered by the host
+    /// (`crate::host::step_registry`), and `flowc test` replaces `http.*`
+    /// with mocks in it.
+    pub steps: StepRegistry,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            env: EnvSource::Process,
+            config_file: None,
+            store: None,
+            workers: default_workers(),
+            drain_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
+            retention: Some(DEFAULT_RETENTION),
+            redactor: Redactor::new(),
+            steps: StepRegistry::new(),
+        }
+    }
+}
+
+/// Twice the number of cores.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+}
+
+/// Why a runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Missing or malformed config entries (exit code 2).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Anything else (exit code 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+pub(crate) struct Inner {
+    pub(crate) integration: Integration,
+    pub(crate) config: Config,
+    pub(crate) flows: Vec<Arc<FlowDef>>,
+    by_name: HashMap<&'static str, Arc<FlowDef>>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) metrics: Metrics,
+    pub(crate) redactor: Redactor,
+    steps: StepRegistry,
+    pub(crate) workers: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) retention: Option<Duration>,
+    /// Executions the worker pool is running: id → lease and journal (the
+    /// heartbeat renews the leases and marks lost ones on the journal;
+    /// released back to the queue if still running at the drain deadline).
+    in_flight: Mutex<HashMap<String, (Lease, Option<RunJournal>)>>,
+    queue: Notify,
+    watchers: Mutex<HashMap<String, Vec<oneshot::Sender<Execution>>>>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// Base URL of this server once it listens (for endpoints when
+    /// `public_url` is not configured).
+    pub(crate) local_url: Mutex<Option<String>>,
+}
+
+impl Inner {
+    /// The public URL of an HTTP-triggered flow (see [`Runtime::endpoint`]).
+    fn endpoint_at(&self, flow: &str, base: Option<&str>) -> Result<String, RunError> {
+        let def = self
+            .by_name
+            .get(flow)
+            .ok_or_else(|| RunError::new(format!("endpoint: no flow named `{flow}`")))?;
+        let (_, path) = def.trigger.route().ok_or_else(|| {
+            RunError::new(format!(
+                "endpoint: flow `{flow}` has no webhook or sync trigger"
+            ))
+        })?;
+        let base = match base {
+            Some(b) => b.to_string(),
+            None => match self.config.get("public_url").as_str() {
+                Some(u) => u.to_string(),
+                None => lock(&self.local_url).clone().ok_or_else(|| {
+                    RunError::new("endpoint: config entry `public_url` is not set")
+                })?,
+            },
+        };
+        Ok(format!("{}{}", base.trim_end_matches('/'), path))
+    }
+}
+
+impl RunServices for Inner {
+    fn config(&self) -> &Value {
+        self.config.value()
+    }
+
+    fn version(&self) -> String {
+        self.integration.version()
+    }
+
+    fn steps(&self) -> &StepRegistry {
+        &self.steps
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn trigger_of(&self, flow: &str) -> Option<&TriggerDef> {
+        self.by_name.get(flow).map(|def| &def.trigger)
+    }
+
+    fn endpoint(&self, flow: &str) -> Result<String, RunError> {
+        self.endpoint_at(flow, None)
+    }
+
+    fn wake_workers(&self) {
+        self.queue.notify_one();
+    }
+}
+
+/// A loaded integration, ready to serve or run flows. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A new execution id: a UUID v7 (ordered by its millisecond), its random
+/// bits from the thread's CSPRNG: `Uuid::now_v7` asks the kernel
+/// (`getrandom(2)`) for every id, a system call per request.
+pub fn new_execution_id() -> String {
+    use rand::Rng as _;
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let random: [u8; 10] = rand::rng().random();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .to_string()
+}
+
+/// What [`Runtime::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The new execution's id, or the first one's for a duplicate.
+    pub execution_id: String,
+    /// Whether the dedupe key was seen before (nothing new was stored).
+    pub duplicate: bool,
+}
+
+impl Runtime {
+    /// Loads the config (all problems at once), registers the named types,
+    /// builds the flows and the HTTP client.
+    pub fn new(integration: Integration, options: RuntimeOptions) -> Result<Runtime, StartError> {
+        crate::core::schema::register_types(&integration.types);
+        let config = config::load(
+            &integration.config,
+            options.config_file.as_deref(),
+            &options.env,
+        )?;
+        let redactor = options.redactor;
+        redactor.merge(config.redactor());
+        let flows: Vec<Arc<FlowDef>> = (integration.flows)(&config)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(format!(
+                "{}/{} (flowc)",
+                integration.name,
+                integration.version()
+            ))
+            .build()
+            .map_err(|e| StartError::Other(format!("cannot create the HTTP client: {e}")))?;
+        let store = options
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                integration,
+                config,
+                flows,
+                by_name,
+                store,
+                http,
+                metrics: Metrics::default(),
+                redactor,
+                steps: options.steps,
+                workers: options.workers.max(1),
+                drain_timeout: options.drain_timeout,
+                lease: options.lease,
+                retention: options.retention,
+                in_flight: Mutex::new(HashMap::new()),
+                queue: Notify::new(),
+                watchers: Mutex::new(HashMap::new()),
+                shutdown,
+                local_url: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The integration description.
+    pub fn integration(&self) -> &Integration {
+        &self.inner.integration
+    }
+
+    /// The loaded config.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The redactor (all secret values).
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
+    }
+
+    /// The shared HTTP client.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// All flows.
+    pub fn flows(&self) -> &[Arc<FlowDef>] {
+        &self.inner.flows
+    }
+
+    /// A flow by name.
+    pub fn flow(&self, name: &str) -> Option<&Arc<FlowDef>> {
+        self.inner.by_name.get(name)
+    }
+
+    pub(crate) fn notify_workers(&self) {
+        self.inner.queue.notify_one();
+    }
+
+    /// The metrics (counted by the engine and the adapters).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Prometheus text of the metrics.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// The public URL of an HTTP-triggered flow: `base` (or config
+    /// `public_url`, or this server's own address) joined with its path.
+    pub fn endpoint(&self, flow: &str, base: Option<&str>) -> Result<String, RunError> {
+        self.inner.endpoint_at(flow, base)
+    }
+
+    /// Stores a new execution of `flow` for the worker pool; a repeated
+    /// dedupe key stores nothing and returns the first execution's id.
+    pub async fn submit(
+        &self,
+        flow: &str,
+        trigger: Value,
+        dedupe_key: Option<String>,
+    ) -> Result<Submitted, StoreError> {
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.dedupe_key = dedupe_key;
+        self.submit_new(new).await
+    }
+
+    /// Stores the run of a schedule tick, unless that tick (or a later one)
+    /// was recorded before: then returns the earlier run as a duplicate.
+    pub(crate) async fn submit_tick(
+        &self,
+        flow: &str,
+        trigger: Value,
+        tick: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Submitted, StoreError> {
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.tick = Some(tick);
+        self.submit_new(new).await
+    }
+
+    async fn submit_new(&self, new: NewExecution) -> Result<Submitted, StoreError> {
+        let id = new.id.clone();
+        let flow = new.flow.clone();
+        let flow = flow.as_str();
+        let r = self.inner.store.enqueue(new).await?;
+        Ok(match r {
+            Enqueued::Created => {
+                self.notify_workers();
+                tracing::debug!(execution_id = %id, flow, "queued");
+                Submitted {
+                    execution_id: id,
+                    duplicate: false,
+                }
+            }
+            Enqueued::Duplicate(first) => {
+                tracing::info!(execution_id = %first, flow, "duplicate delivery ignored");
+                Submitted {
+                    execution_id: first,
+                    duplicate: true,
+                }
+            }
+        })
+    }
+
+    /// Records a message a subscription could not decode as a failed run of
+    /// `flow`: `trigger` holds what arrived (and, under `rejected`, `error`),
+    /// the run's error is `error`. Stored as running, then finished as
+    /// failed; should the process stop in between, the run is resumed and a
+    /// worker fails it with the same error without running the body. A
+    /// repeated dedupe key stores nothing.
+    pub async fn record_rejected(
+        &self,
+        flow: &str,
+        mut trigger: Value,
+        dedupe_key: Option<String>,
+        error: &str,
+    ) -> Result<Submitted, StoreError> {
+        if let Value::Object(m) = &mut trigger {
+            m.insert("rejected".into(), Value::String(error.to_string()));
+        }
+        let worker = "rejected".to_string();
+        let mut new = NewExecution::queued(new_execution_id(), flow, trigger);
+        new.dedupe_key = dedupe_key;
+        new.running = Some((worker.clone(), self.inner.lease));
+        let id = new.id.clone();
+        let store = &self.inner.store;
+        if let Enqueued::Duplicate(first) = store.enqueue(new).await? {
+            return Ok(Submitted {
+                execution_id: first,
+                duplicate: true,
+            });
+        }
+        let finish = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(error.to_string()),
+            error_step: None,
+        };
+        store.finish(&id, &Lease::first(worker), finish).await?;
+        tracing::warn!(execution_id = %id, flow, error, "message rejected: recorded as a failed run");
+        Ok(Submitted {
+            execution_id: id,
+            duplicate: false,
+        })
+    }
+
+    /// Stores an execution as running and runs it in this task (`run`,
+    /// `deploy`): journaled like a queued run. Returns the finished execution.
+    pub async fn run_inline(
+        &self,
+        id: String,
+        flow: &str,
+        trigger: Value,
+    ) -> Result<Execution, StoreError> {
+        let worker = format!("inline-{id}");
+        let mut new = NewExecution::queued(id.clone(), flow, trigger);
+        new.running = Some((worker.clone(), self.inner.lease));
+        self.inner.store.enqueue(new).await?;
+        let exec = self
+            .inner
+            .store
+            .get(&id)
+            .await?
+            .ok_or_else(|| StoreError::Backend(format!("execution {id} vanished")))?;
+        Ok(self
+            .execute_with(
+                exec,
+                RunJournal::new(Vec::new(), Journaling::Durable, Lease::first(worker)),
+                None,
+            )
+            .await)
+    }
+
+    /// Prepares a sync flow's run, *without* storing it: the caller holds
+    /// the connection, so by default the run is neither queued nor
+    /// journaled, and it runs in the caller's task ([`SyncRun::wait`]). [`SyncRun::persist`] stores it (a fallback to
+    /// async); a run that fails or is abandoned is recorded as failed.
+    ///
+    /// The trigger is shared by the run and the [`SyncRun`], never copied
+    /// on this path: the execution the task ends with carries it only when
+    /// someone waits for the run ([`Runtime::wait_for`]); otherwise its
+    /// `trigger` is `null` (the caller has the request).
+    pub fn start_sync(&self, flow: &str, trigger: SyncTrigger) -> SyncRun {
+        let id = new_execution_id();
+        let worker = ["inline-", &id].concat();
+        let now = chrono::Utc::now();
+        let exec = Execution {
+            id: id.clone(),
+            flow: flow.to_string(),
+            status: Status::Running,
+            trigger: Value::Null,
+            dedupe_key: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            attempts: 1,
+            result: None,
+            error: None,
+            error_step: None,
+            lease_owner: Some(worker.clone()),
+            lease_expires: None,
+            lease_epoch: Lease::first("").epoch,
+        };
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
+        let run: SyncFuture = {
+            let rt = self.clone();
+            let exec = exec.clone();
+            let trigger = trigger.clone();
+            let journal = journal.clone();
+            Box::pin(async move { rt.execute_sync(exec, trigger, journal).await })
+        };
+        SyncRun {
+            rt: self.clone(),
+            exec,
+            trigger,
+            journal,
+            run: Some(run),
+            keeper: None,
+        }
+    }
+
+    async fn execute_sync(
+        &self,
+        exec: Execution,
+        trigger: SyncTrigger,
+        journal: RunJournal,
+    ) -> Execution {
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        let finish = self
+            .run_flow(&exec, trigger.seen.clone(), &journal, None)
+            .instrument(span)
+            .await;
+        let mut mode = journal.mode.write().await;
+        match *mode {
+            Journaling::Durable if !self.record_finish(&exec.id, &journal, &finish).await => {
+                // The lease was lost: the outcome is the new holder's.
+                *mode = Journaling::Ended;
+                return exec;
+            }
+            Journaling::Memory if finish.status == Status::Failed => {
+                // Kept for `executions --failed` and replay; the caller got a 500.
+                if let Err(e) = self
+                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish))
+                    .await
+                {
+                    tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
+                }
+            }
+            _ => {}
+        }
+        *mode = Journaling::Ended;
+        drop(mode);
+        let mut done = finished(exec, finish);
+        if lock(&self.inner.watchers).contains_key(&done.id) {
+            done.trigger = trigger.recorded();
+        }
+        self.notify_finished(&done);
+        done
+    }
+
+    /// Stores an inline run that so far lived in memory: the execution (as
+    /// running, held by the journal's lease), its journal entries, and
+    /// `finish` if given.
+    async fn store_whole(
+        &self,
+        exec: &Execution,
+        trigger: &Value,
+        journal: &RunJournal,
+        finish: Option<&Finish>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let lease = &journal.lease;
+        let mut new = NewExecution::queued(exec.id.clone(), exec.flow.clone(), trigger.clone());
+        new.running = Some((lease.worker.clone(), self.inner.lease));
+        store.enqueue(new).await?;
+        // Sent together: one group commit, in step order.
+        let writes: Vec<_> = journal
+            .snapshot()
+            .into_iter()
+            .map(|r| store.record_step(&exec.id, lease, r))
+            .collect();
+        futures::future::try_join_all(writes).await?;
+        if let Some(f) = finish {
+            store.finish(&exec.id, lease, f.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records how a run ended; `false` if its lease was lost (the outcome
+    /// belongs to the worker that took the run over).
+    async fn record_finish(&self, id: &str, journal: &RunJournal, finish: &Finish) -> bool {
+        if journal.lease_lost() {
+            tracing::warn!(execution_id = %id, "lease lost: the run was stopped and its outcome is not recorded (another worker carries it on)");
+            return false;
+        }
+        match self
+            .inner
+            .store
+            .finish(id, &journal.lease, finish.clone())
+            .await
+        {
+            Ok(()) => true,
+            Err(e) if e.is_lease_lost() => {
+                journal.lose_lease();
+                tracing::warn!(execution_id = %id, "lease lost before the end was recorded: the outcome is dropped (another worker carries the run on)");
+                false
+            }
+            Err(e) => {
+                tracing::error!(execution_id = %id, error = %e, "cannot record the end of a run");
+                true
+            }
+        }
+    }
+
+    /// Waits until the execution has ended; `None` if it is unknown.
+    pub async fn wait_for(&self, id: &str) -> Option<Execution> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.watchers)
+            .entry(id.to_string())
+            .or_default()
+            .push(tx);
+        match self.inner.store.get(id).await {
+            Ok(Some(e)) if e.status.is_final() => return Some(e),
+            Ok(Some(_)) => {}
+            _ => return None,
+        }
+        // This process hears of the runs it finishes; a run finished by
+        // another replica (a shared store) is seen by polling.
+        let mut rx = std::pin::pin!(rx);
+        loop {
+            tokio::select! {
+                r = &mut rx => return r.ok(),
+                _ = tokio::time::sleep(WAIT_POLL) => {}
+            }
+            match self.inner.store.get(id).await {
+                Ok(Some(e)) if e.status.is_final() => return Some(e),
+                Ok(Some(_)) | Err(_) => {}
+                Ok(None) => return None,
+            }
+        }
+    }
+
+    fn notify_finished(&self, exec: &Execution) {
+        let waiters = lock(&self.inner.watchers).remove(&exec.id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(exec.clone());
+        }
+    }
+
+    /// Runs a claimed execution to its end and records the outcome. A run
+    /// started before (resumed, replayed, taken over) reuses its journal.
+    pub(crate) async fn execute(
+        &self,
+        exec: Execution,
+        state: Map<String, Value>,
+        lease: Lease,
+    ) -> Execution {
+        // `attempts` counts starts: the first start has nothing journaled.
+        let journal = if exec.attempts > 1 {
+            match self.inner.store.journal(&exec.id).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(execution_id = %exec.id, error = %e, "cannot read the journal; the run goes back to the queue");
+                    let _ = self.inner.store.release(&exec.id, &lease).await;
+                    return exec;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let journal = RunJournal::new(journal, Journaling::Durable, lease);
+        if let Some(held) = lock(&self.inner.in_flight).get_mut(&exec.id) {
+            held.1 = Some(journal.clone());
+        }
+        self.execute_with(exec, journal, Some(state)).await
+    }
+
+    async fn execute_with(
+        &self,
+        exec: Execution,
+        journal: RunJournal,
+        state: Option<Map<String, Value>>,
+    ) -> Execution {
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        let trigger = Arc::new(exec.trigger.clone());
+        let finish = self
+            .run_flow(&exec, trigger, &journal, state)
+            .instrument(span)
+            .await;
+        let recorded = self.record_finish(&exec.id, &journal, &finish).await;
+        *journal.mode.write().await = Journaling::Ended;
+        if !recorded {
+            return exec;
+        }
+        let done = finished(exec, finish);
+        self.notify_finished(&done);
+        done
+    }
+
+    /// Renews the lease of a durable run every third of the lease until the
+    /// returned guard is dropped or the run ends; marks the journal lost
+    /// when the store refuses the renewal.
+    fn keep_lease(&self, id: String, journal: RunJournal) -> AbortOnDrop {
+        let rt = self.clone();
+        let lease = self.inner.lease;
+        AbortOnDrop(tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                // Started once the run is durable; it never goes back.
+                if *journal.mode.read().await != Journaling::Durable {
+                    break;
+                }
+                match rt.inner.store.renew(&id, &journal.lease, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        journal.lose_lease();
+                        break;
+                    }
+                    // Retried at the next beat; the lease may run out
+                    // meanwhile, and then the next write is refused.
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+                }
+            }
+        }))
+    }
+
+    /// Runs the flow (and `on failure`) with `state` as read at the start
+    /// (`None`: read it now).
+    async fn run_flow(
+        &self,
+        exec: &Execution,
+        trigger: Arc<Value>,
+        journal: &RunJournal,
+        state: Option<Map<String, Value>>,
+    ) -> Finish {
+        let Some(def) = self.flow(&exec.flow).cloned() else {
+            let message = format!("this binary has no flow named `{}`", exec.flow);
+            tracing::error!("{message}");
+            return Finish {
+                status: Status::Failed,
+                result: None,
+                error: Some(message),
+                error_step: None,
+            };
+        };
+        if let (TriggerDef::Subscribe(_), Some(Value::String(rejected))) =
+            (&def.trigger, exec.trigger.get("rejected"))
+        {
+            // Recorded by `record_rejected`, interrupted before it finished.
+            return Finish {
+                status: Status::Failed,
+                result: None,
+                error: Some(rejected.clone()),
+                error_step: None,
+            };
+        }
+        let store = &self.inner.store;
+        let state = match state {
+            Some(s) => Ok(s),
+            None => store.state_all().await,
+        };
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                return Finish {
+                    status: Status::Failed,
+                    result: None,
+                    error: Some(e.to_string()),
+                    error_step: None,
+                }
+            }
+        };
+        tracing::info!(attempt = exec.attempts, "run started");
+        let started = std::time::Instant::now();
+        let cx = Ctx::new(
+            self.inner.clone(),
+            exec.id.clone(),
+            def.name,
+            trigger.clone(),
+            Value::Null,
+            journal.clone(),
+            state,
+        );
+
+        // Keep the lease while the run goes on (and stop when the run is
+        // dropped, e.g. aborted at the drain deadline). The worker pool's
+        // runs are renewed by its heartbeat instead, and a sync run in
+        // memory has no lease to keep until it falls back to async
+        // (`SyncRun::persist` starts its keeper then).
+        let durable = *journal.mode.read().await == Journaling::Durable;
+        let pooled = durable && lock(&self.inner.in_flight).contains_key(&exec.id);
+        let _keeper =
+            (durable && !pooled).then(|| self.keep_lease(exec.id.clone(), journal.clone()));
+        // A lost lease stops the run where it is: the flow future is dropped.
+        let result = tokio::select! {
+            r = call_flow(def.run, cx) => r,
+            _ = journal.lost() => Err(RunError::new("the lease on this run was lost")),
+        };
+        if journal.lease_lost() {
+            tracing::warn!("lease lost: another worker took the run over; stopping it here without side effects");
+            return Finish {
+                status: Status::Failed,
+                result: None,
+                error: Some("the lease on this run was lost".into()),
+                error_step: None,
+            };
+        }
+
+        let redactor = &self.inner.redactor;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let finish = match result {
+            Ok(Outcome::Succeeded) => {
+                tracing::info!(elapsed_ms, "run succeeded");
+                Finish {
+                    status: Status::Succeeded,
+                    result: None,
+                    error: None,
+                    error_step: None,
+                }
+            }
+            Ok(Outcome::Skipped(reason)) => {
+                let reason = redactor.redact_string(reason);
+                tracing::info!(elapsed_ms, %reason, "run skipped");
+                Finish {
+                    status: Status::Skipped,
+                    result: Some(json!({ "skipped": reason })),
+                    error: None,
+                    error_step: None,
+                }
+            }
+            Ok(Outcome::Respond {
+                status,
+                body,
+                headers,
+            }) => {
+                tracing::info!(elapsed_ms, status, "run responded");
+                let headers: Map<String, Value> = headers
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(crate::core::ops::display(&v))))
+                    .collect();
+                Finish {
+                    status: Status::Succeeded,
+                    // Moved in: `json!` would copy the body.
+                    result: Some(crate::core::ops::record([
+                        ("status", Value::from(status)),
+                        ("body", body),
+                        ("headers", Value::Object(headers)),
+                    ])),
+                    error: None,
+                    error_step: None,
+                }
+            }
+            Err(e) => {
+                let message = redactor.redact_string(e.message.clone());
+                tracing::error!(elapsed_ms, error = %message, step = e.step.as_deref().unwrap_or(""), "run failed");
+                if let Some(handler) = def.on_failure {
+                    let error = RunError {
+                        message: message.clone(),
+                        step: e.step.clone(),
+                    }
+                    .to_value(&exec.id);
+                    let state = store.state_all().await.unwrap_or_default();
+                    let cx = Ctx::new(
+                        self.inner.clone(),
+                        exec.id.clone(),
+                        def.name,
+                        trigger.clone(),
+                        error,
+                        journal.clone(),
+                        state,
+                    );
+                    let span = tracing::info_span!("on_failure");
+                    match call_flow(handler, cx).instrument(span).await {
+                        Ok(_) => tracing::info!("on failure block finished"),
+                        Err(e2) => tracing::error!(
+                            error = %redactor.redact(&e2.message),
+                            "on failure block failed"
+                        ),
+                    }
+                }
+                Finish {
+                    status: Status::Failed,
+                    result: None,
+                    error: Some(message),
+                    error_step: e.step,
+                }
+            }
+        };
+        self.inner
+            .metrics
+            .count_run(def.name, finish.status.as_str());
+        finish
+    }
+
+    /// Starts the worker pool: one fetcher that claims runs in batches
+    /// sized to the idle workers and runs each in a task of its own, and one
+    /// heartbeat renewing every lease it holds. The fetcher stops claiming
+    /// once shutdown begins and ends when the runs in hand have finished
+    /// (aborting it aborts them).
+    pub fn start_workers(&self) -> Vec<JoinHandle<()>> {
+        let rt = self.clone();
+        vec![tokio::spawn(async move { rt.fetch_loop().await })]
+    }
+
+    /// The worker pool's fetcher (see [`Runtime::start_workers`]).
+    async fn fetch_loop(&self) {
+        let workers = self.inner.workers;
+        let worker = format!("p{}-{}", std::process::id(), &new_execution_id()[24..]);
+        let free = Arc::new(tokio::sync::Semaphore::new(workers));
+        let mut runs = tokio::task::JoinSet::new();
+        let _heartbeat = {
+            let rt = self.clone();
+            AbortOnDrop(tokio::spawn(async move { rt.heartbeat_loop().await }))
+        };
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let hint = self.inner.store.wake_hint();
+        loop {
+            while runs.try_join_next().is_some() {}
+            if *shutdown.borrow() {
+                break;
+            }
+            let idle = free.available_permits();
+            if idle == 0 {
+                tokio::select! {
+                    p = free.clone().acquire_owned() => drop(p),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .claim_batch(&worker, idle, self.inner.lease)
+                .await
+            {
+                Ok(batch) if !batch.is_empty() => {
+                    for (exec, state) in batch {
+                        let Some(lease) = exec.lease() else {
+                            tracing::error!(execution_id = %exec.id, "the store handed out a run without a lease");
+                            continue;
+                        };
+                        let Ok(permit) = free.clone().try_acquire_owned() else {
+                            // Cannot happen (claimed at most `idle`); the
+                            // run is given back rather than overcommitted.
+                            let _ = self.inner.store.release(&exec.id, &lease).await;
+                            continue;
+                        };
+                        let id = exec.id.clone();
+                        lock(&self.inner.in_flight).insert(id.clone(), (lease.clone(), None));
+                        let rt = self.clone();
+                        runs.spawn(async move {
+                            rt.execute(exec, state, lease).await;
+                            lock(&rt.inner.in_flight).remove(&id);
+                            drop(permit);
+                        });
+                    }
+                }
+                Ok(_) => {
+                    // Woken by a run queued here, by the store's hint that
+                    // another replica queued one, or by the jittered poll
+                    // (hints may be lost; expired leases come with none).
+                    let poll = Duration::from_millis(rand::random_range(750..1250));
+                    tokio::select! {
+                        _ = self.inner.queue.notified() => {}
+                        _ = wait_hint(hint.as_deref()) => {}
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim work");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        // Draining: the runs in hand finish (or are aborted with this task).
+        while runs.join_next().await.is_some() {}
+    }
+
+    /// Renews every lease the worker pool holds, in one store call, every
+    /// third of the lease; a lease found lost stops its run.
+    async fn heartbeat_loop(&self) {
+        let lease = self.inner.lease;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<(String, Lease)> = lock(&self.inner.in_flight)
+                .iter()
+                .map(|(id, (lease, _))| (id.clone(), lease.clone()))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            match self.inner.store.renew_all(&held, lease).await {
+                Ok(lost) => {
+                    let in_flight = lock(&self.inner.in_flight);
+                    for id in lost {
+                        tracing::warn!(execution_id = %id, "lease lost (another worker took the run over): stopping the run here");
+                        if let Some((_, Some(journal))) = in_flight.get(&id) {
+                            journal.lose_lease();
+                        }
+                    }
+                }
+                // Retried at the next beat; a lease may run out meanwhile,
+                // and then its run's next write is refused.
+                Err(e) => tracing::warn!(error = %e, "cannot renew the leases of running runs"),
+            }
+        }
+    }
+
+    /// Puts the runs the worker pool still holds back in the queue (after
+    /// the drain deadline aborted them); their journals are kept, so the
+    /// next start resumes them after their last finished step.
+    pub(crate) async fn release_in_flight(&self) {
+        let held: Vec<(String, Lease)> = lock(&self.inner.in_flight)
+            .drain()
+            .map(|(id, (lease, _))| (id, lease))
+            .collect();
+        for (id, lease) in held {
+            match self.inner.store.release(&id, &lease).await {
+                Ok(true) => tracing::info!(execution_id = %id, "left queued for the next start"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(execution_id = %id, error = %e, "cannot requeue; it resumes at the next start")
+                }
+            }
+        }
+    }
+
+    /// Puts runs interrupted by the end of an earlier process back in the
+    /// queue (see [`Store::requeue_interrupted`]); called before the workers start.
+    pub async fn resume_interrupted(&self) -> Result<u64, StoreError> {
+        let n = self.inner.store.requeue_interrupted().await?;
+        if n > 0 {
+            tracing::info!(count = n, "resuming runs interrupted by the previous stop");
+        }
+        Ok(n)
+    }
+
+    /// Deletes finished runs older than the retention, once an hour until
+    /// shutdown. Nothing when the retention is `None`.
+    pub(crate) fn start_purger(&self) -> Option<JoinHandle<()>> {
+        let keep = self.inner.retention?;
+        let rt = self.clone();
+        Some(tokio::spawn(async move {
+            let mut shutdown = rt.inner.shutdown.subscribe();
+            loop {
+                let before = chrono::Utc::now()
+                    - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+                match rt.inner.store.purge_finished(before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(deleted = n, "deleted finished runs past the retention")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot delete old runs"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(PURGE_EVERY) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        }))
+    }
+
+    /// Begins shutdown: workers, schedulers and the server stop taking work.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        self.inner.queue.notify_waiters();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// Returns once shutdown has begun ([`Runtime::begin_shutdown`]).
+    pub async fn shutdown_started(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let _ = shutdown.wait_for(|s| *s).await;
+    }
+
+    /// How long shutdown waits for in-flight runs.
+    pub fn drain_timeout(&self) -> Duration {
+        self.inner.drain_timeout
+    }
+
+    /// Records the address this process serves on (for [`Runtime::endpoint`]
+    /// when config `public_url` is not set).
+    pub fn set_local_url(&self, url: String) {
+        *lock(&self.inner.local_url) = Some(url);
+    }
+
+    /// Whether this process serves: it listens, and is not shutting down.
+    pub fn is_ready(&self) -> bool {
+        lock(&self.inner.local_url).is_some() && !self.is_shutting_down()
+    }
+
+    /// The trigger value of deploy flows: `{ version, endpoints }`.
+    pub fn deploy_trigger(&self) -> Value {
+        let endpoints: Map<String, Value> = self
+            .inner
+            .flows
+            .iter()
+            .filter(|f| f.trigger.route().is_some())
+            .filter_map(|f| {
+                self.endpoint(f.name, None)
+                    .ok()
+                    .map(|u| (f.name.to_string(), Value::String(u)))
+            })
+            .collect();
+        json!({ "version": self.inner.integration.version(), "endpoints": endpoints })
+    }
+
+    /// Runs every deploy flow in order, in the foreground; when all succeed
+    /// (or there are none) records this build as deployed.
+    pub async fn deploy(&self) -> Result<Vec<Execution>, RunError> {
+        let mut done = Vec::new();
+        for def in self.inner.flows.clone() {
+            if !matches!(def.trigger, TriggerDef::Deploy) {
+                continue;
+            }
+            let exec = self
+                .run_inline(new_execution_id(), def.name, self.deploy_trigger())
+                .await
+                .map_err(|e| RunError::new(e.to_string()))?;
+            if exec.status == Status::Failed {
+                return Err(RunError {
+                    message: format!(
+                        "deploy flow `{}` failed: {}",
+                        def.name,
+                        exec.error.clone().unwrap_or_default()
+                    ),
+                    step: exec.error_step.clone(),
+                });
+            }
+            done.push(exec);
+        }
+        self.inner
+            .store
+            .set_deployed_version(&self.inner.integration.build_id())
+            .await
+            .map_err(|e| RunError::new(e.to_string()))?;
+        Ok(done)
+    }
+
+    /// Runs the deploy flows if the store's deployed build differs from this one.
+    pub async fn deploy_if_new(&self) -> Result<bool, RunError> {
+        let current = self.inner.integration.build_id();
+        let deployed = self
+            .inner
+            .store
+            .deployed_version()
+            .await
+            .map_err(|e| RunError::new(e.to_string()))?;
+        if deployed.as_deref() == Some(current.as_str()) {
+            return Ok(false);
+        }
+        tracing::info!(version = %self.inner.integration.version(), "new version: running deploy flows");
+        self.deploy().await?;
+        Ok(true)
+    }
+}
+
+/// A sync run's trigger: the value its flow sees and, when the flow does
+/// not read them ([`TriggerDef::Sync`]'s `reads_headers`), the request's
+/// headers, which join the trigger only where the run is recorded.
+#[derive(Clone)]
+pub struct SyncTrigger {
+    seen: Arc<Value>,
+    unread_headers: Option<Arc<axum::http::HeaderMap>>,
+}
+
+impl SyncTrigger {
+    /// `seen` is the trigger the flow gets; `unread_headers` the request
+    /// headers left out of it.
+    pub fn new(seen: Value, unread_headers: Option<axum::http::HeaderMap>) -> SyncTrigger {
+        SyncTrigger {
+            seen: Arc::new(seen),
+            unread_headers: unread_headers.map(Arc::new),
+        }
+    }
+
+    /// The trigger as stored and shown: complete, headers included.
+    fn recorded(&self) -> Value {
+        let mut value = Value::clone(&self.seen);
+        if let (Some(headers), Value::Object(fields)) = (&self.unread_headers, &mut value) {
+            fields.insert(
+                "headers".into(),
+                Value::Object(crate::core::headers::header_map(headers)),
+            );
+        }
+        value
+    }
+}
+
+/// A sync run's flow and what follows it, ending with the execution.
+type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Execution> + Send>>;
+
+/// A sync flow's run in progress, from [`Runtime::start_sync`].
+///
+/// The run is polled by whoever waits for it ([`SyncRun::wait`]), in
+/// their task: a task of its own per request cost the relay benchmark a
+/// spawn, a wake-up and a task switch. When the `SyncRun` is dropped
+/// before the run ended (hyper drops a handler's future when the caller
+/// hangs up), the run moves to a task of its own and finishes there, its
+/// failure recorded as usual.
+pub struct SyncRun {
+    rt: Runtime,
+    /// The execution as it would be stored, without its trigger (below).
+    exec: Execution,
+    trigger: SyncTrigger,
+    journal: RunJournal,
+    /// `None` once the run has ended or was stopped.
+    run: Option<SyncFuture>,
+    /// Renews the lease once the run is stored ([`SyncRun::persist`]).
+    keeper: Option<AbortOnDrop>,
+}
+
+impl Drop for SyncRun {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(run);
+            }
+        }
+    }
+}
+
+impl SyncRun {
+    /// The execution id (sent as `X-Execution-Id`).
+    pub fn id(&self) -> &str {
+        &self.exec.id
+    }
+
+    /// Runs the flow to its end and returns the finished execution, or
+    /// what its panic said. Cancel-safe: dropping this future (a timeout)
+    /// pauses the run where it is, and a later `wait` goes on from there.
+    pub async fn wait(&mut self) -> Result<Execution, String> {
+        let Some(run) = self.run.as_mut() else {
+            return Err("the run has already ended".into());
+        };
+        let result = AssertUnwindSafe(run.as_mut()).catch_unwind().await;
+        self.run = None;
+        result.map_err(|panic| panic_message(&*panic))
+    }
+
+    /// The fallback to async: stores the execution (as running) and the
+    /// journal so far, and journals every later step. `Ok(true)` once it is
+    /// durable — only then may `202` go out; `Ok(false)` if the run has
+    /// already ended (answer with its outcome instead).
+    pub async fn persist(&mut self) -> Result<bool, StoreError> {
+        let mut mode = self.journal.mode.write().await;
+        match *mode {
+            Journaling::Ended => Ok(false),
+            Journaling::Durable => Ok(true),
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(&self.exec, &self.trigger.recorded(), &self.journal, None)
+                    .await?;
+                *mode = Journaling::Durable;
+                self.keeper = Some(
+                    self.rt
+                        .keep_lease(self.exec.id.clone(), self.journal.clone()),
+                );
+                tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stops the run (a sync timeout without fallback) and records it as
+    /// failed with `message`, so the id in the `504` can be looked up.
+    pub async fn abandon(mut self, message: &str) {
+        // Dropped, not handed to a task: the run stops here.
+        self.run = None;
+        let finish = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(message.to_string()),
+            error_step: None,
+        };
+        let mut mode = self.journal.mode.write().await;
+        let stored = match *mode {
+            Journaling::Ended => Ok(()),
+            Journaling::Durable => {
+                self.rt
+                    .inner
+                    .store
+                    .finish(&self.exec.id, &self.journal.lease, finish.clone())
+                    .await
+            }
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(
+                        &self.exec,
+                        &self.trigger.recorded(),
+                        &self.journal,
+                        Some(&finish),
+                    )
+                    .await
+            }
+        };
+        if *mode == Journaling::Ended {
+            return;
+        }
+        *mode = Journaling::Ended;
+        drop(mode);
+        if let Err(e) = stored {
+            tracing::error!(execution_id = %self.exec.id, error = %e, "cannot record an abandoned sync run");
+        }
+        tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
+        let mut done = finished(self.exec.clone(), finish);
+        done.trigger = self.trigger.recorded();
+        self.rt.notify_finished(&done);
+    }
+}
+
+/// Resolves when the store's wake-up hint fires (never without one).
+async fn wait_hint(hint: Option<&Notify>) {
+    match hint {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `exec` as it is after `finish` was recorded.
+fn finished(exec: Execution, finish: Finish) -> Execution {
+    Execution {
+        status: finish.status,
+        result: finish.result,
+        error: finish.error,
+        error_step: finish.error_step,
+        finished_at: Some(chrono::Utc::now()),
+        lease_owner: None,
+        lease_expires: None,
+        ..exec
+    }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+async fn call_flow(f: crate::engine::integration::FlowFn, cx: Ctx) -> Result<Outcome, RunError> {
+    // A panic in flow code must not take a worker down with it.
+    match AssertUnwindSafe(f(cx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(RunError::new(format!(
+            "internal error (panic): {}",
+            panic_message(&*panic)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_are_distinct_uuid_v7_stamped_now() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let ids: Vec<String> = (0..1000).map(|_| new_execution_id()).collect();
+        let after = chrono::Utc::now().timestamp_millis();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            let millis = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);
+            assert!(
+                (before..=after).contains(&millis),
+                "{id}: {millis} not in {before}..={after}"
+            );
+        }
+    }
+}

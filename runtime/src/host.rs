@@ -1,0 +1,176 @@
+//! The process supervisor: binds the address, puts runs interrupted by an
+//! earlier stop back in the queue, starts the worker pool, every trigger
+//! kind, the retention purge and (for a new version) the deploy flows, and
+//! drains them all at shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::engine::registry::StepRegistry;
+use crate::engine::Runtime;
+
+/// Every step this binary can run: the standard library and the publish
+/// steps of the brokers it was built with.
+pub fn step_registry() -> StepRegistry {
+    let mut registry = StepRegistry::new();
+    crate::steps::register(&mut registry);
+    crate::brokers::register(&mut registry);
+    registry
+}
+
+/// A running server. Dropping it does not stop the server; call
+/// [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    addr: SocketAddr,
+    rt: Runtime,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The runtime being served.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Stops accepting requests, drains in-flight runs (up to the drain
+    /// timeout) and returns when everything has stopped.
+    pub async fn shutdown(self) {
+        self.rt.begin_shutdown();
+        self.wait().await;
+    }
+
+    /// Waits until the server has stopped (after [`Runtime::begin_shutdown`]).
+    pub async fn wait(self) {
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "server task failed");
+        }
+    }
+}
+
+/// What serving takes beyond the runtime: where to listen, and the
+/// settings of the adapters it starts.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to bind (port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// `FLOW_ADMIN_TOKEN`; `None` disables the protected admin endpoints (403).
+    pub admin_token: Option<String>,
+    /// A missed schedule tick older than this is not caught up at start-up.
+    pub catch_up_window: Duration,
+}
+
+/// Default of [`ServeOptions::catch_up_window`]: one day.
+pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+impl ServeOptions {
+    /// Serving on `addr` without an admin token, with the default catch-up window.
+    pub fn new(addr: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            addr,
+            admin_token: None,
+            catch_up_window: DEFAULT_CATCH_UP_WINDOW,
+        }
+    }
+}
+
+/// Binds the address, puts runs interrupted by an earlier stop back in the
+/// queue, starts the worker pool, every trigger kind, the retention purge
+/// and (for a new version) the deploy flows, and serves HTTP until
+/// shutdown. At shutdown, intake stops first, then in-flight runs get
+/// until the drain deadline; runs still going then are put back in the
+/// queue (journal kept) for the next start.
+pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<ServerHandle> {
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let addr = listener.local_addr()?;
+    if let Some(token) = &options.admin_token {
+        rt.redactor().add(token);
+    }
+    rt.set_local_url(format!("http://{addr}"));
+    rt.resume_interrupted()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let router = crate::triggers::http::router(rt, options.admin_token.as_deref());
+    let workers = rt.start_workers();
+    let mut triggers = crate::triggers::schedule::start(rt, options.catch_up_window);
+    triggers.extend(crate::triggers::files::start(rt));
+    triggers.extend(crate::brokers::start(rt));
+    let purger = rt.start_purger();
+    let deployer = tokio::spawn(deploy_if_new(rt.clone()));
+    let server = tokio::spawn(serve_http(listener, router, rt.clone()));
+    tracing::info!(%addr, "listening");
+    let task = tokio::spawn(drain(
+        rt.clone(),
+        workers,
+        triggers,
+        purger,
+        deployer,
+        server,
+    ));
+    Ok(ServerHandle {
+        addr,
+        rt: rt.clone(),
+        task,
+    })
+}
+
+async fn deploy_if_new(rt: Runtime) {
+    if let Err(e) = rt.deploy_if_new().await {
+        tracing::error!(error = %rt.redactor().redact(&e.to_string()), "deploy flows failed");
+    }
+}
+
+async fn serve_http(listener: tokio::net::TcpListener, router: axum::Router, rt: Runtime) {
+    let stopping = async move { rt.shutdown_started().await };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stopping)
+        .await
+    {
+        tracing::error!(error = %e, "server error");
+    }
+}
+
+/// Waits for shutdown, then stops intake, lets in-flight runs finish until
+/// the drain deadline and puts those still going back in the queue.
+async fn drain(
+    rt: Runtime,
+    workers: Vec<JoinHandle<()>>,
+    triggers: Vec<JoinHandle<()>>,
+    purger: Option<JoinHandle<()>>,
+    deployer: JoinHandle<()>,
+    server: JoinHandle<()>,
+) {
+    rt.shutdown_started().await;
+    tracing::info!("shutting down: draining in-flight runs");
+    let deadline = tokio::time::Instant::now() + rt.drain_timeout();
+    for t in triggers.iter().chain(&purger) {
+        t.abort();
+    }
+    deployer.abort();
+    let server_abort = server.abort_handle();
+    if tokio::time::timeout_at(deadline, server).await.is_err() {
+        tracing::warn!("requests still open at the drain deadline");
+        server_abort.abort();
+    }
+    for mut w in workers {
+        if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+            tracing::warn!("a run was still going at the drain deadline");
+            w.abort();
+            // Wait until the aborted task is gone, so it writes nothing more.
+            let _ = w.await;
+        }
+    }
+    rt.release_in_flight().await;
+    tracing::info!("stopped");
+}

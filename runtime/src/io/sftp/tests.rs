@@ -1,0 +1,498 @@
+//! Tests of the SFTP client against a real OpenSSH sshd on a loopback port
+//! (`FLOW_TEST_SSHD`, see `tests/support/sshd.rs`), plus URL parsing.
+//!
+//! The server runs on this machine, so the tests check what a client
+//! operation did by looking at the files directly.
+
+#[path = "../../../../tests/support/sshd.rs"]
+mod sshd;
+
+use std::fs;
+use std::net::TcpListener;
+
+use super::*;
+use sshd::Sshd;
+
+fn url(s: &str) -> SftpUrl {
+    SftpUrl::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+// ------------------------------------------------------------ URLs
+
+#[test]
+fn urls_parse_with_default_and_explicit_ports() {
+    let u = url("sftp://alice@files.example.com/in/*.csv");
+    assert_eq!(
+        u,
+        SftpUrl {
+            user: "alice".into(),
+            host: "files.example.com".into(),
+            port: 22,
+            path: "/in/*.csv".into(),
+        }
+    );
+    assert_eq!(u.to_string(), "sftp://alice@files.example.com:22/in/*.csv");
+    assert_eq!(u.parent(), "/in");
+    assert_eq!(u.file_name(), "*.csv");
+
+    let u = url("SFTP://bob@10.0.0.5:2222/a.txt");
+    assert_eq!(
+        (u.host.as_str(), u.port, u.path.as_str()),
+        ("10.0.0.5", 2222, "/a.txt")
+    );
+    assert_eq!(u.parent(), "/");
+
+    let u = url("sftp://carol@[::1]:2200/x/y");
+    assert_eq!((u.host.as_str(), u.port), ("::1", 2200));
+    assert_eq!(u.to_string(), "sftp://carol@[::1]:2200/x/y");
+    assert_eq!(url(&u.to_string()), u, "Display parses back");
+    // No user: the one running this process, like `ssh host`.
+    match SftpUrl::parse("sftp://files.example.com/out/*.csv") {
+        Ok(u) => assert_eq!(u.user, default_user()),
+        Err(e) => assert!(
+            default_user().is_empty() && e.to_string().contains("needs a user name"),
+            "{e}"
+        ),
+    }
+    assert!(SftpUrl::is_sftp("sftp://a@b/c"));
+    assert!(!SftpUrl::is_sftp("inbox/sftp.csv"));
+}
+
+#[test]
+fn bad_urls_are_permanent_errors_that_never_echo_a_password() {
+    for (input, why) in [
+        ("http://a@b/c", "not an sftp:// URL"),
+        ("sftp://a@b", "needs an absolute path"),
+        ("sftp://@host/c", "needs a user name"),
+        ("sftp://a@/c", "needs a host name"),
+        ("sftp://a@h:0/c", "port must be"),
+        ("sftp://a@h:99999/c", "port must be"),
+        ("sftp://a@h:x/c", "port must be"),
+        ("sftp://a@[::1/c", "without `]`"),
+    ] {
+        let e = SftpUrl::parse(input).expect_err(input);
+        assert_eq!(e.kind(), ErrorKind::InvalidUrl, "{input}");
+        assert!(!e.is_retryable(), "{input}");
+        assert!(e.to_string().starts_with(input), "{input}: {e}");
+        assert!(e.to_string().contains(why), "{input}: {e}");
+    }
+    let e = SftpUrl::parse("sftp://alice:hunter2@h/in").expect_err("password");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert!(e.to_string().starts_with("sftp://alice:***@h/in: "), "{e}");
+    assert!(e.to_string().contains("`auth:`"), "{e}");
+}
+
+// ------------------------------------------------------------ a real server
+
+fn server(test: &str) -> Option<Sshd> {
+    Sshd::start(test)
+}
+
+#[tokio::test]
+async fn list_matches_the_glob_on_regular_files_only() {
+    let Some(s) = server("list_matches_the_glob_on_regular_files_only") else {
+        return;
+    };
+    let dir = s.data_dir().join("in");
+    fs::create_dir_all(dir.join("sub.csv")).unwrap();
+    fs::write(dir.join("b.csv"), "bb").unwrap();
+    fs::write(dir.join("a.csv"), "a").unwrap();
+    fs::write(dir.join("c.txt"), "c").unwrap();
+    fs::write(dir.join("a.csv.tmp"), "x").unwrap();
+    std::os::unix::fs::symlink(dir.join("a.csv"), dir.join("link.csv")).unwrap();
+    let key = s.client_key();
+
+    let files = list(&url(&s.data_url("in/*.csv")), key).await.unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a.csv", "b.csv"]);
+    assert_eq!(files[1].size, 2);
+    assert_eq!(files[1].url, s.data_url("in/b.csv"));
+    let mtime = fs::metadata(dir.join("b.csv")).unwrap().modified().unwrap();
+    assert_eq!(
+        files[1].modified.timestamp(),
+        DateTime::<Utc>::from(mtime).timestamp()
+    );
+
+    let files = list(&url(&s.data_url("in/?.txt")), key).await.unwrap();
+    assert_eq!(files.len(), 1);
+    assert!(list(&url(&s.data_url("missing/*.csv")), key)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn write_read_append_rename_remove_round_trip() {
+    let Some(s) = server("write_read_append_rename_remove_round_trip") else {
+        return;
+    };
+    let key = s.client_key();
+    let target = url(&s.data_url("out/deep/report.csv"));
+
+    let written = write(&target, key, b"a,b\n", false).await.unwrap();
+    assert_eq!(written.name, "report.csv");
+    assert_eq!(written.size, 4);
+    assert_eq!(written.url, s.data_url("out/deep/report.csv"));
+    let local = s.data_dir().join("out/deep/report.csv");
+    assert_eq!(fs::read(&local).unwrap(), b"a,b\n");
+    // No temporary file is left behind.
+    assert_eq!(fs::read_dir(local.parent().unwrap()).unwrap().count(), 1);
+
+    // Replacing a file.
+    write(&target, key, b"x,y\n", false).await.unwrap();
+    let appended = write(&target, key, b"1,2\n", true).await.unwrap();
+    assert_eq!(appended.size, 8);
+    let (data, file) = read(&target, key).await.unwrap();
+    assert_eq!(data, b"x,y\n1,2\n");
+    assert_eq!(file, stat(&target, key).await.unwrap());
+
+    // Appending creates a missing file.
+    let log = url(&s.data_url("logs/run.log"));
+    write(&log, key, b"one\n", true).await.unwrap();
+    write(&log, key, b"two\n", true).await.unwrap();
+    assert_eq!(read(&log, key).await.unwrap().0, b"one\ntwo\n");
+
+    // Renaming creates the target's folders and replaces an existing target.
+    let done = url(&s.data_url("done/2026/report.csv"));
+    let moved = rename(&target, &done, key).await.unwrap();
+    assert_eq!(moved.url, s.data_url("done/2026/report.csv"));
+    assert!(!local.exists());
+    write(&target, key, b"new\n", false).await.unwrap();
+    rename(&target, &done, key).await.unwrap();
+    assert_eq!(
+        fs::read(s.data_dir().join("done/2026/report.csv")).unwrap(),
+        b"new\n"
+    );
+
+    // Onto itself: nothing happens.
+    rename(&done, &done, key).await.unwrap();
+    assert_eq!(read(&done, key).await.unwrap().0, b"new\n");
+
+    assert!(remove(&done, key).await.unwrap());
+    assert!(!remove(&done, key).await.unwrap(), "already gone");
+    assert!(!s.data_dir().join("done/2026/report.csv").exists());
+}
+
+#[tokio::test]
+async fn missing_files_are_permanent_errors_naming_the_url() {
+    let Some(s) = server("missing_files_are_permanent_errors_naming_the_url") else {
+        return;
+    };
+    let key = s.client_key();
+    let missing = url(&s.data_url("nope.csv"));
+    for e in [
+        read(&missing, key).await.unwrap_err(),
+        stat(&missing, key).await.unwrap_err(),
+        rename(&missing, &url(&s.data_url("x.csv")), key)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(e.is_not_found(), "{e}");
+        assert!(!e.is_retryable(), "{e}");
+        assert!(e.to_string().starts_with(&s.data_url("nope.csv")), "{e}");
+    }
+    // A folder is not a file.
+    let e = read(&url(&s.data_url("")), key).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(!e.is_retryable());
+    fs::create_dir(s.data_dir().join("folder")).unwrap();
+    let e = write(&url(&s.data_url("folder")), key, b"x", false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: is a folder", s.data_url("folder"))),
+        "{e}"
+    );
+    // The temporary file was removed.
+    assert_eq!(fs::read_dir(s.data_dir()).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_key_or_password_is_a_permanent_auth_error() {
+    let Some(s) = server("a_wrong_key_or_password_is_a_permanent_auth_error") else {
+        return;
+    };
+    let (other_key, _) = sshd::keygen(&s.scratch("keys").join("other"), "ed25519", false);
+    let file = url(&s.data_url("a.csv"));
+    let e = stat(&file, &other_key).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("private key"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("sftp://{}@127.0.0.1:{}", s.user(), s.port())),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("BEGIN"), "{e}");
+
+    let e = stat(&file, "not-the-password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.to_string().contains("not-the-password"), "{e}");
+
+    let e = stat(
+        &file,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(e.to_string().contains("cannot be read"), "{e}");
+}
+
+#[tokio::test]
+async fn rsa_keys_in_pem_format_log_in() {
+    let Some(s) = server("rsa_keys_in_pem_format_log_in") else {
+        return;
+    };
+    let (rsa, rsa_pub) = sshd::keygen(&s.scratch("keys").join("rsa"), "rsa", true);
+    assert!(rsa.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    s.authorize(&rsa_pub);
+    fs::write(s.data_dir().join("a.txt"), "hi").unwrap();
+    let (data, _) = read(&url(&s.data_url("a.txt")), &rsa).await.unwrap();
+    assert_eq!(data, b"hi");
+}
+
+#[tokio::test]
+async fn password_logins_work() {
+    let Some((user, password)) = sshd::password_account("password_logins_work") else {
+        return;
+    };
+    let Some(s) = server("password_logins_work") else {
+        return;
+    };
+    let mut file = url(&s.data_url("pw.txt"));
+    file.user = user;
+    write(&file, &password, b"by password", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs::read(s.data_dir().join("pw.txt")).unwrap(),
+        b"by password"
+    );
+    assert!(s.log().contains("Accepted password"), "{}", s.log());
+    let e = stat(&file, "wrong password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+}
+
+#[tokio::test]
+async fn passwords_fall_back_to_keyboard_interactive() {
+    let test = "passwords_fall_back_to_keyboard_interactive";
+    let Some((user, password)) = sshd::password_account(test) else {
+        return;
+    };
+    // As servers that check passwords through PAM are often set up.
+    let Some(s) = Sshd::start_with(
+        test,
+        &[
+            ("UsePAM", "yes"),
+            ("PasswordAuthentication", "no"),
+            ("KbdInteractiveAuthentication", "yes"),
+        ],
+    ) else {
+        return;
+    };
+    let mut file = url(&s.data_url("kbd.txt"));
+    file.user = user;
+    write(&file, &password, b"by keyboard", false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    assert_eq!(
+        fs::read(s.data_dir().join("kbd.txt")).unwrap(),
+        b"by keyboard"
+    );
+    assert!(
+        s.log().contains("Accepted keyboard-interactive"),
+        "{}",
+        s.log()
+    );
+    let e = stat(&file, "wrong password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retryable() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The listener is dropped: nothing listens on the port now.
+    let file = url(&format!("sftp://u@127.0.0.1:{port}/a.csv"));
+    let e = read(&file, "password").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
+    assert!(e.is_retryable());
+    assert!(
+        e.to_string()
+            .starts_with(&format!("sftp://u@127.0.0.1:{port}: cannot connect")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_retryable_timeout() {
+    // Accepts connections and says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    lock(&TEST_CONNECT_TIMEOUT).insert(port, Duration::from_millis(300));
+    let file = url(&format!("sftp://u@127.0.0.1:{port}/a.csv"));
+    let e = stat(&file, "password").await.unwrap_err();
+    held.abort();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.is_retryable());
+    assert!(
+        e.to_string()
+            .starts_with(&format!("sftp://u@127.0.0.1:{port}: could not connect")),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_reused_per_account_and_secret() {
+    let Some(s) = server("sessions_are_reused_per_account_and_secret") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    write(&file, key, b"1", false).await.unwrap();
+    read(&file, key).await.unwrap();
+    list(&url(&s.data_url("*")), key).await.unwrap();
+    assert_eq!(handshakes(&file, key).await, 1);
+
+    // Many operations at once share the one session.
+    let all = futures::future::join_all((0..8).map(|_| read(&file, key))).await;
+    assert!(all.iter().all(Result::is_ok));
+    assert_eq!(handshakes(&file, key).await, 1);
+
+    // Another secret for the same account gets its own session.
+    let _ = stat(&file, "a password").await;
+    assert_eq!(handshakes(&file, key).await, 1);
+    assert_eq!(handshakes(&file, "a password").await, 1);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_replaced() {
+    let Some(s) = server("a_dropped_connection_is_replaced") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    write(&file, key, b"1", false).await.unwrap();
+    // Close the cached session as a server restart or an idle timeout would.
+    let (conn, reused) = session(&file, key).await.unwrap();
+    assert!(reused);
+    conn.ssh
+        .disconnect(russh::Disconnect::ByApplication, "test", "en")
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(read(&file, key).await.unwrap().0, b"1");
+    assert_eq!(handshakes(&file, key).await, 2);
+}
+
+#[tokio::test]
+async fn a_broken_sftp_channel_is_replaced_and_reads_are_tried_again() {
+    let Some(s) = server("a_broken_sftp_channel_is_replaced_and_reads_are_tried_again") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    write(&file, key, b"1", false).await.unwrap();
+    // The SSH connection stays up but its SFTP channel is gone.
+    let (conn, _) = session(&file, key).await.unwrap();
+    conn.sftp.close().await.unwrap();
+    drop(conn);
+    // A read fails on the cached session, then succeeds on a new one.
+    assert_eq!(read(&file, key).await.unwrap().0, b"1");
+    assert_eq!(handshakes(&file, key).await, 2);
+
+    // A write is not repeated by the client: it fails retryably, and the
+    // next operation connects again.
+    let (conn, _) = session(&file, key).await.unwrap();
+    conn.sftp.close().await.unwrap();
+    drop(conn);
+    let e = write(&file, key, b"2", false).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(handshakes(&file, key).await, 2);
+    write(&file, key, b"2", false).await.unwrap();
+    assert_eq!(handshakes(&file, key).await, 3);
+    assert_eq!(fs::read(s.data_dir().join("a.txt")).unwrap(), b"2");
+}
+
+#[tokio::test]
+async fn five_megabytes_round_trip() {
+    let Some(s) = server("five_megabytes_round_trip") else {
+        return;
+    };
+    let key = s.client_key();
+    let data: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let file = url(&s.data_url("big.bin"));
+    let written = write(&file, key, &data, false).await.unwrap();
+    assert_eq!(written.size, data.len() as u64);
+    assert!(fs::read(s.data_dir().join("big.bin")).unwrap() == data);
+    let (back, meta) = read(&file, key).await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    assert!(back == data, "the 5 MB read back differ");
+}
+
+#[tokio::test]
+async fn host_keys_are_checked_against_a_known_hosts_file() {
+    let Some(s) = server("host_keys_are_checked_against_a_known_hosts_file") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    fs::write(s.data_dir().join("a.txt"), "x").unwrap();
+    let known = s.scratch("kh").join("known_hosts");
+
+    // Listed: accepted.
+    fs::write(&known, format!("{}\n", s.known_hosts_line())).unwrap();
+    lock(&TEST_KNOWN_HOSTS).insert(s.port(), known.clone());
+    let ok = stat(&file, key).await;
+
+    // Another key for the host: refused, naming the line.
+    let (_, other_pub) = sshd::keygen(&s.scratch("kh").join("other"), "ed25519", false);
+    let mut parts = other_pub.split_whitespace();
+    let (kind, other) = (parts.next().unwrap(), parts.next().unwrap());
+    fs::write(&known, format!("[127.0.0.1]:{} {kind} {other}\n", s.port())).unwrap();
+    // A fresh session must be made for the check to run again.
+    let slot = slot(&file, key);
+    slot.lock().await.conn = None;
+    let changed = stat(&file, key).await;
+
+    // Not listed: refused.
+    fs::write(&known, format!("[otherhost]:22 {kind} {other}\n")).unwrap();
+    slot.lock().await.conn = None;
+    let unknown = stat(&file, key).await;
+
+    // A known_hosts file that does not exist: refused, saying so.
+    lock(&TEST_KNOWN_HOSTS).insert(s.port(), known.with_file_name("missing"));
+    slot.lock().await.conn = None;
+    let missing = stat(&file, key).await;
+    lock(&TEST_KNOWN_HOSTS).remove(&s.port());
+
+    ok.unwrap();
+    let e = changed.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("line 1"), "{e}");
+    let e = unknown.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(e.to_string().contains("is not listed in"), "{e}");
+    assert!(e.to_string().contains("SHA256:"), "{e}");
+    let e = missing.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(
+        e.to_string().contains("cannot read the known_hosts file"),
+        "{e}"
+    );
+}

@@ -1,0 +1,197 @@
+//! `file.*` on the local filesystem (paths relative to the working
+//! directory) and on `sftp://` URLs (in [`remote`], with `auth:`). Each
+//! function is a step; a missing file or a permission problem is permanent
+//! (another attempt will not fix it), other I/O errors are retried.
+
+mod remote;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use futures::future::{BoxFuture, FutureExt as _};
+use serde_json::Value;
+
+use crate::core::error::StepError;
+use crate::core::files::{file_value, glob_match, io_error, split_glob};
+use crate::engine::ctx::StepCall;
+
+fn path_arg(call: &StepCall, i: usize, name: &str, func: &str) -> Result<PathBuf, StepError> {
+    call.args
+        .param(i, name)
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| StepError::permanent(format!("{func}: `{name}` must be a non-empty String")))
+}
+
+async fn create_parent(path: &Path, func: &str) -> Result<(), StepError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_error(func, parent, &e)),
+        _ => Ok(()),
+    }
+}
+
+fn content_arg(call: &StepCall, func: &str) -> Result<String, StepError> {
+    call.args
+        .param(1, "content")
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| StepError::permanent(format!("{func}: `content` must be a String")))
+}
+
+/// `file.read(path)` → File.
+pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        if let Some(url) = remote::url_param(&call, 0, "path", "file.read")? {
+            return remote::read(&call, url).await;
+        }
+        let path = path_arg(&call, 0, "path", "file.read")?;
+        file_value(&path, "file.read").await
+    }
+    .boxed()
+}
+
+/// `file.write(path, content)` → File (folders created as needed). Written
+/// to a temporary file and renamed, so readers never see half a file.
+pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        let f = "file.write";
+        let content = content_arg(&call, f)?;
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::write(&call, url, &content, false).await;
+        }
+        let path = path_arg(&call, 0, "path", f)?;
+        create_parent(&path, f).await?;
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, content.as_bytes())
+            .await
+            .map_err(|e| io_error(f, &tmp, &e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
+        file_value(&path, f).await
+    }
+    .boxed()
+}
+
+/// `file.append(path, content)` → File.
+pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        use tokio::io::AsyncWriteExt as _;
+        let f = "file.append";
+        let content = content_arg(&call, f)?;
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::write(&call, url, &content, true).await;
+        }
+        let path = path_arg(&call, 0, "path", f)?;
+        create_parent(&path, f).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
+        file.write_all(content.as_bytes())
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
+        file.flush().await.map_err(|e| io_error(f, &path, &e))?;
+        file_value(&path, f).await
+    }
+    .boxed()
+}
+
+/// `file.move(from, to)` → the File at its new place.
+pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        let f = "file.move";
+        let from = path_arg(&call, 0, "from", f)?;
+        let to = path_arg(&call, 1, "to", f)?;
+        let from_url = remote::url_param(&call, 0, "from", f)?;
+        let to_url = remote::url_param(&call, 1, "to", f)?;
+        if from_url.is_some() || to_url.is_some() {
+            let from = from_url.ok_or(from.as_path());
+            let to = to_url.ok_or(to.as_path());
+            return remote::move_file(&call, from, to).await;
+        }
+        create_parent(&to, f).await?;
+        tokio::fs::rename(&from, &to)
+            .await
+            .map_err(|e| io_error(f, &from, &e))?;
+        file_value(&to, f).await
+    }
+    .boxed()
+}
+
+/// `file.delete(path)` → true when the file existed.
+pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        let f = "file.delete";
+        if let Some(url) = remote::url_param(&call, 0, "path", f)? {
+            return remote::delete(&call, url).await;
+        }
+        let path = path_arg(&call, 0, "path", f)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(Value::Bool(true)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Value::Bool(false)),
+            Err(e) => Err(io_error(f, &path, &e)),
+        }
+    }
+    .boxed()
+}
+
+/// `file.list(glob)` → the Files whose names match the glob's last
+/// segment (`*` and `?` wildcards) in its folder, sorted by name.
+pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move {
+        let f = "file.list";
+        if let Some(url) = remote::url_param(&call, 0, "glob", f)? {
+            return remote::list(&call, url).await;
+        }
+        let glob = path_arg(&call, 0, "glob", f)?;
+        let (dir, pattern) = split_glob(&glob);
+        let mut names = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Value::Array(Vec::new())),
+            Err(e) => return Err(io_error(f, &dir, &e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error(f, &dir, &e))?
+        {
+            let is_file = entry
+                .file_type()
+                .await
+                .map(|t| t.is_file())
+                .unwrap_or(false);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_file && glob_match(&pattern, &name) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            files.push(file_value(&dir.join(name), f).await?);
+        }
+        Ok(Value::Array(files))
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_names() {
+        assert!(glob_match("*.xml", "orders.xml"));
+        assert!(!glob_match("*.xml", "orders.xml.tmp"));
+        assert!(glob_match("order-?.csv", "order-1.csv"));
+        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("a*b", "ac"));
+    }
+}

@@ -1,0 +1,203 @@
+//! `http.get/post/put/patch/delete(url, json:, body:, headers:, query:,
+//! bearer:, basic:, ok:, as:)` → `{ status, body, text, headers }`.
+//!
+//! Every request carries an `Idempotency-Key` derived from the execution id
+//! and the step identity, identical on every retry and replay, so servers
+//! that honour it apply the call once. A non-2xx answer whose status is not
+//! listed in `ok:` is a retryable step failure naming the status.
+
+use futures::future::{BoxFuture, FutureExt as _};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::core::error::{error_chain, StepError};
+use crate::core::ops::display;
+use crate::engine::ctx::StepCall;
+
+pub(super) fn get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::GET, call).boxed()
+}
+
+pub(super) fn post(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::POST, call).boxed()
+}
+
+pub(super) fn put(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::PUT, call).boxed()
+}
+
+pub(super) fn patch(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::PATCH, call).boxed()
+}
+
+pub(super) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    request(Method::DELETE, call).boxed()
+}
+
+/// The URL an `http.*` call (`name`, e.g. `http.post`) requests: its first
+/// argument with the `query:` pairs appended. Shared with the test mocks
+/// so they match exactly what a real call would send.
+pub(crate) fn request_url(
+    name: &str,
+    args: &crate::engine::ctx::Args,
+) -> Result<reqwest::Url, StepError> {
+    let url_text = args
+        .get(0)
+        .as_str()
+        .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
+    let mut url = parse_url_cached(url_text)
+        .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
+    if let Some(Value::Object(q)) = args.get_named("query") {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in q {
+            if !v.is_null() {
+                pairs.append_pair(k, &display(v));
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// [`crate::core::schema::parse_url`] with a one-entry cache per thread: a flow
+/// calls the same configured URL run after run, and parsing it (about 6,000
+/// instructions) is a noticeable part of a short request.
+fn parse_url_cached(text: &str) -> Result<reqwest::Url, String> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, reqwest::Url)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((t, url)) = &*last {
+            if t == text {
+                return Ok(url.clone());
+            }
+        }
+        let url = crate::core::schema::parse_url(text)?;
+        *last = Some((text.to_string(), url.clone()));
+        Ok(url)
+    })
+}
+
+async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
+    let args = &call.args;
+    let name = match method {
+        Method::GET => "http.get",
+        Method::POST => "http.post",
+        Method::PUT => "http.put",
+        Method::PATCH => "http.patch",
+        Method::DELETE => "http.delete",
+        _ => "http",
+    };
+    let url = request_url(name, args)?;
+    // For error messages only.
+    let what = {
+        let (method, url) = (method.clone(), url.clone());
+        move || format!("{method} {url}")
+    };
+    let client = call.cx.services().http_client().clone();
+    let mut req = client.request(method, url);
+
+    let mut has_idempotency_key = false;
+    if let Some(Value::Object(h)) = args.get_named("headers") {
+        for (k, v) in h {
+            if v.is_null() {
+                continue;
+            }
+            let hname = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| StepError::permanent(format!("{name}: invalid header name {k:?}")))?;
+            let hvalue = reqwest::header::HeaderValue::from_str(&display(v)).map_err(|_| {
+                StepError::permanent(format!("{name}: invalid value for header {k:?}"))
+            })?;
+            if hname == "idempotency-key" {
+                has_idempotency_key = true;
+            }
+            req = req.header(hname, hvalue);
+        }
+    }
+    if !has_idempotency_key {
+        // Concatenated rather than `format!`ed: this runs for every call.
+        let id = call.cx.execution_id();
+        let mut key = String::with_capacity(id.len() + 1 + call.step.len());
+        key.push_str(id);
+        key.push('/');
+        key.push_str(&call.step);
+        req = req.header("Idempotency-Key", key);
+    }
+    if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
+        req = req.bearer_auth(display(token));
+    }
+    if let Some(basic) = args.get_named("basic").filter(|v| !v.is_null()) {
+        let basic = display(basic);
+        let (user, pass) = basic.split_once(':').unwrap_or((basic.as_str(), ""));
+        req = req.basic_auth(user, Some(pass));
+    }
+    if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
+        req = req.json(json);
+    } else if let Some(body) = args.get_named("body").filter(|v| !v.is_null()) {
+        req = req.body(display(body));
+    }
+
+    let resp = req.send().await.map_err(|e| {
+        StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
+    })?;
+    let status = resp.status();
+    let headers = crate::core::headers::header_map(resp.headers());
+    let bytes = resp.bytes().await.map_err(|e| {
+        StepError::retryable(format!(
+            "{}: reading the response: {}",
+            what(),
+            error_chain(&e.without_url())
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+
+    let accepted = args
+        .get_named("ok")
+        .and_then(Value::as_array)
+        .is_some_and(|ok| {
+            ok.iter()
+                .any(|s| s.as_u64() == Some(u64::from(status.as_u16())))
+        });
+    if !status.is_success() && !accepted {
+        let snippet: String = text.chars().take(200).collect();
+        let reason = status.canonical_reason().unwrap_or("");
+        return Err(StepError::retryable(format!(
+            "{}: HTTP {} {reason}{}{snippet}",
+            what(),
+            status.as_u16(),
+            if snippet.is_empty() { "" } else { ": " }
+        )));
+    }
+
+    let body = if status.is_success() {
+        match &args.as_schema {
+            Some(schema) => {
+                let parsed: Value = serde_json::from_str(&text).map_err(|e| {
+                    StepError::permanent(format!("{}: response body is not JSON ({e})", what()))
+                })?;
+                schema
+                    .decode_owned(parsed)
+                    .map_err(|e| StepError::permanent(format!("{}: response body: {e}", what())))?
+            }
+            None => loose_json(&text),
+        }
+    } else {
+        loose_json(&text)
+    };
+    // Moved in: `json!` would copy each part.
+    Ok(crate::core::ops::record([
+        ("status", Value::from(status.as_u16())),
+        ("body", body),
+        ("text", Value::String(text)),
+        ("headers", Value::Object(headers)),
+    ]))
+}
+
+/// A body without `as:`: JSON if it parses, `null` if empty, else the text.
+fn loose_json(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}

@@ -1,0 +1,1018 @@
+//! `sql.query(db, sql, args:, as: [T])` → rows and `sql.execute(db, sql,
+//! args:)` → rows changed, on PostgreSQL, MySQL/MariaDB and SQLite.
+//!
+//! # Connections
+//!
+//! `db` is a URL, usually a `Secret` config entry; its scheme picks the
+//! driver:
+//!
+//! * `postgres://` / `postgresql://` (libpq URL syntax): tokio-postgres with
+//!   a deadpool pool of up to [`POOL_SIZE`] connections, built by the
+//!   PostgreSQL store's `new_pool`. No TLS (like the store).
+//! * `mysql://` / `mariadb://`: `mysql_async`'s pool (up to [`POOL_SIZE`]
+//!   connections), no TLS.
+//! * `sqlite://PATH`: relative to the working directory,
+//!   `sqlite:///ABS/PATH` for an absolute path, `sqlite://:memory:` for a
+//!   private in-memory database. One connection (SQLite serialises writers
+//!   anyway), used on Tokio's blocking threads, `busy_timeout` 5 s.
+//!
+//! Each distinct URL gets its pool on first use, kept for the life of the
+//! process (SQLite: per absolute path). Pools connect lazily, so a database
+//! that is down at start-up only fails the steps that use it.
+//!
+//! # Parameters
+//!
+//! `args:` is a list of JSON values bound in order to `$1, $2, ...`
+//! (PostgreSQL) or `?` (MySQL, SQLite): the statement and the values travel
+//! separately, so a value can never change the statement. `null` → NULL,
+//! `Bool` → boolean (1/0 on MySQL and SQLite), `Int` → 64-bit integer,
+//! `Float` → double, `String` (and `Time`, an RFC 3339 string) → text, an
+//! object or list → its JSON text. On MySQL a string that is an RFC 3339
+//! time (`2026-03-01T10:00:00Z`, what a Flow `Time` is) is bound as a
+//! `DATETIME` in UTC instead, since MySQL refuses that text for `DATETIME`
+//! and `TIMESTAMP` columns. On PostgreSQL every value is sent in the
+//! text format and the server parses it as the parameter's type, so `$1`
+//! compared with an `integer`, `numeric`, `timestamptz`, `date`, `uuid` or
+//! `jsonb` column takes the matching Flow value without casts.
+//!
+//! # Rows
+//!
+//! Each row becomes an object keyed by column name (the last of duplicate
+//! names wins: alias them), then the list is decoded with the `as:` schema
+//! ([`crate::core::schema::Schema::decode`]); errors name the row (1-based) and
+//! the column: `sql.query: row 3, column qty: expected Int, got "x"`.
+//! Integers → `Int`, floating point → `Float`, `numeric`/`decimal` →
+//! `Int` when integral, else `Float`, text → `String`, booleans → `Bool`
+//! (MySQL and SQLite store 1/0: an `Int` 0 or 1 decodes into a `Bool`
+//! field), timestamps → RFC 3339 strings (`Time`; a PostgreSQL `timestamp`
+//! without time zone and MySQL `DATETIME` are read as UTC), dates →
+//! `"YYYY-MM-DD"`, `json`/`jsonb` → the JSON value, binary → base64
+//! (`Bytes`), `uuid` → its text. Other PostgreSQL types (arrays, intervals,
+//! ranges, ...) fail the step naming the column: cast them in the query
+//! (`tags::text`).
+//!
+//! # Errors
+//!
+//! A connection that cannot be made or breaks, a pool timeout, a deadlock,
+//! a serialization failure or a busy SQLite database are retried; an
+//! invalid URL, SQL errors (syntax, unknown table, constraint violations,
+//! wrong parameter count) and rows that do not decode fail the step at
+//! once, with the database's message. Messages name the database as
+//! `postgres://host:port/db` without the user name or password: the URL
+//! itself is never logged or stored.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures::future::{BoxFuture, FutureExt as _};
+use serde_json::{Map, Value};
+
+use crate::core::error::StepError;
+use crate::core::schema::{float_value, Schema};
+use crate::engine::ctx::{Args, StepCall};
+use crate::steps::row_path;
+
+/// Most connections one process opens to one database.
+pub(crate) const POOL_SIZE: usize = 4;
+
+/// How long SQLite waits for another writer's lock before failing (the
+/// failure is then retried as the step says).
+const SQLITE_BUSY: Duration = Duration::from_secs(5);
+
+/// `sql.query(db, sql, args:, as:)`.
+pub(super) fn query(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { run("sql.query", &call.args, true).await }.boxed()
+}
+
+/// `sql.execute(db, sql, args:)`.
+pub(super) fn execute(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { run("sql.execute", &call.args, false).await }.boxed()
+}
+
+/// Runs one statement; `rows` for `sql.query` (decoded rows), else the
+/// number of rows changed.
+pub(crate) async fn run(func: &str, args: &Args, rows: bool) -> Result<Value, StepError> {
+    let url = args
+        .param(0, "db")
+        .as_str()
+        .ok_or_else(|| StepError::permanent(format!("{func}: `db` must be a connection URL")))?;
+    let sql = args
+        .param(1, "sql")
+        .as_str()
+        .ok_or_else(|| StepError::permanent(format!("{func}: `sql` must be a String")))?;
+    let params = match args.param(2, "args") {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items.clone(),
+        _ => {
+            return Err(StepError::permanent(format!(
+                "{func}: `args` must be a list"
+            )))
+        }
+    };
+    let target = Target::parse(url).map_err(|e| StepError::permanent(format!("{func}: {e}")))?;
+    let name = target.display();
+    let fail = |e: SqlError| e.into_step_error(func, &name);
+    let db = database(&target).map_err(fail)?;
+    let sql = sql.to_string();
+    let result = match &*db {
+        Db::Postgres(pool) => postgres_run(pool, &sql, &params, rows).await,
+        Db::MySql(pool) => mysql_run(pool, &sql, &params, rows).await,
+        Db::Sqlite(conn) => {
+            let conn = conn.clone();
+            tokio::task::spawn_blocking(move || sqlite_run(&conn, &sql, &params, rows))
+                .await
+                .unwrap_or_else(|e| Err(SqlError::Retry(format!("the query task failed: {e}"))))
+        }
+    };
+    match result.map_err(fail)? {
+        Outcome::Rows(list) => decode_rows(func, list, args.as_schema.as_ref()),
+        Outcome::Changed(n) => Ok(Value::from(i64::try_from(n).unwrap_or(i64::MAX))),
+    }
+}
+
+/// Decodes rows with `as:`, naming the row and the column on failure.
+fn decode_rows(func: &str, rows: Vec<Value>, schema: Option<&Schema>) -> Result<Value, StepError> {
+    let rows = Value::Array(rows);
+    let Some(schema) = schema else {
+        return Ok(rows);
+    };
+    let rows = bools_from_ints(schema, rows, 0);
+    schema
+        .decode(&rows)
+        .map_err(|e| StepError::permanent(format!("{func}: {}", row_path(&e.to_string(), 1))))
+}
+
+/// MySQL and SQLite have no boolean type: `1`/`0` where the schema
+/// expects a `Bool` become `true`/`false`.
+fn bools_from_ints(schema: &Schema, value: Value, depth: usize) -> Value {
+    if depth > 64 {
+        return value;
+    }
+    match (schema, value) {
+        (Schema::Bool, Value::Number(n)) if n.as_i64() == Some(1) => Value::Bool(true),
+        (Schema::Bool, Value::Number(n)) if n.as_i64() == Some(0) => Value::Bool(false),
+        (Schema::Optional(inner), v) => bools_from_ints(inner, v, depth + 1),
+        (Schema::Ref(name), v) => match crate::core::schema::lookup_type(name) {
+            Some(s) => bools_from_ints(&s, v, depth + 1),
+            None => v,
+        },
+        (Schema::List(item), Value::Array(items)) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| bools_from_ints(item, v, depth + 1))
+                .collect(),
+        ),
+        (Schema::Record(fields), Value::Object(mut m)) => {
+            for f in fields {
+                if let Some(v) = m.remove(f.wire_name) {
+                    m.insert(
+                        f.wire_name.to_string(),
+                        bools_from_ints(&f.schema, v, depth + 1),
+                    );
+                }
+            }
+            Value::Object(m)
+        }
+        (_, v) => v,
+    }
+}
+
+/// What a statement gave back.
+enum Outcome {
+    Rows(Vec<Value>),
+    Changed(u64),
+}
+
+/// A failure, before it is worded for the step.
+#[derive(Debug)]
+enum SqlError {
+    /// Worth another attempt (connection, pool, deadlock, busy).
+    Retry(String),
+    /// The statement or its values are wrong; retrying cannot help.
+    Permanent(String),
+}
+
+impl SqlError {
+    fn into_step_error(self, func: &str, db: &str) -> StepError {
+        match self {
+            SqlError::Retry(m) => StepError::retryable(format!("{func} on {db}: {m}")),
+            SqlError::Permanent(m) => StepError::permanent(format!("{func} on {db}: {m}")),
+        }
+    }
+}
+
+/// A parsed `db` URL.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Postgres(Box<tokio_postgres::Config>, String),
+    MySql(Box<mysql_async::Opts>, String),
+    /// An absolute path, or `None` for `:memory:`.
+    Sqlite(Option<PathBuf>),
+}
+
+impl Target {
+    /// Parses a connection URL. Errors never quote it (it may hold a
+    /// password).
+    pub(crate) fn parse(url: &str) -> Result<Target, String> {
+        let url = url.trim();
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => {
+                let config: tokio_postgres::Config = url.parse().map_err(|e| {
+                    format!("invalid PostgreSQL URL (postgres://user:password@host:port/database): {e}")
+                })?;
+                if config.get_hosts().is_empty() {
+                    return Err(
+                        "the PostgreSQL URL names no host (postgres://user:password@host:port/database)"
+                            .into(),
+                    );
+                }
+                let key = url.to_string();
+                Ok(Target::Postgres(Box::new(config), key))
+            }
+            Some("mysql" | "mariadb") => {
+                let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+                let normal = format!("mysql://{rest}");
+                let opts = mysql_async::Opts::from_url(&normal).map_err(|e| {
+                    format!("invalid MySQL URL (mysql://user:password@host:port/database): {e}")
+                })?;
+                Ok(Target::MySql(Box::new(opts), normal))
+            }
+            Some("sqlite") => {
+                let path = &url["sqlite://".len()..];
+                if path.is_empty() {
+                    return Err("the SQLite URL names no file (sqlite://PATH, sqlite:///ABSOLUTE/PATH or sqlite://:memory:)".into());
+                }
+                if path == ":memory:" {
+                    return Ok(Target::Sqlite(None));
+                }
+                let path = std::path::absolute(path)
+                    .map_err(|e| format!("cannot resolve the SQLite path `{path}`: {e}"))?;
+                Ok(Target::Sqlite(Some(path)))
+            }
+            Some(other) => Err(format!(
+                "unsupported database URL scheme `{other}://` (use postgres://, mysql:// or sqlite://)"
+            )),
+            None => Err(
+                "`db` is not a database URL (postgres://..., mysql://... or sqlite://PATH)".into(),
+            ),
+        }
+    }
+
+    /// The database as messages name it: no user name, no password.
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Target::Postgres(c, _) => {
+                let host = match c.get_hosts().first() {
+                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                    #[cfg(unix)]
+                    Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                    None => String::new(),
+                };
+                let port = c.get_ports().first().copied().unwrap_or(5432);
+                format!("postgres://{host}:{port}/{}", c.get_dbname().unwrap_or(""))
+            }
+            Target::MySql(o, _) => format!(
+                "mysql://{}:{}/{}",
+                o.ip_or_hostname(),
+                o.tcp_port(),
+                o.db_name().unwrap_or("")
+            ),
+            Target::Sqlite(Some(p)) => format!("sqlite://{}", p.display()),
+            Target::Sqlite(None) => "sqlite://:memory:".into(),
+        }
+    }
+
+    /// The key of the process-wide pool cache.
+    fn key(&self) -> String {
+        match self {
+            Target::Postgres(_, url) | Target::MySql(_, url) => url.clone(),
+            Target::Sqlite(Some(p)) => format!("sqlite://{}", p.display()),
+            Target::Sqlite(None) => "sqlite://:memory:".into(),
+        }
+    }
+}
+
+/// One database's connections.
+enum Db {
+    Postgres(deadpool_postgres::Pool),
+    MySql(mysql_async::Pool),
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+}
+
+fn pools() -> &'static Mutex<HashMap<String, Arc<Db>>> {
+    static POOLS: OnceLock<Mutex<HashMap<String, Arc<Db>>>> = OnceLock::new();
+    POOLS.get_or_init(Default::default)
+}
+
+/// The cached pool of `target`, created on first use (PostgreSQL and MySQL
+/// pools connect when a statement needs a connection; SQLite opens here).
+fn database(target: &Target) -> Result<Arc<Db>, SqlError> {
+    let key = target.key();
+    let mut cache = crate::core::sync::lock(pools());
+    if let Some(db) = cache.get(&key) {
+        return Ok(db.clone());
+    }
+    let db = match target {
+        Target::Postgres(config, _) => Db::Postgres(postgres_pool(config)?),
+        Target::MySql(opts, _) => {
+            let constraints = mysql_async::PoolConstraints::new(0, POOL_SIZE)
+                .ok_or_else(|| SqlError::Permanent("invalid pool size".into()))?;
+            let opts = mysql_async::OptsBuilder::from_opts((**opts).clone()).pool_opts(
+                mysql_async::PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_inactive_connection_ttl(Duration::from_secs(300)),
+            );
+            Db::MySql(mysql_async::Pool::new(opts))
+        }
+        Target::Sqlite(path) => {
+            let conn = match path {
+                Some(p) => rusqlite::Connection::open(p),
+                None => rusqlite::Connection::open_in_memory(),
+            }
+            .map_err(|e| SqlError::Retry(format!("cannot open the database: {e}")))?;
+            conn.busy_timeout(SQLITE_BUSY)
+                .map_err(|e| SqlError::Retry(format!("cannot open the database: {e}")))?;
+            Db::Sqlite(Arc::new(Mutex::new(conn)))
+        }
+    };
+    let db = Arc::new(db);
+    cache.insert(key, db.clone());
+    Ok(db)
+}
+
+// ---- flowc test
+
+/// `sql.query` and `sql.execute` for `flowc test` (no network): a
+/// `sqlite://` database is a file under `sqlite/` in the test's working
+/// directory (a fresh, empty database per test; `sqlite://:memory:` and
+/// absolute paths too), so flows can create, fill and read tables in their
+/// tests. PostgreSQL and MySQL URLs fail the step at once.
+pub(crate) fn test_steps() -> Vec<(&'static str, crate::engine::registry::StepFn)> {
+    vec![
+        ("sql.query", test_query as crate::engine::registry::StepFn),
+        ("sql.execute", test_execute),
+    ]
+}
+
+fn test_query(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { run_in_test("sql.query", call.args, true).await }.boxed()
+}
+
+fn test_execute(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
+    async move { run_in_test("sql.execute", call.args, false).await }.boxed()
+}
+
+async fn run_in_test(func: &str, mut args: Args, rows: bool) -> Result<Value, StepError> {
+    let url = args
+        .param(0, "db")
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        return Err(StepError::permanent(format!(
+            "{func}: {scheme}:// databases are not available in flowc test (no network); \
+             use a sqlite:// URL in the test's `config {{ ... }}` (a fresh SQLite file per test), \
+             or keep the query in a flow that the test does not run"
+        )));
+    };
+    let local = format!(
+        "sqlite://sqlite/{}",
+        path.trim_start_matches('/').replace(':', "_")
+    );
+    if let Some(parent) = std::path::Path::new(&local["sqlite://".len()..]).parent() {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StepError::permanent(format!("{func}: cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    if args.positional.is_empty() {
+        args.named.retain(|(n, _)| *n != "db");
+        args.named.insert(0, ("db", Value::String(local)));
+    } else {
+        args.positional[0] = Value::String(local);
+    }
+    run(func, &args, rows).await
+}
+
+// ---- PostgreSQL
+
+/// A small pool on `config`, built like the PostgreSQL store's.
+fn postgres_pool(config: &tokio_postgres::Config) -> Result<deadpool_postgres::Pool, SqlError> {
+    crate::store::postgres::new_pool(config, POOL_SIZE)
+        .map_err(|e| SqlError::Permanent(format!("cannot create the connection pool: {e}")))
+}
+
+/// A JSON value bound in PostgreSQL's text format: the server parses it as
+/// the parameter's type.
+#[derive(Debug)]
+struct PgText(Option<String>);
+
+impl PgText {
+    fn new(v: &Value) -> PgText {
+        PgText(match v {
+            Value::Null => None,
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
+    }
+}
+
+impl tokio_postgres::types::ToSql for PgText {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            None => Ok(tokio_postgres::types::IsNull::Yes),
+            Some(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(tokio_postgres::types::IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A column value as raw bytes in PostgreSQL's binary format.
+struct PgRaw<'a>(Option<&'a [u8]>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for PgRaw<'a> {
+    fn from_sql(
+        _ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PgRaw(Some(raw)))
+    }
+
+    fn from_sql_null(
+        _ty: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(PgRaw(None))
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> SqlError {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let message = format!(
+                "{} ({code}){}",
+                db.message(),
+                db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+            );
+            // Connection exceptions, serialization failures and deadlocks,
+            // insufficient resources, operator intervention (shutdown).
+            let transient = code.starts_with("08")
+                || code == "40001"
+                || code == "40P01"
+                || code.starts_with("53")
+                || code.starts_with("57P");
+            if transient {
+                SqlError::Retry(message)
+            } else {
+                SqlError::Permanent(message)
+            }
+        }
+        None => {
+            let detail = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+            SqlError::Retry(format!("{e}{detail}"))
+        }
+    }
+}
+
+async fn postgres_run(
+    pool: &deadpool_postgres::Pool,
+    sql: &str,
+    params: &[Value],
+    rows: bool,
+) -> Result<Outcome, SqlError> {
+    let client = pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(&e),
+        other => SqlError::Retry(format!("cannot get a connection: {other}")),
+    })?;
+    let stmt = client.prepare_cached(sql).await.map_err(|e| pg_error(&e))?;
+    if stmt.params().len() != params.len() {
+        return Err(SqlError::Permanent(format!(
+            "the statement has {} parameter{}, `args` has {} value{}",
+            stmt.params().len(),
+            if stmt.params().len() == 1 { "" } else { "s" },
+            params.len(),
+            if params.len() == 1 { "" } else { "s" }
+        )));
+    }
+    let values: Vec<PgText> = params.iter().map(PgText::new).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    if !rows {
+        let n = client
+            .execute(&stmt, &refs)
+            .await
+            .map_err(|e| pg_error(&e))?;
+        return Ok(Outcome::Changed(n));
+    }
+    let found = client.query(&stmt, &refs).await.map_err(|e| pg_error(&e))?;
+    let mut out = Vec::with_capacity(found.len());
+    for (i, row) in found.iter().enumerate() {
+        let mut object = Map::new();
+        for (c, column) in row.columns().iter().enumerate() {
+            let raw: PgRaw = row.try_get(c).map_err(|e| pg_error(&e))?;
+            let value = match raw.0 {
+                None => Value::Null,
+                Some(bytes) => pg_value(column.type_(), bytes).map_err(|e| {
+                    SqlError::Permanent(format!("row {}, column {}: {e}", i + 1, column.name()))
+                })?,
+            };
+            object.insert(column.name().to_string(), value);
+        }
+        out.push(Value::Object(object));
+    }
+    Ok(Outcome::Rows(out))
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from the Unix epoch to PostgreSQL's.
+const PG_EPOCH_DAYS: i64 = 10_957;
+
+/// A column value (binary format) as JSON.
+fn pg_value(ty: &tokio_postgres::types::Type, b: &[u8]) -> Result<Value, String> {
+    use tokio_postgres::types::Type as T;
+    let fixed = |n: usize| -> Result<&[u8], String> {
+        if b.len() == n {
+            Ok(b)
+        } else {
+            Err(format!("a {} value of {} bytes", ty.name(), b.len()))
+        }
+    };
+    let text = || {
+        std::str::from_utf8(b)
+            .map(|s| Value::String(s.to_string()))
+            .map_err(|_| format!("{} text that is not UTF-8", ty.name()))
+    };
+    Ok(match ty {
+        t if *t == T::BOOL => Value::Bool(fixed(1)?[0] != 0),
+        t if *t == T::INT2 => Value::from(i16::from_be_bytes(arr(fixed(2)?))),
+        t if *t == T::INT4 => Value::from(i32::from_be_bytes(arr(fixed(4)?))),
+        t if *t == T::INT8 => Value::from(i64::from_be_bytes(arr(fixed(8)?))),
+        t if *t == T::OID => Value::from(u32::from_be_bytes(arr(fixed(4)?))),
+        t if *t == T::FLOAT4 => float_value(f64::from(f32::from_be_bytes(arr(fixed(4)?)))),
+        t if *t == T::FLOAT8 => float_value(f64::from_be_bytes(arr(fixed(8)?))),
+        t if *t == T::NUMERIC => pg_numeric(b)?,
+        t if [T::TEXT, T::VARCHAR, T::BPCHAR, T::NAME, T::UNKNOWN, T::CHAR].contains(t) => text()?,
+        t if *t == T::JSON => {
+            serde_json::from_slice(b).map_err(|e| format!("invalid json: {e}"))?
+        }
+        t if *t == T::JSONB => match b.split_first() {
+            Some((1, rest)) => {
+                serde_json::from_slice(rest).map_err(|e| format!("invalid jsonb: {e}"))?
+            }
+            _ => return Err("jsonb in an unknown format version".into()),
+        },
+        t if *t == T::TIMESTAMPTZ || *t == T::TIMESTAMP => {
+            let micros = i64::from_be_bytes(arr(fixed(8)?));
+            match chrono::DateTime::from_timestamp_micros(micros.saturating_add(PG_EPOCH_MICROS)) {
+                Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+                None => Value::String(if micros > 0 { "infinity" } else { "-infinity" }.into()),
+            }
+        }
+        t if *t == T::DATE => {
+            let days = i64::from(i32::from_be_bytes(arr(fixed(4)?)));
+            let date = chrono::DateTime::from_timestamp((days + PG_EPOCH_DAYS) * 86_400, 0)
+                .ok_or_else(|| "a date out of range".to_string())?;
+            Value::String(date.format("%Y-%m-%d").to_string())
+        }
+        t if *t == T::TIME => {
+            let micros = i64::from_be_bytes(arr(fixed(8)?));
+            let t = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
+                u32::try_from(micros / 1_000_000).unwrap_or(0),
+                u32::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
+            )
+            .ok_or_else(|| "a time out of range".to_string())?;
+            Value::String(t.format("%H:%M:%S%.f").to_string())
+        }
+        t if *t == T::UUID => {
+            let h = hex::encode(fixed(16)?);
+            Value::String(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
+        }
+        t if *t == T::BYTEA => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        other => {
+            return Err(format!(
+                "type {} cannot be read by sql.query; cast it in the query (`COLUMN::text`)",
+                other.name()
+            ))
+        }
+    })
+}
+
+fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+/// `numeric` in binary: ndigits, weight, sign, dscale, then base-10000
+/// digits. An `Int` when it has no fraction and fits, else a `Float`.
+fn pg_numeric(b: &[u8]) -> Result<Value, String> {
+    let word = |i: usize| -> Result<u16, String> {
+        b.get(i * 2..i * 2 + 2)
+            .map(|s| u16::from_be_bytes([s[0], s[1]]))
+            .ok_or_else(|| "a truncated numeric".to_string())
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = i32::from(word(1)? as i16);
+    let sign = word(2)?;
+    let scale = word(3)?;
+    if sign == 0xC000 {
+        return Ok(Value::String("NaN".into()));
+    }
+    let mut text = String::new();
+    if sign == 0x4000 {
+        text.push('-');
+    }
+    // Integer part: digit groups 0..=weight.
+    if weight < 0 {
+        text.push('0');
+    }
+    for g in 0..=weight.max(-1) {
+        let g = usize::try_from(g).unwrap_or(0);
+        let d = if g < ndigits { word(4 + g)? } else { 0 };
+        if g == 0 {
+            text.push_str(&d.to_string());
+        } else {
+            text.push_str(&format!("{d:04}"));
+        }
+    }
+    if scale > 0 {
+        let mut frac = String::new();
+        let first = usize::try_from(weight + 1).unwrap_or(0);
+        // Leading zero groups when weight < -1.
+        for _ in 0..usize::try_from(-(weight + 1)).unwrap_or(0) {
+            frac.push_str("0000");
+        }
+        for g in first..ndigits {
+            frac.push_str(&format!("{:04}", word(4 + g)?));
+        }
+        let scale = usize::from(scale);
+        while frac.len() < scale {
+            frac.push('0');
+        }
+        frac.truncate(scale);
+        text.push('.');
+        text.push_str(&frac);
+    }
+    if scale == 0 {
+        if let Ok(i) = text.parse::<i64>() {
+            return Ok(Value::from(i));
+        }
+    }
+    text.parse::<f64>()
+        .map(float_value)
+        .map_err(|_| format!("numeric {text} is not a number"))
+}
+
+// ---- MySQL / MariaDB
+
+fn mysql_error(e: mysql_async::Error) -> SqlError {
+    use mysql_async::{DriverError, Error};
+    match e {
+        Error::Server(s) => {
+            let message = format!("{} ({}, SQLSTATE {})", s.message, s.code, s.state);
+            // Lock wait timeout, deadlock, too many connections.
+            if matches!(s.code, 1205 | 1213 | 1040) {
+                SqlError::Retry(message)
+            } else {
+                SqlError::Permanent(message)
+            }
+        }
+        Error::Url(u) => SqlError::Permanent(format!("invalid URL: {u}")),
+        Error::Driver(
+            d @ (DriverError::StmtParamsMismatch { .. }
+            | DriverError::StmtParamsNumberExceedsLimit { .. }
+            | DriverError::MixedParams
+            | DriverError::Params(_)),
+        ) => SqlError::Permanent(d.to_string()),
+        other => SqlError::Retry(other.to_string()),
+    }
+}
+
+fn mysql_param(v: &Value) -> mysql_async::Value {
+    match v {
+        Value::Null => mysql_async::Value::NULL,
+        Value::Bool(b) => mysql_async::Value::Int(i64::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => mysql_async::Value::Int(i),
+            (None, Some(u)) => mysql_async::Value::UInt(u),
+            _ => mysql_async::Value::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => match mysql_time(s) {
+            Some(t) => t,
+            None => mysql_async::Value::Bytes(s.clone().into_bytes()),
+        },
+        other => mysql_async::Value::Bytes(other.to_string().into_bytes()),
+    }
+}
+
+/// An RFC 3339 time (a Flow `Time`) as a MySQL `DATETIME` in UTC: MySQL
+/// refuses `2026-03-01T10:00:00Z` for a `DATETIME` column in strict mode.
+fn mysql_time(s: &str) -> Option<mysql_async::Value> {
+    use chrono::{Datelike as _, Timelike as _};
+    if s.len() < 20 || s.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?.naive_utc();
+    Some(mysql_async::Value::Date(
+        u16::try_from(t.year()).ok()?,
+        u8::try_from(t.month()).ok()?,
+        u8::try_from(t.day()).ok()?,
+        u8::try_from(t.hour()).ok()?,
+        u8::try_from(t.minute()).ok()?,
+        u8::try_from(t.second()).ok()?,
+        t.nanosecond() / 1000,
+    ))
+}
+
+async fn mysql_run(
+    pool: &mysql_async::Pool,
+    sql: &str,
+    params: &[Value],
+    rows: bool,
+) -> Result<Outcome, SqlError> {
+    use mysql_async::prelude::Queryable as _;
+    let mut conn = pool.get_conn().await.map_err(mysql_error)?;
+    let params = if params.is_empty() {
+        mysql_async::Params::Empty
+    } else {
+        mysql_async::Params::Positional(params.iter().map(mysql_param).collect())
+    };
+    if !rows {
+        conn.exec_drop(sql, params).await.map_err(mysql_error)?;
+        return Ok(Outcome::Changed(conn.affected_rows()));
+    }
+    let found: Vec<mysql_async::Row> = conn.exec(sql, params).await.map_err(mysql_error)?;
+    let mut out = Vec::with_capacity(found.len());
+    for (i, row) in found.into_iter().enumerate() {
+        let columns = row.columns();
+        let mut object = Map::new();
+        for (column, value) in columns.iter().zip(row.unwrap()) {
+            let name = column.name_str().into_owned();
+            let value = mysql_value(column, value)
+                .map_err(|e| SqlError::Permanent(format!("row {}, column {name}: {e}", i + 1)))?;
+            object.insert(name, value);
+        }
+        out.push(Value::Object(object));
+    }
+    Ok(Outcome::Rows(out))
+}
+
+fn mysql_value(column: &mysql_async::Column, v: mysql_async::Value) -> Result<Value, String> {
+    use mysql_async::consts::{ColumnFlags, ColumnType as C};
+    use mysql_async::Value as M;
+    let ty = column.column_type();
+    Ok(match v {
+        M::NULL => Value::Null,
+        M::Int(i) => Value::from(i),
+        M::UInt(u) => Value::from(u),
+        M::Float(f) => float_value(f64::from(f)),
+        M::Double(f) => float_value(f),
+        M::Bytes(b) => match ty {
+            C::MYSQL_TYPE_DECIMAL | C::MYSQL_TYPE_NEWDECIMAL => {
+                let s = String::from_utf8_lossy(&b);
+                match s.parse::<i64>() {
+                    Ok(i) => Value::from(i),
+                    Err(_) => s
+                        .parse::<f64>()
+                        .map(float_value)
+                        .map_err(|_| format!("decimal {s} is not a number"))?,
+                }
+            }
+            C::MYSQL_TYPE_JSON => {
+                serde_json::from_slice(&b).map_err(|e| format!("invalid JSON: {e}"))?
+            }
+            _ => {
+                let binary = column.flags().contains(ColumnFlags::BINARY_FLAG)
+                    && column.character_set() == 63;
+                match String::from_utf8(b) {
+                    Ok(s) if !binary => Value::String(s),
+                    Ok(s) => Value::String(base64::engine::general_purpose::STANDARD.encode(s)),
+                    Err(e) => Value::String(
+                        base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                    ),
+                }
+            }
+        },
+        M::Date(y, mo, d, h, mi, s, us) => {
+            if ty == C::MYSQL_TYPE_DATE {
+                Value::String(format!("{y:04}-{mo:02}-{d:02}"))
+            } else if us == 0 {
+                Value::String(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"))
+            } else {
+                Value::String(format!(
+                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z"
+                ))
+            }
+        }
+        M::Time(neg, days, h, mi, s, us) => {
+            let hours = u64::from(days) * 24 + u64::from(h);
+            let sign = if neg { "-" } else { "" };
+            if us == 0 {
+                Value::String(format!("{sign}{hours:02}:{mi:02}:{s:02}"))
+            } else {
+                Value::String(format!("{sign}{hours:02}:{mi:02}:{s:02}.{us:06}"))
+            }
+        }
+    })
+}
+
+// ---- SQLite
+
+fn sqlite_error(e: rusqlite::Error) -> SqlError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen
+            ) =>
+        {
+            SqlError::Retry(e.to_string())
+        }
+        _ => SqlError::Permanent(e.to_string()),
+    }
+}
+
+fn sqlite_param(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match v {
+        Value::Null => S::Null,
+        Value::Bool(b) => S::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => S::Integer(i),
+            None => S::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => S::Text(s.clone()),
+        other => S::Text(other.to_string()),
+    }
+}
+
+fn sqlite_run(
+    conn: &Mutex<rusqlite::Connection>,
+    sql: &str,
+    params: &[Value],
+    rows: bool,
+) -> Result<Outcome, SqlError> {
+    let conn = crate::core::sync::lock(conn);
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+    let expected = stmt.parameter_count();
+    if expected != params.len() {
+        return Err(SqlError::Permanent(format!(
+            "the statement has {expected} parameter{}, `args` has {} value{}",
+            if expected == 1 { "" } else { "s" },
+            params.len(),
+            if params.len() == 1 { "" } else { "s" }
+        )));
+    }
+    let values: Vec<rusqlite::types::Value> = params.iter().map(sqlite_param).collect();
+    let bound = rusqlite::params_from_iter(values.iter());
+    if !rows {
+        let n = stmt.execute(bound).map_err(sqlite_error)?;
+        return Ok(Outcome::Changed(u64::try_from(n).unwrap_or(u64::MAX)));
+    }
+    let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut found = stmt.query(bound).map_err(sqlite_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(sqlite_error)? {
+        let mut object = Map::new();
+        for (c, name) in names.iter().enumerate() {
+            use rusqlite::types::ValueRef as R;
+            let value = match row.get_ref(c).map_err(sqlite_error)? {
+                R::Null => Value::Null,
+                R::Integer(i) => Value::from(i),
+                R::Real(f) => float_value(f),
+                R::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                R::Blob(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            };
+            object.insert(name.clone(), value);
+        }
+        out.push(Value::Object(object));
+    }
+    Ok(Outcome::Rows(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_display_without_credentials() {
+        let t = Target::parse("postgres://app:s3cret@db.internal:6543/shop").unwrap();
+        assert_eq!(t.display(), "postgres://db.internal:6543/shop");
+        let t = Target::parse("mariadb://app:s3cret@db.internal/shop").unwrap();
+        assert_eq!(t.display(), "mysql://db.internal:3306/shop");
+        let t = Target::parse("sqlite:///var/lib/app.db").unwrap();
+        assert_eq!(t.display(), "sqlite:///var/lib/app.db");
+        assert!(matches!(
+            Target::parse("sqlite://:memory:"),
+            Ok(Target::Sqlite(None))
+        ));
+        let e = Target::parse("oracle://app:s3cret@db/x").err().unwrap();
+        assert!(
+            e.contains("unsupported database URL scheme `oracle://`"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"));
+        let e = Target::parse("postgres://app:s3cret@/x?port=zz")
+            .err()
+            .unwrap();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn flowc_test_refuses_servers_and_runs_sqlite_in_its_folder() {
+        let args = Args::new()
+            .arg(Value::String(
+                "postgres://app:s3cret@db.internal/shop".into(),
+            ))
+            .arg(Value::String("SELECT 1".into()));
+        let e = run_in_test("sql.query", args, true).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("postgres:// databases are not available in flowc test"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let args = Args::new()
+            .arg(Value::String(url))
+            .arg(Value::String("SELECT $1 AS a, ? AS b".into()))
+            .kw("args", serde_json::json!([1, "x"]));
+        let rows = run("sql.query", &args, true).await.unwrap();
+        assert_eq!(rows, serde_json::json!([{ "a": 1, "b": "x" }]));
+    }
+
+    #[test]
+    fn decode_errors_name_row_and_column() {
+        assert_eq!(
+            row_path("[2].qty: expected Int, got \"x\"", 1),
+            "row 3, column qty: expected Int, got \"x\""
+        );
+        assert_eq!(
+            row_path("expected [Json], got 1", 1),
+            "expected [Json], got 1"
+        );
+    }
+
+    #[test]
+    fn numeric_binary_decodes() {
+        // 12345.678: ndigits 3, weight 1, sign +, dscale 3: 1 2345 6780.
+        let b: Vec<u8> = [3u16, 1, 0, 3, 1, 2345, 6780]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(12345.678));
+        // -42: ndigits 1, weight 0, sign -, dscale 0.
+        let b: Vec<u8> = [1u16, 0, 0x4000, 0, 42]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(-42));
+        // 0.0005: ndigits 1, weight -1, dscale 4: 5 (0.0005 = 5 * 10000^-1).
+        let b: Vec<u8> = [1u16, 0xFFFF, 0, 4, 5]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(0.0005));
+    }
+}

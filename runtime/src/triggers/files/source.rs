@@ -1,0 +1,300 @@
+//! Where a files trigger looks: a local folder, or a folder on an SFTP
+//! server. Both answer the same few questions (list, read, remove, move),
+//! with errors as one-line messages naming the file.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::core::files::{file_json, glob_match, split_glob};
+use crate::core::ops::format_time;
+use crate::io::sftp::{self, SftpUrl};
+
+/// One listed file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    /// The path (local) or URL (SFTP) that names it, as in its `File.path`.
+    pub location: String,
+    /// The file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: DateTime<Utc>,
+}
+
+impl Entry {
+    /// The same key as [`super::file_key`] of this file's `File` value.
+    pub fn key(&self) -> String {
+        let modified = format_time(self.modified);
+        format!(
+            "file:{}|{}|{}",
+            self.location,
+            self.size,
+            modified.as_str().unwrap_or_default()
+        )
+    }
+}
+
+/// A folder and the glob its file names must match.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// A folder on this machine (relative to the working directory).
+    Local {
+        /// The folder.
+        dir: PathBuf,
+        /// The last segment of the glob.
+        pattern: String,
+    },
+    /// A folder on an SFTP server.
+    Sftp {
+        /// The folder, with `*` as its last segment (every file, so that
+        /// done markers are seen too).
+        every_file: SftpUrl,
+        /// The last segment of the glob.
+        pattern: String,
+        /// The password or private key.
+        auth: String,
+    },
+}
+
+impl Source {
+    /// Parses a trigger's glob: `inbox/*.xml`, `/data/in/*.csv` or
+    /// `sftp://user@host:22/in/*.csv` (with `auth`).
+    pub fn parse(glob: &str, auth: Option<&str>) -> Result<Source, String> {
+        if SftpUrl::is_sftp(glob) {
+            let url = SftpUrl::parse(glob).map_err(|e| e.to_string())?;
+            let auth = auth
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| format!("files trigger {url}: an sftp:// folder needs `auth:`"))?;
+            let pattern = url.file_name().to_string();
+            if pattern.is_empty() {
+                return Err(format!("files trigger {url}: the glob names no files"));
+            }
+            let every_file = url.with_path(join(url.parent(), "*"));
+            return Ok(Source::Sftp {
+                every_file,
+                pattern,
+                auth: auth.to_string(),
+            });
+        }
+        if glob.contains("://") {
+            return Err(format!(
+                "files trigger {glob:?}: only local folders and sftp:// are supported"
+            ));
+        }
+        if glob.is_empty() || glob.ends_with('/') {
+            return Err(format!("files trigger {glob:?}: the glob names no files"));
+        }
+        let (dir, pattern) = split_glob(Path::new(glob));
+        if pattern.is_empty() {
+            return Err(format!("files trigger {glob:?}: the glob names no files"));
+        }
+        Ok(Source::Local { dir, pattern })
+    }
+
+    /// Whether a file name matches the glob.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Source::Local { pattern, .. } | Source::Sftp { pattern, .. } => {
+                glob_match(pattern, name)
+            }
+        }
+    }
+
+    /// Every regular file in the folder (matching or not: done markers
+    /// need not match the glob). A missing folder lists nothing.
+    pub async fn list(&self) -> Result<Vec<Entry>, String> {
+        match self {
+            Source::Local { dir, .. } => list_local(dir).await,
+            Source::Sftp {
+                every_file, auth, ..
+            } => Ok(sftp::list(every_file, auth)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|f| Entry {
+                    location: f.url,
+                    name: f.name,
+                    size: f.size,
+                    modified: f.modified,
+                })
+                .collect()),
+        }
+    }
+
+    /// The `File` value of a listed file, content included.
+    pub async fn read(&self, entry: &Entry) -> Result<Value, String> {
+        match self {
+            Source::Local { .. } => {
+                crate::core::files::file_value(Path::new(&entry.location), "files trigger")
+                    .await
+                    .map_err(|e| e.message)
+            }
+            Source::Sftp { auth, .. } => {
+                let url = SftpUrl::parse(&entry.location).map_err(|e| e.to_string())?;
+                let (data, file) = sftp::read(&url, auth).await.map_err(|e| e.to_string())?;
+                Ok(file_json(&file.url, &file.name, &data, Some(file.modified)))
+            }
+        }
+    }
+
+    /// Deletes a file; `false` when it was already gone.
+    pub async fn remove(&self, location: &str) -> Result<bool, String> {
+        match self {
+            Source::Local { .. } => match tokio::fs::remove_file(location).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(format!("{location}: {e}")),
+            },
+            Source::Sftp { auth, .. } => {
+                let url = SftpUrl::parse(location).map_err(|e| e.to_string())?;
+                sftp::remove(&url, auth).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Moves a file into `folder` (relative folders are taken beside the
+    /// file), creating it as needed. A file of the same name there is kept:
+    /// the moved one gets a time stamp before its extension. A file already
+    /// gone counts as moved (another replica, or an earlier attempt, did it).
+    pub async fn move_into(&self, location: &str, name: &str, folder: &str) -> Result<(), String> {
+        match self {
+            Source::Local { .. } => {
+                let from = Path::new(location);
+                let base = from.parent().unwrap_or(Path::new("."));
+                let dir = base.join(folder);
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                let mut to = dir.join(name);
+                if tokio::fs::try_exists(&to).await.unwrap_or(false) {
+                    to = dir.join(stamped(name, Utc::now()));
+                }
+                match tokio::fs::rename(from, &to).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(format!("{location} → {}: {e}", to.display())),
+                }
+            }
+            Source::Sftp { auth, .. } => {
+                let from = SftpUrl::parse(location).map_err(|e| e.to_string())?;
+                let dir = if folder.starts_with('/') {
+                    folder.to_string()
+                } else {
+                    join(from.parent(), folder)
+                };
+                let mut to = from.with_path(join(&dir, name));
+                if sftp::stat(&to, auth).await.is_ok() {
+                    to = from.with_path(join(&dir, &stamped(name, Utc::now())));
+                }
+                match sftp::rename(&from, &to, auth).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_not_found() && sftp::stat(&from, auth).await.is_err() => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// `dir` + `/` + `name`, without doubling the slash.
+fn join(dir: &str, name: &str) -> String {
+    format!(
+        "{}/{}",
+        dir.trim_end_matches('/'),
+        name.trim_start_matches('/')
+    )
+}
+
+/// `report.csv` → `report.20260101T120000.123Z.csv`.
+fn stamped(name: &str, now: DateTime<Utc>) -> String {
+    let stamp = now.format("%Y%m%dT%H%M%S%.3fZ");
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{stamp}.{ext}"),
+        _ => format!("{name}.{stamp}"),
+    }
+}
+
+async fn list_local(dir: &Path) -> Result<Vec<Entry>, String> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    let mut out = Vec::new();
+    loop {
+        let entry = match entries.next_entry().await {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        };
+        // Gone between the listing and the look: skip it.
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let Ok(modified) = meta.modified() else {
+            continue;
+        };
+        let path = dir.join(entry.file_name());
+        out.push(Entry {
+            location: display_path(&path),
+            name: entry.file_name().to_string_lossy().into_owned(),
+            size: meta.len(),
+            modified: modified.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// `./a.csv` is shown (and keyed) as `a.csv`, as the user would write it.
+fn display_path(path: &Path) -> String {
+    let p = path.strip_prefix(".").unwrap_or(path);
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_go_before_the_extension() {
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(stamped("a.csv", t), "a.20260102T030405.678Z.csv");
+        assert_eq!(stamped("README", t), "README.20260102T030405.678Z");
+        assert_eq!(stamped(".hidden", t), ".hidden.20260102T030405.678Z");
+    }
+
+    #[test]
+    fn globs_parse_into_folder_and_pattern() {
+        let Ok(Source::Local { dir, pattern }) = Source::parse("inbox/*.xml", None) else {
+            panic!("a local folder")
+        };
+        assert_eq!((dir, pattern.as_str()), (PathBuf::from("inbox"), "*.xml"));
+        let Ok(Source::Local { dir, .. }) = Source::parse("*.csv", None) else {
+            panic!("a local folder")
+        };
+        assert_eq!(dir, PathBuf::from("."));
+        let Ok(Source::Sftp {
+            every_file,
+            pattern,
+            ..
+        }) = Source::parse("sftp://erp@files.test:2222/out/*.xml", Some("pw"))
+        else {
+            panic!("an sftp folder")
+        };
+        assert_eq!(
+            (every_file.path.as_str(), pattern.as_str()),
+            ("/out/*", "*.xml")
+        );
+        assert!(Source::parse("sftp://erp@files.test/out/*.xml", None).is_err());
+        assert!(Source::parse("ftp://host/x/*.csv", None).is_err());
+        assert!(Source::parse("inbox/", None).is_err());
+    }
+}

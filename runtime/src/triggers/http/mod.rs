@@ -1,0 +1,350 @@
+//! The HTTP side: webhook and sync routes for flows, the admin API under
+//! `/_flow/`, and the serve loop with graceful shutdown.
+//!
+//! Webhook requests are checked in this order: size (413), content type
+//! (415), signature (401), JSON and body type (400), dedupe (200 with the
+//! first execution id); then the execution is stored and the answer is `202
+//! {"execution_id"}`. Sync requests run the flow inline within the timeout.
+
+// Early-return helpers carry the finished error `Response`; boxing it would
+// only add noise on a path that ends the request anyway.
+#![allow(clippy::result_large_err)]
+
+mod admin;
+mod sync;
+mod webhook;
+
+pub use sync::{answer as sync_answer, SyncAnswer};
+pub use webhook::verify_signature;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodFilter, MethodRouter};
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq as _;
+
+use crate::core::headers::header_map;
+use crate::core::schema::Schema;
+use crate::engine::integration::{FlowDef, HmacVerify, TriggerDef, DEFAULT_MAX_BODY};
+use crate::engine::{Runtime, SyncTrigger};
+use crate::store::{Execution, ExecutionFilter, Status, StepRecord};
+
+fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The axum router of everything HTTP: flow routes (webhook and sync),
+/// `/_flow/*` (the admin endpoints need `admin_token`; without one they
+/// answer 403), request metrics.
+pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
+    let mut by_path: HashMap<&'static str, MethodRouter> = HashMap::new();
+    for def in rt.flows() {
+        let Some((method, path)) = def.trigger.route() else {
+            continue;
+        };
+        let filter = Method::from_bytes(method.as_bytes())
+            .ok()
+            .and_then(|m| MethodFilter::try_from(m).ok());
+        let Some(filter) = filter else {
+            tracing::error!(
+                flow = def.name,
+                method,
+                "unsupported HTTP method; route not served"
+            );
+            continue;
+        };
+        let rt = rt.clone();
+        let def = def.clone();
+        let handler = move |params: Option<Path<HashMap<String, String>>>, req: Request| {
+            let rt = rt.clone();
+            let def = def.clone();
+            async move {
+                let params = params.map(|Path(p)| p).unwrap_or_default();
+                match def.trigger {
+                    TriggerDef::Sync { .. } => sync::handler(rt, def, params, req).await,
+                    _ => webhook::handler(rt, def, req).await,
+                }
+            }
+        };
+        let entry = by_path.remove(path).unwrap_or_default();
+        by_path.insert(path, entry.on(filter, handler));
+    }
+    let mut router = Router::new();
+    for (path, mr) in by_path {
+        router = router.route(path, mr);
+    }
+    router
+        .merge(admin::router(rt, admin_token))
+        .layer(TrackLayer(rt.clone()))
+}
+
+/// Counts every answered request by route pattern and status
+/// (`flow_http_requests_total`).
+#[derive(Clone)]
+struct TrackLayer(Runtime);
+
+impl<S> tower_layer::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            rt: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`TrackLayer`].
+#[derive(Clone)]
+struct Track<S> {
+    inner: S,
+    rt: Runtime,
+}
+
+impl<S> tower_service::Service<Request> for Track<S>
+where
+    S: tower_service::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        Tracked {
+            inner: self.inner.call(req),
+            route,
+            rt: self.rt.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Track`]: counts the answer when it is ready.
+    struct Tracked<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        rt: Runtime,
+    }
+}
+
+impl<F, E> std::future::Future for Tracked<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &result {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            this.rt.metrics().count_http(route, resp.status().as_u16());
+        }
+        std::task::Poll::Ready(result)
+    }
+}
+
+fn query_map(uri: &axum::http::Uri) -> Map<String, Value> {
+    if uri.query().is_none() {
+        return Map::new();
+    }
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the body schema takes the raw body rather than JSON.
+fn raw_body(schema: &Schema) -> bool {
+    match schema {
+        Schema::String | Schema::Bytes => true,
+        Schema::Optional(inner) => raw_body(inner),
+        _ => false,
+    }
+}
+
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    // On bytes, without allocating: this runs for every request.
+    let value = value.as_bytes();
+    let end = value.iter().position(|b| *b == b';').unwrap_or(value.len());
+    let media_type = value[..end].trim_ascii();
+    let Some(slash) = media_type.iter().position(|b| *b == b'/') else {
+        return false;
+    };
+    let (kind, subtype) = (&media_type[..slash], &media_type[slash + 1..]);
+    let ends_with_json =
+        subtype.len() >= 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case(b"+json");
+    kind.eq_ignore_ascii_case(b"application")
+        && (subtype.eq_ignore_ascii_case(b"json") || ends_with_json)
+}
+
+/// Reads the body within `max`, answering 413 beyond it.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, max).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            if chain_contains(&e, "length limit exceeded") {
+                Err(too_large())
+            } else {
+                Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+fn chain_contains(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains(needle) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Parses and validates a request body against the trigger's body type.
+fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value, Response> {
+    if raw_body(schema) {
+        if bytes.is_empty() && allow_empty {
+            return Ok(Value::Null);
+        }
+        let is_bytes = match schema {
+            Schema::Optional(inner) => **inner == Schema::Bytes,
+            s => *s == Schema::Bytes,
+        };
+        if is_bytes {
+            return Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            ));
+        }
+        return match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(Value::String(s.to_string())),
+            Err(_) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "request body is not valid UTF-8",
+            )),
+        };
+    }
+    let value: Value = if bytes.is_empty() && allow_empty {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .map_err(|e| error_response(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?
+    };
+    schema
+        .decode_owned(value)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_verification() {
+        let v = HmacVerify {
+            header: "X-Signature",
+            secret: "topsecret".into(),
+        };
+        let body = br#"{"a":1}"#;
+        let good = crate::core::hmac::hmac_hex(b"topsecret", body);
+        let mut h = HeaderMap::new();
+        assert!(!verify_signature(&v, &h, body), "missing header");
+        h.insert("x-signature", HeaderValue::from_str(&good).unwrap());
+        assert!(verify_signature(&v, &h, body));
+        h.insert(
+            "x-signature",
+            HeaderValue::from_str(&format!("sha256={good}")).unwrap(),
+        );
+        assert!(verify_signature(&v, &h, body));
+        assert!(!verify_signature(&v, &h, b"{\"a\":2}"), "other body");
+        h.insert(
+            "x-signature",
+            HeaderValue::from_str(&good.to_uppercase()).unwrap(),
+        );
+        assert!(
+            !verify_signature(&v, &h, body),
+            "uppercase hex is not the documented form"
+        );
+        h.insert("x-signature", HeaderValue::from_static("sha256="));
+        assert!(!verify_signature(&v, &h, body));
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json_content_type(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(is_json_content_type(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.api+json"),
+        );
+        assert!(is_json_content_type(&h));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_json_content_type(&h));
+        for (value, json) in [
+            ("Application/JSON", true),
+            (" application/problem+JSON ; q=1", true),
+            ("application/json5", false),
+            ("text/json", false),
+            ("application", false),
+            ("json", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_json_content_type(&h), json, "{value}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Sync routes: run the flow while the caller waits; a run past its
+//! timeout answers `202` and carries on (with `fallback: async`).
+
+use std::borrow::Cow;
+
+use super::*;
+use crate::core::redact::Redactor;
+
+/// What a finished sync run answers over HTTP: its `respond` (a status
+/// outside 100..=999 is a 500), 204 without one, 200 `{"skipped": reason}`
+/// for `skip`, 500 `{"error": message}` (redacted) when it failed. The one
+/// description of it, used by the server and by the test runner's `expect
+/// response`.
+pub struct SyncAnswer<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON body; `None` for an empty one (204).
+    pub body: Option<Cow<'a, Value>>,
+    /// Headers given to `respond`, values as text.
+    pub headers: Vec<(&'a str, String)>,
+}
+
+/// The [`SyncAnswer`] of a finished execution.
+pub fn answer<'a>(exec: &'a Execution, redactor: &Redactor) -> SyncAnswer<'a> {
+    let plain = |status, body| SyncAnswer {
+        status,
+        body: Some(Cow::Owned(body)),
+        headers: Vec::new(),
+    };
+    match (exec.status, &exec.result) {
+        (Status::Succeeded, Some(r)) if r.get("status").is_some() => SyncAnswer {
+            status: r["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| StatusCode::from_u16(*s).is_ok())
+                .unwrap_or(500),
+            body: Some(Cow::Borrowed(&r["body"])),
+            headers: match r.get("headers") {
+                Some(Value::Object(h)) => h
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), crate::core::ops::display(v)))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        },
+        (Status::Succeeded, _) => SyncAnswer {
+            status: 204,
+            body: None,
+            headers: Vec::new(),
+        },
+        (Status::Skipped, result) => plain(
+            200,
+            json!({ "skipped": result.as_ref().map_or(Value::Null, |r| r["skipped"].clone()) }),
+        ),
+        _ => plain(
+            500,
+            json!({ "error": redactor.redact_string(exec.error.clone().unwrap_or_else(|| "run failed".into())) }),
+        ),
+    }
+}
+
+/// The HTTP response for a finished sync execution.
+fn sync_response(exec: &Execution, redactor: &Redactor) -> Response {
+    let answer = answer(exec, redactor);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = match &answer.body {
+        Some(body) => (status, Json(body.as_ref())).into_response(),
+        None => status.into_response(),
+    };
+    for (k, v) in answer.headers {
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            (Ok(n), Ok(v)) => {
+                resp.headers_mut().insert(n, v);
+            }
+            _ => tracing::warn!(header = %k, "invalid response header dropped"),
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&exec.id) {
+        resp.headers_mut().insert("x-execution-id", v);
+    }
+    resp
+}
+
+pub(super) async fn handler(
+    rt: Runtime,
+    def: Arc<FlowDef>,
+    params: HashMap<String, String>,
+    req: Request,
+) -> Response {
+    let TriggerDef::Sync {
+        body: schema,
+        timeout,
+        fallback_async,
+        reads_headers,
+        ..
+    } = &def.trigger
+    else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "not a sync flow");
+    };
+    if rt.is_shutting_down() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let query = query_map(&parts.uri);
+    let bytes = match read_body(&headers, body, DEFAULT_MAX_BODY).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    if !bytes.is_empty() && !raw_body(schema) && !is_json_content_type(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        );
+    }
+    let body = match decode_body(schema, &bytes, true) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let params: Map<String, Value> = params
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let callback = headers
+        .get("x-callback-url")
+        .filter(|_| *fallback_async)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // Built by moving the parts in (`json!` would copy them).
+    let mut fields = vec![
+        ("params", Value::Object(params)),
+        ("body", body),
+        ("query", Value::Object(query)),
+        ("received_at", crate::core::ops::format_time(Utc::now())),
+    ];
+    let trigger = if *reads_headers {
+        fields.push(("headers", Value::Object(header_map(&headers))));
+        SyncTrigger::new(crate::core::ops::record(fields), None)
+    } else {
+        SyncTrigger::new(crate::core::ops::record(fields), Some(headers))
+    };
+    let mut run = rt.start_sync(def.name, trigger);
+    let id = run.id().to_string();
+    match tokio::time::timeout(*timeout, run.wait()).await {
+        Ok(Ok(exec)) => sync_response(&exec, rt.redactor()),
+        Ok(Err(e)) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("run aborted: {e}"),
+        ),
+        Err(_) if *fallback_async => {
+            // The 202 promises the run will finish: store it first.
+            match run.persist().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // It ended just now: answer with its outcome.
+                    return match run.wait().await {
+                        Ok(exec) => sync_response(&exec, rt.redactor()),
+                        Err(e) => error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("run aborted: {e}"),
+                        ),
+                    };
+                }
+                Err(e) => {
+                    tracing::error!(execution_id = %id, error = %e, "cannot store the execution");
+                    return error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot store the execution; try again",
+                    );
+                }
+            }
+            let status_url = format!("/_flow/executions/{id}");
+            let rt2 = rt.clone();
+            let id2 = id.clone();
+            tokio::spawn(async move {
+                let exec = match run.wait().await {
+                    Ok(exec) => exec,
+                    Err(_) => return,
+                };
+                if let Some(url) = callback {
+                    post_callback(&rt2, &url, &id2, &exec).await;
+                }
+            });
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "execution_id": id, "status_url": status_url })),
+            )
+                .into_response()
+        }
+        Err(_) => {
+            let message = format!(
+                "timed out after {}",
+                crate::engine::integration::human_duration(*timeout)
+            );
+            run.abandon(&message).await;
+            let mut resp = error_response(StatusCode::GATEWAY_TIMEOUT, message);
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                resp.headers_mut().insert("x-execution-id", v);
+            }
+            resp
+        }
+    }
+}
+
+/// POSTs `{ execution_id, status, body }` (plus `http_status` and `error`)
+/// to the caller's `X-Callback-Url`, with a few attempts.
+async fn post_callback(rt: &Runtime, url: &str, id: &str, exec: &Execution) {
+    let result = exec.result.clone().unwrap_or(Value::Null);
+    let payload = json!({
+        "execution_id": id,
+        "status": exec.status.as_str(),
+        "http_status": result.get("status").cloned().unwrap_or(Value::Null),
+        "body": result.get("body").cloned().unwrap_or(Value::Null),
+        "error": exec.error.as_ref().map(|e| rt.redactor().redact_string(e.clone())),
+    });
+    for attempt in 1..=3u32 {
+        match rt.http_client().post(url).json(&payload).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(execution_id = id, "callback delivered");
+                return;
+            }
+            Ok(r) => tracing::warn!(
+                execution_id = id,
+                status = r.status().as_u16(),
+                attempt,
+                "callback refused"
+            ),
+            Err(e) => {
+                tracing::warn!(execution_id = id, error = %e.without_url(), attempt, "callback failed")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+}

@@ -1,0 +1,97 @@
+//! Webhook routes: check, store, answer `202`.
+
+use super::*;
+
+/// Constant-time check of `header` = hex HMAC-SHA256(secret, body),
+/// optionally prefixed `sha256=`.
+pub fn verify_signature(verify: &HmacVerify, headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(given) = headers.get(verify.header).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let given = given.trim();
+    let given = given.strip_prefix("sha256=").unwrap_or(given);
+    let expected = crate::core::hmac::hmac_hex(verify.secret.as_bytes(), body);
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Response {
+    let TriggerDef::Webhook {
+        body: schema,
+        verify,
+        dedupe,
+        max_body,
+        ..
+    } = &def.trigger
+    else {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, "not a webhook flow");
+    };
+    if rt.is_shutting_down() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    if !raw_body(schema) && !is_json_content_type(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        );
+    }
+    let query = query_map(&parts.uri);
+    let bytes = match read_body(
+        &headers,
+        body,
+        if *max_body == 0 {
+            DEFAULT_MAX_BODY
+        } else {
+            *max_body
+        },
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    if let Some(v) = verify {
+        if !verify_signature(v, &headers, &bytes) {
+            tracing::warn!(
+                flow = def.name,
+                "rejected a request with a missing or invalid signature"
+            );
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                format!("missing or invalid signature in {}", v.header),
+            );
+        }
+    }
+    let body = match decode_body(schema, &bytes, false) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    // Built by moving the parts in (`json!` would copy them).
+    let trigger = crate::core::ops::record([
+        ("body", body),
+        ("headers", Value::Object(header_map(&headers))),
+        ("query", Value::Object(query)),
+        ("received_at", crate::core::ops::format_time(Utc::now())),
+    ]);
+    let key = dedupe.and_then(|f| f(&trigger));
+    match rt.submit(def.name, trigger, key).await {
+        Ok(s) if s.duplicate => (
+            StatusCode::OK,
+            Json(json!({ "execution_id": s.execution_id, "duplicate": true })),
+        )
+            .into_response(),
+        Ok(s) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "execution_id": s.execution_id })),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store the event");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the event; try again",
+            )
+        }
+    }
+}
