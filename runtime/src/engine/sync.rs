@@ -1,0 +1,275 @@
+//! Sync runs: run in the caller's task with the journal in memory; stored
+//! only when they fail, fall back to async, or the caller hangs up.
+
+use super::*;
+
+impl Runtime {
+    /// Prepares a sync flow's run, *without* storing it: the caller holds
+    /// the connection, so by default the run is neither queued nor
+    /// journaled, and it runs in the caller's task ([`SyncRun::wait`]). [`SyncRun::persist`] stores it (a fallback to
+    /// async); a run that fails or is abandoned is recorded as failed.
+    ///
+    /// The trigger is shared by the run and the [`SyncRun`], never copied
+    /// on this path: the execution the task ends with carries it only when
+    /// someone waits for the run ([`Runtime::wait_for`]); otherwise its
+    /// `trigger` is `null` (the caller has the request).
+    pub fn start_sync(&self, flow: &str, trigger: SyncTrigger) -> SyncRun {
+        let id = new_execution_id();
+        let worker = ["inline-", &id].concat();
+        let now = chrono::Utc::now();
+        let exec = Execution {
+            id: id.clone(),
+            flow: flow.to_string(),
+            status: Status::Running,
+            trigger: Value::Null,
+            dedupe_key: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            attempts: 1,
+            result: None,
+            error: None,
+            error_step: None,
+            lease_owner: Some(worker.clone()),
+            lease_expires: None,
+            lease_epoch: Lease::first("").epoch,
+        };
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
+        let run: SyncFuture = {
+            let rt = self.clone();
+            let exec = exec.clone();
+            let trigger = trigger.clone();
+            let journal = journal.clone();
+            Box::pin(async move { rt.execute_sync(exec, trigger, journal).await })
+        };
+        SyncRun {
+            rt: self.clone(),
+            exec,
+            trigger,
+            journal,
+            run: Some(run),
+            keeper: None,
+        }
+    }
+
+    async fn execute_sync(
+        &self,
+        exec: Execution,
+        trigger: SyncTrigger,
+        journal: RunJournal,
+    ) -> Execution {
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        let finish = self
+            .run_flow(&exec, trigger.seen.clone(), &journal, None)
+            .instrument(span)
+            .await;
+        let mut mode = journal.mode.write().await;
+        match *mode {
+            Journaling::Durable if !self.record_finish(&exec.id, &journal, &finish).await => {
+                // The lease was lost: the outcome is the new holder's.
+                *mode = Journaling::Ended;
+                return exec;
+            }
+            Journaling::Memory if finish.status == Status::Failed => {
+                // Kept for `executions --failed` and replay; the caller got a 500.
+                if let Err(e) = self
+                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish))
+                    .await
+                {
+                    tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
+                }
+            }
+            _ => {}
+        }
+        *mode = Journaling::Ended;
+        drop(mode);
+        let mut done = finished(exec, finish);
+        if lock(&self.inner.watchers).contains_key(&done.id) {
+            done.trigger = trigger.recorded();
+        }
+        self.notify_finished(&done);
+        done
+    }
+
+    /// Stores an inline run that so far lived in memory: the execution (as
+    /// running, held by the journal's lease), its journal entries, and
+    /// `finish` if given.
+    async fn store_whole(
+        &self,
+        exec: &Execution,
+        trigger: &Value,
+        journal: &RunJournal,
+        finish: Option<&Finish>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let lease = &journal.lease;
+        let mut new = NewExecution::queued(exec.id.clone(), exec.flow.clone(), trigger.clone());
+        new.running = Some((lease.worker.clone(), self.inner.lease));
+        store.enqueue(new).await?;
+        // Sent together: one group commit, in step order.
+        let writes: Vec<_> = journal
+            .snapshot()
+            .into_iter()
+            .map(|r| store.record_step(&exec.id, lease, r))
+            .collect();
+        futures::future::try_join_all(writes).await?;
+        if let Some(f) = finish {
+            store.finish(&exec.id, lease, f.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A sync run's trigger: the value its flow sees and, when the flow does
+/// not read them ([`TriggerDef::Sync`]'s `reads_headers`), the request's
+/// headers, which join the trigger only where the run is recorded.
+#[derive(Clone)]
+pub struct SyncTrigger {
+    seen: Arc<Value>,
+    unread_headers: Option<Arc<axum::http::HeaderMap>>,
+}
+
+impl SyncTrigger {
+    /// `seen` is the trigger the flow gets; `unread_headers` the request
+    /// headers left out of it.
+    pub fn new(seen: Value, unread_headers: Option<axum::http::HeaderMap>) -> SyncTrigger {
+        SyncTrigger {
+            seen: Arc::new(seen),
+            unread_headers: unread_headers.map(Arc::new),
+        }
+    }
+
+    /// The trigger as stored and shown: complete, headers included.
+    fn recorded(&self) -> Value {
+        let mut value = Value::clone(&self.seen);
+        if let (Some(headers), Value::Object(fields)) = (&self.unread_headers, &mut value) {
+            fields.insert(
+                "headers".into(),
+                Value::Object(crate::core::headers::header_map(headers)),
+            );
+        }
+        value
+    }
+}
+
+/// A sync run's flow and what follows it, ending with the execution.
+type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Execution> + Send>>;
+
+/// A sync flow's run in progress, from [`Runtime::start_sync`].
+///
+/// The run is polled by whoever waits for it ([`SyncRun::wait`]), in
+/// their task: a task of its own per request cost the relay benchmark a
+/// spawn, a wake-up and a task switch. When the `SyncRun` is dropped
+/// before the run ended (hyper drops a handler's future when the caller
+/// hangs up), the run moves to a task of its own and finishes there, its
+/// failure recorded as usual.
+pub struct SyncRun {
+    rt: Runtime,
+    /// The execution as it would be stored, without its trigger (below).
+    exec: Execution,
+    trigger: SyncTrigger,
+    journal: RunJournal,
+    /// `None` once the run has ended or was stopped.
+    run: Option<SyncFuture>,
+    /// Renews the lease once the run is stored ([`SyncRun::persist`]).
+    keeper: Option<AbortOnDrop>,
+}
+
+impl Drop for SyncRun {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(run);
+            }
+        }
+    }
+}
+
+impl SyncRun {
+    /// The execution id (sent as `X-Execution-Id`).
+    pub fn id(&self) -> &str {
+        &self.exec.id
+    }
+
+    /// Runs the flow to its end and returns the finished execution, or
+    /// what its panic said. Cancel-safe: dropping this future (a timeout)
+    /// pauses the run where it is, and a later `wait` goes on from there.
+    pub async fn wait(&mut self) -> Result<Execution, String> {
+        let Some(run) = self.run.as_mut() else {
+            return Err("the run has already ended".into());
+        };
+        let result = AssertUnwindSafe(run.as_mut()).catch_unwind().await;
+        self.run = None;
+        result.map_err(|panic| panic_message(&*panic))
+    }
+
+    /// The fallback to async: stores the execution (as running) and the
+    /// journal so far, and journals every later step. `Ok(true)` once it is
+    /// durable — only then may `202` go out; `Ok(false)` if the run has
+    /// already ended (answer with its outcome instead).
+    pub async fn persist(&mut self) -> Result<bool, StoreError> {
+        let mut mode = self.journal.mode.write().await;
+        match *mode {
+            Journaling::Ended => Ok(false),
+            Journaling::Durable => Ok(true),
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(&self.exec, &self.trigger.recorded(), &self.journal, None)
+                    .await?;
+                *mode = Journaling::Durable;
+                self.keeper = Some(
+                    self.rt
+                        .keep_lease(self.exec.id.clone(), self.journal.clone()),
+                );
+                tracing::info!(execution_id = %self.exec.id, flow = %self.exec.flow, "sync run continues asynchronously");
+                Ok(true)
+            }
+        }
+    }
+
+    /// Stops the run (a sync timeout without fallback) and records it as
+    /// failed with `message`, so the id in the `504` can be looked up.
+    pub async fn abandon(mut self, message: &str) {
+        // Dropped, not handed to a task: the run stops here.
+        self.run = None;
+        let finish = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(message.to_string()),
+            error_step: None,
+        };
+        let mut mode = self.journal.mode.write().await;
+        let stored = match *mode {
+            Journaling::Ended => Ok(()),
+            Journaling::Durable => {
+                self.rt
+                    .inner
+                    .store
+                    .finish(&self.exec.id, &self.journal.lease, finish.clone())
+                    .await
+            }
+            Journaling::Memory => {
+                self.rt
+                    .store_whole(
+                        &self.exec,
+                        &self.trigger.recorded(),
+                        &self.journal,
+                        Some(&finish),
+                    )
+                    .await
+            }
+        };
+        if *mode == Journaling::Ended {
+            return;
+        }
+        *mode = Journaling::Ended;
+        drop(mode);
+        if let Err(e) = stored {
+            tracing::error!(execution_id = %self.exec.id, error = %e, "cannot record an abandoned sync run");
+        }
+        tracing::warn!(execution_id = %self.exec.id, flow = %self.exec.flow, "{message}");
+        let mut done = finished(self.exec.clone(), finish);
+        done.trigger = self.trigger.recorded();
+        self.rt.notify_finished(&done);
+    }
+}
