@@ -120,7 +120,7 @@ impl Gen<'_> {
                     .as_ref()
                     .map_or("Value::Null".to_string(), |o| self.expr(o));
                 out.push_str(&format!(" else {{ {other} }}"));
-                format!("({out})")
+                out
             }
             ExprKind::Match { scrutinee, arms } => {
                 let s = self.expr(scrutinee);
@@ -155,11 +155,7 @@ impl Gen<'_> {
                     return Some(format!("&{}", local(&n.name)));
                 }
                 match n.name.as_str() {
-                    "trigger" => {
-                        // The whole trigger: it may reach its headers.
-                        self.reads_trigger_headers.set(true);
-                        Some("cx.trigger()".into())
-                    }
+                    "trigger" => Some("cx.trigger()".into()),
                     "error" => Some("cx.error()".into()),
                     _ => None,
                 }
@@ -170,11 +166,7 @@ impl Gen<'_> {
                     return Some(format!("ops::get(cx.config(), {})", lit(&name.name)));
                 }
                 let base = match &target.kind {
-                    // `trigger.FIELD`: only `headers` counts as reading them.
                     ExprKind::Name(t) if t.name == "trigger" && !self.is_local("trigger") => {
-                        if name.name == "headers" {
-                            self.reads_trigger_headers.set(true);
-                        }
                         "cx.trigger()".to_string()
                     }
                     _ => self.place(target)?,
@@ -444,9 +436,18 @@ impl Gen<'_> {
                 // The parameter borrows the item (a `&Value` local: places
                 // built on it are `&&Value`, which coerces): nothing is
                 // copied unless the body needs an owned value.
+                let bind_item = if self.is_read(&param) {
+                    format!("let {} = item;", local(&param))
+                } else {
+                    String::new()
+                };
+                let item = if bind_item.is_empty() {
+                    "_item"
+                } else {
+                    "item"
+                };
                 format!(
-                    "ops::{method}({recv}, |item: &Value| -> Result<Value, RunError> {{ let {} = item; Ok({body}) }})?",
-                    local(&param)
+                    "ops::{method}({recv}, |{item}: &Value| -> Result<Value, RunError> {{ {bind_item} Ok({body}) }})?"
                 )
             }
             _ => {
