@@ -187,13 +187,26 @@ impl Gen<'_> {
     }
 
     fn string(&mut self, parts: &[StrPart]) -> String {
-        if let [StrPart::Lit(s)] = parts {
-            return format!("Value::from({})", lit(s));
+        match parts {
+            [] => "Value::from(\"\")".into(),
+            [StrPart::Lit(s)] => format!("Value::from({})", lit(s)),
+            _ => format!("{{ {} Value::String(s) }}", self.build_text(parts)),
         }
-        if parts.is_empty() {
-            return "Value::from(\"\")".into();
+    }
+
+    /// A Rust expression of type `String` for the text of a string
+    /// expression, e.g. a `skip` or `fail` reason.
+    pub fn text(&mut self, parts: &[StrPart]) -> String {
+        match parts {
+            [] => "String::new()".into(),
+            [StrPart::Lit(s)] => format!("{}.to_string()", lit(s)),
+            _ => format!("{{ {} s }}", self.build_text(parts)),
         }
-        let mut out = String::from("{ let mut s = String::new(); ");
+    }
+
+    /// Statements that build the text of `parts` in a `String` named `s`.
+    fn build_text(&mut self, parts: &[StrPart]) -> String {
+        let mut out = String::from("let mut s = String::new(); ");
         for p in parts {
             match p {
                 StrPart::Lit(s) => out.push_str(&format!("s.push_str({}); ", lit(s))),
@@ -203,7 +216,6 @@ impl Gen<'_> {
                 }
             }
         }
-        out.push_str("Value::String(s) }");
         out
     }
 

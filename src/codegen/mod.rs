@@ -290,15 +290,29 @@ fn unless_unused(name: &str, code: &str) -> String {
     }
 }
 
-/// Whether generated `code` reads the variable `name` (as `name.`). Only
-/// for the variables generated code names itself, `config` and `cx`: no
-/// identifier of a flow becomes one of them (locals are `v_...`).
+/// Whether generated `code` reads the variable `name` (as `name.`, outside
+/// string literals). Only for the variables generated code names itself,
+/// `config` and `cx`: no identifier of a flow becomes one of them (locals
+/// are `v_...`).
 fn reads(code: &str, name: &str) -> bool {
-    code.match_indices(name).any(|(at, _)| {
-        let before = code[..at].chars().next_back();
-        let after = code[at + name.len()..].chars().next();
-        !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"') && after == Some('.')
-    })
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut previous = ' ';
+    for (at, c) in code.char_indices() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if !(previous.is_alphanumeric() || previous == '_')
+            && code[at..].starts_with(name)
+            && code[at + name.len()..].starts_with('.')
+        {
+            return true;
+        }
+        previous = c;
+    }
+    false
 }
 
 /// The file's `test` blocks as data (`None` when it has none): each
@@ -570,4 +584,24 @@ fn collect_module_calls(block: &ast::Block, out: &mut Vec<(ast::Span, String, St
         }
         true
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads;
+
+    #[test]
+    fn a_variable_is_read_where_code_calls_a_method_on_it() {
+        assert!(reads("ops::get(cx.config(), \"a\")", "cx"));
+        assert!(reads("Some(config.str(\"key\"))", "config"));
+        assert!(!reads("v_cx.clone()", "cx"));
+        assert!(!reads("let cx = 1;", "cx"));
+    }
+
+    #[test]
+    fn string_literals_do_not_read_variables() {
+        assert!(!reads("doc: \"give auth: config.key\"", "config"));
+        assert!(!reads("doc: \"a \\\" quote, then config.key\"", "config"));
+        assert!(reads("doc: \"a \\\\\", x: config.key", "config"));
+    }
 }

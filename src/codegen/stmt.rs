@@ -25,18 +25,6 @@ pub fn always_returns(block: &Block) -> bool {
     })
 }
 
-/// The text of a string literal without interpolation.
-fn literal_text(e: &Expr) -> Option<&str> {
-    match &e.kind {
-        ExprKind::Str(parts) => match parts.as_slice() {
-            [] => Some(""),
-            [StrPart::Lit(s)] => Some(s),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 impl Gen<'_> {
     pub fn block(&mut self, block: &Block) -> String {
         let mark = self.locals.len();
@@ -119,16 +107,17 @@ impl Gen<'_> {
                 format!("cx.dispatch({}, {v}).await?;", lit(&flow.name))
             }
             StmtKind::Skip(reason) => {
-                let r = match literal_text(reason) {
-                    Some(text) => format!("{}.to_string()", lit(text)),
-                    None => format!("ops::display({})", self.borrowed(reason)),
-                };
+                let r = self.reason(reason);
                 self.end(&format!("Outcome::Skipped({r})"))
             }
             StmtKind::Fail(reason) => {
-                let r = match literal_text(reason) {
-                    Some(text) => lit(text),
-                    None => format!("ops::display({})", self.borrowed(reason)),
+                // `RunError::fail` takes a `&str` as well as a `String`.
+                let r = match &reason.kind {
+                    ExprKind::Str(parts) => match parts.as_slice() {
+                        [StrPart::Lit(text)] => lit(text),
+                        _ => self.reason(reason),
+                    },
+                    _ => self.reason(reason),
                 };
                 format!("return Err(RunError::fail({r}));")
             }
@@ -172,6 +161,15 @@ impl Gen<'_> {
             }
             // The checker rejects expression statements; nothing to run.
             StmtKind::Expr(_) => String::new(),
+        }
+    }
+
+    /// A `skip` or `fail` reason as a `String`: a string expression's text
+    /// directly, any other value as `ops::display` shows it.
+    fn reason(&mut self, reason: &Expr) -> String {
+        match &reason.kind {
+            ExprKind::Str(parts) => self.text(parts),
+            _ => format!("ops::display({})", self.borrowed(reason)),
         }
     }
 
