@@ -16,7 +16,7 @@ use crate::syntax::ast::{
     Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, TypeDeclBody, UnaryOp,
 };
 
-use super::{lit, Gen};
+use super::{lit, vec_of, Gen};
 
 /// The Rust name of a local.
 pub fn local(name: &str) -> String {
@@ -41,7 +41,7 @@ impl Gen<'_> {
             ExprKind::Str(parts) => self.string(parts),
             ExprKind::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
-                format!("Value::Array(Vec::from([{}]))", items.join(", "))
+                format!("Value::Array({})", vec_of(&items))
             }
             // `{}`: `ops::record([])` could not infer its key type.
             ExprKind::Record(entries) if entries.is_empty() => {
@@ -417,7 +417,7 @@ impl Gen<'_> {
                         )
                     })
                     .collect();
-                format!("Schema::Record(Vec::from([{}]))", fields.join(", "))
+                format!("Schema::Record({})", vec_of(&fields))
             }
             _ => "Schema::Json".into(),
         }

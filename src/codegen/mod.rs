@@ -27,6 +27,16 @@ pub(crate) fn lit(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// A `Vec` of the Rust expressions `items`: `Vec::new()` when there are
+/// none.
+pub(crate) fn vec_of(items: &[String]) -> String {
+    if items.is_empty() {
+        "Vec::new()".into()
+    } else {
+        format!("Vec::from([{}])", items.join(", "))
+    }
+}
+
 /// Generation state for one file.
 pub(crate) struct Gen<'a> {
     std: &'static Stdlib,
@@ -231,12 +241,12 @@ fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program) -> codegen
         }
     }
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
-        config.join(", "),
-        types.join(", "),
+        vec_of(&config),
+        vec_of(&types),
     ));
     f
 }
@@ -273,7 +283,7 @@ fn flows_fn(gen: &Gen, file: &ast::File) -> codegen::Function {
             gen.trigger_def(name, facts),
         ));
     }
-    let defs = format!("Vec::from([{}])", defs.join(",\n"));
+    let defs = vec_of(&defs);
     let mut f = codegen::Function::new("flows");
     f.arg(&unless_unused("config", &defs), "&Config")
         .ret("Vec<FlowDef>")
@@ -397,12 +407,8 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
                 )),
             }
         }
-        let config = if config.is_empty() {
-            "Ok(Vec::new())".to_string()
-        } else {
-            format!("Ok(Vec::from([{}]))", config.join(", "))
-        };
-        let stmts = format!("Ok(Vec::from([{}]))", stmts.join(",\n"));
+        let config = format!("Ok({})", vec_of(&config));
+        let stmts = format!("Ok({})", vec_of(&stmts));
         cases.push(format!(
             "TestCase {{ name: {}, \
              config: |{}: &TestCx| -> Result<Vec<(&'static str, Value)>, RunError> {{ {config} }}, \
@@ -418,7 +424,7 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
     let mut f = codegen::Function::new("tests");
     f.doc("The file's `test` blocks (`BINARY test`, `flowc test`).");
     f.ret("Vec<TestCase>");
-    f.line(format!("Vec::from([{}])", cases.join(",\n")));
+    f.line(vec_of(&cases));
     Some(f)
 }
 

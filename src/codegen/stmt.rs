@@ -9,7 +9,7 @@
 use crate::syntax::ast::{Block, Expr, ExprKind, StepStmt, Stmt, StmtKind, StrPart};
 
 use super::expr::{local, patterns_cond};
-use super::{lit, names_read, reads, walk_block, Gen};
+use super::{lit, names_read, reads, vec_of, walk_block, Gen};
 
 /// Whether every path through `block` ends in `return` (`respond`, `skip`,
 /// `fail`) as rustc sees it: code after it would be unreachable. A `match`
@@ -151,7 +151,7 @@ impl Gen<'_> {
                                 )
                             })
                             .collect();
-                        format!("Vec::from([{}])", items.join(", "))
+                        vec_of(&items)
                     }
                     _ => "Vec::new()".into(),
                 };
