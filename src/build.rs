@@ -37,6 +37,12 @@ pub struct BuildOptions {
     /// The runtime's optional features to turn on (see
     /// [`crate::codegen::runtime_features`]).
     pub features: Vec<String>,
+    /// Compile the generated crate with `#![deny(warnings)]`: flowc's own
+    /// tests prove with it that generated code is warning-free. It is an
+    /// attribute in `main.rs`, not a `RUSTFLAGS` setting, so the runtime
+    /// compiled in the cache is reused as it is.
+    #[doc(hidden)]
+    pub deny_warnings: bool,
 }
 
 impl BuildOptions {
@@ -46,6 +52,7 @@ impl BuildOptions {
             release,
             verbose,
             features: Vec::new(),
+            deny_warnings: false,
         }
     }
 }
@@ -230,7 +237,12 @@ pub fn build_with_progress(
         &crate_dir.join("Cargo.toml"),
         &crate_manifest(name, &runtime, &opts.features),
     )?;
-    write_if_changed(&crate_dir.join("src").join("main.rs"), main_rs)?;
+    let main_rs = if opts.deny_warnings {
+        format!("#![deny(warnings)]\n{main_rs}")
+    } else {
+        main_rs.to_string()
+    };
+    write_if_changed(&crate_dir.join("src").join("main.rs"), &main_rs)?;
     let lock = crate_dir.join("Cargo.lock");
     if !lock.exists() {
         write_if_changed(&lock, embedded::CARGO_LOCK)?;

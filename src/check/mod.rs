@@ -12,6 +12,7 @@
 
 mod decls;
 mod expr;
+pub mod facts;
 mod resolve;
 mod scope;
 pub mod stdlib;
@@ -26,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Span};
 
+pub use facts::{FlowFacts, TriggerFacts};
 pub use resolve::TypeNames;
 pub use stdlib::Stdlib;
 pub use trigger::{Route, TriggerInfo};
@@ -44,6 +46,9 @@ pub struct Program {
     pub config: Vec<ConfigInfo>,
     /// Each flow's trigger, by flow name.
     pub flows: BTreeMap<String, TriggerInfo>,
+    /// Each flow's resolved facts (trigger options with their defaults,
+    /// whether it reads headers), by flow name: what codegen reads.
+    pub facts: BTreeMap<String, FlowFacts>,
     /// The inferred type of every checked expression, by its span.
     pub expr_types: HashMap<Span, Type>,
 }
@@ -199,6 +204,11 @@ impl<'a> Checker<'a> {
     }
 
     fn check_flow(&mut self, flow: &ast::FlowDecl) {
+        // A second flow of the same name is an error; the first one counts.
+        self.program
+            .facts
+            .entry(flow.name.name.clone())
+            .or_insert_with(|| facts::flow_facts(flow));
         let info = self.program.flows.get(&flow.name.name).cloned();
         let (is_sync, trigger_kind, trigger_type) = match &info {
             Some(t) => (t.is_sync(), t.kind, t.value_type.clone()),

@@ -16,7 +16,7 @@ use crate::syntax::ast::{
     Arg, ArgValue, BinaryOp, Expr, ExprKind, Pattern, PatternKind, StrPart, TypeDeclBody, UnaryOp,
 };
 
-use super::{lit, Gen};
+use super::{lit, vec_of, Gen};
 
 /// The Rust name of a local.
 pub fn local(name: &str) -> String {
@@ -41,7 +41,7 @@ impl Gen<'_> {
             ExprKind::Str(parts) => self.string(parts),
             ExprKind::List(items) => {
                 let items: Vec<String> = items.iter().map(|i| self.expr(i)).collect();
-                format!("Value::Array(Vec::from([{}]))", items.join(", "))
+                format!("Value::Array({})", vec_of(&items))
             }
             // `{}`: `ops::record([])` could not infer its key type.
             ExprKind::Record(entries) if entries.is_empty() => {
@@ -118,7 +118,7 @@ impl Gen<'_> {
                     .as_ref()
                     .map_or("Value::Null".to_string(), |o| self.expr(o));
                 out.push_str(&format!(" else {{ {other} }}"));
-                format!("({out})")
+                out
             }
             ExprKind::Match { scrutinee, arms } => {
                 let s = self.expr(scrutinee);
@@ -153,11 +153,7 @@ impl Gen<'_> {
                     return Some(format!("&{}", local(&n.name)));
                 }
                 match n.name.as_str() {
-                    "trigger" => {
-                        // The whole trigger: it may reach its headers.
-                        self.reads_trigger_headers.set(true);
-                        Some("cx.trigger()".into())
-                    }
+                    "trigger" => Some("cx.trigger()".into()),
                     "error" => Some("cx.error()".into()),
                     _ => None,
                 }
@@ -168,11 +164,7 @@ impl Gen<'_> {
                     return Some(format!("ops::get(cx.config(), {})", lit(&name.name)));
                 }
                 let base = match &target.kind {
-                    // `trigger.FIELD`: only `headers` counts as reading them.
                     ExprKind::Name(t) if t.name == "trigger" && !self.is_local("trigger") => {
-                        if name.name == "headers" {
-                            self.reads_trigger_headers.set(true);
-                        }
                         "cx.trigger()".to_string()
                     }
                     _ => self.place(target)?,
@@ -193,13 +185,26 @@ impl Gen<'_> {
     }
 
     fn string(&mut self, parts: &[StrPart]) -> String {
-        if let [StrPart::Lit(s)] = parts {
-            return format!("Value::from({})", lit(s));
+        match parts {
+            [] => "Value::from(\"\")".into(),
+            [StrPart::Lit(s)] => format!("Value::from({})", lit(s)),
+            _ => format!("{{ {} Value::String(s) }}", self.build_text(parts)),
         }
-        if parts.is_empty() {
-            return "Value::from(\"\")".into();
+    }
+
+    /// A Rust expression of type `String` for the text of a string
+    /// expression, e.g. a `skip` or `fail` reason.
+    pub fn text(&mut self, parts: &[StrPart]) -> String {
+        match parts {
+            [] => "String::new()".into(),
+            [StrPart::Lit(s)] => format!("{}.to_string()", lit(s)),
+            _ => format!("{{ {} s }}", self.build_text(parts)),
         }
-        let mut out = String::from("{ let mut s = String::new(); ");
+    }
+
+    /// Statements that build the text of `parts` in a `String` named `s`.
+    fn build_text(&mut self, parts: &[StrPart]) -> String {
+        let mut out = String::from("let mut s = String::new(); ");
         for p in parts {
             match p {
                 StrPart::Lit(s) => out.push_str(&format!("s.push_str({}); ", lit(s))),
@@ -209,7 +214,6 @@ impl Gen<'_> {
                 }
             }
         }
-        out.push_str("Value::String(s) }");
         out
     }
 
@@ -411,7 +415,7 @@ impl Gen<'_> {
                         )
                     })
                     .collect();
-                format!("Schema::Record(Vec::from([{}]))", fields.join(", "))
+                format!("Schema::Record({})", vec_of(&fields))
             }
             _ => "Schema::Json".into(),
         }
@@ -442,9 +446,18 @@ impl Gen<'_> {
                 // The parameter borrows the item (a `&Value` local: places
                 // built on it are `&&Value`, which coerces): nothing is
                 // copied unless the body needs an owned value.
+                let bind_item = if self.is_read(&param) {
+                    format!("let {} = item;", local(&param))
+                } else {
+                    String::new()
+                };
+                let item = if bind_item.is_empty() {
+                    "_item"
+                } else {
+                    "item"
+                };
                 format!(
-                    "ops::{method}({recv}, |item: &Value| -> Result<Value, RunError> {{ let {} = item; Ok({body}) }})?",
-                    local(&param)
+                    "ops::{method}({recv}, |{item}: &Value| -> Result<Value, RunError> {{ {bind_item} Ok({body}) }})?"
                 )
             }
             _ => {

@@ -10,11 +10,13 @@
 mod expr;
 mod schema;
 mod stmt;
+mod trigger;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
+use crate::check::facts::{walk_block, FlowFacts, TriggerFacts};
 use crate::check::{Program, Stdlib};
 use crate::syntax::ast::{self, ArgValue, ExprKind, Item, TriggerKind, TypeDeclBody};
 
@@ -25,6 +27,16 @@ pub(crate) fn lit(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// A `Vec` of the Rust expressions `items`: `Vec::new()` when there are
+/// none.
+pub(crate) fn vec_of(items: &[String]) -> String {
+    if items.is_empty() {
+        "Vec::new()".into()
+    } else {
+        format!("Vec::from([{}])", items.join(", "))
+    }
+}
+
 /// Generation state for one file.
 pub(crate) struct Gen<'a> {
     std: &'static Stdlib,
@@ -33,6 +45,10 @@ pub(crate) struct Gen<'a> {
     program: &'a Program,
     /// Locals visible at this point, innermost last.
     locals: Vec<String>,
+    /// Every name the flow (or test) being generated reads: a binding
+    /// nobody reads is generated without a Rust variable, or with one
+    /// named `_v_...`, so the generated code has no unused variables.
+    read_names: BTreeSet<String>,
     /// How many `for ... parallel` bodies enclose this point.
     parallel: usize,
     /// In a dispatch flow: the name of its input parameter.
@@ -40,14 +56,6 @@ pub(crate) struct Gen<'a> {
     /// In a webhook or sync flow, whose `trigger.headers` the runtime
     /// stores with lowercase names.
     http_trigger: bool,
-    /// Set when the code generated since the last reset reads
-    /// `trigger.headers` or the whole `trigger` (see `place`): a sync
-    /// flow that never does is served without turning its request
-    /// headers into JSON.
-    reads_trigger_headers: std::cell::Cell<bool>,
-    /// Per flow name, what `reads_trigger_headers` said after its body and
-    /// `on failure` block were generated.
-    flows_reading_headers: BTreeMap<String, bool>,
 }
 
 impl Gen<'_> {
@@ -64,6 +72,24 @@ impl Gen<'_> {
             self.locals.remove(i);
         }
     }
+
+    /// Whether the flow or test being generated reads the name `name`.
+    fn is_read(&self, name: &str) -> bool {
+        self.read_names.contains(name)
+    }
+}
+
+/// The names `visit_all` reaches through its walker (`walk_block` or
+/// `walk_expr`): what a flow's or a test's code reads.
+fn names_read(visit_all: impl FnOnce(&mut dyn FnMut(&ast::Expr) -> bool)) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    visit_all(&mut |e: &ast::Expr| {
+        if let ExprKind::Name(n) = &e.kind {
+            names.insert(n.name.clone());
+        }
+        true
+    });
+    names
 }
 
 /// Generates the `main.rs` of the binary for a checked file.
@@ -81,31 +107,23 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         types: TypeDecls { decls },
         program,
         locals: Vec::new(),
+        read_names: BTreeSet::new(),
         parallel: 0,
         dispatch_param: None,
         http_trigger: false,
-        reads_trigger_headers: std::cell::Cell::new(false),
-        flows_reading_headers: BTreeMap::new(),
     };
     let mut scope = codegen::Scope::new();
-    scope.raw(header(file, source));
-    scope.push_fn(integration_fn(&mut gen, file, program, source));
-    // The flow bodies first: `flows_fn` needs to know which read headers.
-    let mut bodies = Vec::new();
-    for item in &file.items {
-        if let Item::Flow(flow) = item {
-            gen.reads_trigger_headers.set(false);
-            bodies.extend(flow_fns(&mut gen, flow));
-            gen.flows_reading_headers
-                .insert(flow.name.name.clone(), gen.reads_trigger_headers.get());
-        }
-    }
-    scope.push_fn(flows_fn(&mut gen, file));
+    scope.push_fn(integration_fn(&mut gen, file, program));
+    scope.push_fn(flows_fn(&gen, file));
     if let Some(f) = tests_fn(&mut gen, file) {
         scope.push_fn(f);
     }
-    for f in bodies {
-        scope.push_fn(f);
+    for item in &file.items {
+        if let Item::Flow(flow) = item {
+            for f in flow_fns(&mut gen, flow) {
+                scope.push_fn(f);
+            }
+        }
     }
     let mut main = codegen::Function::new("main");
     main.ret("std::process::ExitCode").line(if has_tests(file) {
@@ -114,31 +132,64 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         "flow_runtime::main(integration(), Vec::new())"
     });
     scope.push_fn(main);
-    format_rust(&scope.to_string())
+    let items = scope.to_string();
+    format_rust(&(header(file, source, &items) + &items))
 }
 
-/// Formats with prettyplease; unparsable code (a flowc bug) is returned as
-/// is, so `flowc emit` still shows it and cargo points at the problem.
+/// Formats with prettyplease, with a blank line between items (but not
+/// between consecutive `use`s); unparsable code (a flowc bug) is returned
+/// as is, so `flowc emit` still shows it and cargo points at the problem.
 pub fn format_rust(code: &str) -> String {
-    match syn::parse_file(code) {
-        Ok(file) => prettyplease::unparse(&file),
-        Err(_) => code.to_string(),
+    let Ok(file) = syn::parse_file(code) else {
+        return code.to_string();
+    };
+    let mut out = prettyplease::unparse(&syn::File {
+        items: Vec::new(),
+        ..file.clone()
+    });
+    let mut previous_was_use = false;
+    for item in file.items {
+        let is_use = matches!(item, syn::Item::Use(_));
+        if !(out.is_empty() || is_use && previous_was_use) {
+            out.push('\n');
+        }
+        previous_was_use = is_use;
+        out.push_str(&prettyplease::unparse(&syn::File {
+            shebang: None,
+            attrs: Vec::new(),
+            items: vec![item],
+        }));
     }
+    out
 }
 
-fn header(file: &ast::File, source: &str) -> String {
-    format!(
+/// The file's doc, its one lint setting, and the imports `items` use.
+/// Clippy's lints
+/// stay off: generated code keeps one shape per construct (`Ok(x?)`, a
+/// `&Value` of a borrowed local) rather than the idiom for each case;
+/// rustc's warnings are all on and denied by flowc's tests
+/// (`tests/generated_code_warnings.rs`).
+fn header(file: &ast::File, source: &str, items: &str) -> String {
+    let mut header = format!(
         "//! Generated by flowc {} from integration `{}`. Do not edit.\n\
-         #![allow(unused, unreachable_code, clippy::all)]\n\
-         use std::sync::LazyLock;\n\
-         use std::time::Duration;\n\
-         use flow_runtime::prelude::*;\n",
+         #![allow(clippy::all)]\n",
         env!("CARGO_PKG_VERSION"),
         file.integration.name,
-    ) + &format!(
-        "const SOURCE_SHA256: &str = {};\n",
-        lit(&source_hash(source))
-    )
+    );
+    for (path, name) in [
+        ("std::sync::LazyLock", "LazyLock::"),
+        ("std::time::Duration", "Duration::"),
+    ] {
+        if items.contains(name) {
+            header.push_str(&format!("use {path};\n"));
+        }
+    }
+    header
+        + "use flow_runtime::prelude::*;\n"
+        + &format!(
+            "const SOURCE_SHA256: &str = {};\n",
+            lit(&source_hash(source))
+        )
 }
 
 pub fn source_hash(source: &str) -> String {
@@ -149,12 +200,7 @@ fn doc(d: &Option<String>) -> String {
     lit(d.as_deref().unwrap_or(""))
 }
 
-fn integration_fn(
-    gen: &mut Gen,
-    file: &ast::File,
-    program: &Program,
-    _source: &str,
-) -> codegen::Function {
+fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program) -> codegen::Function {
     let mut f = codegen::Function::new("integration");
     f.ret("Integration");
     let mut config = Vec::new();
@@ -195,12 +241,12 @@ fn integration_fn(
         }
     }
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: Vec::from([{}]), types: Vec::from([{}]), flows }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
-        config.join(", "),
-        types.join(", "),
+        vec_of(&config),
+        vec_of(&types),
     ));
     f
 }
@@ -214,16 +260,17 @@ fn constant(gen: &mut Gen, e: &ast::Expr) -> String {
     gen.expr(e)
 }
 
-fn flows_fn(gen: &mut Gen, file: &ast::File) -> codegen::Function {
-    let mut f = codegen::Function::new("flows");
-    f.arg("config", "&Config").ret("Vec<FlowDef>");
+fn flows_fn(gen: &Gen, file: &ast::File) -> codegen::Function {
     let mut defs = Vec::new();
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
-        let Some(trigger) = flow.triggers.first() else {
+        let name = &flow.name.name;
+        let Some(facts) = gen.program.facts.get(name) else {
             continue;
         };
-        let name = &flow.name.name;
+        if matches!(facts.trigger, TriggerFacts::Missing) {
+            continue;
+        }
         let on_failure = if flow.on_failure.is_some() {
             format!("Some(on_failure_{name})")
         } else {
@@ -233,11 +280,49 @@ fn flows_fn(gen: &mut Gen, file: &ast::File) -> codegen::Function {
             "FlowDef {{ name: {}, doc: {}, trigger: {}, run: flow_{name}, on_failure: {on_failure} }}",
             lit(name),
             doc(&flow.doc),
-            trigger_def(gen, flow, trigger),
+            gen.trigger_def(name, facts),
         ));
     }
-    f.line(format!("Vec::from([{}])", defs.join(",\n")));
+    let defs = vec_of(&defs);
+    let mut f = codegen::Function::new("flows");
+    f.arg(&unless_unused("config", &defs), "&Config")
+        .ret("Vec<FlowDef>")
+        .line(defs);
     f
+}
+
+/// `name` for a parameter that `code` reads, `_name` for one it does not.
+fn unless_unused(name: &str, code: &str) -> String {
+    if reads(code, name) {
+        name.to_string()
+    } else {
+        format!("_{name}")
+    }
+}
+
+/// Whether generated `code` reads the variable `name` (as `name.`, outside
+/// string literals). Only for the variables generated code names itself,
+/// `config` and `cx`: no identifier of a flow becomes one of them (locals
+/// are `v_...`).
+fn reads(code: &str, name: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut previous = ' ';
+    for (at, c) in code.char_indices() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if !(previous.is_alphanumeric() || previous == '_')
+            && code[at..].starts_with(name)
+            && code[at + name.len()..].starts_with('.')
+        {
+            return true;
+        }
+        previous = c;
+    }
+    false
 }
 
 /// The file's `test` blocks as data (`None` when it has none): each
@@ -322,13 +407,15 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
                 )),
             }
         }
+        let config = format!("Ok({})", vec_of(&config));
+        let stmts = format!("Ok({})", vec_of(&stmts));
         cases.push(format!(
             "TestCase {{ name: {}, \
-             config: |cx: &TestCx| -> Result<Vec<(&'static str, Value)>, RunError> {{ Ok(Vec::from([{}])) }}, \
-             stmts: |cx: &TestCx| -> Result<Vec<TestStmt>, RunError> {{ Ok(Vec::from([{}])) }} }}",
+             config: |{}: &TestCx| -> Result<Vec<(&'static str, Value)>, RunError> {{ {config} }}, \
+             stmts: |{}: &TestCx| -> Result<Vec<TestStmt>, RunError> {{ {stmts} }} }}",
             lit(&test.name.value),
-            config.join(", "),
-            stmts.join(",\n"),
+            unless_unused("cx", &config),
+            unless_unused("cx", &stmts),
         ));
     }
     if cases.is_empty() {
@@ -337,7 +424,7 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
     let mut f = codegen::Function::new("tests");
     f.doc("The file's `test` blocks (`BINARY test`, `flowc test`).");
     f.ret("Vec<TestCase>");
-    f.line(format!("Vec::from([{}])", cases.join(",\n")));
+    f.line(vec_of(&cases));
     Some(f)
 }
 
@@ -351,207 +438,23 @@ fn wire_value(gen: &mut Gen, e: &ast::Expr) -> String {
     }
 }
 
-fn option<'a>(trigger: &'a ast::Trigger, name: &str) -> Option<&'a ArgValue> {
-    trigger
-        .options
-        .iter()
-        .find(|o| o.name.name == name)
-        .map(|o| &o.value)
-}
-
-fn option_bool(trigger: &ast::Trigger, name: &str, default: bool) -> bool {
-    match option(trigger, name) {
-        Some(ArgValue::Expr(ast::Expr {
-            kind: ExprKind::Bool(b),
-            ..
-        })) => *b,
-        _ => default,
-    }
-}
-
-fn body_schema(gen: &Gen, trigger: &ast::Trigger) -> String {
-    match option(trigger, "body") {
-        Some(ArgValue::Type(te)) => gen.types.schema(te),
-        _ => "Schema::Json".into(),
-    }
-}
-
-fn trigger_def(gen: &mut Gen, flow: &ast::FlowDecl, trigger: &ast::Trigger) -> String {
-    match &trigger.kind {
-        TriggerKind::Webhook { method, path } => {
-            let verify = match option(trigger, "verify") {
-                Some(ArgValue::Expr(e)) => verify_def(e),
-                _ => "None".into(),
-            };
-            let dedupe = match option(trigger, "dedupe") {
-                Some(ArgValue::Expr(_)) => format!("Some(dedupe_{} as DedupeFn)", flow.name.name),
-                _ => "None".into(),
-            };
-            let max_body = match option(trigger, "max_body") {
-                Some(ArgValue::Expr(ast::Expr { kind: ExprKind::Int(n), .. })) => format!("{n}"),
-                _ => "DEFAULT_MAX_BODY".into(),
-            };
-            format!(
-                "TriggerDef::Webhook {{ method: {}, path: {}, body: {}, verify: {verify}, dedupe: {dedupe}, max_body: {max_body} }}",
-                lit(&method.name),
-                lit(&path.value),
-                body_schema(gen, trigger)
-            )
-        }
-        TriggerKind::Sync { method, path, timeout } => format!(
-            "TriggerDef::Sync {{ method: {}, path: {}, body: {}, timeout: Duration::from_millis({}), fallback_async: {}, reads_headers: {} }}",
-            lit(&method.name),
-            lit(&path.value),
-            body_schema(gen, trigger),
-            timeout.map_or(30_000, |t| t.millis),
-            option(trigger, "fallback").is_some(),
-            // Unknown (never generated): assume it does.
-            gen.flows_reading_headers.get(&flow.name.name).copied().unwrap_or(true),
-        ),
-        TriggerKind::Cron { expr, tz } => format!(
-            "TriggerDef::Cron {{ expr: {}, tz: {}, catch_up: {} }}",
-            lit(&expr.value),
-            tz.as_ref().map_or("None".to_string(), |t| format!("Some({})", lit(&t.value))),
-            option_bool(trigger, "catch_up", true),
-        ),
-        TriggerKind::Every { period } => format!(
-            "TriggerDef::Every {{ period: Duration::from_millis({}), catch_up: {} }}",
-            period.millis,
-            option_bool(trigger, "catch_up", true),
-        ),
-        TriggerKind::Dispatch { ty, .. } => {
-            format!("TriggerDef::Dispatch {{ input: {} }}", gen.types.schema(ty))
-        }
-        TriggerKind::Deploy => "TriggerDef::Deploy".into(),
-        TriggerKind::Files { glob, every } => files_def(trigger, &glob.value, every.millis),
-        TriggerKind::Subscribe { broker, topic } => {
-            subscribe_def(gen, trigger, &broker.name, &topic.value)
-        }
-    }
-}
-
-/// `trigger subscribe BROKER "subject" { ... }` →
-/// `TriggerDef::Subscribe(SubscribeTrigger { .. })`.
-fn subscribe_def(gen: &Gen, trigger: &ast::Trigger, broker: &str, subject: &str) -> String {
-    let value = |name: &str| match option(trigger, name) {
-        Some(ArgValue::Expr(e)) => config_or_literal(e),
-        _ => "None".into(),
-    };
-    format!(
-        "TriggerDef::Subscribe(SubscribeTrigger {{ broker: {}, subject: {}, url: {}.unwrap_or_default(), body: {}, group: {}, durable: {} }})",
-        lit(broker),
-        lit(subject),
-        value("url"),
-        body_schema(gen, trigger),
-        value("group"),
-        value("durable"),
-    )
-}
-
-/// `trigger files "GLOB" every D { ... }` → `TriggerDef::Files(FilesTrigger { .. })`.
-fn files_def(trigger: &ast::Trigger, glob: &str, every_ms: u64) -> String {
-    let after = match option(trigger, "after") {
-        Some(ArgValue::Expr(ast::Expr {
-            kind: ExprKind::Name(n),
-            ..
-        })) if n.name == "delete" => "AfterRun::Delete".to_string(),
-        Some(ArgValue::Expr(e)) => match literal_str(e) {
-            Some(folder) => format!("AfterRun::MoveTo({})", lit(&folder)),
-            None => "AfterRun::default()".into(),
-        },
-        _ => "AfterRun::default()".into(),
-    };
-    let auth = match option(trigger, "auth") {
-        Some(ArgValue::Expr(e)) => config_or_literal(e),
-        _ => "None".into(),
-    };
-    let done_marker = match option(trigger, "done_marker") {
-        Some(ArgValue::Expr(e)) => {
-            literal_str(e).map_or("None".into(), |m| format!("Some({})", lit(&m)))
-        }
-        _ => "None".into(),
-    };
-    format!(
-        "TriggerDef::Files(FilesTrigger {{ glob: {}, every: Duration::from_millis({every_ms}), batch: {}, after: {after}, auth: {auth}, done_marker: {done_marker} }})",
-        lit(glob),
-        option_bool(trigger, "batch", false),
-    )
-}
-
-/// The text of a string literal without interpolation.
-fn literal_str(e: &ast::Expr) -> Option<String> {
-    match &e.kind {
-        ExprKind::Str(parts) => parts
-            .iter()
-            .map(|p| match p {
-                ast::StrPart::Lit(s) => Some(s.as_str()),
-                ast::StrPart::Interp(_) => None,
-            })
-            .collect(),
-        _ => None,
-    }
-}
-
-/// A trigger option given as `config.key` or a string literal, as the
-/// `Option<String>` the runtime reads when the flows are built.
-fn config_or_literal(e: &ast::Expr) -> String {
-    match &e.kind {
-        ExprKind::Field { name: entry, .. } => format!("Some(config.str({}))", lit(&entry.name)),
-        _ => literal_str(e).map_or("None".into(), |s| format!("Some({}.to_string())", lit(&s))),
-    }
-}
-
-/// `hmac_sha256(header: "X", secret: config.s)` → `Some(HmacVerify { .. })`.
-fn verify_def(e: &ast::Expr) -> String {
-    let ExprKind::Call { args, .. } = &e.kind else {
-        return "None".into();
-    };
-    let mut header = String::new();
-    let mut secret = "String::new()".to_string();
-    for arg in args {
-        let (Some(name), ArgValue::Expr(v)) = (&arg.name, &arg.value) else {
-            continue;
-        };
-        match (name.name.as_str(), &v.kind) {
-            ("header", ExprKind::Str(parts)) => {
-                header = parts
-                    .iter()
-                    .map(|p| match p {
-                        ast::StrPart::Lit(s) => s.as_str(),
-                        ast::StrPart::Interp(_) => "",
-                    })
-                    .collect();
-            }
-            ("secret", ExprKind::Field { name: entry, .. }) => {
-                secret = format!("config.str({})", lit(&entry.name));
-            }
-            ("secret", ExprKind::Str(parts)) => {
-                if let [ast::StrPart::Lit(s)] = parts.as_slice() {
-                    secret = format!("{}.to_string()", lit(s));
-                }
-            }
-            _ => {}
-        }
-    }
-    format!(
-        "Some(HmacVerify {{ header: {}, secret: {secret} }})",
-        lit(&header)
-    )
-}
-
 /// The flow's body function, its `on failure` function and its dedupe
 /// key function.
 fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
     let name = &flow.name.name;
-    gen.dispatch_param = flow.triggers.first().and_then(|t| match &t.kind {
-        TriggerKind::Dispatch { param, .. } => Some(param.name.clone()),
+    let facts: Option<&FlowFacts> = gen.program.facts.get(name);
+    let trigger = facts.map(|f| &f.trigger);
+    gen.dispatch_param = match trigger {
+        Some(TriggerFacts::Dispatch { param, .. }) => Some(param.clone()),
         _ => None,
-    });
-    gen.http_trigger = flow.triggers.first().is_some_and(|t| {
-        matches!(
-            t.kind,
-            TriggerKind::Webhook { .. } | TriggerKind::Sync { .. }
-        )
+    };
+    gen.http_trigger = matches!(
+        trigger,
+        Some(TriggerFacts::Webhook { .. } | TriggerFacts::Sync { .. })
+    );
+    gen.read_names = names_read(|visit| {
+        walk_block(&flow.body, visit);
+        flow.on_failure.iter().for_each(|b| walk_block(b, visit));
     });
     let mut fns = vec![body_fn(
         gen,
@@ -567,18 +470,17 @@ fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
             Some("`on failure` block"),
         ));
     }
-    if let Some(trigger) = flow.triggers.first() {
-        if let Some(ArgValue::Expr(e)) = option(trigger, "dedupe") {
-            let mut f = codegen::Function::new(format!("dedupe_{name}"));
-            f.arg("trigger", "&Value").ret("Option<String>");
-            let key = dedupe_key(gen, e);
-            f.line(key);
-            fns.push(f);
-        }
+    if let Some(TriggerFacts::Webhook {
+        dedupe: Some(key), ..
+    }) = trigger
+    {
+        fns.push(gen.dedupe_fn(name, key));
     }
     fns
 }
 
+/// A flow body (or `on failure` block) as a function: its statements,
+/// then success, unless every path through them has already returned.
 fn body_fn(
     gen: &mut Gen,
     fn_name: &str,
@@ -589,41 +491,16 @@ fn body_fn(
     if let Some(d) = doc {
         f.doc(d);
     }
-    f.arg("cx", "Ctx").ret("FlowFuture");
     gen.locals.clear();
-    let body = gen.block(block);
-    f.line(format!(
-        "Box::pin(async move {{\n{body}\nOk(Outcome::Succeeded)\n}})"
-    ));
-    f
-}
-
-/// `header("X-Id")` reads a request header; any other expression is
-/// evaluated over the trigger value.
-fn dedupe_key(gen: &mut Gen, e: &ast::Expr) -> String {
-    if let ExprKind::Call { callee, args } = &e.kind {
-        if matches!(&callee.kind, ExprKind::Name(n) if n.name == "header") {
-            let header = match args.first().map(|a| &a.value) {
-                Some(ArgValue::Expr(ast::Expr {
-                    kind: ExprKind::Str(parts),
-                    ..
-                })) => parts
-                    .iter()
-                    .map(|p| match p {
-                        ast::StrPart::Lit(s) => s.to_ascii_lowercase(),
-                        ast::StrPart::Interp(_) => String::new(),
-                    })
-                    .collect(),
-                _ => String::new(),
-            };
-            return format!(
-                "ops::dedupe_key(ops::get(ops::get(trigger, \"headers\"), {}))",
-                lit(&header)
-            );
-        }
+    let mut body = gen.block(block);
+    if !stmt::always_returns(block) {
+        body.push_str("Ok(Outcome::Succeeded)\n");
     }
-    let v = gen.expr(e).replace("cx.trigger()", "trigger");
-    format!("let key: Result<Value, RunError> = (|| Ok({v}))(); ops::dedupe_key(&key.ok()?)")
+    let body = format!("Box::pin(async move {{\n{body}}})");
+    f.arg(&unless_unused("cx", &body), "Ctx")
+        .ret("FlowFuture")
+        .line(body);
+    f
 }
 
 /// Stdlib modules declared (and checked) whose runtime implementation comes
@@ -703,104 +580,34 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
 
 /// Every `module.function(...)` call in a block: (span, module, function).
 fn collect_module_calls(block: &ast::Block, out: &mut Vec<(ast::Span, String, String)>) {
-    use ast::StmtKind as S;
-    for stmt in &block.stmts {
-        match &stmt.kind {
-            S::Let { value, .. } => collect_expr_calls(value, out),
-            S::Step(step) => collect_expr_calls(&step.call, out),
-            S::If {
-                branches,
-                otherwise,
-            } => {
-                for (c, b) in branches {
-                    collect_expr_calls(c, out);
-                    collect_module_calls(b, out);
-                }
-                if let Some(b) = otherwise {
-                    collect_module_calls(b, out);
-                }
-            }
-            S::Match { scrutinee, arms } => {
-                collect_expr_calls(scrutinee, out);
-                for arm in arms {
-                    collect_module_calls(&arm.body, out);
-                }
-            }
-            S::For { iter, body, .. } => {
-                collect_expr_calls(iter, out);
-                collect_module_calls(body, out);
-            }
-            S::Dispatch { arg: e, .. } | S::Skip(e) | S::Fail(e) | S::Expr(e) => {
-                collect_expr_calls(e, out)
-            }
-            S::Respond {
-                status,
-                body,
-                headers,
-            } => {
-                collect_expr_calls(status, out);
-                for e in body.iter().chain(headers) {
-                    collect_expr_calls(e, out);
-                }
-            }
-        }
-    }
-}
-
-fn collect_expr_calls(e: &ast::Expr, out: &mut Vec<(ast::Span, String, String)>) {
-    let mut each = |x: &ast::Expr| collect_expr_calls(x, out);
-    match &e.kind {
-        ExprKind::Call { callee, args } => {
+    walk_block(block, &mut |e: &ast::Expr| {
+        if let ExprKind::Call { callee, .. } = &e.kind {
             if let ExprKind::Field { target, name, .. } = &callee.kind {
                 if let ExprKind::Name(m) = &target.kind {
                     out.push((e.span, m.name.clone(), name.name.clone()));
                 }
             }
-            collect_expr_calls(callee, out);
-            for a in args {
-                if let ArgValue::Expr(x) = &a.value {
-                    collect_expr_calls(x, out);
-                }
-            }
         }
-        ExprKind::Str(parts) => {
-            for p in parts {
-                if let ast::StrPart::Interp(x) = p {
-                    each(x);
-                }
-            }
-        }
-        ExprKind::List(items) => items.iter().for_each(each),
-        ExprKind::Record(entries) => entries.iter().for_each(|en| each(&en.value)),
-        ExprKind::Field { target, .. } => each(target),
-        ExprKind::Index { target, index } => {
-            each(target);
-            collect_expr_calls(index, out);
-        }
-        ExprKind::Lambda { body, .. } => each(body),
-        ExprKind::Unary { expr, .. } | ExprKind::As { expr, .. } => each(expr),
-        ExprKind::Binary { lhs, rhs, .. } => {
-            each(lhs);
-            collect_expr_calls(rhs, out);
-        }
-        ExprKind::If {
-            branches,
-            otherwise,
-        } => {
-            for (c, b) in branches {
-                collect_expr_calls(c, out);
-                collect_expr_calls(b, out);
-            }
-            if let Some(o) = otherwise {
-                collect_expr_calls(o, out);
-            }
-        }
-        ExprKind::Match { scrutinee, arms } => {
-            collect_expr_calls(scrutinee, out);
-            for arm in arms {
-                collect_expr_calls(&arm.body, out);
-            }
-        }
-        _ => {}
+        true
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads;
+
+    #[test]
+    fn a_variable_is_read_where_code_calls_a_method_on_it() {
+        assert!(reads("ops::get(cx.config(), \"a\")", "cx"));
+        assert!(reads("Some(config.str(\"key\"))", "config"));
+        assert!(!reads("v_cx.clone()", "cx"));
+        assert!(!reads("let cx = 1;", "cx"));
+    }
+
+    #[test]
+    fn string_literals_do_not_read_variables() {
+        assert!(!reads("doc: \"give auth: config.key\"", "config"));
+        assert!(!reads("doc: \"a \\\" quote, then config.key\"", "config"));
+        assert!(reads("doc: \"a \\\\\", x: config.key", "config"));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::syntax::ast::{Field, TypeDeclBody, TypeExpr, TypeExprKind};
 
-use super::lit;
+use super::{lit, vec_of};
 
 /// Declared types by name, for expanding aliases.
 pub struct TypeDecls<'a> {
@@ -60,7 +60,7 @@ impl TypeDecls<'_> {
             }
             TypeExprKind::LitUnion(lits) => {
                 let items: Vec<String> = lits.iter().map(|l| lit(&l.value)).collect();
-                format!("Schema::Literals(Vec::from([{}]))", items.join(", "))
+                format!("Schema::Literals({})", vec_of(&items))
             }
             TypeExprKind::Record(fields) => self.record(fields, depth),
         }
@@ -82,6 +82,6 @@ impl TypeDecls<'_> {
                 }
             })
             .collect();
-        format!("Schema::Record(Vec::from([{}]))", items.join(", "))
+        format!("Schema::Record({})", vec_of(&items))
     }
 }

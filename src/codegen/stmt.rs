@@ -6,10 +6,24 @@
 //! there says `Some(..)` and the loop ends the run after it; `self.parallel`
 //! counts the enclosing parallel loops to pick the right form.
 
-use crate::syntax::ast::{Block, ExprKind, StepStmt, Stmt, StmtKind};
+use crate::syntax::ast::{Block, Expr, ExprKind, StepStmt, Stmt, StmtKind, StrPart};
 
 use super::expr::{local, patterns_cond};
-use super::{lit, Gen};
+use super::{lit, names_read, reads, vec_of, walk_block, Gen};
+
+/// Whether every path through `block` ends in `return` (`respond`, `skip`,
+/// `fail`) as rustc sees it: code after it would be unreachable. A `match`
+/// is generated as an `if` chain without `else`, which rustc never counts.
+pub fn always_returns(block: &Block) -> bool {
+    block.stmts.iter().any(|stmt| match &stmt.kind {
+        StmtKind::Skip(_) | StmtKind::Fail(_) | StmtKind::Respond { .. } => true,
+        StmtKind::If {
+            branches,
+            otherwise: Some(otherwise),
+        } => branches.iter().all(|(_, b)| always_returns(b)) && always_returns(otherwise),
+        _ => false,
+    })
+}
 
 impl Gen<'_> {
     pub fn block(&mut self, block: &Block) -> String {
@@ -28,7 +42,7 @@ impl Gen<'_> {
             StmtKind::Let { name, value } => {
                 let v = self.expr(value);
                 self.locals.push(name.name.clone());
-                format!("let {} = {v};", local(&name.name))
+                format!("let {} = {v};", self.binding(&name.name))
             }
             StmtKind::Step(step) => self.step(step),
             StmtKind::If {
@@ -76,10 +90,16 @@ impl Gen<'_> {
                     self.locals.push(var.name.clone());
                     let b = self.block(body);
                     self.locals.pop();
-                    format!(
-                        "for (index, {}) in ops::iter({items})?.into_iter().enumerate() {{\nlet cx = cx.with_index(index);\n{b}}}",
-                        local(&var.name)
-                    )
+                    let var = self.binding(&var.name);
+                    // Steps in the body (they use `cx`) are told the
+                    // index, which makes their journal keys distinct.
+                    if reads(&b, "cx") {
+                        format!(
+                            "for (index, {var}) in ops::iter({items})?.into_iter().enumerate() {{\nlet cx = cx.with_index(index);\n{b}}}",
+                        )
+                    } else {
+                        format!("for {var} in ops::iter({items})? {{\n{b}}}")
+                    }
                 }
             },
             StmtKind::Dispatch { flow, arg } => {
@@ -87,19 +107,30 @@ impl Gen<'_> {
                 format!("cx.dispatch({}, {v}).await?;", lit(&flow.name))
             }
             StmtKind::Skip(reason) => {
-                let r = self.borrowed(reason);
-                self.end(&format!("Outcome::Skipped(ops::display({r}))"))
+                let r = self.reason(reason);
+                self.end(&format!("Outcome::Skipped({r})"))
             }
             StmtKind::Fail(reason) => {
-                let r = self.borrowed(reason);
-                format!("return Err(RunError::fail(ops::display({r})));")
+                // `RunError::fail` takes a `&str` as well as a `String`.
+                let r = match &reason.kind {
+                    ExprKind::Str(parts) => match parts.as_slice() {
+                        [StrPart::Lit(text)] => lit(text),
+                        _ => self.reason(reason),
+                    },
+                    _ => self.reason(reason),
+                };
+                format!("return Err(RunError::fail({r}));")
             }
             StmtKind::Respond {
                 status,
                 body,
                 headers,
             } => {
-                let s = self.borrowed(status);
+                // A literal status is checked (100..=599) before run time.
+                let s = match status.kind {
+                    ExprKind::Int(code) if (100..=599).contains(&code) => code.to_string(),
+                    _ => format!("ops::status({})?", self.borrowed(status)),
+                };
                 // A typed body answers in wire names, like a `json:` body.
                 let b = match body {
                     Some(b) => match self.wire_schema(b) {
@@ -120,16 +151,34 @@ impl Gen<'_> {
                                 )
                             })
                             .collect();
-                        format!("Vec::from([{}])", items.join(", "))
+                        vec_of(&items)
                     }
                     _ => "Vec::new()".into(),
                 };
                 self.end(&format!(
-                    "Outcome::Respond {{ status: ops::status({s})?, body: {b}, headers: {h} }}"
+                    "Outcome::Respond {{ status: {s}, body: {b}, headers: {h} }}"
                 ))
             }
             // The checker rejects expression statements; nothing to run.
             StmtKind::Expr(_) => String::new(),
+        }
+    }
+
+    /// A `skip` or `fail` reason as a `String`: a string expression's text
+    /// directly, any other value as `ops::display` shows it.
+    fn reason(&mut self, reason: &Expr) -> String {
+        match &reason.kind {
+            ExprKind::Str(parts) => self.text(parts),
+            _ => format!("ops::display({})", self.borrowed(reason)),
+        }
+    }
+
+    /// The Rust variable of a binding, `_v_...` when nothing reads it.
+    fn binding(&self, name: &str) -> String {
+        if self.is_read(name) {
+            local(name)
+        } else {
+            format!("_{}", local(name))
         }
     }
 
@@ -153,7 +202,7 @@ impl Gen<'_> {
             return String::new();
         };
         let call_args = self.args(&module.name, &name.name, args);
-        let mut opts = String::from("StepOptions { ");
+        let mut opts = String::new();
         if let Some(r) = &step.retry {
             if let ExprKind::Int(n) = r.kind {
                 opts.push_str(&format!("retry: {n}, "));
@@ -171,14 +220,22 @@ impl Gen<'_> {
                 t.millis
             ));
         }
-        opts.push_str("..StepOptions::default() }");
+        let opts = if opts.is_empty() {
+            "StepOptions::default()".to_string()
+        } else {
+            format!("StepOptions {{ {opts}..StepOptions::default() }}")
+        };
         self.locals.push(step.name.name.clone());
-        format!(
-            "let {} = cx.step({}, {opts}, {}, {call_args}).await?;",
-            local(&step.name.name),
+        let call = format!(
+            "cx.step({}, {opts}, {}, {call_args}).await?;",
             lit(&step.name.name),
             lit(&format!("{}.{}", module.name, name.name)),
-        )
+        );
+        if self.is_read(&step.name.name) {
+            format!("let {} = {call}", local(&step.name.name))
+        } else {
+            call
+        }
     }
 
     /// `for x in xs parallel N { ... }`: each item's body runs as its own
@@ -196,9 +253,11 @@ impl Gen<'_> {
         // Locals visible in the body are cloned into the closure (shadowed
         // in a block, so the originals stay usable after the loop), then
         // into each item's future.
+        let read_in_body = names_read(|visit| walk_block(body, visit));
         let clones: String = self
             .locals
             .iter()
+            .filter(|l| read_in_body.contains(*l))
             .map(|l| format!("let {0} = {0}.clone();", local(l)))
             .collect();
         self.locals.push(var.to_string());
@@ -206,24 +265,34 @@ impl Gen<'_> {
         let b = self.block(body);
         self.parallel -= 1;
         self.locals.pop();
+        let go_on = if always_returns(body) { "" } else { "Ok(None)" };
         let end = if self.parallel > 0 {
             "return Ok(Some(outcome));"
         } else {
             "return Ok(outcome);"
         };
+        // Steps in the body (they use `cx`) are told the item's index.
+        let (index, outer_cx, item_cx) = if reads(&b, "cx") {
+            (
+                "index",
+                "let cx = cx.clone();",
+                "let cx = cx.with_index(index);",
+            )
+        } else {
+            ("_index", "", "")
+        };
         format!(
             "let outcome = {{ let items = ops::iter({items})?; let limit = ops::limit({limit})?;
-            let cx = cx.clone(); {clones}
-            parallel(items, limit, move |index, {v}| {{
-                let cx = cx.with_index(index); {clones}
+            {outer_cx} {clones}
+            parallel(items, limit, move |{index}, {v}| {{
+                {item_cx} {clones}
                 async move {{
                     {b}
-                    #[allow(unreachable_code)]
-                    Ok(None)
+                    {go_on}
                 }}
             }}).await? }};
             if let Some(outcome) = outcome {{ {end} }}",
-            v = local(var),
+            v = self.binding(var),
         )
     }
 }

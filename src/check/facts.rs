@@ -1,0 +1,491 @@
+//! The resolved facts of each flow, for code generation.
+//!
+//! The checker validates a trigger's options (`trigger`); this module turns
+//! the validated options into values with their defaults applied — a
+//! [`TriggerFacts`] variant per trigger kind — and works out what else code
+//! generation needs to know about a flow (whether it reads its request
+//! headers). Codegen reads these facts and never the option lists of the
+//! syntax tree, so each default lives here and nowhere else.
+//!
+//! Options the runtime itself has a default for (`max_body`, a files
+//! trigger's `after`) stay `None` when not written: the runtime's default
+//! applies.
+
+use std::time::Duration;
+
+use crate::syntax::ast::{self, ArgValue, ExprKind, StrPart, TriggerKind, TypeExpr};
+
+/// A sync trigger without `timeout`: how long the caller waits.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// A schedule without `catch_up:` runs a missed tick once on start-up.
+pub const DEFAULT_CATCH_UP: bool = true;
+/// A files trigger without `batch:` runs once per file.
+pub const DEFAULT_BATCH: bool = false;
+
+/// What codegen needs to know about one flow.
+#[derive(Debug, Clone)]
+pub struct FlowFacts {
+    pub trigger: TriggerFacts,
+    /// Whether the body or the `on failure` block reads `trigger.headers`
+    /// or the whole `trigger` (which may reach its headers): a sync flow
+    /// that does not is served without turning its request headers into
+    /// JSON.
+    pub reads_headers: bool,
+}
+
+/// A trigger with its options resolved, one variant per kind.
+#[derive(Debug, Clone)]
+pub enum TriggerFacts {
+    /// A flow without a trigger (only in a program with errors).
+    Missing,
+    Webhook {
+        route: HttpRoute,
+        /// The written body type; `None`: `Json`.
+        body: Option<TypeExpr>,
+        verify: Option<HmacVerify>,
+        dedupe: Option<DedupeKey>,
+        /// Largest accepted body in bytes; `None`: the runtime's default.
+        max_body: Option<i64>,
+    },
+    Sync {
+        route: HttpRoute,
+        /// The written body type; `None`: `Json`.
+        body: Option<TypeExpr>,
+        timeout: Duration,
+        /// `fallback: async`: answer 202 when the timeout passes.
+        fallback_async: bool,
+    },
+    Cron {
+        expr: String,
+        tz: Option<String>,
+        catch_up: bool,
+    },
+    Every {
+        period: Duration,
+        catch_up: bool,
+    },
+    Files {
+        glob: String,
+        every: Duration,
+        batch: bool,
+        /// `None`: the runtime's default (move into `processed/`).
+        after: Option<AfterRun>,
+        auth: Option<Setting>,
+        done_marker: Option<String>,
+    },
+    Subscribe {
+        broker: String,
+        subject: String,
+        url: Option<Setting>,
+        /// The written body type; `None`: `Json`.
+        body: Option<TypeExpr>,
+        group: Option<Setting>,
+        durable: Option<Setting>,
+    },
+    Deploy,
+    Dispatch {
+        /// The name the flow gives its input (`trigger.<param>`).
+        param: String,
+        input: TypeExpr,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub method: String,
+    pub path: String,
+}
+
+/// A string option given as `config.key` or as a literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    Config(String),
+    Literal(String),
+}
+
+/// `verify: hmac_sha256(header: "X", secret: config.s)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmacVerify {
+    pub header: String,
+    pub secret: Option<Setting>,
+}
+
+/// `dedupe:` of a webhook.
+#[derive(Debug, Clone)]
+pub enum DedupeKey {
+    /// `header("X-Id")`: the header's name, lowercase (as the runtime
+    /// stores request headers).
+    Header(String),
+    /// Any other expression, evaluated over the trigger value.
+    Expr(ast::Expr),
+}
+
+/// `after:` of a files trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRun {
+    Delete,
+    MoveTo(String),
+}
+
+/// The facts of `flow`, whose trigger the checker has validated.
+pub fn flow_facts(flow: &ast::FlowDecl) -> FlowFacts {
+    let trigger = flow
+        .triggers
+        .first()
+        .map_or(TriggerFacts::Missing, trigger_facts);
+    let mut reads_headers = false;
+    let mut visit = |e: &ast::Expr| {
+        let reads = reads_trigger_headers(e);
+        reads_headers |= reads.unwrap_or(false);
+        reads.is_none()
+    };
+    walk_block(&flow.body, &mut visit);
+    if let Some(block) = &flow.on_failure {
+        walk_block(block, &mut visit);
+    }
+    FlowFacts {
+        trigger,
+        reads_headers,
+    }
+}
+
+/// `Some(true)` for `trigger.headers` and a whole `trigger`, `Some(false)`
+/// for another field of the trigger (nothing inside to look at), `None`
+/// for any other expression.
+fn reads_trigger_headers(e: &ast::Expr) -> Option<bool> {
+    let is_trigger = |e: &ast::Expr| matches!(&e.kind, ExprKind::Name(n) if n.name == "trigger");
+    match &e.kind {
+        ExprKind::Field { target, name, .. } if is_trigger(target) => Some(name.name == "headers"),
+        _ if is_trigger(e) => Some(true),
+        _ => None,
+    }
+}
+
+fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
+    let options = Options(&trigger.options);
+    match &trigger.kind {
+        TriggerKind::Webhook { method, path } => TriggerFacts::Webhook {
+            route: HttpRoute::new(method, path),
+            body: options.type_expr("body"),
+            verify: options.expr("verify").and_then(hmac_verify),
+            dedupe: options.expr("dedupe").map(dedupe_key),
+            max_body: options.expr("max_body").and_then(|e| match e.kind {
+                ExprKind::Int(n) => Some(n),
+                _ => None,
+            }),
+        },
+        TriggerKind::Sync {
+            method,
+            path,
+            timeout,
+        } => TriggerFacts::Sync {
+            route: HttpRoute::new(method, path),
+            body: options.type_expr("body"),
+            timeout: timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| Duration::from_millis(t.millis)),
+            fallback_async: options.expr("fallback").is_some(),
+        },
+        TriggerKind::Cron { expr, tz } => TriggerFacts::Cron {
+            expr: expr.value.clone(),
+            tz: tz.as_ref().map(|t| t.value.clone()),
+            catch_up: options.bool("catch_up").unwrap_or(DEFAULT_CATCH_UP),
+        },
+        TriggerKind::Every { period } => TriggerFacts::Every {
+            period: Duration::from_millis(period.millis),
+            catch_up: options.bool("catch_up").unwrap_or(DEFAULT_CATCH_UP),
+        },
+        TriggerKind::Files { glob, every } => TriggerFacts::Files {
+            glob: glob.value.clone(),
+            every: Duration::from_millis(every.millis),
+            batch: options.bool("batch").unwrap_or(DEFAULT_BATCH),
+            after: options.expr("after").and_then(after_run),
+            auth: options.setting("auth"),
+            done_marker: options.expr("done_marker").and_then(literal_str),
+        },
+        TriggerKind::Subscribe { broker, topic } => TriggerFacts::Subscribe {
+            broker: broker.name.clone(),
+            subject: topic.value.clone(),
+            url: options.setting("url"),
+            body: options.type_expr("body"),
+            group: options.setting("group"),
+            durable: options.setting("durable"),
+        },
+        TriggerKind::Deploy => TriggerFacts::Deploy,
+        TriggerKind::Dispatch { param, ty } => TriggerFacts::Dispatch {
+            param: param.name.clone(),
+            input: ty.clone(),
+        },
+    }
+}
+
+impl HttpRoute {
+    fn new(method: &ast::Ident, path: &ast::StrLit) -> HttpRoute {
+        HttpRoute {
+            method: method.name.clone(),
+            path: path.value.clone(),
+        }
+    }
+}
+
+/// A trigger's `{ name: value }` options, looked up by name.
+struct Options<'a>(&'a [ast::OptionEntry]);
+
+impl<'a> Options<'a> {
+    fn get(&self, name: &str) -> Option<&'a ArgValue> {
+        self.0
+            .iter()
+            .find(|o| o.name.name == name)
+            .map(|o| &o.value)
+    }
+
+    fn expr(&self, name: &str) -> Option<&'a ast::Expr> {
+        match self.get(name)? {
+            ArgValue::Expr(e) => Some(e),
+            ArgValue::Type(_) => None,
+        }
+    }
+
+    fn type_expr(&self, name: &str) -> Option<TypeExpr> {
+        match self.get(name)? {
+            ArgValue::Type(te) => Some(te.clone()),
+            ArgValue::Expr(_) => None,
+        }
+    }
+
+    fn bool(&self, name: &str) -> Option<bool> {
+        match self.expr(name)?.kind {
+            ExprKind::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn setting(&self, name: &str) -> Option<Setting> {
+        self.expr(name).and_then(setting)
+    }
+}
+
+/// `config.key` or a string literal.
+fn setting(e: &ast::Expr) -> Option<Setting> {
+    match &e.kind {
+        ExprKind::Field { name: entry, .. } => Some(Setting::Config(entry.name.clone())),
+        _ => literal_str(e).map(Setting::Literal),
+    }
+}
+
+/// The text of a string literal without interpolation.
+fn literal_str(e: &ast::Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Str(parts) => parts
+            .iter()
+            .map(|p| match p {
+                StrPart::Lit(s) => Some(s.as_str()),
+                StrPart::Interp(_) => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn after_run(e: &ast::Expr) -> Option<AfterRun> {
+    match &e.kind {
+        ExprKind::Name(n) if n.name == "delete" => Some(AfterRun::Delete),
+        _ => literal_str(e).map(AfterRun::MoveTo),
+    }
+}
+
+fn hmac_verify(e: &ast::Expr) -> Option<HmacVerify> {
+    let ExprKind::Call { args, .. } = &e.kind else {
+        return None;
+    };
+    let arg = |wanted: &str| {
+        args.iter().find_map(|a| match (&a.name, &a.value) {
+            (Some(n), ArgValue::Expr(v)) if n.name == wanted => Some(v),
+            _ => None,
+        })
+    };
+    Some(HmacVerify {
+        header: arg("header").and_then(literal_str).unwrap_or_default(),
+        secret: arg("secret").and_then(setting),
+    })
+}
+
+fn dedupe_key(e: &ast::Expr) -> DedupeKey {
+    if let ExprKind::Call { callee, args } = &e.kind {
+        if matches!(&callee.kind, ExprKind::Name(n) if n.name == "header") {
+            let name = match args.first().map(|a| &a.value) {
+                Some(ArgValue::Expr(v)) => literal_str(v).unwrap_or_default(),
+                _ => String::new(),
+            };
+            return DedupeKey::Header(name.to_ascii_lowercase());
+        }
+    }
+    DedupeKey::Expr(e.clone())
+}
+
+/// Calls `visit` on every expression of `block`, outer ones before those
+/// inside them; `visit` answers whether to look inside.
+pub fn walk_block(block: &ast::Block, visit: &mut dyn FnMut(&ast::Expr) -> bool) {
+    use ast::StmtKind as S;
+    for stmt in &block.stmts {
+        match &stmt.kind {
+            S::Let { value, .. } => walk_expr(value, visit),
+            S::Step(step) => {
+                walk_expr(&step.call, visit);
+                step.retry.iter().for_each(|e| walk_expr(e, visit));
+            }
+            S::If {
+                branches,
+                otherwise,
+            } => {
+                for (condition, body) in branches {
+                    walk_expr(condition, visit);
+                    walk_block(body, visit);
+                }
+                otherwise.iter().for_each(|b| walk_block(b, visit));
+            }
+            S::Match { scrutinee, arms } => {
+                walk_expr(scrutinee, visit);
+                arms.iter().for_each(|arm| walk_block(&arm.body, visit));
+            }
+            S::For {
+                iter,
+                parallel,
+                body,
+                ..
+            } => {
+                walk_expr(iter, visit);
+                parallel.iter().for_each(|e| walk_expr(e, visit));
+                walk_block(body, visit);
+            }
+            S::Dispatch { arg: e, .. } | S::Skip(e) | S::Fail(e) | S::Expr(e) => {
+                walk_expr(e, visit)
+            }
+            S::Respond {
+                status,
+                body,
+                headers,
+            } => {
+                walk_expr(status, visit);
+                body.iter().chain(headers).for_each(|e| walk_expr(e, visit));
+            }
+        }
+    }
+}
+
+/// [`walk_block`] for one expression.
+pub fn walk_expr(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr) -> bool) {
+    if !visit(e) {
+        return;
+    }
+    match &e.kind {
+        ExprKind::Call { callee, args } => {
+            walk_expr(callee, visit);
+            for arg in args {
+                if let ArgValue::Expr(x) = &arg.value {
+                    walk_expr(x, visit);
+                }
+            }
+        }
+        ExprKind::Str(parts) => {
+            for part in parts {
+                if let StrPart::Interp(x) = part {
+                    walk_expr(x, visit);
+                }
+            }
+        }
+        ExprKind::List(items) => items.iter().for_each(|x| walk_expr(x, visit)),
+        ExprKind::Record(entries) => entries.iter().for_each(|en| walk_expr(&en.value, visit)),
+        ExprKind::Field { target, .. } => walk_expr(target, visit),
+        ExprKind::Index { target, index } => {
+            walk_expr(target, visit);
+            walk_expr(index, visit);
+        }
+        ExprKind::Lambda { body, .. } => walk_expr(body, visit),
+        ExprKind::Unary { expr, .. } | ExprKind::As { expr, .. } => walk_expr(expr, visit),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            walk_expr(lhs, visit);
+            walk_expr(rhs, visit);
+        }
+        ExprKind::If {
+            branches,
+            otherwise,
+        } => {
+            for (condition, value) in branches {
+                walk_expr(condition, visit);
+                walk_expr(value, visit);
+            }
+            otherwise.iter().for_each(|o| walk_expr(o, visit));
+        }
+        ExprKind::Match { scrutinee, arms } => {
+            walk_expr(scrutinee, visit);
+            arms.iter().for_each(|arm| walk_expr(&arm.body, visit));
+        }
+        ExprKind::Null
+        | ExprKind::Bool(_)
+        | ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Duration(_)
+        | ExprKind::Name(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts_of(source: &str) -> FlowFacts {
+        let file = crate::syntax::parse_file(source).expect("parses");
+        let checked = super::super::check(&file);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked
+            .program
+            .facts
+            .values()
+            .next()
+            .cloned()
+            .expect("one flow")
+    }
+
+    #[test]
+    fn a_sync_trigger_without_options_gets_the_defaults() {
+        let facts = facts_of(
+            "integration t\n\nflow f {\n  trigger sync GET \"/x\"\n  respond 200, {}\n}\n",
+        );
+        let TriggerFacts::Sync {
+            route,
+            body,
+            timeout,
+            fallback_async,
+        } = facts.trigger
+        else {
+            panic!("a sync trigger: {:?}", facts.trigger)
+        };
+        assert_eq!(route.method, "GET");
+        assert!(body.is_none());
+        assert_eq!(timeout, DEFAULT_SYNC_TIMEOUT);
+        assert!(!fallback_async);
+        assert!(!facts.reads_headers);
+    }
+
+    #[test]
+    fn files_options_are_resolved() {
+        let facts = facts_of(
+            "integration t\n\nconfig {\n  key: Secret\n}\n\nflow f {\n  trigger files \"sftp://u@h/in/*.csv\" every 1m { batch: true, after: delete, auth: config.key, done_marker: \".ok\" }\n  skip \"x\"\n}\n",
+        );
+        let TriggerFacts::Files {
+            batch,
+            after,
+            auth,
+            done_marker,
+            every,
+            ..
+        } = facts.trigger
+        else {
+            panic!("a files trigger: {:?}", facts.trigger)
+        };
+        assert!(batch);
+        assert_eq!(after, Some(AfterRun::Delete));
+        assert_eq!(auth, Some(Setting::Config("key".into())));
+        assert_eq!(done_marker.as_deref(), Some(".ok"));
+        assert_eq!(every, Duration::from_secs(60));
+    }
+}
