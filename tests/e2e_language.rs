@@ -74,7 +74,8 @@ fn expressions_compute_what_the_language_defines() {
     });
     for (key, value) in expected.as_object().expect("object") {
         assert_eq!(&body[key], value, "field `{key}` of {body:#}");
-    }    // `env.version`: the first 12 hex digits of the source's SHA-256.
+    }
+    // `env.version`: the first 12 hex digits of the source's SHA-256.
     let source = std::fs::read(support::workspace().join("tests/flows/language.flow")).unwrap();
     let version = &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source))[..12];
     assert_eq!(body["version"], json!(version), "{body:#}");
