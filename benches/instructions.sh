@@ -18,7 +18,8 @@ trap 'kill $sink 2>/dev/null' EXIT
 work=$(mktemp -d)
 
 total() { # relay requests -> instructions of the whole process
-  local relay=$1 n=$2 out="$work/cg.$n"
+  local relay=$1 n=$2
+  local out="$work/cg.$n"
   (cd "$work" && SINK_URL="http://127.0.0.1:$sink_port/ingest" valgrind --tool=callgrind \
      --callgrind-out-file="$out" "$relay" serve ${EXTRA:-} --addr "127.0.0.1:$port" \
      >"$work/log.$n" 2>&1) &
