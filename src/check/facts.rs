@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::syntax::ast::{self, ArgValue, ExprKind, StrPart, TriggerKind, TypeExpr};
+use crate::syntax::visit::for_each_expr;
 
 /// A sync trigger without `timeout`: how long the caller waits.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,9 +140,9 @@ pub fn flow_facts(flow: &ast::FlowDecl) -> FlowFacts {
         reads_headers |= reads.unwrap_or(false);
         reads.is_none()
     };
-    walk_block(&flow.body, &mut visit);
+    for_each_expr(&flow.body, &mut visit);
     if let Some(block) = &flow.on_failure {
-        walk_block(block, &mut visit);
+        for_each_expr(block, &mut visit);
     }
     FlowFacts {
         trigger,
@@ -319,113 +320,6 @@ fn dedupe_key(e: &ast::Expr) -> DedupeKey {
         }
     }
     DedupeKey::Expr(e.clone())
-}
-
-/// Calls `visit` on every expression of `block`, outer ones before those
-/// inside them; `visit` answers whether to look inside.
-pub fn walk_block(block: &ast::Block, visit: &mut dyn FnMut(&ast::Expr) -> bool) {
-    use ast::StmtKind as S;
-    for stmt in &block.stmts {
-        match &stmt.kind {
-            S::Let { value, .. } => walk_expr(value, visit),
-            S::Step(step) => {
-                walk_expr(&step.call, visit);
-                step.retry.iter().for_each(|e| walk_expr(e, visit));
-            }
-            S::If {
-                branches,
-                otherwise,
-            } => {
-                for (condition, body) in branches {
-                    walk_expr(condition, visit);
-                    walk_block(body, visit);
-                }
-                otherwise.iter().for_each(|b| walk_block(b, visit));
-            }
-            S::Match { scrutinee, arms } => {
-                walk_expr(scrutinee, visit);
-                arms.iter().for_each(|arm| walk_block(&arm.body, visit));
-            }
-            S::For {
-                iter,
-                parallel,
-                body,
-                ..
-            } => {
-                walk_expr(iter, visit);
-                parallel.iter().for_each(|e| walk_expr(e, visit));
-                walk_block(body, visit);
-            }
-            S::Dispatch { arg: e, .. } | S::Skip(e) | S::Fail(e) | S::Expr(e) => {
-                walk_expr(e, visit)
-            }
-            S::Respond {
-                status,
-                body,
-                headers,
-            } => {
-                walk_expr(status, visit);
-                body.iter().chain(headers).for_each(|e| walk_expr(e, visit));
-            }
-        }
-    }
-}
-
-/// [`walk_block`] for one expression.
-pub fn walk_expr(e: &ast::Expr, visit: &mut dyn FnMut(&ast::Expr) -> bool) {
-    if !visit(e) {
-        return;
-    }
-    match &e.kind {
-        ExprKind::Call { callee, args } => {
-            walk_expr(callee, visit);
-            for arg in args {
-                if let ArgValue::Expr(x) = &arg.value {
-                    walk_expr(x, visit);
-                }
-            }
-        }
-        ExprKind::Str(parts) => {
-            for part in parts {
-                if let StrPart::Interp(x) = part {
-                    walk_expr(x, visit);
-                }
-            }
-        }
-        ExprKind::List(items) => items.iter().for_each(|x| walk_expr(x, visit)),
-        ExprKind::Record(entries) => entries.iter().for_each(|en| walk_expr(&en.value, visit)),
-        ExprKind::Field { target, .. } => walk_expr(target, visit),
-        ExprKind::Index { target, index } => {
-            walk_expr(target, visit);
-            walk_expr(index, visit);
-        }
-        ExprKind::Lambda { body, .. } => walk_expr(body, visit),
-        ExprKind::Unary { expr, .. } | ExprKind::As { expr, .. } => walk_expr(expr, visit),
-        ExprKind::Binary { lhs, rhs, .. } => {
-            walk_expr(lhs, visit);
-            walk_expr(rhs, visit);
-        }
-        ExprKind::If {
-            branches,
-            otherwise,
-        } => {
-            for (condition, value) in branches {
-                walk_expr(condition, visit);
-                walk_expr(value, visit);
-            }
-            otherwise.iter().for_each(|o| walk_expr(o, visit));
-        }
-        ExprKind::Match { scrutinee, arms } => {
-            walk_expr(scrutinee, visit);
-            arms.iter().for_each(|arm| walk_expr(&arm.body, visit));
-        }
-        ExprKind::Null
-        | ExprKind::Bool(_)
-        | ExprKind::Int(_)
-        | ExprKind::Float(_)
-        | ExprKind::Duration(_)
-        | ExprKind::Name(_) => {}
-    }
 }
 
 #[cfg(test)]

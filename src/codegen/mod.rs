@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::check::facts::{walk_block, FlowFacts, TriggerFacts};
+use crate::check::facts::{FlowFacts, TriggerFacts};
 use crate::check::{Program, Stdlib};
 use crate::syntax::ast::{self, ArgValue, ExprKind, Item, TriggerKind, TypeDeclBody};
+use crate::syntax::visit::for_each_expr;
 
 use schema::TypeDecls;
 
@@ -79,8 +80,8 @@ impl Gen<'_> {
     }
 }
 
-/// The names `visit_all` reaches through its walker (`walk_block` or
-/// `walk_expr`): what a flow's or a test's code reads.
+/// The names `visit_all` reaches through the shared walker
+/// (`syntax::visit::for_each_expr`): what a flow's code reads.
 fn names_read(visit_all: impl FnOnce(&mut dyn FnMut(&ast::Expr) -> bool)) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     visit_all(&mut |e: &ast::Expr| {
@@ -453,8 +454,8 @@ fn flow_fns(gen: &mut Gen, flow: &ast::FlowDecl) -> Vec<codegen::Function> {
         Some(TriggerFacts::Webhook { .. } | TriggerFacts::Sync { .. })
     );
     gen.read_names = names_read(|visit| {
-        walk_block(&flow.body, visit);
-        flow.on_failure.iter().for_each(|b| walk_block(b, visit));
+        for_each_expr(&flow.body, visit);
+        flow.on_failure.iter().for_each(|b| for_each_expr(b, visit));
     });
     let mut fns = vec![body_fn(
         gen,
@@ -580,7 +581,7 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
 
 /// Every `module.function(...)` call in a block: (span, module, function).
 fn collect_module_calls(block: &ast::Block, out: &mut Vec<(ast::Span, String, String)>) {
-    walk_block(block, &mut |e: &ast::Expr| {
+    for_each_expr(block, &mut |e: &ast::Expr| {
         if let ExprKind::Call { callee, .. } = &e.kind {
             if let ExprKind::Field { target, name, .. } = &callee.kind {
                 if let ExprKind::Name(m) = &target.kind {

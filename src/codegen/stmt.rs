@@ -9,7 +9,8 @@
 use crate::syntax::ast::{Block, Expr, ExprKind, StepStmt, Stmt, StmtKind, StrPart};
 
 use super::expr::{local, patterns_cond};
-use super::{lit, names_read, reads, vec_of, walk_block, Gen};
+use super::{lit, names_read, reads, vec_of, Gen};
+use crate::syntax::visit::for_each_expr;
 
 /// Whether every path through `block` ends in `return` (`respond`, `skip`,
 /// `fail`) as rustc sees it: code after it would be unreachable. A `match`
@@ -253,7 +254,7 @@ impl Gen<'_> {
         // Locals visible in the body are cloned into the closure (shadowed
         // in a block, so the originals stay usable after the loop), then
         // into each item's future.
-        let read_in_body = names_read(|visit| walk_block(body, visit));
+        let read_in_body = names_read(|visit| for_each_expr(body, visit));
         let clones: String = self
             .locals
             .iter()

@@ -351,6 +351,24 @@ pub fn walk_arg_value<'ast, V: Visitor<'ast> + ?Sized>(v: &mut V, value: &'ast A
     }
 }
 
+/// Calls `f` on every expression of `block`, outer ones before those
+/// inside them; `f` answers whether to look inside. For the passes that
+/// only look at expressions (the names a flow reads, the calls it makes).
+pub fn for_each_expr(block: &Block, f: &mut dyn FnMut(&Expr) -> bool) {
+    Exprs(f).visit_block(block);
+}
+
+/// The [`Visitor`] behind [`for_each_expr`].
+struct Exprs<'f>(&'f mut dyn FnMut(&Expr) -> bool);
+
+impl<'ast> Visitor<'ast> for Exprs<'_> {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        if (self.0)(expr) {
+            walk_expr(self, expr);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
