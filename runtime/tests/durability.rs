@@ -233,8 +233,7 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
         .flat_map(|id| ["send[0]", "send[1]", "send[2]", "done"].map(|s| format!("{id}/{s}")))
         .collect();
     sink.wait_until(WAIT, "every acknowledged order to be done", |hits| {
-        let seen: std::collections::HashSet<&str> =
-            hits.iter().map(|h| idempotency_key(h)).collect();
+        let seen: std::collections::HashSet<&str> = hits.iter().map(idempotency_key).collect();
         expected.iter().all(|k| seen.contains(k.as_str()))
     })
     .await;
