@@ -66,8 +66,8 @@ fn collect(
     })
 }
 
-/// A generated binary running `serve --addr 127.0.0.1:0` in a temporary
-/// working directory. Killed when dropped.
+/// A binary built on the runtime running `serve --addr 127.0.0.1:0` in a
+/// (temporary) working directory. Killed when dropped.
 pub struct Service {
     child: Child,
     url: String,
