@@ -439,7 +439,7 @@ async fn sigterm_drains_the_run_in_flight_and_exits_0() {
     assert_eq!(a.status, 202, "{}", a.body);
     // The first call is in flight when the signal arrives.
     sink.wait_for_path("POST", "/stock/slow", 1, WAIT).await;
-    let code = tokio::task::block_in_place(|| svc.terminate(Duration::from_secs(20)));
+    let code = tokio::task::block_in_place(|| svc.terminate(Duration::from_secs(20))).code();
     assert_eq!(code, Some(0), "{}", svc.stderr());
     // The run was finished, not cut off.
     assert_eq!(

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Sink;
+use flow_testkit::Sink;
 use serde_json::Value;
 
 fn binary() -> Option<PathBuf> {
@@ -214,8 +214,8 @@ impl Drop for KillOnDrop {
 
 #[tokio::test]
 async fn serve_prints_its_address_and_stops_on_sigterm() {
-    let sink = Sink::ok().await;
-    let url = sink.url();
+    let sink = Sink::start();
+    let url = sink.url().to_string();
     let env = [
         ("ERP_URL", url.as_str()),
         ("ERP_TOKEN", "erp-token-cli"),
@@ -250,7 +250,7 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
     let health = reqwest::get(format!("{base}/_flow/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     // The deploy flow registered the webhook with the (local) ERP.
-    sink.wait_until("the deploy registration", |r| {
+    sink.wait_until(common::WAIT, "the deploy registration", |r| {
         r.iter().any(|x| x.path == "/webhooks")
     })
     .await;

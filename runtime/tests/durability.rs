@@ -8,18 +8,14 @@
 //! ports come from the OS.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::SocketAddr;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::response::IntoResponse;
-use axum::Router;
 use flow_runtime::store::{ExecutionFilter, SqliteOptions, SqliteStore, Status, Store};
+use flow_testkit::{client, example_binary, run_binary_in, Received, Reply, Service, Sink};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -27,333 +23,57 @@ use tokio::sync::watch;
 const WAIT: Duration = Duration::from_secs(40);
 const ADMIN: &str = "admin-tok-7f3a9";
 const TOKEN: &str = "sink-tok-c0ffee42";
+/// Upper bound of one request to the service.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- binary
 
 /// The example binary, built once per test run (cargo makes this a no-op
 /// when it is fresh) in the same target directory and profile as the tests.
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "flow_runtime",
-                "--example",
-                "orders_relay",
-            ])
-            .args(["--profile", &profile])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "cannot build the example: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("orders_relay{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} is missing", bin.display());
-        bin
-    })
+fn binary() -> PathBuf {
+    example_binary("flow_runtime", "orders_relay")
 }
 
 // --------------------------------------------------------------- service
 
-/// A running `orders_relay serve` (killed when dropped).
-struct Service {
-    child: Option<Child>,
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
 fn env_for(sink: &Sink) -> Vec<(String, String)> {
     vec![
-        ("SINK_URL".into(), sink.url()),
+        ("SINK_URL".into(), sink.url().into()),
         ("SINK_TOKEN".into(), TOKEN.into()),
         ("FLOW_ADMIN_TOKEN".into(), ADMIN.into()),
     ]
 }
 
-fn clean_command(env: &[(String, String)], dir: &Path) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.env("RUST_LOG", "info");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.current_dir(dir).stdin(Stdio::null());
-    cmd
+/// `env` as a process gets it, with the logs the tests read at `info`.
+fn with_logs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    let mut pairs = vec![("RUST_LOG", "info")];
+    pairs.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    pairs
 }
 
-impl Service {
-    /// `serve --addr 127.0.0.1:0 ARGS` in `dir` (so the store is
-    /// `dir/orders_relay.db`); returns once it prints `listening on`.
-    fn start(dir: &Path, env: &[(String, String)], args: &[&str]) -> Service {
-        let mut child = clean_command(env, dir)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the service");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut svc = Service {
-            child: Some(child),
-            url: String::new(),
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("listening on ") {
-                        svc.url = url.trim().to_string();
-                        return svc;
-                    }
-                }
-                Err(_) => panic!("the service did not get ready:\n{}", svc.log()),
-            }
-        }
-    }
-
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            c.wait().expect("reap");
-        }
-    }
-
-    /// SIGTERM, then a bounded wait for the exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let ok = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(ok.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("no exit after SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- service log ---\n{}", self.log());
-        }
-    }
+/// `orders_relay serve --addr 127.0.0.1:0 ARGS` in `dir` (so the store is
+/// `dir/orders_relay.db`), once it listens; killed when dropped.
+fn serve(dir: &Path, env: &[(String, String)], args: &[&str]) -> Service {
+    Service::start_in(dir, &binary(), &with_logs(env), args)
 }
 
 // ------------------------------------------------------------------ sink
 
-/// One request the sink received.
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    path: String,
-    /// The `Idempotency-Key` header.
-    key: String,
-    body: Value,
-    authorization: String,
+/// The `Idempotency-Key` header of a request the sink received.
+fn idempotency_key(hit: &Received) -> &str {
+    hit.header("idempotency-key").unwrap_or("")
 }
 
-/// How the sink answers one request.
-struct Reply {
-    status: u16,
-    body: Value,
-    delay: Duration,
-    /// Wait until [`Sink::open_gate`] before answering.
-    hold: bool,
-}
-
-impl Reply {
-    fn ok() -> Reply {
-        Reply::status(200)
+/// How many requests carried each idempotency key.
+fn per_key(sink: &Sink) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for h in sink.requests() {
+        *m.entry(idempotency_key(&h).to_string()).or_insert(0) += 1;
     }
-
-    fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            body: json!({}),
-            delay: Duration::ZERO,
-            hold: false,
-        }
-    }
-}
-
-type Responder = dyn Fn(&Hit) -> Reply + Send + Sync;
-
-/// The receiving service: records every request (on arrival) and answers
-/// as `respond` says.
-#[derive(Clone)]
-struct Sink {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    count: watch::Sender<usize>,
-    gate: watch::Sender<bool>,
-}
-
-impl Sink {
-    async fn start(respond: impl Fn(&Hit) -> Reply + Send + Sync + 'static) -> Sink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sink = Sink {
-            addr: listener.local_addr().unwrap(),
-            hits: Arc::default(),
-            count: watch::channel(0).0,
-            gate: watch::channel(false).0,
-        };
-        let respond: Arc<Responder> = Arc::new(respond);
-        let s = sink.clone();
-        let app = Router::new().fallback(move |req: Request| {
-            let s = s.clone();
-            let respond = respond.clone();
-            async move {
-                let (path, key, authorization) = {
-                    let header = |name: &str| {
-                        req.headers()
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string()
-                    };
-                    (
-                        req.uri().path().to_string(),
-                        header("idempotency-key"),
-                        header("authorization"),
-                    )
-                };
-                let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-                    .await
-                    .unwrap_or_default();
-                let hit = Hit {
-                    at: Instant::now(),
-                    path,
-                    key,
-                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                    authorization,
-                };
-                let reply = respond(&hit);
-                s.hits.lock().unwrap().push(hit);
-                s.count.send_modify(|n| *n += 1);
-                if reply.hold {
-                    let mut gate = s.gate.subscribe();
-                    let _ = gate.wait_for(|open| *open).await;
-                }
-                if !reply.delay.is_zero() {
-                    tokio::time::sleep(reply.delay).await;
-                }
-                (
-                    axum::http::StatusCode::from_u16(reply.status).unwrap(),
-                    axum::Json(reply.body),
-                )
-                    .into_response()
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        sink
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// How many requests carried each idempotency key.
-    fn per_key(&self) -> HashMap<String, usize> {
-        let mut m = HashMap::new();
-        for h in self.hits() {
-            *m.entry(h.key).or_insert(0) += 1;
-        }
-        m
-    }
-
-    fn open_gate(&self) {
-        self.gate.send_replace(true);
-    }
-
-    /// Waits (bounded) until the recorded requests satisfy `pred`.
-    async fn wait_until(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) {
-        let mut rx = self.count.subscribe();
-        let hits = self.hits.clone();
-        let r = tokio::time::timeout(WAIT, rx.wait_for(|_| pred(&hits.lock().unwrap()))).await;
-        if r.is_err() {
-            panic!(
-                "timed out waiting for {what}; the sink got {} requests",
-                self.hits().len()
-            );
-        }
-    }
+    m
 }
 
 // ---------------------------------------------------------------- client
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
 
 /// POSTs an order; `Err` when the service is not there (killed, stopping).
 async fn post_order(
@@ -420,18 +140,9 @@ fn step<'a>(exec: &'a Value, key: &str) -> &'a Value {
 
 /// The binary's CLI (`executions`, `replay`) against a running service.
 fn cli(dir: &Path, args: &[&str], token: &str) -> (i32, String, String) {
-    let env = vec![("FLOW_ADMIN_TOKEN".to_string(), token.to_string())];
-    let out = clean_command(&env, dir)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env = [("FLOW_ADMIN_TOKEN".to_string(), token.to_string())];
+    let out = run_binary_in(dir, &binary(), &with_logs(&env), args, WAIT);
+    (out.code.unwrap_or(-1), out.stdout, out.stderr)
 }
 
 fn open_db(dir: &Path) -> SqliteStore {
@@ -446,26 +157,25 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
     const CLIENTS: usize = 4;
     const WORKERS: usize = 4;
     // Every call takes a while, so runs are mid-way when the process dies.
-    let sink = Sink::start(|_| Reply {
+    let sink = Sink::responding(|_, _| Reply {
         delay: Duration::from_millis(15),
         ..Reply::ok()
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
     let env = env_for(&sink);
     let workers = WORKERS.to_string();
-    let mut svc = Service::start(dir.path(), &env, &["--workers", &workers]);
+    let mut svc = serve(dir.path(), &env, &["--workers", &workers]);
 
     // Clients send orders at a steady pace and, like webhook senders,
     // retry a delivery (same X-Delivery-Id) until it is acknowledged.
-    let (base_tx, base_rx) = watch::channel(svc.url.clone());
+    let (base_tx, base_rx) = watch::channel(svc.url().to_string());
     let acked: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
         let mut base_rx = base_rx.clone();
         let acked = acked.clone();
         clients.push(tokio::spawn(async move {
-            let http = client();
+            let http = client(HTTP_TIMEOUT);
             for i in (c..ORDERS).step_by(CLIENTS) {
                 loop {
                     let base = base_rx.borrow_and_update().clone();
@@ -489,13 +199,15 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
     // Kill while clients are still sending and a run is half-way (its first
     // call made, its third not yet).
     let progress = acked.clone();
-    sink.wait_until("a run half-way", |h| {
+    sink.wait_until(WAIT, "a run half-way", |h| {
         progress.lock().unwrap().len() >= 40
             && h.iter().any(|x| {
-                x.key.strip_suffix("/send[0]").is_some_and(|id| {
-                    let third = format!("{id}/send[2]");
-                    !h.iter().any(|y| y.key == third)
-                })
+                idempotency_key(x)
+                    .strip_suffix("/send[0]")
+                    .is_some_and(|id| {
+                        let third = format!("{id}/send[2]");
+                        !h.iter().any(|y| idempotency_key(y) == third)
+                    })
             })
     })
     .await;
@@ -507,8 +219,8 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
         "the clients were done before the kill"
     );
 
-    let svc = Service::start(dir.path(), &env, &["--workers", &workers]);
-    base_tx.send_replace(svc.url.clone());
+    let svc = serve(dir.path(), &env, &["--workers", &workers]);
+    base_tx.send_replace(svc.url().to_string());
     for c in clients {
         tokio::time::timeout(WAIT, c).await.unwrap().unwrap();
     }
@@ -520,24 +232,24 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
         .values()
         .flat_map(|id| ["send[0]", "send[1]", "send[2]", "done"].map(|s| format!("{id}/{s}")))
         .collect();
-    sink.wait_until("every acknowledged order to be done", |hits| {
-        let seen: std::collections::HashSet<&str> = hits.iter().map(|h| h.key.as_str()).collect();
+    sink.wait_until(WAIT, "every acknowledged order to be done", |hits| {
+        let seen: std::collections::HashSet<&str> = hits.iter().map(idempotency_key).collect();
         expected.iter().all(|k| seen.contains(k.as_str()))
     })
     .await;
-    let http = client();
+    let http = client(HTTP_TIMEOUT);
     for id in acked.values() {
         wait_status(&http, &svc, id, "succeeded").await;
     }
 
     // Each step reached the sink once, except steps in flight at the kill
     // (at most one per worker), which may have reached it twice.
-    let hits = sink.hits();
+    let hits = sink.requests();
     let mut repeated = Vec::new();
-    for (key, n) in sink.per_key() {
+    for (key, n) in per_key(&sink) {
         assert!(n <= 2, "{key} sent {n} times");
         if n == 2 {
-            let first = hits.iter().find(|h| h.key == key).unwrap();
+            let first = hits.iter().find(|h| idempotency_key(h) == key).unwrap();
             assert!(
                 first.at < killed_at,
                 "{key} was repeated but was not in flight at the kill"
@@ -548,16 +260,20 @@ async fn sigkill_mid_run_loses_nothing_acknowledged_and_repeats_only_steps_in_fl
     assert!(repeated.len() <= WORKERS, "repeated: {repeated:?}");
     // The kill really interrupted runs: some started before it and ended after.
     let interrupted = acked.values().any(|id| {
-        let first = hits.iter().find(|h| h.key.starts_with(id.as_str()));
-        let done = hits.iter().find(|h| h.key == format!("{id}/done"));
+        let first = hits
+            .iter()
+            .find(|h| idempotency_key(h).starts_with(id.as_str()));
+        let done = hits
+            .iter()
+            .find(|h| idempotency_key(h) == format!("{id}/done"));
         matches!((first, done), (Some(f), Some(d)) if f.at < killed_at && d.at > killed_at)
     });
     assert!(interrupted, "no run was in progress at the kill");
     assert!(
-        svc.log()
+        svc.stderr()
             .contains("resuming runs interrupted by the previous stop"),
         "{}",
-        svc.log()
+        svc.stderr()
     );
 }
 
@@ -566,22 +282,21 @@ async fn an_outage_of_the_receiver_is_ridden_out_by_retries() {
     const ORDERS: usize = 12;
     let down = Arc::new(AtomicBool::new(true));
     let d = down.clone();
-    let sink = Sink::start(move |_| {
+    let sink = Sink::responding(move |_, _| {
         if d.load(Ordering::SeqCst) {
             Reply::status(503)
         } else {
             Reply::ok()
         }
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &env_for(&sink), &["--workers", "32"]);
-    let http = client();
+    let svc = serve(dir.path(), &env_for(&sink), &["--workers", "32"]);
+    let http = client(HTTP_TIMEOUT);
     let mut ids = Vec::new();
     for i in 0..ORDERS {
         let answer = post_order(
             &http,
-            &svc.url,
+            svc.url(),
             &format!("out-{i}"),
             &format!("o{i}"),
             &["x", "y"],
@@ -593,19 +308,24 @@ async fn an_outage_of_the_receiver_is_ridden_out_by_retries() {
     }
     // The outage lasts until every run has been refused at least twice.
     let keys: Vec<String> = ids.iter().map(|id| format!("{id}/send[0]")).collect();
-    sink.wait_until("two refusals per run", |hits| {
-        keys.iter()
-            .all(|k| hits.iter().filter(|h| &h.key == k).count() >= 2)
+    sink.wait_until(WAIT, "two refusals per run", |hits| {
+        keys.iter().all(|k| {
+            hits.iter()
+                .filter(|h| idempotency_key(h) == k.as_str())
+                .count()
+                >= 2
+        })
     })
     .await;
     down.store(false, Ordering::SeqCst);
 
     let done: Vec<String> = ids.iter().map(|id| format!("{id}/done")).collect();
-    sink.wait_until("every order to be done", |hits| {
-        done.iter().all(|k| hits.iter().any(|h| &h.key == k))
+    sink.wait_until(WAIT, "every order to be done", |hits| {
+        done.iter()
+            .all(|k| hits.iter().any(|h| idempotency_key(h) == k.as_str()))
     })
     .await;
-    let per_key = sink.per_key();
+    let per_key = per_key(&sink);
     for id in &ids {
         let e = wait_status(&http, &svc, id, "succeeded").await;
         // The retries are in the record: attempts match what the sink saw.
@@ -629,7 +349,7 @@ async fn an_outage_of_the_receiver_is_ridden_out_by_retries() {
 async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finished_step() {
     let fixed = Arc::new(AtomicBool::new(false));
     let f = fixed.clone();
-    let sink = Sink::start(move |hit| {
+    let sink = Sink::responding(move |hit, _| {
         if hit.body["line"] == json!("poison") && !f.load(Ordering::SeqCst) {
             Reply {
                 body: json!({ "error": "unknown article" }),
@@ -638,17 +358,16 @@ async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finis
         } else {
             Reply::ok()
         }
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
     let env = env_for(&sink);
-    let mut svc = Service::start(dir.path(), &env, &[]);
-    let http = client();
+    let mut svc = serve(dir.path(), &env, &[]);
+    let http = client(HTTP_TIMEOUT);
     let mut ids = Vec::new();
     for n in ["a", "b"] {
         let answer = post_order(
             &http,
-            &svc.url,
+            svc.url(),
             &format!("rep-{n}"),
             n,
             &["ok1", "poison", "ok2"],
@@ -678,7 +397,7 @@ async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finis
     // `executions --failed` lists both.
     let (code, out, err) = cli(
         dir.path(),
-        &["executions", "--failed", "--url", &svc.url],
+        &["executions", "--failed", "--url", svc.url()],
         ADMIN,
     );
     assert_eq!(code, 0, "{err}");
@@ -686,8 +405,8 @@ async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finis
 
     // Failed runs survive a restart; fix the cause, replay one through the
     // admin API and the other through the CLI.
-    assert!(svc.terminate().success());
-    let svc = Service::start(dir.path(), &env, &[]);
+    assert!(svc.terminate(WAIT).success());
+    let svc = serve(dir.path(), &env, &[]);
     fixed.store(true, Ordering::SeqCst);
     let r = http
         .post(svc.at(&format!("/_flow/executions/{}/replay", ids[0])))
@@ -696,11 +415,11 @@ async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finis
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let (code, out, err) = cli(dir.path(), &["replay", &ids[1], "--url", &svc.url], ADMIN);
+    let (code, out, err) = cli(dir.path(), &["replay", &ids[1], "--url", svc.url()], ADMIN);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&ids[1]), "{out}");
 
-    let per_key = |sink: &Sink, k: &str| sink.per_key().get(k).copied().unwrap_or(0);
+    let per_key = |sink: &Sink, k: &str| per_key(sink).get(k).copied().unwrap_or(0);
     for id in &ids {
         let e = wait_status(&http, &svc, id, "succeeded").await;
         assert_eq!(e["attempts"], json!(2), "{e:#}");
@@ -724,12 +443,12 @@ async fn a_failed_run_is_replayed_after_the_fix_and_resumes_after_its_last_finis
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedupe_keys_hold_across_a_crash() {
-    let sink = Sink::start(|_| Reply::ok()).await;
+    let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     let env = env_for(&sink);
-    let http = client();
-    let mut svc = Service::start(dir.path(), &env, &[]);
-    let first = post_order(&http, &svc.url, "delivery-77", "o77", &["x"])
+    let http = client(HTTP_TIMEOUT);
+    let mut svc = serve(dir.path(), &env, &[]);
+    let first = post_order(&http, svc.url(), "delivery-77", "o77", &["x"])
         .await
         .unwrap();
     assert_eq!(first.0, 202, "{first:?}");
@@ -737,15 +456,15 @@ async fn dedupe_keys_hold_across_a_crash() {
     wait_status(&http, &svc, &id, "succeeded").await;
     svc.kill();
 
-    let svc = Service::start(dir.path(), &env, &[]);
-    let again = post_order(&http, &svc.url, "delivery-77", "o77", &["x"])
+    let svc = serve(dir.path(), &env, &[]);
+    let again = post_order(&http, svc.url(), "delivery-77", "o77", &["x"])
         .await
         .unwrap();
     assert_eq!(
         again,
         (200, json!({ "execution_id": id, "duplicate": true }))
     );
-    let other = post_order(&http, &svc.url, "delivery-78", "o78", &["x"])
+    let other = post_order(&http, svc.url(), "delivery-78", "o78", &["x"])
         .await
         .unwrap();
     assert_eq!(other.0, 202);
@@ -753,13 +472,13 @@ async fn dedupe_keys_hold_across_a_crash() {
     wait_status(&http, &svc, &other, "succeeded").await;
     let list = admin_get(&http, &svc, "/_flow/executions?flow=order_received").await;
     assert_eq!(list["executions"].as_array().unwrap().len(), 2, "{list:#}");
-    assert_eq!(sink.per_key()[&format!("{id}/done")], 1);
+    assert_eq!(per_key(&sink)[&format!("{id}/done")], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_finishes_what_it_can_and_leaves_the_rest_queued() {
     // Calls for the "slow" orders hang until the gate opens.
-    let sink = Sink::start(|hit| {
+    let sink = Sink::responding(|hit, _| {
         if hit.path.starts_with("/lines/slow") {
             Reply {
                 hold: true,
@@ -768,39 +487,38 @@ async fn sigterm_drains_finishes_what_it_can_and_leaves_the_rest_queued() {
         } else {
             Reply::ok()
         }
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
     let env = env_for(&sink);
-    let mut svc = Service::start(
+    let mut svc = serve(
         dir.path(),
         &env,
         &["--workers", "2", "--drain-timeout", "1s"],
     );
-    let http = client();
+    let http = client(HTTP_TIMEOUT);
     let mut acked = Vec::new();
     for name in ["slow-1", "slow-2", "fast-1", "fast-2", "fast-3"] {
-        let a = post_order(&http, &svc.url, name, name, &["x", "y"])
+        let a = post_order(&http, svc.url(), name, name, &["x", "y"])
             .await
             .unwrap();
         assert_eq!(a.0, 202);
         acked.push(accepted(&a));
     }
     // Both workers are stuck in the slow orders; the fast ones wait in the queue.
-    sink.wait_until("both slow calls", |h| {
+    sink.wait_until(WAIT, "both slow calls", |h| {
         h.iter()
             .filter(|x| x.path.starts_with("/lines/slow"))
             .count()
             == 2
     })
     .await;
-    let status = svc.terminate();
-    assert!(status.success(), "{status:?}\n{}", svc.log());
+    let status = svc.terminate(WAIT);
+    assert!(status.success(), "{status:?}\n{}", svc.stderr());
     // Intake is closed.
-    assert!(post_order(&http, &svc.url, "late", "late", &["x"])
+    assert!(post_order(&http, svc.url(), "late", "late", &["x"])
         .await
         .is_err());
-    let log = svc.log();
+    let log = svc.stderr();
     assert_eq!(
         log.matches("left queued for the next start").count(),
         2,
@@ -825,11 +543,11 @@ async fn sigterm_drains_finishes_what_it_can_and_leaves_the_rest_queued() {
     }
 
     sink.open_gate();
-    let svc = Service::start(dir.path(), &env, &[]);
+    let svc = serve(dir.path(), &env, &[]);
     for id in &acked {
         wait_status(&http, &svc, id, "succeeded").await;
     }
-    let per_key = sink.per_key();
+    let per_key = per_key(&sink);
     for id in &acked[..2] {
         // In flight at the deadline: sent again after the restart.
         assert_eq!(per_key[&format!("{id}/send[0]")], 2);
@@ -843,22 +561,21 @@ async fn sigterm_drains_finishes_what_it_can_and_leaves_the_rest_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_leave_the_process_as_text() {
     // The receiver echoes the credentials it got into its error answer.
-    let sink = Sink::start(|hit| {
+    let sink = Sink::responding(|hit, _| {
         if hit.body["line"] == json!("leak") {
             Reply {
-                body: json!({ "error": format!("rejected credentials {}", hit.authorization) }),
+                body: json!({ "error": format!("rejected credentials {}", hit.header("authorization").unwrap_or("")) }),
                 ..Reply::status(401)
             }
         } else {
             Reply::ok()
         }
-    })
-    .await;
+    });
     let dir = tempfile::tempdir().unwrap();
-    let mut svc = Service::start(dir.path(), &env_for(&sink), &[]);
-    let http = client();
+    let mut svc = serve(dir.path(), &env_for(&sink), &[]);
+    let http = client(HTTP_TIMEOUT);
     let leak = accepted(
-        &post_order(&http, &svc.url, "s-1", "s1", &["leak"])
+        &post_order(&http, svc.url(), "s-1", "s1", &["leak"])
             .await
             .unwrap(),
     );
@@ -872,9 +589,9 @@ async fn secrets_never_leave_the_process_as_text() {
         "{failed:#}"
     );
     assert!(sink
-        .hits()
+        .requests()
         .iter()
-        .any(|h| h.authorization == format!("Bearer {TOKEN}")));
+        .any(|h| h.header("authorization") == Some(format!("Bearer {TOKEN}").as_str())));
     // Nothing stored for this run carries it either (errors are masked
     // before they are written).
     let mut stored = Vec::new();
@@ -892,7 +609,7 @@ async fn secrets_never_leave_the_process_as_text() {
     // An event carrying a secret value: stored as received (replay needs
     // it), shown masked.
     let carrier = accepted(
-        &post_order(&http, &svc.url, &format!("s-2 {ADMIN}"), "s2", &[TOKEN])
+        &post_order(&http, svc.url(), &format!("s-2 {ADMIN}"), "s2", &[TOKEN])
             .await
             .unwrap(),
     );
@@ -914,19 +631,19 @@ async fn secrets_never_leave_the_process_as_text() {
             .to_string(),
         admin_get(&http, &svc, "/_flow/flows").await.to_string(),
     ];
-    let (_, out, err) = cli(dir.path(), &["executions", "--url", &svc.url], ADMIN);
+    let (_, out, err) = cli(dir.path(), &["executions", "--url", svc.url()], ADMIN);
     texts.push(out + &err);
     let (code, out, err) = cli(
         dir.path(),
-        &["replay", &leak, "--url", &svc.url],
+        &["replay", &leak, "--url", svc.url()],
         "wrong-token",
     );
     assert_eq!(code, 1);
     texts.push(out + &err);
     let (_, out, err) = cli(dir.path(), &["check-config"], ADMIN);
     texts.push(out + &err);
-    assert!(svc.terminate().success());
-    let log = svc.log();
+    assert!(svc.terminate(WAIT).success());
+    let log = svc.stderr();
     assert!(log.contains("rejected credentials Bearer ***"), "{log}");
     texts.push(log);
     for text in &texts {

@@ -11,15 +11,16 @@ mod inventory_sync;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{expect_status, sign, within, Sink};
+use common::{expect_status, within};
 use flow_runtime::{Runtime, ServerHandle, Status};
+use flow_testkit::{hmac_hex, Sink};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-token-xyz";
 const SECRET: &str = "whsec-abcdef";
 
 async fn start(sink: &Sink) -> ServerHandle {
-    let url = sink.url();
+    let url = sink.url().to_string();
     let env = [
         ("ERP_URL", url.as_str()),
         ("ERP_TOKEN", "erp-token-123"),
@@ -38,7 +39,7 @@ async fn deliver(server: &ServerHandle, delivery: &str, body: &[u8]) -> (u16, Va
     let resp = reqwest::Client::new()
         .post(format!("{}/inventory", server.url()))
         .header("content-type", "application/json")
-        .header("x-signature", format!("sha256={}", sign(SECRET, body)))
+        .header("x-signature", format!("sha256={}", hmac_hex(SECRET, body)))
         .header("x-delivery-id", delivery)
         .body(body.to_vec())
         .send()
@@ -62,11 +63,10 @@ async fn admin_get(server: &ServerHandle, path: &str) -> Value {
 #[tokio::test]
 async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
     // The ERP fails the first call for gadgets: the step is retried.
-    let sink = Sink::start(|r, earlier| match (r.path.as_str(), earlier) {
+    let sink = Sink::responding(|r, earlier| match (r.path.as_str(), earlier) {
         ("/stock/gadgets", 0) => (503, json!({"error": "busy"})),
         _ => (200, json!({})),
-    })
-    .await;
+    });
     let server = start(&sink).await;
     let rt = server.runtime().clone();
 
@@ -79,7 +79,7 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
     let id = answer["execution_id"].as_str().unwrap().to_string();
     expect_status(&rt, &id, Status::Succeeded).await;
 
-    let widgets = sink.received_at("POST", "/stock/widgets");
+    let widgets = sink.requests_to("POST", "/stock/widgets");
     assert_eq!(widgets.len(), 1);
     assert_eq!(widgets[0].body, json!({ "delta": 20 }));
     assert_eq!(
@@ -90,7 +90,7 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
         widgets[0].header("idempotency-key"),
         Some(format!("{id}/adjust[0]").as_str())
     );
-    let gadgets = sink.received_at("POST", "/stock/gadgets");
+    let gadgets = sink.requests_to("POST", "/stock/gadgets");
     assert_eq!(gadgets.len(), 2, "one failure, one retry");
     assert!(gadgets.iter().all(|g| g.body == json!({ "delta": -5 })));
     assert!(gadgets
@@ -98,10 +98,12 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
         .all(|g| g.header("idempotency-key") == Some(format!("{id}/adjust[1]").as_str())));
 
     // The dispatched audit run.
-    sink.wait_until("the audit call", |r| r.iter().any(|x| x.path == "/audit"))
-        .await;
+    sink.wait_until(common::WAIT, "the audit call", |r| {
+        r.iter().any(|x| x.path == "/audit")
+    })
+    .await;
     assert_eq!(
-        sink.received_at("POST", "/audit")[0].body,
+        sink.requests_to("POST", "/audit")[0].body,
         json!({ "count": 2 })
     );
 
@@ -129,7 +131,7 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
     assert!(steps[1]["error"].is_null());
     let list = admin_get(&server, "/_flow/executions?flow=audit").await;
     assert_eq!(list["executions"].as_array().unwrap().len(), 1);
-    assert!(sink.received_at("POST", "/stock/widgets").len() == 1);
+    assert!(sink.requests_to("POST", "/stock/widgets").len() == 1);
 
     within("shutdown", server.shutdown()).await;
 }
@@ -138,14 +140,13 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
 async fn failure_runs_on_failure_and_replay_resumes_after_finished_steps() {
     let fixed = Arc::new(AtomicBool::new(false));
     let f = fixed.clone();
-    let sink = Sink::start(move |r, _| {
+    let sink = Sink::responding(move |r, _| {
         if r.path == "/stock/broken" && !f.load(Ordering::SeqCst) {
             (500, json!({"error": "no such item"}))
         } else {
             (200, json!({}))
         }
-    })
-    .await;
+    });
     let server = start(&sink).await;
     let rt = server.runtime().clone();
 
@@ -161,10 +162,10 @@ async fn failure_runs_on_failure_and_replay_resumes_after_finished_steps() {
     let error = failed.error.unwrap();
     assert!(error.contains("HTTP 500"), "{error}");
     assert!(error.contains("after 3 attempts"), "{error}");
-    assert_eq!(sink.received_at("POST", "/stock/broken").len(), 3);
+    assert_eq!(sink.requests_to("POST", "/stock/broken").len(), 3);
 
     // `on failure` ran with the error.
-    let alerts = sink.received_at("POST", "/alerts");
+    let alerts = sink.requests_to("POST", "/alerts");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].body["step"], json!("adjust[1]"));
     assert!(alerts[0].body["message"]
@@ -187,23 +188,22 @@ async fn failure_runs_on_failure_and_replay_resumes_after_finished_steps() {
     let done = expect_status(&rt, &id, Status::Succeeded).await;
     assert_eq!(done.attempts, 2);
     assert_eq!(
-        sink.received_at("POST", "/stock/widgets").len(),
+        sink.requests_to("POST", "/stock/widgets").len(),
         1,
         "finished steps are not executed again"
     );
-    assert_eq!(sink.received_at("POST", "/stock/broken").len(), 4);
+    assert_eq!(sink.requests_to("POST", "/stock/broken").len(), 4);
 
     within("shutdown", server.shutdown()).await;
 }
 
 #[tokio::test]
 async fn sync_flow_responds_inline() {
-    let sink = Sink::start(|r, _| match r.path.as_str() {
+    let sink = Sink::responding(|r, _| match r.path.as_str() {
         "/stock/widgets" => (200, json!({ "level": 42 })),
         "/stock/weird" => (200, json!({ "level": "lots" })),
         _ => (200, json!({})),
-    })
-    .await;
+    });
     let server = start(&sink).await;
     let client = reqwest::Client::new();
 
@@ -219,7 +219,7 @@ async fn sync_flow_responds_inline() {
         resp.json::<Value>().await.unwrap(),
         json!({ "item": "widgets", "level": 42 })
     );
-    let call = &sink.received_at("GET", "/stock/widgets")[0];
+    let call = &sink.requests_to("GET", "/stock/widgets")[0];
     assert_eq!(call.header("authorization"), Some("Bearer erp-token-123"));
 
     // A response that does not match `as:` fails the run (no retry: it cannot help).
@@ -235,34 +235,34 @@ async fn sync_flow_responds_inline() {
         msg.contains(r#"response body: level: expected Int, got "lots""#),
         "{msg}"
     );
-    assert_eq!(sink.received_at("GET", "/stock/weird").len(), 1);
+    assert_eq!(sink.requests_to("GET", "/stock/weird").len(), 1);
 
     within("shutdown", server.shutdown()).await;
 }
 
 #[tokio::test]
 async fn deploy_schedule_state_and_metrics() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink).await;
     let rt = server.runtime().clone();
 
     // Deploy flows run once on the first start of a new version.
-    sink.wait_until("the deploy registration", |r| {
+    sink.wait_until(common::WAIT, "the deploy registration", |r| {
         r.iter().any(|x| x.path == "/webhooks")
     })
     .await;
-    let hook = &sink.received_at("POST", "/webhooks")[0];
+    let hook = &sink.requests_to("POST", "/webhooks")[0];
     assert_eq!(
         hook.body,
         json!({ "url": "https://inv.example.com/inventory", "version": "3f2a9c1b4d5e" })
     );
 
     // The `every 300ms` schedule fires, one run at a time.
-    sink.wait_until("two heartbeats", |r| {
+    sink.wait_until(common::WAIT, "two heartbeats", |r| {
         r.iter().filter(|x| x.path == "/heartbeat").count() >= 2
     })
     .await;
-    let beats = sink.received_at("POST", "/heartbeat");
+    let beats = sink.requests_to("POST", "/heartbeat");
     let t0 = beats[0].body["at"].as_str().unwrap().to_string();
     let t1 = beats[1].body["at"].as_str().unwrap().to_string();
     assert!(flow_runtime::ops::parse_time(&json!(t0)) < flow_runtime::ops::parse_time(&json!(t1)));

@@ -6,18 +6,11 @@
 //! stale result, and a delivery repeated to another replica is deduplicated.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::response::IntoResponse as _;
-use axum::Router;
+use flow_testkit::{client, example_binary, wait_until, Received, Reply, Service, Sink};
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
 mod pg_support;
 
@@ -27,41 +20,12 @@ const LEASE: &str = "2s";
 const LEASE_DURATION: Duration = Duration::from_secs(2);
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(30);
+/// Upper bound of one request to a replica.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The example binary, built once per test run in the tests' profile.
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "flow_runtime"])
-            .args(["--example", "replicated", "--profile", &profile])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "cannot build the example: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("replicated{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "{} is missing", bin.display());
-        bin
-    })
+fn binary() -> PathBuf {
+    example_binary("flow_runtime", "replicated")
 }
 
 /// One database schema shared by the replicas of a test.
@@ -85,58 +49,18 @@ impl Cluster {
 
     /// Starts replica `name`; returns once it listens.
     fn start(&self, name: &str) -> Replica {
-        let mut cmd = Command::new(binary());
-        cmd.env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd.env("RUST_LOG", "info")
-            .env("SINK_URL", self.sink.url())
-            .env("REPLICA", name)
-            .env("FLOW_STORE", &self.url)
-            .env("FLOW_STORE_SCHEMA", &self.schema)
-            .env("FLOW_ADMIN_TOKEN", ADMIN)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .args(["serve", "--addr", "127.0.0.1:0", "--workers", "4"])
-            .args(["--lease", LEASE]);
-        let mut child = cmd.spawn().expect("start a replica");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut replica = Replica {
+        let env = [
+            ("RUST_LOG", "info"),
+            ("SINK_URL", self.sink.url()),
+            ("REPLICA", name),
+            ("FLOW_STORE", &self.url),
+            ("FLOW_STORE_SCHEMA", &self.schema),
+            ("FLOW_ADMIN_TOKEN", ADMIN),
+        ];
+        let args = ["--workers", "4", "--lease", LEASE];
+        Replica {
             name: name.to_string(),
-            child: Some(child),
-            url: String::new(),
-            log,
-        };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("listening on ") {
-                        replica.url = url.trim().to_string();
-                        return replica;
-                    }
-                }
-                Err(_) => panic!("replica {name} did not get ready:\n{}", replica.log()),
-            }
+            service: Service::start_in(self.dir.path(), &binary(), &env, &args),
         }
     }
 
@@ -145,169 +69,52 @@ impl Cluster {
     }
 }
 
-/// A running replica (killed when dropped).
+/// A running replica (killed when dropped, also when stopped: SIGKILL
+/// ends a stopped process too).
 struct Replica {
     name: String,
-    child: Option<Child>,
-    url: String,
-    log: Arc<Mutex<String>>,
+    service: Service,
 }
 
 impl Replica {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+    fn url(&self) -> &str {
+        self.service.url()
     }
 
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
+    /// Sends `sig` (`-STOP`, `-CONT`, ...).
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid()])
-            .status()
-            .expect("kill");
-        assert!(ok.success(), "kill {sig} {}", self.name);
+        self.service.signal(sig);
     }
 
     /// SIGKILL: no chance to clean up or give its runs back.
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            let _ = c.wait();
-        }
+        self.service.kill();
     }
 
     /// Waits (bounded) until the log contains `text`.
     async fn wait_log(&self, text: &str) {
-        let deadline = Instant::now() + WAIT;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "replica {} never logged {text:?}:\n{}",
-                self.name,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("replica {} to log {text:?}", self.name);
+        wait_until(WAIT, &what, || self.service.stderr().contains(text)).await;
     }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // A stopped process must be continued to die promptly.
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- replica {} log ---\n{}", self.name, self.log());
-        }
-    }
-}
-
-/// One request the sink received.
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    path: String,
-    body: Value,
 }
 
 /// The receiving service: records every request on arrival; the first
 /// request to a path in `hold` waits for [`Sink::open_gate`].
-#[derive(Clone)]
-struct Sink {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    count: watch::Sender<usize>,
-    gate: watch::Sender<bool>,
-}
-
-impl Sink {
-    async fn start(hold: &[&str]) -> Sink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sink = Sink {
-            addr: listener.local_addr().unwrap(),
-            hits: Arc::default(),
-            count: watch::channel(0).0,
-            gate: watch::channel(false).0,
-        };
-        let hold: Vec<String> = hold.iter().map(|p| p.to_string()).collect();
-        let s = sink.clone();
-        let app = Router::new().fallback(move |req: Request| {
-            let s = s.clone();
-            let hold = hold.clone();
-            async move {
-                let path = req.uri().path().to_string();
-                let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
-                    .await
-                    .unwrap_or_default();
-                let first = {
-                    let mut hits = s.hits.lock().unwrap();
-                    let first = !hits.iter().any(|h| h.path == path);
-                    hits.push(Hit {
-                        at: Instant::now(),
-                        path: path.clone(),
-                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                    });
-                    first
-                };
-                s.count.send_modify(|n| *n += 1);
-                if first && hold.contains(&path) {
-                    let mut gate = s.gate.subscribe();
-                    let _ = gate.wait_for(|open| *open).await;
-                }
-                axum::Json(json!({})).into_response()
-            }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        sink
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    fn at(&self, path: &str) -> Vec<Hit> {
-        self.hits().into_iter().filter(|h| h.path == path).collect()
-    }
-
-    fn open_gate(&self) {
-        self.gate.send_replace(true);
-    }
-
-    /// Waits (bounded) until the recorded requests satisfy `pred`.
-    async fn wait_until(&self, what: &str, pred: impl Fn(&[Hit]) -> bool) {
-        let mut rx = self.count.subscribe();
-        let hits = self.hits.clone();
-        let r = tokio::time::timeout(WAIT, rx.wait_for(|_| pred(&hits.lock().unwrap()))).await;
-        assert!(
-            r.is_ok(),
-            "timed out waiting for {what}; the sink got {:?}",
-            self.hits().iter().map(|h| &h.path).collect::<Vec<_>>()
-        );
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+fn sink_holding_first(hold: &[&str]) -> Sink {
+    let hold: Vec<String> = hold.iter().map(|p| p.to_string()).collect();
+    Sink::responding(move |request, earlier| {
+        if earlier == 0 && hold.contains(&request.path) {
+            Reply::ok().held()
+        } else {
+            Reply::ok()
+        }
+    })
 }
 
 /// POSTs job `id` to a replica; returns `(status, answer)`.
 async fn post_job(http: &reqwest::Client, to: &Replica, id: &str) -> (u16, Value) {
     let r = http
-        .post(format!("{}/jobs", to.url))
+        .post(format!("{}/jobs", to.url()))
         .header("x-job-id", id)
         .json(&json!({ "id": id }))
         .send()
@@ -318,7 +125,7 @@ async fn post_job(http: &reqwest::Client, to: &Replica, id: &str) -> (u16, Value
 
 async fn execution(http: &reqwest::Client, on: &Replica, id: &str) -> Value {
     let r = http
-        .get(format!("{}/_flow/executions/{id}", on.url))
+        .get(format!("{}/_flow/executions/{id}", on.url()))
         .bearer_auth(ADMIN)
         .send()
         .await
@@ -343,18 +150,18 @@ async fn wait_status(http: &reqwest::Client, on: &Replica, id: &str, status: &st
     }
 }
 
-fn replica_of(hit: &Hit) -> String {
+fn replica_of(hit: &Received) -> String {
     hit.body["replica"].as_str().unwrap_or("").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_spread_across_replicas_run_once_each_and_repeats_are_deduplicated() {
-    let sink = Sink::start(&[]).await;
+    let sink = sink_holding_first(&[]);
     let Some(cluster) = Cluster::new("webhooks_spread_across_replicas", sink).await else {
         return;
     };
     let replicas: Vec<Replica> = ["a", "b", "c"].iter().map(|n| cluster.start(n)).collect();
-    let http = client();
+    let http = client(HTTP_TIMEOUT);
     const JOBS: usize = 60;
     let mut first_ids = HashMap::new();
     for i in 0..JOBS {
@@ -376,14 +183,14 @@ async fn webhooks_spread_across_replicas_run_once_each_and_repeats_are_deduplica
     }
     cluster
         .sink
-        .wait_until("every job done", |hits| {
+        .wait_until(WAIT, "every job done", |hits| {
             hits.iter().filter(|h| h.path.starts_with("/done/")).count() >= JOBS
         })
         .await;
     // Exactly once each: no job's work or report reached the sink twice.
     let mut per_path: HashMap<String, usize> = HashMap::new();
     let mut by_replica: HashMap<String, usize> = HashMap::new();
-    for h in cluster.sink.hits() {
+    for h in cluster.sink.requests() {
         if h.path.starts_with("/work/") || h.path.starts_with("/done/") {
             *per_path.entry(h.path.clone()).or_default() += 1;
         }
@@ -409,7 +216,7 @@ async fn webhooks_spread_across_replicas_run_once_each_and_repeats_are_deduplica
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_ticks_run_once_across_replicas() {
-    let sink = Sink::start(&[]).await;
+    let sink = sink_holding_first(&[]);
     let Some(cluster) = Cluster::new("schedule_ticks_run_once_across_replicas", sink).await else {
         return;
     };
@@ -419,12 +226,12 @@ async fn schedule_ticks_run_once_across_replicas() {
     const TICKS: usize = 10;
     cluster
         .sink
-        .wait_until("ten ticks", |hits| {
+        .wait_until(WAIT, "ten ticks", |hits| {
             hits.iter().filter(|h| h.path == "/tick").count() >= TICKS
         })
         .await;
     let elapsed = started.elapsed();
-    let ticks = cluster.sink.at("/tick");
+    let ticks = cluster.sink.requests_to("*", "/tick");
     let mut fired: Vec<chrono::DateTime<chrono::Utc>> = ticks
         .iter()
         .map(|h| {
@@ -460,11 +267,11 @@ async fn schedule_ticks_run_once_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_run_has_its_run_finished_by_another() {
-    let sink = Sink::start(&["/work/slow"]).await;
+    let sink = sink_holding_first(&["/work/slow"]);
     let Some(cluster) = Cluster::new("a_replica_killed_mid_run", sink).await else {
         return;
     };
-    let http = client();
+    let http = client(HTTP_TIMEOUT);
     let mut a = cluster.start("a");
     let (status, answer) = post_job(&http, &a, "slow").await;
     assert_eq!(status, 202, "{answer}");
@@ -472,7 +279,7 @@ async fn a_replica_killed_mid_run_has_its_run_finished_by_another() {
     // A is in the middle of the run (its call is held by the sink).
     cluster
         .sink
-        .wait_until("a's call", |hits| {
+        .wait_until(WAIT, "a's call", |hits| {
             hits.iter().any(|h| h.path == "/work/slow")
         })
         .await;
@@ -482,7 +289,7 @@ async fn a_replica_killed_mid_run_has_its_run_finished_by_another() {
     let _c = cluster.start("c");
     cluster
         .sink
-        .wait_until("the run finished elsewhere", |hits| {
+        .wait_until(WAIT, "the run finished elsewhere", |hits| {
             hits.iter().any(|h| h.path == "/done/slow")
         })
         .await;
@@ -492,11 +299,11 @@ async fn a_replica_killed_mid_run_has_its_run_finished_by_another() {
         taken_over_in < LEASE_DURATION + Duration::from_secs(8),
         "took {taken_over_in:?}"
     );
-    let done = cluster.sink.at("/done/slow");
+    let done = cluster.sink.requests_to("*", "/done/slow");
     assert_eq!(done.len(), 1, "{done:?}");
     assert_ne!(replica_of(&done[0]), "a");
     // The step in flight at the kill was repeated (at least once); nothing else.
-    assert_eq!(cluster.sink.at("/work/slow").len(), 2);
+    assert_eq!(cluster.sink.requests_to("*", "/work/slow").len(), 2);
     let e = wait_status(&http, &b, &id, "succeeded").await;
     assert_eq!(e["attempts"], json!(2));
     assert!(done[0].at > killed);
@@ -507,18 +314,18 @@ async fn a_replica_killed_mid_run_has_its_run_finished_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_past_its_lease_cannot_write_its_stale_result() {
-    let sink = Sink::start(&["/work/stall"]).await;
+    let sink = sink_holding_first(&["/work/stall"]);
     let Some(cluster) = Cluster::new("a_replica_stopped_past_its_lease", sink).await else {
         return;
     };
-    let http = client();
+    let http = client(HTTP_TIMEOUT);
     let a = cluster.start("a");
     let (status, answer) = post_job(&http, &a, "stall").await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["execution_id"].as_str().unwrap().to_string();
     cluster
         .sink
-        .wait_until("a's call", |hits| {
+        .wait_until(WAIT, "a's call", |hits| {
             hits.iter().any(|h| h.path == "/work/stall")
         })
         .await;
@@ -527,7 +334,7 @@ async fn a_replica_stopped_past_its_lease_cannot_write_its_stale_result() {
     let b = cluster.start("b");
     cluster
         .sink
-        .wait_until("b finishing the run", |hits| {
+        .wait_until(WAIT, "b finishing the run", |hits| {
             hits.iter().any(|h| h.path == "/done/stall")
         })
         .await;
@@ -538,7 +345,7 @@ async fn a_replica_stopped_past_its_lease_cannot_write_its_stale_result() {
     cluster.sink.open_gate();
     a.signal("-CONT");
     a.wait_log("lease lost").await;
-    let done = cluster.sink.at("/done/stall");
+    let done = cluster.sink.requests_to("*", "/done/stall");
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(replica_of(&done[0]), "b");
     let e = execution(&http, &b, &id).await;
@@ -556,7 +363,7 @@ async fn a_replica_stopped_past_its_lease_cannot_write_its_stale_result() {
     assert_eq!(status, 202);
     cluster
         .sink
-        .wait_until("the next job", |hits| {
+        .wait_until(WAIT, "the next job", |hits| {
             hits.iter().any(|h| h.path == "/done/after")
         })
         .await;

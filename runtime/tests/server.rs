@@ -7,12 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_status, sign, within, Sink};
+use common::{expect_status, within};
 use flow_runtime::{
     json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
     Integration, Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef,
     Value,
 };
+use flow_testkit::{hmac_hex, Sink};
 use tokio::sync::Notify;
 
 const HOOK_SECRET: &str = "s3cret-hook";
@@ -285,7 +286,7 @@ fn integration() -> Integration {
 }
 
 async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
-    let url = sink.url();
+    let url = sink.url().to_string();
     let env = [
         ("SINK_URL", url.as_str()),
         ("HOOK_SECRET", HOOK_SECRET),
@@ -320,7 +321,7 @@ async fn post(
 
 #[tokio::test]
 async fn webhook_validation() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink, None).await;
     let json_ct = "application/json";
 
@@ -331,14 +332,14 @@ async fn webhook_validation() {
         "/hook",
         json_ct,
         body,
-        Some(format!("sha256={}", sign(HOOK_SECRET, body))),
+        Some(format!("sha256={}", hmac_hex(HOOK_SECRET, body))),
     )
     .await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["execution_id"].as_str().unwrap();
     expect_status(server.runtime(), id, Status::Succeeded).await;
     assert_eq!(
-        sink.received_at("POST", "/got")[0].body,
+        sink.requests_to("POST", "/got")[0].body,
         json!({ "n": 1, "tags": ["a"] })
     );
 
@@ -358,15 +359,28 @@ async fn webhook_validation() {
         .contains("X-Hub-Signature-256"));
     assert_eq!(post(&server, "/hook", json_ct, body, None).await.0, 401);
     assert_eq!(
-        post(&server, "/hook", json_ct, body, Some(sign("other", body)))
-            .await
-            .0,
+        post(
+            &server,
+            "/hook",
+            json_ct,
+            body,
+            Some(hmac_hex("other", body))
+        )
+        .await
+        .0,
         401
     );
 
     // Body type mismatch: 400 naming the path.
     let bad = br#"{"n": 1, "tags": ["a", 5]}"#;
-    let (status, answer) = post(&server, "/hook", json_ct, bad, Some(sign(HOOK_SECRET, bad))).await;
+    let (status, answer) = post(
+        &server,
+        "/hook",
+        json_ct,
+        bad,
+        Some(hmac_hex(HOOK_SECRET, bad)),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(
         answer,
@@ -378,7 +392,7 @@ async fn webhook_validation() {
         "/hook",
         json_ct,
         missing,
-        Some(sign(HOOK_SECRET, missing)),
+        Some(hmac_hex(HOOK_SECRET, missing)),
     )
     .await;
     assert_eq!(status, 400);
@@ -391,7 +405,7 @@ async fn webhook_validation() {
         "/hook",
         json_ct,
         broken,
-        Some(sign(HOOK_SECRET, broken)),
+        Some(hmac_hex(HOOK_SECRET, broken)),
     )
     .await;
     assert_eq!(status, 400);
@@ -410,7 +424,7 @@ async fn webhook_validation() {
         "/hook",
         json_ct,
         &big,
-        Some(sign(HOOK_SECRET, &big)),
+        Some(hmac_hex(HOOK_SECRET, &big)),
     )
     .await;
     assert_eq!(status, 413, "{answer}");
@@ -421,7 +435,7 @@ async fn webhook_validation() {
         "/hook",
         "text/plain",
         body,
-        Some(sign(HOOK_SECRET, body)),
+        Some(hmac_hex(HOOK_SECRET, body)),
     )
     .await;
     assert_eq!(status, 415, "{answer}");
@@ -436,7 +450,7 @@ async fn webhook_validation() {
     )
     .await;
     assert_eq!(
-        sink.received_at("POST", "/raw-got")[0].body,
+        sink.requests_to("POST", "/raw-got")[0].body,
         json!("a,b\n1,2\n")
     );
 
@@ -470,7 +484,7 @@ async fn webhook_validation() {
 
 #[tokio::test]
 async fn sync_timeout_and_async_fallback_with_callback() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink, Some("tok-admin-1")).await;
     let rt = server.runtime().clone();
     let client = reqwest::Client::new();
@@ -511,9 +525,11 @@ async fn sync_timeout_and_async_fallback_with_callback() {
     );
 
     GATE.notify_one();
-    sink.wait_until("the callback", |r| r.iter().any(|x| x.path == "/callback"))
-        .await;
-    let cb = &sink.received_at("POST", "/callback")[0];
+    sink.wait_until(common::WAIT, "the callback", |r| {
+        r.iter().any(|x| x.path == "/callback")
+    })
+    .await;
+    let cb = &sink.requests_to("POST", "/callback")[0];
     assert_eq!(cb.body["execution_id"], json!(id));
     assert_eq!(cb.body["status"], json!("succeeded"));
     assert_eq!(cb.body["http_status"], json!(201));
@@ -545,7 +561,7 @@ async fn sync_timeout_and_async_fallback_with_callback() {
 
 #[tokio::test]
 async fn admin_api_requires_a_token_and_redacts_secrets() {
-    let sink = Sink::start(|_, _| (404, json!({ "error": "not here" }))).await;
+    let sink = Sink::responding(|_, _| (404, json!({ "error": "not here" })));
     let server = start(&sink, Some("tok-admin-2")).await;
     let client = reqwest::Client::new();
     let url = server.url();
@@ -627,7 +643,7 @@ async fn admin_api_requires_a_token_and_redacts_secrets() {
     assert!(!text.contains(API_KEY), "{text}");
     assert!(text.contains("***"), "{text}");
     // The sink did receive the real key: redaction is for what we print.
-    assert!(sink.received()[0].path.starts_with("/missing"));
+    assert!(sink.requests()[0].path.starts_with("/missing"));
 
     // Replaying a running/queued execution conflicts; unknown is 404.
     let resp = client
@@ -658,7 +674,7 @@ async fn admin_api_requires_a_token_and_redacts_secrets() {
 
 #[tokio::test]
 async fn parallel_loop_and_dispatch() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink, None).await;
     let rt = server.runtime().clone();
 
@@ -674,7 +690,7 @@ async fn parallel_loop_and_dispatch() {
     let id = answer["execution_id"].as_str().unwrap().to_string();
     expect_status(&rt, &id, Status::Succeeded).await;
     let mut puts: Vec<String> = sink
-        .received()
+        .requests()
         .into_iter()
         .filter(|r| r.method == "PUT")
         .map(|r| r.path)
@@ -743,7 +759,7 @@ async fn missing_config_names_every_entry() {
 /// must still finish, and its failure be recorded.
 #[tokio::test]
 async fn a_sync_run_whose_caller_left_still_ends_and_is_recorded() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink, None).await;
     let rt = server.runtime().clone();
 
@@ -780,7 +796,7 @@ async fn a_sync_run_whose_caller_left_still_ends_and_is_recorded() {
 /// A sync flow that reads `trigger.headers` gets them (lowercase names).
 #[tokio::test]
 async fn a_sync_flow_that_reads_headers_gets_them() {
-    let sink = Sink::ok().await;
+    let sink = Sink::start();
     let server = start(&sink, None).await;
     let resp = reqwest::Client::new()
         .get(format!("{}/echo-tag", server.url()))

@@ -309,11 +309,7 @@ async fn an_unreachable_server_is_retried() {
         common::options(&[("SFTP_KEY", "a password")]),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = flow_testkit::free_port();
     // Nothing listens on the port once the listener is dropped.
     let id = new_execution_id();
     let input = json!({ "remote": format!("sftp://u@127.0.0.1:{port}/in"), "local": "." });

@@ -312,7 +312,7 @@ async fn sqlite_query_execute_types_and_errors() {
 
 #[tokio::test]
 async fn postgres_query_execute_types_and_errors() {
-    let Some(url) = common::service_url(
+    let Some(url) = flow_testkit::service_url(
         "FLOW_TEST_POSTGRES_URL",
         "postgres_query_execute_types_and_errors",
     ) else {
@@ -353,7 +353,7 @@ async fn postgres_query_execute_types_and_errors() {
 
 #[tokio::test]
 async fn mysql_query_execute_types_and_errors() {
-    let Some(url) = common::service_url(
+    let Some(url) = flow_testkit::service_url(
         "FLOW_TEST_MYSQL_URL",
         "mysql_query_execute_types_and_errors",
     ) else {
@@ -386,11 +386,7 @@ async fn mysql_query_execute_types_and_errors() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_retried_and_the_password_never_shown() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = flow_testkit::free_port();
     for url in [
         format!("postgres://app:hunter2secret@127.0.0.1:{port}/shop"),
         format!("mysql://app:hunter2secret@127.0.0.1:{port}/shop"),

@@ -20,10 +20,12 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use flow_testkit::{free_port, service_url};
 
 /// How long sshd may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,16 +42,7 @@ pub struct Sshd {
 /// The sshd to run, from `FLOW_TEST_SSHD`: `None` (after printing why) when
 /// unset; a panic when unset and `FLOW_TEST_REQUIRE_SERVICES=1`.
 pub fn sshd_path(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("FLOW_TEST_SSHD") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            if std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{test}: FLOW_TEST_SSHD is not set (path of OpenSSH's sshd) and FLOW_TEST_REQUIRE_SERVICES=1");
-            }
-            eprintln!("skipping {test}: set FLOW_TEST_SSHD to OpenSSH's sshd (e.g. /usr/sbin/sshd) to run it");
-            None
-        }
-    }
+    service_url("FLOW_TEST_SSHD", test).map(PathBuf::from)
 }
 
 /// An account with a password for password-login tests, from
@@ -100,13 +93,6 @@ pub fn keygen(path: &Path, kind: &str, pem: bool) -> (String, String) {
 fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("run id -un");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// Whether an SSH server answers on `port` with its version banner.

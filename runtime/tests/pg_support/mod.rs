@@ -8,19 +8,7 @@
 
 /// The server's URL, or `None` (printed) when the test should skip.
 pub fn url(test: &str) -> Option<String> {
-    match std::env::var("FLOW_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("FLOW_TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "{test}: FLOW_TEST_POSTGRES_URL is not set and FLOW_TEST_REQUIRE_SERVICES=1"
-            );
-            eprintln!(
-                "skipping {test}: set FLOW_TEST_POSTGRES_URL to a PostgreSQL server to run it"
-            );
-            None
-        }
-    }
+    flow_testkit::service_url("FLOW_TEST_POSTGRES_URL", test)
 }
 
 /// A fresh, unused schema name.
