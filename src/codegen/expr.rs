@@ -283,10 +283,14 @@ impl Gen<'_> {
     fn pure_call(&mut self, module: &str, function: &str, args: &[Arg]) -> String {
         if module == "state" && function == "get" {
             let key = match args.first().map(|a| &a.value) {
-                Some(ArgValue::Expr(e)) => self.borrowed(e),
-                _ => "&Value::Null".into(),
+                // A literal key, the common case, is passed as it is.
+                Some(ArgValue::Expr(e)) => match literal_text(e) {
+                    Some(key) => lit(key),
+                    None => format!("&ops::display({})", self.borrowed(e)),
+                },
+                _ => "&ops::display(&Value::Null)".into(),
             };
-            return format!("cx.state_get(&ops::display({key}))?");
+            return format!("cx.state_get({key})?");
         }
         let args = self.args(module, function, args);
         format!(
@@ -487,4 +491,16 @@ pub fn patterns_cond(patterns: &[Pattern]) -> String {
         })
         .collect();
     conds.join(" || ")
+}
+
+/// The text of a string literal without interpolation.
+fn literal_text(e: &Expr) -> Option<&str> {
+    match &e.kind {
+        ExprKind::Str(parts) => match parts.as_slice() {
+            [] => Some(""),
+            [StrPart::Lit(s)] => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
 }
