@@ -283,6 +283,33 @@ fn missing_config_exits_2_naming_every_missing_entry() {
 }
 
 #[test]
+fn an_empty_signature_secret_stops_the_binary_naming_it() {
+    let binary = build_example("examples/inventory_sync.flow");
+    let env = [
+        ("ERP_URL", "http://erp.example.com"),
+        ("ERP_TOKEN", "erp-secret-token"),
+        ("WEBHOOK_SECRET", ""),
+    ];
+    for args in [
+        &["serve", "--addr", "127.0.0.1:0"][..],
+        &["check-config"][..],
+    ] {
+        let done = run_binary(&binary, &env, args, QUICK);
+        assert_eq!(done.code, Some(2), "{args:?}: {done:#?}");
+        assert!(!done.stdout.contains("listening on"), "{done:#?}");
+        assert!(
+            done.stderr
+                .contains("webhook_secret (environment variable WEBHOOK_SECRET): empty")
+                && done
+                    .stderr
+                    .contains("flow `stock_changed` checks request signatures"),
+            "{args:?}: {}",
+            done.stderr
+        );
+    }
+}
+
+#[test]
 fn check_config_accepts_a_complete_config_and_masks_secrets() {
     let ex = EXAMPLES
         .iter()

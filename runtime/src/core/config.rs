@@ -44,7 +44,8 @@ impl ConfigEntry {
         }
     }
 
-    fn is_secret(&self) -> bool {
+    /// Whether the entry is a `Secret` (or holds one): never shown, always redacted.
+    pub fn is_secret(&self) -> bool {
         self.secret || contains_secret(&self.schema)
     }
 }

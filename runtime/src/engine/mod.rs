@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::core::config::{self, Config, ConfigError, EnvSource};
+use crate::core::config::{self, Config, ConfigEntry, ConfigError, EnvSource};
 use crate::core::error::RunError;
 use crate::core::metrics::Metrics;
 use crate::core::redact::Redactor;
@@ -208,6 +208,38 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// A signature check whose secret is empty accepts signatures anyone can
+/// compute, so a binary with one must not start: one problem per such
+/// flow, naming the empty secret entries (`WEBHOOK_SECRET=` set but empty).
+fn empty_signature_secrets(
+    flows: &[Arc<FlowDef>],
+    entries: &[ConfigEntry],
+    config: &Config,
+) -> Vec<String> {
+    let empty: Vec<String> = entries
+        .iter()
+        .filter(|e| e.is_secret() && config.get(e.name).as_str() == Some(""))
+        .map(|e| format!("{} (environment variable {})", e.name, e.env_var()))
+        .collect();
+    let which = if empty.is_empty() {
+        "its signature secret".to_string()
+    } else {
+        empty.join(", ")
+    };
+    flows
+        .iter()
+        .filter(|f| {
+            matches!(&f.trigger, TriggerDef::Webhook { verify: Some(v), .. } if v.secret.is_empty())
+        })
+        .map(|f| {
+            format!(
+                "{which}: empty, but flow `{}` checks request signatures with it (anyone could sign); give it a secret",
+                f.name
+            )
+        })
+        .collect()
+}
+
 /// A new execution id: a UUID v7 (ordered by its millisecond), its random
 /// bits from the thread's CSPRNG: `Uuid::now_v7` asks the kernel
 /// (`getrandom(2)`) for every id, a system call per request.
@@ -245,6 +277,12 @@ impl Runtime {
             .into_iter()
             .map(Arc::new)
             .collect();
+        let forgeable = empty_signature_secrets(&flows, &integration.config, &config);
+        if !forgeable.is_empty() {
+            return Err(StartError::Config(ConfigError {
+                problems: forgeable,
+            }));
+        }
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
