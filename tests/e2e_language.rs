@@ -119,4 +119,18 @@ fn statements_end_runs_as_they_should() {
     );
     assert_eq!(void["status"], "skipped", "{void:#}");
     assert!(void.to_string().contains("void order o-7"), "{void:#}");
+
+    // `file.write("out/${trigger.input.id}.txt")`: run data cannot take
+    // the path out of `out/`.
+    let mut escaping = order("open", &[1, 2]);
+    escaping["id"] = json!("../escaped");
+    let refused = run(&binary, "statements", json!({ "input": escaping }));
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains(r#"file.write: `path` "out/../escaped.txt" leaves the folder "out/""#),
+        "{refused:#}"
+    );
 }

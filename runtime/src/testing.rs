@@ -345,12 +345,18 @@ fn file_step_locally(
     mut call: StepCall,
     paths: usize,
 ) -> BoxFuture<'static, Result<Value, StepError>> {
+    // Confined on the URLs as written; the local paths are this runner's.
+    if let Err(e) = crate::steps::confine(&call, name) {
+        return async move { Err(e) }.boxed();
+    }
     for v in call.args.positional.iter_mut().take(paths) {
         if let Some(local) = v.as_str().and_then(sftp_local_path) {
             *v = Value::String(local);
         }
     }
-    call.args.named.retain(|(n, _)| *n != "auth");
+    call.args
+        .named
+        .retain(|(n, _)| *n != "auth" && !n.ends_with("_within"));
     match crate::host::step_registry().step_fn(name) {
         Some(f) => f(call),
         None => async move { Err(StepError::permanent(format!("no step `{name}`"))) }.boxed(),

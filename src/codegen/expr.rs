@@ -343,6 +343,15 @@ impl Gen<'_> {
                     } else {
                         out.push_str(&format!(".arg({v})"));
                     }
+                    if module == "file" && PATH_PARAMS.contains(&param.name.as_str()) {
+                        if let Some(trusted) = trusted_prefix(e) {
+                            let prefix = self.string(trusted);
+                            out.push_str(&format!(
+                                ".kw({}, {prefix})",
+                                lit(&format!("{}_within", param.name))
+                            ));
+                        }
+                    }
                 }
                 None if !param.has_default => out.push_str(".arg(Value::Null)"),
                 None => {}
@@ -502,5 +511,35 @@ fn literal_text(e: &Expr) -> Option<&str> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// The path parameters of the `file.*` steps.
+const PATH_PARAMS: [&str; 4] = ["path", "from", "to", "glob"];
+
+/// The part of a path string that does not come from run data: its parts
+/// before the first interpolation not read from `config` (`"out/${n}"`:
+/// `out/`; `"${config.dir}/${n}"`: the configured folder and `/`). The
+/// runtime confines the path to the folder this prefix names (up to its
+/// last `/`; `file.*` steps' `NAME_within`). `None` when nothing in the
+/// string is run data.
+fn trusted_prefix(e: &Expr) -> Option<&[StrPart]> {
+    let ExprKind::Str(parts) = &e.kind else {
+        return None;
+    };
+    let trusted = |p: &StrPart| match p {
+        StrPart::Lit(_) => true,
+        StrPart::Interp(x) => reads_only_config(x),
+    };
+    let first_untrusted = parts.iter().position(|p| !trusted(p))?;
+    Some(&parts[..first_untrusted])
+}
+
+/// Whether `e` is `config` or a field path into it.
+fn reads_only_config(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Name(n) => n.name == "config",
+        ExprKind::Field { target, .. } => reads_only_config(target),
+        _ => false,
     }
 }

@@ -123,3 +123,58 @@ pub(crate) fn io_error(func: &str, path: &Path, e: &io::Error) -> StepError {
         _ => StepError::retryable(message),
     }
 }
+
+/// Whether `path` stays inside `folder` once `.` and `..` are resolved
+/// (lexically: neither needs to exist). `folder` is a path's literal
+/// prefix up to its last `/` (`out/`, `sftp://host/outbox/`; empty for the
+/// working folder), and the path must be that folder or below it.
+pub fn stays_within(path: &str, folder: &str) -> bool {
+    fn parts(p: &str) -> Option<Vec<&str>> {
+        let mut out = Vec::new();
+        for part in p.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    out.pop()?;
+                }
+                part => out.push(part),
+            }
+        }
+        Some(out)
+    }
+    let absolute = |p: &str| p.starts_with('/');
+    match (parts(path), parts(folder)) {
+        (Some(path_parts), Some(folder_parts)) => {
+            absolute(path) == absolute(folder) && path_parts.starts_with(&folder_parts)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_within;
+
+    #[test]
+    fn paths_stay_within_their_folder_or_not() {
+        assert!(stays_within("out/a.txt", "out/"));
+        assert!(stays_within("out/x/../a.txt", "out/"));
+        assert!(stays_within("./out/a.txt", "out/"));
+        assert!(stays_within("a.txt", ""));
+        assert!(stays_within("/data/in/a.csv", "/data/in/"));
+        assert!(stays_within(
+            "sftp://host/outbox/a.xml",
+            "sftp://host/outbox/"
+        ));
+        assert!(!stays_within("out/../a.txt", "out/"));
+        assert!(!stays_within("out/../../etc/passwd", "out/"));
+        assert!(!stays_within("/etc/passwd", ""));
+        assert!(!stays_within("../a.txt", ""));
+        assert!(!stays_within("/data/in/../secrets", "/data/in/"));
+        assert!(!stays_within(
+            "sftp://host/outbox/../etc/x",
+            "sftp://host/outbox/"
+        ));
+        assert!(!stays_within("out2/a.txt", "out/"));
+    }
+}

@@ -15,6 +15,35 @@ use crate::core::error::StepError;
 use crate::core::files::{file_value, glob_match, io_error, split_glob};
 use crate::engine::ctx::StepCall;
 
+/// The path parameters of the `file.*` steps, by position.
+const PATH_PARAMS: [(usize, &str); 4] = [(0, "path"), (0, "from"), (1, "to"), (0, "glob")];
+
+/// Refuses a path built from run data that leaves the folder its trusted
+/// prefix names: generated code passes the text before the first
+/// interpolation of run data as `NAME_within` beside a path parameter
+/// (`"out/${name}"` gives `path_within: "out/"`; config values count as
+/// trusted), and the folder is that text up to its last `/`. So
+/// `name = "../../etc/passwd"` is refused here.
+pub(crate) fn confine(call: &StepCall, func: &str) -> Result<(), StepError> {
+    for (i, name) in PATH_PARAMS {
+        let Some(prefix) = call
+            .args
+            .get_named(&format!("{name}_within"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let folder = &prefix[..prefix.rfind('/').map_or(0, |end| end + 1)];
+        let path = call.args.param(i, name).as_str().unwrap_or_default();
+        if !crate::core::files::stays_within(path, folder) {
+            return Err(StepError::permanent(format!(
+                "{func}: `{name}` {path:?} leaves the folder {folder:?} it is built in (a value of the run put `..` or `/` in it)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn path_arg(call: &StepCall, i: usize, name: &str, func: &str) -> Result<PathBuf, StepError> {
     call.args
         .param(i, name)
@@ -33,6 +62,24 @@ async fn create_parent(path: &Path, func: &str) -> Result<(), StepError> {
     }
 }
 
+/// Writes `data` to a new file at `path` and waits until it is on disk.
+async fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut file = tokio::fs::File::create(path).await?;
+    file.write_all(data).await?;
+    file.sync_all().await
+}
+
+/// Makes a rename or a new entry in `path`'s folder durable: a step is
+/// journaled as done only once what it did survives a power cut.
+async fn sync_folder_of(path: &Path) -> io::Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tokio::fs::File::open(folder).await?.sync_all().await
+}
+
 fn content_arg(call: &StepCall, func: &str) -> Result<String, StepError> {
     call.args
         .param(1, "content")
@@ -44,6 +91,7 @@ fn content_arg(call: &StepCall, func: &str) -> Result<String, StepError> {
 /// `file.read(path)` → File.
 pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
+        confine(&call, "file.read")?;
         if let Some(url) = remote::url_param(&call, 0, "path", "file.read")? {
             return remote::read(&call, url).await;
         }
@@ -58,6 +106,7 @@ pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
 pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.write";
+        confine(&call, f)?;
         let content = content_arg(&call, f)?;
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::write(&call, url, &content, false).await;
@@ -65,10 +114,13 @@ pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepErro
         let path = path_arg(&call, 0, "path", f)?;
         create_parent(&path, f).await?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, content.as_bytes())
+        write_synced(&tmp, content.as_bytes())
             .await
             .map_err(|e| io_error(f, &tmp, &e))?;
         tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| io_error(f, &path, &e))?;
+        sync_folder_of(&path)
             .await
             .map_err(|e| io_error(f, &path, &e))?;
         file_value(&path, f).await
@@ -81,6 +133,7 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
     async move {
         use tokio::io::AsyncWriteExt as _;
         let f = "file.append";
+        confine(&call, f)?;
         let content = content_arg(&call, f)?;
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::write(&call, url, &content, true).await;
@@ -96,7 +149,8 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
         file.write_all(content.as_bytes())
             .await
             .map_err(|e| io_error(f, &path, &e))?;
-        file.flush().await.map_err(|e| io_error(f, &path, &e))?;
+        // On disk before the step is journaled as done.
+        file.sync_all().await.map_err(|e| io_error(f, &path, &e))?;
         file_value(&path, f).await
     }
     .boxed()
@@ -106,6 +160,7 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
 pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.move";
+        confine(&call, f)?;
         let from = path_arg(&call, 0, "from", f)?;
         let to = path_arg(&call, 1, "to", f)?;
         let from_url = remote::url_param(&call, 0, "from", f)?;
@@ -119,6 +174,11 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
         tokio::fs::rename(&from, &to)
             .await
             .map_err(|e| io_error(f, &from, &e))?;
+        for moved in [&to, &from] {
+            sync_folder_of(moved)
+                .await
+                .map_err(|e| io_error(f, moved, &e))?;
+        }
         file_value(&to, f).await
     }
     .boxed()
@@ -128,6 +188,7 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
 pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.delete";
+        confine(&call, f)?;
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::delete(&call, url).await;
         }
@@ -146,6 +207,7 @@ pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
 pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.list";
+        confine(&call, f)?;
         if let Some(url) = remote::url_param(&call, 0, "glob", f)? {
             return remote::list(&call, url).await;
         }

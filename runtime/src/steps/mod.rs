@@ -25,6 +25,7 @@ use crate::core::error::{RunError, StepError};
 use crate::engine::ctx::{Args, StepCall};
 use crate::engine::registry::StepRegistry;
 
+pub(crate) use file::confine;
 pub(crate) use http::request_url;
 
 /// Registers the standard library: its steps and pure functions.
