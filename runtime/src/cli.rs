@@ -91,6 +91,10 @@ struct ServeArgs {
     /// forever). Failed runs are kept until replayed.
     #[arg(long, env = "FLOW_RETENTION", default_value = "7d", value_parser = parse_duration)]
     retention: Duration,
+    /// How long failed runs are kept for inspection and replay (e.g. 90d;
+    /// 0 keeps them forever, and the store grows without bound).
+    #[arg(long, env = "FLOW_FAILED_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    failed_retention: Duration,
     /// Lease of a running execution, renewed every third of it while the
     /// run goes on; a run whose replica stops renewing (crashed, stalled)
     /// is taken over by another once its lease expires.
@@ -225,7 +229,7 @@ pub fn help_text(i: &Integration) -> String {
             doc_lines(&mut out, e.doc);
         }
     }
-    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_STORE_POOL, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_STORE_POOL, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_FAILED_RETENTION, FLOW_LOG_FORMAT, RUST_LOG.");
     out
 }
 
@@ -406,8 +410,10 @@ struct Setup {
     workers: Option<usize>,
     /// How long shutdown waits for in-flight runs.
     drain: Duration,
-    /// How long finished runs are kept; `None`: forever.
+    /// How long succeeded and skipped runs are kept; `None`: forever.
     retention: Option<Duration>,
+    /// How long failed runs are kept; `None`: forever.
+    failed_retention: Option<Duration>,
     /// Lease of a running execution.
     lease: Duration,
 }
@@ -420,6 +426,7 @@ impl Setup {
             workers: Some(1),
             drain: Duration::from_secs(30),
             retention: None,
+            failed_retention: None,
             lease,
         }
     }
@@ -431,6 +438,7 @@ impl Setup {
             workers: args.workers,
             drain: args.drain_timeout,
             retention: (!args.retention.is_zero()).then_some(args.retention),
+            failed_retention: (!args.failed_retention.is_zero()).then_some(args.failed_retention),
             lease: args.lease,
         }
     }
@@ -457,6 +465,7 @@ async fn build_runtime(
         drain_timeout: setup.drain,
         lease: setup.lease,
         retention: setup.retention,
+        failed_retention: setup.failed_retention,
         redactor,
         steps: crate::host::step_registry(),
     };

@@ -426,6 +426,11 @@ pub trait Store: Send + Sync + 'static {
     /// running executions are kept. Returns how many executions were deleted.
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
 
+    /// Retention of failed runs (kept longer than the others, for replay):
+    /// deletes `failed` executions created before `before`, with their
+    /// journals and dedupe keys. Returns how many were deleted.
+    fn purge_failed(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
+
     /// Extends a lease by `duration` from now (the store's clock); `false`
     /// if `lease` is no longer held.
     fn renew<'a>(

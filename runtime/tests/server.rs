@@ -811,3 +811,48 @@ async fn a_sync_flow_that_reads_headers_gets_them() {
     );
     within("shutdown", server.shutdown()).await;
 }
+
+/// Serving purges failed runs past `failed_retention` (at start-up, then
+/// hourly), and keeps those still within it.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_runs_past_their_retention_are_purged_while_serving() {
+    use flow_runtime::store::{Finish, NewExecution, Store as _};
+    let store = std::sync::Arc::new(flow_runtime::MemoryStore::new());
+    store
+        .enqueue(NewExecution::queued("old-failure", "hook", json!({})))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim("test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let failed = Finish {
+        status: Status::Failed,
+        result: None,
+        error: Some("boom".into()),
+        error_step: None,
+    };
+    store
+        .finish("old-failure", &claimed.lease().unwrap(), failed)
+        .await
+        .unwrap();
+    let old_enough = Duration::from_millis(50);
+    tokio::time::sleep(old_enough * 2).await;
+    let mut options = common::options(&[
+        ("SINK_URL", "http://127.0.0.1:9"),
+        ("HOOK_SECRET", HOOK_SECRET),
+        ("API_KEY", API_KEY),
+    ]);
+    options.store = Some(store.clone());
+    options.failed_retention = Some(old_enough);
+    let rt = Runtime::new(integration(), options).unwrap();
+    let server = common::serve(&rt, None).await;
+    within("the purge of the old failed run", async {
+        while store.get("old-failure").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("shutdown", server.shutdown()).await;
+}

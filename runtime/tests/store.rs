@@ -741,6 +741,20 @@ async fn retention_purges_old_finished_runs(s: &dyn Store) {
     // The last tick survives a purge.
     assert!(s.last_tick("cron").await.unwrap().is_some());
     assert_eq!(s.purge_finished(cut).await.unwrap(), 0);
+
+    // Failed runs have a retention of their own: "bad" goes with its
+    // journal and dedupe key; nothing else does.
+    assert_eq!(s.purge_failed(cut).await.unwrap(), 1);
+    assert!(s.get("bad").await.unwrap().is_none());
+    assert!(s.journal("bad").await.unwrap().is_empty());
+    for kept in ["young", "ok2", "tick-1", "tick-2"] {
+        assert!(s.get(kept).await.unwrap().is_some(), "{kept}");
+    }
+    assert_eq!(
+        s.enqueue(new("bad3", "f", Some("k2"))).await.unwrap(),
+        Enqueued::Created
+    );
+    assert_eq!(s.purge_failed(cut).await.unwrap(), 0);
 }
 
 /// A fresh exclusive SQLite store in a temporary directory.

@@ -38,6 +38,11 @@ use crate::store::{
     Enqueued, Execution, Finish, Lease, MemoryStore, NewExecution, Status, Store, StoreError,
 };
 
+/// How long failed runs are kept by default (`--failed-retention`): long
+/// enough to notice and replay them, bounded so the store cannot grow
+/// without limit.
+pub const DEFAULT_FAILED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// How long finished runs are kept by default (`--retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -66,8 +71,12 @@ pub struct RuntimeOptions {
     /// Lease of a running execution (renewed while it runs).
     pub lease: Duration,
     /// Succeeded and skipped runs older than this are deleted while
-    /// serving (hourly); `None` keeps them forever. Failed runs are kept.
+    /// serving (hourly); `None` keeps them forever. Failed runs have
+    /// their own retention.
     pub retention: Option<Duration>,
+    /// Failed runs older than this are deleted while serving; `None` keeps
+    /// them forever.
+    pub failed_retention: Option<Duration>,
     /// Shares secrets with the log writer (see [`crate::core::logging`]).
     pub redactor: Redactor,
     /// The steps and pure functions runs can call. Empty by default: the
@@ -87,6 +96,7 @@ impl Default for RuntimeOptions {
             drain_timeout: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             retention: Some(DEFAULT_RETENTION),
+            failed_retention: Some(DEFAULT_FAILED_RETENTION),
             redactor: Redactor::new(),
             steps: StepRegistry::new(),
         }
@@ -123,6 +133,7 @@ pub(crate) struct Inner {
     pub(crate) drain_timeout: Duration,
     pub(crate) lease: Duration,
     pub(crate) retention: Option<Duration>,
+    pub(crate) failed_retention: Option<Duration>,
     /// Executions the worker pool is running: id → lease and journal (the
     /// heartbeat renews the leases and marks lost ones on the journal;
     /// released back to the queue if still running at the drain deadline).
@@ -312,6 +323,7 @@ impl Runtime {
                 drain_timeout: options.drain_timeout,
                 lease: options.lease,
                 retention: options.retention,
+                failed_retention: options.failed_retention,
                 in_flight: Mutex::new(HashMap::new()),
                 queue: Notify::new(),
                 watchers: Mutex::new(HashMap::new()),

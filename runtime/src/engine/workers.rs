@@ -156,26 +156,40 @@ impl Runtime {
     /// Deletes finished runs older than the retention, once an hour until
     /// shutdown. Nothing when the retention is `None`.
     pub(crate) fn start_purger(&self) -> Option<JoinHandle<()>> {
-        let keep = self.inner.retention?;
+        let (finished, failed) = (self.inner.retention, self.inner.failed_retention);
+        if finished.is_none() && failed.is_none() {
+            return None;
+        }
         let rt = self.clone();
         Some(tokio::spawn(async move {
-            let mut shutdown = rt.inner.shutdown.subscribe();
             loop {
-                let before = chrono::Utc::now()
-                    - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-                match rt.inner.store.purge_finished(before).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(deleted = n, "deleted finished runs past the retention")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot delete old runs"),
+                if let Some(keep) = finished {
+                    let purged = rt.inner.store.purge_finished(cutoff(keep)).await;
+                    log_purge(purged, "succeeded and skipped");
+                }
+                if let Some(keep) = failed {
+                    let purged = rt.inner.store.purge_failed(cutoff(keep)).await;
+                    log_purge(purged, "failed");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(PURGE_EVERY) => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = rt.shutdown_started() => return,
                 }
             }
         }))
+    }
+}
+
+/// The creation time before which runs kept for `keep` are deleted.
+fn cutoff(keep: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX)
+}
+
+fn log_purge(purged: Result<u64, StoreError>, which: &str) {
+    match purged {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "deleted {which} runs past their retention"),
+        Err(e) => tracing::warn!(error = %e, "cannot delete old {which} runs"),
     }
 }
 

@@ -82,6 +82,30 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Deletes the executions created before `before` whose status
+    /// `purged` picks, with their journals and dedupe keys.
+    fn purge(&self, before: DateTime<Utc>, purged: impl Fn(Status) -> bool) -> u64 {
+        self.with(|s| {
+            let old: Vec<String> = s
+                .executions
+                .values()
+                .filter(|e| purged(e.status) && e.created_at < before)
+                .map(|e| e.id.clone())
+                .collect();
+            for id in &old {
+                s.executions.remove(id);
+                s.journal.remove(id);
+                if let Some(seq) = s.seq.remove(id) {
+                    s.order.remove(&seq);
+                    s.queue.remove(&seq);
+                }
+            }
+            let executions = &s.executions;
+            s.dedupe.retain(|_, id| executions.contains_key(id));
+            old.len() as u64
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut guard = crate::core::sync::lock(&self.inner);
         f(&mut guard)
@@ -230,26 +254,12 @@ impl Store for MemoryStore {
     }
 
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
-        let n = self.with(|s| {
-            let old: Vec<String> = s
-                .executions
-                .values()
-                .filter(|e| matches!(e.status, Status::Succeeded | Status::Skipped))
-                .filter(|e| e.created_at < before)
-                .map(|e| e.id.clone())
-                .collect();
-            for id in &old {
-                s.executions.remove(id);
-                s.journal.remove(id);
-                if let Some(seq) = s.seq.remove(id) {
-                    s.order.remove(&seq);
-                    s.queue.remove(&seq);
-                }
-            }
-            let executions = &s.executions;
-            s.dedupe.retain(|_, id| executions.contains_key(id));
-            old.len() as u64
-        });
+        let n = self.purge(before, |s| matches!(s, Status::Succeeded | Status::Skipped));
+        async move { Ok(n) }.boxed()
+    }
+
+    fn purge_failed(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        let n = self.purge(before, |s| s == Status::Failed);
         async move { Ok(n) }.boxed()
     }
 

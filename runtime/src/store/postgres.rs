@@ -396,6 +396,40 @@ pub(crate) fn new_pool(
 }
 
 impl PostgresStore {
+    /// Deletes the executions created before `before` with one of
+    /// `statuses`, with their journals and dedupe keys; one chunk per
+    /// statement (short transactions, claims carry on meanwhile).
+    async fn purge(&self, before: DateTime<Utc>, statuses: &[&str]) -> StoreResult<u64> {
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let mut deleted = 0u64;
+        loop {
+            let rows = self
+                .query(
+                    "WITH gone AS (DELETE FROM $S.executions WHERE seq IN \
+                     (SELECT seq FROM $S.executions WHERE created_at < $1 \
+                      AND status = ANY($3) ORDER BY seq LIMIT $2 \
+                      FOR UPDATE SKIP LOCKED) RETURNING id, flow, dedupe_key), \
+                     j AS (DELETE FROM $S.journal WHERE execution_id IN \
+                      (SELECT id FROM gone)), \
+                     d AS (DELETE FROM $S.dedupe dd USING gone WHERE dd.flow = gone.flow \
+                      AND dd.key = gone.dedupe_key AND dd.execution_id = gone.id) \
+                     SELECT count(*) FROM gone",
+                    &[&before, &PURGE_CHUNK, &statuses],
+                )
+                .await?;
+            let n: i64 = rows
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(pg_error)?
+                .unwrap_or(0);
+            deleted += n as u64;
+            if n < PURGE_CHUNK {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Connects, creates the schema and applies pending migrations, and
     /// starts the listener. Must be called inside a Tokio runtime.
     pub async fn open(options: PostgresOptions) -> StoreResult<PostgresStore> {
@@ -846,35 +880,7 @@ impl Store for PostgresStore {
 
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
         async move {
-            let mut deleted = 0u64;
-            loop {
-                // One chunk per statement: short transactions, and claims
-                // carry on meanwhile.
-                let rows = self
-                    .query(
-                        "WITH gone AS (DELETE FROM $S.executions WHERE seq IN \
-                         (SELECT seq FROM $S.executions WHERE created_at < $1 \
-                          AND status IN ('succeeded', 'skipped') ORDER BY seq LIMIT $2 \
-                          FOR UPDATE SKIP LOCKED) RETURNING id, flow, dedupe_key), \
-                         j AS (DELETE FROM $S.journal WHERE execution_id IN \
-                          (SELECT id FROM gone)), \
-                         d AS (DELETE FROM $S.dedupe dd USING gone WHERE dd.flow = gone.flow \
-                          AND dd.key = gone.dedupe_key AND dd.execution_id = gone.id) \
-                         SELECT count(*) FROM gone",
-                        &[&before, &PURGE_CHUNK],
-                    )
-                    .await?;
-                let n: i64 = rows
-                    .first()
-                    .map(|r| r.try_get(0))
-                    .transpose()
-                    .map_err(pg_error)?
-                    .unwrap_or(0);
-                deleted += n as u64;
-                if n < PURGE_CHUNK {
-                    break;
-                }
-            }
+            let deleted = self.purge(before, &["succeeded", "skipped"]).await?;
             self.execute(
                 "DELETE FROM $S.schedule_ticks t WHERE tick < $1 AND tick < \
                  (SELECT last_tick FROM $S.schedules s WHERE s.flow = t.flow)",
@@ -884,6 +890,10 @@ impl Store for PostgresStore {
             Ok(deleted)
         }
         .boxed()
+    }
+
+    fn purge_failed(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        self.purge(before, &["failed"]).boxed()
     }
 
     fn renew<'a>(

@@ -499,6 +499,85 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Deletes the executions created before `before` with one of
+    /// `statuses`, with their journals and dedupe keys, one chunk per
+    /// transaction in creation order (intake interleaves with a long purge);
+    /// with `ticks`, also the schedule ticks older than `before` but each
+    /// flow's last.
+    async fn purge(
+        &self,
+        before: DateTime<Utc>,
+        statuses: &'static [&'static str],
+        ticks: bool,
+    ) -> StoreResult<u64> {
+        let cutoff = micros(before);
+        let mut deleted = 0u64;
+        let mut after = 0i64;
+        loop {
+            // One chunk per transaction, in creation order, so intake
+            // interleaves with a long purge.
+            let (n, last, done) = self
+                .write(move |c| {
+                    let rows: Vec<(i64, String, String, String, Option<String>, i64)> = c
+                        .prepare_cached(
+                            "SELECT seq, id, flow, status, dedupe_key, created_at \
+                             FROM executions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                        )?
+                        .query_map(params![after, PURGE_CHUNK as i64], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let mut n = 0u64;
+                    let mut last = after;
+                    let mut done = rows.len() < PURGE_CHUNK;
+                    for (seq, id, flow, status, key, created) in rows {
+                        if created >= cutoff {
+                            done = true;
+                            break;
+                        }
+                        last = seq;
+                        if !statuses.contains(&status.as_str()) {
+                            continue;
+                        }
+                        c.prepare_cached("DELETE FROM journal WHERE execution_id = ?1")?
+                            .execute([&id])?;
+                        if let Some(key) = key {
+                            c.prepare_cached(
+                                "DELETE FROM dedupe WHERE flow = ?1 AND key = ?2 \
+                                 AND execution_id = ?3",
+                            )?
+                            .execute(params![flow, key, id])?;
+                        }
+                        c.prepare_cached("DELETE FROM executions WHERE seq = ?1")?
+                            .execute([seq])?;
+                        n += 1;
+                    }
+                    if done && ticks {
+                        c.execute(
+                            "DELETE FROM schedule_ticks WHERE tick < ?1 AND tick < \
+                             (SELECT MAX(t.tick) FROM schedule_ticks t \
+                              WHERE t.flow = schedule_ticks.flow)",
+                            [cutoff],
+                        )?;
+                    }
+                    Ok((n, last, done))
+                })
+                .await?;
+            deleted += n;
+            after = last;
+            if done {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Opens (creating if needed) the database at `path`: takes the lock
     /// when `exclusive`, switches to WAL, applies pending migrations and
     /// starts the writer thread. Blocks for the time that takes.
@@ -948,75 +1027,11 @@ impl Store for SqliteStore {
     }
 
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
-        let cutoff = micros(before);
-        async move {
-            let mut deleted = 0u64;
-            let mut after = 0i64;
-            loop {
-                // One chunk per transaction, in creation order, so intake
-                // interleaves with a long purge.
-                let (n, last, done) = self
-                    .write(move |c| {
-                        let rows: Vec<(i64, String, String, String, Option<String>, i64)> = c
-                            .prepare_cached(
-                                "SELECT seq, id, flow, status, dedupe_key, created_at \
-                                 FROM executions WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                            )?
-                            .query_map(params![after, PURGE_CHUNK as i64], |r| {
-                                Ok((
-                                    r.get(0)?,
-                                    r.get(1)?,
-                                    r.get(2)?,
-                                    r.get(3)?,
-                                    r.get(4)?,
-                                    r.get(5)?,
-                                ))
-                            })?
-                            .collect::<rusqlite::Result<_>>()?;
-                        let mut n = 0u64;
-                        let mut last = after;
-                        let mut done = rows.len() < PURGE_CHUNK;
-                        for (seq, id, flow, status, key, created) in rows {
-                            if created >= cutoff {
-                                done = true;
-                                break;
-                            }
-                            last = seq;
-                            if status != "succeeded" && status != "skipped" {
-                                continue;
-                            }
-                            c.prepare_cached("DELETE FROM journal WHERE execution_id = ?1")?
-                                .execute([&id])?;
-                            if let Some(key) = key {
-                                c.prepare_cached(
-                                    "DELETE FROM dedupe WHERE flow = ?1 AND key = ?2 \
-                                     AND execution_id = ?3",
-                                )?
-                                .execute(params![flow, key, id])?;
-                            }
-                            c.prepare_cached("DELETE FROM executions WHERE seq = ?1")?
-                                .execute([seq])?;
-                            n += 1;
-                        }
-                        if done {
-                            c.execute(
-                                "DELETE FROM schedule_ticks WHERE tick < ?1 AND tick < \
-                                 (SELECT MAX(t.tick) FROM schedule_ticks t \
-                                  WHERE t.flow = schedule_ticks.flow)",
-                                [cutoff],
-                            )?;
-                        }
-                        Ok((n, last, done))
-                    })
-                    .await?;
-                deleted += n;
-                after = last;
-                if done {
-                    return Ok(deleted);
-                }
-            }
-        }
-        .boxed()
+        self.purge(before, &["succeeded", "skipped"], true).boxed()
+    }
+
+    fn purge_failed(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>> {
+        self.purge(before, &["failed"], false).boxed()
     }
 
     fn renew<'a>(
