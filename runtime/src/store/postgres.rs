@@ -376,6 +376,32 @@ async fn listen_loop(config: tokio_postgres::Config, schema: String, wake: Arc<N
 /// A pool of up to `max_size` connections on `config`, without TLS:
 /// 10 s to connect, 30 s to wait for a free connection. Connections are
 /// made on demand. Shared with the `sql.*` steps (`stdlib/sql.rs`).
+/// Longest a store statement may run (the URL's `options` may say otherwise).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A dead or stalled database must turn intake into a prompt `503`, not a
+/// hang: connecting gives up after 10 s, idle connections are probed by TCP
+/// keepalive (so a database gone without a word is noticed), and a store
+/// statement runs at most [`STATEMENT_TIMEOUT`] — unless the URL sets its
+/// own `connect_timeout` or `options`.
+fn with_store_timeouts(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3);
+    if config.get_options().is_none() {
+        config.options(format!(
+            "-c statement_timeout={}",
+            STATEMENT_TIMEOUT.as_millis()
+        ));
+    }
+    config
+}
+
 pub(crate) fn new_pool(
     config: &tokio_postgres::Config,
     max_size: usize,
@@ -439,6 +465,7 @@ impl PostgresStore {
                 "invalid PostgreSQL URL (postgres://user@host:port/database): {e}"
             ))
         })?;
+        let config = with_store_timeouts(config);
         if config.get_hosts().is_empty() {
             return Err(StoreError::backend(
                 "the PostgreSQL URL names no host (postgres://user@host:port/database)",
@@ -1194,5 +1221,29 @@ impl Store for PostgresStore {
 
     fn wake_hint(&self) -> Option<Arc<Notify>> {
         Some(self.wake.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store's connections carry the statement timeout (run against
+    /// `FLOW_TEST_POSTGRES_URL`; skipped without it).
+    #[tokio::test]
+    async fn store_connections_have_a_statement_timeout() {
+        let Ok(url) = std::env::var("FLOW_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: FLOW_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let config = with_store_timeouts(url.parse().unwrap());
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        let pool = new_pool(&config, 1).unwrap();
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "30s");
     }
 }
