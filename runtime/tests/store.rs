@@ -792,14 +792,7 @@ where
     s.enqueue(new("bad2", "f", None)).await.unwrap();
     s.enqueue(new("d", "f", None)).await.unwrap();
     corrupt("bad2", "trigger").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let d = loop {
-        if let Some(e) = s.claim("w1", LONG).await.unwrap() {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "d was never claimed");
-    };
-    assert_eq!(d.id, "d");
+    claim_until(s, "w1", "d").await;
     assert_eq!(s.get("bad2").await.unwrap().unwrap().status, Status::Failed);
 
     // An unreadable result of a finished run does not break the listing.
