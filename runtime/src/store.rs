@@ -68,6 +68,71 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An execution as a SQL store read it back, with what of its row could not
+/// be read (`None`: all of it could). See [`JsonColumns`].
+pub(crate) type ReadBack = (Execution, Option<String>);
+
+/// Reads the JSON columns of one execution row. A column that does not
+/// parse (a row written before the nesting limit existed, or damaged by
+/// hand) must cost only its own execution, never the claim batch or the
+/// listing it is part of: it reads as `null`, and the problem is kept for
+/// [`JsonColumns::finish`].
+#[derive(Default)]
+pub(crate) struct JsonColumns {
+    problems: Vec<String>,
+}
+
+impl JsonColumns {
+    /// The column `what` (`trigger`, `result`), or `null` if it cannot be read.
+    pub(crate) fn read(&mut self, text: &str, what: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| {
+            self.problems
+                .push(format!("the stored {what} cannot be read: {e}"));
+            Value::Null
+        })
+    }
+
+    /// The execution with the problems (if any) shown as its error, unless
+    /// it already has one (the failure recorded by [`keep_readable`]).
+    pub(crate) fn finish(self, mut exec: Execution) -> ReadBack {
+        if self.problems.is_empty() {
+            return (exec, None);
+        }
+        let problem = self.problems.join("; ");
+        exec.error.get_or_insert_with(|| problem.clone());
+        (exec, Some(problem))
+    }
+}
+
+/// The claimed executions that can run; each one whose row could not be
+/// read is marked failed with the reason (through its fresh lease), so it
+/// neither blocks the others nor comes back when its lease expires.
+pub(crate) async fn keep_readable(
+    store: &dyn Store,
+    claimed: Vec<ReadBack>,
+) -> StoreResult<Vec<Execution>> {
+    let mut readable = Vec::with_capacity(claimed.len());
+    for (exec, problem) in claimed {
+        let Some(problem) = problem else {
+            readable.push(exec);
+            continue;
+        };
+        let Some(lease) = exec.lease() else { continue };
+        tracing::error!(execution_id = %exec.id, error = %problem, "a claimed run cannot be read back; marked failed");
+        let failed = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(problem),
+            error_step: None,
+        };
+        match store.finish(&exec.id, &lease, failed).await {
+            Ok(()) | Err(StoreError::LeaseLost(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(readable)
+}
+
 /// Status of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -120,6 +120,16 @@ fn leaky(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// Decodes the JSON text it was sent in a step (whose output is journaled).
+fn decode(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let text = ops::field(&ops::field(cx.trigger(), "body"), "text");
+        cx.step("parsed", no_retry(), "json.decode", Args::new().arg(text))
+            .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn fanout(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
         let items = ops::iter(&ops::field(&ops::field(cx.trigger(), "body"), "items"))?;
@@ -198,6 +208,11 @@ fn flows(config: &Config) -> Vec<FlowDef> {
         ),
         def("raw", webhook("/raw", Schema::String, None, 1024), raw),
         def("leaky", webhook("/leaky", Schema::Json, None, 1024), leaky),
+        def(
+            "decode",
+            webhook("/decode", Schema::Json, None, 4096),
+            decode,
+        ),
         def(
             "fanout",
             webhook("/fanout", Schema::Json, None, 1024),
@@ -855,4 +870,40 @@ async fn failed_runs_past_their_retention_are_purged_while_serving() {
     })
     .await;
     within("shutdown", server.shutdown()).await;
+}
+
+/// A step output nested too deep to be read back from the store fails that
+/// step with a clear error; text of that depth inside a string passes the
+/// intake (it is a string), so only the step can catch it.
+#[tokio::test]
+async fn a_step_output_nested_too_deep_fails_the_step() {
+    let sink = Sink::start();
+    let server = start(&sink, None).await;
+    let post_text = |depth: usize| {
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        serde_json::to_vec(&json!({ "text": text })).unwrap()
+    };
+
+    let (status, answer) = post(
+        &server,
+        "/decode",
+        "application/json",
+        &post_text(100),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    let e = expect_status(server.runtime(), id, Status::Failed).await;
+    assert_eq!(e.error_step.as_deref(), Some("parsed"), "{e:#?}");
+    assert_eq!(
+        e.error.as_deref(),
+        Some("json.decode: the output nests deeper than 64 levels and cannot be stored"),
+        "{e:#?}"
+    );
+
+    let (status, answer) = post(&server, "/decode", "application/json", &post_text(64), None).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    expect_status(server.runtime(), id, Status::Succeeded).await;
 }

@@ -757,6 +757,120 @@ async fn retention_purges_old_finished_runs(s: &dyn Store) {
     assert_eq!(s.purge_failed(cut).await.unwrap(), 0);
 }
 
+/// Text that parses nowhere: nested past serde_json's limit, as a row
+/// written before the intake refused such bodies.
+fn unreadable_json() -> String {
+    format!("{{\"body\": {}{}}}", "[".repeat(200), "]".repeat(200))
+}
+
+/// A row that cannot be read back costs only its own run: `corrupt(id)`
+/// overwrites the stored trigger of `id` (or, with `"result"`, its result)
+/// with [`unreadable_json`] by SQL, behind the store's back.
+async fn unreadable_rows_fail_alone<F, Fut>(s: &dyn Store, corrupt: F)
+where
+    F: Fn(&'static str, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for id in ["a", "bad", "c"] {
+        s.enqueue(new(id, "f", None)).await.unwrap();
+    }
+    corrupt("bad", "trigger").await;
+
+    // Listing and reading it work: the trigger reads as null, the error says why.
+    let listed = s.list(ExecutionFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    let bad = s.get("bad").await.unwrap().unwrap();
+    assert_eq!(bad.trigger, serde_json::Value::Null);
+    let error = bad.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the stored trigger cannot be read: recursion limit exceeded"),
+        "{error}"
+    );
+
+    // The claim hands out the good runs and fails the bad one.
+    let claimed = s.claim_batch("w1", 10, LONG).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|(e, _)| e.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c"]);
+    assert_eq!(claimed[0].0.trigger, json!({ "body": { "id": "a" } }));
+    let bad = s.get("bad").await.unwrap().unwrap();
+    assert_eq!(bad.status, Status::Failed);
+    assert!(bad.finished_at.is_some());
+    let error = bad.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the stored trigger cannot be read:"),
+        "{error}"
+    );
+    assert!(s.claim("w1", LONG).await.unwrap().is_none(), "nothing left");
+
+    // A single claim skips it too.
+    s.enqueue(new("bad2", "f", None)).await.unwrap();
+    s.enqueue(new("d", "f", None)).await.unwrap();
+    corrupt("bad2", "trigger").await;
+    claim_until(s, "w1", "d").await;
+    assert_eq!(s.get("bad2").await.unwrap().unwrap().status, Status::Failed);
+
+    // An unreadable result of a finished run does not break the listing.
+    let a = &claimed[0].0;
+    let done = Finish {
+        result: Some(json!({ "ok": true })),
+        ..finish(Status::Succeeded)
+    };
+    s.finish(&a.id, &lease(a), done).await.unwrap();
+    corrupt("a", "result").await;
+    let a = s.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.result),
+        (Status::Succeeded, Some(serde_json::Value::Null))
+    );
+    let error = a.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the stored result cannot be read:"),
+        "{error}"
+    );
+    assert_eq!(s.list(ExecutionFilter::default()).await.unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unreadable_rows_fail_alone() {
+    let (store, dir) = sqlite(Durability::Full);
+    let path = dir.path().join("test.db");
+    unreadable_rows_fail_alone(&store, |id, column| {
+        let path = path.clone();
+        async move {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            let sql = format!("UPDATE executions SET {column} = ?1 WHERE id = ?2");
+            let n = conn
+                .execute(&sql, rusqlite::params![unreadable_json(), id])
+                .unwrap();
+            assert_eq!(n, 1, "{id} is stored");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreadable_rows_fail_alone() {
+    let Some(pg) = Pg::open("postgres_unreadable_rows_fail_alone").await else {
+        return;
+    };
+    let (url, schema) = (pg.url.clone(), pg.schema.clone());
+    unreadable_rows_fail_alone(&pg.store, |id, column| {
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let client = pg_support::admin(&url).await;
+            let sql = format!("UPDATE \"{schema}\".executions SET {column} = $1 WHERE id = $2");
+            let n = client
+                .execute(&sql, &[&unreadable_json(), &id])
+                .await
+                .unwrap();
+            assert_eq!(n, 1, "{id} is stored");
+        }
+    })
+    .await;
+    pg.done().await;
+}
+
 /// A fresh exclusive SQLite store in a temporary directory.
 fn sqlite(durability: Durability) -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,10 @@
 //! at-least-once into a stored run, exactly-once where the broker names its
 //! messages.
 //!
-//! A message that does not decode is stored as a failed run carrying the
-//! error and the raw payload ([`Runtime::record_rejected`]) and then
+//! A message that does not decode (including JSON nested deeper than
+//! [`crate::core::nesting::MAX_DEPTH`] levels, refused before parsing) is
+//! stored as a failed run carrying the error and the raw payload
+//! ([`Runtime::record_rejected`]) and then
 //! acknowledged, so it never blocks the subscription; it can be inspected
 //! with `/_flow/executions?status=failed`.
 //!
@@ -385,6 +387,8 @@ pub(crate) fn decode(
             Err(_) => Err("the payload is not valid UTF-8".into()),
         };
     }
+    crate::core::nesting::check_text(payload)
+        .map_err(|too_deep| format!("the payload {too_deep}"))?;
     let value: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
     schema.decode(&value).map_err(|e| e.to_string())
 }
@@ -412,6 +416,9 @@ mod tests {
         assert!(not_json.starts_with("invalid JSON"), "{not_json}");
         assert_eq!(decode(&Schema::String, b"plain").unwrap(), json!("plain"));
         assert_eq!(decode(&Schema::Json, b"[1]").unwrap(), json!([1]));
+        let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let too_deep = decode(&Schema::Json, deep.as_bytes()).unwrap_err();
+        assert_eq!(too_deep, "the payload nests deeper than 64 levels");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The bottom layer: what every other layer shares and that knows nothing
 //! of runs, stores or adapters — values and the language's operators,
-//! schemas, errors, redaction, config loading, metrics, logging, and the
+//! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, and the
 //! helpers that turn HTTP headers and files into trigger values.
 
 pub mod config;
@@ -10,6 +10,7 @@ pub mod headers;
 pub mod hmac;
 pub mod logging;
 pub mod metrics;
+pub mod nesting;
 pub mod ops;
 pub mod redact;
 pub mod schema;

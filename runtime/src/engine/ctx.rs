@@ -449,7 +449,7 @@ impl Ctx {
             services
                 .metrics()
                 .observe_step(self.run.flow, name, t0.elapsed());
-            match result {
+            match result.and_then(|output| storable(call, output)) {
                 Ok(output) => {
                     tracing::info!(
                         call,
@@ -584,6 +584,18 @@ impl Ctx {
 
     pub(crate) fn state_put(&self, key: &str, value: Value) {
         lock(&self.run.state).insert(key.to_string(), value);
+    }
+}
+
+/// A step's output as it will be journaled: one nested deeper than the
+/// store can read back fails the step (permanently: another attempt gives
+/// the same output) instead of leaving a row that breaks the run's replay.
+fn storable(call: &str, output: Value) -> Result<Value, StepError> {
+    match crate::core::nesting::check_value(&output) {
+        Ok(()) => Ok(output),
+        Err(too_deep) => Err(StepError::permanent(format!(
+            "{call}: the output {too_deep} and cannot be stored"
+        ))),
     }
 }
 

@@ -44,8 +44,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    abandoned_message, Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, keep_readable, Claimed, Enqueued, Execution, ExecutionFilter, Finish,
+    JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
+    StoreResult,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -269,7 +270,12 @@ pub fn schema_for(integration: &str) -> String {
 const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
      finished_at, attempts, result, error, error_step, lease_owner, lease_expires, lease_epoch, seq";
 
+/// An execution as shown (by `get`, `list`): an unreadable column is `null`.
 fn exec_from_row(r: &Row) -> StoreResult<Execution> {
+    Ok(read_back(r)?.0)
+}
+
+fn read_back(r: &Row) -> StoreResult<ReadBack> {
     let g = |e: tokio_postgres::Error| pg_error(e);
     let status: String = r.try_get(2).map_err(g)?;
     let status = Status::parse(&status)
@@ -278,38 +284,32 @@ fn exec_from_row(r: &Row) -> StoreResult<Execution> {
     let result: Option<String> = r.try_get(9).map_err(g)?;
     let attempts: i32 = r.try_get(8).map_err(g)?;
     let epoch: i64 = r.try_get(14).map_err(g)?;
-    Ok(Execution {
+    let mut json = JsonColumns::default();
+    let exec = Execution {
         id: r.try_get(0).map_err(g)?,
         flow: r.try_get(1).map_err(g)?,
         status,
-        trigger: parse_json(&trigger, "trigger")?,
+        trigger: json.read(&trigger, "trigger"),
         dedupe_key: r.try_get(4).map_err(g)?,
         created_at: r.try_get(5).map_err(g)?,
         started_at: r.try_get(6).map_err(g)?,
         finished_at: r.try_get(7).map_err(g)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
-        result: result
-            .as_deref()
-            .map(|r| parse_json(r, "result"))
-            .transpose()?,
+        result: result.as_deref().map(|r| json.read(r, "result")),
         error: r.try_get(10).map_err(g)?,
         error_step: r.try_get(11).map_err(g)?,
         lease_owner: r.try_get(12).map_err(g)?,
         lease_expires: r.try_get(13).map_err(g)?,
         lease_epoch: u64::try_from(epoch).unwrap_or(0),
-    })
+    };
+    Ok(json.finish(exec))
 }
 
 /// Rows claimed by one statement, oldest first.
-fn claimed_rows(rows: Vec<Row>) -> StoreResult<Vec<Execution>> {
-    let mut out: Vec<(i64, Execution)> = rows
+fn claimed_rows(rows: Vec<Row>) -> StoreResult<Vec<ReadBack>> {
+    let mut out: Vec<(i64, ReadBack)> = rows
         .iter()
-        .map(|r| {
-            Ok((
-                r.try_get::<_, i64>(15).map_err(pg_error)?,
-                exec_from_row(r)?,
-            ))
-        })
+        .map(|r| Ok((r.try_get::<_, i64>(15).map_err(pg_error)?, read_back(r)?)))
         .collect::<StoreResult<_>>()?;
     out.sort_by_key(|(seq, _)| *seq);
     Ok(out.into_iter().map(|(_, e)| e).collect())
@@ -541,8 +541,11 @@ impl PostgresStore {
              WHERE e.seq = p.seq RETURNING {}",
             prefixed_columns()
         );
-        let mut out = claimed_rows(self.query(&queued, &[&worker, &secs, &n]).await?)?;
-        let left = n - out.len() as i64;
+        let queued = claimed_rows(self.query(&queued, &[&worker, &secs, &n]).await?)?;
+        // Counted before unreadable runs are failed, so that they do not
+        // make room for take-overs this round.
+        let left = n - queued.len() as i64;
+        let mut out = keep_readable(self, queued).await?;
         if left > 0 {
             // Runs taken over too often are given up (marked failed).
             let max = i32::try_from(super::MAX_TAKEOVERS).unwrap_or(i32::MAX);
@@ -574,6 +577,7 @@ impl PostgresStore {
                 prefixed_columns()
             );
             let taken = claimed_rows(self.query(&expired, &[&worker, &secs, &left, &max]).await?)?;
+            let taken = keep_readable(self, taken).await?;
             for e in &taken {
                 tracing::info!(execution_id = %e.id, attempt = e.attempts, "taking over a run whose lease expired");
             }

@@ -64,8 +64,9 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    abandoned_message, Claimed, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, keep_readable, Claimed, Enqueued, Execution, ExecutionFilter, Finish,
+    JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
+    StoreResult,
 };
 
 /// Most jobs committed in one transaction.
@@ -770,17 +771,14 @@ fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
 }
 
 impl ExecRow {
-    fn into_execution(self) -> StoreResult<Execution> {
+    fn into_execution(self) -> StoreResult<ReadBack> {
         let status = Status::parse(&self.status).ok_or_else(|| {
             StoreError::Backend(format!("unknown status {:?} in the store", self.status))
         })?;
-        Ok(Execution {
-            trigger: parse_json(&self.trigger, "trigger")?,
-            result: self
-                .result
-                .as_deref()
-                .map(|r| parse_json(r, "result"))
-                .transpose()?,
+        let mut json = JsonColumns::default();
+        let exec = Execution {
+            trigger: json.read(&self.trigger, "trigger"),
+            result: self.result.as_deref().map(|r| json.read(r, "result")),
             id: self.id,
             flow: self.flow,
             status,
@@ -794,12 +792,18 @@ impl ExecRow {
             lease_owner: self.lease_owner,
             lease_expires: self.lease_expires.map(from_micros),
             lease_epoch: u64::try_from(self.lease_epoch).unwrap_or(0),
-        })
+        };
+        Ok(json.finish(exec))
+    }
+
+    /// The execution as shown (by `get`, `list`): an unreadable column is `null`.
+    fn into_shown(self) -> StoreResult<Execution> {
+        Ok(self.into_execution()?.0)
     }
 }
 
 fn into_execution(row: Option<ExecRow>) -> StoreResult<Option<Execution>> {
-    row.map(ExecRow::into_execution).transpose()
+    row.map(ExecRow::into_shown).transpose()
 }
 
 fn select_execution(conn: &Connection, id: &str) -> rusqlite::Result<Option<ExecRow>> {
@@ -964,9 +968,13 @@ impl Store for SqliteStore {
         worker: &'a str,
         lease: Duration,
     ) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
-        let worker = worker.to_string();
-        let claimed = self.write(move |c| claim_row(c, &worker, lease));
-        async move { into_execution(claimed.await?) }.boxed()
+        async move {
+            Ok(self
+                .claim_run(worker, lease)
+                .await?
+                .map(|(exec, _state)| exec))
+        }
+        .boxed()
     }
 
     fn claim_run<'a>(
@@ -975,14 +983,21 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> BoxFuture<'a, StoreResult<Option<Claimed>>> {
         let worker = worker.to_string();
-        let claimed = self.write(move |c| match claim_row(c, &worker, lease)? {
-            Some(row) => Ok(Some((row, state_rows(c)?))),
-            None => Ok(None),
-        });
         async move {
-            match claimed.await? {
-                Some((row, state)) => Ok(Some((row.into_execution()?, parse_state(state)?))),
-                None => Ok(None),
+            // A run that cannot be read back is marked failed; claim the next.
+            loop {
+                let worker = worker.clone();
+                let claimed = self.write(move |c| match claim_row(c, &worker, lease)? {
+                    Some(row) => Ok(Some((row, state_rows(c)?))),
+                    None => Ok(None),
+                });
+                let Some((row, state)) = claimed.await? else {
+                    return Ok(None);
+                };
+                let readable = keep_readable(self, vec![row.into_execution()?]).await?;
+                if let Some(exec) = readable.into_iter().next() {
+                    return Ok(Some((exec, parse_state(state)?)));
+                }
             }
         }
         .boxed()
@@ -1135,13 +1150,7 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         });
-        async move {
-            rows.await?
-                .into_iter()
-                .map(ExecRow::into_execution)
-                .collect()
-        }
-        .boxed()
+        async move { rows.await?.into_iter().map(ExecRow::into_shown).collect() }.boxed()
     }
 
     fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>> {

@@ -2,7 +2,7 @@
 //! `/_flow/`, and the serve loop with graceful shutdown.
 //!
 //! Webhook requests are checked in this order: size (413), content type
-//! (415), signature (401), JSON and body type (400), dedupe (200 with the
+//! (415), signature (401), nesting depth, JSON and body type (400), dedupe (200 with the
 //! first execution id); then the execution is stored and the answer is `202
 //! {"execution_id"}`. Sync requests run the flow inline within the timeout.
 
@@ -277,6 +277,9 @@ fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value
     let value: Value = if bytes.is_empty() && allow_empty {
         Value::Null
     } else {
+        crate::core::nesting::check_text(bytes).map_err(|too_deep| {
+            error_response(StatusCode::BAD_REQUEST, format!("request body {too_deep}"))
+        })?;
         serde_json::from_slice(bytes)
             .map_err(|e| error_response(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?
     };
@@ -317,6 +320,15 @@ mod tests {
         );
         h.insert("x-signature", HeaderValue::from_static("sha256="));
         assert!(!verify_signature(&v, &h, body));
+    }
+
+    #[test]
+    fn bodies_nested_too_deep_are_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let resp = decode_body(&Schema::Json, deep.as_bytes(), false).unwrap_err();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let fine = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(decode_body(&Schema::Json, fine.as_bytes(), false).is_ok());
     }
 
     #[test]
