@@ -143,7 +143,9 @@ pub fn url_for_errors(url: &str) -> Cow<'_, str> {
     };
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let kept_len = scheme.map_or(0, |s| s.len() + 3) + host.len() + path.len();
     if kept_len == url.len() {
         return Cow::Borrowed(url);
@@ -269,7 +271,10 @@ mod tests {
         assert_eq!(r.redact("?key=p%40ss%20w%2Frd%2B1~&x=1"), "?key=***&x=1");
         assert_eq!(r.redact("?key=p%40ss%20w%2frd%2b1~"), "?key=***");
         // As the URL parser leaves it in a query written into the URL.
-        assert_eq!(r.redact("http://h/?key=p@ss%20w/rd+1~"), "http://h/?key=***");
+        assert_eq!(
+            r.redact("http://h/?key=p@ss%20w/rd+1~"),
+            "http://h/?key=***"
+        );
     }
 
     #[test]
@@ -304,7 +309,8 @@ mod tests {
     fn masks_a_secret_inside_a_longer_base64_text() {
         let r = redactor("hunter2-password");
         for user in ["a", "ab", "abc"] {
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:hunter2-password"));
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:hunter2-password"));
             let redacted = r.redact(&basic);
             assert!(redacted.contains(MASK), "{user}: {redacted}");
             // At most the boundary characters (the user's bits) are left.
