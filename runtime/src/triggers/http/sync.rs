@@ -250,3 +250,40 @@ async fn post_callback(rt: &Runtime, url: &str, id: &str, exec: &Execution) {
         tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(error: &str) -> Execution {
+        Execution {
+            id: "exec-1".into(),
+            flow: "lookup".into(),
+            status: Status::Failed,
+            trigger: Value::Null,
+            dedupe_key: None,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            attempts: 1,
+            result: None,
+            error: Some(error.into()),
+            error_step: Some("fetch".into()),
+            lease_owner: None,
+            lease_expires: None,
+            lease_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_answers_only_that_it_failed_and_its_id() {
+        let exec = failed("GET http://crm/x: HTTP 500: ERROR: relation \"users\" does not exist");
+        let a = answer(&exec);
+        assert_eq!(a.status, 500);
+        assert_eq!(
+            a.body.map(Cow::into_owned),
+            Some(json!({ "error": "run failed", "execution_id": "exec-1" }))
+        );
+        assert!(a.headers.is_empty());
+    }
+}
