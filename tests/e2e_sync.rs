@@ -106,12 +106,15 @@ async fn an_upstream_answer_of_the_wrong_type_is_500() {
     let svc = customer_lookup(&sink);
     let a = get(&svc.at("/customers/5"), &[]).await;
     assert_eq!(a.status, 500, "{}", a.body);
-    let error = a.body["error"].as_str().unwrap_or_default();
+    let id = a.header("x-execution-id").expect("X-Execution-Id");
+    // The caller learns only that it failed; the why is in the admin API.
+    assert_eq!(a.body, json!({ "error": "run failed", "execution_id": id }));
+    let exec = wait_execution(svc.url(), id, ADMIN, WAIT).await;
+    let error = exec["error"].as_str().unwrap_or_default();
     assert!(
         error.contains(r#"tier: expected "gold" | "silver" | "bronze", got "platinum""#),
         "{error}"
     );
-    assert!(a.header("x-execution-id").is_some());
     // A body of the wrong type is a permanent failure: one request only.
     assert_eq!(sink.requests().len(), 1, "{}", sink.summary());
 }

@@ -32,8 +32,9 @@
 //! * `expect status S`: the status of the last `run` before it.
 //! * `expect response STATUS[, BODY]`: the answer the last run (a sync flow)
 //!   would give over HTTP: its `respond`, 204 without one, 200
-//!   `{"skipped": reason}` for `skip`, 500 `{"error": message}` when it
-//!   failed; the body must be equal.
+//!   `{"skipped": reason}` for `skip`, 500 `{"error": "run failed",
+//!   "execution_id": id}` when it failed (the error itself is only in the
+//!   execution record); the body must be equal.
 //!
 //! Tests run one after another (the HTTP mocks and the working directory are
 //! process-wide while a test runs).
@@ -566,12 +567,7 @@ fn describe_outcome(exec: &Execution) -> String {
     s
 }
 
-fn check(
-    expect: &Expect,
-    calls: &[RecordedCall],
-    last: Option<&Execution>,
-    redactor: &crate::core::redact::Redactor,
-) -> Option<String> {
+fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> Option<String> {
     match expect {
         Expect::Http { method, url, json } => {
             let url = display(url);
@@ -627,7 +623,7 @@ fn check(
             let Some(exec) = last else {
                 return Some(format!("expect response {want}: no flow has run yet"));
             };
-            let answer = crate::triggers::http::sync_answer(exec, redactor);
+            let answer = crate::triggers::http::sync_answer(exec);
             let (got_status, got_body) = (
                 answer.status,
                 answer.body.map(Cow::into_owned).unwrap_or_default(),
@@ -809,7 +805,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
                     .as_ref()
                     .map(|s| s.calls.clone())
                     .unwrap_or_default();
-                if let Some(f) = check(expect, &calls, last.as_ref(), rt.redactor()) {
+                if let Some(f) = check(expect, &calls, last.as_ref()) {
                     failures.push(f);
                 }
             }

@@ -1,7 +1,9 @@
-//! HTTP headers as values.
+//! HTTP headers as values, with credentials masked before they are stored.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
+
+use crate::core::redact::MASK;
 
 /// HTTP headers as a JSON record (a trigger's `headers`, an `http.*`
 /// step's `headers`): lowercase names, repeated headers joined with `, `.
@@ -20,4 +22,88 @@ pub fn header_map(headers: &HeaderMap) -> Map<String, Value> {
         }
     }
     out
+}
+
+/// Whether a header carries a credential and is stored masked:
+/// `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, and any
+/// name containing `key`, `token`, `secret` or `signature` (`X-Api-Key`,
+/// `X-Hub-Signature-256`, ...). `name` is lowercase, as in a [`HeaderMap`].
+pub fn is_credential(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || ["key", "token", "secret", "signature"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// Replaces the value of every credential header ([`is_credential`]) in a
+/// headers record ([`header_map`]) with `***`, before the record is stored:
+/// a trigger or a step output lives in the store and the admin API for its
+/// whole retention, readable by anyone with the admin token. Done after
+/// signature checks and dedupe keys, which need the real values.
+pub fn mask_credentials(headers: &mut Map<String, Value>) {
+    for (name, value) in headers.iter_mut() {
+        if is_credential(name) {
+            *value = Value::String(MASK.to_string());
+        }
+    }
+}
+
+/// [`mask_credentials`] for headers kept as they came (a sync run's
+/// headers its flow does not read, recorded only if the run is stored).
+pub fn mask_credential_headers(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if is_credential(name.as_str()) {
+            *value = HeaderValue::from_static(MASK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("authorization", "Bearer abc"),
+            ("proxy-authorization", "Basic eA=="),
+            ("cookie", "sid=1"),
+            ("set-cookie", "sid=2"),
+            ("x-api-key", "k1"),
+            ("x-auth-token", "t1"),
+            ("x-hub-signature-256", "sha256=00"),
+            ("x-client-secret", "s1"),
+            ("content-type", "application/json"),
+            ("x-delivery-id", "d1"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn credential_headers_are_masked_others_kept() {
+        let mut map = header_map(&request_headers());
+        mask_credentials(&mut map);
+        for (name, value) in &map {
+            let kept = matches!(name.as_str(), "content-type" | "x-delivery-id");
+            assert_eq!(value == MASK, !kept, "{name}: {value}");
+        }
+        assert_eq!(map["x-delivery-id"], "d1");
+    }
+
+    #[test]
+    fn a_header_map_is_masked_alike() {
+        let mut headers = request_headers();
+        headers.append("authorization", HeaderValue::from_static("Basic second"));
+        mask_credential_headers(&mut headers);
+        let mut from_map = header_map(&request_headers());
+        mask_credentials(&mut from_map);
+        let masked = header_map(&headers);
+        assert_eq!(masked["authorization"], "***, ***");
+        assert_eq!(masked["x-api-key"], from_map["x-api-key"]);
+        assert_eq!(masked["content-type"], "application/json");
+    }
 }

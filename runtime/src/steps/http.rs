@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::core::error::{error_chain, StepError};
 use crate::core::ops::display;
+use crate::core::redact::url_for_errors;
 use crate::engine::ctx::StepCall;
 
 pub(super) fn get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
@@ -45,8 +46,12 @@ pub(crate) fn request_url(
         .get(0)
         .as_str()
         .ok_or_else(|| StepError::permanent(format!("{name}: the URL must be a String")))?;
-    let mut url = parse_url_cached(url_text)
-        .map_err(|e| StepError::permanent(format!("{name}: invalid URL {url_text:?}: {e}")))?;
+    let mut url = parse_url_cached(url_text).map_err(|e| {
+        StepError::permanent(format!(
+            "{name}: invalid URL {:?}: {e}",
+            url_for_errors(url_text)
+        ))
+    })?;
     if let Some(Value::Object(q)) = args.get_named("query") {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in q {
@@ -90,10 +95,11 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         _ => "http",
     };
     let url = request_url(name, args)?;
-    // For error messages only.
+    // For error messages only: the URL without its query, which may carry
+    // a key.
     let what = {
         let (method, url) = (method.clone(), url.clone());
-        move || format!("{method} {url}")
+        move || format!("{method} {}", url_for_errors(url.as_str()))
     };
     let client = call.cx.services().http_client().clone();
     let mut req = client.request(method, url);
@@ -142,7 +148,9 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
     })?;
     let status = resp.status();
-    let headers = crate::core::headers::header_map(resp.headers());
+    // Journaled, so without credentials (`Set-Cookie`, tokens).
+    let mut headers = crate::core::headers::header_map(resp.headers());
+    crate::core::headers::mask_credentials(&mut headers);
     let bytes = resp.bytes().await.map_err(|e| {
         StepError::retryable(format!(
             "{}: reading the response: {}",

@@ -8,9 +8,11 @@ use crate::core::redact::Redactor;
 
 /// What a finished sync run answers over HTTP: its `respond` (a status
 /// outside 100..=999 is a 500), 204 without one, 200 `{"skipped": reason}`
-/// for `skip`, 500 `{"error": message}` (redacted) when it failed. The one
-/// description of it, used by the server and by the test runner's `expect
-/// response`.
+/// for `skip`, 500 `{"error": "run failed", "execution_id": id}` when it
+/// failed. The caller may be anyone on the internet, so a failure says no
+/// more than that: the error (an upstream body, an SQL error, a panic) is
+/// in the execution record, behind the admin token. The one description of
+/// it, used by the server and by the test runner's `expect response`.
 pub struct SyncAnswer<'a> {
     /// The HTTP status.
     pub status: u16,
@@ -21,7 +23,7 @@ pub struct SyncAnswer<'a> {
 }
 
 /// The [`SyncAnswer`] of a finished execution.
-pub fn answer<'a>(exec: &'a Execution, redactor: &Redactor) -> SyncAnswer<'a> {
+pub fn answer(exec: &Execution) -> SyncAnswer<'_> {
     let plain = |status, body| SyncAnswer {
         status,
         body: Some(Cow::Owned(body)),
@@ -52,16 +54,29 @@ pub fn answer<'a>(exec: &'a Execution, redactor: &Redactor) -> SyncAnswer<'a> {
             200,
             json!({ "skipped": result.as_ref().map_or(Value::Null, |r| r["skipped"].clone()) }),
         ),
-        _ => plain(
-            500,
-            json!({ "error": redactor.redact_string(exec.error.clone().unwrap_or_else(|| "run failed".into())) }),
-        ),
+        _ => plain(500, run_failed_body(&exec.id)),
     }
 }
 
+/// The body of a failed sync run's answer.
+fn run_failed_body(id: &str) -> Value {
+    json!({ "error": "run failed", "execution_id": id })
+}
+
+/// The answer when a sync run ended without an execution (its flow
+/// panicked): as for a failed run, the detail goes to the log only.
+fn run_aborted(id: &str, why: &str, redactor: &Redactor) -> Response {
+    tracing::error!(execution_id = %id, error = %redactor.redact(why), "sync run aborted");
+    let mut resp = (StatusCode::INTERNAL_SERVER_ERROR, Json(run_failed_body(id))).into_response();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-execution-id", v);
+    }
+    resp
+}
+
 /// The HTTP response for a finished sync execution.
-fn sync_response(exec: &Execution, redactor: &Redactor) -> Response {
-    let answer = answer(exec, redactor);
+fn sync_response(exec: &Execution) -> Response {
+    let answer = answer(exec);
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match &answer.body {
         Some(body) => (status, Json(body.as_ref())).into_response(),
@@ -136,20 +151,23 @@ pub(super) async fn handler(
         ("query", Value::Object(query)),
         ("received_at", crate::core::ops::format_time(Utc::now())),
     ];
+    // Without credentials: the trigger is stored when the run fails or
+    // outlives its timeout.
     let trigger = if *reads_headers {
-        fields.push(("headers", Value::Object(header_map(&headers))));
+        let mut seen_headers = header_map(&headers);
+        mask_credentials(&mut seen_headers);
+        fields.push(("headers", Value::Object(seen_headers)));
         SyncTrigger::new(crate::core::ops::record(fields), None)
     } else {
+        let mut headers = headers;
+        mask_credential_headers(&mut headers);
         SyncTrigger::new(crate::core::ops::record(fields), Some(headers))
     };
     let mut run = rt.start_sync(def.name, trigger);
     let id = run.id().to_string();
     match tokio::time::timeout(*timeout, run.wait()).await {
-        Ok(Ok(exec)) => sync_response(&exec, rt.redactor()),
-        Ok(Err(e)) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("run aborted: {e}"),
-        ),
+        Ok(Ok(exec)) => sync_response(&exec),
+        Ok(Err(e)) => run_aborted(&id, &e, rt.redactor()),
         Err(_) if *fallback_async => {
             // The 202 promises the run will finish: store it first.
             match run.persist().await {
@@ -157,11 +175,8 @@ pub(super) async fn handler(
                 Ok(false) => {
                     // It ended just now: answer with its outcome.
                     return match run.wait().await {
-                        Ok(exec) => sync_response(&exec, rt.redactor()),
-                        Err(e) => error_response(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            format!("run aborted: {e}"),
-                        ),
+                        Ok(exec) => sync_response(&exec),
+                        Err(e) => run_aborted(&id, &e, rt.redactor()),
                     };
                 }
                 Err(e) => {
@@ -233,5 +248,42 @@ async fn post_callback(rt: &Runtime, url: &str, id: &str, exec: &Execution) {
             }
         }
         tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(error: &str) -> Execution {
+        Execution {
+            id: "exec-1".into(),
+            flow: "lookup".into(),
+            status: Status::Failed,
+            trigger: Value::Null,
+            dedupe_key: None,
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            attempts: 1,
+            result: None,
+            error: Some(error.into()),
+            error_step: Some("fetch".into()),
+            lease_owner: None,
+            lease_expires: None,
+            lease_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_answers_only_that_it_failed_and_its_id() {
+        let exec = failed("GET http://crm/x: HTTP 500: ERROR: relation \"users\" does not exist");
+        let a = answer(&exec);
+        assert_eq!(a.status, 500);
+        assert_eq!(
+            a.body.map(Cow::into_owned),
+            Some(json!({ "error": "run failed", "execution_id": "exec-1" }))
+        );
+        assert!(a.headers.is_empty());
     }
 }

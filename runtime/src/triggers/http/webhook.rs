@@ -68,13 +68,18 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
         Err(resp) => return resp,
     };
     // Built by moving the parts in (`json!` would copy them).
-    let trigger = crate::core::ops::record([
+    let mut trigger = crate::core::ops::record([
         ("body", body),
         ("headers", Value::Object(header_map(&headers))),
         ("query", Value::Object(query)),
         ("received_at", crate::core::ops::format_time(Utc::now())),
     ]);
     let key = dedupe.and_then(|f| f(&trigger));
+    // Stored, so without credentials: signature and dedupe key, which
+    // needed them, are done.
+    if let Some(Value::Object(headers)) = trigger.get_mut("headers") {
+        mask_credentials(headers);
+    }
     match rt.submit(def.name, trigger, key).await {
         Ok(s) if s.duplicate => (
             StatusCode::OK,
