@@ -48,6 +48,8 @@ compiles_without_warnings! {
     flow_failing_tests: "tests/flows/failing_tests.flow",
     flow_files: "tests/flows/files.flow",
     flow_language: "tests/flows/language.flow",
+    flow_no_leaks: "tests/flows/no_leaks.flow",
+    flow_poison: "tests/flows/poison.flow",
     flow_renames: "tests/flows/renames.flow",
     flow_sftp_import: "tests/flows/sftp_import.flow",
     flow_slow_lookup: "tests/flows/slow_lookup.flow",

@@ -229,8 +229,12 @@ async fn sync_flow_responds_inline() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 500);
+    // The caller learns only that the run failed; the reason is in its record.
     let err = resp.json::<Value>().await.unwrap();
-    let msg = err["error"].as_str().unwrap();
+    assert_eq!(err["error"], "run failed", "{err}");
+    let id = err["execution_id"].as_str().unwrap();
+    let exec = server.runtime().store().get(id).await.unwrap().unwrap();
+    let msg = exec.error.unwrap_or_default();
     assert!(
         msg.contains(r#"response body: level: expected Int, got "lots""#),
         "{msg}"
