@@ -120,6 +120,24 @@ fn leaky(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// GETs the sink's `/big` with the `max_response:` it was sent.
+fn fetch(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let url = ops::interp(&[ops::field(cx.config(), "sink_url"), json!("/big")]);
+        let limit = ops::field(&ops::field(cx.trigger(), "body"), "limit");
+        cx.step(
+            "big",
+            no_retry(),
+            "http.get",
+            Args::new()
+                .arg(Value::String(url))
+                .kw("max_response", limit),
+        )
+        .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 /// Decodes the JSON text it was sent in a step (whose output is journaled).
 fn decode(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
@@ -213,6 +231,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
             webhook("/decode", Schema::Json, None, 4096),
             decode,
         ),
+        def("fetch", webhook("/fetch", Schema::Json, None, 1024), fetch),
         def(
             "fanout",
             webhook("/fanout", Schema::Json, None, 1024),
@@ -908,4 +927,32 @@ async fn a_step_output_nested_too_deep_fails_the_step() {
     assert_eq!(status, 202, "{answer}");
     let id = answer["execution_id"].as_str().unwrap();
     expect_status(server.runtime(), id, Status::Succeeded).await;
+}
+
+/// An `http.*` answer larger than `max_response:` fails the step for good
+/// (it would only come again); a smaller one is read whole.
+#[tokio::test]
+async fn an_answer_larger_than_max_response_fails_the_step() {
+    let sink = Sink::start();
+    let big = json!({ "pad": "x".repeat(2000) });
+    sink.on("GET", "/big", [flow_testkit::Reply::json(200, big.clone())]);
+    let server = start(&sink, None).await;
+    let body = serde_json::to_vec(&json!({ "limit": 1000 })).unwrap();
+    let (status, answer) = post(&server, "/fetch", "application/json", &body, None).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    let e = expect_status(server.runtime(), id, Status::Failed).await;
+    let error = e.error.unwrap_or_default();
+    assert!(
+        error.contains("the response is larger than 1000 bytes"),
+        "{error}"
+    );
+
+    sink.on("GET", "/big", [flow_testkit::Reply::json(200, big)]);
+    let body = serde_json::to_vec(&json!({ "limit": 100_000 })).unwrap();
+    let (status, answer) = post(&server, "/fetch", "application/json", &body, None).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    expect_status(server.runtime(), id, Status::Succeeded).await;
+    within("shutdown", server.shutdown()).await;
 }

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod nesting;
 pub mod ops;
+pub mod outbound;
 pub mod redact;
 pub mod schema;
 pub mod sync;

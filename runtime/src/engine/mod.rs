@@ -297,6 +297,7 @@ impl Runtime {
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(crate::core::outbound::redirect_policy())
             .user_agent(format!(
                 "{}/{} (flowc)",
                 integration.name,

@@ -151,13 +151,11 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     // Journaled, so without credentials (`Set-Cookie`, tokens).
     let mut headers = crate::core::headers::header_map(resp.headers());
     crate::core::headers::mask_credentials(&mut headers);
-    let bytes = resp.bytes().await.map_err(|e| {
-        StepError::retryable(format!(
-            "{}: reading the response: {}",
-            what(),
-            error_chain(&e.without_url())
-        ))
-    })?;
+    let limit = args
+        .get_named("max_response")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_RESPONSE);
+    let bytes = read_body(resp, limit, &what).await?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
 
     let accepted = args
@@ -208,4 +206,45 @@ fn loose_json(text: &str) -> Value {
         return Value::Null;
     }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// Default of `max_response:`: a step's answer is held in memory and
+/// journaled, so an endless or huge one must not take the service down.
+pub(crate) const DEFAULT_MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// The response body, refused once it is larger than `limit` bytes (by its
+/// `Content-Length` before reading, or while reading one without).
+async fn read_body(
+    mut resp: reqwest::Response,
+    limit: u64,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<axum::body::Bytes, StepError> {
+    let too_large = || {
+        StepError::permanent(format!(
+            "{}: the response is larger than {limit} bytes (raise `max_response:` if it is expected)",
+            what()
+        ))
+    };
+    let reading = |e: reqwest::Error| {
+        StepError::retryable(format!(
+            "{}: reading the response: {}",
+            what(),
+            error_chain(&e.without_url())
+        ))
+    };
+    match resp.content_length() {
+        Some(declared) if declared > limit => Err(too_large()),
+        // The common case, in one piece.
+        Some(_) => resp.bytes().await.map_err(reading),
+        None => {
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(reading)? {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.into())
+        }
+    }
 }
