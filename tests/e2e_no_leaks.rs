@@ -90,7 +90,11 @@ async fn a_failed_sync_run_answers_run_failed_and_leaks_the_key_nowhere() {
     );
     let svc = no_leaks(&sink);
 
-    let a = get(&svc.at("/search/books"), &[]).await;
+    let a = get(
+        &svc.at("/search/books"),
+        &[("authorization", "Bearer caller-token-123")],
+    )
+    .await;
     assert_eq!(a.status, 500, "{}", a.body);
     let id = a
         .header("x-execution-id")
@@ -112,6 +116,11 @@ async fn a_failed_sync_run_answers_run_failed_and_leaks_the_key_nowhere() {
 
     let (_, record) = admin_execution(svc.url(), &id, ADMIN).await;
     assert_no_form_of_the_key("the execution record", &record.to_string());
+    // The caller's credentials, unread by the flow, are recorded masked.
+    assert_eq!(
+        record["trigger"]["headers"]["authorization"], "***",
+        "{record}"
+    );
     assert_no_form_of_the_key("the log", &svc.stderr());
     assert_no_form_of_the_key("stdout", &svc.stdout());
 }

@@ -1,6 +1,6 @@
 //! HTTP headers as values, with credentials masked before they are stored.
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::core::redact::MASK;
@@ -32,9 +32,22 @@ pub fn is_credential(name: &str) -> bool {
     matches!(
         name,
         "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || ["key", "token", "secret", "signature"]
-        .iter()
-        .any(|word| name.contains(word))
+    ) || names_a_credential_word(name.as_bytes())
+}
+
+/// Whether `name` contains `key`, `token`, `secret` or `signature`: one pass
+/// dispatching on the first letter, as this runs for every header of every
+/// request and response (four `str::contains` cost ten times as much).
+fn names_a_credential_word(name: &[u8]) -> bool {
+    (0..name.len()).any(|at| {
+        let rest = &name[at..];
+        match rest[0] {
+            b'k' => rest.starts_with(b"key"),
+            b't' => rest.starts_with(b"token"),
+            b's' => rest.starts_with(b"secret") || rest.starts_with(b"signature"),
+            _ => false,
+        }
+    })
 }
 
 /// Replaces the value of every credential header ([`is_credential`]) in a
@@ -50,19 +63,10 @@ pub fn mask_credentials(headers: &mut Map<String, Value>) {
     }
 }
 
-/// [`mask_credentials`] for headers kept as they came (a sync run's
-/// headers its flow does not read, recorded only if the run is stored).
-pub fn mask_credential_headers(headers: &mut HeaderMap) {
-    for (name, value) in headers.iter_mut() {
-        if is_credential(name.as_str()) {
-            *value = HeaderValue::from_static(MASK);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn request_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -92,18 +96,5 @@ mod tests {
             assert_eq!(value == MASK, !kept, "{name}: {value}");
         }
         assert_eq!(map["x-delivery-id"], "d1");
-    }
-
-    #[test]
-    fn a_header_map_is_masked_alike() {
-        let mut headers = request_headers();
-        headers.append("authorization", HeaderValue::from_static("Basic second"));
-        mask_credential_headers(&mut headers);
-        let mut from_map = header_map(&request_headers());
-        mask_credentials(&mut from_map);
-        let masked = header_map(&headers);
-        assert_eq!(masked["authorization"], "***, ***");
-        assert_eq!(masked["x-api-key"], from_map["x-api-key"]);
-        assert_eq!(masked["content-type"], "application/json");
     }
 }

@@ -143,10 +143,10 @@ impl SyncTrigger {
     fn recorded(&self) -> Value {
         let mut value = Value::clone(&self.seen);
         if let (Some(headers), Value::Object(fields)) = (&self.unread_headers, &mut value) {
-            fields.insert(
-                "headers".into(),
-                Value::Object(crate::core::headers::header_map(headers)),
-            );
+            // Masked here, where they are stored: most sync runs never are.
+            let mut headers = crate::core::headers::header_map(headers);
+            crate::core::headers::mask_credentials(&mut headers);
+            fields.insert("headers".into(), Value::Object(headers));
         }
         value
     }

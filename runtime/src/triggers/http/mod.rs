@@ -32,7 +32,7 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
 
-use crate::core::headers::{header_map, mask_credential_headers, mask_credentials};
+use crate::core::headers::{header_map, mask_credentials};
 use crate::core::schema::Schema;
 use crate::engine::integration::{FlowDef, HmacVerify, TriggerDef, DEFAULT_MAX_BODY};
 use crate::engine::{Runtime, SyncTrigger};

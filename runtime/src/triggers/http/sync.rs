@@ -159,8 +159,7 @@ pub(super) async fn handler(
         fields.push(("headers", Value::Object(seen_headers)));
         SyncTrigger::new(crate::core::ops::record(fields), None)
     } else {
-        let mut headers = headers;
-        mask_credential_headers(&mut headers);
+        // Masked only if the run is stored (`SyncTrigger::recorded`).
         SyncTrigger::new(crate::core::ops::record(fields), Some(headers))
     };
     let mut run = rt.start_sync(def.name, trigger);
