@@ -15,8 +15,14 @@ use crate::core::error::StepError;
 use crate::core::files::{file_value, glob_match, io_error, split_glob};
 use crate::engine::ctx::StepCall;
 
-/// The path parameters of the `file.*` steps, by position.
-const PATH_PARAMS: [(usize, &str); 4] = [(0, "path"), (0, "from"), (1, "to"), (0, "glob")];
+/// The path parameters of the `file.*` steps: position, name, and the name
+/// of the folder generated code passes beside it (see [`confine`]).
+const PATH_PARAMS: [(usize, &str, &str); 4] = [
+    (0, "path", "path_within"),
+    (0, "from", "from_within"),
+    (1, "to", "to_within"),
+    (0, "glob", "glob_within"),
+];
 
 /// Refuses a path built from run data that leaves the folder its trusted
 /// prefix names: generated code passes the text before the first
@@ -25,12 +31,8 @@ const PATH_PARAMS: [(usize, &str); 4] = [(0, "path"), (0, "from"), (1, "to"), (0
 /// trusted), and the folder is that text up to its last `/`. So
 /// `name = "../../etc/passwd"` is refused here.
 pub(crate) fn confine(call: &StepCall, func: &str) -> Result<(), StepError> {
-    for (i, name) in PATH_PARAMS {
-        let Some(prefix) = call
-            .args
-            .get_named(&format!("{name}_within"))
-            .and_then(Value::as_str)
-        else {
+    for (i, name, within) in PATH_PARAMS {
+        let Some(prefix) = call.args.get_named(within).and_then(Value::as_str) else {
             continue;
         };
         let folder = &prefix[..prefix.rfind('/').map_or(0, |end| end + 1)];
