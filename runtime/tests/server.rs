@@ -120,18 +120,16 @@ fn leaky(cx: Ctx) -> FlowFuture {
     })
 }
 
-/// GETs the sink's `/big` with the `max_response:` it was sent.
+/// GETs the `url` it was sent, with the `max_response:` it was sent.
 fn fetch(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
-        let url = ops::interp(&[ops::field(cx.config(), "sink_url"), json!("/big")]);
+        let url = ops::field(&ops::field(cx.trigger(), "body"), "url");
         let limit = ops::field(&ops::field(cx.trigger(), "body"), "limit");
         cx.step(
             "big",
             no_retry(),
             "http.get",
-            Args::new()
-                .arg(Value::String(url))
-                .kw("max_response", limit),
+            Args::new().arg(url).kw("max_response", limit),
         )
         .await?;
         Ok(Outcome::Succeeded)
@@ -937,7 +935,8 @@ async fn an_answer_larger_than_max_response_fails_the_step() {
     let big = json!({ "pad": "x".repeat(2000) });
     sink.on("GET", "/big", [flow_testkit::Reply::json(200, big.clone())]);
     let server = start(&sink, None).await;
-    let body = serde_json::to_vec(&json!({ "limit": 1000 })).unwrap();
+    let big_url = format!("{}/big", sink.url());
+    let body = serde_json::to_vec(&json!({ "url": big_url, "limit": 1000 })).unwrap();
     let (status, answer) = post(&server, "/fetch", "application/json", &body, None).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["execution_id"].as_str().unwrap();
@@ -949,10 +948,40 @@ async fn an_answer_larger_than_max_response_fails_the_step() {
     );
 
     sink.on("GET", "/big", [flow_testkit::Reply::json(200, big)]);
-    let body = serde_json::to_vec(&json!({ "limit": 100_000 })).unwrap();
+    let body = serde_json::to_vec(&json!({ "url": big_url, "limit": 100_000 })).unwrap();
     let (status, answer) = post(&server, "/fetch", "application/json", &body, None).await;
     assert_eq!(status, 202, "{answer}");
     let id = answer["execution_id"].as_str().unwrap();
     expect_status(server.runtime(), id, Status::Succeeded).await;
+    within("shutdown", server.shutdown()).await;
+}
+
+/// The HTTP client of `http.*` steps follows at most 10 redirects (its own
+/// policy, `core::outbound`, whose refusal names the limit).
+#[tokio::test]
+async fn an_endless_redirect_fails_the_step_after_ten() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().route(
+        "/loop",
+        axum::routing::get(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { axum::response::Redirect::to("/loop") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let looping = format!("http://{}/loop", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let sink = Sink::start();
+    let server = start(&sink, None).await;
+    let body = serde_json::to_vec(&json!({ "url": looping, "limit": 1000 })).unwrap();
+    let (status, answer) = post(&server, "/fetch", "application/json", &body, None).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap();
+    let e = expect_status(server.runtime(), id, Status::Failed).await;
+    let error = e.error.unwrap_or_default();
+    assert!(error.contains("too many redirects (at most 10)"), "{error}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 11);
     within("shutdown", server.shutdown()).await;
 }
