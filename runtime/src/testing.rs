@@ -358,7 +358,9 @@ fn file_step_locally(
     call.args
         .named
         .retain(|(n, _)| *n != "auth" && !n.ends_with("_within"));
-    match crate::host::step_registry().step_fn(name) {
+    // The binary's own steps, built once: the test's registry has this one mocked.
+    static REAL: std::sync::OnceLock<StepRegistry> = std::sync::OnceLock::new();
+    match REAL.get_or_init(crate::host::step_registry).step_fn(name) {
         Some(f) => f(call),
         None => async move { Err(StepError::permanent(format!("no step `{name}`"))) }.boxed(),
     }
