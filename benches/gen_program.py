@@ -31,7 +31,7 @@ type Update{i} {{
 
 /// Receives updates of kind {i}.
 flow stock_{i} {{
-  trigger webhook POST "/inventory/{i}" {{ body: [Update{i}] }}
+  trigger webhook POST "/inventory/{i}" {{ body: [Update{i}], auth: none }}
   for update in trigger.body {{
     let delta = match update.action {{
       "add" => update.quantity
@@ -48,7 +48,7 @@ flow stock_{i} {{
 }}
 
 flow lookup_{i} {{
-  trigger sync GET "/lookup/{i}/{{id}}" timeout 5s
+  trigger sync GET "/lookup/{i}/{{id}}" timeout 5s {{ auth: none }}
   step found = http.get("${{config.erp_url}}/items/${{trigger.params.id}}", ok: [404])
   if found.status == 404 {{ respond 404, {{ error: "not found" }} }}
   respond 200, {{ id: trigger.params.id, total: [1, 2, 3].map(x => x * 2).sum() }}

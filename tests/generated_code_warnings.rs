@@ -44,6 +44,7 @@ compiles_without_warnings! {
     example_shop_events: "examples/shop_events.flow",
     example_webhook_registration: "examples/webhook_registration.flow",
     bench_relay: "benches/relay.flow",
+    flow_callers: "tests/flows/callers.flow",
     flow_email_report: "tests/flows/email_report.flow",
     flow_failing_tests: "tests/flows/failing_tests.flow",
     flow_files: "tests/flows/files.flow",

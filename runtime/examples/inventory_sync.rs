@@ -100,8 +100,8 @@ use std::time::Duration;
 
 use flow_runtime::testing::{Expect, MockHttp, TestCase, TestRun, TestStmt};
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
-    Integration, Outcome, RunError, Schema, StepOptions, TriggerDef, Value,
+    json, ops, Args, Auth, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
+    Outcome, RunError, Schema, StepOptions, TriggerDef, Value, Verify,
 };
 
 fn main() -> std::process::ExitCode {
@@ -234,10 +234,11 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 method: "POST",
                 path: "/inventory",
                 body: Schema::Ref("InventoryEvent"),
-                verify: Some(HmacVerify {
+                verify: Some(Verify::Hmac {
                     header: "X-Signature",
-                    secret: config.str("webhook_secret"),
+                    secrets: vec![config.str("webhook_secret")],
                 }),
+                auth: None,
                 dedupe: Some(stock_changed_dedupe),
                 max_body: flow_runtime::DEFAULT_MAX_BODY,
             },
@@ -263,6 +264,8 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 timeout: Duration::from_millis(5_000),
                 fallback_async: false,
                 reads_headers: false,
+                verify: None,
+                auth: Some(Auth::Public),
             },
             run: get_stock,
             on_failure: None,

@@ -87,6 +87,7 @@ fn flows(_config: &Config) -> Vec<FlowDef> {
                 path: "/jobs",
                 body: Schema::Json,
                 verify: None,
+                auth: None,
                 dedupe: Some(job_received_dedupe),
                 max_body: flow_runtime::DEFAULT_MAX_BODY,
             },

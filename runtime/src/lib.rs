@@ -58,8 +58,8 @@ pub use crate::core::schema::{DecodeError, FieldSchema, Schema};
 pub use crate::core::{ops, schema};
 pub use crate::engine::ctx::{Args, Ctx, StepCall, StepOptions};
 pub use crate::engine::integration::{
-    AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFn, FlowFuture, HmacVerify, Integration,
-    Outcome, SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
+    AfterRun, Auth, DedupeFn, FilesTrigger, FlowDef, FlowFn, FlowFuture, Integration, Outcome,
+    SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY, DEFAULT_SIGNATURE_TOLERANCE,
 };
 pub use crate::engine::parallel::parallel;
 pub use crate::engine::{Runtime, RuntimeOptions, StartError, StepFn, Submitted};
@@ -76,8 +76,8 @@ pub mod prelude {
     pub use crate::core::schema::{FieldSchema, Schema};
     pub use crate::engine::ctx::{Args, Ctx, StepOptions};
     pub use crate::engine::integration::{
-        AfterRun, DedupeFn, FilesTrigger, FlowDef, FlowFuture, HmacVerify, Integration, Outcome,
-        SubscribeTrigger, TriggerDef, DEFAULT_MAX_BODY,
+        AfterRun, Auth, DedupeFn, FilesTrigger, FlowDef, FlowFuture, Integration, Outcome,
+        SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY, DEFAULT_SIGNATURE_TOLERANCE,
     };
     pub use crate::engine::parallel::parallel;
     pub use crate::steps::call_pure;

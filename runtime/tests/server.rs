@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::{expect_status, within};
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
-    Integration, Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef,
-    Value,
+    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
+    Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value,
+    Verify,
 };
 use flow_testkit::{hmac_hex, Sink};
 use tokio::sync::Notify;
@@ -195,6 +195,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
         path,
         body,
         verify,
+        auth: None,
         dedupe: None,
         max_body,
     };
@@ -214,9 +215,9 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                     FieldSchema::new("n", Schema::Int),
                     FieldSchema::new("tags", Schema::list(Schema::String)),
                 ]),
-                Some(HmacVerify {
+                Some(Verify::Hmac {
                     header: "X-Hub-Signature-256",
-                    secret: config.str("hook_secret"),
+                    secrets: vec![config.str("hook_secret")],
                 }),
                 128,
             ),
@@ -251,6 +252,8 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 timeout: Duration::from_millis(200),
                 fallback_async: false,
                 reads_headers: false,
+                verify: None,
+                auth: None,
             },
             slow,
         ),
@@ -263,6 +266,8 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 timeout: Duration::from_millis(200),
                 fallback_async: true,
                 reads_headers: false,
+                verify: None,
+                auth: None,
             },
             slow_async,
         ),
@@ -275,6 +280,8 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 timeout: Duration::from_secs(30),
                 fallback_async: false,
                 reads_headers: true,
+                verify: None,
+                auth: None,
             },
             echo_tag,
         ),
@@ -287,6 +294,8 @@ fn flows(config: &Config) -> Vec<FlowDef> {
                 timeout: Duration::from_secs(30),
                 fallback_async: false,
                 reads_headers: false,
+                verify: None,
+                auth: None,
             },
             fails_later,
         ),

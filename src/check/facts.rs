@@ -16,6 +16,8 @@ use std::time::Duration;
 use crate::syntax::ast::{self, ArgValue, ExprKind, StrPart, TriggerKind, TypeExpr};
 use crate::syntax::visit::for_each_expr;
 
+use super::access::{is_auth_none, scheme_arg, scheme_of, AUTH_SCHEMES, VERIFY_SCHEMES};
+
 /// A sync trigger without `timeout`: how long the caller waits.
 pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// A schedule without `catch_up:` runs a missed tick once on start-up.
@@ -43,7 +45,10 @@ pub enum TriggerFacts {
         route: HttpRoute,
         /// The written body type; `None`: `Json`.
         body: Option<TypeExpr>,
-        verify: Option<HmacVerify>,
+        verify: Option<VerifyFacts>,
+        auth: Option<AuthFacts>,
+        /// `dedupe:`, or the scheme's own id (`webhook-id` for Standard
+        /// Webhooks) when not written.
         dedupe: Option<DedupeKey>,
         /// Largest accepted body in bytes; `None`: the runtime's default.
         max_body: Option<i64>,
@@ -55,6 +60,8 @@ pub enum TriggerFacts {
         timeout: Duration,
         /// `fallback: async`: answer 202 when the timeout passes.
         fallback_async: bool,
+        verify: Option<VerifyFacts>,
+        auth: Option<AuthFacts>,
     },
     Cron {
         expr: String,
@@ -104,12 +111,44 @@ pub enum Setting {
     Literal(String),
 }
 
-/// `verify: hmac_sha256(header: "X", secret: config.s)`.
+/// `verify:` of a webhook or sync trigger; each secret list holds one or
+/// more entries (rotation).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HmacVerify {
-    pub header: String,
-    pub secret: Option<Setting>,
+pub enum VerifyFacts {
+    Hmac {
+        header: String,
+        secrets: Vec<Setting>,
+    },
+    Stripe {
+        secrets: Vec<Setting>,
+        tolerance: Duration,
+    },
+    StandardWebhooks {
+        secrets: Vec<Setting>,
+        tolerance: Duration,
+    },
 }
+
+/// `auth:` of a webhook or sync trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFacts {
+    Bearer {
+        tokens: Vec<Setting>,
+    },
+    Basic {
+        user: Setting,
+        passwords: Vec<Setting>,
+    },
+    ApiKey {
+        header: String,
+        keys: Vec<Setting>,
+    },
+    /// `auth: none`.
+    Public,
+}
+
+/// `tolerance:` of `stripe(...)` and `standard_webhooks(...)` when not written.
+pub const DEFAULT_SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// `dedupe:` of a webhook.
 #[derive(Debug, Clone)]
@@ -168,8 +207,14 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
         TriggerKind::Webhook { method, path } => TriggerFacts::Webhook {
             route: HttpRoute::new(method, path),
             body: options.type_expr("body"),
-            verify: options.expr("verify").and_then(hmac_verify),
-            dedupe: options.expr("dedupe").map(dedupe_key),
+            verify: options.expr("verify").and_then(verify_facts),
+            auth: options.expr("auth").and_then(auth_facts),
+            dedupe: options.expr("dedupe").map(dedupe_key).or_else(|| {
+                options.expr("verify").and_then(verify_facts).and_then(|v| {
+                    matches!(v, VerifyFacts::StandardWebhooks { .. })
+                        .then(|| DedupeKey::Header("webhook-id".into()))
+                })
+            }),
             max_body: options.expr("max_body").and_then(|e| match e.kind {
                 ExprKind::Int(n) => Some(n),
                 _ => None,
@@ -184,6 +229,8 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             body: options.type_expr("body"),
             timeout: timeout.map_or(DEFAULT_SYNC_TIMEOUT, |t| Duration::from_millis(t.millis)),
             fallback_async: options.expr("fallback").is_some(),
+            verify: options.expr("verify").and_then(verify_facts),
+            auth: options.expr("auth").and_then(auth_facts),
         },
         TriggerKind::Cron { expr, tz } => TriggerFacts::Cron {
             expr: expr.value.clone(),
@@ -293,20 +340,56 @@ fn after_run(e: &ast::Expr) -> Option<AfterRun> {
     }
 }
 
-fn hmac_verify(e: &ast::Expr) -> Option<HmacVerify> {
-    let ExprKind::Call { args, .. } = &e.kind else {
-        return None;
-    };
-    let arg = |wanted: &str| {
-        args.iter().find_map(|a| match (&a.name, &a.value) {
-            (Some(n), ArgValue::Expr(v)) if n.name == wanted => Some(v),
+fn verify_facts(e: &ast::Expr) -> Option<VerifyFacts> {
+    let (scheme, args) = scheme_of(VERIFY_SCHEMES, e)?;
+    let secrets = secrets(scheme_arg(scheme, args, "secret"));
+    let tolerance = scheme_arg(scheme, args, "tolerance")
+        .and_then(|t| match t.kind {
+            ExprKind::Duration(ms) => Some(Duration::from_millis(ms)),
             _ => None,
         })
-    };
-    Some(HmacVerify {
-        header: arg("header").and_then(literal_str).unwrap_or_default(),
-        secret: arg("secret").and_then(setting),
+        .unwrap_or(DEFAULT_SIGNATURE_TOLERANCE);
+    Some(match scheme.name {
+        "hmac_sha256" => VerifyFacts::Hmac {
+            header: scheme_arg(scheme, args, "header")
+                .and_then(literal_str)
+                .unwrap_or_default(),
+            secrets,
+        },
+        "stripe" => VerifyFacts::Stripe { secrets, tolerance },
+        _ => VerifyFacts::StandardWebhooks { secrets, tolerance },
     })
+}
+
+fn auth_facts(e: &ast::Expr) -> Option<AuthFacts> {
+    if is_auth_none(e) {
+        return Some(AuthFacts::Public);
+    }
+    let (scheme, args) = scheme_of(AUTH_SCHEMES, e)?;
+    let arg = |name| scheme_arg(scheme, args, name);
+    Some(match scheme.name {
+        "bearer" => AuthFacts::Bearer {
+            tokens: secrets(arg("token")),
+        },
+        "basic" => AuthFacts::Basic {
+            user: arg("user")
+                .and_then(setting)
+                .unwrap_or(Setting::Literal(String::new())),
+            passwords: secrets(arg("password")),
+        },
+        _ => AuthFacts::ApiKey {
+            header: arg("header").and_then(literal_str).unwrap_or_default(),
+            keys: secrets(arg("key")),
+        },
+    })
+}
+
+/// A secret argument: one setting, or a list of them (rotation).
+fn secrets(e: Option<&ast::Expr>) -> Vec<Setting> {
+    match e.map(|e| &e.kind) {
+        Some(ExprKind::List(items)) => items.iter().filter_map(setting).collect(),
+        _ => e.and_then(setting).into_iter().collect(),
+    }
 }
 
 fn dedupe_key(e: &ast::Expr) -> DedupeKey {
@@ -349,6 +432,8 @@ mod tests {
             body,
             timeout,
             fallback_async,
+            verify,
+            auth,
         } = facts.trigger
         else {
             panic!("a sync trigger: {:?}", facts.trigger)
@@ -358,6 +443,53 @@ mod tests {
         assert_eq!(timeout, DEFAULT_SYNC_TIMEOUT);
         assert!(!fallback_async);
         assert!(!facts.reads_headers);
+        assert_eq!((verify, auth), (None, None));
+    }
+
+    #[test]
+    fn caller_checks_are_resolved_with_their_defaults() {
+        let facts = facts_of(
+            "integration t\n\nconfig {\n  a: Secret\n  b: Secret\n}\n\nflow f {\n  trigger webhook POST \"/x\" { verify: standard_webhooks(secret: [config.a, config.b]), auth: bearer(config.a) }\n  skip \"x\"\n}\n",
+        );
+        let TriggerFacts::Webhook {
+            verify,
+            auth,
+            dedupe,
+            ..
+        } = facts.trigger
+        else {
+            panic!("a webhook trigger: {:?}", facts.trigger)
+        };
+        let config = |name: &str| Setting::Config(name.into());
+        assert_eq!(
+            verify,
+            Some(VerifyFacts::StandardWebhooks {
+                secrets: vec![config("a"), config("b")],
+                tolerance: DEFAULT_SIGNATURE_TOLERANCE,
+            })
+        );
+        assert_eq!(
+            auth,
+            Some(AuthFacts::Bearer {
+                tokens: vec![config("a")]
+            })
+        );
+        assert!(matches!(dedupe, Some(DedupeKey::Header(h)) if h == "webhook-id"));
+
+        let facts = facts_of(
+            "integration t\n\nconfig {\n  a: Secret\n}\n\nflow f {\n  trigger sync GET \"/x\" { verify: stripe(secret: config.a, tolerance: 90s), auth: none }\n  respond 200, {}\n}\n",
+        );
+        let TriggerFacts::Sync { verify, auth, .. } = facts.trigger else {
+            panic!("a sync trigger: {:?}", facts.trigger)
+        };
+        assert_eq!(
+            verify,
+            Some(VerifyFacts::Stripe {
+                secrets: vec![config("a")],
+                tolerance: Duration::from_secs(90),
+            })
+        );
+        assert_eq!(auth, Some(AuthFacts::Public));
     }
 
     #[test]

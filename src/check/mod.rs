@@ -10,6 +10,7 @@
 //! any flow), flow bodies (`stmt`, `expr`), test blocks (`testblock`), then
 //! the unused-name warnings.
 
+mod access;
 mod decls;
 mod expr;
 pub mod facts;
@@ -118,6 +119,8 @@ pub(crate) struct Checker<'a> {
     used_types: BTreeSet<String>,
     /// The record declaration whose fields are being resolved.
     current_type: Option<String>,
+    /// Webhook and sync triggers with neither `verify:` nor `auth:` (W0010).
+    public_endpoints: Vec<Span>,
 }
 
 /// What the checker knows about the flow whose body it is in.
@@ -163,6 +166,7 @@ impl<'a> Checker<'a> {
             flow: None,
             used_types: BTreeSet::new(),
             current_type: None,
+            public_endpoints: Vec::new(),
         }
     }
 
@@ -178,6 +182,7 @@ impl<'a> Checker<'a> {
         self.check_tests();
         self.warn_unused_config();
         self.warn_unused_types();
+        self.warn_public_endpoints();
     }
 
     fn error(&mut self, d: Diagnostic) {

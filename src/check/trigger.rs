@@ -115,8 +115,8 @@ impl Checker<'_> {
     fn trigger_info(&mut self, trigger: &ast::Trigger) -> TriggerInfo {
         let kind = trigger.kind.keyword();
         let allowed: &[&str] = match &trigger.kind {
-            TriggerKind::Webhook { .. } => &["body", "verify", "dedupe", "max_body"],
-            TriggerKind::Sync { .. } => &["body", "fallback"],
+            TriggerKind::Webhook { .. } => &["body", "verify", "auth", "dedupe", "max_body"],
+            TriggerKind::Sync { .. } => &["body", "verify", "auth", "fallback"],
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
             TriggerKind::Files { .. } => &["batch", "after", "auth", "done_marker"],
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
@@ -198,6 +198,7 @@ impl Checker<'_> {
                 info.body_type = Some(body);
                 info.route = Some(route);
                 self.webhook_options(trigger, &info.value_type);
+                self.caller_options(trigger);
             }
             TriggerKind::Cron { expr, tz } => {
                 self.cron(expr);
@@ -309,7 +310,7 @@ impl Checker<'_> {
         }
     }
 
-    fn option_expr<'t>(&mut self, opt: &'t ast::OptionEntry) -> Option<&'t ast::Expr> {
+    pub(super) fn option_expr<'t>(&mut self, opt: &'t ast::OptionEntry) -> Option<&'t ast::Expr> {
         match &opt.value {
             ArgValue::Expr(e) => Some(e),
             ArgValue::Type(te) => {
@@ -381,7 +382,9 @@ impl Checker<'_> {
                 "max_body" => Type::Int,
                 "group" | "durable" | "done_marker" => Type::String,
                 "url" => Type::Secret,
-                "auth" => Type::Secret,
+                // The SFTP credential; webhook and sync `auth:` is a scheme
+                // (`caller_options`).
+                "auth" if matches!(trigger.kind, TriggerKind::Files { .. }) => Type::Secret,
                 "after" => {
                     if let Some(e) = self.option_expr(opt) {
                         let is_delete = matches!(&e.kind, ExprKind::Name(n) if n.name == "delete");
@@ -452,7 +455,7 @@ impl Checker<'_> {
     }
 
     /// Checks an option value (config references allowed) against a type.
-    fn option_value(&mut self, name: &str, e: &ast::Expr, expected: &Type, help: &str) {
+    pub(super) fn option_value(&mut self, name: &str, e: &ast::Expr, expected: &Type, help: &str) {
         let before = self.diags.len();
         let actual = self.infer_const(e, expected);
         if self.diags.len() == before && !self.assignable(&actual, expected) {
@@ -475,117 +478,18 @@ impl Checker<'_> {
         }
     }
 
-    /// `verify:` and `dedupe:` of webhooks.
+    /// `dedupe:` of webhooks.
     fn webhook_options(&mut self, trigger: &ast::Trigger, trigger_type: &Type) {
-        for opt in &trigger.options {
-            match opt.name.name.as_str() {
-                "verify" => {
-                    if let Some(e) = self.option_expr(opt) {
-                        self.verify_option(e);
-                    }
-                }
-                "dedupe" => {
-                    if let Some(e) = self.option_expr(opt) {
-                        self.dedupe_option(e, trigger_type);
-                    }
-                }
-                _ => {}
+        for opt in trigger.options.iter().filter(|o| o.name.name == "dedupe") {
+            if let Some(e) = self.option_expr(opt) {
+                self.dedupe_option(e, trigger_type);
             }
-        }
-    }
-
-    fn verify_option(&mut self, e: &ast::Expr) {
-        let help =
-            "write `verify: hmac_sha256(header: \"X-Signature\", secret: config.webhook_secret)`";
-        let ExprKind::Call { callee, args } = &e.kind else {
-            self.error(
-                Diagnostic::new(
-                    Code::BadTriggerOption,
-                    e.span,
-                    "`verify:` takes a verification",
-                )
-                .with_help(help),
-            );
-            return;
-        };
-        if !matches!(&callee.kind, ExprKind::Name(n) if n.name == "hmac_sha256") {
-            self.error(
-                Diagnostic::new(Code::BadTriggerOption, callee.span, "unknown verification")
-                    .with_label("the only verification is `hmac_sha256`")
-                    .with_help(help),
-            );
-            self.option_args_loosely(args);
-            return;
-        }
-        let mut has = (false, false);
-        let mut unknown = false;
-        for arg in args {
-            let ArgValue::Expr(value) = &arg.value else {
-                continue;
-            };
-            match arg.name.as_ref().map(|n| n.name.as_str()) {
-                Some("header") => {
-                    has.0 = true;
-                    if !matches!(&value.kind, ExprKind::Str(parts) if parts.iter().all(|p| matches!(p, ast::StrPart::Lit(_))))
-                    {
-                        self.error(Diagnostic::new(
-                            Code::BadTriggerOption,
-                            value.span,
-                            "`header:` must be a string literal",
-                        ));
-                    }
-                }
-                Some("secret") => {
-                    has.1 = true;
-                    self.option_value(
-                        "secret",
-                        value,
-                        &Type::Secret,
-                        "pass a config entry, e.g. `config.webhook_secret`",
-                    );
-                }
-                _ => {
-                    unknown = true;
-                    let span = arg.name.as_ref().map_or(arg.span, |n| n.span);
-                    let given = arg
-                        .name
-                        .as_ref()
-                        .map_or("a positional argument".to_string(), |n| format!("`{n}:`"));
-                    self.error(
-                        Diagnostic::new(
-                            Code::UnknownArgument,
-                            span,
-                            format!("`hmac_sha256` takes `header:` and `secret:`, not {given}"),
-                        )
-                        .with_label("unknown argument")
-                        .with_help(help),
-                    );
-                    self.option_args_loosely(std::slice::from_ref(arg));
-                }
-            }
-        }
-        let complete = has.0 && has.1;
-        if !unknown && !complete {
-            let missing = match has {
-                (false, false) => "`header:` and `secret:`",
-                (false, true) => "`header:`",
-                _ => "`secret:`",
-            };
-            self.error(
-                Diagnostic::new(
-                    Code::MissingArgument,
-                    callee.span,
-                    format!("`hmac_sha256` is missing {missing}"),
-                )
-                .with_label(format!("needs {missing}"))
-                .with_help(help),
-            );
         }
     }
 
     /// Checks argument values of a call already reported as wrong, so that
     /// the config entries they name still count as used.
-    fn option_args_loosely(&mut self, args: &[ast::Arg]) {
+    pub(super) fn option_args_loosely(&mut self, args: &[ast::Arg]) {
         for arg in args {
             if let ArgValue::Expr(value) = &arg.value {
                 self.mark_config_refs(value);
@@ -595,7 +499,7 @@ impl Checker<'_> {
 
     /// Marks the `config.x` entries inside a value already reported as
     /// wrong as used, without checking it further.
-    fn mark_config_refs(&mut self, e: &ast::Expr) {
+    pub(super) fn mark_config_refs(&mut self, e: &ast::Expr) {
         let mut refs = ConfigRefs::default();
         refs.visit_expr(e);
         for name in refs.names {

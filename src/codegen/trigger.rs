@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use crate::check::facts::{AfterRun, DedupeKey, FlowFacts, HmacVerify, Setting, TriggerFacts};
+use crate::check::facts::{
+    AfterRun, AuthFacts, DedupeKey, FlowFacts, Setting, TriggerFacts, VerifyFacts,
+};
 use crate::syntax::ast::TypeExpr;
 
 use super::{lit, Gen};
@@ -20,14 +22,16 @@ impl Gen<'_> {
                 route,
                 body,
                 verify,
+                auth,
                 dedupe,
                 max_body,
             } => format!(
-                "TriggerDef::Webhook {{ method: {}, path: {}, body: {}, verify: {}, dedupe: {}, max_body: {} }}",
+                "TriggerDef::Webhook {{ method: {}, path: {}, body: {}, verify: {}, auth: {}, dedupe: {}, max_body: {} }}",
                 lit(&route.method),
                 lit(&route.path),
                 self.body_schema(body),
-                some_or_none(verify.as_ref().map(hmac_verify)),
+                some_or_none(verify.as_ref().map(verify_def)),
+                some_or_none(auth.as_ref().map(auth_def)),
                 some_or_none(dedupe.as_ref().map(|_| format!("dedupe_{name} as DedupeFn"))),
                 max_body.map_or("DEFAULT_MAX_BODY".into(), |n| n.to_string()),
             ),
@@ -36,13 +40,17 @@ impl Gen<'_> {
                 body,
                 timeout,
                 fallback_async,
+                verify,
+                auth,
             } => format!(
-                "TriggerDef::Sync {{ method: {}, path: {}, body: {}, timeout: {}, fallback_async: {fallback_async}, reads_headers: {} }}",
+                "TriggerDef::Sync {{ method: {}, path: {}, body: {}, timeout: {}, fallback_async: {fallback_async}, reads_headers: {}, verify: {}, auth: {} }}",
                 lit(&route.method),
                 lit(&route.path),
                 self.body_schema(body),
                 duration(*timeout),
                 facts.reads_headers,
+                some_or_none(verify.as_ref().map(verify_def)),
+                some_or_none(auth.as_ref().map(auth_def)),
             ),
             TriggerFacts::Cron { expr, tz, catch_up } => format!(
                 "TriggerDef::Cron {{ expr: {}, tz: {}, catch_up: {catch_up} }}",
@@ -139,12 +147,47 @@ fn optional_setting(s: &Option<Setting>) -> String {
     some_or_none(s.as_ref().map(setting))
 }
 
-fn hmac_verify(v: &HmacVerify) -> String {
-    format!(
-        "HmacVerify {{ header: {}, secret: {} }}",
-        lit(&v.header),
-        v.secret.as_ref().map_or("String::new()".into(), setting)
-    )
+fn verify_def(v: &VerifyFacts) -> String {
+    match v {
+        VerifyFacts::Hmac { header, secrets } => format!(
+            "Verify::Hmac {{ header: {}, secrets: {} }}",
+            lit(header),
+            settings(secrets)
+        ),
+        VerifyFacts::Stripe { secrets, tolerance } => format!(
+            "Verify::Stripe {{ secrets: {}, tolerance: {} }}",
+            settings(secrets),
+            duration(*tolerance)
+        ),
+        VerifyFacts::StandardWebhooks { secrets, tolerance } => format!(
+            "Verify::StandardWebhooks {{ secrets: {}, tolerance: {} }}",
+            settings(secrets),
+            duration(*tolerance)
+        ),
+    }
+}
+
+fn auth_def(a: &AuthFacts) -> String {
+    match a {
+        AuthFacts::Bearer { tokens } => format!("Auth::Bearer {{ tokens: {} }}", settings(tokens)),
+        AuthFacts::Basic { user, passwords } => format!(
+            "Auth::Basic {{ user: {}, passwords: {} }}",
+            setting(user),
+            settings(passwords)
+        ),
+        AuthFacts::ApiKey { header, keys } => format!(
+            "Auth::ApiKey {{ header: {}, keys: {} }}",
+            lit(header),
+            settings(keys)
+        ),
+        AuthFacts::Public => "Auth::Public".into(),
+    }
+}
+
+/// Several settings as the `Vec<String>` the runtime reads.
+fn settings(list: &[Setting]) -> String {
+    let items: Vec<String> = list.iter().map(setting).collect();
+    format!("vec![{}]", items.join(", "))
 }
 
 fn after_run(after: &AfterRun) -> String {

@@ -137,6 +137,7 @@ codes! {
     UnusedConfig = "W0002", "unused config entry";
     UnreachableArm = "W0004", "unreachable match arm";
     UnusedType = "W0005", "unused type";
+    PublicEndpoint = "W0010", "endpoint anyone can call";
 }
 
 impl Code {

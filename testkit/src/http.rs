@@ -92,9 +92,14 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 /// The lowercase hex HMAC-SHA256 of `body` under `secret`, as a webhook
 /// sender signs it (the form `verify: hmac_sha256(...)` expects).
 pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(hmac_sha256(secret.as_bytes(), body))
+}
+
+/// The HMAC-SHA256 of `msg` under `key`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key size");
+    mac.update(msg);
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Headers by lowercase name; repeated headers joined with `, `.

@@ -18,7 +18,7 @@ mod sink;
 mod wait;
 
 pub use cargo::{build_once, example_binary};
-pub use http::{client, get, hmac_hex, post_json, post_raw, request, Answer};
+pub use http::{client, get, hmac_hex, hmac_sha256, post_json, post_raw, request, Answer};
 pub use process::{run_binary, run_binary_in, Finished, Service, START_TIMEOUT};
 pub use services::{free_port, service_url};
 pub use sink::{Received, Reply, Sink};

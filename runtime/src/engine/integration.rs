@@ -86,13 +86,90 @@ pub struct FlowDef {
     pub on_failure: Option<FlowFn>,
 }
 
-/// `verify: hmac_sha256(header: H, secret: S)`.
+/// `verify:` of a webhook or sync trigger: a signature over the request
+/// body (LANGUAGE.md §11). Each scheme takes several secrets (rotation:
+/// any one that matches admits the request).
 #[derive(Clone, Debug)]
-pub struct HmacVerify {
-    /// The request header holding the hex signature (any case).
-    pub header: &'static str,
-    /// The shared secret (usually a config entry).
-    pub secret: String,
+pub enum Verify {
+    /// `hmac_sha256(header: H, secret: S)`: header `H` holds the lowercase
+    /// hex HMAC-SHA256 of the body, optionally prefixed `sha256=`.
+    Hmac {
+        /// The request header holding the signature (any case).
+        header: &'static str,
+        /// The shared secrets.
+        secrets: Vec<String>,
+    },
+    /// `stripe(secret: S)`: `Stripe-Signature: t=TS,v1=HEX[,v1=HEX...]`,
+    /// the HMAC of `TS.BODY`, with `TS` within `tolerance` of now.
+    Stripe {
+        /// The endpoint secrets (`whsec_...`, used as text).
+        secrets: Vec<String>,
+        /// How far the signed timestamp may be from now.
+        tolerance: Duration,
+    },
+    /// `standard_webhooks(secret: S)`: headers `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature` (`v1,BASE64` entries),
+    /// the HMAC of `ID.TS.BODY` under the secret's bytes (`whsec_` + base64).
+    StandardWebhooks {
+        /// The secrets.
+        secrets: Vec<String>,
+        /// How far the signed timestamp may be from now.
+        tolerance: Duration,
+    },
+}
+
+/// Default `tolerance:` of the timestamped signature schemes: five minutes.
+pub const DEFAULT_SIGNATURE_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// `auth:` of a webhook or sync trigger: credentials the caller sends
+/// (LANGUAGE.md §11), compared in constant time. Several values: any one
+/// admits the request (rotation).
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// `bearer(TOKEN)`: `Authorization: Bearer TOKEN`.
+    Bearer {
+        /// The accepted tokens.
+        tokens: Vec<String>,
+    },
+    /// `basic(user: U, password: P)`: `Authorization: Basic base64(U:P)`.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The accepted passwords.
+        passwords: Vec<String>,
+    },
+    /// `api_key(header: H, key: K)`: header `H` holds the key.
+    ApiKey {
+        /// The request header holding the key (any case).
+        header: &'static str,
+        /// The accepted keys.
+        keys: Vec<String>,
+    },
+    /// `auth: none`: deliberately public.
+    Public,
+}
+
+impl Verify {
+    /// The secrets this check uses.
+    pub fn secrets(&self) -> &[String] {
+        match self {
+            Verify::Hmac { secrets, .. }
+            | Verify::Stripe { secrets, .. }
+            | Verify::StandardWebhooks { secrets, .. } => secrets,
+        }
+    }
+}
+
+impl Auth {
+    /// The secrets this check uses (none for `auth: none`).
+    pub fn secrets(&self) -> &[String] {
+        match self {
+            Auth::Bearer { tokens } => tokens,
+            Auth::Basic { passwords, .. } => passwords,
+            Auth::ApiKey { keys, .. } => keys,
+            Auth::Public => &[],
+        }
+    }
 }
 
 /// Computes the dedupe key from the trigger value (`{ body, headers, query,
@@ -107,7 +184,7 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum TriggerDef {
-    /// `trigger webhook METHOD "/path" { body, verify, dedupe, max_body }`.
+    /// `trigger webhook METHOD "/path" { body, verify, auth, dedupe, max_body }`.
     Webhook {
         /// HTTP method in upper case (`"POST"`).
         method: &'static str,
@@ -116,13 +193,15 @@ pub enum TriggerDef {
         /// Type of the request body (`Schema::Json` when not declared).
         body: Schema,
         /// Signature check.
-        verify: Option<HmacVerify>,
+        verify: Option<Verify>,
+        /// Credentials check.
+        auth: Option<Auth>,
         /// Dedupe key extractor.
         dedupe: Option<DedupeFn>,
         /// Largest accepted body in bytes ([`DEFAULT_MAX_BODY`]).
         max_body: usize,
     },
-    /// `trigger sync METHOD "/path/{id}" timeout 5s [{ body, fallback: async }]`.
+    /// `trigger sync METHOD "/path/{id}" timeout 5s [{ body, verify, auth, fallback: async }]`.
     Sync {
         /// HTTP method in upper case.
         method: &'static str,
@@ -132,6 +211,10 @@ pub enum TriggerDef {
         body: Schema,
         /// How long the caller waits.
         timeout: Duration,
+        /// Signature check.
+        verify: Option<Verify>,
+        /// Credentials check.
+        auth: Option<Auth>,
         /// `fallback: async`: on timeout answer 202 and finish in the background.
         fallback_async: bool,
         /// Whether the flow reads `trigger.headers` (or the whole `trigger`).
@@ -225,6 +308,17 @@ impl Default for AfterRun {
 }
 
 impl TriggerDef {
+    /// `verify:` and `auth:` of a webhook or sync trigger; `None` for the
+    /// other kinds.
+    pub fn caller_checks(&self) -> Option<(Option<&Verify>, Option<&Auth>)> {
+        match self {
+            TriggerDef::Webhook { verify, auth, .. } | TriggerDef::Sync { verify, auth, .. } => {
+                Some((verify.as_ref(), auth.as_ref()))
+            }
+            _ => None,
+        }
+    }
+
     /// A short name of the kind (`webhook`, `sync`, `schedule`, `dispatch`, `deploy`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -33,7 +33,7 @@ use crate::core::metrics::Metrics;
 use crate::core::redact::Redactor;
 use crate::core::sync::lock;
 use crate::engine::ctx::{Ctx, Journaling, RunJournal, RunServices};
-use crate::engine::integration::{FlowDef, Integration, Outcome, TriggerDef};
+use crate::engine::integration::{Auth, FlowDef, Integration, Outcome, TriggerDef, Verify};
 use crate::store::{
     Enqueued, Execution, Finish, Lease, MemoryStore, NewExecution, Status, Store, StoreError,
 };
@@ -219,10 +219,11 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// A signature check whose secret is empty accepts signatures anyone can
-/// compute, so a binary with one must not start: one problem per such
+/// A signature or credentials check with an empty secret admits anyone
+/// (anyone can compute an HMAC under the empty key, or send an empty
+/// token), so a binary with one must not start: one problem per such
 /// flow, naming the empty secret entries (`WEBHOOK_SECRET=` set but empty).
-fn empty_signature_secrets(
+fn empty_caller_secrets(
     flows: &[Arc<FlowDef>],
     entries: &[ConfigEntry],
     config: &Config,
@@ -233,20 +234,30 @@ fn empty_signature_secrets(
         .map(|e| format!("{} (environment variable {})", e.name, e.env_var()))
         .collect();
     let which = if empty.is_empty() {
-        "its signature secret".to_string()
+        "its secret".to_string()
     } else {
         empty.join(", ")
     };
     flows
         .iter()
-        .filter(|f| {
-            matches!(&f.trigger, TriggerDef::Webhook { verify: Some(v), .. } if v.secret.is_empty())
-        })
-        .map(|f| {
-            format!(
-                "{which}: empty, but flow `{}` checks request signatures with it (anyone could sign); give it a secret",
-                f.name
-            )
+        .filter_map(|f| {
+            let (verify, auth) = f.trigger.caller_checks()?;
+            let secrets = verify
+                .map(Verify::secrets)
+                .into_iter()
+                .chain(auth.map(Auth::secrets))
+                .flatten();
+            let uses = if verify.is_some() {
+                "checks request signatures with it (anyone could sign)"
+            } else {
+                "checks callers' credentials with it (anyone could pass)"
+            };
+            secrets.clone().any(String::is_empty).then(|| {
+                format!(
+                    "{which}: empty, but flow `{}` {uses}; give it a secret",
+                    f.name
+                )
+            })
         })
         .collect()
 }
@@ -288,7 +299,7 @@ impl Runtime {
             .into_iter()
             .map(Arc::new)
             .collect();
-        let forgeable = empty_signature_secrets(&flows, &integration.config, &config);
+        let forgeable = empty_caller_secrets(&flows, &integration.config, &config);
         if !forgeable.is_empty() {
             return Err(StartError::Config(ConfigError {
                 problems: forgeable,

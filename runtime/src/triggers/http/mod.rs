@@ -1,8 +1,8 @@
 //! The HTTP side: webhook and sync routes for flows, the admin API under
 //! `/_flow/`, and the serve loop with graceful shutdown.
 //!
-//! Webhook requests are checked in this order: size (413), content type
-//! (415), signature (401), nesting depth, JSON and body type (400), dedupe (200 with the
+//! Webhook requests are checked in this order: credentials (`auth:`, 401),
+//! size (413), content type (415), signature (`verify:`, 401), nesting depth, JSON and body type (400), dedupe (200 with the
 //! first execution id); then the execution is stored and the answer is `202
 //! {"execution_id"}`. Sync requests run the flow inline within the timeout.
 
@@ -10,12 +10,14 @@
 // only add noise on a path that ends the request anyway.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod admin;
 mod sync;
 mod webhook;
 
+pub use access::{authenticate, verify, Refused};
+
 pub use sync::{answer as sync_answer, SyncAnswer};
-pub use webhook::verify_signature;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::core::headers::{header_map, mask_credentials};
 use crate::core::schema::Schema;
-use crate::engine::integration::{FlowDef, HmacVerify, TriggerDef, DEFAULT_MAX_BODY};
+use crate::engine::integration::{FlowDef, TriggerDef, DEFAULT_MAX_BODY};
 use crate::engine::{Runtime, SyncTrigger};
 use crate::store::{Execution, ExecutionFilter, Status, StepRecord};
 
@@ -291,36 +293,6 @@ fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_verification() {
-        let v = HmacVerify {
-            header: "X-Signature",
-            secret: "topsecret".into(),
-        };
-        let body = br#"{"a":1}"#;
-        let good = crate::core::hmac::hmac_hex(b"topsecret", body);
-        let mut h = HeaderMap::new();
-        assert!(!verify_signature(&v, &h, body), "missing header");
-        h.insert("x-signature", HeaderValue::from_str(&good).unwrap());
-        assert!(verify_signature(&v, &h, body));
-        h.insert(
-            "x-signature",
-            HeaderValue::from_str(&format!("sha256={good}")).unwrap(),
-        );
-        assert!(verify_signature(&v, &h, body));
-        assert!(!verify_signature(&v, &h, b"{\"a\":2}"), "other body");
-        h.insert(
-            "x-signature",
-            HeaderValue::from_str(&good.to_uppercase()).unwrap(),
-        );
-        assert!(
-            !verify_signature(&v, &h, body),
-            "uppercase hex is not the documented form"
-        );
-        h.insert("x-signature", HeaderValue::from_static("sha256="));
-        assert!(!verify_signature(&v, &h, body));
-    }
 
     #[test]
     fn bodies_nested_too_deep_are_refused_before_parsing() {

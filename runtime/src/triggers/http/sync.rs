@@ -110,6 +110,8 @@ pub(super) async fn handler(
         timeout,
         fallback_async,
         reads_headers,
+        verify,
+        auth,
         ..
     } = &def.trigger
     else {
@@ -120,6 +122,9 @@ pub(super) async fn handler(
     }
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
+    if let Err(refused) = access::check_auth(def.name, auth.as_ref(), &headers) {
+        return refused;
+    }
     let query = query_map(&parts.uri);
     let bytes = match read_body(&headers, body, DEFAULT_MAX_BODY).await {
         Ok(b) => b,
@@ -130,6 +135,9 @@ pub(super) async fn handler(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected Content-Type: application/json",
         );
+    }
+    if let Err(refused) = access::check_signature(def.name, verify.as_ref(), &headers, &bytes) {
+        return refused;
     }
     let body = match decode_body(schema, &bytes, true) {
         Ok(b) => b,

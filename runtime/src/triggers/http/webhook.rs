@@ -2,22 +2,11 @@
 
 use super::*;
 
-/// Constant-time check of `header` = hex HMAC-SHA256(secret, body),
-/// optionally prefixed `sha256=`.
-pub fn verify_signature(verify: &HmacVerify, headers: &HeaderMap, body: &[u8]) -> bool {
-    let Some(given) = headers.get(verify.header).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let given = given.trim();
-    let given = given.strip_prefix("sha256=").unwrap_or(given);
-    let expected = crate::core::hmac::hmac_hex(verify.secret.as_bytes(), body);
-    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-}
-
 pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Response {
     let TriggerDef::Webhook {
         body: schema,
         verify,
+        auth,
         dedupe,
         max_body,
         ..
@@ -30,6 +19,9 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
     }
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
+    if let Err(refused) = access::check_auth(def.name, auth.as_ref(), &headers) {
+        return refused;
+    }
     if !raw_body(schema) && !is_json_content_type(&headers) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -51,17 +43,8 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
         Ok(b) => b,
         Err(resp) => return resp,
     };
-    if let Some(v) = verify {
-        if !verify_signature(v, &headers, &bytes) {
-            tracing::warn!(
-                flow = def.name,
-                "rejected a request with a missing or invalid signature"
-            );
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                format!("missing or invalid signature in {}", v.header),
-            );
-        }
+    if let Err(refused) = access::check_signature(def.name, verify.as_ref(), &headers, &bytes) {
+        return refused;
     }
     let body = match decode_body(schema, &bytes, false) {
         Ok(b) => b,
