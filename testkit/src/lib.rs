@@ -11,6 +11,7 @@
 //! the runtime's options) stay with the tests.
 
 mod cargo;
+pub mod fuzz;
 mod http;
 mod process;
 mod services;

@@ -253,8 +253,10 @@ fn chain_contains(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
     false
 }
 
-/// Parses and validates a request body against the trigger's body type.
-fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value, Response> {
+/// Parses and validates a request body against the trigger's body type:
+/// the value the flow sees, or the `400` (`415` is decided before) the
+/// caller gets. Public for the fuzz tests (`runtime/tests/fuzz.rs`).
+pub fn decode_body(schema: &Schema, bytes: &[u8], allow_empty: bool) -> Result<Value, Response> {
     if raw_body(schema) {
         if bytes.is_empty() && allow_empty {
             return Ok(Value::Null);
