@@ -104,6 +104,36 @@ impl JsonColumns {
     }
 }
 
+/// The integration state from its stored `(key, JSON text)` rows. A value
+/// that cannot be read back (nested deeper than the parser's limit by an
+/// older version, or damaged by hand) reads as missing and is logged: one
+/// bad row must not fail the claim of every run of every flow. The next
+/// `state.set` of the key replaces it.
+pub(crate) fn state_from_rows(
+    rows: impl IntoIterator<Item = (String, String)>,
+) -> Map<String, Value> {
+    rows.into_iter()
+        .filter_map(|(key, text)| match serde_json::from_str(&text) {
+            Ok(value) => Some((key, value)),
+            Err(e) => {
+                tracing::error!(key = %key, error = %e, "the stored state value cannot be read; state.get sees it as missing until state.set replaces it");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The stored output of journal entry `step`. One that cannot be read back
+/// is [`StoreError::Unreadable`]: the run cannot resume without it (running
+/// the step again would repeat its effect), so the run fails, alone.
+pub(crate) fn step_output(step: &str, text: &str) -> StoreResult<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::Unreadable(format!(
+            "the stored journal of step `{step}` cannot be read: {e}"
+        ))
+    })
+}
+
 /// The claimed executions that can run; each one whose row could not be
 /// read is marked failed with the reason (through its fresh lease), so it
 /// neither blocks the others nor comes back when its lease expires.
@@ -379,6 +409,10 @@ pub enum StoreError {
     /// run, or the run was released or finished). The caller must stop the
     /// run without further side effects; its new holder carries it on.
     LeaseLost(String),
+    /// Stored data of one execution cannot be read back (written by an
+    /// older version, or damaged): asking again gives the same answer, so
+    /// the caller fails that execution rather than retrying it.
+    Unreadable(String),
 }
 
 impl StoreError {
@@ -395,7 +429,7 @@ impl StoreError {
     /// The message without the `store error:` prefix.
     pub fn message(&self) -> String {
         match self {
-            StoreError::Backend(m) => m.clone(),
+            StoreError::Backend(m) | StoreError::Unreadable(m) => m.clone(),
             StoreError::LeaseLost(id) => format!(
                 "execution {id}: this worker's lease was lost (another worker took the run over)"
             ),
@@ -546,6 +580,8 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>>;
 
     /// The journal of an execution, in the order steps were first recorded.
+    /// An entry whose output cannot be read back makes it
+    /// [`StoreError::Unreadable`] (for this execution only).
     fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>>;
 
     /// Inserts or replaces the journal entry `record.key` of an execution;
@@ -562,6 +598,7 @@ pub trait Store: Send + Sync + 'static {
     fn last_tick<'a>(&'a self, flow: &'a str) -> BoxFuture<'a, StoreResult<Option<DateTime<Utc>>>>;
 
     /// All integration state (`state.get`), read at the start of each run.
+    /// A value that cannot be read back is left out (logged).
     fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>>;
 
     /// Sets one state key (`state.set`).

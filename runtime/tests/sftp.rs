@@ -8,7 +8,9 @@ mod sshd;
 
 mod common;
 
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, StepRecord};
@@ -17,6 +19,31 @@ use flow_runtime::{
     Runtime, Schema, Status, StepOptions, TriggerDef, Value,
 };
 use sshd::Sshd;
+
+/// The known_hosts file of this test process, named by
+/// `FLOW_SFTP_KNOWN_HOSTS` (the runtime reads it from the process
+/// environment, shared by the tests running in parallel): each test adds
+/// its server with [`trust`].
+fn known_hosts() -> &'static Mutex<PathBuf> {
+    static FILE: OnceLock<Mutex<PathBuf>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("known_hosts");
+        std::fs::write(&path, "").unwrap();
+        std::env::set_var("FLOW_SFTP_KNOWN_HOSTS", &path);
+        Mutex::new(path)
+    })
+}
+
+/// Lists `s`'s host key in the known_hosts file, as an operator would.
+fn trust(s: &Sshd) {
+    let path = known_hosts().lock().unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&*path)
+        .unwrap();
+    writeln!(file, "{}", s.known_hosts_line()).unwrap();
+}
 
 /// Two retries 10 ms apart: a permanent error must still end after one attempt.
 fn quick_retries() -> StepOptions {
@@ -213,6 +240,7 @@ async fn file_steps_work_on_sftp_urls() {
     let Some(s) = Sshd::start("file_steps_work_on_sftp_urls") else {
         return;
     };
+    trust(&s);
     let rt = Runtime::new(
         integration(),
         common::options(&[("SFTP_KEY", s.client_key())]),
@@ -273,6 +301,7 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
     let Some(s) = Sshd::start("sftp_step_errors_are_permanent_and_name_the_url") else {
         return;
     };
+    trust(&s);
     let rt = Runtime::new(
         integration(),
         common::options(&[("SFTP_KEY", s.client_key())]),
@@ -327,4 +356,38 @@ async fn an_unreachable_server_is_retried() {
     );
     let journal = rt.store().journal(&id).await.expect("journal");
     assert_eq!(journal[0].attempts, 3, "retried twice: {journal:#?}");
+}
+
+#[tokio::test]
+async fn an_untrusted_host_key_fails_the_step_for_good() {
+    let Some(s) = Sshd::start("an_untrusted_host_key_fails_the_step_for_good") else {
+        return;
+    };
+    // The known_hosts file is in use, but this server is not in it.
+    drop(known_hosts().lock().unwrap());
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())]),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+
+    let (exec, journal) = run(&rt, "read_missing", &s, local.path()).await;
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    let server = format!("sftp://{}@127.0.0.1:{}", s.user(), s.port());
+    assert!(
+        error.contains(&format!(
+            "file.read: {server}: the server's host key SHA256:"
+        )),
+        "{error}"
+    );
+    assert!(error.contains("is unknown"), "{error}");
+    assert!(
+        error.contains("FLOW_SFTP_HOST_KEYS=[127.0.0.1]:"),
+        "{error}"
+    );
+    assert_eq!(journal[0].attempts, 1, "an untrusted key is not retried");
+    // Refused before logging in: the credential never went to that server.
+    assert!(!s.log().contains("Accepted publickey"), "{}", s.log());
 }

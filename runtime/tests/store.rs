@@ -830,21 +830,126 @@ where
     assert_eq!(s.list(ExecutionFilter::default()).await.unwrap().len(), 5);
 }
 
+/// A journal entry or a state value that cannot be read back costs only
+/// what reads it: `plant(table, column, filter)` overwrites `column` of the
+/// one row of `table` matching the SQL `filter` with [`unreadable_json`],
+/// behind the store's back. `exclusive`: the store requeues interrupted runs
+/// at start-up (otherwise they are released). The memory store holds
+/// values, not text, so it has no such rows and no such test.
+async fn unreadable_journals_and_state_fail_alone<F, Fut>(s: &dyn Store, exclusive: bool, plant: F)
+where
+    F: Fn(&'static str, &'static str, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for id in ["a", "bad"] {
+        s.enqueue(new(id, "f", None)).await.unwrap();
+    }
+    let claimed = s.claim_batch("w1", 2, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for (e, _) in &claimed {
+        let record = step("fetch", StepStatus::Succeeded, Some(json!({ "n": 1 })));
+        s.record_step(&e.id, &lease(e), record).await.unwrap();
+    }
+    plant(
+        "journal",
+        "output",
+        "execution_id = 'bad' AND key = 'fetch'",
+    )
+    .await;
+
+    // That run's journal cannot be read, saying which step and why, and
+    // the store says asking again will not help; the other's can.
+    let err = s.journal("bad").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreadable(_)), "{err:?}");
+    assert!(
+        err.message().starts_with(
+            "the stored journal of step `fetch` cannot be read: recursion limit exceeded"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        s.journal("a").await.unwrap()[0].output,
+        Some(json!({ "n": 1 }))
+    );
+
+    // Both runs go back to the queue and are handed out again.
+    if exclusive {
+        assert_eq!(s.requeue_interrupted().await.unwrap(), 2);
+    } else {
+        for (e, _) in &claimed {
+            assert!(s.release(&e.id, &lease(e)).await.unwrap());
+        }
+    }
+    let mut ids: Vec<String> = s
+        .claim_batch("w2", 10, LONG)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "bad"]);
+
+    // An unreadable state value reads as missing: claims go on.
+    s.state_set("cursor", json!(3)).await.unwrap();
+    s.state_set("seen", json!([1])).await.unwrap();
+    plant("state", "value", "key = 'seen'").await;
+    let only_cursor = serde_json::Map::from_iter([("cursor".to_string(), json!(3))]);
+    assert_eq!(s.state_all().await.unwrap(), only_cursor);
+    s.enqueue(new("c", "f", None)).await.unwrap();
+    let (c, state) = s
+        .claim_run("w3", LONG)
+        .await
+        .unwrap()
+        .expect("c is claimed");
+    assert_eq!((c.id.as_str(), &state), ("c", &only_cursor));
+    s.enqueue(new("d", "f", None)).await.unwrap();
+    let batch = s.claim_batch("w3", 10, LONG).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!((batch[0].0.id.as_str(), &batch[0].1), ("d", &only_cursor));
+    // The next `state.set` of the key replaces the bad row.
+    s.state_set("seen", json!([2])).await.unwrap();
+    assert_eq!(s.state_all().await.unwrap().get("seen"), Some(&json!([2])));
+}
+
+/// Overwrites `column` of the one row of `table` matching `filter` in the
+/// SQLite file at `path` with [`unreadable_json`].
+fn plant_sqlite(path: &std::path::Path, table: &str, column: &str, filter: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let sql = format!("UPDATE {table} SET {column} = ?1 WHERE {filter}");
+    let n = conn
+        .execute(&sql, rusqlite::params![unreadable_json()])
+        .unwrap();
+    assert_eq!(n, 1, "{table} has a row where {filter}");
+}
+
+/// [`plant_sqlite`] on a test schema of PostgreSQL.
+async fn plant_postgres(url: &str, schema: &str, table: &str, column: &str, filter: &str) {
+    let client = pg_support::admin(url).await;
+    let sql = format!("UPDATE \"{schema}\".{table} SET {column} = $1 WHERE {filter}");
+    let n = client.execute(&sql, &[&unreadable_json()]).await.unwrap();
+    assert_eq!(n, 1, "{table} has a row where {filter}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_unreadable_rows_fail_alone() {
     let (store, dir) = sqlite(Durability::Full);
     let path = dir.path().join("test.db");
     unreadable_rows_fail_alone(&store, |id, column| {
-        let path = path.clone();
-        async move {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.busy_timeout(Duration::from_secs(10)).unwrap();
-            let sql = format!("UPDATE executions SET {column} = ?1 WHERE id = ?2");
-            let n = conn
-                .execute(&sql, rusqlite::params![unreadable_json(), id])
-                .unwrap();
-            assert_eq!(n, 1, "{id} is stored");
-        }
+        plant_sqlite(&path, "executions", column, &format!("id = '{id}'"));
+        async {}
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unreadable_journals_and_state_fail_alone() {
+    let (store, dir) = sqlite(Durability::Full);
+    let path = dir.path().join("test.db");
+    unreadable_journals_and_state_fail_alone(&store, true, |table, column, filter| {
+        plant_sqlite(&path, table, column, filter);
+        async {}
     })
     .await;
 }
@@ -858,14 +963,22 @@ async fn postgres_unreadable_rows_fail_alone() {
     unreadable_rows_fail_alone(&pg.store, |id, column| {
         let (url, schema) = (url.clone(), schema.clone());
         async move {
-            let client = pg_support::admin(&url).await;
-            let sql = format!("UPDATE \"{schema}\".executions SET {column} = $1 WHERE id = $2");
-            let n = client
-                .execute(&sql, &[&unreadable_json(), &id])
-                .await
-                .unwrap();
-            assert_eq!(n, 1, "{id} is stored");
+            plant_postgres(&url, &schema, "executions", column, &format!("id = '{id}'")).await;
         }
+    })
+    .await;
+    pg.done().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreadable_journals_and_state_fail_alone() {
+    let Some(pg) = Pg::open("postgres_unreadable_journals_and_state_fail_alone").await else {
+        return;
+    };
+    let (url, schema) = (pg.url.clone(), pg.schema.clone());
+    unreadable_journals_and_state_fail_alone(&pg.store, false, |table, column, filter| {
+        let (url, schema) = (url.clone(), schema.clone());
+        async move { plant_postgres(&url, &schema, table, column, filter).await }
     })
     .await;
     pg.done().await;
@@ -1081,4 +1194,92 @@ fn sqlite_refuses_a_missing_directory_and_a_newer_schema() {
     drop(conn);
     let err = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
     assert!(err.message().contains("schema version 99"), "{err}");
+}
+
+/// A flow that succeeds without a step: what matters is the journal read
+/// before it starts.
+fn succeed(_: flow_runtime::Ctx) -> flow_runtime::FlowFuture {
+    Box::pin(async { Ok(flow_runtime::Outcome::Succeeded) })
+}
+
+fn one_flow_integration() -> flow_runtime::Integration {
+    fn flows(_: &flow_runtime::Config) -> Vec<flow_runtime::FlowDef> {
+        vec![flow_runtime::FlowDef {
+            name: "f",
+            doc: "",
+            trigger: flow_runtime::TriggerDef::Dispatch {
+                input: flow_runtime::Schema::Json,
+            },
+            run: succeed,
+            on_failure: None,
+        }]
+    }
+    flow_runtime::Integration {
+        name: "unreadable",
+        doc: "",
+        flowc_version: "0.1.0",
+        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        config: vec![],
+        types: vec![],
+        flows,
+    }
+}
+
+/// Through the engine: a run interrupted by a crash whose journal cannot be
+/// read back fails at its resume with the reason, once (not released to be
+/// claimed again and again), while the other interrupted run resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_run_with_an_unreadable_journal_fails_alone_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let opts = SqliteOptions {
+        durability: Durability::Full,
+        exclusive: true,
+    };
+    {
+        // The process that crashed mid-run, with a journal entry each.
+        let s = SqliteStore::open(&path, opts).unwrap();
+        for id in ["bad", "good"] {
+            s.enqueue(new(id, "f", None)).await.unwrap();
+        }
+        for (e, _) in s.claim_batch("w", 2, LONG).await.unwrap() {
+            let record = step("fetch", StepStatus::Succeeded, Some(json!(1)));
+            s.record_step(&e.id, &lease(&e), record).await.unwrap();
+        }
+    }
+    plant_sqlite(&path, "journal", "output", "execution_id = 'bad'");
+
+    let store = Arc::new(SqliteStore::open(&path, opts).unwrap());
+    assert_eq!(store.requeue_interrupted().await.unwrap(), 2);
+    let options = flow_runtime::RuntimeOptions {
+        env: flow_runtime::EnvSource::from_pairs::<&str, &str>([]),
+        store: Some(store.clone()),
+        workers: 2,
+        ..flow_runtime::RuntimeOptions::default()
+    };
+    let rt = flow_runtime::Runtime::new(one_flow_integration(), options).unwrap();
+    let workers = rt.start_workers();
+    let wait = |id: &'static str| {
+        let rt = rt.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), rt.wait_for(id))
+                .await
+                .unwrap_or_else(|_| panic!("{id} did not end"))
+                .unwrap_or_else(|| panic!("{id} is unknown"))
+        }
+    };
+    let good = wait("good").await;
+    assert_eq!(good.status, Status::Succeeded, "{good:?}");
+    let bad = wait("bad").await;
+    for handle in workers {
+        handle.abort();
+    }
+    assert_eq!(bad.status, Status::Failed);
+    let error = bad.error.unwrap_or_default();
+    assert!(
+        error.starts_with("the stored journal of step `fetch` cannot be read:"),
+        "{error}"
+    );
+    let stored = store.get("bad").await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.attempts), (Status::Failed, 2));
 }

@@ -33,6 +33,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// A running sshd; killed on drop.
 pub struct Sshd {
     child: Child,
+    sshd: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     user: String,
@@ -166,38 +167,15 @@ impl Sshd {
             }
             let text: String = settings.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
             fs::write(&config, text).expect("write sshd_config");
-            let log = fs::File::create(&log_path).expect("create sshd.log");
-            let mut child = Command::new(&sshd)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", sshd.display()));
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                if answers(port) {
-                    return Some(Sshd {
-                        child,
-                        dir,
-                        port,
-                        user,
-                        client_key,
-                    });
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "sshd did not accept connections on port {port} within {START_TIMEOUT:?}; its log:\n{}",
-                        fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Some(child) = spawn(&sshd, dir.path(), port) {
+                return Some(Sshd {
+                    child,
+                    sshd,
+                    dir,
+                    port,
+                    user,
+                    client_key,
+                });
             }
             let log = fs::read_to_string(&log_path).unwrap_or_default();
             if !log.contains("Address already in use") {
@@ -246,10 +224,35 @@ impl Sshd {
         writeln!(f, "{public_key}").expect("append to authorized_keys");
     }
 
+    /// The server's host public key (`ssh-ed25519 AAAA… flow-test`).
+    pub fn host_public_key(&self) -> String {
+        fs::read_to_string(self.dir.path().join("host_ed25519.pub"))
+            .expect("read the host public key")
+            .trim()
+            .to_string()
+    }
+
+    /// Restarts the server on the same port with a new host key, as a
+    /// reinstalled server (or one in the way) would show.
+    pub fn replace_host_key(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for file in ["host_ed25519", "host_ed25519.pub"] {
+            fs::remove_file(self.dir.path().join(file)).expect("remove the old host key");
+        }
+        keygen(&self.dir.path().join("host_ed25519"), "ed25519", false);
+        self.child = spawn(&self.sshd, self.dir.path(), self.port).unwrap_or_else(|| {
+            panic!(
+                "sshd did not start again on port {}; its log:\n{}",
+                self.port,
+                self.log()
+            )
+        });
+    }
+
     /// A known_hosts line for this server's host key (`[127.0.0.1]:PORT key`).
     pub fn known_hosts_line(&self) -> String {
-        let public = fs::read_to_string(self.dir.path().join("host_ed25519.pub"))
-            .expect("read the host public key");
+        let public = self.host_public_key();
         let mut parts = public.split_whitespace();
         let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         format!("[127.0.0.1]:{} {kind} {key}", self.port)
@@ -265,6 +268,39 @@ impl Sshd {
     /// sshd's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+/// Runs sshd with the `sshd_config` in `dir` and waits until it answers on
+/// `port`: `None` when it exited first (its log in `dir/sshd.log` says why).
+fn spawn(sshd: &Path, dir: &Path, port: u16) -> Option<Child> {
+    let log_path = dir.join("sshd.log");
+    let log = fs::File::create(&log_path).expect("create sshd.log");
+    let mut child = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", sshd.display()));
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if answers(port) {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "sshd did not accept connections on port {port} within {START_TIMEOUT:?}; its log:\n{}",
+                fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -592,6 +592,11 @@ impl Runtime {
         let journal = if exec.attempts > 1 {
             match self.inner.store.journal(&exec.id).await {
                 Ok(j) => j,
+                // Asking again would give the same answer: the run fails
+                // rather than going round the queue for ever.
+                Err(StoreError::Unreadable(problem)) => {
+                    return self.fail_unreadable(exec, lease, problem).await;
+                }
                 Err(e) => {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot read the journal; the run goes back to the queue");
                     let _ = self.inner.store.release(&exec.id, &lease).await;
@@ -606,6 +611,29 @@ impl Runtime {
             held.1 = Some(journal.clone());
         }
         self.execute_with(exec, journal, Some(state)).await
+    }
+
+    /// Fails a claimed run whose stored journal cannot be read back.
+    async fn fail_unreadable(&self, exec: Execution, lease: Lease, problem: String) -> Execution {
+        tracing::error!(execution_id = %exec.id, error = %problem, "the run cannot resume; marked failed");
+        let failed = Finish {
+            status: Status::Failed,
+            result: None,
+            error: Some(problem),
+            error_step: None,
+        };
+        if let Err(e) = self
+            .inner
+            .store
+            .finish(&exec.id, &lease, failed.clone())
+            .await
+        {
+            tracing::error!(execution_id = %exec.id, error = %e, "cannot record the end of a run");
+            return exec;
+        }
+        let done = finished(exec, failed);
+        self.notify_finished(&done);
+        done
     }
 
     async fn execute_with(

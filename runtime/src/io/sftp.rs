@@ -8,11 +8,12 @@
 //! - **auth**: the value of a `Secret` config entry. A private key in OpenSSH
 //!   or PEM format when it starts with `-----BEGIN` (unencrypted), otherwise
 //!   a password (the `password` method, else `keyboard-interactive`).
-//! - **host keys**: when the environment variable `FLOW_SFTP_KNOWN_HOSTS`
-//!   names a known_hosts file, the server's key must be listed there for the
-//!   host (`[host]:port` when the port is not 22); otherwise any key is
-//!   accepted and a warning naming its SHA-256 fingerprint is logged once per
-//!   host, port and key.
+//! - **host keys**: the server's key must be vouched for by a pinned
+//!   fingerprint (`FLOW_SFTP_HOST_KEYS`), a known_hosts file
+//!   (`FLOW_SFTP_KNOWN_HOSTS`, else the ones `ssh` reads) or, when the
+//!   operator opted in (`FLOW_SFTP_TRUST_ON_FIRST_USE`), by being the first
+//!   key seen for the server, then recorded; anything else is refused
+//!   ([`host_keys`]).
 //! - **sessions**: one SSH connection with one SFTP channel per (user, host,
 //!   port, auth), kept in a process-wide cache and shared by concurrent
 //!   operations. A connection that closed (server restart, 5 minutes idle)
@@ -28,10 +29,9 @@
 //! a secret) and which says whether another attempt may succeed
 //! ([`SftpError::is_retryable`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::core::files::glob_match;
 use crate::core::sync::lock;
+use host_keys::Trust;
+
+mod host_keys;
 
 /// Bound on connecting: TCP, SSH handshake, authentication, SFTP start.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -56,8 +59,6 @@ pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
 /// An idle connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Environment variable naming the known_hosts file to verify host keys with.
-pub(crate) const KNOWN_HOSTS_ENV: &str = "FLOW_SFTP_KNOWN_HOSTS";
 
 // ---------------------------------------------------------------- URLs
 
@@ -786,77 +787,28 @@ where
     }
 }
 
-/// The known_hosts file to verify `server`'s host key with: `$FLOW_SFTP_KNOWN_HOSTS`.
-fn known_hosts_file(server: &SftpUrl) -> Option<PathBuf> {
+/// How `server`'s host key is trusted: the process's settings.
+fn trust_for(server: &SftpUrl) -> Trust {
     #[cfg(test)]
-    if let Some(path) = lock(&TEST_KNOWN_HOSTS).get(&server.port) {
-        return Some(path.clone());
+    if let Some(trust) = lock(&TEST_TRUST).get(&server.port) {
+        return trust.clone();
     }
     let _ = server;
-    std::env::var_os(KNOWN_HOSTS_ENV)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
+    Trust::from_process()
 }
 
-/// Per-port known_hosts files for tests (the environment is shared by
-/// tests running in parallel).
+/// Per-port trust settings for tests (the environment is shared by tests
+/// running in parallel).
 #[cfg(test)]
-pub(crate) static TEST_KNOWN_HOSTS: Mutex<std::collections::BTreeMap<u16, PathBuf>> =
+pub(crate) static TEST_TRUST: Mutex<std::collections::BTreeMap<u16, Trust>> =
     Mutex::new(std::collections::BTreeMap::new());
 
 /// The russh client handler: checks the server's host key.
 pub(crate) struct HostKeyCheck {
     server: SftpUrl,
-    /// The known_hosts file to check against; `None` accepts any key.
-    known_hosts: Option<PathBuf>,
+    trust: Trust,
     /// Why the key was refused, for the error message.
     refused: Arc<Mutex<Option<SftpError>>>,
-}
-
-impl HostKeyCheck {
-    fn verdict(&self, key: &PublicKey) -> Result<(), SftpError> {
-        let fingerprint = key.fingerprint(HashAlg::Sha256);
-        let server = &self.server;
-        let Some(path) = &self.known_hosts else {
-            static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-            let id = format!("{}:{} {fingerprint}", server.host, server.port);
-            if lock(WARNED.get_or_init(Default::default)).insert(id) {
-                tracing::warn!(
-                    host = %server.host,
-                    port = server.port,
-                    fingerprint = %fingerprint,
-                    "sftp: accepting the server's host key without verification; set {KNOWN_HOSTS_ENV} to a known_hosts file to verify it"
-                );
-            }
-            return Ok(());
-        };
-        let shown = path.display().to_string();
-        if let Err(e) = std::fs::metadata(path) {
-            return Err(SftpError::new(
-                ErrorKind::HostKey,
-                server,
-                format!("cannot read the known_hosts file {shown} ({KNOWN_HOSTS_ENV}): {e}"),
-            ));
-        }
-        match russh::keys::check_known_hosts_path(&server.host, server.port, key, path) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(SftpError::new(
-                ErrorKind::HostKey,
-                server,
-                format!("host key {fingerprint} is not listed in {shown} ({KNOWN_HOSTS_ENV})"),
-            )),
-            Err(russh::keys::Error::KeyChanged { line }) => Err(SftpError::new(
-                ErrorKind::HostKey,
-                server,
-                format!("host key {fingerprint} differs from the one on line {line} of {shown} ({KNOWN_HOSTS_ENV})"),
-            )),
-            Err(e) => Err(SftpError::new(
-                ErrorKind::HostKey,
-                server,
-                format!("cannot check the host key against {shown}: {e}"),
-            )),
-        }
-    }
 }
 
 impl russh::client::Handler for HostKeyCheck {
@@ -870,7 +822,7 @@ impl russh::client::Handler for HostKeyCheck {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
-        match self.verdict(&key) {
+        match self.trust.check(&self.server, &key) {
             Ok(()) => Ok(true),
             Err(e) => {
                 *lock(&self.refused) = Some(e);
@@ -988,7 +940,7 @@ async fn connect(server: &SftpUrl, auth: &str) -> Result<Conn, SftpError> {
     let refused = Arc::new(Mutex::new(None));
     let handler = HostKeyCheck {
         server: server.clone(),
-        known_hosts: known_hosts_file(server),
+        trust: trust_for(server),
         refused: refused.clone(),
     };
     let mut ssh = match russh::client::connect_stream(config, tcp, handler).await {

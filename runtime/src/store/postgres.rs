@@ -44,9 +44,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    abandoned_message, keep_readable, Claimed, Enqueued, Execution, ExecutionFilter, Finish,
-    JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
-    StoreResult,
+    abandoned_message, keep_readable, state_from_rows, step_output, Claimed, Enqueued, Execution,
+    ExecutionFilter, Finish, JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord,
+    StepStatus, Store, StoreError, StoreResult,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -210,11 +210,6 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
 
 fn json_error(e: serde_json::Error) -> StoreError {
     StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
-}
-
-fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("corrupt {what} in the store: {e}")))
 }
 
 /// A lease length in seconds, for `make_interval(secs => …)`.
@@ -713,11 +708,13 @@ impl PostgresStore {
             .await?
             .iter()
             .map(|r| {
-                let k: String = r.try_get(0).map_err(pg_error)?;
-                let v: String = r.try_get(1).map_err(pg_error)?;
-                Ok((k, parse_json(&v, "state value")?))
+                Ok((
+                    r.try_get(0).map_err(pg_error)?,
+                    r.try_get(1).map_err(pg_error)?,
+                ))
             })
-            .collect()
+            .collect::<StoreResult<Vec<(String, String)>>>()
+            .map(state_from_rows)
     }
 }
 
@@ -1085,8 +1082,13 @@ impl Store for PostgresStore {
                     let status: String = r.try_get(2).map_err(pg_error)?;
                     let attempts: i32 = r.try_get(3).map_err(pg_error)?;
                     let output: Option<String> = r.try_get(6).map_err(pg_error)?;
+                    let key: String = r.try_get(0).map_err(pg_error)?;
                     Ok(StepRecord {
-                        key: r.try_get(0).map_err(pg_error)?,
+                        output: output
+                            .as_deref()
+                            .map(|o| step_output(&key, o))
+                            .transpose()?,
+                        key,
                         call: r.try_get(1).map_err(pg_error)?,
                         status: if status == "succeeded" {
                             StepStatus::Succeeded
@@ -1096,10 +1098,6 @@ impl Store for PostgresStore {
                         attempts: u32::try_from(attempts).unwrap_or(0),
                         started_at: r.try_get(4).map_err(pg_error)?,
                         finished_at: r.try_get(5).map_err(pg_error)?,
-                        output: output
-                            .as_deref()
-                            .map(|o| parse_json(o, "step output"))
-                            .transpose()?,
                         error: r.try_get(7).map_err(pg_error)?,
                     })
                 })

@@ -64,9 +64,9 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    abandoned_message, keep_readable, Claimed, Enqueued, Execution, ExecutionFilter, Finish,
-    JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
-    StoreResult,
+    abandoned_message, keep_readable, state_from_rows, step_output, Claimed, Enqueued, Execution,
+    ExecutionFilter, Finish, JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord,
+    StepStatus, Store, StoreError, StoreResult,
 };
 
 /// Most jobs committed in one transaction.
@@ -765,11 +765,6 @@ fn exec_row(r: &Row<'_>) -> rusqlite::Result<ExecRow> {
     })
 }
 
-fn parse_json(text: &str, what: &str) -> StoreResult<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Backend(format!("corrupt {what} in the store: {e}")))
-}
-
 impl ExecRow {
     fn into_execution(self) -> StoreResult<ReadBack> {
         let status = Status::parse(&self.status).ok_or_else(|| {
@@ -860,12 +855,6 @@ fn claim_row(c: &Connection, worker: &str, lease: Duration) -> rusqlite::Result<
 fn state_rows(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     c.prepare_cached("SELECT key, value FROM state")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect()
-}
-
-fn parse_state(rows: Vec<(String, String)>) -> StoreResult<Map<String, Value>> {
-    rows.into_iter()
-        .map(|(k, v)| Ok((k, parse_json(&v, "state value")?)))
         .collect()
 }
 
@@ -996,7 +985,7 @@ impl Store for SqliteStore {
                 };
                 let readable = keep_readable(self, vec![row.into_execution()?]).await?;
                 if let Some(exec) = readable.into_iter().next() {
-                    return Ok(Some((exec, parse_state(state)?)));
+                    return Ok(Some((exec, state_from_rows(state))));
                 }
             }
         }
@@ -1189,7 +1178,12 @@ impl Store for SqliteStore {
                 .into_iter()
                 .map(
                     |(key, call, status, attempts, started, finished, output, error)| {
+                        let output = output
+                            .as_deref()
+                            .map(|o| step_output(&key, o))
+                            .transpose()?;
                         Ok(StepRecord {
+                            output,
                             key,
                             call,
                             status: if status == "succeeded" {
@@ -1200,10 +1194,6 @@ impl Store for SqliteStore {
                             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                             started_at: from_micros(started),
                             finished_at: from_micros(finished),
-                            output: output
-                                .as_deref()
-                                .map(|o| parse_json(o, "step output"))
-                                .transpose()?,
                             error,
                         })
                     },
@@ -1280,7 +1270,7 @@ impl Store for SqliteStore {
 
     fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>> {
         let rows = self.read(state_rows);
-        async move { parse_state(rows.await?) }.boxed()
+        async move { Ok(state_from_rows(rows.await?)) }.boxed()
     }
 
     fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {

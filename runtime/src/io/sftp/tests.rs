@@ -84,8 +84,46 @@ fn bad_urls_are_permanent_errors_that_never_echo_a_password() {
 
 // ------------------------------------------------------------ a real server
 
+/// A server whose host key the client trusts (a known_hosts file for its
+/// port, as an operator would set up).
 fn server(test: &str) -> Option<Sshd> {
-    Sshd::start(test)
+    Sshd::start(test).map(trusted)
+}
+
+fn trusted(s: Sshd) -> Sshd {
+    let known = s.scratch("trusted").join("known_hosts");
+    fs::write(&known, format!("{}\n", s.known_hosts_line())).unwrap();
+    trust(&s, &[(KNOWN, known.to_str().unwrap())], None);
+    s
+}
+
+const KNOWN: &str = host_keys::KNOWN_HOSTS_ENV;
+const PINS: &str = host_keys::HOST_KEYS_ENV;
+const TOFU: &str = host_keys::TOFU_ENV;
+
+/// Trusts host keys on `s`'s port as the environment `env` and home
+/// directory `home` say.
+fn trust(s: &Sshd, env: &[(&str, &str)], home: Option<&std::path::Path>) {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let trust = Trust::from_env(&|name| env.get(name).cloned(), home);
+    lock(&TEST_TRUST).insert(s.port(), trust);
+}
+
+/// Drops the cached session of `file`, so that the next operation connects
+/// (and checks the host key) again.
+async fn reconnect(file: &SftpUrl, auth: &str) {
+    slot(file, auth).lock().await.conn = None;
+}
+
+/// The SHA-256 fingerprint of `s`'s host key, as `ssh-keygen -l` shows it.
+fn fingerprint(s: &Sshd) -> String {
+    PublicKey::from_openssh(&s.host_public_key())
+        .unwrap()
+        .fingerprint(HashAlg::Sha256)
+        .to_string()
 }
 
 #[tokio::test]
@@ -290,7 +328,8 @@ async fn passwords_fall_back_to_keyboard_interactive() {
             ("PasswordAuthentication", "no"),
             ("KbdInteractiveAuthentication", "yes"),
         ],
-    ) else {
+    )
+    .map(trusted) else {
         return;
     };
     let mut file = url(&s.data_url("kbd.txt"));
@@ -453,46 +492,201 @@ async fn host_keys_are_checked_against_a_known_hosts_file() {
     let file = url(&s.data_url("a.txt"));
     fs::write(s.data_dir().join("a.txt"), "x").unwrap();
     let known = s.scratch("kh").join("known_hosts");
+    let named = [(KNOWN, known.to_str().unwrap())];
 
-    // Listed: accepted.
-    fs::write(&known, format!("{}\n", s.known_hosts_line())).unwrap();
-    lock(&TEST_KNOWN_HOSTS).insert(s.port(), known.clone());
-    let ok = stat(&file, key).await;
-
-    // Another key for the host: refused, naming the line.
+    // Listed (among other hosts' keys): accepted.
     let (_, other_pub) = sshd::keygen(&s.scratch("kh").join("other"), "ed25519", false);
     let mut parts = other_pub.split_whitespace();
     let (kind, other) = (parts.next().unwrap(), parts.next().unwrap());
+    let listed = format!("[otherhost]:22 {kind} {other}\n{}\n", s.known_hosts_line());
+    fs::write(&known, listed).unwrap();
+    trust(&s, &named, None);
+    reconnect(&file, key).await;
+    let ok = stat(&file, key).await;
+
+    // Another key for the host: refused, naming the line.
     fs::write(&known, format!("[127.0.0.1]:{} {kind} {other}\n", s.port())).unwrap();
-    // A fresh session must be made for the check to run again.
-    let slot = slot(&file, key);
-    slot.lock().await.conn = None;
+    reconnect(&file, key).await;
     let changed = stat(&file, key).await;
 
     // Not listed: refused.
     fs::write(&known, format!("[otherhost]:22 {kind} {other}\n")).unwrap();
-    slot.lock().await.conn = None;
+    reconnect(&file, key).await;
     let unknown = stat(&file, key).await;
 
     // A known_hosts file that does not exist: refused, saying so.
-    lock(&TEST_KNOWN_HOSTS).insert(s.port(), known.with_file_name("missing"));
-    slot.lock().await.conn = None;
+    let missing = known.with_file_name("missing");
+    trust(&s, &[(KNOWN, missing.to_str().unwrap())], None);
+    reconnect(&file, key).await;
     let missing = stat(&file, key).await;
-    lock(&TEST_KNOWN_HOSTS).remove(&s.port());
 
     ok.unwrap();
     let e = changed.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
     assert!(!e.is_retryable());
-    assert!(e.to_string().contains("line 1"), "{e}");
+    assert!(
+        e.to_string().contains("differs from the one on line 1"),
+        "{e}"
+    );
     let e = unknown.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
-    assert!(e.to_string().contains("is not listed in"), "{e}");
-    assert!(e.to_string().contains("SHA256:"), "{e}");
+    assert!(e.to_string().contains("is unknown (not in "), "{e}");
+    assert!(e.to_string().contains(&fingerprint(&s)), "{e}");
     let e = missing.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
     assert!(
         e.to_string().contains("cannot read the known_hosts file"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_host_key_is_refused_by_default_naming_its_fingerprint() {
+    let Some(s) = server("an_unknown_host_key_is_refused_by_default_naming_its_fingerprint") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    fs::write(s.data_dir().join("a.txt"), "x").unwrap();
+    // Nothing set, and a home directory without known_hosts.
+    let home = s.scratch("home");
+    trust(&s, &[], Some(&home));
+    reconnect(&file, key).await;
+    let e = stat(&file, key).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(!e.is_retryable());
+    let message = e.to_string();
+    let fp = fingerprint(&s);
+    assert!(
+        message.starts_with(&format!(
+            "sftp://{}@127.0.0.1:{}: the server's host key {fp} is unknown",
+            s.user(),
+            s.port()
+        )),
+        "{message}"
+    );
+    // The three ways to trust it, the pin ready to copy.
+    assert!(message.contains(&format!("{KNOWN} ")), "{message}");
+    assert!(
+        message.contains(&format!("{PINS}=[127.0.0.1]:{}={fp}", s.port())),
+        "{message}"
+    );
+    assert!(message.contains(&format!("{TOFU}=1")), "{message}");
+    assert!(
+        message.contains(&home.join(".ssh/known_hosts").display().to_string()),
+        "{message}"
+    );
+    assert!(!message.contains("BEGIN"), "{message}");
+
+    // The user's ~/.ssh/known_hosts, as `ssh` reads it, is looked in.
+    fs::create_dir(home.join(".ssh")).unwrap();
+    fs::write(
+        home.join(".ssh/known_hosts"),
+        format!("{}\n", s.known_hosts_line()),
+    )
+    .unwrap();
+    reconnect(&file, key).await;
+    stat(&file, key).await.unwrap();
+}
+
+#[tokio::test]
+async fn pinned_fingerprints_are_accepted_and_others_refused() {
+    let Some(s) = server("pinned_fingerprints_are_accepted_and_others_refused") else {
+        return;
+    };
+    let key = s.client_key();
+    let file = url(&s.data_url("a.txt"));
+    fs::write(s.data_dir().join("a.txt"), "x").unwrap();
+    let home = s.scratch("home");
+    let fp = fingerprint(&s);
+    let (_, other_pub) = sshd::keygen(&s.scratch("k").join("other"), "ed25519", false);
+    let other_fp = PublicKey::from_openssh(&other_pub)
+        .unwrap()
+        .fingerprint(HashAlg::Sha256)
+        .to_string();
+    let check = |pins: String| {
+        trust(&s, &[(PINS, &pins)], Some(&home));
+        async {
+            reconnect(&file, key).await;
+            stat(&file, key).await
+        }
+    };
+
+    // For this server (among others'), for every server, or among old ones.
+    let port = s.port();
+    check(format!(
+        "files.example.com={other_fp},127.0.0.1:{port}={fp}"
+    ))
+    .await
+    .unwrap();
+    check(fp.clone()).await.unwrap();
+    check(format!(
+        "[127.0.0.1]:{port}={other_fp}, [127.0.0.1]:{port}={fp}"
+    ))
+    .await
+    .unwrap();
+
+    // Another key pinned for this server: refused, even though a pin for
+    // every server would match (the server's own pins decide).
+    let e = check(format!("127.0.0.1:{port}={other_fp},{fp}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "host key {fp} is not the one pinned for [127.0.0.1]:{port} in {PINS}"
+        )),
+        "{e}"
+    );
+    // Pins for other servers (or this host on port 22) vouch for nothing here.
+    let e = check(format!("127.0.0.1={fp}")).await.unwrap_err();
+    assert!(e.to_string().contains("is unknown"), "{e}");
+    // A pin that does not parse refuses the connection, saying why.
+    let e = check("127.0.0.1=MD5:aa".into()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(e.to_string().contains(PINS), "{e}");
+}
+
+#[tokio::test]
+async fn trust_on_first_use_records_the_key_then_refuses_a_changed_one() {
+    let Some(mut s) = server("trust_on_first_use_records_the_key_then_refuses_a_changed_one")
+    else {
+        return;
+    };
+    let key = s.client_key().to_string();
+    let key = key.as_str();
+    let file = url(&s.data_url("a.txt"));
+    fs::write(s.data_dir().join("a.txt"), "x").unwrap();
+    let recorded = s.scratch("tofu").join("state/known_hosts");
+    let env = [(TOFU, "1"), (KNOWN, recorded.to_str().unwrap())];
+    trust(&s, &env, None);
+
+    // First use: accepted and recorded, readable by the owner only.
+    reconnect(&file, key).await;
+    stat(&file, key).await.unwrap();
+    let line = format!("{}\n", s.known_hosts_line());
+    assert_eq!(fs::read_to_string(&recorded).unwrap(), line);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&recorded).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Later: checked against it (not recorded twice).
+    reconnect(&file, key).await;
+    stat(&file, key).await.unwrap();
+    assert_eq!(fs::read_to_string(&recorded).unwrap(), line);
+
+    // The server comes back with another key: refused, and not recorded.
+    s.replace_host_key();
+    reconnect(&file, key).await;
+    let e = stat(&file, key).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "host key {} differs from the one on line 1 of {}",
+            fingerprint(&s),
+            recorded.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(fs::read_to_string(&recorded).unwrap(), line);
 }
