@@ -56,3 +56,48 @@ async fn order_items_become_lines_that_the_count_endpoint_sees() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"], "items[0].quantity: expected Int, got 1.5");
 }
+
+/// With the default log level, a sync run writes no line of its own (two
+/// per request would cost a busy endpoint a third of its throughput): the
+/// runs of each sync flow are summarised, here at shutdown, while the
+/// webhook's queued run keeps its lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_runs_are_summarised_in_the_log() {
+    let binary = support::build_example("examples/quickstart.flow");
+    let mut svc = Service::start(&binary, &[], &[]);
+    for _ in 0..3 {
+        let count = get(&svc.at("/orders/count"), &[]).await;
+        assert_eq!(count.status, 200, "{}", count.body);
+    }
+    let order = json!({ "id": "o-1", "customer": "ada", "items": [] });
+    let (status, answer) = post_json(&svc.at("/orders"), &order, &[]).await;
+    assert_eq!(status, 202, "{answer}");
+    let url = svc.at("/_flow/healthz");
+    poll_until(Duration::from_secs(20), "the webhook's run", || async {
+        let _ = get(&url, &[]).await;
+        svc.stderr().contains("run succeeded").then_some(())
+    })
+    .await;
+    let status = svc.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let log = svc.stderr();
+    let summary: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sync runs in the last"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{log}");
+    assert!(
+        summary[0].contains("flow=\"order_count\"") || summary[0].contains("flow=order_count"),
+        "{log}"
+    );
+    assert!(
+        summary[0].contains("runs=3") && summary[0].contains("failed=0"),
+        "{log}"
+    );
+    assert!(!log.contains("run responded"), "{log}");
+    assert_eq!(
+        log.matches("run started").count(),
+        1,
+        "only the webhook's: {log}"
+    );
+}

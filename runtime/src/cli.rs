@@ -268,9 +268,10 @@ pub fn main(integration: Integration, tests: Vec<crate::testing::TestCase>) -> E
     let redactor = Redactor::new();
     // Tests print their own report; logs only when asked for with RUST_LOG.
     let testing = matches!(cli.command, Some(Command::Test { .. }));
-    if !testing || std::env::var_os("RUST_LOG").is_some() {
-        crate::core::logging::init(cli.log_format, redactor.clone());
-    }
+    // Held to the end of `main`: queued log lines are written at exit.
+    let _log = (!testing || std::env::var_os("RUST_LOG").is_some())
+        .then(|| crate::core::logging::init(cli.log_format, redactor.clone()))
+        .flatten();
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -107,6 +107,7 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     triggers.extend(crate::triggers::files::start(rt));
     triggers.extend(crate::brokers::start(rt));
     let purger = rt.start_purger();
+    let summary = rt.summarise_sync_runs(crate::engine::SYNC_SUMMARY_EVERY);
     let deployer = tokio::spawn(deploy_if_new(rt.clone()));
     let server = tokio::spawn(serve_http(listener, router, rt.clone()));
     tracing::info!(%addr, "listening");
@@ -114,7 +115,7 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
         rt.clone(),
         workers,
         triggers,
-        purger,
+        [purger, Some(summary)].into_iter().flatten().collect(),
         deployer,
         server,
     ));
@@ -147,14 +148,14 @@ async fn drain(
     rt: Runtime,
     workers: Vec<JoinHandle<()>>,
     triggers: Vec<JoinHandle<()>>,
-    purger: Option<JoinHandle<()>>,
+    housekeeping: Vec<JoinHandle<()>>,
     deployer: JoinHandle<()>,
     server: JoinHandle<()>,
 ) {
     rt.shutdown_started().await;
     tracing::info!("shutting down: draining in-flight runs");
     let deadline = tokio::time::Instant::now() + rt.drain_timeout();
-    for t in triggers.iter().chain(&purger) {
+    for t in triggers.iter().chain(&housekeeping) {
         t.abort();
     }
     deployer.abort();
@@ -172,5 +173,6 @@ async fn drain(
         }
     }
     rt.release_in_flight().await;
+    rt.log_sync_summary();
     tracing::info!("stopped");
 }

@@ -1117,6 +1117,43 @@ backends!(
 
 // SQLite only: what the file keeps across processes.
 
+/// The serving process keeps the state in memory: its own writes show at
+/// once, another process's (a `deploy` beside `serve`) within a second or so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_serving_state_sees_its_writes_at_once_and_others_soon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let serving = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            durability: Durability::Full,
+            exclusive: true,
+        },
+    )
+    .unwrap();
+    assert!(serving.state_all().await.unwrap().is_empty());
+    serving.state_set("cursor", json!(1)).await.unwrap();
+    assert_eq!(serving.state_all().await.unwrap()["cursor"], json!(1));
+    serving.state_set("cursor", json!(2)).await.unwrap();
+    serving.state_set("other", json!("x")).await.unwrap();
+    let state = serving.state_all().await.unwrap();
+    assert_eq!(
+        (&state["cursor"], &state["other"]),
+        (&json!(2), &json!("x"))
+    );
+
+    let deploy = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    deploy.state_set("cursor", json!(3)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while serving.state_all().await.unwrap()["cursor"] != json!(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another process's write never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_everything_across_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,19 @@
 //! stderr, every line passed through the [`Redactor`]. Runs carry the span
 //! `run{execution_id, flow}` and steps `step{step}`, so each line names its
 //! execution, flow and step.
+//!
+//! Lines are written by a thread of their own: the task that logs only
+//! formats its line and hands it over, and the log thread redacts it and
+//! writes whatever has queued up with one system call. A request never
+//! waits on stderr (a terminal, a pipe into a slow collector) or on the
+//! redaction. If the queue is full — the log cannot keep up — lines are
+//! dropped rather than slowing the service, and the next line written says
+//! how many. [`LogGuard`] writes what is queued when the process ends.
 
 use std::io::{IsTerminal as _, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
@@ -19,13 +30,27 @@ pub enum LogFormat {
     Json,
 }
 
-/// A writer that collects one event and writes it redacted when dropped.
-pub struct RedactingWriter {
-    redactor: Redactor,
+/// Lines waiting for the log thread at most; beyond, lines are dropped.
+const QUEUE: usize = 16 * 1024;
+/// How long the process waits at exit for queued lines to be written.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+enum Message {
+    Line(Vec<u8>),
+    /// Write everything before this, then answer.
+    Flush(SyncSender<()>),
+}
+
+/// Lines dropped because the queue was full, not yet reported.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// A writer that collects one event and queues it when dropped.
+pub struct QueuedWriter {
+    queue: SyncSender<Message>,
     buf: Vec<u8>,
 }
 
-impl Write for RedactingWriter {
+impl Write for QueuedWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -36,42 +61,91 @@ impl Write for RedactingWriter {
     }
 }
 
-impl Drop for RedactingWriter {
+impl Drop for QueuedWriter {
     fn drop(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(&self.buf);
-        let text = self.redactor.redact(&text);
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        let line = std::mem::take(&mut self.buf);
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Line(line)) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
-/// Makes a [`RedactingWriter`] per event.
+/// Makes a [`QueuedWriter`] per event.
 #[derive(Clone)]
-pub struct MakeRedactingWriter(pub Redactor);
+pub struct MakeQueuedWriter(SyncSender<Message>);
 
-impl<'a> MakeWriter<'a> for MakeRedactingWriter {
-    type Writer = RedactingWriter;
+impl<'a> MakeWriter<'a> for MakeQueuedWriter {
+    type Writer = QueuedWriter;
 
     fn make_writer(&'a self) -> Self::Writer {
-        RedactingWriter {
-            redactor: self.0.clone(),
+        QueuedWriter {
+            queue: self.0.clone(),
             buf: Vec::with_capacity(256),
         }
     }
 }
 
-/// Installs the global subscriber (level from `RUST_LOG`, default `info`).
-/// Does nothing if one is already installed.
-pub fn init(format: LogFormat, redactor: Redactor) {
+/// Writes the queued lines when the process ends (dropped at the end of
+/// `main`).
+pub struct LogGuard(SyncSender<Message>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let (done, written) = mpsc::sync_channel(1);
+        if self.0.send(Message::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(FLUSH_TIMEOUT);
+        }
+    }
+}
+
+/// The log thread: redacts and writes lines, a batch per system call.
+fn write_lines(queue: Receiver<Message>, redactor: Redactor, mut out: impl Write) {
+    let mut batch = String::new();
+    while let Ok(first) = queue.recv() {
+        let mut flushed = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Line(line) => {
+                    let text = String::from_utf8_lossy(&line);
+                    batch.push_str(&redactor.redact(&text));
+                }
+                Message::Flush(done) => flushed.push(done),
+            }
+            next = if batch.len() < 64 * 1024 {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            batch.push_str(&format!(
+                "{dropped} log lines were dropped: the log could not keep up\n"
+            ));
+        }
+        let _ = out.write_all(batch.as_bytes());
+        let _ = out.flush();
+        batch.clear();
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Installs the global subscriber (level from `RUST_LOG`, default `info`)
+/// with its log thread; `None` if a subscriber is already installed.
+pub fn init(format: LogFormat, redactor: Redactor) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let writer = MakeRedactingWriter(redactor);
+    let (queue, lines) = mpsc::sync_channel(QUEUE);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(MakeQueuedWriter(queue.clone()))
         .with_target(false);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Human => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
@@ -82,4 +156,82 @@ pub fn init(format: LogFormat, redactor: Redactor) {
             .flatten_event(true)
             .try_init(),
     };
+    installed.ok()?;
+    std::thread::Builder::new()
+        .name("flow-log".into())
+        .spawn(move || write_lines(lines, redactor, std::io::stderr()))
+        .ok()?;
+    Some(LogGuard(queue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A `Write` the test can read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_redacted_written_in_order_and_flushed_at_the_end() {
+        let redactor = Redactor::new();
+        redactor.add("hunter2-secret");
+        let (queue, lines) = mpsc::sync_channel(QUEUE);
+        let out = Captured::default();
+        let writer_out = out.clone();
+        let thread = std::thread::spawn(move || write_lines(lines, redactor, writer_out));
+        let make = MakeQueuedWriter(queue.clone());
+        for i in 0..100 {
+            let mut w = make.make_writer();
+            writeln!(w, "line {i} token=hunter2-secret").unwrap();
+        }
+        drop(LogGuard(queue));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 100, "{text}");
+        assert!(
+            text.lines().next().unwrap().starts_with("line 0 "),
+            "{text}"
+        );
+        assert!(
+            text.lines().last().unwrap().starts_with("line 99 "),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        drop(make);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_drops_lines_and_says_so() {
+        let (queue, lines) = mpsc::sync_channel(2);
+        let make = MakeQueuedWriter(queue.clone());
+        for i in 0..5 {
+            let mut w = make.make_writer();
+            writeln!(w, "line {i}").unwrap();
+        }
+        let out = Captured::default();
+        let writer_out = out.clone();
+        let thread = std::thread::spawn(move || write_lines(lines, Redactor::new(), writer_out));
+        drop(LogGuard(queue));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("line 0") && text.contains("line 1"), "{text}");
+        assert!(!text.contains("line 2"), "{text}");
+        assert!(
+            text.contains("3 log lines were dropped: the log could not keep up"),
+            "{text}"
+        );
+        drop(make);
+        thread.join().unwrap();
+    }
 }

@@ -5,7 +5,7 @@ use crate::core::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds (seconds) of the step duration histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -25,6 +25,24 @@ pub struct Metrics {
     http: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     runs: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     steps: Mutex<BTreeMap<String, BTreeMap<String, Histogram>>>,
+    /// Sync runs since the last summary line, by flow, and when that was.
+    sync_runs: Mutex<(BTreeMap<String, SyncTally>, Option<Instant>)>,
+}
+
+/// Sync runs of one flow over a period: what the summary line says
+/// instead of two lines per run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SyncTally {
+    /// Runs finished.
+    pub runs: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Of which skipped.
+    pub skipped: u64,
+    /// Their time together.
+    pub total: Duration,
+    /// The longest.
+    pub max: Duration,
 }
 
 fn escape(label: &str) -> String {
@@ -70,6 +88,32 @@ impl Metrics {
         if let Some(n) = slot(&mut lock(&self.runs), flow, outcome, || outcome.to_string()) {
             *n += 1;
         }
+    }
+
+    /// Counts a finished sync run held in memory (see [`SyncTally`]).
+    pub fn tally_sync(&self, flow: &str, outcome: &str, elapsed: Duration) {
+        let mut guard = lock(&self.sync_runs);
+        let tallies = &mut guard.0;
+        if !tallies.contains_key(flow) {
+            tallies.insert(flow.to_string(), SyncTally::default());
+        }
+        let Some(t) = tallies.get_mut(flow) else {
+            return;
+        };
+        t.runs += 1;
+        t.failed += u64::from(outcome == "failed");
+        t.skipped += u64::from(outcome == "skipped");
+        t.total += elapsed;
+        t.max = t.max.max(elapsed);
+    }
+
+    /// The sync runs since the last call (or the first run), by flow, and
+    /// how long ago that was.
+    pub fn take_sync_tallies(&self) -> (BTreeMap<String, SyncTally>, Duration) {
+        let mut guard = lock(&self.sync_runs);
+        let now = Instant::now();
+        let since = guard.1.replace(now).map_or(Duration::ZERO, |t| now - t);
+        (std::mem::take(&mut guard.0), since)
     }
 
     /// Records the duration of one step attempt (`step` without loop indices).
@@ -156,6 +200,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_runs_are_tallied_until_taken() {
+        let m = Metrics::default();
+        m.tally_sync("lookup", "succeeded", Duration::from_millis(4));
+        m.tally_sync("lookup", "failed", Duration::from_millis(10));
+        m.tally_sync("other", "skipped", Duration::from_millis(1));
+        let (tallies, _) = m.take_sync_tallies();
+        let lookup = &tallies["lookup"];
+        assert_eq!((lookup.runs, lookup.failed, lookup.skipped), (2, 1, 0));
+        assert_eq!(lookup.total, Duration::from_millis(14));
+        assert_eq!(lookup.max, Duration::from_millis(10));
+        assert_eq!(tallies["other"].skipped, 1);
+        assert!(m.take_sync_tallies().0.is_empty(), "taken");
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -3,7 +3,44 @@
 
 use super::*;
 
+/// How often [`Runtime::summarise_sync_runs`] writes its lines.
+pub const SYNC_SUMMARY_EVERY: Duration = Duration::from_secs(30);
+
 impl Runtime {
+    /// Writes one `info` line per sync flow that ran in the last `every`:
+    /// runs, failures, skips, mean and longest time. A sync run's own
+    /// routine lines are `debug`; its failures are logged as they happen.
+    pub fn summarise_sync_runs(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                rt.log_sync_summary();
+            }
+        })
+    }
+
+    /// The summary lines of the sync runs since the last ones (also
+    /// written at shutdown).
+    pub fn log_sync_summary(&self) {
+        let (tallies, since) = self.inner.metrics.take_sync_tallies();
+        let period =
+            crate::engine::integration::human_duration(Duration::from_secs(since.as_secs().max(1)));
+        for (flow, t) in tallies {
+            let mean_ms = t.total.as_millis() / u128::from(t.runs.max(1));
+            tracing::info!(
+                flow,
+                runs = t.runs,
+                failed = t.failed,
+                skipped = t.skipped,
+                mean_ms = mean_ms as u64,
+                max_ms = t.max.as_millis() as u64,
+                "sync runs in the last {period}"
+            );
+        }
+    }
+
     /// Prepares a sync flow's run, *without* storing it: the caller holds
     /// the connection, so by default the run is neither queued nor
     /// journaled, and it runs in the caller's task ([`SyncRun::wait`]). [`SyncRun::persist`] stores it (a fallback to

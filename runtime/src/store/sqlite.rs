@@ -55,7 +55,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt as _};
@@ -478,9 +478,29 @@ pub struct SqliteStore {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     exclusive: bool,
+    /// The `state` table, kept in memory by the serving process
+    /// (`exclusive`): every run starts with a copy of it, and a sync run
+    /// would otherwise read the table on every request. This process's
+    /// writes go through it; another process's (a `deploy` beside `serve`)
+    /// show within [`STATE_CACHE_TTL`].
+    state_cache: Option<Arc<Mutex<StateCache>>>,
     stop: Arc<AtomicBool>,
     checkpointer: std::thread::Thread,
     _lock: Option<File>,
+}
+
+/// How long [`SqliteStore::state_cache`] is used before the table is read
+/// again.
+const STATE_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// See [`SqliteStore::state_cache`].
+#[derive(Default)]
+struct StateCache {
+    /// The table and when it was read; `None` until first read, and again
+    /// after a failed write.
+    map: Option<(Map<String, Value>, Instant)>,
+    /// Writes so far: a read that raced with a write is not cached.
+    writes: u64,
 }
 
 impl Drop for SqliteStore {
@@ -664,6 +684,7 @@ impl SqliteStore {
             writer: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
             exclusive: options.exclusive,
+            state_cache: options.exclusive.then(Default::default),
             stop,
             checkpointer,
             _lock: lock,
@@ -1269,24 +1290,69 @@ impl Store for SqliteStore {
     }
 
     fn state_all(&self) -> BoxFuture<'_, StoreResult<Map<String, Value>>> {
+        let cache = self.state_cache.clone();
+        let writes_before = match &cache {
+            Some(cache) => {
+                let cache = lock(cache);
+                if let Some((map, read_at)) = &cache.map {
+                    if read_at.elapsed() < STATE_CACHE_TTL {
+                        return futures::future::ready(Ok(map.clone())).boxed();
+                    }
+                }
+                cache.writes
+            }
+            None => 0,
+        };
         let rows = self.read(state_rows);
-        async move { Ok(state_from_rows(rows.await?)) }.boxed()
+        async move {
+            let read_at = Instant::now();
+            let map = state_from_rows(rows.await?);
+            if let Some(cache) = cache {
+                let mut cache = lock(&cache);
+                if cache.writes == writes_before {
+                    cache.map = Some((map.clone(), read_at));
+                }
+            }
+            Ok(map)
+        }
+        .boxed()
     }
 
     fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {
-        let value = match serde_json::to_string(&value) {
+        let text = match serde_json::to_string(&value) {
             Ok(v) => v,
             Err(e) => return async move { Err(json_error(e)) }.boxed(),
         };
         let key = key.to_string();
-        self.write(move |c| {
+        let cache = self.state_cache.clone();
+        let in_writer = cache.clone();
+        let written = self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO state (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
-            .execute(params![key, value])?;
+            .execute(params![key, text])?;
+            // In the writer thread, so in the order of the writes.
+            if let Some(cache) = &in_writer {
+                let mut cache = lock(cache);
+                cache.writes += 1;
+                if let Some((map, _)) = &mut cache.map {
+                    map.insert(key.clone(), value.clone());
+                }
+            }
             Ok(())
-        })
+        });
+        async move {
+            let result = written.await;
+            if let (Err(_), Some(cache)) = (&result, cache) {
+                // The batch may have rolled back: read the table again.
+                let mut cache = lock(&cache);
+                cache.map = None;
+                cache.writes += 1;
+            }
+            result
+        }
+        .boxed()
     }
 
     fn deployed_version(&self) -> BoxFuture<'_, StoreResult<Option<String>>> {
