@@ -14,7 +14,13 @@ pub fn verify_signature(verify: &HmacVerify, headers: &HeaderMap, body: &[u8]) -
     given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Response {
+/// `deadline`: the body must have arrived and the event be stored by then.
+pub(super) async fn handler(
+    rt: Runtime,
+    def: Arc<FlowDef>,
+    req: Request,
+    deadline: Instant,
+) -> Response {
     let TriggerDef::Webhook {
         body: schema,
         verify,
@@ -45,6 +51,7 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
         } else {
             *max_body
         },
+        deadline,
     )
     .await
     {
@@ -80,7 +87,13 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
     if let Some(Value::Object(headers)) = trigger.get_mut("headers") {
         mask_credentials(headers);
     }
-    match rt.submit(def.name, trigger, key).await {
+    // Past the deadline the caller gets a 503 and will retry; the event may
+    // still be stored meanwhile (a dedupe key catches the repeat).
+    let Ok(submitted) = tokio::time::timeout_at(deadline, rt.submit(def.name, trigger, key)).await
+    else {
+        return intake::not_answered_in_time();
+    };
+    match submitted {
         Ok(s) if s.duplicate => (
             StatusCode::OK,
             Json(json!({ "execution_id": s.execution_id, "duplicate": true })),
