@@ -1257,3 +1257,29 @@ async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() 
 
     within("shutdown", server.shutdown()).await;
 }
+
+/// A sync run left by its caller lives in a task of its own; when the
+/// runtime stops (process exit), that task is dropped, and so is the run,
+/// without handing itself on again (which recursed until the stack
+/// overflowed).
+#[test]
+fn a_runtime_stopping_drops_a_sync_run_whose_caller_left() {
+    let sink = Sink::start();
+    sink.on("POST", "/held", [flow_testkit::Reply::ok().held()]);
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio_rt.block_on(async {
+        let rt = runtime(&sink);
+        let trigger = flow_runtime::engine::SyncTrigger::new(json!({ "body": {} }), None);
+        let mut run = rt.start_sync("held", trigger);
+        let waiting = tokio::time::timeout(common::WAIT, run.wait());
+        tokio::select! {
+            _ = waiting => panic!("the held run ended"),
+            _ = sink.wait_for_path("POST", "/held", 1, common::WAIT) => {}
+        }
+        drop(run);
+    });
+    drop(tokio_rt);
+}

@@ -52,6 +52,7 @@ impl Runtime {
             keeper: None,
             started: tokio::time::Instant::now(),
             slot: None,
+            unattended: false,
         }
     }
 
@@ -184,10 +185,18 @@ pub struct SyncRun {
     /// The run's place under the cap on concurrent sync runs
     /// ([`SyncRun::hold`]), given back when the run ends.
     slot: Option<Slot>,
+    /// Already in a task of its own (its caller left): dropped, it stops.
+    unattended: bool,
 }
 
 impl Drop for SyncRun {
     fn drop(&mut self) {
+        // An unattended run is dropped when its task is cancelled (the
+        // runtime stops, and drops at once whatever is spawned then):
+        // handing it on again would never end.
+        if self.unattended {
+            return;
+        }
         let Some(run) = self.run.take() else {
             return;
         };
@@ -204,6 +213,7 @@ impl Drop for SyncRun {
             keeper: self.keeper.take(),
             started: self.started,
             slot: self.slot.take(),
+            unattended: true,
         };
         runtime.spawn(orphan.finish_unattended());
     }
