@@ -320,6 +320,18 @@ fn flows(config: &Config) -> Vec<FlowDef> {
             held_route("/held_briefly", Duration::from_secs(2)),
             held,
         ),
+        def(
+            "held_async",
+            TriggerDef::Sync {
+                method: "POST",
+                path: "/held_async",
+                body: Schema::Json,
+                timeout: Duration::from_millis(200),
+                fallback_async: true,
+                reads_headers: false,
+            },
+            held,
+        ),
     ]
 }
 
@@ -1213,39 +1225,60 @@ async fn sync_calls_beyond_the_sync_run_cap_are_refused_with_retry_after() {
     within("shutdown", server.shutdown()).await;
 }
 
+/// Calls the sync flow `flow` (whose call to the sink is held) on a raw
+/// connection and hangs up once the run has started.
+async fn call_and_hang_up(server: &ServerHandle, sink: &Sink, flow: &str) {
+    sink.on(
+        "POST",
+        &format!("/{flow}"),
+        [flow_testkit::Reply::ok().held()],
+    );
+    let mut caller = TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /{flow} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n\r\n{{}}"
+    );
+    caller.write_all(request.as_bytes()).await.unwrap();
+    sink.wait_for_path("POST", &format!("/{flow}"), 1, common::WAIT)
+        .await;
+    drop(caller);
+}
+
+/// The first stored execution of `flow` that `pick` accepts (polled).
+async fn stored(
+    rt: &Runtime,
+    flow: &str,
+    what: &str,
+    pick: impl Fn(&flow_runtime::store::Execution) -> bool,
+) -> flow_runtime::store::Execution {
+    let filter = || flow_runtime::store::ExecutionFilter {
+        flow: Some(flow.into()),
+        ..Default::default()
+    };
+    flow_testkit::poll_until(common::WAIT, what, || async {
+        let runs = rt.store().list(filter()).await.unwrap();
+        runs.into_iter().find(&pick)
+    })
+    .await
+}
+
 /// A sync caller that hangs up does not leave its run going on: the run
 /// still ends at the flow's `timeout`, is recorded as timed out, and holds
 /// its place under the sync-run cap until then.
 #[tokio::test]
 async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() {
     let sink = Sink::start();
-    sink.on("POST", "/held_briefly", [flow_testkit::Reply::ok().held()]);
     let server = start_limited(&sink, |l| l.max_sync_runs = 1).await;
     let rt = server.runtime().clone();
 
-    let mut caller = TcpStream::connect(server.addr()).await.unwrap();
-    caller
-        .write_all(
-            b"POST /held_briefly HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-              Content-Length: 2\r\n\r\n{}",
-        )
-        .await
-        .unwrap();
-    sink.wait_for_path("POST", "/held_briefly", 1, common::WAIT)
-        .await;
-    drop(caller);
+    call_and_hang_up(&server, &sink, "held_briefly").await;
 
     // The run (2 s timeout) still holds the only place.
     let (status, retry_after, _) = post_empty(&server, "/held_briefly").await;
     assert_eq!((status, retry_after.as_deref()), (503, Some("1")));
 
-    let filter = || flow_runtime::store::ExecutionFilter {
-        flow: Some("held_briefly".into()),
-        ..Default::default()
-    };
-    let e = flow_testkit::poll_until(common::WAIT, "the abandoned run in the store", || async {
-        let runs = rt.store().list(filter()).await.unwrap();
-        runs.into_iter().find(|e| e.status.is_final())
+    let e = stored(&rt, "held_briefly", "the abandoned run", |e| {
+        e.status.is_final()
     })
     .await;
     assert_eq!(e.status, Status::Failed);
@@ -1254,6 +1287,24 @@ async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() 
     // Its place was given back.
     sink.open_gate();
     assert_eq!(post_empty(&server, "/held_briefly").await.0, 200);
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// With `fallback: async`, a hung-up caller's run is what the caller would
+/// have got: stored at its timeout, and carried on to its end.
+#[tokio::test]
+async fn a_hung_up_callers_run_with_fallback_async_is_stored_at_its_timeout_and_goes_on() {
+    let sink = Sink::start();
+    let server = start(&sink, None).await;
+    let rt = server.runtime().clone();
+
+    call_and_hang_up(&server, &sink, "held_async").await;
+    let running = stored(&rt, "held_async", "the stored run", |_| true).await;
+    assert_eq!(running.status, Status::Running);
+    sink.open_gate();
+    let done = stored(&rt, "held_async", "the run's end", |e| e.status.is_final()).await;
+    assert_eq!((done.id, done.status), (running.id, Status::Succeeded));
 
     within("shutdown", server.shutdown()).await;
 }
