@@ -220,7 +220,7 @@ impl Drop for SyncRun {
 }
 
 /// The error of a sync run stopped at its `timeout`.
-pub fn timed_out(timeout: Duration) -> String {
+fn timed_out(timeout: Duration) -> String {
     format!(
         "timed out after {}",
         crate::engine::integration::human_duration(timeout)

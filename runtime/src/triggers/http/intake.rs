@@ -181,3 +181,33 @@ async fn serve_connection(conn: Connection, rt: Runtime, _permit: OwnedSemaphore
         tracing::debug!(error = %e, timeout = e.is_timeout(), "connection closed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_service::Service as _;
+
+    #[tokio::test]
+    async fn an_admin_answer_past_the_request_timeout_is_a_503_with_retry_after() {
+        let mut router = Router::new()
+            .route("/slow", get(std::future::pending::<()>))
+            .route("/quick", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(
+                Duration::from_millis(20),
+                admin_within,
+            ));
+        let get = |path| {
+            axum::http::Request::get(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let resp = tokio::time::timeout(Duration::from_secs(5), router.call(get("/slow")))
+            .await
+            .expect("answered within the timeout")
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let resp = router.call(get("/quick")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
