@@ -317,7 +317,7 @@ fn flows(config: &Config) -> Vec<FlowDef> {
         def("held", held_route("/held", Duration::from_secs(30)), held),
         def(
             "held_briefly",
-            held_route("/held_briefly", Duration::from_secs(2)),
+            held_route("/held_briefly", Duration::from_secs(3)),
             held,
         ),
         def(
@@ -1273,7 +1273,7 @@ async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() 
 
     call_and_hang_up(&server, &sink, "held_briefly").await;
 
-    // The run (2 s timeout) still holds the only place.
+    // The run (3 s timeout) still holds the only place.
     let (status, retry_after, _) = post_empty(&server, "/held_briefly").await;
     assert_eq!((status, retry_after.as_deref()), (503, Some("1")));
 
@@ -1282,7 +1282,7 @@ async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() 
     })
     .await;
     assert_eq!(e.status, Status::Failed);
-    assert_eq!(e.error.as_deref(), Some("timed out after 2s"));
+    assert_eq!(e.error.as_deref(), Some("timed out after 3s"));
 
     // Its place was given back.
     sink.open_gate();
