@@ -105,6 +105,52 @@ struct ServeArgs {
     /// most this old (e.g. 6h); older ones are skipped.
     #[arg(long, env = "FLOW_CATCH_UP_WINDOW", default_value = "1d", value_parser = parse_duration)]
     catch_up_window: Duration,
+    /// How long a caller may take to send a request's headers, and then
+    /// again its body (else 408), and the server to answer it (else 503).
+    /// Also how long a kept-alive connection may stay idle. A sync
+    /// endpoint's run is bounded by its own `timeout` instead.
+    #[arg(long, env = "FLOW_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    request_timeout: Duration,
+    /// Most connections open at once; more wait (in the kernel's listen
+    /// backlog) until one closes.
+    #[arg(long, env = "FLOW_MAX_CONNECTIONS", default_value_t = crate::triggers::http::DEFAULT_MAX_CONNECTIONS, value_parser = parse_count)]
+    max_connections: usize,
+    /// Most requests handled at once (the admin API under /_flow/ aside);
+    /// more are answered 503 with Retry-After: 1.
+    #[arg(long, env = "FLOW_MAX_IN_FLIGHT", default_value_t = crate::triggers::http::DEFAULT_MAX_IN_FLIGHT, value_parser = parse_count)]
+    max_in_flight: usize,
+    /// Most sync runs going on at once, including those whose caller hung
+    /// up (they end at their timeout); more are answered 503 with
+    /// Retry-After: 1.
+    #[arg(long, env = "FLOW_MAX_SYNC_RUNS", default_value_t = crate::triggers::http::DEFAULT_MAX_SYNC_RUNS, value_parser = parse_count)]
+    max_sync_runs: usize,
+}
+
+impl ServeArgs {
+    fn intake(&self) -> crate::triggers::http::IntakeLimits {
+        crate::triggers::http::IntakeLimits {
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+            max_sync_runs: self.max_sync_runs,
+        }
+    }
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?} is not a positive duration"));
+    }
+    Ok(d)
+}
+
+/// A cap: at least 1 (0 would refuse everything).
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
 }
 
 fn parse_lease(s: &str) -> Result<Duration, String> {
@@ -719,6 +765,7 @@ async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
             .ok()
             .filter(|t| !t.is_empty()),
         catch_up_window: args.catch_up_window,
+        intake: args.intake(),
     };
     let handle = match crate::host::serve(&rt, options).await {
         Ok(h) => h,

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::registry::StepRegistry;
 use crate::engine::Runtime;
+pub use crate::triggers::http::IntakeLimits;
 
 /// Every step this binary can run: the standard library and the publish
 /// steps of the brokers it was built with.
@@ -69,18 +70,22 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// A missed schedule tick older than this is not caught up at start-up.
     pub catch_up_window: Duration,
+    /// Timeouts and caps of the HTTP intake.
+    pub intake: IntakeLimits,
 }
 
 /// Default of [`ServeOptions::catch_up_window`]: one day.
 pub const DEFAULT_CATCH_UP_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 impl ServeOptions {
-    /// Serving on `addr` without an admin token, with the default catch-up window.
+    /// Serving on `addr` without an admin token, with the default catch-up
+    /// window and intake limits.
     pub fn new(addr: SocketAddr) -> ServeOptions {
         ServeOptions {
             addr,
             admin_token: None,
             catch_up_window: DEFAULT_CATCH_UP_WINDOW,
+            intake: IntakeLimits::default(),
         }
     }
 }
@@ -101,7 +106,7 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     rt.resume_interrupted()
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let router = crate::triggers::http::router(rt, options.admin_token.as_deref());
+    let router = crate::triggers::http::router(rt, options.admin_token.as_deref(), &options.intake);
     let workers = rt.start_workers();
     let mut triggers = crate::triggers::schedule::start(rt, options.catch_up_window);
     triggers.extend(crate::triggers::files::start(rt));
@@ -109,7 +114,12 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     let purger = rt.start_purger();
     let summary = rt.summarise_sync_runs(crate::engine::SYNC_SUMMARY_EVERY);
     let deployer = tokio::spawn(deploy_if_new(rt.clone()));
-    let server = tokio::spawn(serve_http(listener, router, rt.clone()));
+    let server = tokio::spawn(crate::triggers::http::serve(
+        listener,
+        router,
+        rt.clone(),
+        options.intake,
+    ));
     tracing::info!(%addr, "listening");
     let task = tokio::spawn(drain(
         rt.clone(),
@@ -129,16 +139,6 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
 async fn deploy_if_new(rt: Runtime) {
     if let Err(e) = rt.deploy_if_new().await {
         tracing::error!(error = %rt.redactor().redact(&e.to_string()), "deploy flows failed");
-    }
-}
-
-async fn serve_http(listener: tokio::net::TcpListener, router: axum::Router, rt: Runtime) {
-    let stopping = async move { rt.shutdown_started().await };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stopping)
-        .await
-    {
-        tracing::error!(error = %e, "server error");
     }
 }
 

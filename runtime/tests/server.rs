@@ -1,19 +1,23 @@
 //! HTTP edge cases of the server with a small hand-built integration:
 //! request validation (400/401/413/415), sync timeouts and the async
 //! fallback with its callback, admin authentication, secret redaction,
-//! parallel loops and dispatch.
+//! parallel loops and dispatch, and bounded intake (timeouts for slow
+//! callers, caps on requests and sync runs).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{expect_status, within};
+use flow_runtime::host::IntakeLimits;
 use flow_runtime::{
     json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
     Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value,
     Verify,
 };
 use flow_testkit::{hmac_hex, Sink};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 const HOOK_SECRET: &str = "s3cret-hook";
@@ -133,6 +137,26 @@ fn fetch(cx: Ctx) -> FlowFuture {
         )
         .await?;
         Ok(Outcome::Succeeded)
+    })
+}
+
+/// Tells the sink it runs (`POST /FLOW`, which the sink may hold), then
+/// answers 200.
+fn held(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let path = format!("/{}", cx.flow());
+        cx.step(
+            "enter",
+            no_retry(),
+            "http.post",
+            Args::new().arg(sink_url(&cx, &path)).kw("json", json!({})),
+        )
+        .await?;
+        Ok(Outcome::Respond {
+            status: 200,
+            body: json!({ "released": true }),
+            headers: vec![],
+        })
     })
 }
 
@@ -299,7 +323,40 @@ fn flows(config: &Config) -> Vec<FlowDef> {
             },
             fails_later,
         ),
+        def("held", held_route("/held", Duration::from_secs(30)), held),
+        def(
+            "held_briefly",
+            held_route("/held_briefly", Duration::from_secs(3)),
+            held,
+        ),
+        def(
+            "held_async",
+            TriggerDef::Sync {
+                method: "POST",
+                path: "/held_async",
+                body: Schema::Json,
+                timeout: Duration::from_millis(200),
+                fallback_async: true,
+                reads_headers: false,
+                verify: None,
+                auth: None,
+            },
+            held,
+        ),
     ]
+}
+
+fn held_route(path: &'static str, timeout: Duration) -> TriggerDef {
+    TriggerDef::Sync {
+        method: "POST",
+        path,
+        body: Schema::Json,
+        timeout,
+        fallback_async: false,
+        reads_headers: false,
+        verify: None,
+        auth: None,
+    }
 }
 
 fn integration() -> Integration {
@@ -326,15 +383,27 @@ fn integration() -> Integration {
     }
 }
 
-async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
+fn runtime(sink: &Sink) -> Runtime {
     let url = sink.url().to_string();
     let env = [
         ("SINK_URL", url.as_str()),
         ("HOOK_SECRET", HOOK_SECRET),
         ("API_KEY", API_KEY),
     ];
-    let rt = Runtime::new(integration(), common::options(&env)).unwrap();
-    common::serve(&rt, admin).await
+    Runtime::new(integration(), common::options(&env)).unwrap()
+}
+
+async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
+    common::serve(&runtime(sink), admin).await
+}
+
+/// A server with these intake limits, the others at their defaults.
+async fn start_limited(sink: &Sink, limit: impl FnOnce(&mut IntakeLimits)) -> ServerHandle {
+    let mut options = flow_runtime::host::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    limit(&mut options.intake);
+    flow_runtime::host::serve(&runtime(sink), options)
+        .await
+        .unwrap()
 }
 
 async fn post(
@@ -993,4 +1062,288 @@ async fn an_endless_redirect_fails_the_step_after_ten() {
     assert!(error.contains("too many redirects (at most 10)"), "{error}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 11);
     within("shutdown", server.shutdown()).await;
+}
+
+/// Everything the server sends on `read` until it closes the connection
+/// (a reset, which follows the answer when the server leaves a body
+/// unread, counts as closed).
+async fn read_until_closed(mut read: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Opens a connection, sends `head`, then one byte every 100 ms for as
+/// long as the server reads them; returns what the server answered
+/// before closing the connection and how long that took.
+async fn trickle(addr: std::net::SocketAddr, head: &str) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    // The pace of the attack, not a wait for readiness.
+    let slow = tokio::spawn(async move {
+        while write.write_all(b"x").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let answer = within(
+        "the server to cut off the slow caller",
+        read_until_closed(read),
+    )
+    .await;
+    slow.abort();
+    (answer, started.elapsed())
+}
+
+/// A caller sending its body (or headers) a byte at a time is cut off
+/// after the request timeout, and meanwhile other callers are served,
+/// two pipelined requests on one connection among them.
+#[tokio::test]
+async fn a_body_or_headers_trickled_byte_by_byte_are_cut_off_at_the_request_timeout() {
+    let sink = Sink::start();
+    let server = start_limited(&sink, |l| l.request_timeout = Duration::from_secs(1)).await;
+
+    let body_head = "POST /raw HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n\
+                     Content-Length: 1000\r\n\r\n";
+    let slow_body = tokio::spawn(trickle(server.addr(), body_head));
+    let headers_head = "GET /_flow/healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    let slow_headers = tokio::spawn(trickle(server.addr(), headers_head));
+
+    // Served while the slow callers hold their connections.
+    let (status, _) = post(&server, "/raw", "text/plain", b"quick", None).await;
+    assert_eq!(status, 202);
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    stream
+        .write_all(
+            b"GET /_flow/healthz HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /_flow/healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let pipelined = within("two pipelined answers", read_until_closed(stream)).await;
+    assert_eq!(
+        pipelined.matches("HTTP/1.1 200 OK").count(),
+        2,
+        "{pipelined}"
+    );
+
+    // 100 s of trickling if nothing cut it off.
+    let (answer, took) = slow_body.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"error":"the request body did not arrive in time"}"#),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(5), "cut off after {took:?}");
+    let (answer, took) = slow_headers.await.unwrap();
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(took < Duration::from_secs(5), "cut off after {took:?}");
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// POSTs `{}` to `path`: the answer's status, `Retry-After` and body.
+async fn post_empty(server: &ServerHandle, path: &str) -> (u16, Option<String>, Value) {
+    let a = flow_testkit::post_raw(&format!("{}{path}", server.url()), b"{}", &[]).await;
+    (
+        a.status,
+        a.header("retry-after").map(str::to_string),
+        a.body,
+    )
+}
+
+/// Starts a request to the `held` flow and waits until its run holds
+/// (the sink holds the flow's call until the test opens the gate).
+async fn hold(
+    server: &ServerHandle,
+    sink: &Sink,
+) -> tokio::task::JoinHandle<(u16, Option<String>, Value)> {
+    sink.on("POST", "/held", [flow_testkit::Reply::ok().held()]);
+    let url = server.url();
+    let held = tokio::spawn(async move {
+        let a = flow_testkit::post_raw(&format!("{url}/held"), b"{}", &[]).await;
+        (
+            a.status,
+            a.header("retry-after").map(str::to_string),
+            a.body,
+        )
+    });
+    sink.wait_for_path("POST", "/held", 1, common::WAIT).await;
+    held
+}
+
+/// Beyond `--max-in-flight` requests being handled, the next is refused at
+/// once with `503` and `Retry-After`; the admin API still answers.
+#[tokio::test]
+async fn requests_beyond_the_in_flight_cap_are_refused_with_retry_after() {
+    let sink = Sink::start();
+    let server = start_limited(&sink, |l| l.max_in_flight = 1).await;
+
+    let held = hold(&server, &sink).await;
+    let (status, retry_after, body) = post_empty(&server, "/held").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        json!({ "error": "too many requests in flight; try again" })
+    );
+    let (status, _) = post(&server, "/raw", "text/plain", b"x", None).await;
+    assert_eq!(status, 503, "webhooks count too");
+    let health = flow_testkit::get(&format!("{}/_flow/healthz", server.url()), &[]).await;
+    assert_eq!(health.status, 200, "the admin API is not capped");
+
+    sink.open_gate();
+    assert_eq!(within("the held request", held).await.unwrap().0, 200);
+    // Its place is free again.
+    assert_eq!(post_empty(&server, "/held").await.0, 200);
+    let metrics = flow_testkit::get(&format!("{}/_flow/metrics", server.url()), &[]).await;
+    let metrics = metrics.body.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("flow_http_requests_total{route=\"/held\",status=\"503\"} 1"),
+        "{metrics}"
+    );
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// Beyond `--max-sync-runs` sync runs, the next sync call is refused with
+/// `503` and `Retry-After`, while webhooks are still taken.
+#[tokio::test]
+async fn sync_calls_beyond_the_sync_run_cap_are_refused_with_retry_after() {
+    let sink = Sink::start();
+    let server = start_limited(&sink, |l| l.max_sync_runs = 1).await;
+
+    let held = hold(&server, &sink).await;
+    let (status, retry_after, body) = post_empty(&server, "/held").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        json!({ "error": "too many sync runs in progress; try again" })
+    );
+    let (status, _) = post(&server, "/raw", "text/plain", b"x", None).await;
+    assert_eq!(status, 202, "webhooks are not sync runs");
+
+    sink.open_gate();
+    assert_eq!(within("the held request", held).await.unwrap().0, 200);
+    assert_eq!(post_empty(&server, "/held").await.0, 200);
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// Calls the sync flow `flow` (whose call to the sink is held) on a raw
+/// connection and hangs up once the run has started.
+async fn call_and_hang_up(server: &ServerHandle, sink: &Sink, flow: &str) {
+    sink.on(
+        "POST",
+        &format!("/{flow}"),
+        [flow_testkit::Reply::ok().held()],
+    );
+    let mut caller = TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "POST /{flow} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n\r\n{{}}"
+    );
+    caller.write_all(request.as_bytes()).await.unwrap();
+    sink.wait_for_path("POST", &format!("/{flow}"), 1, common::WAIT)
+        .await;
+    drop(caller);
+}
+
+/// The first stored execution of `flow` that `pick` accepts (polled).
+async fn stored(
+    rt: &Runtime,
+    flow: &str,
+    what: &str,
+    pick: impl Fn(&flow_runtime::store::Execution) -> bool,
+) -> flow_runtime::store::Execution {
+    let filter = || flow_runtime::store::ExecutionFilter {
+        flow: Some(flow.into()),
+        ..Default::default()
+    };
+    flow_testkit::poll_until(common::WAIT, what, || async {
+        let runs = rt.store().list(filter()).await.unwrap();
+        runs.into_iter().find(&pick)
+    })
+    .await
+}
+
+/// A sync caller that hangs up does not leave its run going on: the run
+/// still ends at the flow's `timeout`, is recorded as timed out, and holds
+/// its place under the sync-run cap until then.
+#[tokio::test]
+async fn a_hung_up_callers_sync_run_ends_at_its_timeout_and_counts_until_then() {
+    let sink = Sink::start();
+    let server = start_limited(&sink, |l| l.max_sync_runs = 1).await;
+    let rt = server.runtime().clone();
+
+    call_and_hang_up(&server, &sink, "held_briefly").await;
+
+    // The run (3 s timeout) still holds the only place.
+    let (status, retry_after, _) = post_empty(&server, "/held_briefly").await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("1")));
+
+    let e = stored(&rt, "held_briefly", "the abandoned run", |e| {
+        e.status.is_final()
+    })
+    .await;
+    assert_eq!(e.status, Status::Failed);
+    assert_eq!(e.error.as_deref(), Some("timed out after 3s"));
+
+    // Its place was given back.
+    sink.open_gate();
+    assert_eq!(post_empty(&server, "/held_briefly").await.0, 200);
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// With `fallback: async`, a hung-up caller's run is what the caller would
+/// have got: stored at its timeout, and carried on to its end.
+#[tokio::test]
+async fn a_hung_up_callers_run_with_fallback_async_is_stored_at_its_timeout_and_goes_on() {
+    let sink = Sink::start();
+    let server = start(&sink, None).await;
+    let rt = server.runtime().clone();
+
+    call_and_hang_up(&server, &sink, "held_async").await;
+    let running = stored(&rt, "held_async", "the stored run", |_| true).await;
+    assert_eq!(running.status, Status::Running);
+    sink.open_gate();
+    let done = stored(&rt, "held_async", "the run's end", |e| e.status.is_final()).await;
+    assert_eq!((done.id, done.status), (running.id, Status::Succeeded));
+
+    within("shutdown", server.shutdown()).await;
+}
+
+/// A sync run left by its caller lives in a task of its own; when the
+/// runtime stops (process exit), that task is dropped, and so is the run,
+/// without handing itself on again (which recursed until the stack
+/// overflowed).
+#[test]
+fn a_runtime_stopping_drops_a_sync_run_whose_caller_left() {
+    let sink = Sink::start();
+    sink.on("POST", "/held", [flow_testkit::Reply::ok().held()]);
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio_rt.block_on(async {
+        let rt = runtime(&sink);
+        let trigger = flow_runtime::engine::SyncTrigger::new(json!({ "body": {} }), None);
+        let mut run = rt.start_sync("held", trigger);
+        let waiting = tokio::time::timeout(common::WAIT, run.wait());
+        tokio::select! {
+            _ = waiting => panic!("the held run ended"),
+            _ = sink.wait_for_path("POST", "/held", 1, common::WAIT) => {}
+        }
+        drop(run);
+    });
+    drop(tokio_rt);
 }

@@ -1,6 +1,6 @@
 //! The bottom layer: what every other layer shares and that knows nothing
 //! of runs, stores or adapters — values and the language's operators,
-//! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, and the
+//! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, lock-free caps, and the
 //! helpers that turn HTTP headers and files into trigger values.
 
 pub mod config;
@@ -15,4 +15,5 @@ pub mod ops;
 pub mod outbound;
 pub mod redact;
 pub mod schema;
+pub mod slots;
 pub mod sync;

@@ -2,6 +2,7 @@
 //! only when they fail, fall back to async, or the caller hangs up.
 
 use super::*;
+use crate::core::slots::Slot;
 
 /// How often [`Runtime::summarise_sync_runs`] writes its lines.
 pub const SYNC_SUMMARY_EVERY: Duration = Duration::from_secs(30);
@@ -86,6 +87,9 @@ impl Runtime {
             journal,
             run: Some(run),
             keeper: None,
+            started: tokio::time::Instant::now(),
+            slot: None,
+            unattended: false,
         }
     }
 
@@ -199,7 +203,10 @@ type SyncFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Execution> 
 /// spawn, a wake-up and a task switch. When the `SyncRun` is dropped
 /// before the run ended (hyper drops a handler's future when the caller
 /// hangs up), the run moves to a task of its own and finishes there, its
-/// failure recorded as usual.
+/// failure recorded as usual, but no later than its flow's `timeout`
+/// counted from [`Runtime::start_sync`], as if the caller still waited:
+/// then it is abandoned (recorded as failed, `timed out after …`) or, with
+/// `fallback: async`, stored and carried on.
 pub struct SyncRun {
     rt: Runtime,
     /// The execution as it would be stored, without its trigger (below).
@@ -210,16 +217,51 @@ pub struct SyncRun {
     run: Option<SyncFuture>,
     /// Renews the lease once the run is stored ([`SyncRun::persist`]).
     keeper: Option<AbortOnDrop>,
+    /// When [`Runtime::start_sync`] began it: its timeout counts from here.
+    started: tokio::time::Instant,
+    /// The run's place under the cap on concurrent sync runs
+    /// ([`SyncRun::hold`]), given back when the run ends.
+    slot: Option<Slot>,
+    /// Already in a task of its own (its caller left): dropped, it stops.
+    unattended: bool,
 }
 
 impl Drop for SyncRun {
     fn drop(&mut self) {
-        if let Some(run) = self.run.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(run);
-            }
+        // An unattended run is dropped when its task is cancelled (the
+        // runtime stops, and drops at once whatever is spawned then):
+        // handing it on again would never end.
+        if self.unattended {
+            return;
         }
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Rare (the caller hung up), so the copies do not matter.
+        let orphan = SyncRun {
+            rt: self.rt.clone(),
+            exec: self.exec.clone(),
+            trigger: self.trigger.clone(),
+            journal: self.journal.clone(),
+            run: Some(run),
+            keeper: self.keeper.take(),
+            started: self.started,
+            slot: self.slot.take(),
+            unattended: true,
+        };
+        runtime.spawn(orphan.finish_unattended());
     }
+}
+
+/// The error of a sync run stopped at its `timeout`.
+fn timed_out(timeout: Duration) -> String {
+    format!(
+        "timed out after {}",
+        crate::engine::integration::human_duration(timeout)
+    )
 }
 
 impl SyncRun {
@@ -237,7 +279,62 @@ impl SyncRun {
         };
         let result = AssertUnwindSafe(run.as_mut()).catch_unwind().await;
         self.run = None;
+        self.slot = None;
         result.map_err(|panic| panic_message(&*panic))
+    }
+
+    /// Counts the run under a cap of concurrent sync runs: `slot` is held
+    /// until the run ends, also when its caller has hung up.
+    pub fn hold(&mut self, slot: Slot) {
+        self.slot = Some(slot);
+    }
+
+    /// The rest of a run whose caller left (see [`SyncRun`]): its timeout
+    /// still holds, so that a caller who hangs up cannot leave runs going
+    /// on unbounded.
+    async fn finish_unattended(mut self) {
+        let limit = match self.rt.flow(&self.exec.flow).map(|def| &def.trigger) {
+            Some(TriggerDef::Sync {
+                timeout,
+                fallback_async,
+                ..
+            }) => Some((*timeout, *fallback_async)),
+            _ => None,
+        };
+        let Some((timeout, fallback_async)) = limit else {
+            self.finish_logged().await;
+            return;
+        };
+        if let Ok(result) = tokio::time::timeout_at(self.started + timeout, self.wait()).await {
+            self.log_abort(result);
+            return;
+        }
+        if fallback_async {
+            // What the caller would have got: the run goes on, stored.
+            match self.persist().await {
+                Ok(_) => {
+                    self.finish_logged().await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(execution_id = %self.exec.id, error = %e, "cannot store the execution");
+                }
+            }
+        }
+        self.abandon(&timed_out(timeout)).await;
+    }
+
+    async fn finish_logged(&mut self) {
+        let result = self.wait().await;
+        self.log_abort(result);
+    }
+
+    /// Logs a run that ended without an execution (its flow panicked):
+    /// nobody else will.
+    fn log_abort(&self, result: Result<Execution, String>) {
+        if let Err(why) = result {
+            tracing::error!(execution_id = %self.exec.id, error = %self.rt.redactor().redact(&why), "sync run aborted");
+        }
     }
 
     /// The fallback to async: stores the execution (as running) and the
@@ -269,6 +366,7 @@ impl SyncRun {
     pub async fn abandon(mut self, message: &str) {
         // Dropped, not handed to a task: the run stops here.
         self.run = None;
+        self.slot = None;
         let finish = Finish {
             status: Status::Failed,
             result: None,

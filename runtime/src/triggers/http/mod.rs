@@ -1,5 +1,6 @@
 //! The HTTP side: webhook and sync routes for flows, the admin API under
-//! `/_flow/`, and the serve loop with graceful shutdown.
+//! `/_flow/`, and the serve loop with graceful shutdown and bounded intake
+//! (timeouts and caps, [`IntakeLimits`]).
 //!
 //! Webhook requests are checked in this order: credentials (`auth:`, 401),
 //! size (413), content type (415), signature (`verify:`, 401), nesting depth, JSON and body type (400), dedupe (200 with the
@@ -12,11 +13,15 @@
 
 mod access;
 mod admin;
+mod intake;
 mod sync;
 mod webhook;
 
 pub use access::{authenticate, verify, Refused};
-
+pub use intake::{
+    serve, IntakeLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SYNC_RUNS,
+    DEFAULT_REQUEST_TIMEOUT,
+};
 pub use sync::{answer as sync_answer, SyncAnswer};
 
 use std::collections::HashMap;
@@ -33,9 +38,11 @@ use base64::Engine as _;
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
+use tokio::time::Instant;
 
 use crate::core::headers::{header_map, mask_credentials};
 use crate::core::schema::Schema;
+use crate::core::slots::Slots;
 use crate::engine::integration::{FlowDef, TriggerDef, DEFAULT_MAX_BODY};
 use crate::engine::{Runtime, SyncTrigger};
 use crate::store::{Execution, ExecutionFilter, Status, StepRecord};
@@ -46,8 +53,11 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The axum router of everything HTTP: flow routes (webhook and sync),
 /// `/_flow/*` (the admin endpoints need `admin_token`; without one they
-/// answer 403), request metrics.
-pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
+/// answer 403), request metrics, and the limits of [`IntakeLimits`] but
+/// the connection cap and header timeout (those are [`serve`]'s).
+pub fn router(rt: &Runtime, admin_token: Option<&str>, limits: &IntakeLimits) -> Router {
+    let request_timeout = limits.request_timeout;
+    let sync_runs = Slots::new(limits.max_sync_runs);
     let mut by_path: HashMap<&'static str, MethodRouter> = HashMap::new();
     for def in rt.flows() {
         let Some((method, path)) = def.trigger.route() else {
@@ -66,14 +76,19 @@ pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
         };
         let rt = rt.clone();
         let def = def.clone();
+        let sync_runs = sync_runs.clone();
         let handler = move |params: Option<Path<HashMap<String, String>>>, req: Request| {
             let rt = rt.clone();
             let def = def.clone();
+            let sync_runs = sync_runs.clone();
             async move {
+                let deadline = Instant::now() + request_timeout;
                 let params = params.map(|Path(p)| p).unwrap_or_default();
                 match def.trigger {
-                    TriggerDef::Sync { .. } => sync::handler(rt, def, params, req).await,
-                    _ => webhook::handler(rt, def, req).await,
+                    TriggerDef::Sync { .. } => {
+                        sync::handler(rt, def, params, req, &sync_runs, deadline).await
+                    }
+                    _ => webhook::handler(rt, def, req, deadline).await,
                 }
             }
         };
@@ -84,15 +99,26 @@ pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
     for (path, mr) in by_path {
         router = router.route(path, mr);
     }
-    router
-        .merge(admin::router(rt, admin_token))
-        .layer(TrackLayer(rt.clone()))
+    // The admin API answers within the request timeout too; a layer that
+    // boxes is fine there, off the flows' path.
+    let admin = admin::router(rt, admin_token).layer(axum::middleware::from_fn_with_state(
+        request_timeout,
+        intake::admin_within,
+    ));
+    router.merge(admin).layer(TrackLayer {
+        rt: rt.clone(),
+        in_flight: Slots::new(limits.max_in_flight),
+    })
 }
 
-/// Counts every answered request by route pattern and status
-/// (`flow_http_requests_total`).
+/// Caps the requests in flight ([`IntakeLimits::max_in_flight`]) and counts
+/// every answered request by route pattern and status
+/// (`flow_http_requests_total`), refusals included.
 #[derive(Clone)]
-struct TrackLayer(Runtime);
+struct TrackLayer {
+    rt: Runtime,
+    in_flight: Arc<Slots>,
+}
 
 impl<S> tower_layer::Layer<S> for TrackLayer {
     type Service = Track<S>;
@@ -100,7 +126,8 @@ impl<S> tower_layer::Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            rt: self.0.clone(),
+            rt: self.rt.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -110,6 +137,7 @@ impl<S> tower_layer::Layer<S> for TrackLayer {
 struct Track<S> {
     inner: S,
     rt: Runtime,
+    in_flight: Arc<Slots>,
 }
 
 impl<S> tower_service::Service<Request> for Track<S>
@@ -129,21 +157,37 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let route = req.extensions().get::<MatchedPath>().cloned();
+        // The admin API is not capped: health checks and metrics must
+        // answer when the flows are overloaded, and the connection cap
+        // bounds them.
+        let admin = route
+            .as_ref()
+            .is_some_and(|r| r.as_str().starts_with("/_flow/"));
+        let slot = if admin {
+            None
+        } else {
+            self.in_flight.try_take()
+        };
+        let inner = (admin || slot.is_some()).then(|| self.inner.call(req));
         Tracked {
-            inner: self.inner.call(req),
+            inner,
             route,
             rt: self.rt.clone(),
+            _slot: slot,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The response future of [`Track`]: counts the answer when it is ready.
+    /// The response future of [`Track`]: the route's answer (`503` when
+    /// the request was refused, `inner` is `None`), counted when it is
+    /// ready. Holds the request's in-flight slot until then.
     struct Tracked<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         route: Option<MatchedPath>,
         rt: Runtime,
+        _slot: Option<crate::core::slots::Slot>,
     }
 }
 
@@ -158,7 +202,10 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        let result = match this.inner.as_pin_mut() {
+            Some(inner) => std::task::ready!(inner.poll(cx)),
+            None => Ok(intake::busy("too many requests in flight; try again")),
+        };
         if let Ok(resp) = &result {
             let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
             this.rt.metrics().count_http(route, resp.status().as_u16());
@@ -208,11 +255,14 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         && (subtype.eq_ignore_ascii_case(b"json") || ends_with_json)
 }
 
-/// Reads the body within `max`, answering 413 beyond it.
+/// Reads the body within `max` bytes, answering 413 beyond it, and by
+/// `deadline`, answering 408 (a caller trickling the body must not hold
+/// the request for longer).
 async fn read_body(
     headers: &HeaderMap,
     body: axum::body::Body,
     max: usize,
+    deadline: Instant,
 ) -> Result<Bytes, Response> {
     let too_large = || {
         error_response(
@@ -227,7 +277,12 @@ async fn read_body(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, max).await {
+    // A body already received completes on the first poll, before the
+    // timer is even registered.
+    let Ok(read) = tokio::time::timeout_at(deadline, axum::body::to_bytes(body, max)).await else {
+        return Err(intake::body_too_slow());
+    };
+    match read {
         Ok(b) => Ok(b),
         Err(e) => {
             if chain_contains(&e, "length limit exceeded") {

@@ -99,11 +99,15 @@ fn sync_response(exec: &Execution) -> Response {
     resp
 }
 
+/// `sync_runs` caps the runs going on; `deadline` is when the body must
+/// have arrived (the run then has the flow's `timeout`).
 pub(super) async fn handler(
     rt: Runtime,
     def: Arc<FlowDef>,
     params: HashMap<String, String>,
     req: Request,
+    sync_runs: &Arc<Slots>,
+    deadline: Instant,
 ) -> Response {
     let TriggerDef::Sync {
         body: schema,
@@ -126,7 +130,7 @@ pub(super) async fn handler(
         return refused;
     }
     let query = query_map(&parts.uri);
-    let bytes = match read_body(&headers, body, DEFAULT_MAX_BODY).await {
+    let bytes = match read_body(&headers, body, DEFAULT_MAX_BODY, deadline).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -142,6 +146,11 @@ pub(super) async fn handler(
     let body = match decode_body(schema, &bytes, true) {
         Ok(b) => b,
         Err(resp) => return resp,
+    };
+    // Taken only now, so that a caller trickling its body holds no run's
+    // place; held by the run until it ends, also if the caller hangs up.
+    let Some(slot) = sync_runs.try_take() else {
+        return intake::busy("too many sync runs in progress; try again");
     };
     let params: Map<String, Value> = params
         .into_iter()
@@ -171,6 +180,7 @@ pub(super) async fn handler(
         SyncTrigger::new(crate::core::ops::record(fields), Some(headers))
     };
     let mut run = rt.start_sync(def.name, trigger);
+    run.hold(slot);
     let id = run.id().to_string();
     match tokio::time::timeout(*timeout, run.wait()).await {
         Ok(Ok(exec)) => sync_response(&exec),

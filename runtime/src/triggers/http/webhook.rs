@@ -2,7 +2,13 @@
 
 use super::*;
 
-pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Response {
+/// `deadline`: the body must have arrived and the event be stored by then.
+pub(super) async fn handler(
+    rt: Runtime,
+    def: Arc<FlowDef>,
+    req: Request,
+    deadline: Instant,
+) -> Response {
     let TriggerDef::Webhook {
         body: schema,
         verify,
@@ -37,6 +43,7 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
         } else {
             *max_body
         },
+        deadline,
     )
     .await
     {
@@ -63,7 +70,13 @@ pub(super) async fn handler(rt: Runtime, def: Arc<FlowDef>, req: Request) -> Res
     if let Some(Value::Object(headers)) = trigger.get_mut("headers") {
         mask_credentials(headers);
     }
-    match rt.submit(def.name, trigger, key).await {
+    // Past the deadline the caller gets a 503 and will retry; the event may
+    // still be stored meanwhile (a dedupe key catches the repeat).
+    let Ok(submitted) = tokio::time::timeout_at(deadline, rt.submit(def.name, trigger, key)).await
+    else {
+        return intake::not_answered_in_time();
+    };
+    match submitted {
         Ok(s) if s.duplicate => (
             StatusCode::OK,
             Json(json!({ "execution_id": s.execution_id, "duplicate": true })),
