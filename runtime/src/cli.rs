@@ -105,6 +105,22 @@ struct ServeArgs {
     /// most this old (e.g. 6h); older ones are skipped.
     #[arg(long, env = "FLOW_CATCH_UP_WINDOW", default_value = "1d", value_parser = parse_duration)]
     catch_up_window: Duration,
+    /// Hosts a sync caller's `X-Callback-Url` may name, comma-separated:
+    /// `name`, `name:port`, `*.domain`, an IP address, `*`. Empty (the
+    /// default): callbacks are off and the header is ignored. Internal
+    /// addresses (private, loopback, link-local) only for hosts listed by
+    /// exact name or address.
+    #[arg(
+        long,
+        env = "FLOW_CALLBACK_HOSTS",
+        default_value = "",
+        value_name = "HOST[:PORT],..."
+    )]
+    callback_hosts: String,
+    /// Key of the callbacks' `X-Flow-Signature` (required with
+    /// --callback-hosts); prefer the environment variable.
+    #[arg(long, env = "FLOW_CALLBACK_SECRET", hide_env_values = true)]
+    callback_secret: Option<String>,
 }
 
 fn parse_lease(s: &str) -> Result<Duration, String> {
@@ -712,12 +728,24 @@ async fn admin_call(
 
 async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
     let addr = args.addr;
+    let callbacks = crate::triggers::http::callback::CallbackSettings::from_options(
+        &args.callback_hosts,
+        args.callback_secret.as_deref(),
+    );
+    let callbacks = match callbacks {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", rt.integration().name);
+            return exit(2);
+        }
+    };
     let options = crate::host::ServeOptions {
         addr,
         admin_token: std::env::var("FLOW_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         catch_up_window: args.catch_up_window,
+        callbacks,
     };
     let handle = match crate::host::serve(&rt, options).await {
         Ok(h) => h,

@@ -2,6 +2,7 @@
 //! only when they fail, fall back to async, or the caller hangs up.
 
 use super::*;
+use crate::store::NewCallback;
 
 impl Runtime {
     /// Prepares a sync flow's run, *without* storing it: the caller holds
@@ -73,7 +74,7 @@ impl Runtime {
             Journaling::Memory if finish.status == Status::Failed => {
                 // Kept for `executions --failed` and replay; the caller got a 500.
                 if let Err(e) = self
-                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish))
+                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish), None)
                     .await
                 {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
@@ -100,6 +101,7 @@ impl Runtime {
         trigger: &Value,
         journal: &RunJournal,
         finish: Option<&Finish>,
+        callback: Option<NewCallback>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let lease = &journal.lease;
@@ -107,11 +109,14 @@ impl Runtime {
         new.running = Some((lease.worker.clone(), self.inner.lease));
         store.enqueue(new).await?;
         // Sent together: one group commit, in step order.
-        let writes: Vec<_> = journal
+        let mut writes: Vec<_> = journal
             .snapshot()
             .into_iter()
             .map(|r| store.record_step(&exec.id, lease, r))
             .collect();
+        if let Some(callback) = callback {
+            writes.push(store.add_callback(callback));
+        }
         futures::future::try_join_all(writes).await?;
         if let Some(f) = finish {
             store.finish(&exec.id, lease, f.clone()).await?;
@@ -203,18 +208,25 @@ impl SyncRun {
         result.map_err(|panic| panic_message(&*panic))
     }
 
-    /// The fallback to async: stores the execution (as running) and the
-    /// journal so far, and journals every later step. `Ok(true)` once it is
-    /// durable — only then may `202` go out; `Ok(false)` if the run has
-    /// already ended (answer with its outcome instead).
-    pub async fn persist(&mut self) -> Result<bool, StoreError> {
+    /// The fallback to async: stores the execution (as running), the
+    /// journal so far and the `callback` to deliver when it ends, and
+    /// journals every later step. `Ok(true)` once it is durable — only
+    /// then may `202` go out; `Ok(false)` if the run has already ended
+    /// (answer with its outcome instead).
+    pub async fn persist(&mut self, callback: Option<NewCallback>) -> Result<bool, StoreError> {
         let mut mode = self.journal.mode.write().await;
         match *mode {
             Journaling::Ended => Ok(false),
             Journaling::Durable => Ok(true),
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.trigger.recorded(), &self.journal, None)
+                    .store_whole(
+                        &self.exec,
+                        &self.trigger.recorded(),
+                        &self.journal,
+                        None,
+                        callback,
+                    )
                     .await?;
                 *mode = Journaling::Durable;
                 self.keeper = Some(
@@ -255,6 +267,7 @@ impl SyncRun {
                         &self.trigger.recorded(),
                         &self.journal,
                         Some(&finish),
+                        None,
                     )
                     .await
             }

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+pub mod callback;
 mod sync;
 mod webhook;
 
@@ -19,7 +20,6 @@ pub use webhook::verify_signature;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
@@ -44,8 +44,13 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The axum router of everything HTTP: flow routes (webhook and sync),
 /// `/_flow/*` (the admin endpoints need `admin_token`; without one they
-/// answer 403), request metrics.
-pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
+/// answer 403), request metrics. `callbacks`: `X-Callback-Url` is honoured
+/// (`None`: callbacks are off).
+pub fn router(
+    rt: &Runtime,
+    admin_token: Option<&str>,
+    callbacks: Option<Arc<callback::Callbacks>>,
+) -> Router {
     let mut by_path: HashMap<&'static str, MethodRouter> = HashMap::new();
     for def in rt.flows() {
         let Some((method, path)) = def.trigger.route() else {
@@ -64,13 +69,15 @@ pub fn router(rt: &Runtime, admin_token: Option<&str>) -> Router {
         };
         let rt = rt.clone();
         let def = def.clone();
+        let callbacks = callbacks.clone();
         let handler = move |params: Option<Path<HashMap<String, String>>>, req: Request| {
             let rt = rt.clone();
             let def = def.clone();
+            let callbacks = callbacks.clone();
             async move {
                 let params = params.map(|Path(p)| p).unwrap_or_default();
                 match def.trigger {
-                    TriggerDef::Sync { .. } => sync::handler(rt, def, params, req).await,
+                    TriggerDef::Sync { .. } => sync::handler(rt, def, params, req, callbacks).await,
                     _ => webhook::handler(rt, def, req).await,
                 }
             }
