@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{expect_status, within};
+use flow_runtime::triggers::http::callback::CallbackSettings;
 use flow_runtime::{
     json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, HmacVerify,
     Integration, Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef,
@@ -325,7 +326,13 @@ async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
         ("API_KEY", API_KEY),
     ];
     let rt = Runtime::new(integration(), common::options(&env)).unwrap();
-    common::serve(&rt, admin).await
+    let mut options = flow_runtime::host::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.admin_token = admin.map(str::to_string);
+    // The sink listens on the loopback address: listed as such, callbacks
+    // may go there.
+    options.callbacks =
+        CallbackSettings::from_options("127.0.0.1", Some("cb-secret-server")).unwrap();
+    flow_runtime::host::serve(&rt, options).await.unwrap()
 }
 
 async fn post(

@@ -178,10 +178,21 @@ pub(super) fn requested(
     if !matches!(url.scheme(), "http" | "https") {
         return bad("X-Callback-Url must be an http or https URL");
     }
-    if !callbacks.settings.hosts.allows_url(&url) {
+    if !allowed(&callbacks.settings.hosts, &url) {
         return bad("X-Callback-Url host not allowed");
     }
     Ok(Some(url.to_string()))
+}
+
+/// Whether `url` names a listed host, and, when that host is an address,
+/// one the address policy accepts (names are checked when resolved, by the
+/// client's [`CheckedResolver`]).
+fn allowed(hosts: &CallbackHosts, url: &reqwest::Url) -> bool {
+    hosts.allows_url(url)
+        && match url_host(url) {
+            Some(Host::Ip(ip)) => hosts.address_allowed(&ip.to_string(), ip),
+            _ => true,
+        }
 }
 
 /// Starts the delivery task: it sends due callbacks of ended runs until
@@ -251,15 +262,8 @@ async fn attempt(rt: &Runtime, callbacks: &Callbacks, c: &Callback) -> CallbackO
         return give_up("not a URL");
     };
     // The list may have changed since intake (a restart with new settings).
-    let hosts = &callbacks.settings.hosts;
-    if !hosts.allows_url(&url) {
-        return give_up("its host is no longer in --callback-hosts");
-    }
-    // Names are checked by the client's resolver; addresses here.
-    if let Some(Host::Ip(ip)) = url_host(&url) {
-        if !hosts.address_allowed(&ip.to_string(), ip) {
-            return give_up("an internal address not listed in --callback-hosts");
-        }
+    if !allowed(&callbacks.settings.hosts, &url) {
+        return give_up("its host is no longer allowed by --callback-hosts");
     }
     let exec = match rt.store().get(&c.execution_id).await {
         Ok(Some(exec)) => exec,
