@@ -174,6 +174,7 @@ pub(super) async fn handler(
             let callback = callback
                 .zip(callbacks.as_deref())
                 .map(|(url, callbacks)| callbacks.register(&id, url));
+            let calls_back = callbacks.filter(|_| callback.is_some());
             match run.persist(callback).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -196,7 +197,7 @@ pub(super) async fn handler(
                 // Its end is in the store: the delivery task sends the
                 // callback from there.
                 let _ = run.wait().await;
-                if let Some(callbacks) = callbacks {
+                if let Some(callbacks) = calls_back {
                     callbacks.ended();
                 }
             });
