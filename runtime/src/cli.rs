@@ -20,6 +20,7 @@ use crate::store::{
     Durability, Execution, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Status,
     Store,
 };
+use crate::triggers::http::callback::CallbackSettings;
 
 #[derive(Parser, Debug)]
 #[command(disable_version_flag = true)]
@@ -509,11 +510,19 @@ async fn run_cli(
         .map_or(CommandKind::Serve(cli.serve.clone()), CommandKind::from);
     match command {
         CommandKind::Serve(args) => {
+            // Checked before the store is opened: a bad setting changes nothing.
+            let callbacks = match callback_settings(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", integration.name);
+                    return exit(2);
+                }
+            };
             let rt = match build_runtime(integration, &cli, redactor, Setup::serve(&args)).await {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            serve(rt, &args).await
+            serve(rt, &args, callbacks).await
         }
         CommandKind::Run { flow, input } => {
             let rt = match build_runtime(
@@ -726,19 +735,13 @@ async fn admin_call(
     }
 }
 
-async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
+/// The `X-Callback-Url` settings of `serve` (`None`: callbacks off).
+fn callback_settings(args: &ServeArgs) -> Result<Option<CallbackSettings>, String> {
+    CallbackSettings::from_options(&args.callback_hosts, args.callback_secret.as_deref())
+}
+
+async fn serve(rt: Runtime, args: &ServeArgs, callbacks: Option<CallbackSettings>) -> ExitCode {
     let addr = args.addr;
-    let callbacks = crate::triggers::http::callback::CallbackSettings::from_options(
-        &args.callback_hosts,
-        args.callback_secret.as_deref(),
-    );
-    let callbacks = match callbacks {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: {e}", rt.integration().name);
-            return exit(2);
-        }
-    };
     let options = crate::host::ServeOptions {
         addr,
         admin_token: std::env::var("FLOW_ADMIN_TOKEN")

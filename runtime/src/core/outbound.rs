@@ -132,7 +132,7 @@ pub fn url_host(url: &reqwest::Url) -> Option<Host> {
 impl HostEntry {
     fn parse(entry: &str) -> Result<HostEntry, String> {
         let bad = |why: &str| format!("callback host {entry:?}: {why}");
-        let (host, port) = split_port(entry).map_err(|why| bad(why))?;
+        let (host, port) = split_port(entry).map_err(bad)?;
         let pattern = if host == "*" {
             HostPattern::Any
         } else if let Some(suffix) = host.strip_prefix("*.") {
