@@ -239,17 +239,23 @@ async fn a_listed_host_gets_signed_callbacks() {
 async fn a_callback_is_delivered_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("callbacks.db");
-    let open = || -> Arc<dyn Store> {
+    // Exclusive, as `serve` opens it. The tasks of a stopped server let go
+    // of it as they wind down (aborted, not awaited): bounded retries.
+    let open = || async {
         let options = SqliteOptions {
             exclusive: true,
             ..SqliteOptions::default()
         };
-        Arc::new(SqliteStore::open(&path, options).unwrap())
+        let opened = poll_until(WAIT, "the store to be free", || async {
+            SqliteStore::open(&path, options).ok()
+        })
+        .await;
+        Some(Arc::new(opened) as Arc<dyn Store>)
     };
     // The receiver is down: its port is free.
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/cb");
-    let first = start("127.0.0.1", Some(open())).await;
+    let first = start("127.0.0.1", open().await).await;
     let answer = call(&first, "a", json!({}), &url).await;
     let id = ended(&first, answer).await;
     let store = first.runtime().store().clone();
@@ -258,7 +264,7 @@ async fn a_callback_is_delivered_after_a_restart() {
     drop(store);
     within("shutdown", first.shutdown()).await;
 
-    let second = start("127.0.0.1", Some(open())).await;
+    let second = start("127.0.0.1", open().await).await;
     let sink = Sink::start_at(port);
     let hit = &sink.wait_for_path("POST", "/cb", 1, WAIT).await[0];
     assert_eq!(hit.body["execution_id"], json!(id));
