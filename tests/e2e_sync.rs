@@ -1,7 +1,8 @@
 //! End to end: sync flows. `examples/customer_lookup.flow` answers with data
 //! fetched from a local server (200, its 404 branch, response headers);
 //! `tests/flows/slow_lookup.flow` times out after 500 ms and falls back to
-//! `202` plus a callback to the caller's `X-Callback-Url`.
+//! `202` plus a callback to the caller's `X-Callback-Url` (the sink's
+//! loopback address listed in `FLOW_CALLBACK_HOSTS`).
 
 mod support;
 
@@ -13,6 +14,34 @@ use support::{get, wait_execution, Reply, Service, Sink};
 const CRM_KEY: &str = "crm-key-e2e-1234";
 const ADMIN: &str = "admin-token-e2e";
 const WAIT: Duration = Duration::from_secs(20);
+const CALLBACK_SECRET: &str = "callback-secret-e2e";
+
+/// `slow_lookup` with callbacks to the sink (on 127.0.0.1) turned on.
+fn slow_lookup_with_callbacks(sink: &Sink) -> Service {
+    let binary = support::build_example("tests/flows/slow_lookup.flow");
+    Service::start(
+        &binary,
+        &[
+            ("UPSTREAM_URL", sink.url()),
+            ("FLOW_ADMIN_TOKEN", ADMIN),
+            ("FLOW_CALLBACK_HOSTS", "127.0.0.1"),
+            ("FLOW_CALLBACK_SECRET", CALLBACK_SECRET),
+        ],
+        &[],
+    )
+}
+
+/// Checks a callback's `X-Flow-Signature` (`t=TS,v1=HMAC(TS.BODY)`).
+fn assert_signed(hit: &support::Received) {
+    let sig = hit.header("x-flow-signature").unwrap_or_default();
+    let (t, v1) = sig
+        .strip_prefix("t=")
+        .and_then(|s| s.split_once(",v1="))
+        .unwrap_or_else(|| panic!("malformed X-Flow-Signature {sig:?}"));
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(&hit.raw);
+    assert_eq!(v1, support::hmac_hex(CALLBACK_SECRET, &signed));
+}
 
 fn customer_lookup(sink: &Sink) -> Service {
     let binary = support::build_example("examples/customer_lookup.flow");
@@ -127,15 +156,10 @@ async fn a_slow_upstream_falls_back_to_202_and_a_callback() {
         "/quotes/slow",
         [Reply::json(200, json!({ "price": 42 })).after(Duration::from_millis(1500))],
     );
-    let binary = support::build_example("tests/flows/slow_lookup.flow");
-    let svc = Service::start(
-        &binary,
-        &[("UPSTREAM_URL", sink.url()), ("FLOW_ADMIN_TOKEN", ADMIN)],
-        &[],
-    );
+    let svc = slow_lookup_with_callbacks(&sink);
 
     // Past the timeout: 202 with the execution id and a status URL, then a
-    // callback.
+    // signed callback.
     let callback = format!("{}/callback", sink.url());
     let started = Instant::now();
     let a = get(&svc.at("/quotes/slow"), &[("X-Callback-Url", &callback)]).await;
@@ -159,9 +183,10 @@ async fn a_slow_upstream_falls_back_to_202_and_a_callback() {
             "status": "succeeded",
             "http_status": 200,
             "body": { "sku": "slow", "price": 42 },
-            "error": null,
         })
     );
+    assert_signed(&calls[0]);
+    assert_eq!(calls[0].header("x-flow-execution-id"), Some(id));
     // The status URL tells the same story.
     let status_url = svc.at(a.body["status_url"].as_str().unwrap_or_default());
     let exec = get(
@@ -202,33 +227,30 @@ async fn without_a_callback_url_the_result_waits_at_the_status_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_failing_after_the_timeout_calls_back_with_its_error() {
+async fn a_run_failing_after_the_timeout_calls_back_that_it_failed() {
     let sink = Sink::start();
     sink.on(
         "GET",
         "/quotes/broken",
         [Reply::json(200, json!({ "price": "cheap" })).after(Duration::from_millis(1000))],
     );
-    let binary = support::build_example("tests/flows/slow_lookup.flow");
-    let svc = Service::start(
-        &binary,
-        &[("UPSTREAM_URL", sink.url()), ("FLOW_ADMIN_TOKEN", ADMIN)],
-        &[],
-    );
+    let svc = slow_lookup_with_callbacks(&sink);
     let callback = format!("{}/callback", sink.url());
     let a = get(&svc.at("/quotes/broken"), &[("X-Callback-Url", &callback)]).await;
     assert_eq!(a.status, 202, "{}", a.body);
     let id = a.body["execution_id"].as_str().expect("execution_id");
     let calls = sink.wait_for_path("POST", "/callback", 1, WAIT).await;
-    let body = &calls[0].body;
-    assert_eq!(body["execution_id"], id);
-    assert_eq!(body["status"], "failed", "{body}");
-    assert!(body["http_status"].is_null(), "{body}");
+    // Only that it failed: the error is for the admin API.
+    assert_eq!(
+        calls[0].body,
+        json!({ "execution_id": id, "status": "failed" })
+    );
+    assert_signed(&calls[0]);
+    let exec = wait_execution(svc.url(), id, ADMIN, WAIT).await;
+    let error = exec["error"].as_str().unwrap_or_default();
     assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains(r#"price: expected Int, got "cheap""#)),
-        "{body}"
+        error.contains(r#"price: expected Int, got "cheap""#),
+        "{error}"
     );
 }
 

@@ -20,6 +20,7 @@ use crate::store::{
     Durability, Execution, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Status,
     Store,
 };
+use crate::triggers::http::callback::CallbackSettings;
 
 #[derive(Parser, Debug)]
 #[command(disable_version_flag = true)]
@@ -105,6 +106,22 @@ struct ServeArgs {
     /// most this old (e.g. 6h); older ones are skipped.
     #[arg(long, env = "FLOW_CATCH_UP_WINDOW", default_value = "1d", value_parser = parse_duration)]
     catch_up_window: Duration,
+    /// Hosts a sync caller's `X-Callback-Url` may name, comma-separated:
+    /// `name`, `name:port`, `*.domain`, an IP address, `*`. Empty (the
+    /// default): callbacks are off and the header is ignored. Internal
+    /// addresses (private, loopback, link-local) only for hosts listed by
+    /// exact name or address.
+    #[arg(
+        long,
+        env = "FLOW_CALLBACK_HOSTS",
+        default_value = "",
+        value_name = "HOST[:PORT],..."
+    )]
+    callback_hosts: String,
+    /// Key of the callbacks' `X-Flow-Signature` (required with
+    /// --callback-hosts); prefer the environment variable.
+    #[arg(long, env = "FLOW_CALLBACK_SECRET", hide_env_values = true)]
+    callback_secret: Option<String>,
     /// How long a caller may take to send a request's headers, and then
     /// again its body (else 408), and the server to answer it (else 503).
     /// Also how long a kept-alive connection may stay idle. A sync
@@ -540,11 +557,19 @@ async fn run_cli(
         .map_or(CommandKind::Serve(cli.serve.clone()), CommandKind::from);
     match command {
         CommandKind::Serve(args) => {
+            // Checked before the store is opened: a bad setting changes nothing.
+            let callbacks = match callback_settings(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", integration.name);
+                    return exit(2);
+                }
+            };
             let rt = match build_runtime(integration, &cli, redactor, Setup::serve(&args)).await {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            serve(rt, &args).await
+            serve(rt, &args, callbacks).await
         }
         CommandKind::Run { flow, input } => {
             let rt = match build_runtime(
@@ -757,7 +782,12 @@ async fn admin_call(
     }
 }
 
-async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
+/// The `X-Callback-Url` settings of `serve` (`None`: callbacks off).
+fn callback_settings(args: &ServeArgs) -> Result<Option<CallbackSettings>, String> {
+    CallbackSettings::from_options(&args.callback_hosts, args.callback_secret.as_deref())
+}
+
+async fn serve(rt: Runtime, args: &ServeArgs, callbacks: Option<CallbackSettings>) -> ExitCode {
     let addr = args.addr;
     let options = crate::host::ServeOptions {
         addr,
@@ -766,6 +796,7 @@ async fn serve(rt: Runtime, args: &ServeArgs) -> ExitCode {
             .filter(|t| !t.is_empty()),
         catch_up_window: args.catch_up_window,
         intake: args.intake(),
+        callbacks,
     };
     let handle = match crate::host::serve(&rt, options).await {
         Ok(h) => h,

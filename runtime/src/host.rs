@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::registry::StepRegistry;
 use crate::engine::Runtime;
+use crate::triggers::http::callback::{self, CallbackSettings, Callbacks};
 pub use crate::triggers::http::IntakeLimits;
 
 /// Every step this binary can run: the standard library and the publish
@@ -72,6 +73,8 @@ pub struct ServeOptions {
     pub catch_up_window: Duration,
     /// Timeouts and caps of the HTTP intake.
     pub intake: IntakeLimits,
+    /// `X-Callback-Url` settings; `None` (the default): callbacks are off.
+    pub callbacks: Option<CallbackSettings>,
 }
 
 /// Default of [`ServeOptions::catch_up_window`]: one day.
@@ -86,6 +89,7 @@ impl ServeOptions {
             admin_token: None,
             catch_up_window: DEFAULT_CATCH_UP_WINDOW,
             intake: IntakeLimits::default(),
+            callbacks: None,
         }
     }
 }
@@ -102,13 +106,28 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     if let Some(token) = &options.admin_token {
         rt.redactor().add(token);
     }
+    let callbacks = match options.callbacks {
+        Some(settings) => {
+            rt.redactor().add(&settings.secret);
+            Some(Callbacks::new(settings).map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     rt.set_local_url(format!("http://{addr}"));
     rt.resume_interrupted()
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let router = crate::triggers::http::router(rt, options.admin_token.as_deref(), &options.intake);
+    let router = crate::triggers::http::router(
+        rt,
+        options.admin_token.as_deref(),
+        &options.intake,
+        callbacks.clone(),
+    );
     let workers = rt.start_workers();
     let mut triggers = crate::triggers::schedule::start(rt, options.catch_up_window);
+    // Stopped with the triggers: a callback not sent by then is sent by
+    // the next start (or another replica).
+    triggers.extend(callbacks.map(|c| callback::start(rt, c)));
     triggers.extend(crate::triggers::files::start(rt));
     triggers.extend(crate::brokers::start(rt));
     let purger = rt.start_purger();

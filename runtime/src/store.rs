@@ -1,5 +1,6 @@
 //! The durable side of the runtime: the execution queue, the step journal,
-//! dedupe keys, schedule ticks, integration state and the deployed version.
+//! dedupe keys, schedule ticks, callbacks, integration state and the
+//! deployed version.
 //!
 //! [`Store`] is object-safe (methods return boxed futures) so the backend is
 //! chosen at start-up. Its shape anticipates SQL backends: an execution is a
@@ -395,6 +396,102 @@ pub struct StepRecord {
     pub error: Option<String>,
 }
 
+/// A callback to deliver once an execution ends: the `X-Callback-Url` of
+/// a sync run that fell back to async ([`Store::add_callback`]).
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    /// The delivery id (UUID), sent as `X-Flow-Delivery-Id` with every
+    /// attempt so that the receiver can drop repeats.
+    pub id: String,
+    /// The execution whose end it reports.
+    pub execution_id: String,
+    /// Where to POST it.
+    pub url: String,
+    /// Given up if not delivered within this long (by the store's clock).
+    pub expires_in: Duration,
+}
+
+/// Where a callback stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// Not delivered yet: due once its execution has ended.
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Given up: expired, or refused for good (see `last_error`).
+    Failed,
+}
+
+impl CallbackState {
+    /// The lowercase name (`pending`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackState::Pending => "pending",
+            CallbackState::Delivered => "delivered",
+            CallbackState::Failed => "failed",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(s: &str) -> Option<CallbackState> {
+        Some(match s {
+            "pending" => CallbackState::Pending,
+            "delivered" => CallbackState::Delivered,
+            "failed" => CallbackState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored callback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Callback {
+    /// See [`NewCallback::id`].
+    pub id: String,
+    /// See [`NewCallback::execution_id`].
+    pub execution_id: String,
+    /// See [`NewCallback::url`].
+    pub url: String,
+    /// Where it stands.
+    pub state: CallbackState,
+    /// Attempts started (a claim counts one).
+    pub attempts: u32,
+    /// When it is next due (while pending; a claim moves it past its lease).
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it is given up if still pending.
+    pub expires_at: DateTime<Utc>,
+    /// Why the last attempt failed, or why it was given up.
+    pub last_error: Option<String>,
+}
+
+/// How a callback attempt ended ([`Store::settle_callback`]).
+#[derive(Debug, Clone)]
+pub enum CallbackOutcome {
+    /// Delivered: never sent again.
+    Delivered,
+    /// Failed; due again after this long (if still before its expiry).
+    Retry {
+        /// The wait before the next attempt.
+        after: Duration,
+        /// Why it failed.
+        error: String,
+    },
+    /// Failed for good (its host is no longer allowed, ...).
+    GiveUp {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The error a callback expired with; `last` is its last attempt's error.
+pub fn callback_expired_message(last: Option<&str>) -> String {
+    match last {
+        Some(last) => format!("expired before delivery (last error: {last})"),
+        None => "expired before delivery".to_string(),
+    }
+}
+
 /// A claimed execution and the integration state read with it
 /// ([`Store::claim_run`]).
 pub type Claimed = (Execution, Map<String, Value>);
@@ -520,14 +617,14 @@ pub trait Store: Send + Sync + 'static {
     fn requeue_interrupted(&self) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Retention: deletes `succeeded` and `skipped` executions created
-    /// before `before`, with their journals and dedupe keys, and schedule
+    /// before `before`, with their journals, dedupe keys and callbacks, and schedule
     /// ticks older than it (except each flow's last one). Failed, queued and
     /// running executions are kept. Returns how many executions were deleted.
     fn purge_finished(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Retention of failed runs (kept longer than the others, for replay):
     /// deletes `failed` executions created before `before`, with their
-    /// journals and dedupe keys. Returns how many were deleted.
+    /// journals, dedupe keys and callbacks. Returns how many were deleted.
     fn purge_failed(&self, before: DateTime<Utc>) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// Extends a lease by `duration` from now (the store's clock); `false`
@@ -609,6 +706,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a successful deploy.
     fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// Records a callback to deliver when `callback.execution_id` ends. A
+    /// second callback for the same execution is ignored.
+    fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Up to `n` pending callbacks that are due and whose execution has
+    /// ended, oldest due first; each counts an attempt and is not due again
+    /// for `lease` (so that other replicas leave it alone while this one
+    /// delivers it; if it never settles, it is due again after that: at
+    /// least once). Pending callbacks past their expiry are marked failed
+    /// first ([`callback_expired_message`]).
+    fn claim_callbacks(
+        &self,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, StoreResult<Vec<Callback>>>;
+
+    /// Records how an attempt at the callback `id` ended. A retry or a
+    /// give-up of a callback no longer pending (delivered meanwhile by
+    /// another replica) changes nothing.
+    fn settle_callback<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: CallbackOutcome,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+
+    /// The callback of an execution, if it has one.
+    fn callback<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Callback>>>;
 
     /// Notified (a hint, possibly spurious, possibly missed) when another
     /// process may have queued a run: shared stores wake idle workers with

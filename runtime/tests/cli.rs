@@ -200,6 +200,40 @@ fn store_options_are_checked_before_anything_runs() {
     );
 }
 
+#[test]
+fn callbacks_need_a_secret_and_valid_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (hosts, secret) in [
+        ("hooks.example.com", None),
+        ("hooks.example.com", Some("")),
+        ("bad host", Some("cb-secret-cli")),
+    ] {
+        let mut env = ENV.to_vec();
+        env.push(("FLOW_CALLBACK_HOSTS", hosts));
+        if let Some(secret) = secret {
+            env.push(("FLOW_CALLBACK_SECRET", secret));
+        }
+        let Some(mut cmd) = command(&env) else { return };
+        let out = cmd
+            .current_dir(dir.path())
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{hosts} {secret:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = if secret.is_some_and(|s| !s.is_empty()) {
+            "callback host \"bad host\""
+        } else {
+            "FLOW_CALLBACK_SECRET"
+        };
+        assert!(err.contains(named), "{err}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing created"
+    );
+}
+
 /// Kills the server process if the test fails before stopping it.
 struct KillOnDrop(Option<std::process::Child>);
 

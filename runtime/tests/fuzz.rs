@@ -126,7 +126,10 @@ fn fuzz_body_decoding() {
 const SECRET: &str = "whsec_dGhlIGZ1enplciBkb2VzIG5vdCBrbm93IHRoaXM=";
 const NOW: i64 = 1_750_000_000;
 
-fn checks() -> (Vec<(&'static str, Verify)>, Vec<(&'static str, Auth)>) {
+/// Each check with a name for messages.
+type Named<T> = Vec<(&'static str, T)>;
+
+fn checks() -> (Named<Verify>, Named<Auth>) {
     let secrets = || vec![SECRET.to_string(), "second".to_string()];
     let tolerance = Duration::from_secs(300);
     let verifies = vec![

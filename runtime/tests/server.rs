@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{expect_status, within};
 use flow_runtime::host::IntakeLimits;
+use flow_runtime::triggers::http::callback::CallbackSettings;
 use flow_runtime::{
     json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
     Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value,
@@ -393,13 +394,26 @@ fn runtime(sink: &Sink) -> Runtime {
     Runtime::new(integration(), common::options(&env)).unwrap()
 }
 
+/// Serve options with the admin token and callbacks allowed to the sink.
+fn serve_options(admin: Option<&str>) -> flow_runtime::host::ServeOptions {
+    let mut options = flow_runtime::host::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.admin_token = admin.map(str::to_string);
+    // The sink listens on the loopback address: listed as such, callbacks
+    // may go there.
+    options.callbacks =
+        CallbackSettings::from_options("127.0.0.1", Some("cb-secret-server")).unwrap();
+    options
+}
+
 async fn start(sink: &Sink, admin: Option<&str>) -> ServerHandle {
-    common::serve(&runtime(sink), admin).await
+    flow_runtime::host::serve(&runtime(sink), serve_options(admin))
+        .await
+        .unwrap()
 }
 
 /// A server with these intake limits, the others at their defaults.
 async fn start_limited(sink: &Sink, limit: impl FnOnce(&mut IntakeLimits)) -> ServerHandle {
-    let mut options = flow_runtime::host::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    let mut options = serve_options(None);
     limit(&mut options.intake);
     flow_runtime::host::serve(&runtime(sink), options)
         .await

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flow_runtime::store::{abandoned_message, PostgresOptions, PostgresStore, MAX_TAKEOVERS};
+use flow_runtime::store::{CallbackOutcome, CallbackState, NewCallback};
 use flow_runtime::store::{
     Durability, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, SqliteOptions,
     SqliteStore, Status, StepRecord, StepStatus, Store, StoreError,
@@ -685,6 +686,201 @@ async fn state_and_deployed_version(s: &dyn Store) {
     );
 }
 
+/// A sync run stored running (as the async fallback stores it), with a
+/// callback.
+async fn inline_with_callback(s: &dyn Store, id: &str, expires_in: Duration) {
+    let mut n = new(id, "sync", None);
+    n.running = Some((format!("inline-{id}"), LONG));
+    s.enqueue(n).await.unwrap();
+    s.add_callback(NewCallback {
+        id: format!("cb-{id}"),
+        execution_id: id.into(),
+        url: format!("https://hooks.example.com/{id}"),
+        expires_in,
+    })
+    .await
+    .unwrap();
+}
+
+async fn end_inline(s: &dyn Store, id: &str, status: Status) {
+    s.finish(id, &Lease::first(format!("inline-{id}")), finish(status))
+        .await
+        .unwrap();
+}
+
+/// Claims callbacks until one comes back (claims expire by the clock), bounded.
+async fn claim_callback_until(s: &dyn Store, lease: Duration) -> flow_runtime::store::Callback {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(c) = s.claim_callbacks(10, lease).await.unwrap().pop() {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no callback became due");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn callbacks_are_due_once_their_run_ended(s: &dyn Store) {
+    inline_with_callback(s, "a", LONG).await;
+    // A second callback for the same run is ignored.
+    s.add_callback(NewCallback {
+        id: "cb-other".into(),
+        execution_id: "a".into(),
+        url: "https://other.example.com/".into(),
+        expires_in: LONG,
+    })
+    .await
+    .unwrap();
+    let c = s.callback("a").await.unwrap().expect("stored");
+    assert_eq!(
+        (c.id.as_str(), c.url.as_str(), c.state, c.attempts),
+        (
+            "cb-a",
+            "https://hooks.example.com/a",
+            CallbackState::Pending,
+            0
+        )
+    );
+    assert!(c.expires_at > Utc::now() + chrono::Duration::seconds(50));
+    assert!(
+        s.claim_callbacks(10, LONG).await.unwrap().is_empty(),
+        "the run is still going"
+    );
+    end_inline(s, "a", Status::Succeeded).await;
+    let claimed = s.claim_callbacks(10, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!((claimed[0].id.as_str(), claimed[0].attempts), ("cb-a", 1));
+    assert!(
+        s.claim_callbacks(10, LONG).await.unwrap().is_empty(),
+        "held by its claim"
+    );
+    // A failed attempt: due again after the backoff, with its error.
+    s.settle_callback(
+        "cb-a",
+        CallbackOutcome::Retry {
+            after: Duration::ZERO,
+            error: "HTTP 503".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let again = claim_callback_until(s, LONG).await;
+    assert_eq!((again.id.as_str(), again.attempts), ("cb-a", 2));
+    assert_eq!(again.last_error.as_deref(), Some("HTTP 503"));
+    s.settle_callback("cb-a", CallbackOutcome::Delivered)
+        .await
+        .unwrap();
+    let c = s.callback("a").await.unwrap().unwrap();
+    assert_eq!(
+        (c.state, c.attempts, c.last_error),
+        (CallbackState::Delivered, 2, None)
+    );
+    // A late retry (another replica's attempt) does not bring it back.
+    s.settle_callback(
+        "cb-a",
+        CallbackOutcome::Retry {
+            after: Duration::ZERO,
+            error: "late".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.callback("a").await.unwrap().unwrap().state,
+        CallbackState::Delivered
+    );
+    assert!(s.claim_callbacks(10, LONG).await.unwrap().is_empty());
+    assert!(s.callback("nope").await.unwrap().is_none());
+}
+
+async fn callbacks_expire_or_are_given_up(s: &dyn Store) {
+    inline_with_callback(s, "old", Duration::from_millis(50)).await;
+    inline_with_callback(s, "bad", LONG).await;
+    end_inline(s, "old", Status::Failed).await;
+    end_inline(s, "bad", Status::Skipped).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.callback("old").await.unwrap().unwrap().expires_at > Utc::now() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimed = s.claim_callbacks(10, LONG).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["cb-bad"],
+        "the expired one is not sent"
+    );
+    let old = s.callback("old").await.unwrap().unwrap();
+    assert_eq!(old.state, CallbackState::Failed);
+    assert_eq!(old.last_error.as_deref(), Some("expired before delivery"));
+    s.settle_callback(
+        "cb-bad",
+        CallbackOutcome::GiveUp {
+            error: "host no longer allowed".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let bad = s.callback("bad").await.unwrap().unwrap();
+    assert_eq!(
+        (bad.state, bad.last_error.as_deref()),
+        (CallbackState::Failed, Some("host no longer allowed"))
+    );
+    assert!(s
+        .claim_callbacks(10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn unsettled_callbacks_are_claimed_again(s: &dyn Store) {
+    inline_with_callback(s, "a", LONG).await;
+    end_inline(s, "a", Status::Succeeded).await;
+    // Its claimer died mid-attempt: due again once the claim runs out.
+    let first = claim_callback_until(s, Duration::from_millis(100)).await;
+    let second = claim_callback_until(s, LONG).await;
+    assert_eq!((first.id.as_str(), first.attempts), ("cb-a", 1));
+    assert_eq!((second.id.as_str(), second.attempts), ("cb-a", 2));
+}
+
+async fn concurrent_callback_claims_never_share_one(s: &dyn Store) {
+    for i in 0..30 {
+        let id = format!("e{i:02}");
+        inline_with_callback(s, &id, LONG).await;
+        end_inline(s, &id, Status::Succeeded).await;
+    }
+    let claimers = (0..6).map(|_| async move {
+        let mut got = Vec::new();
+        loop {
+            let batch = s.claim_callbacks(4, LONG).await.unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch.into_iter().map(|c| c.id));
+        }
+    });
+    let mut all: Vec<String> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    all.sort();
+    let expected: Vec<String> = (0..30).map(|i| format!("cb-e{i:02}")).collect();
+    assert_eq!(all, expected);
+}
+
+async fn purged_runs_take_their_callbacks(s: &dyn Store) {
+    inline_with_callback(s, "ok", LONG).await;
+    inline_with_callback(s, "bad", LONG).await;
+    end_inline(s, "ok", Status::Succeeded).await;
+    end_inline(s, "bad", Status::Failed).await;
+    let cut = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(s.purge_finished(cut).await.unwrap(), 1);
+    assert!(s.callback("ok").await.unwrap().is_none());
+    assert!(s.callback("bad").await.unwrap().is_some());
+    assert_eq!(s.purge_failed(cut).await.unwrap(), 1);
+    assert!(s.callback("bad").await.unwrap().is_none());
+}
+
 async fn retention_purges_old_finished_runs(s: &dyn Store) {
     for (id, key) in [
         ("ok", Some("k1")),
@@ -1111,6 +1307,11 @@ backends!(
         schedule_ticks_run_once,
         state_and_deployed_version,
         retention_purges_old_finished_runs,
+        callbacks_are_due_once_their_run_ended,
+        callbacks_expire_or_are_given_up,
+        unsettled_callbacks_are_claimed_again,
+        concurrent_callback_claims_never_share_one,
+        purged_runs_take_their_callbacks,
     ],
     exclusive: [interrupted_runs_are_requeued, restarts_count_as_take_overs],
 );

@@ -31,6 +31,8 @@ pub struct Received {
     /// The body parsed as JSON; `Null` when empty, a JSON string when it is
     /// not JSON.
     pub body: Value,
+    /// The body as received (what a signature covers).
+    pub raw: Vec<u8>,
     /// When it arrived.
     pub at: Instant,
 }
@@ -159,6 +161,7 @@ async fn sink_handler(
         query: uri.query().unwrap_or("").to_string(),
         headers: header_map(&headers),
         body: json_or_text(&body),
+        raw: body.to_vec(),
         at: Instant::now(),
     });
     if reply.hold {
@@ -203,7 +206,14 @@ impl Sink {
     /// Starts a sink that answers with the replies programmed by
     /// [`Sink::on`] (`200 {}` for anything else).
     pub fn start() -> Sink {
-        Sink::serve(None)
+        Sink::serve(None, 0)
+    }
+
+    /// [`Sink::start`] on the loopback `port` (a receiver that comes up
+    /// where callers were told it would be, e.g. after
+    /// [`crate::free_port`]).
+    pub fn start_at(port: u16) -> Sink {
+        Sink::serve(None, port)
     }
 
     /// Starts a sink that answers `respond(request, how many earlier
@@ -211,11 +221,14 @@ impl Sink {
     pub fn responding<R: Into<Reply>>(
         respond: impl Fn(&Received, usize) -> R + Send + Sync + 'static,
     ) -> Sink {
-        Sink::serve(Some(Box::new(move |r, earlier| respond(r, earlier).into())))
+        Sink::serve(
+            Some(Box::new(move |r, earlier| respond(r, earlier).into())),
+            0,
+        )
     }
 
-    fn serve(responder: Option<Box<Responder>>) -> Sink {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+    fn serve(responder: Option<Box<Responder>>, port: u16) -> Sink {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the sink");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");

@@ -6,6 +6,7 @@ use crate::core::slots::Slot;
 
 /// How often [`Runtime::summarise_sync_runs`] writes its lines.
 pub const SYNC_SUMMARY_EVERY: Duration = Duration::from_secs(30);
+use crate::store::NewCallback;
 
 impl Runtime {
     /// Writes one `info` line per sync flow that ran in the last `every`:
@@ -114,7 +115,7 @@ impl Runtime {
             Journaling::Memory if finish.status == Status::Failed => {
                 // Kept for `executions --failed` and replay; the caller got a 500.
                 if let Err(e) = self
-                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish))
+                    .store_whole(&exec, &trigger.recorded(), &journal, Some(&finish), None)
                     .await
                 {
                     tracing::error!(execution_id = %exec.id, error = %e, "cannot record a failed sync run");
@@ -141,6 +142,7 @@ impl Runtime {
         trigger: &Value,
         journal: &RunJournal,
         finish: Option<&Finish>,
+        callback: Option<NewCallback>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
         let lease = &journal.lease;
@@ -148,11 +150,14 @@ impl Runtime {
         new.running = Some((lease.worker.clone(), self.inner.lease));
         store.enqueue(new).await?;
         // Sent together: one group commit, in step order.
-        let writes: Vec<_> = journal
+        let mut writes: Vec<_> = journal
             .snapshot()
             .into_iter()
             .map(|r| store.record_step(&exec.id, lease, r))
             .collect();
+        if let Some(callback) = callback {
+            writes.push(store.add_callback(callback));
+        }
         futures::future::try_join_all(writes).await?;
         if let Some(f) = finish {
             store.finish(&exec.id, lease, f.clone()).await?;
@@ -311,7 +316,7 @@ impl SyncRun {
         }
         if fallback_async {
             // What the caller would have got: the run goes on, stored.
-            match self.persist().await {
+            match self.persist(None).await {
                 Ok(_) => {
                     self.finish_logged().await;
                     return;
@@ -337,18 +342,25 @@ impl SyncRun {
         }
     }
 
-    /// The fallback to async: stores the execution (as running) and the
-    /// journal so far, and journals every later step. `Ok(true)` once it is
-    /// durable — only then may `202` go out; `Ok(false)` if the run has
-    /// already ended (answer with its outcome instead).
-    pub async fn persist(&mut self) -> Result<bool, StoreError> {
+    /// The fallback to async: stores the execution (as running), the
+    /// journal so far and the `callback` to deliver when it ends, and
+    /// journals every later step. `Ok(true)` once it is durable — only
+    /// then may `202` go out; `Ok(false)` if the run has already ended
+    /// (answer with its outcome instead).
+    pub async fn persist(&mut self, callback: Option<NewCallback>) -> Result<bool, StoreError> {
         let mut mode = self.journal.mode.write().await;
         match *mode {
             Journaling::Ended => Ok(false),
             Journaling::Durable => Ok(true),
             Journaling::Memory => {
                 self.rt
-                    .store_whole(&self.exec, &self.trigger.recorded(), &self.journal, None)
+                    .store_whole(
+                        &self.exec,
+                        &self.trigger.recorded(),
+                        &self.journal,
+                        None,
+                        callback,
+                    )
                     .await?;
                 *mode = Journaling::Durable;
                 self.keeper = Some(
@@ -390,6 +402,7 @@ impl SyncRun {
                         &self.trigger.recorded(),
                         &self.journal,
                         Some(&finish),
+                        None,
                     )
                     .await
             }

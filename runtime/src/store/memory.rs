@@ -10,7 +10,8 @@ use futures::future::{BoxFuture, FutureExt};
 use serde_json::{Map, Value};
 
 use super::{
-    abandoned_message, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, Status,
+    abandoned_message, callback_expired_message, Callback, CallbackOutcome, CallbackState,
+    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, Status,
     StepRecord, Store, StoreError, StoreResult,
 };
 
@@ -34,6 +35,8 @@ struct Inner {
     ticks: HashMap<String, (DateTime<Utc>, String)>,
     state: Map<String, Value>,
     deployed: Option<String>,
+    /// Callbacks by execution id.
+    callbacks: HashMap<String, Callback>,
 }
 
 impl Inner {
@@ -102,6 +105,7 @@ impl MemoryStore {
             }
             let executions = &s.executions;
             s.dedupe.retain(|_, id| executions.contains_key(id));
+            s.callbacks.retain(|id, _| executions.contains_key(id));
             old.len() as u64
         })
     }
@@ -390,5 +394,101 @@ impl Store for MemoryStore {
     fn set_deployed_version<'a>(&'a self, version: &'a str) -> BoxFuture<'a, StoreResult<()>> {
         self.with(|s| s.deployed = Some(version.to_string()));
         async { Ok(()) }.boxed()
+    }
+
+    fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, StoreResult<()>> {
+        let now = Utc::now();
+        self.with(|s| {
+            s.callbacks
+                .entry(callback.execution_id.clone())
+                .or_insert_with(|| Callback {
+                    id: callback.id,
+                    execution_id: callback.execution_id,
+                    url: callback.url,
+                    state: CallbackState::Pending,
+                    attempts: 0,
+                    next_attempt_at: now,
+                    expires_at: lease_until(callback.expires_in),
+                    last_error: None,
+                });
+        });
+        async { Ok(()) }.boxed()
+    }
+
+    fn claim_callbacks(
+        &self,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, StoreResult<Vec<Callback>>> {
+        let now = Utc::now();
+        let claimed = self.with(|s| {
+            let Inner {
+                callbacks,
+                executions,
+                ..
+            } = s;
+            let pending = callbacks
+                .values_mut()
+                .filter(|c| c.state == CallbackState::Pending);
+            let mut due = Vec::new();
+            for c in pending {
+                if c.expires_at <= now {
+                    c.state = CallbackState::Failed;
+                    c.last_error = Some(callback_expired_message(c.last_error.as_deref()));
+                } else if c.next_attempt_at <= now
+                    && executions
+                        .get(&c.execution_id)
+                        .is_some_and(|e| e.status.is_final())
+                {
+                    due.push(c);
+                }
+            }
+            due.sort_by_key(|c| c.next_attempt_at);
+            due.into_iter()
+                .take(n)
+                .map(|c| {
+                    c.attempts += 1;
+                    c.next_attempt_at = lease_until(lease);
+                    c.clone()
+                })
+                .collect()
+        });
+        async move { Ok(claimed) }.boxed()
+    }
+
+    fn settle_callback<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: CallbackOutcome,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.with(|s| {
+            let Some(c) = s.callbacks.values_mut().find(|c| c.id == id) else {
+                return;
+            };
+            match outcome {
+                CallbackOutcome::Delivered => {
+                    c.state = CallbackState::Delivered;
+                    c.last_error = None;
+                }
+                _ if c.state != CallbackState::Pending => {}
+                CallbackOutcome::Retry { after, error } => {
+                    c.next_attempt_at = lease_until(after);
+                    c.last_error = Some(error);
+                }
+                CallbackOutcome::GiveUp { error } => {
+                    c.state = CallbackState::Failed;
+                    c.last_error = Some(error);
+                }
+            }
+        });
+        async { Ok(()) }.boxed()
+    }
+
+    fn callback<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Callback>>> {
+        let c = self.with(|s| s.callbacks.get(execution_id).cloned());
+        async move { Ok(c) }.boxed()
     }
 }

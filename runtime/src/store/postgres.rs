@@ -44,8 +44,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    abandoned_message, keep_readable, state_from_rows, step_output, Claimed, Enqueued, Execution,
-    ExecutionFilter, Finish, JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord,
+    abandoned_message, callback_expired_message, keep_readable, state_from_rows, step_output,
+    Callback, CallbackOutcome, CallbackState, Claimed, Enqueued, Execution, ExecutionFilter,
+    Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack, Status, StepRecord,
     StepStatus, Store, StoreError, StoreResult,
 };
 
@@ -58,7 +59,8 @@ const PURGE_CHUNK: i64 = 500;
 /// The schema, one migration per entry; `schema_version` holds how many
 /// have been applied. Append only: never edit a released migration. `$S`
 /// stands for the (quoted) schema name.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE $S.executions (
     seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id            TEXT NOT NULL UNIQUE,
@@ -124,7 +126,22 @@ CREATE TABLE $S.meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    // 2: X-Callback-Url callbacks, delivered until done or expired.
+    r#"
+CREATE TABLE $S.callbacks (
+    id              TEXT PRIMARY KEY,
+    execution_id    TEXT NOT NULL UNIQUE,
+    url             TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at      TIMESTAMPTZ NOT NULL,
+    last_error      TEXT
+);
+CREATE INDEX callbacks_due ON $S.callbacks (next_attempt_at) WHERE state = 'pending';
+"#,
+];
 
 /// How to open a [`PostgresStore`].
 #[derive(Debug, Clone)]
@@ -433,7 +450,9 @@ impl PostgresStore {
                      j AS (DELETE FROM $S.journal WHERE execution_id IN \
                       (SELECT id FROM gone)), \
                      d AS (DELETE FROM $S.dedupe dd USING gone WHERE dd.flow = gone.flow \
-                      AND dd.key = gone.dedupe_key AND dd.execution_id = gone.id) \
+                      AND dd.key = gone.dedupe_key AND dd.execution_id = gone.id), \
+                     c AS (DELETE FROM $S.callbacks WHERE execution_id IN \
+                      (SELECT id FROM gone)) \
                      SELECT count(*) FROM gone",
                     &[&before, &PURGE_CHUNK, &statuses],
                 )
@@ -716,6 +735,23 @@ impl PostgresStore {
             .collect::<StoreResult<Vec<(String, String)>>>()
             .map(state_from_rows)
     }
+}
+
+const CALLBACK_COLUMNS: &str =
+    "id, execution_id, url, state, attempts, next_attempt_at, expires_at, last_error";
+
+fn callback_from_row(r: &Row) -> StoreResult<Callback> {
+    let state: String = r.try_get(3).map_err(pg_error)?;
+    Ok(Callback {
+        id: r.try_get(0).map_err(pg_error)?,
+        execution_id: r.try_get(1).map_err(pg_error)?,
+        url: r.try_get(2).map_err(pg_error)?,
+        state: CallbackState::parse(&state).unwrap_or(CallbackState::Failed),
+        attempts: u32::try_from(r.try_get::<_, i32>(4).map_err(pg_error)?).unwrap_or(0),
+        next_attempt_at: r.try_get(5).map_err(pg_error)?,
+        expires_at: r.try_get(6).map_err(pg_error)?,
+        last_error: r.try_get(7).map_err(pg_error)?,
+    })
 }
 
 /// [`EXEC_COLUMNS`] qualified with `e.` (for `UPDATE … FROM` statements).
@@ -1223,6 +1259,124 @@ impl Store for PostgresStore {
 
     fn wake_hint(&self) -> Option<Arc<Notify>> {
         Some(self.wake.clone())
+    }
+
+    fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, StoreResult<()>> {
+        async move {
+            self.execute(
+                "INSERT INTO $S.callbacks (id, execution_id, url, state, expires_at) \
+                 VALUES ($1, $2, $3, 'pending', now() + make_interval(secs => $4)) \
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &callback.id,
+                    &callback.execution_id,
+                    &callback.url,
+                    &secs(callback.expires_in),
+                ],
+            )
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn claim_callbacks(
+        &self,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, StoreResult<Vec<Callback>>> {
+        async move {
+            let expired = self
+                .query(
+                    "UPDATE $S.callbacks SET state = 'failed' WHERE id IN \
+                     (SELECT id FROM $S.callbacks WHERE state = 'pending' \
+                      AND expires_at <= now() FOR UPDATE SKIP LOCKED) RETURNING id, last_error",
+                    &[],
+                )
+                .await?;
+            for r in expired {
+                let id: String = r.try_get(0).map_err(pg_error)?;
+                let last: Option<String> = r.try_get(1).map_err(pg_error)?;
+                self.execute(
+                    "UPDATE $S.callbacks SET last_error = $2 WHERE id = $1",
+                    &[&id, &callback_expired_message(last.as_deref())],
+                )
+                .await?;
+            }
+            // SKIP LOCKED: replicas claiming together take different rows.
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            let rows = self
+                .query(
+                    &format!(
+                        "UPDATE $S.callbacks SET attempts = attempts + 1, \
+                         next_attempt_at = now() + make_interval(secs => $2) WHERE id IN \
+                         (SELECT c.id FROM $S.callbacks c JOIN $S.executions e \
+                          ON e.id = c.execution_id WHERE c.state = 'pending' \
+                          AND c.next_attempt_at <= now() \
+                          AND e.status IN ('succeeded', 'failed', 'skipped') \
+                          ORDER BY c.next_attempt_at LIMIT $1 FOR UPDATE OF c SKIP LOCKED) \
+                         RETURNING {CALLBACK_COLUMNS}"
+                    ),
+                    &[&n, &secs(lease)],
+                )
+                .await?;
+            rows.iter().map(callback_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn settle_callback<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: CallbackOutcome,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            match &outcome {
+                CallbackOutcome::Delivered => {
+                    self.execute(
+                        "UPDATE $S.callbacks SET state = 'delivered', last_error = NULL \
+                         WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?
+                }
+                CallbackOutcome::Retry { after, error } => {
+                    self.execute(
+                        "UPDATE $S.callbacks SET next_attempt_at = now() + \
+                         make_interval(secs => $2), last_error = $3 \
+                         WHERE id = $1 AND state = 'pending'",
+                        &[&id, &secs(*after), error],
+                    )
+                    .await?
+                }
+                CallbackOutcome::GiveUp { error } => {
+                    self.execute(
+                        "UPDATE $S.callbacks SET state = 'failed', last_error = $2 \
+                         WHERE id = $1 AND state = 'pending'",
+                        &[&id, error],
+                    )
+                    .await?
+                }
+            };
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn callback<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Callback>>> {
+        async move {
+            let rows = self
+                .query(
+                    &format!("SELECT {CALLBACK_COLUMNS} FROM $S.callbacks WHERE execution_id = $1"),
+                    &[&execution_id],
+                )
+                .await?;
+            rows.first().map(callback_from_row).transpose()
+        }
+        .boxed()
     }
 }
 

@@ -64,8 +64,9 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    abandoned_message, keep_readable, state_from_rows, step_output, Claimed, Enqueued, Execution,
-    ExecutionFilter, Finish, JsonColumns, Lease, NewExecution, ReadBack, Status, StepRecord,
+    abandoned_message, callback_expired_message, keep_readable, state_from_rows, step_output,
+    Callback, CallbackOutcome, CallbackState, Claimed, Enqueued, Execution, ExecutionFilter,
+    Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack, Status, StepRecord,
     StepStatus, Store, StoreError, StoreResult,
 };
 
@@ -150,6 +151,20 @@ CREATE TABLE meta (
     "ALTER TABLE executions ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;",
     // 3: take-overs since the last replay (MAX_TAKEOVERS).
     "ALTER TABLE executions ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;",
+    // 4: X-Callback-Url callbacks, delivered until done or expired.
+    r#"
+CREATE TABLE callbacks (
+    id              TEXT PRIMARY KEY,
+    execution_id    TEXT NOT NULL UNIQUE,
+    url             TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    last_error      TEXT
+) WITHOUT ROWID;
+CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE state = 'pending';
+"#,
 ];
 
 /// What a commit promises (`--durability`).
@@ -569,6 +584,8 @@ impl SqliteStore {
                         }
                         c.prepare_cached("DELETE FROM journal WHERE execution_id = ?1")?
                             .execute([&id])?;
+                        c.prepare_cached("DELETE FROM callbacks WHERE execution_id = ?1")?
+                            .execute([&id])?;
                         if let Some(key) = key {
                             c.prepare_cached(
                                 "DELETE FROM dedupe WHERE flow = ?1 AND key = ?2 \
@@ -871,6 +888,58 @@ fn claim_row(c: &Connection, worker: &str, lease: Duration) -> rusqlite::Result<
         exec_row,
     )
     .optional()
+}
+
+const CALLBACK_COLUMNS: &str =
+    "id, execution_id, url, state, attempts, next_attempt_at, expires_at, last_error";
+
+fn callback_row(r: &Row<'_>) -> rusqlite::Result<Callback> {
+    let state: String = r.get(3)?;
+    Ok(Callback {
+        id: r.get(0)?,
+        execution_id: r.get(1)?,
+        url: r.get(2)?,
+        state: CallbackState::parse(&state).unwrap_or(CallbackState::Failed),
+        attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+        next_attempt_at: from_micros(r.get(5)?),
+        expires_at: from_micros(r.get(6)?),
+        last_error: r.get(7)?,
+    })
+}
+
+/// Marks expired callbacks failed, then claims up to `n` due ones.
+fn claim_callback_rows(
+    c: &Connection,
+    n: usize,
+    lease: Duration,
+) -> rusqlite::Result<Vec<Callback>> {
+    let now = micros(Utc::now());
+    let expired: Vec<(String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT id, last_error FROM callbacks WHERE state = 'pending' AND expires_at <= ?1",
+        )?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, last) in expired {
+        c.prepare_cached("UPDATE callbacks SET state = 'failed', last_error = ?2 WHERE id = ?1")?
+            .execute(params![id, callback_expired_message(last.as_deref())])?;
+    }
+    c.prepare_cached(&format!(
+        "UPDATE callbacks SET attempts = attempts + 1, next_attempt_at = ?3 WHERE id IN \
+         (SELECT c.id FROM callbacks c JOIN executions e ON e.id = c.execution_id \
+          WHERE c.state = 'pending' AND c.next_attempt_at <= ?1 \
+          AND e.status IN ('succeeded', 'failed', 'skipped') \
+          ORDER BY c.next_attempt_at LIMIT ?2) RETURNING {CALLBACK_COLUMNS}"
+    ))?
+    .query_map(
+        params![
+            now,
+            i64::try_from(n).unwrap_or(i64::MAX),
+            lease_until(lease)
+        ],
+        callback_row,
+    )?
+    .collect()
 }
 
 fn state_rows(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
@@ -1372,6 +1441,75 @@ impl Store for SqliteStore {
             )?
             .execute([&version])?;
             Ok(())
+        })
+    }
+
+    fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, StoreResult<()>> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO callbacks (id, execution_id, url, state, next_attempt_at, expires_at) \
+                 VALUES (?1, ?2, ?3, 'pending', ?4, ?5) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                callback.id,
+                callback.execution_id,
+                callback.url,
+                micros(Utc::now()),
+                lease_until(callback.expires_in)
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn claim_callbacks(
+        &self,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, StoreResult<Vec<Callback>>> {
+        self.write(move |c| claim_callback_rows(c, n, lease))
+    }
+
+    fn settle_callback<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: CallbackOutcome,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let id = id.to_string();
+        self.write(move |c| {
+            match &outcome {
+                CallbackOutcome::Delivered => c
+                    .prepare_cached(
+                        "UPDATE callbacks SET state = 'delivered', last_error = NULL WHERE id = ?1",
+                    )?
+                    .execute([&id])?,
+                CallbackOutcome::Retry { after, error } => c
+                    .prepare_cached(
+                        "UPDATE callbacks SET next_attempt_at = ?2, last_error = ?3 \
+                         WHERE id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![id, lease_until(*after), error])?,
+                CallbackOutcome::GiveUp { error } => c
+                    .prepare_cached(
+                        "UPDATE callbacks SET state = 'failed', last_error = ?2 \
+                         WHERE id = ?1 AND state = 'pending'",
+                    )?
+                    .execute(params![id, error])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn callback<'a>(
+        &'a self,
+        execution_id: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<Callback>>> {
+        let execution_id = execution_id.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE execution_id = ?1"
+            ))?
+            .query_row([execution_id], callback_row)
+            .optional()
         })
     }
 }

@@ -13,6 +13,7 @@
 
 mod access;
 mod admin;
+pub mod callback;
 mod intake;
 mod sync;
 mod webhook;
@@ -53,9 +54,15 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The axum router of everything HTTP: flow routes (webhook and sync),
 /// `/_flow/*` (the admin endpoints need `admin_token`; without one they
-/// answer 403), request metrics, and the limits of [`IntakeLimits`] but
-/// the connection cap and header timeout (those are [`serve`]'s).
-pub fn router(rt: &Runtime, admin_token: Option<&str>, limits: &IntakeLimits) -> Router {
+/// answer 403), request metrics, the limits of [`IntakeLimits`] but the
+/// connection cap and header timeout (those are [`serve`]'s), and
+/// `callbacks`: `X-Callback-Url` is honoured (`None`: callbacks are off).
+pub fn router(
+    rt: &Runtime,
+    admin_token: Option<&str>,
+    limits: &IntakeLimits,
+    callbacks: Option<Arc<callback::Callbacks>>,
+) -> Router {
     let request_timeout = limits.request_timeout;
     let sync_runs = Slots::new(limits.max_sync_runs);
     let mut by_path: HashMap<&'static str, MethodRouter> = HashMap::new();
@@ -77,16 +84,18 @@ pub fn router(rt: &Runtime, admin_token: Option<&str>, limits: &IntakeLimits) ->
         let rt = rt.clone();
         let def = def.clone();
         let sync_runs = sync_runs.clone();
+        let callbacks = callbacks.clone();
         let handler = move |params: Option<Path<HashMap<String, String>>>, req: Request| {
             let rt = rt.clone();
             let def = def.clone();
             let sync_runs = sync_runs.clone();
+            let callbacks = callbacks.clone();
             async move {
                 let deadline = Instant::now() + request_timeout;
                 let params = params.map(|Path(p)| p).unwrap_or_default();
                 match def.trigger {
                     TriggerDef::Sync { .. } => {
-                        sync::handler(rt, def, params, req, &sync_runs, deadline).await
+                        sync::handler(rt, def, params, req, &sync_runs, deadline, callbacks).await
                     }
                     _ => webhook::handler(rt, def, req, deadline).await,
                 }

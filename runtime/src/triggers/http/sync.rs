@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::callback::{self, Callbacks};
 use super::*;
 use crate::core::redact::Redactor;
 
@@ -108,6 +109,7 @@ pub(super) async fn handler(
     req: Request,
     sync_runs: &Arc<Slots>,
     deadline: Instant,
+    callbacks: Option<Arc<Callbacks>>,
 ) -> Response {
     let TriggerDef::Sync {
         body: schema,
@@ -156,11 +158,10 @@ pub(super) async fn handler(
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    let callback = headers
-        .get("x-callback-url")
-        .filter(|_| *fallback_async)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let callback = match callback::requested(callbacks.as_deref(), &headers, *fallback_async) {
+        Ok(url) => url,
+        Err(resp) => return resp,
+    };
     // Built by moving the parts in (`json!` would copy them).
     let mut fields = vec![
         ("params", Value::Object(params)),
@@ -186,8 +187,13 @@ pub(super) async fn handler(
         Ok(Ok(exec)) => sync_response(&exec),
         Ok(Err(e)) => run_aborted(&id, &e, rt.redactor()),
         Err(_) if *fallback_async => {
-            // The 202 promises the run will finish: store it first.
-            match run.persist().await {
+            // The 202 promises the run will finish (and its callback): store
+            // them first.
+            let callback = callback
+                .zip(callbacks.as_deref())
+                .map(|(url, callbacks)| callbacks.register(&id, url));
+            let calls_back = callbacks.filter(|_| callback.is_some());
+            match run.persist(callback).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // It ended just now: answer with its outcome.
@@ -205,15 +211,12 @@ pub(super) async fn handler(
                 }
             }
             let status_url = format!("/_flow/executions/{id}");
-            let rt2 = rt.clone();
-            let id2 = id.clone();
             tokio::spawn(async move {
-                let exec = match run.wait().await {
-                    Ok(exec) => exec,
-                    Err(_) => return,
-                };
-                if let Some(url) = callback {
-                    post_callback(&rt2, &url, &id2, &exec).await;
+                // Its end is in the store: the delivery task sends the
+                // callback from there.
+                let _ = run.wait().await;
+                if let Some(callbacks) = calls_back {
+                    callbacks.ended();
                 }
             });
             (
@@ -234,37 +237,6 @@ pub(super) async fn handler(
             }
             resp
         }
-    }
-}
-
-/// POSTs `{ execution_id, status, body }` (plus `http_status` and `error`)
-/// to the caller's `X-Callback-Url`, with a few attempts.
-async fn post_callback(rt: &Runtime, url: &str, id: &str, exec: &Execution) {
-    let result = exec.result.clone().unwrap_or(Value::Null);
-    let payload = json!({
-        "execution_id": id,
-        "status": exec.status.as_str(),
-        "http_status": result.get("status").cloned().unwrap_or(Value::Null),
-        "body": result.get("body").cloned().unwrap_or(Value::Null),
-        "error": exec.error.as_ref().map(|e| rt.redactor().redact_string(e.clone())),
-    });
-    for attempt in 1..=3u32 {
-        match rt.http_client().post(url).json(&payload).send().await {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(execution_id = id, "callback delivered");
-                return;
-            }
-            Ok(r) => tracing::warn!(
-                execution_id = id,
-                status = r.status().as_u16(),
-                attempt,
-                "callback refused"
-            ),
-            Err(e) => {
-                tracing::warn!(execution_id = id, error = %e.without_url(), attempt, "callback failed")
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
     }
 }
 
