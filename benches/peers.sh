@@ -9,6 +9,10 @@
 #   DURATION=30s benches/peers.sh    # any knob of shared/bench/run.sh
 #   COLD=0 benches/peers.sh          # skip the cold build (minutes)
 #   ROUNDS=5 benches/peers.sh        # five rounds, medians of the ratios
+#   TUNED=1 benches/peers.sh         # the relay tuned (--store memory, RUST_LOG=warn), labelled flowc-tuned
+#
+# The relay runs as a user runs it: `relay serve` with no flags and no
+# environment but its config (SINK_URL): SQLite store, log level info.
 #
 # Needs ../shared/bench beside the checkout (copied to a temp dir first:
 # ../shared may be read-only). Installs wrk and jq with apt and Node-RED
@@ -35,9 +39,17 @@ mkdir -p "$BENCH"; cp -r "$SHARED"/. "$BENCH"/; chmod -R u+w "$BENCH"
 # off by a third; the medians of the per-round ratios are the figures.
 rounds=${ROUNDS:-1}
 results=()
+sink="SINK_URL=http://127.0.0.1:9100/ingest"
+if [[ ${TUNED:-0} == 1 ]]; then
+  name=flowc-tuned
+  cmd="env $sink RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}"
+else
+  name=flowc
+  cmd="env $sink $OUT/relay serve --addr 127.0.0.1:{port}"
+fi
 for ((round = 1; round <= rounds; round++)); do
-  FLOW_NAME=flowc \
-  FLOW_CMD="env SINK_URL=http://127.0.0.1:9100/ingest RUST_LOG=warn $OUT/relay serve --store memory --addr 127.0.0.1:{port}" \
+  FLOW_NAME=$name \
+  FLOW_CMD="$cmd" \
   PEERS=${PEERS:-axum-baseline node-red} \
   SKIP_BUILD=$(( round > 1 )) \
     "$BENCH/run.sh"
@@ -47,13 +59,13 @@ done
 # Per round: flowc's req/s and p99 against axum's (columns 2 and 4 of the
 # harness's table), then the medians.
 ratios() {
-  awk 'function ms(x) { return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x ~ /s$/ ? x * 1000 : x + 0 }
+  awk -v name="$name" 'function ms(x) { return x ~ /us$/ ? x / 1000 : x ~ /ms$/ ? x + 0 : x ~ /s$/ ? x * 1000 : x + 0 }
        $1 == "axum-baseline" { a = $2; ap = ms($4) }
-       $1 == "flowc"         { f = $2; fp = ms($4) }
+       $1 == name            { f = $2; fp = ms($4) }
        END { if (a && f) printf "%.2f %.2f\n", f / a, fp / ap }' "$1"
 }
 echo
-echo "flowc against axum-baseline, per round (throughput ratio, p99 ratio):"
+echo "$name against axum-baseline, per round (throughput ratio, p99 ratio):"
 for r in "${results[@]}"; do echo "  $(ratios "$r")  ($(basename "$r"))"; done
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 all=$(for r in "${results[@]}"; do ratios "$r"; done)
