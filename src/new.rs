@@ -153,10 +153,13 @@ pub fn readme(name: &str, pattern: Pattern) -> String {
         Pattern::Webhook => (
             "receives orders by webhook and sends each item on to an API, one call per item, \
              retried with backoff",
-            "TARGET_URL=http://localhost:9000 TARGET_TOKEN=dev",
-            "```sh\ncurl -i -X POST localhost:8080/orders -H 'content-type: application/json' \\\n  \
-             -d '{\"id\":\"o-1\",\"items\":[{\"sku\":\"tea\",\"quantity\":2}]}'\n\
-             # 202 {\"execution_id\":\"...\"}: stored, then sent on to $TARGET_URL/items\n```\n",
+            "TARGET_URL=http://localhost:9000 TARGET_TOKEN=dev WEBHOOK_SECRET=dev-secret",
+            "```sh\nbody='{\"id\":\"o-1\",\"items\":[{\"sku\":\"tea\",\"quantity\":2}]}'\n\
+             sig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac dev-secret | cut -d' ' -f2)\n\
+             curl -i -X POST localhost:8080/orders -H 'content-type: application/json' \\\n  \
+             -H \"X-Signature: $sig\" -d \"$body\"\n\
+             # 202 {\"execution_id\":\"...\"}: stored, then sent on to $TARGET_URL/items\n\
+             # (401 without a valid signature)\n```\n",
         ),
         Pattern::Schedule => (
             "polls an API without webhooks every five minutes and sends the changed records on, \
@@ -168,8 +171,8 @@ pub fn readme(name: &str, pattern: Pattern) -> String {
         ),
         Pattern::Sync => (
             "answers customer lookups synchronously from a backend API",
-            "BACKEND_URL=http://localhost:9000 BACKEND_KEY=dev",
-            "```sh\ncurl -i localhost:8080/customers/c-1\n\
+            "BACKEND_URL=http://localhost:9000 BACKEND_KEY=dev API_TOKEN=dev-token",
+            "```sh\ncurl -i localhost:8080/customers/c-1 -H 'Authorization: Bearer dev-token'\n\
              # 200 {\"id\":\"c-1\",\"name\":...} from $BACKEND_URL/customers/c-1, or 404\n```\n",
         ),
         Pattern::Files => (
