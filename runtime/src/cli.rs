@@ -53,7 +53,7 @@ struct Cli {
     #[arg(long, global = true, env = "FLOW_STORE_SCHEMA", value_name = "NAME")]
     store_schema: Option<String>,
     /// Most PostgreSQL connections this process opens, besides the one that
-    /// listens for queued runs (default: workers + 16).
+    /// listens for queued runs (default: workers + 16, at most 32).
     #[arg(long, global = true, env = "FLOW_STORE_POOL", value_name = "N")]
     store_pool: Option<usize>,
     /// SQLite commit durability: `full` syncs every commit to disk before
@@ -81,7 +81,7 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "FLOW_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Number of workers running queued executions (default: 2 × cores).
+    /// Queued runs going on at once (default: 64; runs mostly wait on I/O).
     #[arg(long, env = "FLOW_WORKERS")]
     workers: Option<usize>,
     /// How long shutdown waits for in-flight runs (e.g. 30s); runs still
@@ -450,7 +450,9 @@ async fn open_store(
                 // Every worker may hold a connection (a step's journal
                 // write), plus the fetcher, the heartbeat, and intake (its
                 // rate grows with concurrent commits).
-                pool_size: cli.store_pool.unwrap_or(workers + 16).max(2),
+                // Capped: three replicas stay within PostgreSQL's default
+                // of 100 connections.
+                pool_size: cli.store_pool.unwrap_or((workers + 16).min(32)).max(2),
             };
             match PostgresStore::open(options).await {
                 Ok(store) => {

@@ -1082,6 +1082,57 @@ impl Store for SqliteStore {
         .boxed()
     }
 
+    /// Up to `n` runs in one transaction (one commit), with one read of
+    /// the state: a claim per transaction held the worker pool to one
+    /// commit's latency per run.
+    fn claim_batch<'a>(
+        &'a self,
+        worker: &'a str,
+        n: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<Vec<Claimed>>> {
+        let worker = worker.to_string();
+        async move {
+            // Runs that cannot be read back are marked failed; claim again.
+            loop {
+                let worker = worker.clone();
+                let claimed = self.write(move |c| {
+                    let mut rows = Vec::new();
+                    while rows.len() < n {
+                        match claim_row(c, &worker, lease)? {
+                            Some(row) => rows.push(row),
+                            None => break,
+                        }
+                    }
+                    let state = if rows.is_empty() {
+                        Vec::new()
+                    } else {
+                        state_rows(c)?
+                    };
+                    Ok((rows, state))
+                });
+                let (rows, state) = claimed.await?;
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let execs = rows
+                    .into_iter()
+                    .map(ExecRow::into_execution)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let readable = keep_readable(self, execs).await?;
+                if readable.is_empty() {
+                    continue;
+                }
+                let state = state_from_rows(state);
+                return Ok(readable
+                    .into_iter()
+                    .map(|exec| (exec, state.clone()))
+                    .collect());
+            }
+        }
+        .boxed()
+    }
+
     fn release<'a>(&'a self, id: &'a str, lease: &'a Lease) -> BoxFuture<'a, StoreResult<bool>> {
         let (id, epoch) = (id.to_string(), epoch(lease));
         self.write(move |c| {
