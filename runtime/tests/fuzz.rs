@@ -126,7 +126,10 @@ fn fuzz_body_decoding() {
 const SECRET: &str = "whsec_dGhlIGZ1enplciBkb2VzIG5vdCBrbm93IHRoaXM=";
 const NOW: i64 = 1_750_000_000;
 
-fn checks() -> (Vec<(&'static str, Verify)>, Vec<(&'static str, Auth)>) {
+/// The signature checks and the auth checks under test, by name.
+type Checks = (Vec<(&'static str, Verify)>, Vec<(&'static str, Auth)>);
+
+fn checks() -> Checks {
     let secrets = || vec![SECRET.to_string(), "second".to_string()];
     let tolerance = Duration::from_secs(300);
     let verifies = vec![

@@ -5,8 +5,11 @@
 
 use std::io::{IsTerminal as _, Write};
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 
 use crate::core::redact::Redactor;
 
@@ -65,21 +68,64 @@ impl<'a> MakeWriter<'a> for MakeRedactingWriter {
 /// Installs the global subscriber (level from `RUST_LOG`, default `info`).
 /// Does nothing if one is already installed.
 pub fn init(format: LogFormat, redactor: Redactor) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let writer = MakeRedactingWriter(redactor);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(false);
     let _ = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Human => tracing_subscriber::registry()
+            .with(
+                layer
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .flatten_event(true)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .flatten_event(true)
+                    .with_filter(filter),
+            )
             .try_init(),
     };
+}
+
+/// `RUST_LOG` as a filter: a level (`warn`) and/or `target=level`
+/// directives (`info,flow_runtime=debug`); `info` when unset or invalid.
+/// Per-target levels rather than tracing-subscriber's `EnvFilter`, whose
+/// span and field matching nobody uses here and which compiles a regex
+/// engine into every binary (docs/performance.md).
+fn log_filter(directives: Option<&str>) -> Targets {
+    directives
+        .filter(|d| !d.trim().is_empty())
+        .and_then(|d| d.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_per_target() {
+        let info = log_filter(None);
+        assert!(info.would_enable("flow_runtime::host", &Level::INFO));
+        assert!(!info.would_enable("flow_runtime::host", &Level::DEBUG));
+        for unusable in ["", "  ", "no such=level=x"] {
+            let f = log_filter(Some(unusable));
+            assert!(f.would_enable("x", &Level::INFO), "{unusable:?}");
+            assert!(!f.would_enable("x", &Level::DEBUG), "{unusable:?}");
+        }
+        let warn = log_filter(Some("warn"));
+        assert!(warn.would_enable("x", &Level::WARN));
+        assert!(!warn.would_enable("x", &Level::INFO));
+        let mixed = log_filter(Some("warn,flow_runtime::engine=debug"));
+        assert!(mixed.would_enable("flow_runtime::engine::workers", &Level::DEBUG));
+        assert!(!mixed.would_enable("flow_runtime::host", &Level::INFO));
+    }
 }
