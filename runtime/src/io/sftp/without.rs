@@ -8,19 +8,20 @@ use super::{ErrorKind, RemoteFile, SftpError, SftpUrl};
 
 /// Refuses every `sftp://` URL, saying how to get a binary that takes it.
 pub(super) fn supported(url: &str) -> Result<(), SftpError> {
-    Err(SftpError::new(
+    Err(not_built(super::masked(url)))
+}
+
+fn not_built(url: impl std::fmt::Display) -> SftpError {
+    SftpError::new(
         ErrorKind::Invalid,
-        super::masked(url),
+        url,
         "this binary was built without SFTP support (file.* and files triggers on sftp://); \
          rebuild it with `flowc build --with sftp`",
-    ))
+    )
 }
 
 fn refused(url: &SftpUrl) -> SftpError {
-    match supported(&url.to_string()) {
-        Err(e) => e,
-        Ok(()) => SftpError::new(ErrorKind::Invalid, url, "SFTP is not available"),
-    }
+    not_built(url)
 }
 
 pub(crate) async fn list(url: &SftpUrl, _auth: &str) -> Result<Vec<RemoteFile>, SftpError> {
