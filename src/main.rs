@@ -55,6 +55,11 @@ enum Command {
         /// Show cargo's output.
         #[arg(short, long)]
         verbose: bool,
+        /// Also compile these optional clients, comma-separated, beyond the
+        /// ones the integration's code shows it needs: `sftp`, `email`,
+        /// `mysql` or a broker (docs/tools.md).
+        #[arg(long, value_name = "FEATURES", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(flowc::codegen::RUNTIME_FEATURES))]
+        with: Vec<String>,
     },
     /// Build a .flow file, then serve it in the foreground (arguments after
     /// `--` go to the binary, e.g. `flowc run x.flow -- --addr 127.0.0.1:9000`).
@@ -64,6 +69,9 @@ enum Command {
         /// Build without optimisations.
         #[arg(long)]
         debug: bool,
+        /// Also compile these optional clients (see `flowc build --with`).
+        #[arg(long, value_name = "FEATURES", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(flowc::codegen::RUNTIME_FEATURES))]
+        with: Vec<String>,
         /// Arguments for the generated binary (default: `serve`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -184,12 +192,18 @@ fn main() -> ExitCode {
             out_dir,
             debug,
             verbose,
-        } => match build(&file, !debug, verbose) {
+            with,
+        } => match build(&file, !debug, verbose, &with) {
             Ok((name, binary)) => install(&binary, &out_dir, &name),
             Err(code) => code,
         },
         Command::Test { files, filter } => test(&files, filter.as_deref()),
-        Command::Run { file, debug, args } => match build(&file, !debug, false) {
+        Command::Run {
+            file,
+            debug,
+            with,
+            args,
+        } => match build(&file, !debug, false, &with) {
             Ok((_, binary)) => run_binary(&binary, &args),
             Err(code) => code,
         },
@@ -382,7 +396,12 @@ fn elapsed(started: Instant) -> String {
 /// the time since the start; cargo's own output only with `verbose` or
 /// when it fails.
 /// Builds `path`; returns the integration's name and the built binary.
-fn build(path: &Path, release: bool, verbose: bool) -> Result<(String, PathBuf), ExitCode> {
+fn build(
+    path: &Path,
+    release: bool,
+    verbose: bool,
+    with: &[String],
+) -> Result<(String, PathBuf), ExitCode> {
     use flowc::build::Progress;
     let started = Instant::now();
     eprintln!("    Checking {} [{}]", path.display(), elapsed(started));
@@ -390,7 +409,12 @@ fn build(path: &Path, release: bool, verbose: bool) -> Result<(String, PathBuf),
         eprintln!("  Generating {name} [{}]", elapsed(started));
     })?;
     let mut opts = BuildOptions::from_env(release, verbose);
-    opts.features = features.iter().map(|f| f.to_string()).collect();
+    let features: std::collections::BTreeSet<String> = features
+        .iter()
+        .map(|f| f.to_string())
+        .chain(with.iter().cloned())
+        .collect();
+    opts.features = features.into_iter().collect();
     let mut report = |stage: Progress| match stage {
         Progress::CompilingRuntime { first_time: true } => eprintln!(
             "   Compiling the runtime: first build with this flowc, a few minutes (cache: {}) [{}]",
@@ -440,7 +464,7 @@ fn test(files: &[PathBuf], filter: Option<&str>) -> ExitCode {
             eprintln!("{name}: no test blocks, nothing to run");
             continue;
         }
-        let binary = match build(path, false, false) {
+        let binary = match build(path, false, false, &[]) {
             Ok((_, binary)) => binary,
             Err(_) => {
                 worst = worst.max(EXIT_ERRORS);

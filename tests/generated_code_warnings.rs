@@ -43,6 +43,8 @@ compiles_without_warnings! {
     example_shop_erp: "examples/shop_erp.flow",
     example_shop_events: "examples/shop_events.flow",
     example_webhook_registration: "examples/webhook_registration.flow",
+    bench_completion: "benches/completion.flow",
+    bench_everything: "benches/everything.flow",
     bench_relay: "benches/relay.flow",
     flow_callers: "tests/flows/callers.flow",
     flow_email_report: "tests/flows/email_report.flow",
@@ -100,8 +102,8 @@ fn compile_with_warnings_denied(relative: &str) {
 #[test]
 fn every_flow_file_has_a_warnings_test() {
     let root = support::workspace();
-    let mut files = vec!["benches/relay.flow".to_string()];
-    for folder in ["examples", "tests/flows"] {
+    let mut files = Vec::new();
+    for folder in ["benches", "examples", "tests/flows"] {
         files.extend(flow_file_names(&root.join(folder)).map(|f| format!("{folder}/{f}")));
     }
     let missing: Vec<&String> = files

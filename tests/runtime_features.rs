@@ -53,3 +53,106 @@ flow f {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].1.contains("subscribe kafka"), "{}", refused[0].1);
 }
+
+#[test]
+fn email_send_turns_on_email() {
+    let src = r#"integration mail
+config {
+  smtp_url: Secret
+}
+flow f {
+  trigger schedule every 1h
+  step m = email.send(to: ["ops@example.com"], subject: "hi", text: "hello")
+}
+"#;
+    assert_eq!(features(src), ["email"]);
+}
+
+#[test]
+fn sql_calls_turn_on_mysql() {
+    // The URL is a Secret known at run time: it may be a mysql:// one
+    // (PostgreSQL and SQLite are always compiled).
+    let src = r#"integration db
+config {
+  db_url: Secret
+}
+flow f {
+  trigger schedule every 1h
+  step n = sql.execute(config.db_url, "DELETE FROM t")
+}
+"#;
+    assert_eq!(features(src), ["mysql"]);
+}
+
+#[test]
+fn sftp_files_triggers_turn_on_sftp() {
+    let src = r#"integration pick
+config {
+  key: Secret
+}
+flow f {
+  trigger files "sftp://u@h/in/*.csv" every 1m { auth: config.key }
+  skip "x"
+}
+"#;
+    assert_eq!(features(src), ["sftp"]);
+    let local =
+        "integration pick\nflow f {\n  trigger files \"inbox/*.csv\" every 1m\n  skip \"x\"\n}\n";
+    assert!(features(local).is_empty());
+}
+
+#[test]
+fn file_steps_with_auth_turn_on_sftp_by_name_or_position() {
+    let with = |call: &str| {
+        format!(
+            "integration up\nconfig {{\n  folder: String\n  key: Secret\n}}\nflow f {{\n  trigger schedule every 1h\n  step s = {call}\n}}\n"
+        )
+    };
+    for call in [
+        r#"file.write("${config.folder}/a.txt", "x", auth: config.key)"#,
+        r#"file.write("${config.folder}/a.txt", "x", config.key)"#,
+        r#"file.read("${config.folder}/a.txt", config.key)"#,
+        r#"file.list(config.folder, auth: config.key)"#,
+        r#"file.move(config.folder, "b", config.key)"#,
+    ] {
+        assert_eq!(features(&with(call)), ["sftp"], "{call}");
+    }
+    // A path from config without `auth:` can only be local: an sftp://
+    // path without it fails before connecting.
+    for call in [
+        r#"file.write("${config.folder}/a.txt", "x")"#,
+        r#"file.read(config.folder)"#,
+        r#"file.move(config.folder, "b")"#,
+    ] {
+        assert!(features(&with(call)).is_empty(), "{call}");
+    }
+}
+
+#[test]
+fn calls_in_failure_handlers_count() {
+    let src = r#"integration alert
+config {
+  smtp_url: Secret
+}
+flow f {
+  trigger schedule every 1h
+  step g = http.get("https://example.com")
+  on failure {
+    step m = email.send(to: ["ops@example.com"], subject: "failed", text: "see logs")
+  }
+}
+"#;
+    assert_eq!(features(src), ["email"]);
+}
+
+#[test]
+fn the_examples_need_what_they_use() {
+    let example = |name: &str| {
+        let path = format!("{}/examples/{name}.flow", env!("CARGO_MANIFEST_DIR"));
+        features(&std::fs::read_to_string(path).expect("example"))
+    };
+    assert!(example("quickstart").is_empty());
+    assert!(example("file_import").is_empty());
+    assert_eq!(example("report_export"), ["email", "sftp"]);
+    assert_eq!(example("db_export"), ["mysql"]);
+}

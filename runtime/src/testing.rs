@@ -243,11 +243,11 @@ fn current() -> std::sync::MutexGuard<'static, Option<MockState>> {
 /// kept in the working directory and `sql.*` on a local SQLite database.
 fn test_steps() -> StepRegistry {
     let mut registry = crate::host::step_registry();
-    let replaced = http_mocks()
-        .into_iter()
-        .chain([email_mock()])
-        .chain(sftp_as_local())
-        .chain(crate::steps::sql::test_steps());
+    let mut replaced = http_mocks();
+    #[cfg(feature = "email")]
+    replaced.push(email_mock());
+    replaced.extend(sftp_as_local());
+    replaced.extend(crate::steps::sql::test_steps());
     for (name, f) in replaced {
         registry.step(name, f);
     }
@@ -267,10 +267,12 @@ pub fn http_mocks() -> Vec<(&'static str, StepFn)> {
 
 /// `email.send` for tests: composes the message like the real step (same
 /// argument errors), records it, sends nothing and returns `true`.
+#[cfg(feature = "email")]
 pub fn email_mock() -> (&'static str, StepFn) {
     ("email.send", mock_email)
 }
 
+#[cfg(feature = "email")]
 fn mock_email(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         use crate::steps::email;

@@ -509,7 +509,7 @@ fn body_fn(
 pub const MODULES_NOT_IN_RUNTIME: &[&str] = &[];
 
 /// What the runtime does not run yet — `subscribe` triggers of brokers
-/// without a runtime feature (see [`RUNTIME_FEATURES`]),
+/// without a runtime feature (see [`BROKER_FEATURES`]),
 /// the modules in [`MODULES_NOT_IN_RUNTIME`] — reported by `flowc build`
 /// before generating code, so a program that checks never fails to build
 /// or fails at run time with "unknown function".
@@ -533,7 +533,7 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
             if let TriggerKind::Subscribe { broker, .. } = &t.kind {
-                if !RUNTIME_FEATURES.contains(&broker.name.as_str()) {
+                if !BROKER_FEATURES.contains(&broker.name.as_str()) {
                     out.push((
                         t.span,
                         format!(
@@ -548,35 +548,106 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
     out
 }
 
-/// The runtime's optional features, one per broker: each turns on the
-/// subscribe trigger of that broker and its stdlib module's steps.
-pub const RUNTIME_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
+/// The runtime's broker features: each turns on the subscribe trigger of
+/// that broker and its stdlib module's steps.
+pub const BROKER_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
 
-/// The runtime features `file` needs: the brokers its subscribe triggers
-/// name and the broker modules its flows call (`nats.publish` → `nats`),
-/// sorted. `flowc build` turns on exactly these, so an integration without
-/// brokers compiles none of their client libraries.
+/// Every optional feature of the runtime, the brokers' and the heavier
+/// stdlib clients': `email` (`email.send`), `mysql` (`sql.*` on mysql://),
+/// `sftp` (`file.*` and files triggers on sftp://). `flowc build --with`
+/// takes these names. PostgreSQL (the shared store, `sql.*` on
+/// postgres://) and SQLite are always in: together about 5% of a cold
+/// build (docs/performance.md).
+pub const RUNTIME_FEATURES: &[&str] = &["amqp", "email", "mqtt", "mysql", "nats", "redis", "sftp"];
+
+/// The runtime features `file` needs, sorted. `flowc build` turns on
+/// exactly these (plus `--with`), so an integration compiles only the
+/// client libraries it can use. Each rule errs on the side of compiling a
+/// client, never of leaving one out that a run could need:
+///
+/// * a broker: a subscribe trigger naming it or a call to its module
+///   (`nats.publish` → `nats`);
+/// * `email`: a call to `email.*`;
+/// * `mysql`: a call to `sql.*` (its `db` URL is a Secret, known only at
+///   run time, so it may be a mysql:// one);
+/// * `sftp`: a files trigger on an `sftp://` glob or with `auth:`, or a
+///   `file.*` call with an `auth:` argument (an `sftp://` path needs one:
+///   without it, the step fails before connecting anyway).
 pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
-    let mut used = std::collections::BTreeSet::new();
-    let mut calls = Vec::new();
+    let mut used = BTreeSet::new();
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
-            if let TriggerKind::Subscribe { broker, .. } = &t.kind {
-                used.insert(broker.name.clone());
+            match &t.kind {
+                TriggerKind::Subscribe { broker, .. } => {
+                    used.insert(broker.name.as_str());
+                }
+                TriggerKind::Files { glob, .. } => {
+                    let remote = glob.value.to_ascii_lowercase().starts_with("sftp://");
+                    if remote || t.options.iter().any(|o| o.name.name == "auth") {
+                        used.insert("sftp");
+                    }
+                }
+                _ => {}
             }
         }
-        collect_module_calls(&flow.body, &mut calls);
-        if let Some(b) = &flow.on_failure {
-            collect_module_calls(b, &mut calls);
+        for block in std::iter::once(&flow.body).chain(&flow.on_failure) {
+            for_each_expr(block, &mut |e| {
+                if let Some((module, function, args)) = module_call(e) {
+                    used.extend(features_of_call(module, function, args));
+                }
+                true
+            });
         }
     }
-    used.extend(calls.into_iter().map(|(_, module, _)| module));
     RUNTIME_FEATURES
         .iter()
         .copied()
         .filter(|f| used.contains(*f))
         .collect()
+}
+
+/// The features one `module.function(args)` call needs.
+fn features_of_call(module: &str, function: &str, args: &[ast::Arg]) -> Vec<&'static str> {
+    match module {
+        "email" => vec!["email"],
+        "sql" => vec!["mysql"],
+        "file" if file_call_has_auth(function, args) => vec!["sftp"],
+        _ => BROKER_FEATURES
+            .iter()
+            .copied()
+            .filter(|b| *b == module)
+            .collect(),
+    }
+}
+
+/// Whether a `file.*` call passes `auth:`, by name or by position (it
+/// follows the one or two paths and contents: stdlib/file.flow).
+fn file_call_has_auth(function: &str, args: &[ast::Arg]) -> bool {
+    let auth_position = match function {
+        "write" | "append" | "move" => 2,
+        _ => 1,
+    };
+    let positional = args.iter().filter(|a| a.name.is_none()).count();
+    positional > auth_position
+        || args
+            .iter()
+            .any(|a| a.name.as_ref().is_some_and(|n| n.name == "auth"))
+}
+
+/// `module.function(args)`: the module's and function's names and the
+/// arguments.
+fn module_call(e: &ast::Expr) -> Option<(&str, &str, &[ast::Arg])> {
+    let ExprKind::Call { callee, args } = &e.kind else {
+        return None;
+    };
+    let ExprKind::Field { target, name, .. } = &callee.kind else {
+        return None;
+    };
+    let ExprKind::Name(m) = &target.kind else {
+        return None;
+    };
+    Some((m.name.as_str(), name.name.as_str(), args))
 }
 
 /// Every `module.function(...)` call in a block: (span, module, function).

@@ -16,8 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 
 use crate::core::redact::Redactor;
 
@@ -136,24 +139,31 @@ fn write_lines(queue: Receiver<Message>, redactor: Redactor, mut out: impl Write
     }
 }
 
-/// Installs the global subscriber (level from `RUST_LOG`, default `info`)
+/// Installs the global subscriber (levels from `RUST_LOG`, default `info`)
 /// with its log thread; `None` if a subscriber is already installed.
 pub fn init(format: LogFormat, redactor: Redactor) -> Option<LogGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let (queue, lines) = mpsc::sync_channel(QUEUE);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(MakeQueuedWriter(queue.clone()))
         .with_target(false);
     let installed = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Human => tracing_subscriber::registry()
+            .with(
+                layer
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .flatten_event(true)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .flatten_event(true)
+                    .with_filter(filter),
+            )
             .try_init(),
     };
     installed.ok()?;
@@ -162,6 +172,17 @@ pub fn init(format: LogFormat, redactor: Redactor) -> Option<LogGuard> {
         .spawn(move || write_lines(lines, redactor, std::io::stderr()))
         .ok()?;
     Some(LogGuard(queue))
+}
+
+/// `RUST_LOG` as per-target levels (`warn`, `info,flow_runtime::engine=debug`):
+/// the `Targets` syntax, which needs no regex engine in every binary
+/// (`EnvFilter`'s span and field filters are not supported). Unset, empty
+/// or unreadable: `info`.
+fn log_filter(directives: Option<&str>) -> Targets {
+    directives
+        .filter(|d| !d.trim().is_empty())
+        .and_then(|d| d.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 #[cfg(test)]
@@ -210,6 +231,25 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         drop(make);
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn rust_log_sets_levels_per_target() {
+        use tracing::Level;
+        let info = log_filter(None);
+        assert!(info.would_enable("flow_runtime::host", &Level::INFO));
+        assert!(!info.would_enable("flow_runtime::host", &Level::DEBUG));
+        for unusable in ["", "  ", "no such=level=x"] {
+            let f = log_filter(Some(unusable));
+            assert!(f.would_enable("x", &Level::INFO), "{unusable:?}");
+            assert!(!f.would_enable("x", &Level::DEBUG), "{unusable:?}");
+        }
+        let warn = log_filter(Some("warn"));
+        assert!(warn.would_enable("x", &Level::WARN));
+        assert!(!warn.would_enable("x", &Level::INFO));
+        let mixed = log_filter(Some("warn,flow_runtime::engine=debug"));
+        assert!(mixed.would_enable("flow_runtime::engine::workers", &Level::DEBUG));
+        assert!(!mixed.would_enable("flow_runtime::host", &Level::INFO));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! [`PureFn`]: crate::engine::registry::PureFn
 
 mod csv;
+#[cfg(feature = "email")]
 pub(crate) mod email;
 mod file;
 mod http;
@@ -43,9 +44,11 @@ pub fn register(registry: &mut StepRegistry) {
         .step("file.move", file::move_file)
         .step("file.delete", file::delete)
         .step("file.list", file::list)
-        .step("email.send", email::send)
         .step("sql.query", sql::query)
         .step("sql.execute", sql::execute);
+    // Only in binaries that call it: flowc turns the feature on for them.
+    #[cfg(feature = "email")]
+    registry.step("email.send", email::send);
     for (name, f) in pure::PURE_FNS {
         registry.pure(name, f);
     }

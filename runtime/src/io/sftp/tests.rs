@@ -11,6 +11,7 @@ use std::fs;
 use std::net::TcpListener;
 
 use super::*;
+use crate::io::sftp::default_user;
 use sshd::Sshd;
 
 fn url(s: &str) -> SftpUrl {
