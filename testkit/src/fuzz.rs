@@ -147,7 +147,7 @@ impl Fuzz<'_> {
                 let i = at.min(input.len() - 1);
                 input[i] ^= 1 << rng.below(8);
             }
-            1 => input.insert(at, rng.next() as u8),
+            1 => input.insert(at, rng.bits() as u8),
             2 if at < input.len() => {
                 let end = (at + 1 + rng.below(16)).min(input.len());
                 input.drain(at..end);
@@ -219,11 +219,12 @@ fn clock_seed() -> u64 {
         .map_or(1, |d| d.as_nanos() as u64)
 }
 
-/// xorshift64*: small, deterministic for a seed.
-struct Rng(u64);
+/// xorshift64*: small, deterministic for a seed (`Rng(seed)`, seed not 0).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -233,8 +234,8 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.bits() % n as u64) as usize
     }
 }
 
