@@ -288,13 +288,21 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
         r.iter().any(|x| x.path == "/webhooks")
     })
     .await;
-    let list = reqwest::Client::new()
-        .get(format!("{base}/_flow/executions?flow=register"))
-        .bearer_auth("admin-cli")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(list.status(), 200);
+    // The step's call reached the sink; the run records its success just
+    // after: wait for that (bounded), or the listing below races it.
+    let listing_url = format!("{base}/_flow/executions?flow=register");
+    flow_testkit::poll_until(common::WAIT, "the register run to succeed", || async {
+        let list = reqwest::Client::new()
+            .get(&listing_url)
+            .bearer_auth("admin-cli")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(list.status(), 200);
+        let body = list.text().await.unwrap();
+        body.contains("\"succeeded\"").then_some(())
+    })
+    .await;
 
     // `executions` and `replay` talk to the running server's admin API.
     let Some(mut cmd) = command(&[("FLOW_ADMIN_TOKEN", "admin-cli")]) else {
