@@ -210,7 +210,8 @@ pub(super) fn unexpected(rule: Rule) -> ! {
 pub(super) fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let start = pair.as_span().start();
     let mut last = pair.clone();
-    while let Some(child) = last.clone().into_inner().last() {
+    // `next_back`: the last child in one step (`last` walks them all).
+    while let Some(child) = last.clone().into_inner().next_back() {
         last = child;
     }
     Span::new(start, last.as_span().end())
