@@ -665,6 +665,27 @@ pub trait Store: Send + Sync + 'static {
         finish: Finish,
     ) -> BoxFuture<'a, StoreResult<()>>;
 
+    /// Writes the journal entries `steps` (as [`Store::record_step`] each)
+    /// and then the end of the execution (as [`Store::finish`]): one
+    /// transaction where the backend allows, so a run's last step and its
+    /// end cost one commit. [`StoreError::LeaseLost`] (and nothing
+    /// written) if `lease` is no longer held.
+    fn finish_with_steps<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        steps: Vec<StepRecord>,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            for record in steps {
+                self.record_step(id, lease, record).await?;
+            }
+            self.finish(id, lease, finish).await
+        }
+        .boxed()
+    }
+
     /// Puts a finished execution back in the queue (replay), keeping its
     /// journal so finished steps are not executed again. `None` if unknown;
     /// an execution that has not ended is returned unchanged.

@@ -554,6 +554,70 @@ async fn journal_records_and_replaces(s: &dyn Store) {
     assert!(s.journal("other").await.unwrap().is_empty());
 }
 
+/// A run's last journal entries and its end go in together; a fenced
+/// holder writes neither.
+async fn steps_are_written_with_the_end(s: &dyn Store) {
+    for id in ["one", "two", "none", "fenced"] {
+        s.enqueue(new(id, "f", None)).await.unwrap();
+    }
+    let mut leases = std::collections::HashMap::new();
+    for _ in 0..4 {
+        let e = s.claim("w", LONG).await.unwrap().unwrap();
+        leases.insert(e.id.clone(), lease(&e));
+    }
+    let ok = |k: &str, v: i64| step(k, StepStatus::Succeeded, Some(json!(v)));
+    s.record_step("one", &leases["one"], ok("a", 0))
+        .await
+        .unwrap();
+    s.finish_with_steps(
+        "one",
+        &leases["one"],
+        vec![ok("b", 1)],
+        finish(Status::Succeeded),
+    )
+    .await
+    .unwrap();
+    s.finish_with_steps(
+        "two",
+        &leases["two"],
+        vec![ok("a", 0), ok("b", 1)],
+        finish(Status::Succeeded),
+    )
+    .await
+    .unwrap();
+    s.finish_with_steps("none", &leases["none"], Vec::new(), finish(Status::Failed))
+        .await
+        .unwrap();
+    for (id, keys, status) in [
+        ("one", vec!["a", "b"], Status::Succeeded),
+        ("two", vec!["a", "b"], Status::Succeeded),
+        ("none", vec![], Status::Failed),
+    ] {
+        let journal = s.journal(id).await.unwrap();
+        let got: Vec<&str> = journal.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(got, keys, "{id}");
+        assert_eq!(
+            journal.last().and_then(|r| r.output.clone()),
+            keys.last().map(|_| json!(1))
+        );
+        let e = s.get(id).await.unwrap().unwrap();
+        assert_eq!((e.status, e.lease_owner), (status, None), "{id}");
+    }
+    // Released and claimed again: the old lease is fenced off.
+    let old = leases["fenced"].clone();
+    assert!(s.release("fenced", &old).await.unwrap());
+    let again = lease(&claim_until(s, "w2", "fenced").await);
+    for steps in [vec![ok("a", 0)], vec![ok("a", 0), ok("b", 1)]] {
+        let refused = s
+            .finish_with_steps("fenced", &old, steps, finish(Status::Succeeded))
+            .await;
+        assert!(refused.is_err_and(|e| e.is_lease_lost()));
+    }
+    assert!(s.journal("fenced").await.unwrap().is_empty());
+    let e = s.get("fenced").await.unwrap().unwrap();
+    assert_eq!((e.status, e.lease_epoch), (Status::Running, again.epoch));
+}
+
 async fn replay_requeues_finished_runs_only(s: &dyn Store) {
     assert!(s.requeue("nope").await.unwrap().is_none());
     s.enqueue(new("a", "f", None)).await.unwrap();
@@ -1302,6 +1366,7 @@ backends!(
         concurrent_claims_never_share_a_run,
         release_requeues_with_the_journal,
         journal_records_and_replaces,
+        steps_are_written_with_the_end,
         replay_requeues_finished_runs_only,
         listing_filters_newest_first,
         schedule_ticks_run_once,

@@ -192,6 +192,8 @@ pub(crate) struct RunJournal(Arc<JournalInner>);
 /// The shared part of a [`RunJournal`] (one allocation per run).
 pub(crate) struct JournalInner {
     pub(crate) entries: Mutex<HashMap<String, StepRecord>>,
+    /// Durable entries not yet written: see [`Ctx::flush_journal`].
+    unwritten: Mutex<Vec<StepRecord>>,
     pub(crate) mode: tokio::sync::RwLock<Journaling>,
     pub(crate) lease: Lease,
     lost: AtomicBool,
@@ -210,6 +212,7 @@ impl RunJournal {
     pub(crate) fn new(entries: Vec<StepRecord>, mode: Journaling, lease: Lease) -> RunJournal {
         RunJournal(Arc::new(JournalInner {
             entries: Mutex::new(entries.into_iter().map(|r| (r.key.clone(), r)).collect()),
+            unwritten: Mutex::new(Vec::new()),
             mode: tokio::sync::RwLock::new(mode),
             lease,
             lost: AtomicBool::new(false),
@@ -233,6 +236,13 @@ impl RunJournal {
         while !self.lease_lost() {
             self.lost_notify.notified().await;
         }
+    }
+
+    /// Takes the durable entries not written yet, in the order they were
+    /// recorded (to write them, with the run's end or before its next
+    /// side effect).
+    pub(crate) fn take_unwritten(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *lock(&self.unwritten))
     }
 
     /// The entries, in the order their steps started.
@@ -351,6 +361,12 @@ impl Ctx {
             .map(|r| r.output.clone().unwrap_or(Value::Null))
     }
 
+    /// Journals a step's end. A durable entry is written behind: with the
+    /// next side effect's [`Ctx::flush_journal`] or with the run's end
+    /// (one store transaction for the last step and the finish). Nothing
+    /// outside the process can tell the difference: until a later side
+    /// effect starts or the run ends, a crash repeats the step either way
+    /// (its effect happened before its entry could be committed).
     async fn record(&self, record: StepRecord) -> Result<(), RunError> {
         let redactor = self.run.services.redactor();
         let record = StepRecord {
@@ -360,22 +376,34 @@ impl Ctx {
         // Held while the entry goes in, so a concurrent switch to durable
         // journaling either sees this entry or makes us write it.
         let mode = self.run.journal.mode.read().await;
+        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
+        if *mode == Journaling::Durable {
+            lock(&self.run.journal.unwritten).push(record);
+        }
+        Ok(())
+    }
+
+    /// Writes the journal entries recorded since the last write: called
+    /// before anything leaves the process (a step with effects, a
+    /// dispatch), so a crash after that never repeats a finished step.
+    async fn flush_journal(&self) -> Result<(), RunError> {
+        let journal = &self.run.journal;
+        let mode = journal.mode.read().await;
         if *mode != Journaling::Durable {
-            lock(&self.run.journal.entries).insert(record.key.clone(), record);
             return Ok(());
         }
-        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
-        let written = self
-            .run
-            .services
-            .store()
-            .record_step(&self.run.execution_id, &self.run.journal.lease, record)
-            .await;
-        drop(mode);
-        if written.as_ref().is_err_and(|e| e.is_lease_lost()) {
-            self.run.journal.lose_lease();
+        let store = self.run.services.store();
+        for record in journal.take_unwritten() {
+            let written = store
+                .record_step(&self.run.execution_id, &journal.lease, record)
+                .await;
+            if written.as_ref().is_err_and(|e| e.is_lease_lost()) {
+                journal.lose_lease();
+            }
+            written.map_err(|e| RunError::new(e.to_string()))?;
         }
-        written.map_err(|e| RunError::new(e.to_string()))
+        drop(mode);
+        Ok(())
     }
 
     /// Runs `step NAME = CALL(args) retry.. backoff.. timeout..`: calls the
@@ -419,6 +447,7 @@ impl Ctx {
             let limit = opts.timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
+                    self.flush_journal().await?;
                     // The last attempt takes the arguments; earlier ones copy them.
                     let args = if attempt > opts.retry {
                         std::mem::take(&mut args)
@@ -533,6 +562,7 @@ impl Ctx {
         };
         let started_at = Utc::now();
         let id = crate::engine::new_execution_id();
+        self.flush_journal().await?;
         let enqueued = services
             .store()
             .enqueue(NewExecution {

@@ -549,7 +549,7 @@ impl Runtime {
         match self
             .inner
             .store
-            .finish(id, &journal.lease, finish.clone())
+            .finish_with_steps(id, &journal.lease, journal.take_unwritten(), finish.clone())
             .await
         {
             Ok(()) => true,

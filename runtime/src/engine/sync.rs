@@ -392,7 +392,12 @@ impl SyncRun {
                 self.rt
                     .inner
                     .store
-                    .finish(&self.exec.id, &self.journal.lease, finish.clone())
+                    .finish_with_steps(
+                        &self.exec.id,
+                        &self.journal.lease,
+                        self.journal.take_unwritten(),
+                        finish.clone(),
+                    )
                     .await
             }
             Journaling::Memory => {

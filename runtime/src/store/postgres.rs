@@ -1052,6 +1052,79 @@ impl Store for PostgresStore {
         .boxed()
     }
 
+    /// One statement (one round trip, one commit) for the usual case of
+    /// one step written with the end; more steps go one by one first.
+    fn finish_with_steps<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        mut steps: Vec<StepRecord>,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            let Some(last) = steps.pop() else {
+                return self.finish(id, lease, finish).await;
+            };
+            for record in steps {
+                self.record_step(id, lease, record).await?;
+            }
+            let result = finish
+                .result
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(json_error)?;
+            let output = last
+                .output
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(json_error)?;
+            let attempts = i32::try_from(last.attempts).unwrap_or(i32::MAX);
+            // The UPDATE locks the execution's row, so no claim slips in
+            // between; the INSERT writes only if the UPDATE did.
+            let rows = self
+                .query(
+                    "WITH ended AS (UPDATE $S.executions SET status = $1, result = $2, \
+                     error = $3, error_step = $4, finished_at = now(), lease_owner = NULL, \
+                     lease_expires = NULL WHERE id = $5 AND status = 'running' \
+                     AND lease_epoch = $6 RETURNING id), \
+                     step AS (INSERT INTO $S.journal (execution_id, key, ord, call, status, \
+                     attempts, started_at, finished_at, output, error) \
+                     SELECT ended.id, $7, (SELECT COUNT(*) FROM $S.journal \
+                     WHERE execution_id = $5), $8, $9, $10, $11, $12, $13, $14 FROM ended \
+                     ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
+                     status = excluded.status, attempts = excluded.attempts, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                     output = excluded.output, error = excluded.error) \
+                     SELECT id FROM ended",
+                    &[
+                        &finish.status.as_str(),
+                        &result,
+                        &finish.error,
+                        &finish.error_step,
+                        &id,
+                        &epoch(lease),
+                        &last.key,
+                        &last.call,
+                        &step_status(last.status),
+                        &attempts,
+                        &last.started_at,
+                        &last.finished_at,
+                        &output,
+                        &last.error,
+                    ],
+                )
+                .await?;
+            if rows.is_empty() {
+                Err(StoreError::LeaseLost(id.to_string()))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }
+
     fn requeue<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Option<Execution>>> {
         async move {
             let n = self

@@ -952,6 +952,102 @@ fn epoch(lease: &Lease) -> i64 {
     i64::try_from(lease.epoch).unwrap_or(i64::MAX)
 }
 
+/// Whether the execution is running under the lease with this epoch.
+fn lease_held(c: &Connection, id: &str, epoch: i64) -> rusqlite::Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM executions WHERE id = ?1 AND status = 'running' AND lease_epoch = ?2",
+    )?
+    .query_row(params![id, epoch], |_| Ok(()))
+    .optional()?
+    .is_some())
+}
+
+/// A journal entry ready to write (its output already JSON text, made
+/// off the writer thread).
+struct StepRow {
+    record: StepRecord,
+    output: Option<String>,
+}
+
+impl StepRow {
+    fn new(record: StepRecord) -> StoreResult<StepRow> {
+        let output = record
+            .output
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_error)?;
+        Ok(StepRow { record, output })
+    }
+
+    /// Inserts (or replaces) the entry; the caller checked the lease.
+    fn insert(&self, c: &Connection, id: &str) -> rusqlite::Result<()> {
+        let record = &self.record;
+        c.prepare_cached(
+            "INSERT INTO journal (execution_id, key, ord, call, status, attempts, \
+             started_at, finished_at, output, error) VALUES (?1, ?2, \
+             (SELECT COUNT(*) FROM journal WHERE execution_id = ?1), \
+             ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
+             status = excluded.status, attempts = excluded.attempts, \
+             started_at = excluded.started_at, finished_at = excluded.finished_at, \
+             output = excluded.output, error = excluded.error",
+        )?
+        .execute(params![
+            id,
+            record.key,
+            record.call,
+            step_status(record.status),
+            record.attempts,
+            micros(record.started_at),
+            micros(record.finished_at),
+            self.output,
+            record.error
+        ])?;
+        Ok(())
+    }
+}
+
+/// The end of a run ready to write (its result already JSON text).
+struct EndRow {
+    finish: Finish,
+    result: Option<String>,
+}
+
+impl EndRow {
+    fn new(finish: Finish) -> StoreResult<EndRow> {
+        let result = finish
+            .result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(json_error)?;
+        Ok(EndRow { finish, result })
+    }
+
+    /// Ends the run and releases its lease; `false` if the lease with
+    /// this epoch is no longer held.
+    fn update(&self, c: &Connection, id: &str, epoch: i64) -> rusqlite::Result<bool> {
+        let n = c
+            .prepare_cached(
+                "UPDATE executions SET status = ?1, result = ?2, error = ?3, \
+                 error_step = ?4, finished_at = ?5, lease_owner = NULL, \
+                 lease_expires = NULL WHERE id = ?6 AND status = 'running' \
+                 AND lease_epoch = ?7",
+            )?
+            .execute(params![
+                self.finish.status.as_str(),
+                self.result,
+                self.finish.error,
+                self.finish.error_step,
+                micros(Utc::now()),
+                id,
+                epoch
+            ])?;
+        Ok(n == 1)
+    }
+}
+
 fn step_status(s: StepStatus) -> &'static str {
     match s {
         StepStatus::Succeeded => "succeeded",
@@ -1203,34 +1299,41 @@ impl Store for SqliteStore {
         lease: &'a Lease,
         finish: Finish,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        let result = match finish
-            .result
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
+        self.finish_with_steps(id, lease, Vec::new(), finish)
+    }
+
+    /// The steps and the end in one writer job, so one commit.
+    fn finish_with_steps<'a>(
+        &'a self,
+        id: &'a str,
+        lease: &'a Lease,
+        steps: Vec<StepRecord>,
+        finish: Finish,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        let ended = match EndRow::new(finish) {
+            Ok(ended) => ended,
+            Err(e) => return async move { Err(e) }.boxed(),
+        };
+        let steps = match steps
+            .into_iter()
+            .map(StepRow::new)
+            .collect::<Result<Vec<_>, _>>()
         {
-            Ok(r) => r,
-            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+            Ok(steps) => steps,
+            Err(e) => return async move { Err(e) }.boxed(),
         };
         let (id, epoch) = (id.to_string(), epoch(lease));
         let written = self.write(move |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE executions SET status = ?1, result = ?2, error = ?3, \
-                     error_step = ?4, finished_at = ?5, lease_owner = NULL, \
-                     lease_expires = NULL WHERE id = ?6 AND status = 'running' \
-                     AND lease_epoch = ?7",
-                )?
-                .execute(params![
-                    finish.status.as_str(),
-                    result,
-                    finish.error,
-                    finish.error_step,
-                    micros(Utc::now()),
-                    id,
-                    epoch
-                ])?;
-            Ok((n == 1).then_some(()).ok_or_else(|| id.clone()))
+            if !steps.is_empty() && !lease_held(c, &id, epoch)? {
+                return Ok(Err(id.clone()));
+            }
+            for step in &steps {
+                step.insert(c, &id)?;
+            }
+            Ok(ended
+                .update(c, &id, epoch)?
+                .then_some(())
+                .ok_or_else(|| id.clone()))
         });
         async move { written.await?.map_err(StoreError::LeaseLost) }.boxed()
     }
@@ -1350,51 +1453,18 @@ impl Store for SqliteStore {
         lease: &'a Lease,
         record: StepRecord,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        let output = match record
-            .output
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-        {
-            Ok(o) => o,
-            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+        let step = match StepRow::new(record) {
+            Ok(step) => step,
+            Err(e) => return async move { Err(e) }.boxed(),
         };
         let (id, epoch) = (id.to_string(), epoch(lease));
         let written = self.write(move |c| {
             // Checked in the same transaction as the write: the lease is
             // still this caller's.
-            let held = c
-                .prepare_cached(
-                    "SELECT 1 FROM executions WHERE id = ?1 AND status = 'running' \
-                     AND lease_epoch = ?2",
-                )?
-                .query_row(params![id, epoch], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if !held {
+            if !lease_held(c, &id, epoch)? {
                 return Ok(Err(id.clone()));
             }
-            c.prepare_cached(
-                "INSERT INTO journal (execution_id, key, ord, call, status, attempts, \
-                 started_at, finished_at, output, error) VALUES (?1, ?2, \
-                 (SELECT COUNT(*) FROM journal WHERE execution_id = ?1), \
-                 ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
-                 status = excluded.status, attempts = excluded.attempts, \
-                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 output = excluded.output, error = excluded.error",
-            )?
-            .execute(params![
-                id,
-                record.key,
-                record.call,
-                step_status(record.status),
-                record.attempts,
-                micros(record.started_at),
-                micros(record.finished_at),
-                output,
-                record.error
-            ])?;
+            step.insert(c, &id)?;
             Ok(Ok(()))
         });
         async move { written.await?.map_err(StoreError::LeaseLost) }.boxed()
