@@ -14,6 +14,8 @@
 #   EXTRA="--workers 4" benches/completion.sh   # any serve flags, labelled
 #   STORE=postgres benches/completion.sh  # a fresh PostgreSQL schema
 #   REPLICAS=3 STORE=postgres benches/completion.sh
+#   BIN=/tmp/old/completion benches/completion.sh   # a binary built before
+#   RATE=5000 DURATION=60s benches/completion.sh     # sustained, not a burst
 #
 # Needs wrk (installed with apt when missing) and builds the shared sink
 # (../shared/bench/sink) once. Only 127.0.0.1 is contacted.
@@ -40,10 +42,13 @@ fi
 "$SINK_DIR/target/release/bench-sink" "$SINK_PORT" 2>/dev/null &
 pids+=($!)
 
-cargo build --release -q --bin flowc
-export FLOWC_CACHE_DIR=${FLOWC_CACHE_DIR:-$ROOT/target/flowc-cache}
-./target/release/flowc build benches/completion.flow -o "$WORK/bin" >/dev/null
-BIN=$WORK/bin/completion
+# BIN=path/to/completion measures a binary built before (another commit's).
+if [[ -z ${BIN:-} ]]; then
+  cargo build --release -q --bin flowc
+  export FLOWC_CACHE_DIR=${FLOWC_CACHE_DIR:-$ROOT/target/flowc-cache}
+  ./target/release/flowc build benches/completion.flow -o "$WORK/bin" >/dev/null
+  BIN=$WORK/bin/completion
+fi
 
 store_args=()
 if [[ $STORE == postgres ]]; then
@@ -76,9 +81,31 @@ done = function(summary, latency, requests)
   io.write(string.format("ACCEPTED %d %.3f\n", accepted, summary.duration / 1e6))
 end
 LUA
+# RATE=N: each connection waits between requests so that all of them
+# offer a little more than N events/s (the wait is rounded down to whole
+# milliseconds, less the time a request takes).
+if [[ -n ${RATE:-} ]]; then
+  echo "delay = function() return $(( CONNECTIONS * 1000 / RATE - 1 )) end" >>"$WORK/post.lua"
+fi
 count() { curl -fs "http://127.0.0.1:$SINK_PORT/count"; }
+# Events accepted so far (202 answers, from every replica's metrics).
+accepted_so_far() {
+  for u in "${urls[@]}"; do curl -fs "$u/_flow/metrics"; done |
+    awk '/^flow_http_requests_total/ && /status="202"/ { n += $2 } END { print n + 0 }'
+}
 before=$(count)
 start=$(date +%s.%N)
+# Every 10 s of the load: accepted, completed and the difference (the
+# backlog), which under a sustainable RATE stays about level.
+(
+  for ((t = 10; ; t += 10)); do
+    sleep 10
+    a=$(accepted_so_far); c=$(( $(count) - before ))
+    printf '  at %3ds: accepted %8d  completed %8d  backlog %7d\n' "$t" "$a" "$c" $(( a - c ))
+  done
+) &
+sampler=$!
+pids+=($sampler)
 per=$(( CONNECTIONS / REPLICAS ))
 outs=(); loads=()
 for u in "${urls[@]}"; do
@@ -87,6 +114,7 @@ for u in "${urls[@]}"; do
   loads+=($!)
 done
 wait "${loads[@]}"
+kill "$sampler" 2>/dev/null || true
 accepted=$(cat "${outs[@]}" | awk '/^ACCEPTED/ { n += $2 } END { print n }')
 load_s=$(cat "${outs[@]}" | awk '/^ACCEPTED/ { if ($3 > s) s = $3 } END { print s }')
 backlog=$(( accepted - ($(count) - before) ))
@@ -98,6 +126,6 @@ done
 done_at=$(date +%s.%N)
 completed=$(( $(count) - before ))
 awk -v a="$accepted" -v c="$completed" -v ls="$load_s" -v s="$start" -v d="$done_at" -v b="$backlog" \
-    -v label="${STORE}${REPLICAS:+ x$REPLICAS}${EXTRA:+ $EXTRA}" 'BEGIN {
+    -v label="${STORE}${REPLICAS:+ x$REPLICAS}${RATE:+ at $RATE/s}${EXTRA:+ $EXTRA}" 'BEGIN {
   printf "%-28s intake %8.0f/s  completion %8.0f/s  backlog at end of load %d  (accepted %d, completed %d)\n",
     label, a / ls, c / (d - s), b, a, c }'
