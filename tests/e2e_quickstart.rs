@@ -95,6 +95,9 @@ async fn sync_runs_are_summarised_in_the_log() {
         "{log}"
     );
     assert!(!log.contains("run responded"), "{log}");
+    // No routine line of a sync run at all (its steps' neither): the
+    // summary is the only line naming the flow.
+    assert_eq!(log.matches("order_count").count(), 1, "{log}");
     assert_eq!(
         log.matches("run started").count(),
         1,

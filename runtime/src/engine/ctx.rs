@@ -353,6 +353,15 @@ impl Ctx {
         key
     }
 
+    /// Whether this is a sync run still held in memory (its routine lines
+    /// go out at `debug`: see `routine!`).
+    fn held_in_memory(&self) -> bool {
+        matches!(
+            self.run.journal.mode.try_read().as_deref(),
+            Ok(Journaling::Memory)
+        )
+    }
+
     fn recorded(&self, key: &str) -> Option<Value> {
         let journal = lock(&self.run.journal.entries);
         journal
@@ -480,7 +489,8 @@ impl Ctx {
                 .observe_step(self.run.flow, name, t0.elapsed());
             match result.and_then(|output| storable(call, output)) {
                 Ok(output) => {
-                    tracing::info!(
+                    routine!(
+                        self.held_in_memory(),
                         call,
                         attempt,
                         elapsed_ms = t0.elapsed().as_millis() as u64,

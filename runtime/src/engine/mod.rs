@@ -3,6 +3,20 @@
 //! worker pool (or inline for sync flows, `run` and `deploy`), records how
 //! they end and runs `on failure` blocks.
 
+/// A run's routine line (started, succeeded, skipped, responded, a step
+/// succeeded): `info` for a queued run; `debug` for a sync run held in
+/// memory (`$inline`), whose runs are summarised instead: a line per step
+/// and per run would cost a busy sync endpoint a third of its throughput.
+macro_rules! routine {
+    ($inline:expr, $($event:tt)+) => {
+        if $inline {
+            tracing::debug!($($event)+)
+        } else {
+            tracing::info!($($event)+)
+        }
+    };
+}
+
 pub mod ctx;
 pub mod integration;
 pub mod parallel;
@@ -217,20 +231,6 @@ impl RunServices for Inner {
     fn wake_workers(&self) {
         self.queue.notify_one();
     }
-}
-
-/// A run's routine line (started, succeeded, skipped, responded): `info`
-/// for a queued run; `debug` for a sync run held in memory (`$inline`),
-/// whose runs are summarised instead: two lines per request would cost a
-/// busy sync endpoint a third of its throughput.
-macro_rules! routine {
-    ($inline:expr, $($event:tt)+) => {
-        if $inline {
-            tracing::debug!($($event)+)
-        } else {
-            tracing::info!($($event)+)
-        }
-    };
 }
 
 /// A loaded integration, ready to serve or run flows. Cheap to clone.
