@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{get, wait_execution, Reply, Service, Sink};
+use support::{get, poll_until, wait_execution, Reply, Service, Sink};
 
 const CRM_KEY: &str = "crm-key-e2e-1234";
 const ADMIN: &str = "admin-token-e2e";
@@ -146,6 +146,16 @@ async fn an_upstream_answer_of_the_wrong_type_is_500() {
     );
     // A body of the wrong type is a permanent failure: one request only.
     assert_eq!(sink.requests().len(), 1, "{}", sink.summary());
+    // A sync run has no span: its failure lines name the run themselves.
+    let names_the_run = |what: &str| {
+        svc.stderr()
+            .lines()
+            .any(|l| l.contains(what) && l.contains(id) && l.contains("get_customer"))
+    };
+    poll_until(WAIT, "the failure lines in the log", || async {
+        (names_the_run("step failed") && names_the_run("run failed")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -263,6 +263,9 @@ pub(crate) struct RunState {
     pub(crate) journal: RunJournal,
     pub(crate) state: Mutex<Map<String, Value>>,
     dispatches: Mutex<HashMap<String, usize>>,
+    /// Whether the run's lines are inside `run` and `step` spans; a sync
+    /// run has none (see [`run_event!`]).
+    pub(crate) spanned: bool,
 }
 
 /// The context of one run. Cheap to clone (an `Arc` and the loop indices).
@@ -281,6 +284,7 @@ impl Ctx {
         error: Value,
         journal: RunJournal,
         state: Map<String, Value>,
+        spanned: bool,
     ) -> Ctx {
         Ctx {
             run: Arc::new(RunState {
@@ -292,6 +296,7 @@ impl Ctx {
                 journal,
                 state: Mutex::new(state),
                 dispatches: Mutex::new(HashMap::new()),
+                spanned,
             }),
             indices: Arc::from(Vec::new()),
         }
@@ -385,10 +390,10 @@ impl Ctx {
         // Held while the entry goes in, so a concurrent switch to durable
         // journaling either sees this entry or makes us write it.
         let mode = self.run.journal.mode.read().await;
-        lock(&self.run.journal.entries).insert(record.key.clone(), record.clone());
         if *mode == Journaling::Durable {
-            lock(&self.run.journal.unwritten).push(record);
+            lock(&self.run.journal.unwritten).push(record.clone());
         }
+        lock(&self.run.journal.entries).insert(record.key.clone(), record);
         Ok(())
     }
 
@@ -428,6 +433,9 @@ impl Ctx {
         args: Args,
     ) -> Result<Value, RunError> {
         let key = self.step_key(name);
+        if !self.run.spanned {
+            return self.step_inner(name, key, opts, call, args).await;
+        }
         let span = tracing::info_span!("step", step = %key);
         self.step_inner(name, key, opts, call, args)
             .instrument(span)
@@ -489,13 +497,13 @@ impl Ctx {
                 .observe_step(self.run.flow, name, t0.elapsed());
             match result.and_then(|output| storable(call, output)) {
                 Ok(output) => {
-                    routine!(
-                        self.held_in_memory(),
-                        call,
-                        attempt,
-                        elapsed_ms = t0.elapsed().as_millis() as u64,
-                        "step succeeded"
-                    );
+                    let elapsed_ms = t0.elapsed().as_millis() as u64;
+                    if self.held_in_memory() {
+                        // Routine: see `routine!`.
+                        tracing::debug!(call, attempt, elapsed_ms, "step succeeded");
+                    } else {
+                        run_event!(info, self.run, step = %key, call, attempt, elapsed_ms, "step succeeded");
+                    }
                     self.record(StepRecord {
                         key: key.clone(),
                         call: call.to_string(),
@@ -513,7 +521,10 @@ impl Ctx {
                     let message = redactor.redact_string(e.message);
                     if e.retryable && attempt <= opts.retry {
                         let delay = opts.backoff(attempt);
-                        tracing::warn!(
+                        run_event!(
+                            warn,
+                            self.run,
+                            step = %key,
                             call,
                             attempt,
                             error = %message,
@@ -523,7 +534,7 @@ impl Ctx {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    tracing::warn!(call, attempt, error = %message, "step failed");
+                    run_event!(warn, self.run, step = %key, call, attempt, error = %message, "step failed");
                     self.record(StepRecord {
                         key: key.clone(),
                         call: call.to_string(),
@@ -593,7 +604,7 @@ impl Ctx {
             }
             Enqueued::Duplicate(first) => first,
         };
-        tracing::info!(target_flow = flow, dispatched = %id, "dispatched");
+        run_event!(info, self.run, target_flow = flow, dispatched = %id, "dispatched");
         self.record(StepRecord {
             key,
             call: "dispatch".into(),

@@ -17,6 +17,34 @@ macro_rules! routine {
     };
 }
 
+/// An event of a run (`$run`: its [`ctx::RunState`]) that is not routine.
+/// A queued run's events are inside its `run` and `step` spans, which name
+/// it; a sync run has no spans (creating and entering two spans per
+/// request cost a busy sync endpoint about 8% of its instructions), so its
+/// events carry the run's identity (and the step's, given as the first
+/// field `step = ...`) as fields instead.
+macro_rules! run_event {
+    ($level:ident, $run:expr, step = %$step:expr, $($event:tt)+) => {
+        if $run.spanned {
+            tracing::$level!($($event)+)
+        } else {
+            tracing::$level!(
+                execution_id = %$run.execution_id,
+                flow = $run.flow,
+                step = %$step,
+                $($event)+
+            )
+        }
+    };
+    ($level:ident, $run:expr, $($event:tt)+) => {
+        if $run.spanned {
+            tracing::$level!($($event)+)
+        } else {
+            tracing::$level!(execution_id = %$run.execution_id, flow = $run.flow, $($event)+)
+        }
+    };
+}
+
 pub mod ctx;
 pub mod integration;
 pub mod parallel;
@@ -756,6 +784,12 @@ impl Runtime {
         // runs of each sync flow are summarised instead (`summarise_sync_runs`).
         let durable = *journal.mode.read().await == Journaling::Durable;
         let inline = !durable;
+        // A queued run's lines are inside its spans; a sync run's name it.
+        let ids = RunIds {
+            spanned: durable,
+            execution_id: &exec.id,
+            flow: def.name,
+        };
         routine!(inline, attempt = exec.attempts, "run started");
         let started = std::time::Instant::now();
         let cx = Ctx::new(
@@ -766,6 +800,7 @@ impl Runtime {
             Value::Null,
             journal.clone(),
             state,
+            ids.spanned,
         );
 
         // Keep the lease while the run goes on (and stop when the run is
@@ -782,7 +817,7 @@ impl Runtime {
             _ = journal.lost() => Err(RunError::new("the lease on this run was lost")),
         };
         if journal.lease_lost() {
-            tracing::warn!("lease lost: another worker took the run over; stopping it here without side effects");
+            run_event!(warn, ids, "lease lost: another worker took the run over; stopping it here without side effects");
             return Finish {
                 status: Status::Failed,
                 result: None,
@@ -837,7 +872,7 @@ impl Runtime {
             }
             Err(e) => {
                 let message = redactor.redact_string(e.message.clone());
-                tracing::error!(elapsed_ms, error = %message, step = e.step.as_deref().unwrap_or(""), "run failed");
+                run_event!(error, ids, elapsed_ms, error = %message, step = e.step.as_deref().unwrap_or(""), "run failed");
                 if let Some(handler) = def.on_failure {
                     let error = RunError {
                         message: message.clone(),
@@ -853,11 +888,14 @@ impl Runtime {
                         error,
                         journal.clone(),
                         state,
+                        ids.spanned,
                     );
                     let span = tracing::info_span!("on_failure");
                     match call_flow(handler, cx).instrument(span).await {
-                        Ok(_) => tracing::info!("on failure block finished"),
-                        Err(e2) => tracing::error!(
+                        Ok(_) => run_event!(info, ids, "on failure block finished"),
+                        Err(e2) => run_event!(
+                            error,
+                            ids,
                             error = %redactor.redact(&e2.message),
                             "on failure block failed"
                         ),
@@ -923,6 +961,13 @@ impl Drop for AbortOnDrop {
 }
 
 /// `exec` as it is after `finish` was recorded.
+/// Who a run's lines are about, for [`run_event!`] outside its context.
+struct RunIds<'a> {
+    spanned: bool,
+    execution_id: &'a str,
+    flow: &'a str,
+}
+
 fn finished(exec: Execution, finish: Finish) -> Execution {
     Execution {
         status: finish.status,

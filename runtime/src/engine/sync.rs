@@ -100,10 +100,9 @@ impl Runtime {
         trigger: SyncTrigger,
         journal: RunJournal,
     ) -> Execution {
-        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        // No `run` span: a sync run's lines name it (see `run_event!`).
         let finish = self
             .run_flow(&exec, trigger.seen.clone(), &journal, None)
-            .instrument(span)
             .await;
         let mut mode = journal.mode.write().await;
         match *mode {
