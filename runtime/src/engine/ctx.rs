@@ -253,6 +253,14 @@ impl RunJournal {
     }
 }
 
+/// Which run (and flow) a context or a line is about, and whether the
+/// run's lines are inside its spans (see `run_event!`).
+pub(crate) struct RunIds<'a> {
+    pub(crate) spanned: bool,
+    pub(crate) execution_id: &'a str,
+    pub(crate) flow: &'static str,
+}
+
 pub(crate) struct RunState {
     pub(crate) services: Arc<dyn RunServices>,
     pub(crate) execution_id: String,
@@ -278,25 +286,23 @@ pub struct Ctx {
 impl Ctx {
     pub(crate) fn new(
         services: Arc<dyn RunServices>,
-        execution_id: String,
-        flow: &'static str,
+        ids: &RunIds<'_>,
         trigger: Arc<Value>,
         error: Value,
         journal: RunJournal,
         state: Map<String, Value>,
-        spanned: bool,
     ) -> Ctx {
         Ctx {
             run: Arc::new(RunState {
                 services,
-                execution_id,
-                flow,
+                execution_id: ids.execution_id.to_string(),
+                flow: ids.flow,
                 trigger,
                 error,
                 journal,
                 state: Mutex::new(state),
                 dispatches: Mutex::new(HashMap::new()),
-                spanned,
+                spanned: ids.spanned,
             }),
             indices: Arc::from(Vec::new()),
         }

@@ -785,7 +785,7 @@ impl Runtime {
         let durable = *journal.mode.read().await == Journaling::Durable;
         let inline = !durable;
         // A queued run's lines are inside its spans; a sync run's name it.
-        let ids = RunIds {
+        let ids = ctx::RunIds {
             spanned: durable,
             execution_id: &exec.id,
             flow: def.name,
@@ -794,13 +794,11 @@ impl Runtime {
         let started = std::time::Instant::now();
         let cx = Ctx::new(
             self.inner.clone(),
-            exec.id.clone(),
-            def.name,
+            &ids,
             trigger.clone(),
             Value::Null,
             journal.clone(),
             state,
-            ids.spanned,
         );
 
         // Keep the lease while the run goes on (and stop when the run is
@@ -882,13 +880,11 @@ impl Runtime {
                     let state = store.state_all().await.unwrap_or_default();
                     let cx = Ctx::new(
                         self.inner.clone(),
-                        exec.id.clone(),
-                        def.name,
+                        &ids,
                         trigger.clone(),
                         error,
                         journal.clone(),
                         state,
-                        ids.spanned,
                     );
                     let span = tracing::info_span!("on_failure");
                     match call_flow(handler, cx).instrument(span).await {
@@ -961,13 +957,6 @@ impl Drop for AbortOnDrop {
 }
 
 /// `exec` as it is after `finish` was recorded.
-/// Who a run's lines are about, for [`run_event!`] outside its context.
-struct RunIds<'a> {
-    spanned: bool,
-    execution_id: &'a str,
-    flow: &'a str,
-}
-
 fn finished(exec: Execution, finish: Finish) -> Execution {
     Execution {
         status: finish.status,
