@@ -668,8 +668,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the journal entries `steps` (as [`Store::record_step`] each)
     /// and then the end of the execution (as [`Store::finish`]): one
     /// transaction where the backend allows, so a run's last step and its
-    /// end cost one commit. [`StoreError::LeaseLost`] (and nothing
-    /// written) if `lease` is no longer held.
+    /// end cost one commit. [`StoreError::LeaseLost`] if `lease` is no
+    /// longer held (the SQLite and PostgreSQL stores then write nothing;
+    /// this default may have written the entries before the refusal, as
+    /// separate `record_step` calls would).
     fn finish_with_steps<'a>(
         &'a self,
         id: &'a str,
