@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::{expect_status, within};
 use flow_runtime::{Runtime, ServerHandle, Status};
-use flow_testkit::{hmac_hex, Sink};
+use flow_testkit::{hmac_hex, Reply, Sink};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-token-xyz";
@@ -58,6 +58,30 @@ async fn admin_get(server: &ServerHandle, path: &str) -> Value {
         .unwrap();
     assert_eq!(resp.status(), 200, "{path}");
     resp.json().await.unwrap()
+}
+
+/// A `429` (or `503`) with `Retry-After` is retried that much later, not
+/// after the step's backoff (`adjust` has `backoff 100ms..1s`).
+#[tokio::test]
+async fn retry_after_replaces_the_backoff() {
+    let sink = Sink::responding(|r, earlier| match (r.path.as_str(), earlier) {
+        ("/stock/gadgets", 0) => Reply::status(429).header("Retry-After", "1"),
+        _ => Reply::ok(),
+    });
+    let server = start(&sink).await;
+    let rt = server.runtime().clone();
+    let body = event(json!([{ "Item-Name": "gadgets", "action": "add", "quantity": 1 }]));
+    let (status, answer) = deliver(&server, "delivery-retry-after", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["execution_id"].as_str().unwrap().to_string();
+    expect_status(&rt, &id, Status::Succeeded).await;
+    let calls = sink.requests_to("POST", "/stock/gadgets");
+    assert_eq!(calls.len(), 2, "{}", sink.summary());
+    let waited = calls[1].at - calls[0].at;
+    assert!(
+        waited >= std::time::Duration::from_secs(1),
+        "the second attempt came {waited:?} after the first"
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Whether to wait for [`Sink::open_gate`] before answering.
     pub hold: bool,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -63,6 +65,7 @@ impl Reply {
             body,
             delay: Duration::ZERO,
             hold: false,
+            headers: Vec::new(),
         }
     }
 
@@ -79,6 +82,12 @@ impl Reply {
     /// The same answer, given after `delay`.
     pub fn after(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+
+    /// The same answer with the header `name: value` too.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -172,7 +181,16 @@ async fn sink_handler(
     }
     let status = axum::http::StatusCode::from_u16(reply.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(reply.body)).into_response()
+    let mut response = (status, axum::Json(reply.body)).into_response();
+    for (name, value) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name.as_str()),
+            axum::http::HeaderValue::try_from(value.as_str()),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 /// The running server; stopped when the last [`Sink`] handle is dropped.

@@ -76,6 +76,9 @@ pub struct StepError {
     pub message: String,
     /// Whether another attempt may succeed (network errors, 5xx, timeouts).
     pub retryable: bool,
+    /// When the next attempt may start, if the other side said
+    /// (`Retry-After`): replaces the step's backoff for that attempt.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StepError {
@@ -84,6 +87,7 @@ impl StepError {
         StepError {
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -93,7 +97,14 @@ impl StepError {
         StepError {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
+    }
+
+    /// The same error, to be retried no sooner than `wait` from now.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 }
 

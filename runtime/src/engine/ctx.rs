@@ -152,6 +152,10 @@ impl StepOptions {
     }
 }
 
+/// The longest `Retry-After` a step waits before its next attempt; a
+/// longer one is cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// One attempt of a stdlib step, as handed to its implementation.
 #[derive(Clone)]
 pub struct StepCall {
@@ -526,7 +530,12 @@ impl Ctx {
                 Err(e) => {
                     let message = redactor.redact_string(e.message);
                     if e.retryable && attempt <= opts.retry {
-                        let delay = opts.backoff(attempt);
+                        // The other side's `Retry-After` replaces the backoff
+                        // (bounded: a run does not sleep for days).
+                        let delay = match e.retry_after {
+                            Some(wait) => wait.min(MAX_RETRY_AFTER),
+                            None => opts.backoff(attempt),
+                        };
                         run_event!(
                             warn,
                             self.run,

@@ -4,8 +4,13 @@
 //! Every request carries an `Idempotency-Key` derived from the execution id
 //! and the step identity, identical on every retry and replay, so servers
 //! that honour it apply the call once. A non-2xx answer whose status is not
-//! listed in `ok:` is a retryable step failure naming the status.
+//! listed in `ok:` is a retryable step failure naming the status; a `429`
+//! or `503` with `Retry-After` is retried that much later instead of after
+//! the step's backoff.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt as _};
 use reqwest::Method;
 use serde_json::Value;
@@ -148,6 +153,14 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
     })?;
     let status = resp.status();
+    let retry_after = match status.as_u16() {
+        429 | 503 => resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now())),
+        _ => None,
+    };
     // Journaled, so without credentials (`Set-Cookie`, tokens).
     let mut headers = crate::core::headers::header_map(resp.headers());
     crate::core::headers::mask_credentials(&mut headers);
@@ -168,12 +181,16 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     if !status.is_success() && !accepted {
         let snippet: String = text.chars().take(200).collect();
         let reason = status.canonical_reason().unwrap_or("");
-        return Err(StepError::retryable(format!(
+        let error = StepError::retryable(format!(
             "{}: HTTP {} {reason}{}{snippet}",
             what(),
             status.as_u16(),
             if snippet.is_empty() { "" } else { ": " }
-        )));
+        ));
+        return Err(match retry_after {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        });
     }
 
     let body = if status.is_success() {
@@ -245,6 +262,45 @@ async fn read_body(
                 body.extend_from_slice(&chunk);
             }
             Ok(body.into())
+        }
+    }
+}
+
+/// The wait a `Retry-After` header asks for: delay-seconds (`120`) or an
+/// HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`; one in the past is no
+/// wait). `None` for anything else (the step's backoff applies).
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2026-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let parse = |v: &str| parse_retry_after(v, now);
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse("Wed, 21 Oct 2026 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse("Wed, 21 Oct 2026 07:27:00 GMT"), Some(Duration::ZERO));
+        for bad in ["", "soon", "-5", "1.5", "Wed, 32 Oct 2026 07:28:30 GMT"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
 }
