@@ -105,6 +105,20 @@ impl JsonColumns {
     }
 }
 
+/// The error of a value that cannot be written as JSON text.
+pub(crate) fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
+}
+
+/// A JSON column's text (a step's output, a run's result); `None` stays
+/// `None`.
+pub(crate) fn json_text(value: Option<&Value>) -> StoreResult<Option<String>> {
+    value
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_error)
+}
+
 /// The integration state from its stored `(key, JSON text)` rows. A value
 /// that cannot be read back (nested deeper than the parser's limit by an
 /// older version, or damaged by hand) reads as missing and is logged: one

@@ -44,10 +44,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    abandoned_message, callback_expired_message, keep_readable, state_from_rows, step_output,
-    Callback, CallbackOutcome, CallbackState, Claimed, Enqueued, Execution, ExecutionFilter,
-    Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack, Status, StepRecord,
-    StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
+    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed, Enqueued,
+    Execution, ExecutionFilter, Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -225,8 +225,54 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-fn json_error(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
+/// Writes journal entry `$3..$10` (see [`StepParams::values`]) of the
+/// execution `held.id` (a CTE named `held` of the statement; `$1` is the
+/// execution's id), replacing an entry of the same key in its place.
+macro_rules! insert_step_of_held {
+    () => {
+        "INSERT INTO $S.journal (execution_id, key, ord, call, status, attempts, \
+         started_at, finished_at, output, error) \
+         SELECT held.id, $3, (SELECT COUNT(*) FROM $S.journal WHERE execution_id = $1), \
+         $4, $5, $6, $7, $8, $9, $10 FROM held \
+         ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
+         status = excluded.status, attempts = excluded.attempts, \
+         started_at = excluded.started_at, finished_at = excluded.finished_at, \
+         output = excluded.output, error = excluded.error"
+    };
+}
+
+/// A journal entry as statement parameters.
+struct StepParams<'a> {
+    record: &'a StepRecord,
+    status: &'static str,
+    attempts: i32,
+    output: Option<String>,
+}
+
+impl<'a> StepParams<'a> {
+    fn new(record: &'a StepRecord) -> StoreResult<StepParams<'a>> {
+        Ok(StepParams {
+            record,
+            status: step_status(record.status),
+            attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
+            output: json_text(record.output.as_ref())?,
+        })
+    }
+
+    /// `$3..$10` of [`insert_step_of_held!`]: key, call, status, attempts,
+    /// started, finished, output, error.
+    fn values(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.record.key,
+            &self.record.call,
+            &self.status,
+            &self.attempts,
+            &self.record.started_at,
+            &self.record.finished_at,
+            &self.output,
+            &self.record.error,
+        ]
+    }
 }
 
 /// A lease length in seconds, for `make_interval(secs => …)`.
@@ -1021,12 +1067,7 @@ impl Store for PostgresStore {
         finish: Finish,
     ) -> BoxFuture<'a, StoreResult<()>> {
         async move {
-            let result = finish
-                .result
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(json_error)?;
+            let result = json_text(finish.result.as_ref())?;
             let n = self
                 .execute(
                     "UPDATE $S.executions SET status = $1, result = $2, error = $3, \
@@ -1068,51 +1109,38 @@ impl Store for PostgresStore {
             for record in steps {
                 self.record_step(id, lease, record).await?;
             }
-            let result = finish
-                .result
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(json_error)?;
-            let output = last
-                .output
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(json_error)?;
-            let attempts = i32::try_from(last.attempts).unwrap_or(i32::MAX);
+            let result = json_text(finish.result.as_ref())?;
+            let step = StepParams::new(&last)?;
+            let epoch = epoch(lease);
+            let [p3, p4, p5, p6, p7, p8, p9, p10] = step.values();
             // The UPDATE locks the execution's row, so no claim slips in
             // between; the INSERT writes only if the UPDATE did.
             let rows = self
                 .query(
-                    "WITH ended AS (UPDATE $S.executions SET status = $1, result = $2, \
-                     error = $3, error_step = $4, finished_at = now(), lease_owner = NULL, \
-                     lease_expires = NULL WHERE id = $5 AND status = 'running' \
-                     AND lease_epoch = $6 RETURNING id), \
-                     step AS (INSERT INTO $S.journal (execution_id, key, ord, call, status, \
-                     attempts, started_at, finished_at, output, error) \
-                     SELECT ended.id, $7, (SELECT COUNT(*) FROM $S.journal \
-                     WHERE execution_id = $5), $8, $9, $10, $11, $12, $13, $14 FROM ended \
-                     ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
-                     status = excluded.status, attempts = excluded.attempts, \
-                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                     output = excluded.output, error = excluded.error) \
-                     SELECT id FROM ended",
+                    concat!(
+                        "WITH held AS (UPDATE $S.executions SET status = $11, result = $12, \
+                         error = $13, error_step = $14, finished_at = now(), \
+                         lease_owner = NULL, lease_expires = NULL WHERE id = $1 \
+                         AND status = 'running' AND lease_epoch = $2 RETURNING id), \
+                         step AS (",
+                        insert_step_of_held!(),
+                        ") SELECT id FROM held"
+                    ),
                     &[
+                        &id,
+                        &epoch,
+                        p3,
+                        p4,
+                        p5,
+                        p6,
+                        p7,
+                        p8,
+                        p9,
+                        p10,
                         &finish.status.as_str(),
                         &result,
                         &finish.error,
                         &finish.error_step,
-                        &id,
-                        &epoch(lease),
-                        &last.key,
-                        &last.call,
-                        &step_status(last.status),
-                        &attempts,
-                        &last.started_at,
-                        &last.finished_at,
-                        &output,
-                        &last.error,
                     ],
                 )
                 .await?;
@@ -1222,40 +1250,21 @@ impl Store for PostgresStore {
         record: StepRecord,
     ) -> BoxFuture<'a, StoreResult<()>> {
         async move {
-            let output = record
-                .output
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(json_error)?;
-            let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
+            let step = StepParams::new(&record)?;
+            let epoch = epoch(lease);
+            let [p3, p4, p5, p6, p7, p8, p9, p10] = step.values();
             // The lease check and the write are one statement: the row lock
             // taken on the execution (FOR SHARE) keeps a concurrent claim
             // from slipping in between.
             let rows = self
                 .query(
-                    "WITH held AS (SELECT id FROM $S.executions WHERE id = $1 \
-                     AND status = 'running' AND lease_epoch = $2 FOR SHARE) \
-                     INSERT INTO $S.journal (execution_id, key, ord, call, status, attempts, \
-                     started_at, finished_at, output, error) \
-                     SELECT held.id, $3, (SELECT COUNT(*) FROM $S.journal \
-                     WHERE execution_id = $1), $4, $5, $6, $7, $8, $9, $10 FROM held \
-                     ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
-                     status = excluded.status, attempts = excluded.attempts, \
-                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                     output = excluded.output, error = excluded.error RETURNING 1",
-                    &[
-                        &id,
-                        &epoch(lease),
-                        &record.key,
-                        &record.call,
-                        &step_status(record.status),
-                        &attempts,
-                        &record.started_at,
-                        &record.finished_at,
-                        &output,
-                        &record.error,
-                    ],
+                    concat!(
+                        "WITH held AS (SELECT id FROM $S.executions WHERE id = $1 \
+                         AND status = 'running' AND lease_epoch = $2 FOR SHARE) ",
+                        insert_step_of_held!(),
+                        " RETURNING 1"
+                    ),
+                    &[&id, &epoch, p3, p4, p5, p6, p7, p8, p9, p10],
                 )
                 .await?;
             if rows.is_empty() {

@@ -64,10 +64,10 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    abandoned_message, callback_expired_message, keep_readable, state_from_rows, step_output,
-    Callback, CallbackOutcome, CallbackState, Claimed, Enqueued, Execution, ExecutionFilter,
-    Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack, Status, StepRecord,
-    StepStatus, Store, StoreError, StoreResult,
+    abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
+    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed, Enqueued,
+    Execution, ExecutionFilter, Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
 };
 
 /// Most jobs committed in one transaction.
@@ -255,10 +255,6 @@ fn transaction(conn: &Connection, jobs: &mut [Job]) -> Result<bool, StoreError> 
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {e}"))
-}
-
-fn json_error(e: serde_json::Error) -> StoreError {
-    StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -971,12 +967,7 @@ struct StepRow {
 
 impl StepRow {
     fn new(record: StepRecord) -> StoreResult<StepRow> {
-        let output = record
-            .output
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(json_error)?;
+        let output = json_text(record.output.as_ref())?;
         Ok(StepRow { record, output })
     }
 
@@ -1016,12 +1007,7 @@ struct EndRow {
 
 impl EndRow {
     fn new(finish: Finish) -> StoreResult<EndRow> {
-        let result = finish
-            .result
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(json_error)?;
+        let result = json_text(finish.result.as_ref())?;
         Ok(EndRow { finish, result })
     }
 
