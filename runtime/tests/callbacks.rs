@@ -60,15 +60,7 @@ fn flows(_config: &Config) -> Vec<FlowDef> {
 }
 
 fn integration() -> Integration {
-    Integration {
-        name: "callbacks",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        config: vec![],
-        types: vec![],
-        flows,
-    }
+    common::integration("callbacks", flows)
 }
 
 /// Serves a new runtime on `store` (memory when `None`) with callbacks to

@@ -370,17 +370,12 @@ fn integration() -> Integration {
         secret,
     };
     Integration {
-        name: "edge_cases",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         config: vec![
             entry("sink_url", Schema::Url, false),
             entry("hook_secret", Schema::Secret, true),
             entry("api_key", Schema::Secret, true),
         ],
-        types: vec![],
-        flows,
+        ..common::integration("edge_cases", flows)
     }
 }
 

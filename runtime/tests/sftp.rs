@@ -196,10 +196,6 @@ fn flows(_: &Config) -> Vec<FlowDef> {
 
 fn integration() -> Integration {
     Integration {
-        name: "sftp_steps",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         config: vec![ConfigEntry {
             name: "sftp_key",
             env: None,
@@ -208,8 +204,7 @@ fn integration() -> Integration {
             doc: "",
             secret: true,
         }],
-        types: vec![],
-        flows,
+        ..common::integration("sftp_steps", flows)
     }
 }
 

@@ -78,15 +78,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
 }
 
 fn integration() -> Integration {
-    Integration {
-        name: "sql_steps",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        config: vec![],
-        types: vec![],
-        flows,
-    }
+    common::integration("sql_steps", flows)
 }
 
 struct Db {

@@ -14,6 +14,7 @@ use flow_runtime::store::{
 };
 use serde_json::json;
 
+mod common;
 mod pg_support;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -1517,15 +1518,7 @@ fn one_flow_integration() -> flow_runtime::Integration {
             on_failure: None,
         }]
     }
-    flow_runtime::Integration {
-        name: "unreadable",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        config: vec![],
-        types: vec![],
-        flows,
-    }
+    common::integration("unreadable", flows)
 }
 
 /// Through the engine: a run interrupted by a crash whose journal cannot be

@@ -39,15 +39,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
 }
 
 fn runtime() -> Runtime {
-    let integration = Integration {
-        name: "subscribe_store",
-        doc: "",
-        flowc_version: "0.1.0",
-        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-        config: vec![],
-        types: vec![],
-        flows,
-    };
+    let integration = common::integration("subscribe_store", flows);
     Runtime::new(integration, common::options(&[])).unwrap()
 }
 

@@ -6,7 +6,21 @@
 use std::future::Future;
 use std::time::Duration;
 
-use flow_runtime::{Runtime, RuntimeOptions, Status};
+use flow_runtime::{Config, FlowDef, Integration, Runtime, RuntimeOptions, Status};
+
+/// A hand-written integration named `name` with these flows, no config
+/// and no types (`Integration { config, ..integration(..) }` for more).
+pub fn integration(name: &'static str, flows: fn(&Config) -> Vec<FlowDef>) -> Integration {
+    Integration {
+        name,
+        doc: "",
+        flowc_version: "0.1.0",
+        source_hash: "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        config: vec![],
+        types: vec![],
+        flows,
+    }
+}
 
 /// How long any wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
