@@ -100,12 +100,6 @@ impl StepError {
             retry_after: None,
         }
     }
-
-    /// The same error, to be retried no sooner than `wait` from now.
-    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
-        self.retry_after = Some(wait);
-        self
-    }
 }
 
 impl fmt::Display for StepError {

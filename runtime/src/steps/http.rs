@@ -181,15 +181,14 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     if !status.is_success() && !accepted {
         let snippet: String = text.chars().take(200).collect();
         let reason = status.canonical_reason().unwrap_or("");
-        let error = StepError::retryable(format!(
-            "{}: HTTP {} {reason}{}{snippet}",
-            what(),
-            status.as_u16(),
-            if snippet.is_empty() { "" } else { ": " }
-        ));
-        return Err(match retry_after {
-            Some(wait) => error.with_retry_after(wait),
-            None => error,
+        return Err(StepError {
+            retry_after,
+            ..StepError::retryable(format!(
+                "{}: HTTP {} {reason}{}{snippet}",
+                what(),
+                status.as_u16(),
+                if snippet.is_empty() { "" } else { ": " }
+            ))
         });
     }
 
