@@ -100,8 +100,8 @@ use std::time::Duration;
 
 use flow_runtime::testing::{Expect, MockHttp, TestCase, TestRun, TestStmt};
 use flow_runtime::{
-    json, ops, Args, Auth, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
-    Outcome, RunError, Schema, StepOptions, TriggerDef, Value, Verify,
+    json, no_connections, ops, Args, Auth, Config, ConfigEntry, Ctx, FieldSchema, FlowDef,
+    FlowFuture, Integration, Outcome, RunError, Schema, StepOptions, TriggerDef, Value, Verify,
 };
 
 fn main() -> std::process::ExitCode {
@@ -168,6 +168,7 @@ pub fn integration() -> Integration {
             ),
         ],
         flows,
+        connections: no_connections,
     }
 }
 
@@ -213,11 +214,13 @@ pub fn tests() -> Vec<TestCase> {
                     method: "POST",
                     url: erp("/stock/gadgets"),
                     json: Some(json!({ "delta": -5 })),
+                    headers: None,
                 }),
                 TestStmt::Expect(Expect::Http {
                     method: "POST",
                     url: erp("/audit"),
                     json: Some(json!({ "count": 2 })),
+                    headers: None,
                 }),
                 TestStmt::Expect(Expect::Status("succeeded")),
             ])

@@ -49,8 +49,8 @@
 use std::time::Duration;
 
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
-    Outcome, Schema, StepOptions, TriggerDef, Value,
+    json, no_connections, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture,
+    Integration, Outcome, Schema, StepOptions, TriggerDef, Value,
 };
 
 fn main() -> std::process::ExitCode {
@@ -90,6 +90,7 @@ pub fn integration() -> Integration {
             ]),
         )],
         flows,
+        connections: no_connections,
     }
 }
 

@@ -39,8 +39,8 @@
 use std::time::Duration;
 
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FlowDef, FlowFuture, Integration, Outcome, Schema,
-    StepOptions, TriggerDef, Value,
+    json, no_connections, ops, Args, Config, ConfigEntry, Ctx, FlowDef, FlowFuture, Integration,
+    Outcome, Schema, StepOptions, TriggerDef, Value,
 };
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +74,7 @@ pub fn integration() -> Integration {
         ],
         types: Vec::new(),
         flows,
+        connections: no_connections,
     }
 }
 

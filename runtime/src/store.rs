@@ -19,6 +19,11 @@
 //! superseded it, so a worker that lost its lease cannot write results.
 //! Every method's answer means the change is committed: a caller may act on
 //! it (answer `202`, call the next step) as on a durable fact.
+//!
+//! Connections (LANGUAGE.md §12) keep their OAuth2 tokens here
+//! ([`ConnectionTokens`]); a store shared by replicas also serialises their
+//! token fetches ([`Store::claim_token_fetch`]) and keeps each limited
+//! connection's recent send times ([`Store::reserve_request`]).
 
 mod memory;
 pub(crate) mod postgres;
@@ -506,6 +511,39 @@ pub fn callback_expired_message(last: Option<&str>) -> String {
     }
 }
 
+/// What the store keeps of a connection's OAuth2 credentials
+/// (LANGUAGE.md §12): a refresh token the server rotated must survive a
+/// restart (the first one, from the config, may already be spent) and be
+/// the one every replica uses, and the access token is shared so that
+/// processes and restarts do not each fetch one.
+///
+/// The tokens are secrets: never logged or shown. `Debug` prints them as
+/// `"***"` (so a `{:?}` in a log line or an assertion cannot leak them).
+#[derive(Clone, PartialEq)]
+pub struct ConnectionTokens {
+    /// The access token sent with requests, if one was fetched.
+    pub access_token: Option<String>,
+    /// When the access token expires (from `expires_in`), if the server said.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The refresh token to use next (`oauth2: refresh_token`), if any.
+    pub refresh_token: Option<String>,
+    /// Incremented by every save (first save: 1): a process that waited
+    /// while another fetched sees a newer generation.
+    pub generation: i64,
+}
+
+impl fmt::Debug for ConnectionTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let masked = |token: &Option<String>| token.as_ref().map(|_| "***");
+        f.debug_struct("ConnectionTokens")
+            .field("access_token", &masked(&self.access_token))
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &masked(&self.refresh_token))
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
 /// A claimed execution and the integration state read with it
 /// ([`Store::claim_run`]).
 pub type Claimed = (Execution, Map<String, Value>);
@@ -774,6 +812,69 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         execution_id: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<Callback>>>;
+
+    /// The saved tokens of connection `name`, if any were saved.
+    fn connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ConnectionTokens>>>;
+
+    /// Saves the tokens of connection `name` (replacing the previous ones)
+    /// and returns the new generation (previous + 1, or 1).
+    fn save_connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+        access_token: Option<&'a str>,
+        expires_at: Option<DateTime<Utc>>,
+        refresh_token: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<i64>>;
+
+    /// Takes the right to fetch new tokens for connection `name` for
+    /// `lease`: `true` unless another holder took it and its lease has not
+    /// run out (then the caller waits and reads the tokens again, so that
+    /// replicas needing a token at the same moment fetch it once, and a
+    /// rotated refresh token is not spent twice). A holder that claims
+    /// again extends its lease.
+    ///
+    /// The default, for stores one process uses (memory, SQLite), is
+    /// `true`: the caller already fetches once per process.
+    fn claim_token_fetch<'a>(
+        &'a self,
+        _name: &'a str,
+        _holder: &'a str,
+        _lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        async { Ok(true) }.boxed()
+    }
+
+    /// Gives back a claim taken by `holder` (after saving, or after the
+    /// fetch failed), so that others need not wait for its lease to run
+    /// out. A claim held by another holder is left alone. The default has
+    /// nothing to do.
+    fn release_token_fetch<'a>(
+        &'a self,
+        _name: &'a str,
+        _holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async { Ok(()) }.boxed()
+    }
+
+    /// Reserves the send time of one request through connection `name`,
+    /// limited to `requests` per `per` for every process sharing this
+    /// store, and returns how long the caller waits before sending (zero:
+    /// now). A strict sliding window: at most `requests` send times in any
+    /// interval of length `per`.
+    ///
+    /// `None`: this store is not shared by processes, and the runtime
+    /// limits in process (the default, for memory and SQLite).
+    fn reserve_request<'a>(
+        &'a self,
+        _name: &'a str,
+        _requests: u32,
+        _per: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Duration>>> {
+        async { Ok(None) }.boxed()
+    }
 
     /// Notified (a hint, possibly spurious, possibly missed) when another
     /// process may have queued a run: shared stores wake idle workers with

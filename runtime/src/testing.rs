@@ -55,7 +55,7 @@ use crate::core::error::{RunError, StepError};
 use crate::core::ops::display;
 use crate::core::schema::Schema;
 use crate::engine::ctx::StepCall;
-use crate::engine::integration::Integration;
+use crate::engine::integration::{ConnectionAuth, ConnectionDef, Integration};
 use crate::engine::trigger_value::complete_trigger;
 use crate::engine::{new_execution_id, Runtime, RuntimeOptions, StepFn, StepRegistry};
 use crate::store::{Execution, ExecutionFilter, Status};
@@ -112,7 +112,7 @@ pub struct TestRun {
 /// An expectation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expect {
-    /// `expect http METHOD URL [with json J]`.
+    /// `expect http METHOD URL [with json J] [with headers H]`.
     Http {
         /// HTTP method in upper case.
         method: &'static str,
@@ -120,6 +120,9 @@ pub enum Expect {
         url: Value,
         /// The JSON the body must contain.
         json: Option<Value>,
+        /// Headers the request must carry with these values (names in any
+        /// case).
+        headers: Option<Value>,
     },
     /// `expect status succeeded|failed|skipped`.
     Status(&'static str),
@@ -424,6 +427,32 @@ pub fn url_matches(expected: &str, actual: &str) -> bool {
     }
 }
 
+/// The header a call through connection `def` carries in a test: its
+/// static credentials, or for OAuth2 the token `test-token-NAME` (tests
+/// have no token endpoint; this one stands for whatever it would issue).
+fn test_credentials(def: &ConnectionDef) -> Option<(String, String)> {
+    let basic = |user: &str, password: &str| {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    };
+    let (header, value) = match &def.auth {
+        ConnectionAuth::None => return None,
+        ConnectionAuth::Bearer { token } => {
+            ("authorization".to_string(), format!("Bearer {token}"))
+        }
+        ConnectionAuth::Basic { user, password } => {
+            ("authorization".to_string(), basic(user, password))
+        }
+        ConnectionAuth::ApiKey { header, key } => (header.to_ascii_lowercase(), key.clone()),
+        ConnectionAuth::OAuth2(_) => (
+            "authorization".to_string(),
+            format!("Bearer test-token-{}", def.name),
+        ),
+    };
+    Some((header, value))
+}
+
 fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
     let args = &call.args;
     let name = format!("http.{}", method.to_ascii_lowercase());
@@ -448,6 +477,15 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
             "authorization".into(),
             Value::String(format!("Basic {encoded}")),
         );
+    }
+    if let Some(name) = args.get_named("via").and_then(Value::as_str) {
+        let connection =
+            call.cx.services().connections().get(name).ok_or_else(|| {
+                StepError::permanent(format!("{name}: no connection named `{name}`"))
+            })?;
+        if let Some((header, value)) = test_credentials(connection.def()) {
+            headers.insert(header, Value::String(value));
+        }
     }
     let json = args.get_named("json").filter(|v| !v.is_null()).cloned();
     let body = args
@@ -543,6 +581,18 @@ pub fn contains(actual: &Value, expected: &Value) -> bool {
     }
 }
 
+/// Whether call `c` carried every header of `expected` with its value.
+fn has_headers(c: &RecordedCall, expected: &Value) -> bool {
+    let Value::Object(expected) = expected else {
+        return true;
+    };
+    expected.iter().all(|(name, value)| {
+        c.headers
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|got| display(got) == display(value))
+    })
+}
+
 fn describe_call(c: &RecordedCall) -> String {
     let mut s = format!("{} {}", c.method, c.url);
     if let Some(j) = &c.json {
@@ -573,7 +623,12 @@ fn describe_outcome(exec: &Execution) -> String {
 
 fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> Option<String> {
     match expect {
-        Expect::Http { method, url, json } => {
+        Expect::Http {
+            method,
+            url,
+            json,
+            headers,
+        } => {
             let url = display(url);
             let found = calls.iter().any(|c| {
                 c.method == *method
@@ -581,6 +636,7 @@ fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> O
                     && json
                         .as_ref()
                         .is_none_or(|j| c.json.as_ref().is_some_and(|b| contains(b, j)))
+                    && headers.as_ref().is_none_or(|h| has_headers(c, h))
             });
             if found {
                 return None;
@@ -588,6 +644,11 @@ fn check(expect: &Expect, calls: &[RecordedCall], last: Option<&Execution>) -> O
             let mut out = format!("expect http {method} {url}");
             if let Some(j) = json {
                 let _ = write!(out, " with json {j}");
+            }
+            if let Some(Value::Object(h)) = headers {
+                // Names only: the values are often credentials.
+                let names: Vec<&str> = h.keys().map(String::as_str).collect();
+                let _ = write!(out, " with headers {{{}}}", names.join(", "));
             }
             let expected = describe_call(&RecordedCall {
                 method: method.to_string(),

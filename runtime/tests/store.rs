@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use flow_runtime::store::{abandoned_message, PostgresOptions, PostgresStore, MAX_TAKEOVERS};
-use flow_runtime::store::{CallbackOutcome, CallbackState, NewCallback};
+use flow_runtime::store::{CallbackOutcome, CallbackState, ConnectionTokens, NewCallback};
 use flow_runtime::store::{
     Durability, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewExecution, SqliteOptions,
     SqliteStore, Status, StepRecord, StepStatus, Store, StoreError,
@@ -751,6 +751,104 @@ async fn state_and_deployed_version(s: &dyn Store) {
     );
 }
 
+/// A connection's OAuth2 tokens (LANGUAGE.md §12): saved, replaced whole,
+/// counted by generation, kept per connection.
+async fn connection_tokens_are_kept(s: &dyn Store) {
+    assert_eq!(s.connection_tokens("crm").await.unwrap(), None);
+    let expires = Utc::now() + chrono::Duration::seconds(3600);
+    let generation = s
+        .save_connection_tokens("crm", Some("access-1"), Some(expires), Some("refresh-1"))
+        .await
+        .unwrap();
+    assert_eq!(generation, 1);
+    let saved = s.connection_tokens("crm").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            saved.access_token.as_deref(),
+            saved.refresh_token.as_deref()
+        ),
+        (Some("access-1"), Some("refresh-1"))
+    );
+    assert_eq!(saved.generation, 1);
+    assert_close(saved.expires_at, expires);
+
+    // A rotated refresh token replaces the first.
+    let later = expires + chrono::Duration::seconds(1800);
+    let generation = s
+        .save_connection_tokens("crm", Some("access-2"), Some(later), Some("refresh-2"))
+        .await
+        .unwrap();
+    assert_eq!(generation, 2);
+    let saved = s.connection_tokens("crm").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            saved.access_token.as_deref(),
+            saved.refresh_token.as_deref()
+        ),
+        (Some("access-2"), Some("refresh-2"))
+    );
+    assert_eq!(saved.generation, 2);
+    assert_close(saved.expires_at, later);
+
+    // Replaced whole: what is not given is gone.
+    let generation = s
+        .save_connection_tokens("crm", None, None, Some("refresh-3"))
+        .await
+        .unwrap();
+    assert_eq!(generation, 3);
+    assert_eq!(
+        s.connection_tokens("crm").await.unwrap(),
+        Some(ConnectionTokens {
+            access_token: None,
+            expires_at: None,
+            refresh_token: Some("refresh-3".into()),
+            generation: 3,
+        })
+    );
+
+    // Per connection; saves at once each get a generation of their own.
+    assert_eq!(s.connection_tokens("erp").await.unwrap(), None);
+    let saves = (0..10).map(|_| s.save_connection_tokens("erp", Some("a"), None, None));
+    let mut generations: Vec<i64> = futures::future::join_all(saves)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    generations.sort_unstable();
+    assert_eq!(generations, (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        s.connection_tokens("crm")
+            .await
+            .unwrap()
+            .unwrap()
+            .generation,
+        3
+    );
+}
+
+/// `expires_at` read back as saved (the stores keep microseconds; the
+/// contract is the second).
+fn assert_close(read: Option<chrono::DateTime<Utc>>, saved: chrono::DateTime<Utc>) {
+    let read = read.expect("expires_at was saved");
+    assert!(
+        (read - saved).num_milliseconds().abs() < 1,
+        "saved {saved}, read {read}"
+    );
+}
+
+/// A store one process uses leaves fetch claims and rate limits to the
+/// process (`Store::reserve_request` is `None`).
+async fn connection_limits_are_left_to_the_process(s: &dyn Store) {
+    let per = Duration::from_secs(1);
+    for _ in 0..3 {
+        assert_eq!(s.reserve_request("crm", 1, per).await.unwrap(), None);
+    }
+    assert!(s.claim_token_fetch("crm", "a", LONG).await.unwrap());
+    assert!(s.claim_token_fetch("crm", "b", LONG).await.unwrap());
+    s.release_token_fetch("crm", "a").await.unwrap();
+    assert_eq!(s.connection_tokens("crm").await.unwrap(), None);
+}
+
 /// A sync run stored running (as the async fallback stores it), with a
 /// callback.
 async fn inline_with_callback(s: &dyn Store, id: &str, expires_in: Duration) {
@@ -1284,6 +1382,24 @@ impl Pg {
         drop(self.store);
         pg_support::drop_schema(&self.url, &self.schema).await;
     }
+
+    /// Another store on the same schema: a second replica.
+    async fn replica(&self) -> PostgresStore {
+        PostgresStore::open(PostgresOptions {
+            url: self.url.clone(),
+            schema: self.schema.clone(),
+            pool_size: 8,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the PostgreSQL store again: {e}"))
+    }
+
+    /// Closes the store and opens the schema again (a restart).
+    async fn reopen(self) -> Pg {
+        let store = self.replica().await;
+        drop(self.store);
+        Pg { store, ..self }
+    }
 }
 
 /// One test per case and backend. `shared` cases hold for every store;
@@ -1372,6 +1488,7 @@ backends!(
         listing_filters_newest_first,
         schedule_ticks_run_once,
         state_and_deployed_version,
+        connection_tokens_are_kept,
         retention_purges_old_finished_runs,
         callbacks_are_due_once_their_run_ended,
         callbacks_expire_or_are_given_up,
@@ -1379,7 +1496,11 @@ backends!(
         concurrent_callback_claims_never_share_one,
         purged_runs_take_their_callbacks,
     ],
-    exclusive: [interrupted_runs_are_requeued, restarts_count_as_take_overs],
+    exclusive: [
+        interrupted_runs_are_requeued,
+        restarts_count_as_take_overs,
+        connection_limits_are_left_to_the_process,
+    ],
 );
 
 // SQLite only: what the file keeps across processes.
@@ -1478,6 +1599,350 @@ async fn sqlite_keeps_everything_across_reopen() {
     assert_eq!(s.state_all().await.unwrap().get("cursor"), Some(&json!(3)));
     assert_eq!(s.deployed_version().await.unwrap().as_deref(), Some("v1"));
     assert_eq!(s.claim("w2", LONG).await.unwrap().unwrap().id, "b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_connection_tokens_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let opts = SqliteOptions {
+        durability: Durability::Full,
+        exclusive: true,
+    };
+    let expires = Utc::now() + chrono::Duration::seconds(3600);
+    {
+        let s = SqliteStore::open(&path, opts).unwrap();
+        s.save_connection_tokens("crm", Some("access-1"), None, Some("refresh-1"))
+            .await
+            .unwrap();
+        s.save_connection_tokens("crm", Some("access-2"), Some(expires), Some("refresh-2"))
+            .await
+            .unwrap();
+    }
+    let s = SqliteStore::open(&path, opts).unwrap();
+    let kept = s.connection_tokens("crm").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.access_token.as_deref(), kept.refresh_token.as_deref()),
+        (Some("access-2"), Some("refresh-2"))
+    );
+    assert_eq!(kept.generation, 2);
+    assert_close(kept.expires_at, expires);
+    assert_eq!(
+        s.save_connection_tokens("crm", None, None, Some("refresh-3"))
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+/// A database written before connections existed (schema version 4) gets
+/// the `connections` table at start-up and keeps its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_adds_connections_to_an_older_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    {
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.enqueue(new("a", "f", None)).await.unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE connections; DELETE FROM schema_version WHERE version > 4")
+        .unwrap();
+    drop(conn);
+
+    let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(s.get("a").await.unwrap().unwrap().status, Status::Queued);
+    assert_eq!(s.connection_tokens("crm").await.unwrap(), None);
+    assert_eq!(
+        s.save_connection_tokens("crm", Some("t"), None, None)
+            .await
+            .unwrap(),
+        1
+    );
+    drop(s);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+}
+
+#[test]
+fn connection_tokens_are_never_shown() {
+    let tokens = ConnectionTokens {
+        access_token: Some("s3cr3t-access".into()),
+        expires_at: None,
+        refresh_token: Some("s3cr3t-refresh".into()),
+        generation: 2,
+    };
+    for shown in [format!("{tokens:?}"), format!("{tokens:#?}")] {
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(
+            shown.contains("***") && shown.contains("generation: 2"),
+            "{shown}"
+        );
+    }
+    let empty = ConnectionTokens {
+        access_token: None,
+        refresh_token: None,
+        ..tokens
+    };
+    assert!(format!("{empty:?}").contains("access_token: None"));
+}
+
+// PostgreSQL only: what replicas sharing a schema coordinate through it.
+
+/// Tolerance at the edges of a rate limit's windows.
+const EDGE: Duration = Duration::from_millis(50);
+
+/// A reservation as the caller saw it: its send time lies between `lo`
+/// (asked + wait) and `hi` (answered + wait), the store having read its
+/// clock in between.
+struct Reserved {
+    wait: Duration,
+    lo: Instant,
+    hi: Instant,
+}
+
+async fn reserve(s: &dyn Store, name: &str, requests: u32, per: Duration) -> Reserved {
+    let asked = Instant::now();
+    let wait = s
+        .reserve_request(name, requests, per)
+        .await
+        .unwrap()
+        .expect("a store shared by replicas limits requests itself");
+    Reserved {
+        wait,
+        lo: asked + wait,
+        hi: Instant::now() + wait,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
+    let Some(pg) = Pg::open("postgres_keeps_connection_tokens_across_reopen_and_upgrade").await
+    else {
+        return;
+    };
+    let expires = Utc::now() + chrono::Duration::seconds(3600);
+    pg.store
+        .save_connection_tokens("crm", Some("access-1"), Some(expires), Some("refresh-1"))
+        .await
+        .unwrap();
+    let pg = pg.reopen().await;
+    let kept = pg.store.connection_tokens("crm").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.access_token.as_deref(), kept.refresh_token.as_deref()),
+        (Some("access-1"), Some("refresh-1"))
+    );
+    assert_eq!(kept.generation, 1);
+    assert_close(kept.expires_at, expires);
+
+    // A schema written before connections existed (version 2) gets their
+    // tables at start-up.
+    pg.store.enqueue(new("a", "f", None)).await.unwrap();
+    let admin = pg_support::admin(&pg.url).await;
+    let schema = pg.schema.clone();
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE \"{schema}\".connections, \"{schema}\".connection_limits; \
+             DELETE FROM \"{schema}\".schema_version WHERE version > 2"
+        ))
+        .await
+        .unwrap();
+    let pg = pg.reopen().await;
+    assert_eq!(
+        pg.store.get("a").await.unwrap().unwrap().status,
+        Status::Queued
+    );
+    assert_eq!(pg.store.connection_tokens("crm").await.unwrap(), None);
+    assert_eq!(
+        pg.store
+            .save_connection_tokens("crm", Some("t"), None, None)
+            .await
+            .unwrap(),
+        1
+    );
+    let r = reserve(&pg.store, "crm", 1, Duration::from_secs(1)).await;
+    assert_eq!(r.wait, Duration::ZERO);
+    let version: i32 = admin
+        .query_one(
+            &format!("SELECT MAX(version) FROM \"{schema}\".schema_version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 3);
+    pg.done().await;
+}
+
+/// One replica at a time fetches a connection's tokens; the others wait for
+/// its save (or for its lease to run out, if it died).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_replica_fetches_tokens_at_a_time() {
+    let Some(pg) = Pg::open("postgres_one_replica_fetches_tokens_at_a_time").await else {
+        return;
+    };
+    let replica = pg.replica().await;
+    let (a, b): (&dyn Store, &dyn Store) = (&pg.store, &replica);
+    assert!(a.claim_token_fetch("crm", "A", LONG).await.unwrap());
+    assert!(
+        !b.claim_token_fetch("crm", "B", LONG).await.unwrap(),
+        "A's lease runs"
+    );
+    assert!(
+        b.claim_token_fetch("erp", "B", LONG).await.unwrap(),
+        "another connection"
+    );
+    assert!(
+        a.claim_token_fetch("crm", "A", LONG).await.unwrap(),
+        "the holder claims again"
+    );
+    assert_eq!(
+        b.connection_tokens("crm").await.unwrap(),
+        None,
+        "a claim saves no tokens"
+    );
+    assert_eq!(
+        a.save_connection_tokens("crm", Some("t1"), None, Some("r1"))
+            .await
+            .unwrap(),
+        1
+    );
+    b.release_token_fetch("crm", "B").await.unwrap();
+    assert!(
+        !b.claim_token_fetch("crm", "B", LONG).await.unwrap(),
+        "only the holder releases"
+    );
+    a.release_token_fetch("crm", "A").await.unwrap();
+    assert!(b.claim_token_fetch("crm", "B", LONG).await.unwrap());
+    b.release_token_fetch("crm", "B").await.unwrap();
+
+    // A holder that never releases: its lease runs out.
+    let lease = Duration::from_millis(200);
+    let asked = Instant::now();
+    assert!(a.claim_token_fetch("crm", "A", lease).await.unwrap());
+    let early = b.claim_token_fetch("crm", "B", LONG).await.unwrap();
+    if asked.elapsed() < lease {
+        assert!(!early, "B got the claim before A's lease ran out");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.claim_token_fetch("crm", "B", LONG).await.unwrap() {
+        assert!(Instant::now() < deadline, "A's lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        asked.elapsed() >= lease,
+        "B got the claim {:?} after A took it",
+        asked.elapsed()
+    );
+    // Claims leave the tokens alone.
+    let kept = a.connection_tokens("crm").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.access_token.as_deref(), kept.generation),
+        (Some("t1"), 1)
+    );
+    drop(replica);
+    pg.done().await;
+}
+
+/// Two replicas reserving at once share one limit: of 12 requests at 5 per
+/// second, 5 go now, 5 a second later and 2 after two; no second holds
+/// more than 5 send times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_request_limit_is_shared_by_replicas() {
+    let Some(pg) = Pg::open("postgres_request_limit_is_shared_by_replicas").await else {
+        return;
+    };
+    let replica = pg.replica().await;
+    let replicas: [&dyn Store; 2] = [&pg.store, &replica];
+    // Connections opened beforehand: the reservations then run within
+    // milliseconds of each other.
+    for s in replicas {
+        let warm = (0..6).map(|_| s.connection_tokens("warm-up"));
+        for r in futures::future::join_all(warm).await {
+            r.unwrap();
+        }
+    }
+    let per = Duration::from_secs(1);
+    let started = Instant::now();
+    let reservations = (0..12).map(|i| reserve(replicas[i % 2], "crm", 5, per));
+    let reserved = futures::future::join_all(reservations).await;
+    // Each wait is counted from the moment the database reserved, some
+    // time between `started` and the last answer.
+    let spread = reserved
+        .iter()
+        .map(|r| r.hi - r.wait)
+        .max()
+        .unwrap()
+        .duration_since(started);
+
+    let mut waits: Vec<Duration> = reserved.iter().map(|r| r.wait).collect();
+    waits.sort_unstable();
+    assert!(waits[..5].iter().all(Duration::is_zero), "{waits:?}");
+    for w in &waits[5..10] {
+        assert!(*w + EDGE + spread >= per, "{waits:?} (spread {spread:?})");
+    }
+    for w in &waits[10..] {
+        assert!(
+            *w + EDGE + spread >= 2 * per,
+            "{waits:?} (spread {spread:?})"
+        );
+    }
+    assert!(
+        waits[11] <= 2 * per + EDGE,
+        "5 per second, not fewer: {waits:?}"
+    );
+
+    // The k-th earliest send time lies between the k-th smallest `lo` and
+    // the k-th smallest `hi`: any 6 consecutive ones span a second.
+    let mut lo: Vec<Instant> = reserved.iter().map(|r| r.lo).collect();
+    let mut hi: Vec<Instant> = reserved.iter().map(|r| r.hi).collect();
+    lo.sort_unstable();
+    hi.sort_unstable();
+    for k in 0..lo.len() - 5 {
+        let span = hi[k + 5].duration_since(lo[k]);
+        assert!(
+            span + EDGE >= per,
+            "send times {k}..={} within {span:?}: {waits:?}",
+            k + 5
+        );
+    }
+    drop(replica);
+    pg.done().await;
+}
+
+/// A limit changed between builds (3 per second, then 2) applies from the
+/// next reservation on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_request_limit_follows_a_changed_limit() {
+    let Some(pg) = Pg::open("postgres_request_limit_follows_a_changed_limit").await else {
+        return;
+    };
+    let per = Duration::from_secs(1);
+    let mut reserved = Vec::new();
+    for _ in 0..3 {
+        reserved.push(reserve(&pg.store, "crm", 3, per).await);
+    }
+    for _ in 0..4 {
+        reserved.push(reserve(&pg.store, "crm", 2, per).await);
+    }
+    let waits: Vec<Duration> = reserved.iter().map(|r| r.wait).collect();
+    assert!(waits[..3].iter().all(Duration::is_zero), "{waits:?}");
+    // From the first reservation under the new limit on, each send is at
+    // least a second after the one two before it...
+    for i in 1..reserved.len() - 2 {
+        let span = reserved[i + 2].hi.duration_since(reserved[i].lo);
+        assert!(span + EDGE >= per, "sends {i} and {}: {waits:?}", i + 2);
+    }
+    // ... and two go per second, not one.
+    assert!(
+        waits[3] <= per + EDGE && waits[4] <= per + EDGE,
+        "{waits:?}"
+    );
+    assert!(waits[5] <= 2 * per + EDGE, "{waits:?}");
+    pg.done().await;
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! the unused-name warnings.
 
 mod access;
+pub mod connection;
 mod decls;
 mod expr;
 pub mod facts;
@@ -50,6 +51,8 @@ pub struct Program {
     /// Each flow's resolved facts (trigger options with their defaults,
     /// whether it reads headers), by flow name: what codegen reads.
     pub facts: BTreeMap<String, FlowFacts>,
+    /// Validated `connection` declarations by name, with the name's span.
+    pub connections: BTreeMap<String, (connection::ConnectionFacts, Span)>,
     /// The inferred type of every checked expression, by its span.
     pub expr_types: HashMap<Span, Type>,
 }
@@ -121,6 +124,8 @@ pub(crate) struct Checker<'a> {
     current_type: Option<String>,
     /// Webhook and sync triggers with neither `verify:` nor `auth:` (W0010).
     public_endpoints: Vec<Span>,
+    /// Declared connections: whether a `via:` names them (W0011).
+    used_connections: BTreeMap<String, bool>,
 }
 
 /// What the checker knows about the flow whose body it is in.
@@ -167,12 +172,14 @@ impl<'a> Checker<'a> {
             used_types: BTreeSet::new(),
             current_type: None,
             public_endpoints: Vec::new(),
+            used_connections: BTreeMap::new(),
         }
     }
 
     fn run(&mut self) {
         self.collect_types();
         self.collect_config();
+        self.collect_connections();
         self.collect_flows();
         for item in &self.file.items {
             if let ast::Item::Flow(flow) = item {
@@ -183,6 +190,7 @@ impl<'a> Checker<'a> {
         self.warn_unused_config();
         self.warn_unused_types();
         self.warn_public_endpoints();
+        self.warn_unused_connections();
     }
 
     fn error(&mut self, d: Diagnostic) {

@@ -73,11 +73,20 @@ impl Checker<'_> {
                     self.test_run(flow, input);
                     ran = self.program.flows.get(&flow.name).map(|f| (flow, f.kind));
                 }
-                TestStmtKind::ExpectHttp { method, url, json } => {
+                TestStmtKind::ExpectHttp {
+                    method,
+                    url,
+                    json,
+                    headers,
+                } => {
                     self.test_method(method, Code::BadExpect);
                     self.expect(url, &Type::String, "expected URL");
                     if let Some(j) = json {
                         self.expect(j, &Type::Json, "expected JSON body");
+                    }
+                    if let Some(h) = headers {
+                        let map = Type::Map(Box::new(Type::Secret));
+                        self.expect(h, &map, "expected headers");
                     }
                 }
                 TestStmtKind::ExpectStatus(outcome) => {

@@ -329,6 +329,17 @@ impl Gen<'_> {
                     let schema = self.types.schema(te);
                     out.push_str(&format!(".decode_as({schema})"));
                 }
+                // `via: crm` names a connection, which is no value: the
+                // runtime looks it up by name.
+                Some(ArgValue::Expr(Expr {
+                    kind: ExprKind::Name(connection),
+                    ..
+                })) if param.name == "via" => {
+                    out.push_str(&format!(
+                        ".kw(\"via\", Value::from({}))",
+                        lit(&connection.name)
+                    ));
+                }
                 Some(ArgValue::Expr(e)) => {
                     let mut v = self.expr(e);
                     // A typed value handed out as `Json` (`json:` bodies,

@@ -7,6 +7,7 @@
 //! the `codegen` crate, bodies as strings, and the result is formatted with
 //! `prettyplease` so `flowc emit` is readable. Codegen touches no disk.
 
+mod connection;
 mod expr;
 mod schema;
 mod stmt;
@@ -116,6 +117,9 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
     let mut scope = codegen::Scope::new();
     scope.push_fn(integration_fn(&mut gen, file, program));
     scope.push_fn(flows_fn(&gen, file));
+    if let Some(f) = connection::connections_fn(program) {
+        scope.push_fn(f);
+    }
     if let Some(f) = tests_fn(&mut gen, file) {
         scope.push_fn(f);
     }
@@ -242,12 +246,17 @@ fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program) -> codegen
         }
     }
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows, connections: {} }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),
         vec_of(&config),
         vec_of(&types),
+        if program.connections.is_empty() {
+            "no_connections"
+        } else {
+            "connections"
+        },
     ));
     f
 }
@@ -385,14 +394,22 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
                         lit(&flow.name)
                     ));
                 }
-                T::ExpectHttp { method, url, json } => stmts.push(format!(
-                    "TestStmt::Expect(Expect::Http {{ method: {}, url: {}, json: {} }})",
+                T::ExpectHttp {
+                    method,
+                    url,
+                    json,
+                    headers,
+                } => stmts.push(format!(
+                    "TestStmt::Expect(Expect::Http {{ method: {}, url: {}, json: {}, headers: {} }})",
                     lit(&method.name),
                     gen.expr(url),
                     json.as_ref().map_or("None".to_string(), |j| format!(
                         "Some({})",
                         wire_value(gen, j)
                     )),
+                    headers
+                        .as_ref()
+                        .map_or("None".to_string(), |h| format!("Some({})", gen.expr(h))),
                 )),
                 T::ExpectStatus(outcome) => stmts.push(format!(
                     "TestStmt::Expect(Expect::Status({}))",

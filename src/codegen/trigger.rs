@@ -131,19 +131,19 @@ fn some_or_none(value: Option<String>) -> String {
     value.map_or("None".into(), |v| format!("Some({v})"))
 }
 
-fn duration(d: Duration) -> String {
+pub(super) fn duration(d: Duration) -> String {
     format!("Duration::from_millis({})", d.as_millis())
 }
 
 /// A setting as the `String` the runtime reads when the flows are built.
-fn setting(s: &Setting) -> String {
+pub(super) fn setting(s: &Setting) -> String {
     match s {
         Setting::Config(entry) => format!("config.str({})", lit(entry)),
         Setting::Literal(text) => format!("{}.to_string()", lit(text)),
     }
 }
 
-fn optional_setting(s: &Option<Setting>) -> String {
+pub(super) fn optional_setting(s: &Option<Setting>) -> String {
     some_or_none(s.as_ref().map(setting))
 }
 

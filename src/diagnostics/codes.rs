@@ -11,6 +11,7 @@
 //! | E0400–E0499  | statements (effects, respond, match)    |
 //! | E0500–E0599  | config and secrets                      |
 //! | E0600–E0699  | tests (section 9)                       |
+//! | E0700–E0799  | connections (sections 12–13)            |
 //! | W0001–W0099  | warnings                                |
 //!
 //! The long explanation of each code (`flowc explain`) is the code's section
@@ -132,12 +133,19 @@ codes! {
     BadMock = "E0601", "invalid mock";
     BadExpect = "E0602", "invalid expectation";
 
+    // ---- connections
+    UnknownConnection = "E0700", "unknown connection";
+    DuplicateConnection = "E0701", "connection declared twice";
+    BadConnectionOption = "E0702", "invalid connection option";
+    ViaWithCredentials = "E0703", "`via:` together with `bearer:` or `basic:`";
+
     // ---- warnings
     UnusedLet = "W0001", "unused `let` binding";
     UnusedConfig = "W0002", "unused config entry";
     UnreachableArm = "W0004", "unreachable match arm";
     UnusedType = "W0005", "unused type";
     PublicEndpoint = "W0010", "endpoint anyone can call";
+    UnusedConnection = "W0011", "unused connection";
 }
 
 impl Code {

@@ -24,6 +24,7 @@ impl Printer<'_> {
             match item {
                 Item::Config(config) => self.config(config),
                 Item::Type(decl) => self.type_decl(decl),
+                Item::Connection(decl) => self.connection(decl),
                 Item::Flow(flow) => self.flow(flow),
                 Item::Test(test) => self.test(test),
             }
@@ -170,7 +171,14 @@ impl Printer<'_> {
         self.entries(&trigger.options, |o| o.span, open, close, Self::option);
     }
 
-    /// `name: value` of trigger options and test config.
+    fn connection(&mut self, decl: &ConnectionDecl) {
+        self.write(&format!("connection {} ", decl.name.name));
+        let open = self.skip_trivia(decl.name.span.end);
+        let close = decl.span.end.saturating_sub(1);
+        self.entries(&decl.options, |o| o.span, open, close, Self::option);
+    }
+
+    /// `name: value` of trigger options, connections and test config.
     fn option(&mut self, option: &OptionEntry) {
         self.write(&format!("{}: ", option.name.name));
         match &option.value {
@@ -213,12 +221,21 @@ impl Printer<'_> {
                 self.write(&format!("run {} with ", flow.name));
                 self.expr(input, 0);
             }
-            TestStmtKind::ExpectHttp { method, url, json } => {
+            TestStmtKind::ExpectHttp {
+                method,
+                url,
+                json,
+                headers,
+            } => {
                 self.write(&format!("expect http {} ", method.name));
                 self.expr(url, 0);
                 if let Some(json) = json {
                     self.write(" with json ");
                     self.expr(json, 0);
+                }
+                if let Some(headers) = headers {
+                    self.write(" with headers ");
+                    self.expr(headers, 0);
                 }
             }
             TestStmtKind::ExpectStatus(status) => {

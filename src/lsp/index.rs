@@ -60,6 +60,8 @@ pub struct Index {
     pub types: BTreeMap<String, (Span, Option<String>)>,
     /// Config entry name → (name span, doc).
     pub config: BTreeMap<String, (Span, Option<String>)>,
+    /// Connection name → (name span, doc).
+    pub connections: BTreeMap<String, (Span, Option<String>)>,
     /// Every local each flow binds, in source order.
     pub locals: BTreeMap<String, Vec<Local>>,
 }
@@ -85,6 +87,11 @@ impl Index {
                             .config
                             .insert(e.name.name.clone(), (e.name.span, e.doc.clone()));
                     }
+                }
+                Item::Connection(c) => {
+                    index
+                        .connections
+                        .insert(c.name.name.clone(), (c.name.span, c.doc.clone()));
                 }
                 Item::Test(_) => {}
             }

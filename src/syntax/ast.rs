@@ -42,6 +42,7 @@ pub struct File {
 pub enum Item {
     Config(ConfigBlock),
     Type(TypeDecl),
+    Connection(ConnectionDecl),
     Flow(FlowDecl),
     Test(TestDecl),
 }
@@ -51,10 +52,24 @@ impl Item {
         match self {
             Item::Config(c) => c.span,
             Item::Type(t) => t.span,
+            Item::Connection(c) => c.span,
             Item::Flow(f) => f.span,
             Item::Test(t) => t.span,
         }
     }
+}
+
+// ---------------------------------------------------------------- connections
+
+/// `connection NAME { ... }` (LANGUAGE.md §12): an outside system named
+/// once, with how to authenticate to it and how fast it may be called. The
+/// options are validated by the checker (`check::connection`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionDecl {
+    pub doc: Option<String>,
+    pub name: Ident,
+    pub options: Vec<OptionEntry>,
+    pub span: Span,
 }
 
 // ---------------------------------------------------------------- config
@@ -507,11 +522,12 @@ pub enum TestStmtKind {
     },
     /// `run flow with expr`
     Run { flow: Ident, input: Expr },
-    /// `expect http METHOD url [with json expr]`
+    /// `expect http METHOD url [with json expr] [with headers expr]`
     ExpectHttp {
         method: Ident,
         url: Expr,
         json: Option<Expr>,
+        headers: Option<Expr>,
     },
     /// `expect status succeeded|failed|skipped`
     ExpectStatus(Ident),

@@ -605,6 +605,7 @@ fn words(rule: Rule) -> Words {
         Rule::kw_module => Expect("`module`"),
         Rule::kw_fn => Expect("`fn`"),
         Rule::kw_example => Continue("`example`"),
+        Rule::kw_connection => Expect("`connection`"),
 
         // punctuation
         Rule::lbrace => Expect("`{`"),
@@ -626,12 +627,15 @@ fn words(rule: Rule) -> Words {
 
         // file
         Rule::program | Rule::file => None,
-        Rule::item => Expect("a declaration (`flow`, `type`, `config` or `test`)"),
+        Rule::item => Expect("a declaration (`flow`, `type`, `config`, `connection` or `test`)"),
         Rule::integration_decl => Expect("`integration NAME`"),
 
         // config
         Rule::config_block => Expect("`config`"),
         Rule::config_entry => Expect("a config entry `name: Type`"),
+
+        // connections
+        Rule::connection_decl => Expect("`connection`"),
 
         // types
         Rule::type_decl => Expect("`type`"),
@@ -732,6 +736,8 @@ fn words(rule: Rule) -> Words {
         Rule::mock_http => Expect("`mock`"),
         Rule::run_flow => Expect("`run`"),
         Rule::expect_http | Rule::expect_status | Rule::expect_response => Expect("`expect`"),
+        Rule::expect_json => Continue("`with json`"),
+        Rule::expect_headers => Continue("`with headers`"),
 
         // stdlib signature files
         Rule::module_program | Rule::module_file => None,

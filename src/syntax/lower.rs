@@ -125,6 +125,7 @@ pub(super) fn is_token(rule: Rule) -> bool {
             | kw_module
             | kw_fn
             | kw_example
+            | kw_connection
             | lbrace
             | rbrace
             | lparen
@@ -432,6 +433,7 @@ impl<'s> Lowerer<'s> {
                 }
                 Rule::config_block => items.push(Item::Config(self.lower_config(decl))),
                 Rule::type_decl => items.push(Item::Type(self.lower_type_decl(decl))),
+                Rule::connection_decl => items.push(Item::Connection(self.lower_connection(decl))),
                 Rule::flow_decl => items.push(Item::Flow(self.lower_flow(decl))),
                 Rule::test_decl => items.push(Item::Test(self.lower_test(decl))),
                 rule => unexpected(rule),

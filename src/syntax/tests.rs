@@ -1001,7 +1001,9 @@ fn test_blocks() {
             TestStmtKind::Run { flow, input } => {
                 format!("run {flow} {}", matches!(input.kind, ExprKind::Record(_)))
             }
-            TestStmtKind::ExpectHttp { method, url, json } => {
+            TestStmtKind::ExpectHttp {
+                method, url, json, ..
+            } => {
                 format!(
                     "expect {method} {} {:?}",
                     sexp(url),

@@ -100,6 +100,11 @@ pub fn walk_item<'ast, V: Visitor<'ast> + ?Sized>(v: &mut V, item: &'ast Item) {
             }
         }
         Item::Type(decl) => v.visit_type_decl(decl),
+        Item::Connection(decl) => {
+            for option in &decl.options {
+                v.visit_option(option);
+            }
+        }
         Item::Flow(flow) => v.visit_flow(flow),
         Item::Test(test) => v.visit_test(test),
     }
@@ -191,10 +196,12 @@ pub fn walk_test_stmt<'ast, V: Visitor<'ast> + ?Sized>(v: &mut V, stmt: &'ast Te
             }
         }
         TestStmtKind::Run { input, .. } => v.visit_expr(input),
-        TestStmtKind::ExpectHttp { url, json, .. } => {
+        TestStmtKind::ExpectHttp {
+            url, json, headers, ..
+        } => {
             v.visit_expr(url);
-            if let Some(json) = json {
-                v.visit_expr(json);
+            for e in [json, headers].into_iter().flatten() {
+                v.visit_expr(e);
             }
         }
         TestStmtKind::ExpectStatus(_) => {}

@@ -44,6 +44,8 @@ pub trait RunServices: Send + Sync {
     fn metrics(&self) -> &Metrics;
     /// The shared HTTP client of `http.*` steps.
     fn http_client(&self) -> &reqwest::Client;
+    /// The `connection` declarations, for `via:`.
+    fn connections(&self) -> &crate::engine::connection::Connections;
     /// The trigger of flow `flow`, if there is one by that name.
     fn trigger_of(&self, flow: &str) -> Option<&TriggerDef>;
     /// `endpoint(flow)`: the public URL of an HTTP-triggered flow.

@@ -29,6 +29,118 @@ pub struct Integration {
     /// Builds the flows once the config is loaded (trigger options may
     /// reference config values, e.g. an HMAC secret).
     pub flows: fn(&Config) -> Vec<FlowDef>,
+    /// Builds the `connection` declarations once the config is loaded
+    /// ([`no_connections`] for a file without any).
+    pub connections: fn(&Config) -> Vec<ConnectionDef>,
+}
+
+/// [`Integration::connections`] of an integration that declares none.
+pub fn no_connections(_: &Config) -> Vec<ConnectionDef> {
+    Vec::new()
+}
+
+/// `connection NAME { ... }` (LANGUAGE.md §12): an outside system that
+/// `http.*` steps reach `via: NAME`. Holds secrets, so it has no `Debug`
+/// that would print them.
+#[derive(Clone)]
+pub struct ConnectionDef {
+    /// The connection's name.
+    pub name: &'static str,
+    /// How requests through it authenticate.
+    pub auth: ConnectionAuth,
+    /// `limit: { requests: N, per: D }`.
+    pub limit: Option<RequestLimit>,
+}
+
+impl std::fmt::Debug for ConnectionDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionDef")
+            .field("name", &self.name)
+            .field("auth", &self.auth.kind())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+/// `limit: { requests: N, per: D }` of a connection: at most `requests`
+/// requests in any window of `per`, across runs and replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimit {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+/// How requests through a connection authenticate.
+#[derive(Clone)]
+pub enum ConnectionAuth {
+    /// No credentials (the connection is there for its limit).
+    None,
+    /// `bearer: TOKEN`: `Authorization: Bearer TOKEN`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// `basic: { user, password }`.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// `api_key: { header, key }`: the key in header `header`.
+    ApiKey {
+        /// The header's name.
+        header: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// `oauth2: client_credentials | refresh_token`.
+    OAuth2(OAuth2Def),
+}
+
+impl ConnectionAuth {
+    /// The scheme's name as written (`oauth2`, `bearer`, ...; `none`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectionAuth::None => "none",
+            ConnectionAuth::Bearer { .. } => "bearer",
+            ConnectionAuth::Basic { .. } => "basic",
+            ConnectionAuth::ApiKey { .. } => "api_key",
+            ConnectionAuth::OAuth2(_) => "oauth2",
+        }
+    }
+}
+
+/// An OAuth2 connection (RFC 6749).
+#[derive(Clone)]
+pub struct OAuth2Def {
+    /// How access tokens are obtained.
+    pub grant: OAuth2Grant,
+    /// The token endpoint.
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret, sent with HTTP Basic; `None`: a public client
+    /// (the id is sent in the form).
+    pub client_secret: Option<String>,
+    /// Requested scopes (space-joined in `scope`).
+    pub scopes: Vec<&'static str>,
+    /// The first refresh token (`oauth2: refresh_token`); a rotated one in
+    /// the store takes its place.
+    pub refresh_token: Option<String>,
+    /// The authorization endpoint, for `BINARY connect NAME`.
+    pub authorize_url: Option<String>,
+}
+
+/// The OAuth2 grant of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuth2Grant {
+    /// RFC 6749 §4.4: the client's own credentials.
+    ClientCredentials,
+    /// RFC 6749 §6: a refresh token a person's consent produced.
+    RefreshToken,
 }
 
 impl Integration {

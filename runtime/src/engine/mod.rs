@@ -45,6 +45,7 @@ macro_rules! run_event {
     };
 }
 
+pub mod connection;
 pub mod ctx;
 pub mod integration;
 pub mod parallel;
@@ -74,6 +75,7 @@ use crate::core::error::RunError;
 use crate::core::metrics::Metrics;
 use crate::core::redact::Redactor;
 use crate::core::sync::lock;
+use crate::engine::connection::Connections;
 use crate::engine::ctx::{Ctx, Journaling, RunJournal, RunServices};
 use crate::engine::integration::{Auth, FlowDef, Integration, Outcome, TriggerDef, Verify};
 use crate::store::{
@@ -174,6 +176,7 @@ pub(crate) struct Inner {
     by_name: HashMap<&'static str, Arc<FlowDef>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) http: reqwest::Client,
+    pub(crate) connections: Connections,
     pub(crate) metrics: Metrics,
     pub(crate) redactor: Redactor,
     steps: StepRegistry,
@@ -246,6 +249,10 @@ impl RunServices for Inner {
 
     fn http_client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     fn trigger_of(&self, flow: &str) -> Option<&TriggerDef> {
@@ -354,6 +361,7 @@ impl Runtime {
             }));
         }
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
+        let connections = Connections::new((integration.connections)(&config));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .redirect(crate::core::outbound::redirect_policy())
@@ -376,6 +384,7 @@ impl Runtime {
                 by_name,
                 store,
                 http,
+                connections,
                 metrics: Metrics::default(),
                 redactor,
                 steps: options.steps,

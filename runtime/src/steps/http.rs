@@ -149,9 +149,16 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         req = req.body(display(body));
     }
 
-    let resp = req.send().await.map_err(|e| {
-        StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
-    })?;
+    let connection = match args.get_named("via").and_then(Value::as_str) {
+        Some(name) => Some(call.cx.services().connections().get(name).ok_or_else(|| {
+            StepError::permanent(format!("{name}: no connection named `{name}`"))
+        })?),
+        None => None,
+    };
+    let resp = match connection {
+        Some(connection) => send_via(connection, req, &call, &what).await?,
+        None => req.send().await.map_err(|e| send_error(&what, e))?,
+    };
     let status = resp.status();
     let retry_after = match status.as_u16() {
         429 | 503 => resp
@@ -214,6 +221,48 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         ("text", Value::String(text)),
         ("headers", Value::Object(headers)),
     ]))
+}
+
+fn send_error(what: &(dyn Fn() -> String + Sync), e: reqwest::Error) -> StepError {
+    StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
+}
+
+/// Sends `req` through a connection: after the connection's limit lets it
+/// go, with the connection's credentials. An OAuth2 access token refused
+/// with `401` is replaced and the request sent once more at once (not a
+/// retry of the step: the token, not the request, was stale).
+async fn send_via(
+    connection: &crate::engine::connection::Connection,
+    req: reqwest::RequestBuilder,
+    call: &StepCall,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<reqwest::Response, StepError> {
+    let services = call.cx.services();
+    let (store, http) = (services.store().as_ref(), services.http_client());
+    let mut refreshed = false;
+    loop {
+        // Bodies here are text or JSON, which can always be cloned.
+        let this = req.try_clone().ok_or_else(|| {
+            StepError::permanent(format!("{}: the request cannot be repeated", what()))
+        })?;
+        connection.wait_turn(store).await?;
+        let credentials = connection.credentials(store, http).await?;
+        let resp = credentials
+            .apply(this)
+            .send()
+            .await
+            .map_err(|e| send_error(what, e))?;
+        let stale_token = resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && matches!(
+                credentials,
+                crate::engine::connection::Credentials::OAuth2(_)
+            );
+        if !stale_token || refreshed {
+            return Ok(resp);
+        }
+        connection.refused(&credentials).await;
+        refreshed = true;
+    }
 }
 
 /// A body without `as:`: JSON if it parses, `null` if empty, else the text.

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::{
     abandoned_message, callback_expired_message, Callback, CallbackOutcome, CallbackState,
-    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, Status,
-    StepRecord, Store, StoreError, StoreResult,
+    ConnectionTokens, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback,
+    NewExecution, Status, StepRecord, Store, StoreError, StoreResult,
 };
 
 #[derive(Default)]
@@ -37,6 +37,8 @@ struct Inner {
     deployed: Option<String>,
     /// Callbacks by execution id.
     callbacks: HashMap<String, Callback>,
+    /// The saved tokens of each connection.
+    connections: HashMap<String, ConnectionTokens>,
 }
 
 impl Inner {
@@ -490,5 +492,36 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, StoreResult<Option<Callback>>> {
         let c = self.with(|s| s.callbacks.get(execution_id).cloned());
         async move { Ok(c) }.boxed()
+    }
+
+    fn connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ConnectionTokens>>> {
+        let r = self.with(|s| s.connections.get(name).cloned());
+        async move { Ok(r) }.boxed()
+    }
+
+    fn save_connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+        access_token: Option<&'a str>,
+        expires_at: Option<DateTime<Utc>>,
+        refresh_token: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        let generation = self.with(|s| {
+            let generation = s.connections.get(name).map_or(0, |t| t.generation) + 1;
+            s.connections.insert(
+                name.to_string(),
+                ConnectionTokens {
+                    access_token: access_token.map(str::to_string),
+                    expires_at,
+                    refresh_token: refresh_token.map(str::to_string),
+                    generation,
+                },
+            );
+            generation
+        });
+        async move { Ok(generation) }.boxed()
     }
 }

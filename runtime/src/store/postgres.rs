@@ -26,6 +26,13 @@
 //!   burst; a listener connection turns it into [`Store::wake_hint`]. A
 //!   hint only: workers still poll, and the listener signals once after
 //!   every reconnect.
+//! * **Connections** (LANGUAGE.md §12): a token fetch is claimed on the
+//!   connection's row (a holder and a lease, by the database's clock), so
+//!   replicas needing a token at once fetch it once and a rotated refresh
+//!   token is not spent twice. A rate limit reserves each request's send
+//!   time in one statement on the connection's row of `connection_limits`
+//!   (its row lock serialises the replicas; times and waits by the
+//!   database's clock).
 //! * **One schema per integration** ([`PostgresOptions::schema`]), created
 //!   with its tables by versioned migrations (`schema_version`), applied
 //!   under an advisory lock so replicas starting together migrate once.
@@ -45,9 +52,10 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
     abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
-    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed, Enqueued,
-    Execution, ExecutionFilter, Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
+    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed,
+    ConnectionTokens, Enqueued, Execution, ExecutionFilter, Finish, JsonColumns, Lease,
+    NewCallback, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
+    StoreResult,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -140,6 +148,25 @@ CREATE TABLE $S.callbacks (
     last_error      TEXT
 );
 CREATE INDEX callbacks_due ON $S.callbacks (next_attempt_at) WHERE state = 'pending';
+"#,
+    // 3: connections (LANGUAGE.md §12). Each one's OAuth2 tokens, shared by
+    // the replicas, and which replica is fetching new ones until when (a
+    // generation of 0: claimed, nothing saved yet). The send times of the
+    // last requests through each limited connection, ascending.
+    r#"
+CREATE TABLE $S.connections (
+    name          TEXT PRIMARY KEY,
+    access_token  TEXT,
+    expires_at    TIMESTAMPTZ,
+    refresh_token TEXT,
+    generation    BIGINT NOT NULL DEFAULT 0,
+    fetch_holder  TEXT,
+    fetch_until   TIMESTAMPTZ
+);
+CREATE TABLE $S.connection_limits (
+    name  TEXT PRIMARY KEY,
+    sends TIMESTAMPTZ[] NOT NULL
+);
 "#,
 ];
 
@@ -1457,6 +1484,151 @@ impl Store for PostgresStore {
                 )
                 .await?;
             rows.first().map(callback_from_row).transpose()
+        }
+        .boxed()
+    }
+
+    fn connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ConnectionTokens>>> {
+        async move {
+            // Generation 0: a claim made the row, nothing was saved yet.
+            let rows = self
+                .query(
+                    "SELECT access_token, expires_at, refresh_token, generation \
+                     FROM $S.connections WHERE name = $1 AND generation > 0",
+                    &[&name],
+                )
+                .await?;
+            rows.first()
+                .map(|r| {
+                    Ok(ConnectionTokens {
+                        access_token: r.try_get(0).map_err(pg_error)?,
+                        expires_at: r.try_get(1).map_err(pg_error)?,
+                        refresh_token: r.try_get(2).map_err(pg_error)?,
+                        generation: r.try_get(3).map_err(pg_error)?,
+                    })
+                })
+                .transpose()
+        }
+        .boxed()
+    }
+
+    fn save_connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+        access_token: Option<&'a str>,
+        expires_at: Option<DateTime<Utc>>,
+        refresh_token: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        async move {
+            // The fetch claim (fetch_holder, fetch_until) is left as it is:
+            // its holder releases it once the save returned.
+            let rows = self
+                .query(
+                    "INSERT INTO $S.connections AS c (name, access_token, expires_at, \
+                     refresh_token, generation) VALUES ($1, $2, $3, $4, 1) \
+                     ON CONFLICT (name) DO UPDATE SET access_token = excluded.access_token, \
+                     expires_at = excluded.expires_at, refresh_token = excluded.refresh_token, \
+                     generation = c.generation + 1 RETURNING generation",
+                    &[&name, &access_token, &expires_at, &refresh_token],
+                )
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::backend("the connection's tokens were not saved"))?;
+            row.try_get(0).map_err(pg_error)
+        }
+        .boxed()
+    }
+
+    /// One upsert on the connection's row, which it locks: of replicas
+    /// claiming together one wins, the others see its holder and lease.
+    /// `clock_timestamp()`, not `now()` (the start of the transaction): a
+    /// statement that waited for the row lock judges the lease by the time
+    /// it got it.
+    fn claim_token_fetch<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        lease: Duration,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        async move {
+            let rows = self
+                .query(
+                    "INSERT INTO $S.connections AS c (name, fetch_holder, fetch_until) \
+                     VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+                     ON CONFLICT (name) DO UPDATE SET fetch_holder = excluded.fetch_holder, \
+                     fetch_until = clock_timestamp() + make_interval(secs => $3) \
+                     WHERE c.fetch_holder IS NULL OR c.fetch_holder = excluded.fetch_holder \
+                     OR c.fetch_until < clock_timestamp() RETURNING 1",
+                    &[&name, &holder, &secs(lease)],
+                )
+                .await?;
+            Ok(!rows.is_empty())
+        }
+        .boxed()
+    }
+
+    fn release_token_fetch<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        async move {
+            self.execute(
+                "UPDATE $S.connections SET fetch_holder = NULL, fetch_until = NULL \
+                 WHERE name = $1 AND fetch_holder = $2",
+                &[&name, &holder],
+            )
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    /// One upsert on the connection's row of `connection_limits`, which
+    /// keeps the send times of the last `requests` reservations, ascending.
+    /// The new time is the latest of: now, the `requests`-th newest time +
+    /// `per` (none while fewer are kept: at most `requests` in any window of
+    /// `per`), and the newest time (first come, first served; keeps the
+    /// times ascending also when `requests` grew or the database's clock
+    /// stepped back). Then the newest `requests - 1` are kept (also when
+    /// `requests` shrank) and the new time appended. The row lock
+    /// serialises replicas reserving together; `clock_timestamp()` is read
+    /// after it is taken, and the wait is computed by the same clock, so
+    /// the replicas' own clocks never matter.
+    fn reserve_request<'a>(
+        &'a self,
+        name: &'a str,
+        requests: u32,
+        per: Duration,
+    ) -> BoxFuture<'a, StoreResult<Option<Duration>>> {
+        async move {
+            let requests = i32::try_from(requests.max(1)).unwrap_or(i32::MAX);
+            // An index before the first (fewer times kept than `requests`)
+            // reads as NULL, which greatest() skips; a slice starting there
+            // starts at the first.
+            let rows = self
+                .query(
+                    "INSERT INTO $S.connection_limits AS l (name, sends) \
+                     VALUES ($1, ARRAY[clock_timestamp()]) \
+                     ON CONFLICT (name) DO UPDATE SET sends = \
+                     l.sends[cardinality(l.sends) - $2 + 2 : cardinality(l.sends)] \
+                     || greatest(clock_timestamp(), \
+                     l.sends[cardinality(l.sends) - $2 + 1] + make_interval(secs => $3), \
+                     l.sends[cardinality(l.sends)]) \
+                     RETURNING greatest(extract(epoch FROM \
+                     l.sends[cardinality(l.sends)] - clock_timestamp())::float8, 0)",
+                    &[&name, &requests, &secs(per)],
+                )
+                .await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::backend("the request was not reserved"))?;
+            let wait: f64 = row.try_get(0).map_err(pg_error)?;
+            Ok(Some(Duration::try_from_secs_f64(wait).unwrap_or_default()))
         }
         .boxed()
     }

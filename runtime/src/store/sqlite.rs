@@ -65,9 +65,10 @@ use tokio::sync::oneshot;
 
 use super::{
     abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
-    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed, Enqueued,
-    Execution, ExecutionFilter, Finish, JsonColumns, Lease, NewCallback, NewExecution, ReadBack,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult,
+    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed,
+    ConnectionTokens, Enqueued, Execution, ExecutionFilter, Finish, JsonColumns, Lease,
+    NewCallback, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
+    StoreResult,
 };
 
 /// Most jobs committed in one transaction.
@@ -164,6 +165,18 @@ CREATE TABLE callbacks (
     last_error      TEXT
 ) WITHOUT ROWID;
 CREATE INDEX callbacks_due ON callbacks (next_attempt_at) WHERE state = 'pending';
+"#,
+    // 5: the OAuth2 tokens of connections (a rotated refresh token must
+    // survive a restart). No fetch claim or send times: one process uses
+    // the file, and it serialises those in memory.
+    r#"
+CREATE TABLE connections (
+    name          TEXT PRIMARY KEY,
+    access_token  TEXT,
+    expires_at    INTEGER,
+    refresh_token TEXT,
+    generation    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -1617,6 +1630,54 @@ impl Store for SqliteStore {
             ))?
             .query_row([execution_id], callback_row)
             .optional()
+        })
+    }
+
+    fn connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ConnectionTokens>>> {
+        let name = name.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT access_token, expires_at, refresh_token, generation \
+                 FROM connections WHERE name = ?1",
+            )?
+            .query_row([name], |r| {
+                Ok(ConnectionTokens {
+                    access_token: r.get(0)?,
+                    expires_at: r.get::<_, Option<i64>>(1)?.map(from_micros),
+                    refresh_token: r.get(2)?,
+                    generation: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn save_connection_tokens<'a>(
+        &'a self,
+        name: &'a str,
+        access_token: Option<&'a str>,
+        expires_at: Option<DateTime<Utc>>,
+        refresh_token: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        let name = name.to_string();
+        let access_token = access_token.map(str::to_string);
+        let expires_at = expires_at.map(micros);
+        let refresh_token = refresh_token.map(str::to_string);
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO connections (name, access_token, expires_at, refresh_token, \
+                 generation) VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (name) DO UPDATE SET \
+                 access_token = excluded.access_token, expires_at = excluded.expires_at, \
+                 refresh_token = excluded.refresh_token, \
+                 generation = connections.generation + 1 RETURNING generation",
+            )?
+            .query_row(
+                params![name, access_token, expires_at, refresh_token],
+                |r| r.get(0),
+            )
         })
     }
 }

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use flow_runtime::{Config, FlowDef, Integration, Runtime, RuntimeOptions, Status};
+use flow_runtime::{no_connections, Config, FlowDef, Integration, Runtime, RuntimeOptions, Status};
 
 /// A hand-written integration named `name` with these flows, no config
 /// and no types (`Integration { config, ..integration(..) }` for more).
@@ -19,6 +19,7 @@ pub fn integration(name: &'static str, flows: fn(&Config) -> Vec<FlowDef>) -> In
         config: vec![],
         types: vec![],
         flows,
+        connections: no_connections,
     }
 }
 

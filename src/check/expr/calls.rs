@@ -120,6 +120,7 @@ impl Checker<'_> {
         let sig = sig.clone();
         self.check_needed_config(&qualified, module.span.to(name.span));
         self.check_call_args(&qualified, &sig.params, args, name.span);
+        self.check_via_credentials(args);
         // Substitute the type argument (`as:`) into the result type.
         let type_arg = args.iter().find_map(|a| match (&a.name, &a.value) {
             (Some(n), ArgValue::Type(te)) if sig.param(&n.name).is_some_and(|p| p.takes_type) => {
@@ -316,6 +317,7 @@ impl Checker<'_> {
                         .with_help("lambdas are arguments of list methods: compute the value first, e.g. `json: lines.map(l => l.sku)`"),
                     );
                 }
+                (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v),
                 (ArgValue::Expr(v), false) => {
                     self.expect(
                         v,

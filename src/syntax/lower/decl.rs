@@ -35,6 +35,22 @@ impl Lowerer<'_> {
         }
     }
 
+    // ------------------------------------------------------------ connections
+
+    pub(super) fn lower_connection(&self, pair: Pair<'_, Rule>) -> ConnectionDecl {
+        let span = span_of(&pair);
+        let doc = self.doc_above(span.start);
+        let mut walk = inner(pair);
+        let name = self.lower_binding(walk.required());
+        let options = self.lower_options(walk.required());
+        ConnectionDecl {
+            doc,
+            name,
+            options,
+            span,
+        }
+    }
+
     // ------------------------------------------------------------ types
 
     pub(super) fn lower_type_decl(&self, pair: Pair<'_, Rule>) -> TypeDecl {
@@ -369,7 +385,12 @@ impl Lowerer<'_> {
             Rule::expect_http => TestStmtKind::ExpectHttp {
                 method: self.lower_http_method(walk.required()),
                 url: self.lower_expr(walk.required()),
-                json: walk.try_next().map(|e| self.lower_expr(e)),
+                json: walk
+                    .next_if(Rule::expect_json)
+                    .map(|e| self.lower_expr(inner(e).required())),
+                headers: walk
+                    .next_if(Rule::expect_headers)
+                    .map(|e| self.lower_expr(inner(e).required())),
             },
             Rule::expect_status => TestStmtKind::ExpectStatus(self.lower_ident(walk.required())),
             Rule::expect_response => TestStmtKind::ExpectResponse {

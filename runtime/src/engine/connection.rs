@@ -1,0 +1,539 @@
+//! Connections (LANGUAGE.md §12): the credentials and the request budget of
+//! an outside system, shared by every run that reaches it `via:` its name.
+//!
+//! OAuth2 access tokens are fetched on first use, kept until shortly before
+//! they expire, and fetched once when many runs need one at the same moment:
+//! in a process, the token's lock is held while it is fetched, so the others
+//! wait for that answer; across replicas on a shared store, the store's
+//! fetch claim does the same (the others wait and read the saved token). A
+//! rotated refresh token is saved in the store at once, so a restart or
+//! another replica continues with it.
+//!
+//! Tokens are secrets: they appear in no error, log line or record. Errors
+//! from the token endpoint name its status and OAuth `error` code.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::time::Instant;
+
+use crate::core::error::{error_chain, StepError};
+use crate::core::redact::url_for_errors;
+use crate::core::sync::lock;
+use crate::engine::integration::{
+    ConnectionAuth, ConnectionDef, OAuth2Def, OAuth2Grant, RequestLimit,
+};
+use crate::store::Store;
+
+/// How long another replica's token fetch may take before this one takes
+/// over (a fetch is one HTTP request with a 30-s timeout).
+const FETCH_CLAIM: Duration = Duration::from_secs(40);
+/// Timeout of one request to a token endpoint.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A token is replaced this long before it expires, at most: requests in
+/// flight when it runs out would be refused.
+const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// The connections of an integration, by name.
+pub struct Connections {
+    by_name: HashMap<&'static str, Arc<Connection>>,
+}
+
+impl Connections {
+    /// The connections `defs` declares; `holder` names this process in the
+    /// store's fetch claims.
+    pub(crate) fn new(defs: Vec<ConnectionDef>) -> Connections {
+        let holder = super::new_execution_id();
+        let by_name = defs
+            .into_iter()
+            .map(|def| {
+                let limiter = def.limit.map(Limiter::new);
+                let connection = Connection {
+                    def,
+                    holder: holder.clone(),
+                    token: AsyncMutex::new(TokenState::default()),
+                    limiter,
+                };
+                (connection.def.name, Arc::new(connection))
+            })
+            .collect();
+        Connections { by_name }
+    }
+
+    /// The connection named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Connection>> {
+        self.by_name.get(name)
+    }
+
+    /// Every connection, for `connect` and start-up checks.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Connection>> {
+        self.by_name.values()
+    }
+}
+
+/// One connection: its declaration, its current access token and its
+/// request budget.
+pub struct Connection {
+    def: ConnectionDef,
+    holder: String,
+    /// Held while a token is fetched: single flight in this process.
+    token: AsyncMutex<TokenState>,
+    /// The in-process budget, when the store does not share one.
+    limiter: Option<Limiter>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    current: Option<AccessToken>,
+    /// A token the API refused (`401`): not taken from the store again.
+    refused: Option<String>,
+}
+
+#[derive(Clone)]
+struct AccessToken {
+    value: String,
+    /// When it is replaced (shortly before it expires); `None`: never.
+    renew_at: Option<DateTime<Utc>>,
+}
+
+impl AccessToken {
+    fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.renew_at.is_none_or(|at| now < at)
+    }
+}
+
+/// What a request through a connection carries.
+pub enum Credentials {
+    /// Nothing.
+    None,
+    /// `Authorization: Bearer TOKEN` (static).
+    Bearer(String),
+    /// `Authorization: Bearer TOKEN` of an OAuth2 access token, which a
+    /// `401` answer replaces once.
+    OAuth2(String),
+    /// `Authorization: Basic ...`.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A key in a header.
+    ApiKey {
+        /// The header's name.
+        header: &'static str,
+        /// The key.
+        key: String,
+    },
+}
+
+impl Credentials {
+    /// Adds the credentials to a request.
+    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credentials::None => req,
+            Credentials::Bearer(token) | Credentials::OAuth2(token) => req.bearer_auth(token),
+            Credentials::Basic { user, password } => req.basic_auth(user, Some(password)),
+            Credentials::ApiKey { header, key } => req.header(*header, key.as_str()),
+        }
+    }
+}
+
+impl Connection {
+    /// The connection's name.
+    pub fn name(&self) -> &'static str {
+        self.def.name
+    }
+
+    /// The declaration.
+    pub fn def(&self) -> &ConnectionDef {
+        &self.def
+    }
+
+    /// Waits until the connection's limit lets one more request go (the
+    /// store's shared budget when it keeps one, else this process's).
+    pub async fn wait_turn(&self, store: &dyn Store) -> Result<(), StepError> {
+        let Some(limit) = self.def.limit else {
+            return Ok(());
+        };
+        let shared = store
+            .reserve_request(self.def.name, limit.requests, limit.per)
+            .await
+            .map_err(|e| {
+                StepError::retryable(format!(
+                    "connection `{}`: reserving a request: {}",
+                    self.def.name,
+                    e.message()
+                ))
+            })?;
+        let wait = match (shared, &self.limiter) {
+            (Some(wait), _) => wait,
+            (None, Some(limiter)) => limiter.reserve(),
+            (None, None) => Duration::ZERO,
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// The credentials to send now: for OAuth2, a usable access token,
+    /// fetched if there is none.
+    pub async fn credentials(
+        &self,
+        store: &dyn Store,
+        http: &reqwest::Client,
+    ) -> Result<Credentials, StepError> {
+        Ok(match &self.def.auth {
+            ConnectionAuth::None => Credentials::None,
+            ConnectionAuth::Bearer { token } => Credentials::Bearer(token.clone()),
+            ConnectionAuth::Basic { user, password } => Credentials::Basic {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            ConnectionAuth::ApiKey { header, key } => Credentials::ApiKey {
+                header,
+                key: key.clone(),
+            },
+            ConnectionAuth::OAuth2(oauth) => {
+                Credentials::OAuth2(self.access_token(oauth, store, http).await?)
+            }
+        })
+    }
+
+    /// The API answered `401` to `used`: it is not used again (unless
+    /// another run already replaced it).
+    pub async fn refused(&self, used: &Credentials) {
+        let Credentials::OAuth2(token) = used else {
+            return;
+        };
+        let mut state = self.token.lock().await;
+        if state.current.as_ref().is_some_and(|c| &c.value == token) {
+            state.current = None;
+        }
+        state.refused = Some(token.clone());
+    }
+
+    async fn access_token(
+        &self,
+        oauth: &OAuth2Def,
+        store: &dyn Store,
+        http: &reqwest::Client,
+    ) -> Result<String, StepError> {
+        let mut state = self.token.lock().await;
+        if let Some(token) = state.current.as_ref().filter(|t| t.usable(Utc::now())) {
+            return Ok(token.value.clone());
+        }
+        // A claim whose holder died runs out after FETCH_CLAIM, so waiting
+        // a little longer than that always ends with a claim.
+        let deadline = Instant::now() + FETCH_CLAIM + Duration::from_secs(5);
+        loop {
+            if let Some(token) = self.usable_saved_token(store, &state).await? {
+                state.current = Some(token.clone());
+                return Ok(token.value);
+            }
+            let claimed = store
+                .claim_token_fetch(self.def.name, &self.holder, FETCH_CLAIM)
+                .await
+                .map_err(|e| self.store_error(e.message()))?;
+            if claimed {
+                let fetched = self.fetch_claimed(oauth, store, http, &state).await;
+                // Best effort: an unreleased claim runs out by itself.
+                let _ = store.release_token_fetch(self.def.name, &self.holder).await;
+                let token = fetched?;
+                state.current = Some(token.clone());
+                state.refused = None;
+                return Ok(token.value);
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::retryable(format!(
+                    "connection `{}`: another replica has been fetching a token for over {}s",
+                    self.def.name,
+                    FETCH_CLAIM.as_secs()
+                )));
+            }
+            // Another replica is fetching: its token will be in the store.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// With the fetch claimed: the token another replica saved just before
+    /// the claim (read again, so that a refresh token it rotated is not
+    /// spent twice), or a new one from the token endpoint.
+    async fn fetch_claimed(
+        &self,
+        oauth: &OAuth2Def,
+        store: &dyn Store,
+        http: &reqwest::Client,
+        state: &TokenState,
+    ) -> Result<AccessToken, StepError> {
+        let saved = store
+            .connection_tokens(self.def.name)
+            .await
+            .map_err(|e| self.store_error(e.message()))?;
+        if let Some(token) = saved.as_ref().and_then(|s| self.saved_token(s, state)) {
+            return Ok(token);
+        }
+        self.fetch(oauth, saved.and_then(|s| s.refresh_token), store, http)
+            .await
+    }
+
+    /// The saved token, if another process (or an earlier run of this one)
+    /// saved one that is still usable.
+    async fn usable_saved_token(
+        &self,
+        store: &dyn Store,
+        state: &TokenState,
+    ) -> Result<Option<AccessToken>, StepError> {
+        let saved = store
+            .connection_tokens(self.def.name)
+            .await
+            .map_err(|e| self.store_error(e.message()))?;
+        Ok(saved.as_ref().and_then(|s| self.saved_token(s, state)))
+    }
+
+    /// A token another process saved, if it is still usable and not the
+    /// one just refused.
+    fn saved_token(
+        &self,
+        saved: &crate::store::ConnectionTokens,
+        state: &TokenState,
+    ) -> Option<AccessToken> {
+        let value = saved.access_token.clone()?;
+        if state.refused.as_ref() == Some(&value) {
+            return None;
+        }
+        let token = AccessToken {
+            renew_at: saved.expires_at.map(|at| at - margin_before(at)),
+            value,
+        };
+        token.usable(Utc::now()).then_some(token)
+    }
+
+    /// Asks the token endpoint for a new access token and saves what it
+    /// answered (with a rotated refresh token, if any).
+    async fn fetch(
+        &self,
+        oauth: &OAuth2Def,
+        saved_refresh: Option<String>,
+        store: &dyn Store,
+        http: &reqwest::Client,
+    ) -> Result<AccessToken, StepError> {
+        let mut form: Vec<(&str, String)> = Vec::new();
+        let refresh_token = match oauth.grant {
+            OAuth2Grant::ClientCredentials => {
+                form.push(("grant_type", "client_credentials".into()));
+                None
+            }
+            OAuth2Grant::RefreshToken => {
+                let token = saved_refresh
+                    .or_else(|| oauth.refresh_token.clone())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        StepError::permanent(format!(
+                            "connection `{}` has no refresh token yet: run `BINARY connect {}` once (or set its `refresh_token:` entry)",
+                            self.def.name, self.def.name
+                        ))
+                    })?;
+                form.push(("grant_type", "refresh_token".into()));
+                form.push(("refresh_token", token.clone()));
+                Some(token)
+            }
+        };
+        if !oauth.scopes.is_empty() {
+            form.push(("scope", oauth.scopes.join(" ")));
+        }
+        let answer = request_token(self.def.name, oauth, form, http).await?;
+        let refresh = answer.refresh_token.or(refresh_token);
+        store
+            .save_connection_tokens(
+                self.def.name,
+                Some(&answer.access_token),
+                answer.expires_at,
+                refresh.as_deref(),
+            )
+            .await
+            .map_err(|e| self.store_error(e.message()))?;
+        Ok(AccessToken {
+            renew_at: answer.expires_at.map(|at| at - margin_before(at)),
+            value: answer.access_token,
+        })
+    }
+
+    fn store_error(&self, message: String) -> StepError {
+        StepError::retryable(format!(
+            "connection `{}`: the store: {message}",
+            self.def.name
+        ))
+    }
+}
+
+/// How long before `expires_at` a token is replaced: a tenth of its
+/// remaining life, at most [`MAX_REFRESH_MARGIN`].
+fn margin_before(expires_at: DateTime<Utc>) -> chrono::TimeDelta {
+    let life = (expires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    chrono::TimeDelta::from_std((life / 10).min(MAX_REFRESH_MARGIN)).unwrap_or_default()
+}
+
+/// What a token endpoint answered.
+pub(crate) struct TokenAnswer {
+    pub(crate) access_token: String,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    pub(crate) refresh_token: Option<String>,
+}
+
+/// One request to the token endpoint of `oauth` with `form` (RFC 6749
+/// §4.4, §6; the client authenticates with HTTP Basic, or sends its id in
+/// the form when it has no secret).
+pub(crate) async fn request_token(
+    connection: &str,
+    oauth: &OAuth2Def,
+    mut form: Vec<(&str, String)>,
+    http: &reqwest::Client,
+) -> Result<TokenAnswer, StepError> {
+    let what = || {
+        format!(
+            "connection `{connection}`: token endpoint {}",
+            url_for_errors(&oauth.token_url)
+        )
+    };
+    let mut req = http
+        .post(&oauth.token_url)
+        .timeout(TOKEN_TIMEOUT)
+        .header(reqwest::header::ACCEPT, "application/json");
+    match &oauth.client_secret {
+        Some(secret) if !secret.is_empty() => {
+            req = req.basic_auth(&oauth.client_id, Some(secret));
+        }
+        _ => form.push(("client_id", oauth.client_id.clone())),
+    }
+    let resp = req.form(&form).send().await.map_err(|e| {
+        StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
+    })?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let secrets: Vec<&str> = form
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .chain(oauth.client_secret.as_deref())
+            .collect();
+        let message = format!(
+            "{}: HTTP {}{}",
+            what(),
+            status.as_u16(),
+            oauth_error(&body, &secrets)
+        );
+        // A refused grant or client does not get better by retrying; an
+        // overloaded or failing endpoint may.
+        return Err(if status.as_u16() == 429 || status.is_server_error() {
+            StepError::retryable(message)
+        } else {
+            StepError::permanent(message)
+        });
+    }
+    let access_token = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            StepError::retryable(format!("{}: the answer has no `access_token`", what()))
+        })?
+        .to_string();
+    let expires_at = body
+        .get("expires_in")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .map(|secs| Utc::now() + chrono::TimeDelta::seconds(secs.min(10 * 365 * 86_400) as i64));
+    let refresh_token = body
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    Ok(TokenAnswer {
+        access_token,
+        expires_at,
+        refresh_token,
+    })
+}
+
+/// `: invalid_grant (The refresh token expired)` from an OAuth error
+/// answer (RFC 6749 §5.2), without any of `secrets` it might echo.
+fn oauth_error(body: &Value, secrets: &[&str]) -> String {
+    let field = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(200).collect::<String>())
+            .filter(|s| {
+                !secrets
+                    .iter()
+                    .any(|secret| !secret.is_empty() && s.contains(secret))
+            })
+    };
+    match (field("error"), field("error_description")) {
+        (Some(code), Some(text)) => format!(": {code} ({text})"),
+        (Some(code), None) => format!(": {code}"),
+        _ => String::new(),
+    }
+}
+
+/// A request budget kept in this process: the send times of the last
+/// `requests` requests; the next one goes `per` after the oldest of them.
+struct Limiter {
+    limit: RequestLimit,
+    sends: std::sync::Mutex<VecDeque<Instant>>,
+}
+
+impl Limiter {
+    fn new(limit: RequestLimit) -> Limiter {
+        Limiter {
+            limit,
+            sends: std::sync::Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Reserves the next send time; returns how long to wait for it.
+    fn reserve(&self) -> Duration {
+        let now = Instant::now();
+        let mut sends = lock(&self.sends);
+        let n = self.limit.requests.max(1) as usize;
+        let at = if sends.len() >= n {
+            let oldest = sends.pop_front().unwrap_or(now);
+            (oldest + self.limit.per).max(now)
+        } else {
+            now
+        };
+        sends.push_back(at);
+        at - now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_keeps_at_most_n_sends_in_any_window() {
+        let limiter = Limiter::new(RequestLimit {
+            requests: 3,
+            per: Duration::from_secs(1),
+        });
+        let waits: Vec<Duration> = (0..7).map(|_| limiter.reserve()).collect();
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [0, 0, 0, 1000, 1000, 1000, 2000]);
+    }
+
+    #[test]
+    fn oauth_errors_name_the_code_but_never_a_secret() {
+        let body = serde_json::json!({ "error": "invalid_grant", "error_description": "token r-123 expired" });
+        assert_eq!(
+            oauth_error(&body, &["other"]),
+            ": invalid_grant (token r-123 expired)"
+        );
+        assert_eq!(oauth_error(&body, &["r-123"]), ": invalid_grant");
+        assert_eq!(oauth_error(&Value::Null, &[]), "");
+    }
+}
