@@ -47,6 +47,7 @@ compiles_without_warnings! {
     bench_everything: "benches/everything.flow",
     bench_relay: "benches/relay.flow",
     flow_callers: "tests/flows/callers.flow",
+    flow_connections: "tests/flows/connections.flow",
     flow_email_report: "tests/flows/email_report.flow",
     flow_failing_tests: "tests/flows/failing_tests.flow",
     flow_files: "tests/flows/files.flow",

@@ -1,0 +1,412 @@
+//! End to end: connections (LANGUAGE.md §12) against a fake CRM written
+//! here (`tests/flows/connections.flow`). The CRM's token endpoint issues
+//! short-lived access tokens and rotates its refresh token on every
+//! refresh (the previous one is refused from then on); its API answers
+//! `401` to an expired or unknown token and now and then `429` with
+//! `Retry-After`.
+//!
+//! - 200 runs over 10 s all succeed, with one token request per expiry;
+//! - the rotated refresh token survives SIGKILL and a restart (the config
+//!   still holds the first, long spent, one);
+//! - three replicas on one PostgreSQL store keep a connection's shared
+//!   limit and refresh once per expiry (`FLOW_TEST_POSTGRES_URL`);
+//! - no token, refresh token or client secret reaches the logs or the
+//!   execution records.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::{admin_execution, poll_until, post_json, Received, Reply, Service, Sink};
+
+const HOOK: &str = "hook-token-e2e";
+const ADMIN: &str = "admin-token-e2e";
+const CLIENT_ID: &str = "reader";
+const CLIENT_SECRET: &str = "client-secret-e2e-Qz";
+const FIRST_REFRESH: &str = "rt-first-e2e";
+const PARTNER_TOKEN: &str = "partner-token-e2e";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What the fake CRM knows and saw.
+struct CrmState {
+    /// How long an access token lives.
+    life: Duration,
+    /// The one refresh token it accepts now.
+    refresh: String,
+    /// Issued access tokens and when they expire.
+    tokens: HashMap<String, Instant>,
+    issued: u32,
+    /// When each token request came, and whether it was granted.
+    token_requests: Vec<(Instant, bool)>,
+    /// Every API request, counted for the occasional `429`.
+    api_requests: u32,
+    /// `401` answers to expired or unknown tokens.
+    refused: u32,
+    /// When each partner request came.
+    partner_requests: Vec<Instant>,
+}
+
+#[derive(Clone)]
+struct Crm {
+    state: Arc<Mutex<CrmState>>,
+    sink: Arc<Sink>,
+}
+
+impl Crm {
+    fn start(life: Duration) -> Crm {
+        let state = Arc::new(Mutex::new(CrmState {
+            life,
+            refresh: FIRST_REFRESH.to_string(),
+            tokens: HashMap::new(),
+            issued: 0,
+            token_requests: Vec::new(),
+            api_requests: 0,
+            refused: 0,
+            partner_requests: Vec::new(),
+        }));
+        let answering = state.clone();
+        let sink =
+            Sink::responding(move |r: &Received, _| answer(&mut answering.lock().unwrap(), r));
+        Crm {
+            state,
+            sink: Arc::new(sink),
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.sink.url()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut CrmState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Refuses every access token issued so far (as a server that lost
+    /// them, or revoked them, would).
+    fn forget_access_tokens(&self) {
+        self.with(|s| s.tokens.clear());
+    }
+}
+
+fn answer(s: &mut CrmState, r: &Received) -> Reply {
+    let now = Instant::now();
+    if r.path == "/oauth/token" {
+        return token_answer(s, r, now);
+    }
+    if let Some(id) = r.path.strip_prefix("/partner/") {
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {PARTNER_TOKEN}"))
+        );
+        s.partner_requests.push(now);
+        return Reply::json(200, json!({ "partner": id }));
+    }
+    let Some(id) = r.path.strip_prefix("/contacts/") else {
+        return Reply::json(404, json!({ "error": "no such path" }));
+    };
+    let token = r
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if s.tokens.get(token).is_none_or(|expires| *expires <= now) {
+        s.refused += 1;
+        return Reply::json(401, json!({ "error": "invalid_token" }));
+    }
+    s.api_requests += 1;
+    if s.api_requests % 40 == 0 {
+        return Reply::json(429, json!({ "error": "slow down" })).header("Retry-After", "1");
+    }
+    Reply::json(200, json!({ "id": id.parse::<i64>().unwrap_or(0) }))
+}
+
+fn token_answer(s: &mut CrmState, r: &Received, now: Instant) -> Reply {
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    if r.header("authorization") != Some(&*format!("Basic {basic}")) {
+        s.token_requests.push((now, false));
+        return Reply::json(401, json!({ "error": "invalid_client" }));
+    }
+    let form = form_fields(&r.raw);
+    let granted = form.get("grant_type").map(String::as_str) == Some("refresh_token")
+        && form.get("refresh_token") == Some(&s.refresh)
+        && form.get("scope").map(String::as_str) == Some("contacts.read offline_access");
+    s.token_requests.push((now, granted));
+    if !granted {
+        return Reply::json(400, json!({ "error": "invalid_grant" }));
+    }
+    s.issued += 1;
+    let access = format!("at-{}", s.issued);
+    s.refresh = format!("rt-{}", s.issued);
+    s.tokens.insert(access.clone(), now + s.life);
+    Reply::json(
+        200,
+        json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": s.life.as_secs(),
+            "refresh_token": s.refresh,
+        }),
+    )
+}
+
+/// `application/x-www-form-urlencoded` fields.
+fn form_fields(raw: &[u8]) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(raw)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn env(crm: &Crm) -> Vec<(&'static str, String)> {
+    vec![
+        ("CRM_URL", crm.url().to_string()),
+        ("CRM_TOKEN_URL", format!("{}/oauth/token", crm.url())),
+        ("CRM_CLIENT_ID", CLIENT_ID.to_string()),
+        ("CRM_CLIENT_SECRET", CLIENT_SECRET.to_string()),
+        ("CRM_REFRESH_TOKEN", FIRST_REFRESH.to_string()),
+        ("PARTNER_TOKEN", PARTNER_TOKEN.to_string()),
+        ("HOOK_TOKEN", HOOK.to_string()),
+        ("FLOW_ADMIN_TOKEN", ADMIN.to_string()),
+    ]
+}
+
+fn start_in(dir: &std::path::Path, crm: &Crm, args: &[&str]) -> Service {
+    let binary = support::build_example("tests/flows/connections.flow");
+    let env = env(crm);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Service::start_in(dir, &binary, &env, args)
+}
+
+/// POSTs to a webhook of `svc`; returns the execution id.
+async fn send(svc: &Service, path: &str, id: i64) -> String {
+    let auth = format!("Bearer {HOOK}");
+    let (status, answer) = post_json(
+        &svc.at(path),
+        &json!({ "id": id }),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["execution_id"]
+        .as_str()
+        .expect("execution_id")
+        .to_string()
+}
+
+/// Waits for every execution in `ids` (on any of `services`: replicas
+/// share the store) and returns those that did not succeed.
+async fn unsuccessful(services: &[&Service], ids: &[String]) -> Vec<Value> {
+    let mut failed = Vec::new();
+    for id in ids {
+        let exec = poll_until(WAIT, &format!("execution {id} to end"), || async {
+            let (status, exec) = admin_execution(services[0].url(), id, ADMIN).await;
+            assert_eq!(status, 200, "{exec}");
+            matches!(
+                exec["status"].as_str(),
+                Some("succeeded" | "failed" | "skipped")
+            )
+            .then_some(exec)
+        })
+        .await;
+        if exec["status"] != "succeeded" {
+            failed.push(exec);
+        }
+    }
+    failed
+}
+
+/// Token requests granted, each at least `min_gap` after the previous one
+/// (one per expiry, never two for one).
+fn assert_one_refresh_per_expiry(crm: &Crm, min_gap: Duration) -> usize {
+    let requests = crm.with(|s| s.token_requests.clone());
+    assert!(
+        requests.iter().all(|(_, granted)| *granted),
+        "a token request was refused (a spent refresh token was sent again?): {} of {}",
+        requests.iter().filter(|(_, g)| !g).count(),
+        requests.len()
+    );
+    for pair in requests.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap >= min_gap,
+            "two token requests {gap:?} apart: a token was fetched twice for one expiry"
+        );
+    }
+    requests.len()
+}
+
+/// No token, refresh token or client secret in `text`.
+fn assert_no_credentials(text: &str, crm: &Crm, what: &str) {
+    let issued = crm.with(|s| s.issued);
+    let mut secrets = vec![CLIENT_SECRET.to_string(), FIRST_REFRESH.to_string()];
+    for n in 1..=issued {
+        secrets.push(format!("at-{n}\""));
+        secrets.push(format!("rt-{n}\""));
+        secrets.push(format!("Bearer at-{n}"));
+    }
+    for secret in secrets {
+        assert!(
+            !text.contains(&secret),
+            "{what} contains a credential ({secret})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_runs_in_ten_seconds_share_one_token_per_expiry() {
+    let crm = Crm::start(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start_in(dir.path(), &crm, &[]);
+
+    let started = Instant::now();
+    let mut sending = Vec::new();
+    for i in 0..200 {
+        // 20 a second for 10 s, each on its own task.
+        let due = started + Duration::from_millis(50 * i);
+        tokio::time::sleep_until(due.into()).await;
+        let (url, auth) = (svc.at("/read"), format!("Bearer {HOOK}"));
+        sending.push(tokio::spawn(async move {
+            let (status, answer) =
+                post_json(&url, &json!({ "id": i }), &[("Authorization", &auth)]).await;
+            assert_eq!(status, 202, "{answer}");
+            answer["execution_id"].as_str().unwrap().to_string()
+        }));
+    }
+    let mut ids = Vec::new();
+    for s in sending {
+        ids.push(s.await.unwrap());
+    }
+    let failed = unsuccessful(&[&svc], &ids).await;
+    assert!(
+        failed.is_empty(),
+        "{} runs failed: {:#}",
+        failed.len(),
+        failed[0]
+    );
+
+    let elapsed = started.elapsed();
+    let fetched = assert_one_refresh_per_expiry(&crm, Duration::from_millis(1500));
+    // A token is replaced at 90% of its 2 s: one per 1.8 s of the load.
+    let most = (elapsed.as_secs_f64() / 1.8).ceil() as usize + 1;
+    assert!(fetched <= most, "{fetched} token requests in {elapsed:?}");
+    let throttled = crm.with(|s| s.api_requests / 40);
+    assert!(
+        throttled >= 4,
+        "the API answered 429 only {throttled} times"
+    );
+
+    let (_, exec) = admin_execution(svc.url(), &ids[0], ADMIN).await;
+    assert_no_credentials(&exec.to_string(), &crm, "an execution record");
+    assert_no_credentials(&svc.stderr(), &crm, "the log");
+    assert_no_credentials(&svc.stdout(), &crm, "the output");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotated_refresh_token_survives_a_crash() {
+    let crm = Crm::start(Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = start_in(dir.path(), &crm, &[]);
+    // Three refreshes: each spends the refresh token before it.
+    for round in 0..3 {
+        let before = crm.with(|s| s.issued);
+        let id = send(&svc, "/read", round).await;
+        assert!(unsuccessful(&[&svc], &[id]).await.is_empty());
+        assert_eq!(crm.with(|s| s.issued), before + 1, "round {round}");
+        crm.forget_access_tokens();
+    }
+    svc.kill();
+    // The config still says FIRST_REFRESH, long spent: the store's
+    // rotated token must be used.
+    let svc = start_in(dir.path(), &crm, &[]);
+    let id = send(&svc, "/read", 99).await;
+    let failed = unsuccessful(&[&svc], &[id]).await;
+    assert!(failed.is_empty(), "{:#}", failed[0]);
+    assert_eq!(crm.with(|s| s.issued), 4);
+    assert_one_refresh_per_expiry(&crm, Duration::ZERO);
+    assert!(
+        crm.with(|s| s.refused) >= 1,
+        "the forgotten token was not refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_the_shared_limit_and_refresh_once_per_expiry() {
+    let Some(pg) = support::service_url(
+        "FLOW_TEST_POSTGRES_URL",
+        "three_replicas_keep_the_shared_limit_and_refresh_once_per_expiry",
+    ) else {
+        return;
+    };
+    let schema = format!("connections_{}", std::process::id());
+    let crm = Crm::start(Duration::from_secs(2));
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let args = ["--store", pg.as_str(), "--store-schema", schema.as_str()];
+    let replicas: Vec<Service> = dirs
+        .iter()
+        .map(|d| start_in(d.path(), &crm, &args))
+        .collect();
+    let all: Vec<&Service> = replicas.iter().collect();
+
+    // 30 partner calls at once, spread over the replicas: at most 5 in any
+    // second, so they take at least 5 s.
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(send(all[i % 3], "/partner", i as i64).await);
+    }
+    // Meanwhile 60 CRM reads over 4 s: tokens live 2 s.
+    let started = Instant::now();
+    for i in 0..60 {
+        tokio::time::sleep_until((started + Duration::from_millis(66 * i)).into()).await;
+        ids.push(send(all[i as usize % 3], "/read", i as i64).await);
+    }
+    let failed = unsuccessful(&all, &ids).await;
+    assert!(
+        failed.is_empty(),
+        "{} runs failed: {:#}",
+        failed.len(),
+        failed[0]
+    );
+
+    let sends = crm.with(|s| s.partner_requests.clone());
+    assert_eq!(sends.len(), 30);
+    let edge = Duration::from_millis(50);
+    for (i, first) in sends.iter().enumerate() {
+        let within = sends[i..]
+            .iter()
+            .filter(|t| **t - *first + edge < Duration::from_secs(1))
+            .count();
+        assert!(within <= 5, "{within} partner requests within one second");
+    }
+    let span = *sends.last().unwrap() - sends[0];
+    assert!(
+        span >= Duration::from_millis(4900),
+        "30 requests in {span:?}"
+    );
+    assert_one_refresh_per_expiry(&crm, Duration::from_millis(1500));
+}
