@@ -8,7 +8,9 @@
 //! the body, the body's ends back to the loop, a `done` edge out),
 //! `dispatch` (plus a dashed edge to the dispatched flow's trigger) and the
 //! ends `respond`, `skip` and `fail`. `let` bindings and expressions are
-//! left out. `on failure` is a second entry node of its flow.
+//! left out. `on failure` is a second entry node of its flow. Connections
+//! are nodes outside the flows (`c<n>`), with a dotted edge from each step
+//! that goes `via:` them.
 //!
 //! The graph is built from the tree and the source text (for the words of
 //! conditions and arguments) into a small model, then rendered; node ids
@@ -47,6 +49,7 @@ enum Shape {
     Respond,
     Skip,
     Fail,
+    Connection,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,10 @@ struct Model {
     clusters: Vec<Cluster>,
     /// Dispatch edges between clusters, drawn dashed.
     links: Vec<Edge>,
+    /// `connection` declarations, outside the flows.
+    connections: Vec<Node>,
+    /// Steps to the connections they go `via:`, drawn dotted.
+    uses: Vec<Edge>,
 }
 
 /// Where the run goes on from: nodes whose outgoing edge to the next
@@ -93,6 +100,8 @@ struct Builder<'a> {
     edges: Vec<Edge>,
     /// (dispatch node, flow name)
     dispatches: Vec<(String, String)>,
+    /// (step node, connection name)
+    vias: Vec<(String, String)>,
     /// The exits of the statements visited so far in the current block.
     exits: Exits,
 }
@@ -112,9 +121,33 @@ fn build(file: &File, source: &str) -> Model {
             .position(|f| f.name.name == name)
             .map(|i| format!("f{i}n0"))
     };
+    let declared: Vec<&ConnectionDecl> = file
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Connection(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let connection_id = |name: &str| {
+        declared
+            .iter()
+            .position(|c| c.name.name == name)
+            .map(|i| format!("c{i}"))
+    };
+    let connections = declared
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Node {
+            id: format!("c{i}"),
+            label: connection_label(c, source),
+            shape: Shape::Connection,
+        })
+        .collect();
     let comments = crate::fmt::comments(source);
     let mut clusters = Vec::new();
     let mut links = Vec::new();
+    let mut uses = Vec::new();
     for (i, flow) in flows.iter().enumerate() {
         let mut builder = Builder {
             src: source,
@@ -123,12 +156,22 @@ fn build(file: &File, source: &str) -> Model {
             nodes: Vec::new(),
             edges: Vec::new(),
             dispatches: Vec::new(),
+            vias: Vec::new(),
             exits: Vec::new(),
         };
         builder.flow(flow);
         for (from, target) in &builder.dispatches {
             if let Some(to) = trigger_id(target) {
                 links.push(Edge {
+                    from: from.clone(),
+                    to,
+                    label: None,
+                });
+            }
+        }
+        for (from, connection) in &builder.vias {
+            if let Some(to) = connection_id(connection) {
+                uses.push(Edge {
                     from: from.clone(),
                     to,
                     label: None,
@@ -146,7 +189,47 @@ fn build(file: &File, source: &str) -> Model {
         name: file.integration.name.clone(),
         clusters,
         links,
+        connections,
+        uses,
     }
+}
+
+/// `connection crm` and how it authenticates, with its limit:
+/// `oauth2 client_credentials · 10 per 1s`.
+fn connection_label(c: &ConnectionDecl, source: &str) -> Vec<String> {
+    let mut how = Vec::new();
+    for option in &c.options {
+        let ArgValue::Expr(value) = &option.value else {
+            continue;
+        };
+        match option.name.name.as_str() {
+            "oauth2" => how.push(format!(
+                "oauth2 {}",
+                source
+                    .get(value.span.start..value.span.end)
+                    .unwrap_or_default()
+            )),
+            "bearer" | "basic" | "api_key" => how.push(option.name.name.clone()),
+            "limit" => {
+                if let ExprKind::Record(entries) = &value.kind {
+                    let field = |name: &str| {
+                        entries
+                            .iter()
+                            .find(|e| e.key.name() == name)
+                            .and_then(|e| source.get(e.value.span.start..e.value.span.end))
+                            .unwrap_or("?")
+                    };
+                    how.push(format!("{} per {}", field("requests"), field("per")));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut label = vec![format!("connection {}", c.name.name)];
+    if !how.is_empty() {
+        label.push(shorten(&how.join(" · ")));
+    }
+    label
 }
 
 impl Builder<'_> {
@@ -280,6 +363,18 @@ impl Builder<'_> {
                     Shape::Step,
                     vec![format!("step {}: {callee}", step.name.name)],
                 );
+                if let ExprKind::Call { args, .. } = &step.call.kind {
+                    let via = args.iter().find_map(|a| match (&a.name, &a.value) {
+                        (Some(n), ArgValue::Expr(v)) if n.name == "via" => match &v.kind {
+                            ExprKind::Name(c) => Some(c.name.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    });
+                    if let Some(connection) = via {
+                        self.vias.push((id.clone(), connection));
+                    }
+                }
                 self.connect(exits, &id);
                 vec![(id, None)]
             }
@@ -425,6 +520,7 @@ fn mermaid(model: &Model) -> String {
                 Shape::Loop => format!("{{{{{label}}}}}"),
                 Shape::Dispatch => format!("[/{label}/]"),
                 Shape::Respond | Shape::Skip | Shape::Fail => format!("({label})"),
+                Shape::Connection => format!("[({label})]"),
             };
             out.push_str(&format!("    {}{shaped}\n", node.id));
         }
@@ -435,6 +531,16 @@ fn mermaid(model: &Model) -> String {
     }
     for link in &model.links {
         out.push_str(&format!("  {}\n", mermaid_edge(link, "-.->")));
+    }
+    for node in &model.connections {
+        out.push_str(&format!(
+            "  {}[({})]\n",
+            node.id,
+            mermaid_label(&node.label)
+        ));
+    }
+    for edge in &model.uses {
+        out.push_str(&format!("  {}\n", mermaid_edge(edge, "-.-")));
     }
     let ends = |shape: Shape| {
         model
@@ -504,6 +610,7 @@ fn dot(model: &Model) -> String {
                 Shape::Respond => "shape=box, style=\"rounded,filled\", fillcolor=\"#e3f2fd\"",
                 Shape::Skip => "shape=box, style=\"rounded,filled\", fillcolor=\"#f5f5f5\"",
                 Shape::Fail => "shape=box, style=\"rounded,filled\", fillcolor=\"#ffebee\"",
+                Shape::Connection => "shape=cylinder",
             };
             out.push_str(&format!(
                 "    {} [label={}, {attrs}];\n",
@@ -518,6 +625,19 @@ fn dot(model: &Model) -> String {
     }
     for link in &model.links {
         out.push_str(&format!("  {}\n", dot_edge(link, "style=dashed")));
+    }
+    for node in &model.connections {
+        out.push_str(&format!(
+            "  {} [label={}, shape=cylinder];\n",
+            node.id,
+            dot_label(&node.label)
+        ));
+    }
+    for edge in &model.uses {
+        out.push_str(&format!(
+            "  {}\n",
+            dot_edge(edge, "style=dotted, arrowhead=none")
+        ));
     }
     out.push_str("}\n");
     out

@@ -23,6 +23,7 @@ macro_rules! snapshot_tests {
 
 snapshot_tests! {
     bug_export,
+    crm_contacts,
     crm_events,
     crm_helpdesk,
     customer_lookup,

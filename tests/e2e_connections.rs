@@ -410,3 +410,75 @@ async fn three_replicas_keep_the_shared_limit_and_refresh_once_per_expiry() {
     );
     assert_one_refresh_per_expiry(&crm, Duration::from_millis(1500));
 }
+
+/// `examples/crm_contacts.flow`: a client-credentials token (Basic client
+/// authentication, the declared scope) for the CRM, an API key for the
+/// helpdesk.
+#[test]
+fn the_crm_contacts_example_reaches_each_system_with_its_credentials() {
+    let basic = base64::engine::general_purpose::STANDARD.encode("sync:client-secret-cc");
+    let sink = Sink::responding(move |r: &Received, _| {
+        let form = form_fields(&r.raw);
+        match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/oauth/token") => {
+                let granted = r.header("authorization") == Some(&*format!("Basic {basic}"))
+                    && form.get("grant_type").map(String::as_str) == Some("client_credentials")
+                    && form.get("scope").map(String::as_str) == Some("contacts.read");
+                if granted {
+                    Reply::json(200, json!({ "access_token": "cc-1", "expires_in": 3600 }))
+                } else {
+                    Reply::json(401, json!({ "error": "invalid_client" }))
+                }
+            }
+            ("GET", "/contacts") if r.header("authorization") == Some("Bearer cc-1") => {
+                Reply::json(
+                    200,
+                    json!({ "contacts": [
+                        { "id": 2, "email": "grace@example.com", "updated_at": "2026-05-02T08:00:00Z" },
+                        { "id": 1, "email": "ada@example.com", "updated_at": "2026-05-01T08:00:00Z" },
+                    ] }),
+                )
+            }
+            ("PUT", _) if r.header("x-api-key") == Some("hd-key-e2e") => {
+                Reply::json(200, json!({}))
+            }
+            _ => Reply::json(401, json!({ "error": "who are you?" })),
+        }
+    });
+    let binary = support::build_example("examples/crm_contacts.flow");
+    let token_url = format!("{}/oauth/token", sink.url());
+    let env = [
+        ("CRM_URL", sink.url()),
+        ("CRM_TOKEN_URL", token_url.as_str()),
+        ("CRM_CLIENT_ID", "sync"),
+        ("CRM_CLIENT_SECRET", "client-secret-cc"),
+        ("HELPDESK_URL", sink.url()),
+        ("HELPDESK_KEY", "hd-key-e2e"),
+    ];
+    let ran = support::run_binary(&binary, &env, &["run", "copy_contacts"], WAIT);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    let puts: Vec<String> = sink
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.path,
+                r.body["email"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(puts.len(), 2, "{}", sink.summary());
+    assert!(
+        puts.contains(&"/users/2 grace@example.com".to_string()),
+        "{puts:?}"
+    );
+    assert_eq!(sink.requests_to("POST", "/oauth/token").len(), 1);
+    for text in [&ran.stdout, &ran.stderr] {
+        assert!(
+            !text.contains("client-secret-cc") && !text.contains("cc-1\""),
+            "{text}"
+        );
+    }
+}

@@ -34,6 +34,20 @@ const EXAMPLES: &[Example] = &[
         routes: &["POST /hooks/issues"],
     },
     Example {
+        file: "examples/crm_contacts.flow",
+        integration: "crm_contacts",
+        flows: &["copy_contacts"],
+        required: &[
+            ("crm_url", "CRM_URL"),
+            ("crm_token_url", "CRM_TOKEN_URL"),
+            ("crm_client_id", "CRM_CLIENT_ID"),
+            ("crm_client_secret", "CRM_CLIENT_SECRET"),
+            ("helpdesk_url", "HELPDESK_URL"),
+            ("helpdesk_key", "HELPDESK_KEY"),
+        ],
+        routes: &[],
+    },
+    Example {
         file: "examples/crm_events.flow",
         integration: "crm_events",
         flows: &["crm_webhook", "opportunity_updated", "contact_created"],

@@ -37,6 +37,7 @@ compiles_without_warnings! {
     example_db_export: "examples/db_export.flow",
     example_file_import: "examples/file_import.flow",
     example_inventory_sync: "examples/inventory_sync.flow",
+    example_crm_contacts: "examples/crm_contacts.flow",
     example_nightly_poll: "examples/nightly_poll.flow",
     example_quickstart: "examples/quickstart.flow",
     example_report_export: "examples/report_export.flow",
