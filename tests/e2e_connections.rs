@@ -48,6 +48,12 @@ struct CrmState {
     refused: u32,
     /// When each partner request came.
     partner_requests: Vec<Instant>,
+    /// How often each page of `/linked` and `/cursor` was fetched.
+    page_fetches: HashMap<String, u32>,
+    /// A page of `/linked` that answers only after a minute.
+    stall_page: Option<u32>,
+    /// Bodies POSTed to `/noted`.
+    noted: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -67,6 +73,9 @@ impl Crm {
             api_requests: 0,
             refused: 0,
             partner_requests: Vec::new(),
+            page_fetches: HashMap::new(),
+            stall_page: None,
+            noted: Vec::new(),
         }));
         let answering = state.clone();
         let sink =
@@ -105,9 +114,6 @@ fn answer(s: &mut CrmState, r: &Received) -> Reply {
         s.partner_requests.push(now);
         return Reply::json(200, json!({ "partner": id }));
     }
-    let Some(id) = r.path.strip_prefix("/contacts/") else {
-        return Reply::json(404, json!({ "error": "no such path" }));
-    };
     let token = r
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -116,11 +122,57 @@ fn answer(s: &mut CrmState, r: &Received) -> Reply {
         s.refused += 1;
         return Reply::json(401, json!({ "error": "invalid_token" }));
     }
+    match r.path.as_str() {
+        "/linked" | "/cursor" => return page_answer(s, r),
+        "/noted" => {
+            s.noted.push(r.body.clone());
+            return Reply::json(200, json!({}));
+        }
+        _ => {}
+    }
+    let Some(id) = r.path.strip_prefix("/contacts/") else {
+        return Reply::json(404, json!({ "error": "no such path" }));
+    };
     s.api_requests += 1;
     if s.api_requests % 40 == 0 {
         return Reply::json(429, json!({ "error": "slow down" })).header("Retry-After", "1");
     }
     Reply::json(200, json!({ "id": id.parse::<i64>().unwrap_or(0) }))
+}
+
+/// `/linked?page=N`: thirty pages, each linking the next with a relative
+/// `Link` header. `/cursor?after=N`: two contacts a page and the next
+/// page's URL in the body, for ever.
+fn page_answer(s: &mut CrmState, r: &Received) -> Reply {
+    *s.page_fetches
+        .entry(format!("{}?{}", r.path, r.query))
+        .or_default() += 1;
+    let number = |key: &str| {
+        r.query
+            .strip_prefix(key)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    if r.path == "/cursor" {
+        let after = number("after=");
+        let contacts = json!([{ "id": after + 1 }, { "id": after + 2 }]);
+        return Reply::json(
+            200,
+            json!({ "contacts": contacts, "next": format!("/cursor?after={}", after + 2) }),
+        );
+    }
+    let page = number("page=");
+    let mut reply = Reply::json(200, json!({ "page": page }));
+    if page < 29 {
+        reply = reply.header(
+            "Link",
+            &format!("</linked?page={}>; rel=\"next\"", page + 1),
+        );
+    }
+    if s.stall_page == Some(page) {
+        reply = reply.after(Duration::from_secs(120));
+    }
+    reply
 }
 
 fn token_answer(s: &mut CrmState, r: &Received, now: Instant) -> Reply {
@@ -481,4 +533,59 @@ fn the_crm_contacts_example_reaches_each_system_with_its_credentials() {
             "{text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_thirty_pages_fetches_no_finished_page_again() {
+    let crm = Crm::start(Duration::from_secs(600));
+    crm.with(|s| s.stall_page = Some(15));
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = start_in(dir.path(), &crm, &[]);
+    let id = send(&svc, "/linked", 0).await;
+    poll_until(WAIT, "page 15 to be asked for", || async {
+        crm.with(|s| s.page_fetches.contains_key("/linked?page=15"))
+            .then_some(())
+    })
+    .await;
+    svc.kill();
+    crm.with(|s| s.stall_page = None);
+    let svc = start_in(dir.path(), &crm, &[]);
+    let failed = unsuccessful(&[&svc], std::slice::from_ref(&id)).await;
+    assert!(failed.is_empty(), "{:#}", failed[0]);
+
+    let fetches = crm.with(|s| s.page_fetches.clone());
+    for page in 0..30 {
+        let times = fetches.get(&format!("/linked?page={page}")).copied();
+        // Page 15 was in flight when the process died: asked for again.
+        let expected = if page == 15 { 2 } else { 1 };
+        assert_eq!(times, Some(expected), "page {page}: {fetches:?}");
+    }
+    let noted: Vec<i64> = crm.with(|s| s.noted.iter().filter_map(|b| b["page"].as_i64()).collect());
+    assert_eq!(noted, (0..30).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_pages_are_followed_up_to_max_pages() {
+    let crm = Crm::start(Duration::from_secs(600));
+    let dir = tempfile::tempdir().unwrap();
+    let svc = start_in(dir.path(), &crm, &[]);
+    let id = send(&svc, "/cursor", 0).await;
+    let failed = unsuccessful(&[&svc], &[id]).await;
+    assert!(failed.is_empty(), "{:#}", failed[0]);
+    let fetched: Vec<String> = crm.with(|s| {
+        let mut pages: Vec<String> = s.page_fetches.keys().cloned().collect();
+        pages.sort();
+        pages
+    });
+    assert_eq!(
+        fetched,
+        [
+            "/cursor?",
+            "/cursor?after=2",
+            "/cursor?after=4",
+            "/cursor?after=6"
+        ]
+    );
+    let ids: Vec<i64> = crm.with(|s| s.noted.iter().filter_map(|b| b["id"].as_i64()).collect());
+    assert_eq!(ids, (1..=8).collect::<Vec<i64>>());
 }

@@ -507,10 +507,15 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
             )));
         };
         state.calls.push(recorded);
+        // A mock naming a query (`/contacts?page=2`) wins over one that
+        // matches any query (`/contacts`), wherever they are written.
+        let matching = |m: &&MockHttp| m.method == method && url_matches(&display(&m.url), &url);
         let found = state
             .mocks
             .iter()
-            .find(|m| m.method == method && url_matches(&display(&m.url), &url))
+            .filter(|m| display(&m.url).contains('?'))
+            .find(matching)
+            .or_else(|| state.mocks.iter().find(matching))
             .cloned();
         match found {
             Some(m) => m,

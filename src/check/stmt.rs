@@ -134,7 +134,12 @@ impl Checker<'_> {
                 parallel,
                 body,
             } => {
-                let t = self.check_expr(iter, None);
+                let t = if is_pages_call(iter) {
+                    self.page_step_name(var);
+                    Type::list(self.pages_loop(iter, parallel.as_ref()))
+                } else {
+                    self.check_expr(iter, None)
+                };
                 let elem = match t {
                     Type::List(e) => *e,
                     Type::Error => Type::Error,
@@ -183,7 +188,7 @@ impl Checker<'_> {
                         Type::Error
                     }
                 };
-                if let Some(p) = parallel {
+                if let Some(p) = parallel.as_ref().filter(|_| !is_pages_call(iter)) {
                     self.expect(p, &Type::Int, "`parallel`");
                     if let ExprKind::Int(n) = p.kind {
                         if n < 1 {
@@ -349,6 +354,27 @@ impl Checker<'_> {
         self.bind_checked(&step.name, t, BindingKind::Step);
     }
 
+    /// The loop variable of `for page in http.pages(...)` names the page
+    /// steps (`page[0]`, `page[1]`, ...): like a step name, once a flow.
+    fn page_step_name(&mut self, var: &ast::Ident) {
+        let Some(f) = self.flow.as_mut() else { return };
+        match f.steps.get(&var.name).copied() {
+            Some(prev) => self.error(
+                Diagnostic::new(
+                    Code::DuplicateBinding,
+                    var.span,
+                    format!("step `{var}` is already defined in this flow"),
+                )
+                .with_label("pages are journaled under this name")
+                .with_secondary(prev, "first defined here")
+                .with_help("give the pages another name: the journal records results by step name"),
+            ),
+            None => {
+                f.steps.insert(var.name.clone(), var.span);
+            }
+        }
+    }
+
     fn check_dispatch(&mut self, flow: &ast::Ident, arg: &ast::Expr) {
         let Some(info) = self.program.flows.get(&flow.name).cloned() else {
             self.check_expr(arg, None);
@@ -494,6 +520,13 @@ impl<'ast> Visitor<'ast> for BindingCollector<'_> {
     /// Lambda parameters are not flow bindings; nothing else in an
     /// expression binds.
     fn visit_expr(&mut self, _expr: &'ast ast::Expr) {}
+}
+
+/// `http.pages(...)`: the list of a `for` loop fetched page by page.
+pub fn is_pages_call(e: &ast::Expr) -> bool {
+    matches!(&e.kind, ExprKind::Call { callee, .. }
+        if matches!(&callee.kind, ExprKind::Field { target, name, optional: false }
+            if name.name == "pages" && matches!(&target.kind, ExprKind::Name(m) if m.name == "http")))
 }
 
 /// `module.function(...)`: the shape a step's call must have.

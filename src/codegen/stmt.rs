@@ -6,7 +6,10 @@
 //! there says `Some(..)` and the loop ends the run after it; `self.parallel`
 //! counts the enclosing parallel loops to pick the right form.
 
-use crate::syntax::ast::{Block, Expr, ExprKind, StepStmt, Stmt, StmtKind, StrPart};
+use crate::syntax::ast::{Arg, ArgValue, Block, Expr, ExprKind, StepStmt, Stmt, StmtKind, StrPart};
+
+/// `max_pages:` of `http.pages` when not written (LANGUAGE.md §13).
+const DEFAULT_MAX_PAGES: usize = 1000;
 
 use super::expr::{local, patterns_cond};
 use super::{lit, names_read, reads, vec_of, Gen};
@@ -85,6 +88,7 @@ impl Gen<'_> {
                 parallel,
                 body,
             } => match parallel {
+                _ if crate::check::is_pages_call(iter) => self.pages_for(&var.name, iter, body),
                 Some(limit) => self.parallel_for(&var.name, iter, limit, body),
                 None => {
                     let items = self.borrowed(iter);
@@ -237,6 +241,79 @@ impl Gen<'_> {
         } else {
             call
         }
+    }
+
+    /// `for page in http.pages(URL, ..., next: p => ..., max_pages: N)`:
+    /// each page is the step `page[i]` (an `http.get`), then the body runs
+    /// with `i` in its steps' identities, then `next` gives the following
+    /// page's URL (`null`: done). A resumed run finds the pages it fetched
+    /// in its journal.
+    fn pages_for(&mut self, var: &str, iter: &Expr, body: &Block) -> String {
+        let ExprKind::Call { args, .. } = &iter.kind else {
+            return String::new();
+        };
+        let named = |a: &&Arg, n: &str| a.name.as_ref().is_some_and(|x| x.name == n);
+        let url = args
+            .iter()
+            .find(|a| a.name.is_none() || named(a, "url"))
+            .and_then(|a| match &a.value {
+                ArgValue::Expr(e) => Some(self.expr(e)),
+                ArgValue::Type(_) => None,
+            })
+            .unwrap_or_else(|| "Value::Null".into());
+        let request: Vec<Arg> = args
+            .iter()
+            .filter(|a| {
+                !(a.name.is_none() || named(a, "url") || named(a, "next") || named(a, "max_pages"))
+            })
+            .cloned()
+            .collect();
+        let call_args = self.args("http", "get", &request);
+        let max_pages = match args
+            .iter()
+            .find(|a| named(a, "max_pages"))
+            .map(|a| &a.value)
+        {
+            Some(ArgValue::Expr(e)) => format!("ops::limit({})?", self.borrowed(e)),
+            _ => DEFAULT_MAX_PAGES.to_string(),
+        };
+        self.locals.push(var.to_string());
+        let next = match args.iter().find(|a| named(a, "next")).map(|a| &a.value) {
+            Some(ArgValue::Expr(Expr {
+                kind: ExprKind::Lambda { params, body },
+                ..
+            })) => {
+                let param = params.first().map_or("_".to_string(), |p| p.name.clone());
+                self.push_local(&param);
+                let value = self.expr(body);
+                self.pop_local(&param);
+                if self.is_read(&param) {
+                    format!("{{ let {} = &page_value; {value} }}", local(&param))
+                } else {
+                    value
+                }
+            }
+            _ => "Value::Null".into(),
+        };
+        let b = self.block(body);
+        self.locals.pop();
+        let page_cx = if reads(&b, "cx") {
+            "let cx = cx.with_index(page_index);"
+        } else {
+            ""
+        };
+        format!(
+            "{{ let mut page_url: Value = {url}; let mut page_index = 0usize; let max_pages: usize = {max_pages};
+            while !page_url.is_null() && page_index < max_pages {{
+                let page_value = cx.with_index(page_index).step({name}, StepOptions::default(), \"http.get\", {call_args}.set_arg(0, page_url.clone())).await?;
+                let next_url = ops::next_page(&page_url, {next})?;
+                {{ let {v} = page_value; {page_cx} {b} }}
+                page_url = next_url;
+                page_index += 1;
+            }} }}",
+            v = self.binding(var),
+            name = lit(var),
+        )
     }
 
     /// `for x in xs parallel N { ... }`: each item's body runs as its own

@@ -401,6 +401,70 @@ pub fn first(v: &Value) -> Result<Value, RunError> {
     }
 }
 
+/// `response.link(rel)`: the URL of the response's RFC 8288 `Link` header
+/// entry with relation `rel` (`<https://...?page=3>; rel="next"`), or
+/// `null`. Relations are compared without case; an entry may name several
+/// (`rel="next last"`).
+pub fn link(response: &Value, rel: &Value) -> Result<Value, RunError> {
+    let rel = rel.as_str().ok_or_else(|| not_a("a String", "link", rel))?;
+    let header = get(get(response, "headers"), "link");
+    let Some(header) = header.as_str() else {
+        return Ok(Value::Null);
+    };
+    Ok(link_target(header, rel).map_or(Value::Null, Value::from))
+}
+
+fn link_target(header: &str, rel: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let open = rest.find('<')?;
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let params_end = rest[close..].find('<').map_or(rest.len(), |i| close + i);
+        let params = &rest[close + 1..params_end];
+        let names_rel = params.split(';').any(|p| {
+            let Some((name, value)) = p.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case(rel))
+        });
+        if names_rel {
+            return Some(target.trim().to_string());
+        }
+        rest = &rest[params_end..];
+    }
+}
+
+/// The URL of the page after `current` in `for page in http.pages(...)`:
+/// `next` (what the `next:` lambda returned) resolved against the current
+/// page's URL, or `null` to stop. A next page equal to the current one
+/// would loop for ever: that is an error.
+pub fn next_page(current: &Value, next: Value) -> Result<Value, RunError> {
+    let Some(text) = next.as_str().filter(|t| !t.is_empty()) else {
+        return Ok(Value::Null);
+    };
+    let base = current.as_str().and_then(|c| reqwest::Url::parse(c).ok());
+    let resolved = match base {
+        Some(base) => base.join(text).map(String::from).map_err(|e| {
+            RunError::new(format!("http.pages: the next page's URL is invalid: {e}"))
+        })?,
+        None => text.to_string(),
+    };
+    if Some(resolved.as_str()) == current.as_str() {
+        return Err(RunError::new(
+            "http.pages: `next` gave the URL of the page just fetched (it would be fetched for ever)",
+        ));
+    }
+    Ok(Value::String(resolved))
+}
+
 /// `.contains(x)`: list membership, substring, or map key.
 pub fn contains(v: &Value, x: &Value) -> Result<Value, RunError> {
     let found = match (v, x) {
@@ -510,6 +574,38 @@ pub fn record<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_finds_a_relation_among_several() {
+        let resp = |link: &str| serde_json::json!({ "headers": { "link": link } });
+        let header = r#"<https://api.test/items?page=1>; rel="first", <https://api.test/items?page=3>; rel="next last""#;
+        let get = |rel: &str| link(&resp(header), &Value::from(rel)).unwrap();
+        assert_eq!(get("next"), "https://api.test/items?page=3");
+        assert_eq!(get("LAST"), "https://api.test/items?page=3");
+        assert_eq!(get("first"), "https://api.test/items?page=1");
+        assert_eq!(get("prev"), Value::Null);
+        let unquoted = link(&resp("</items?page=2>; rel=next"), &Value::from("next")).unwrap();
+        assert_eq!(unquoted, "/items?page=2");
+        let none = link(&serde_json::json!({ "headers": {} }), &Value::from("next")).unwrap();
+        assert_eq!(none, Value::Null);
+    }
+
+    #[test]
+    fn the_next_page_is_resolved_and_never_the_same_page() {
+        let current = Value::from("https://api.test/items?page=2");
+        let next = |v: Value| next_page(&current, v);
+        assert_eq!(
+            next(Value::from("/items?page=3")).unwrap(),
+            "https://api.test/items?page=3"
+        );
+        assert_eq!(
+            next(Value::from("https://other.test/x")).unwrap(),
+            "https://other.test/x"
+        );
+        assert_eq!(next(Value::Null).unwrap(), Value::Null);
+        assert_eq!(next(Value::from("")).unwrap(), Value::Null);
+        assert!(next(Value::from("?page=2")).is_err());
+    }
     use serde_json::json;
 
     #[test]

@@ -335,8 +335,10 @@ impl Connection {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
                         StepError::permanent(format!(
-                            "connection `{}` has no refresh token yet: run `BINARY connect {}` once (or set its `refresh_token:` entry)",
-                            self.def.name, self.def.name
+                            "connection `{}` has no refresh token yet: run `{} connect {}` once (or set its `refresh_token:` entry)",
+                            self.def.name,
+                            this_binary(),
+                            self.def.name
                         ))
                     })?;
                 form.push(("grant_type", "refresh_token".into()));
@@ -370,6 +372,18 @@ impl Connection {
             self.def.name
         ))
     }
+}
+
+/// The name this binary was started by, for commands in messages.
+fn this_binary() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "BINARY".to_string())
 }
 
 /// How long before `expires_at` a token is replaced: a tenth of its

@@ -78,6 +78,15 @@ impl Args {
         self
     }
 
+    /// Replaces positional argument `index` (the URL of each page of
+    /// `http.pages`).
+    pub fn set_arg(mut self, index: usize, v: Value) -> Self {
+        if let Some(slot) = self.positional.get_mut(index) {
+            *slot = v;
+        }
+        self
+    }
+
     /// Appends a named argument.
     pub fn kw(mut self, name: &'static str, v: Value) -> Self {
         self.named.push((name, v));

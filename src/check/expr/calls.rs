@@ -64,6 +64,92 @@ impl Checker<'_> {
         }
     }
 
+    /// `for page in http.pages(URL, ...options of http.get..., next: p =>
+    /// ..., max_pages: N)` (LANGUAGE.md §13): the type of each page,
+    /// `Response<T>`.
+    pub(in crate::check) fn pages_loop(&mut self, call: &Expr, parallel: Option<&Expr>) -> Type {
+        let ExprKind::Call { callee, args } = &call.kind else {
+            return Type::Error;
+        };
+        if let Some(p) = parallel {
+            self.check_expr(p, None);
+            self.error(
+                Diagnostic::new(
+                    Code::PagesOutsideFor,
+                    p.span,
+                    "pages are fetched one after another",
+                )
+                .with_label("`parallel` over `http.pages`")
+                .with_help("drop `parallel` here; loop over a page's items with `parallel` inside"),
+            );
+        }
+        let Some(get) = self.std.function("http", "get").cloned() else {
+            return Type::Error;
+        };
+        let named = |a: &Arg, n: &str| a.name.as_ref().is_some_and(|x| x.name == n);
+        let request: Vec<Arg> = args
+            .iter()
+            .filter(|a| !named(a, "next") && !named(a, "max_pages"))
+            .cloned()
+            .collect();
+        self.check_call_args("http.pages", &get.params, &request, callee.span);
+        self.check_via_credentials(args);
+        let type_arg = request
+            .iter()
+            .find_map(|a| match (&a.name, &a.value) {
+                (Some(n), ArgValue::Type(te)) if n.name == "as" => Some(self.resolve_type(te)),
+                _ => None,
+            })
+            .unwrap_or(Type::Json);
+        let page = Type::Response(Box::new(type_arg));
+        if let Some(max) = args.iter().find(|a| named(a, "max_pages")) {
+            if let ArgValue::Expr(v) = &max.value {
+                self.expect(v, &Type::Int, "`max_pages:`");
+            }
+        }
+        match args.iter().find(|a| named(a, "next")).map(|a| &a.value) {
+            Some(ArgValue::Expr(Expr {
+                kind: ExprKind::Lambda { params, body },
+                span,
+            })) => {
+                if params.len() != 1 {
+                    self.error(
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            *span,
+                            format!("`next:` takes a lambda of one page, not {} parameters", params.len()),
+                        )
+                        .with_help("write `next: p => p.body.next_url`"),
+                    );
+                }
+                self.scopes.push();
+                if let Some(p) = params.first() {
+                    self.bind_checked(p, page.clone(), crate::check::scope::BindingKind::LambdaParam);
+                }
+                self.expect(body, &Type::optional(Type::Url), "the next page's URL");
+                self.scopes.pop();
+            }
+            Some(ArgValue::Expr(other)) => {
+                self.check_expr(other, None);
+                self.error(
+                    Diagnostic::new(Code::TypeMismatch, other.span, "`next:` takes a lambda")
+                        .with_label("not a lambda")
+                        .with_help("write `next: p => p.link(\"next\")` or `next: p => p.body.next_url`"),
+                );
+            }
+            _ => self.error(
+                Diagnostic::new(
+                    Code::MissingArgument,
+                    callee.span,
+                    "`http.pages` is missing `next:`",
+                )
+                .with_label("how is the next page found?")
+                .with_help("pass `next: p => p.link(\"next\")` (a `Link` header) or `next: p => p.body.next_url`; `null` ends the loop"),
+            ),
+        }
+        page
+    }
+
     fn stdlib_call(
         &mut self,
         e: &Expr,
@@ -87,6 +173,19 @@ impl Checker<'_> {
             self.error(d);
             return Type::Error;
         };
+        if module.name == "http" && name.name == "pages" {
+            self.check_args_loosely(args);
+            self.error(
+                Diagnostic::new(
+                    Code::PagesOutsideFor,
+                    e.span,
+                    "`http.pages` is only the list of a `for` loop",
+                )
+                .with_label("fetched page by page, as the loop goes")
+                .with_help("write `for page in http.pages(URL, next: p => p.link(\"next\")) { ... }`; `http.get` fetches one page"),
+            );
+            return Type::Error;
+        }
         let Some(sig) = m.functions.get(&name.name) else {
             self.check_args_loosely(args);
             let mut d = Diagnostic::new(
@@ -186,7 +285,7 @@ impl Checker<'_> {
     }
 
     /// Arguments against parameters: positional in order, named by name.
-    fn check_call_args(
+    pub(in crate::check) fn check_call_args(
         &mut self,
         what: &str,
         params: &[crate::check::stdlib::ParamSig],

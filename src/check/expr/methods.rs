@@ -42,6 +42,7 @@ impl Checker<'_> {
                 (vec![], Type::Int)
             }
             (Type::List(t), "first") => (vec![], Type::optional((**t).clone())),
+            (Type::Response(_), "link") => (vec![Type::String], Type::optional(Type::Url)),
             (Type::List(t), "contains") => (vec![(**t).clone()], Type::Bool),
             (Type::List(t), "join") => {
                 if !matches!(
