@@ -38,7 +38,8 @@ struct Cli {
     )]
     log_format: LogFormat,
     /// Where executions, journals, dedupe keys and state are stored:
-    /// `sqlite://PATH` (default for serve and deploy: ./<integration>.db),
+    /// `sqlite://PATH` (default for serve, deploy and connect:
+    /// ./<integration>.db),
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (shared by several
     /// replicas) or `memory` (lost on exit; default for `run`).
     #[arg(
@@ -202,6 +203,26 @@ enum Command {
     Deploy,
     /// Load and validate the config, then exit (0 when valid, 2 otherwise).
     CheckConfig,
+    /// Connect an account: run an OAuth2 connection's consent and keep its
+    /// refresh token.
+    ///
+    /// For an `oauth2: refresh_token` connection with `authorize_url`:
+    /// prints `open: URL` (open it in a browser), receives the redirect on
+    /// http://127.0.0.1:PORT/callback (authorization code with PKCE), saves
+    /// the tokens in the store `serve` reads them from (--store; default
+    /// ./<integration>.db) and prints `connected NAME`. Run it again after
+    /// the consent was revoked.
+    Connect {
+        /// The connection's name.
+        name: String,
+        /// Local port of the redirect URI (0: any free port; give one when
+        /// the service only accepts registered redirect URIs).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How long to wait for the redirect (e.g. 90s, 10m).
+        #[arg(long, default_value = "10m", value_parser = parse_positive_duration)]
+        timeout: Duration,
+    },
     /// List executions of a running server (admin API, FLOW_ADMIN_TOKEN).
     Executions {
         /// Only failed executions.
@@ -301,6 +322,21 @@ pub fn help_text(i: &Integration) -> String {
 /// where `tests` are the file's `test` blocks, run by `BINARY test`
 /// (`flowc test`); empty when the file has none.
 pub fn main(integration: Integration, tests: Vec<crate::testing::TestCase>) -> ExitCode {
+    main_with_args(integration, tests, std::env::args_os())
+}
+
+/// [`main`] with the command line `args` (the first one is the program's
+/// name) instead of the process's: for tests that drive the command line
+/// of a hand-written integration.
+pub fn main_with_args<I, T>(
+    integration: Integration,
+    tests: Vec<crate::testing::TestCase>,
+    args: I,
+) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cmd = Cli::command()
         .name(integration.name)
         .bin_name(integration.name)
@@ -310,7 +346,7 @@ pub fn main(integration: Integration, tests: Vec<crate::testing::TestCase>) -> E
             integration.doc.trim().to_string()
         })
         .after_help(help_text(&integration));
-    let matches = match cmd.try_get_matches() {
+    let matches = match cmd.try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => {
             let _ = e.print();
@@ -396,6 +432,8 @@ enum StoreUse {
     Serve,
     /// `deploy`: SQLite by default (records the deployed version).
     Deploy,
+    /// `connect`: SQLite by default, the file `serve` reads the tokens from.
+    Connect,
     /// `run`, `check-config`: memory unless `--store` says otherwise.
     Foreground,
 }
@@ -415,7 +453,7 @@ async fn open_store(
             }
         },
         None => match usage {
-            StoreUse::Serve | StoreUse::Deploy => {
+            StoreUse::Serve | StoreUse::Deploy | StoreUse::Connect => {
                 StoreChoice::Sqlite(PathBuf::from(format!("./{name}.db")))
             }
             StoreUse::Foreground => StoreChoice::Memory,
@@ -645,6 +683,45 @@ async fn run_cli(
             }
             ExitCode::SUCCESS
         }
+        CommandKind::Connect {
+            name,
+            port,
+            timeout,
+        } => {
+            let memory = cli.store.as_deref().map(parse_store) == Some(Ok(StoreChoice::Memory));
+            if memory {
+                eprintln!(
+                    "{}: `connect` keeps the refresh token in the store, and `--store memory` would lose it at exit: use the store `serve` uses",
+                    integration.name
+                );
+                return exit(2);
+            }
+            let rt = match build_runtime(
+                integration,
+                &cli,
+                redactor,
+                Setup::foreground(StoreUse::Connect, cli.serve.lease),
+            )
+            .await
+            {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match crate::engine::connect::connect(&rt, &name, port, timeout).await {
+                Ok(()) => {
+                    println!("connected {name}");
+                    ExitCode::SUCCESS
+                }
+                Err(failure) => {
+                    eprintln!(
+                        "{}: {}",
+                        rt.integration().name,
+                        rt.redactor().redact(&failure.message)
+                    );
+                    exit(failure.code)
+                }
+            }
+        }
         CommandKind::Executions { failed, flow, url } => {
             let mut query = Vec::new();
             if failed {
@@ -705,6 +782,11 @@ enum CommandKind {
     },
     Deploy,
     CheckConfig,
+    Connect {
+        name: String,
+        port: u16,
+        timeout: Duration,
+    },
     Executions {
         failed: bool,
         flow: Option<String>,
@@ -726,6 +808,15 @@ impl From<&Command> for CommandKind {
             },
             Command::Deploy => CommandKind::Deploy,
             Command::CheckConfig => CommandKind::CheckConfig,
+            Command::Connect {
+                name,
+                port,
+                timeout,
+            } => CommandKind::Connect {
+                name: name.clone(),
+                port: *port,
+                timeout: *timeout,
+            },
             Command::Executions { failed, flow, url } => CommandKind::Executions {
                 failed: *failed,
                 flow: flow.clone(),

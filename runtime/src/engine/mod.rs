@@ -45,6 +45,7 @@ macro_rules! run_event {
     };
 }
 
+pub(crate) mod connect;
 pub mod connection;
 pub mod ctx;
 pub mod integration;
