@@ -376,6 +376,10 @@ async fn two_hundred_runs_in_ten_seconds_share_one_token_per_expiry() {
     let (_, exec) = admin_execution(svc.url(), &ids[0], ADMIN).await;
     assert_no_credentials(&exec.to_string(), &crm, "an execution record");
     assert_no_credentials(&svc.stderr(), &crm, "the log");
+    let auth = format!("Bearer {ADMIN}");
+    let metrics = support::get(&svc.at("/_flow/metrics"), &[("Authorization", &auth)]).await;
+    assert_eq!(metrics.status, 200);
+    assert_no_credentials(&metrics.body.to_string(), &crm, "the metrics");
     assert_no_credentials(&svc.stdout(), &crm, "the output");
 }
 
