@@ -119,6 +119,33 @@ fn symbol_hover(a: &Analysis, sym: &Sym) -> Option<String> {
             let ty = a.program.config.iter().find(|c| &c.name == n)?;
             Some(with_doc(code(&format!("config.{n}: {}", ty.ty)), doc))
         }
+        Sym::Connection(n) => {
+            let doc = a.index.connections.get(n).and_then(|c| c.1.as_ref());
+            let (facts, _) = a.program.connections.get(n)?;
+            let mut head = format!("connection {n}");
+            let how = match &facts.auth {
+                crate::check::connection::ConnectionAuth::OAuth2(o) => match o.grant {
+                    crate::check::connection::Grant::ClientCredentials => {
+                        "oauth2: client_credentials"
+                    }
+                    crate::check::connection::Grant::RefreshToken => "oauth2: refresh_token",
+                },
+                crate::check::connection::ConnectionAuth::Bearer(_) => "bearer",
+                crate::check::connection::ConnectionAuth::Basic { .. } => "basic",
+                crate::check::connection::ConnectionAuth::ApiKey { .. } => "api_key",
+                crate::check::connection::ConnectionAuth::None => "",
+            };
+            if !how.is_empty() {
+                head.push_str(&format!("\n  {how}"));
+            }
+            if let Some(limit) = facts.limit {
+                head.push_str(&format!(
+                    "\n  limit: {} requests per {:?}",
+                    limit.requests, limit.per
+                ));
+            }
+            Some(with_doc(code(&head), doc))
+        }
         Sym::Module(m) => {
             let module = Stdlib::get().modules.get(m)?;
             Some(with_doc(code(&format!("module {m}")), module.doc.as_ref()))
@@ -551,5 +578,25 @@ mod tests {
         );
         assert!(in_comment("let x = 1 // config."));
         assert!(!in_comment("let x = \"a//b\" + config."));
+    }
+
+    #[test]
+    fn a_via_name_hovers_and_leads_to_its_connection() {
+        let text = "integration t\n\nconfig {\n  u: Url\n  k: Secret\n}\n\n/// The CRM.\nconnection crm {\n  bearer: config.k\n  limit: { requests: 5, per: 1s }\n}\n\nflow f {\n  trigger schedule every 5m\n\n  step s = http.get(config.u, via: crm)\n}\n";
+        let (diagnostics, analysis) = analyze(text);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let a = analysis.expect("analysis");
+        let use_at = text.find("via: crm").expect("via") + "via: ".len() + 1;
+        let declared = text.find("connection crm").expect("decl") + "connection ".len();
+        let definition = definition(&a, use_at).expect("a definition");
+        assert_eq!(definition.start, declared);
+        let (hover_text, _) = hover(&a, use_at).expect("a hover");
+        assert!(hover_text.contains("connection crm"), "{hover_text}");
+        assert!(hover_text.contains("bearer"), "{hover_text}");
+        assert!(
+            hover_text.contains("limit: 5 requests per 1s"),
+            "{hover_text}"
+        );
+        assert!(hover_text.contains("The CRM."), "{hover_text}");
     }
 }

@@ -14,8 +14,8 @@ use crate::syntax::ast::{
     TestStmtKind, TypeDecl, TypeExpr, TypeExprKind,
 };
 use crate::syntax::visit::{
-    walk_block, walk_config_entry, walk_expr, walk_flow, walk_option, walk_stmt, walk_test_stmt,
-    walk_type_decl, walk_type_expr, Visitor,
+    walk_block, walk_config_entry, walk_expr, walk_flow, walk_item, walk_option, walk_stmt,
+    walk_test_stmt, walk_type_decl, walk_type_expr, Visitor,
 };
 
 /// What a name refers to.
@@ -24,6 +24,7 @@ pub enum Sym {
     Flow(String),
     Type(String),
     Config(String),
+    Connection(String),
     Module(String),
     StdFn(String, String),
     Local(Local),
@@ -127,6 +128,7 @@ impl Index {
             Sym::Flow(n) => self.flows.get(n).map(|f| f.0),
             Sym::Type(n) => self.types.get(n).map(|t| t.0),
             Sym::Config(n) => self.config.get(n).map(|c| c.0),
+            Sym::Connection(n) => self.connections.get(n).map(|c| c.0),
             Sym::Local(l) => Some(l.def),
             Sym::Module(_) | Sym::StdFn(..) => None,
         }
@@ -181,6 +183,9 @@ impl Walker<'_> {
         } else if self.index.flows.contains_key(&id.name) {
             // `endpoint(flow)`.
             self.note(id.span, Sym::Flow(id.name.clone()));
+        } else if self.index.connections.contains_key(&id.name) {
+            // `via: crm`.
+            self.note(id.span, Sym::Connection(id.name.clone()));
         }
     }
 }
@@ -189,6 +194,13 @@ impl<'ast> Visitor<'ast> for Walker<'_> {
     fn visit_config_entry(&mut self, entry: &'ast ConfigEntry) {
         self.note(entry.name.span, Sym::Config(entry.name.name.clone()));
         walk_config_entry(self, entry);
+    }
+
+    fn visit_item(&mut self, item: &'ast Item) {
+        if let Item::Connection(c) = item {
+            self.note(c.name.span, Sym::Connection(c.name.name.clone()));
+        }
+        walk_item(self, item);
     }
 
     fn visit_type_decl(&mut self, decl: &'ast TypeDecl) {

@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
 use crate::core::redact::Redactor;
 use crate::engine::connection::request_token;
-use crate::engine::integration::{ConnectionAuth, OAuth2Def, OAuth2Grant};
+use crate::engine::integration::{human_duration, ConnectionAuth, OAuth2Def, OAuth2Grant};
 use crate::engine::{new_execution_id, Runtime};
 use crate::store::Store;
 
@@ -113,7 +113,7 @@ pub async fn connect(
     eprintln!(
         "{}: open the URL above in a browser, sign in and consent; waiting (at most {}, --timeout) for the redirect to {redirect_uri}",
         rt.integration().name,
-        human(timeout)
+        human_duration(timeout)
     );
 
     let (outcome_tx, outcome_rx) = oneshot::channel();
@@ -151,7 +151,7 @@ pub async fn connect(
             if unanswered.is_some() {
                 Err(Failure::failed(format!(
                     "connection `{connection}`: no redirect within {}; run `{} connect {connection}` again (and open the new URL)",
-                    human(timeout),
+                    human_duration(timeout),
                     rt.integration().name
                 )))
             } else {
@@ -503,20 +503,6 @@ fn oauth_text(given: &str, max: usize) -> String {
         .to_string()
 }
 
-/// `10m`, `90s`, `1500ms`.
-fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else {
-        format!("{}s", ms / 1000)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,13 +568,5 @@ mod tests {
             html_escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
-    }
-
-    #[test]
-    fn durations_read_like_the_options() {
-        assert_eq!(human(Duration::from_secs(600)), "10m");
-        assert_eq!(human(Duration::from_secs(90)), "90s");
-        assert_eq!(human(Duration::from_secs(7200)), "2h");
-        assert_eq!(human(Duration::from_millis(300)), "300ms");
     }
 }
