@@ -54,8 +54,9 @@ use crate::core::config::EnvSource;
 use crate::core::error::{RunError, StepError};
 use crate::core::ops::display;
 use crate::core::schema::Schema;
+use crate::engine::connection::Credentials;
 use crate::engine::ctx::StepCall;
-use crate::engine::integration::{ConnectionAuth, ConnectionDef, Integration};
+use crate::engine::integration::Integration;
 use crate::engine::trigger_value::complete_trigger;
 use crate::engine::{new_execution_id, Runtime, RuntimeOptions, StepFn, StepRegistry};
 use crate::store::{Execution, ExecutionFilter, Status};
@@ -427,32 +428,6 @@ pub fn url_matches(expected: &str, actual: &str) -> bool {
     }
 }
 
-/// The header a call through connection `def` carries in a test: its
-/// static credentials, or for OAuth2 the token `test-token-NAME` (tests
-/// have no token endpoint; this one stands for whatever it would issue).
-fn test_credentials(def: &ConnectionDef) -> Option<(String, String)> {
-    let basic = |user: &str, password: &str| {
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        format!("Basic {encoded}")
-    };
-    let (header, value) = match &def.auth {
-        ConnectionAuth::None => return None,
-        ConnectionAuth::Bearer { token } => {
-            ("authorization".to_string(), format!("Bearer {token}"))
-        }
-        ConnectionAuth::Basic { user, password } => {
-            ("authorization".to_string(), basic(user, password))
-        }
-        ConnectionAuth::ApiKey { header, key } => (header.to_ascii_lowercase(), key.clone()),
-        ConnectionAuth::OAuth2(_) => (
-            "authorization".to_string(),
-            format!("Bearer test-token-{}", def.name),
-        ),
-    };
-    Some((header, value))
-}
-
 fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
     let args = &call.args;
     let name = format!("http.{}", method.to_ascii_lowercase());
@@ -483,7 +458,7 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
             call.cx.services().connections().get(name).ok_or_else(|| {
                 StepError::permanent(format!("{name}: no connection named `{name}`"))
             })?;
-        if let Some((header, value)) = test_credentials(connection.def()) {
+        if let Some((header, value)) = Credentials::for_tests(connection.def()).header() {
             headers.insert(header, Value::String(value));
         }
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use flow_runtime::{
-    json, Config, ConfigEntry, ConnectionAuth, ConnectionDef, Integration, OAuth2Def, OAuth2Grant,
-    Schema, SqliteOptions, SqliteStore, Store as _,
+    json, Config, ConnectionAuth, ConnectionDef, Integration, OAuth2Def, OAuth2Grant, Schema,
+    SqliteOptions, SqliteStore, Store as _,
 };
 use flow_testkit::{Received, Reply, Sink};
 use sha2::{Digest as _, Sha256};
@@ -39,18 +39,6 @@ const ACCESS_TOKEN: &str = "access-token-51d0e2";
 const REFRESH_TOKEN: &str = "rt-1";
 
 // ------------------------------------------------------------ the binary
-
-fn entry(name: &'static str, schema: Schema) -> ConfigEntry {
-    let secret = matches!(schema, Schema::Secret);
-    ConfigEntry {
-        name,
-        env: None,
-        schema,
-        default: None,
-        doc: "",
-        secret,
-    }
-}
 
 /// What generated code for these declarations would hand the runtime:
 ///
@@ -70,9 +58,9 @@ fn entry(name: &'static str, schema: Schema) -> ConfigEntry {
 fn integration() -> Integration {
     Integration {
         config: vec![
-            entry("crm_token_url", Schema::Url),
-            entry("crm_authorize_url", Schema::Url),
-            entry("crm_client_secret", Schema::Secret),
+            common::config_entry("crm_token_url", Schema::Url),
+            common::config_entry("crm_authorize_url", Schema::Url),
+            common::config_entry("crm_client_secret", Schema::Secret),
         ],
         connections,
         ..common::integration(BINARY, |_| Vec::new())

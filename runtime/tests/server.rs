@@ -12,9 +12,8 @@ use common::{expect_status, within};
 use flow_runtime::host::IntakeLimits;
 use flow_runtime::triggers::http::callback::CallbackSettings;
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FieldSchema, FlowDef, FlowFuture, Integration,
-    Outcome, RunError, Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value,
-    Verify,
+    json, ops, Args, Config, Ctx, FieldSchema, FlowDef, FlowFuture, Integration, Outcome, RunError,
+    Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value, Verify,
 };
 use flow_testkit::{hmac_hex, Sink};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -361,19 +360,11 @@ fn held_route(path: &'static str, timeout: Duration) -> TriggerDef {
 }
 
 fn integration() -> Integration {
-    let entry = |name, schema, secret| ConfigEntry {
-        name,
-        env: None,
-        schema,
-        default: None,
-        doc: "",
-        secret,
-    };
     Integration {
         config: vec![
-            entry("sink_url", Schema::Url, false),
-            entry("hook_secret", Schema::Secret, true),
-            entry("api_key", Schema::Secret, true),
+            common::config_entry("sink_url", Schema::Url),
+            common::config_entry("hook_secret", Schema::Secret),
+            common::config_entry("api_key", Schema::Secret),
         ],
         ..common::integration("edge_cases", flows)
     }

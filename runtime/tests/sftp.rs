@@ -15,8 +15,8 @@ use std::sync::{Mutex, OnceLock};
 use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, StepRecord};
 use flow_runtime::{
-    json, ops, Args, Config, ConfigEntry, Ctx, FlowDef, FlowFn, FlowFuture, Integration, Outcome,
-    Runtime, Schema, Status, StepOptions, TriggerDef, Value,
+    json, ops, Args, Config, Ctx, FlowDef, FlowFn, FlowFuture, Integration, Outcome, Runtime,
+    Schema, Status, StepOptions, TriggerDef, Value,
 };
 use sshd::Sshd;
 
@@ -196,14 +196,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
 
 fn integration() -> Integration {
     Integration {
-        config: vec![ConfigEntry {
-            name: "sftp_key",
-            env: None,
-            schema: Schema::Secret,
-            default: None,
-            doc: "",
-            secret: true,
-        }],
+        config: vec![common::config_entry("sftp_key", Schema::Secret)],
         ..common::integration("sftp_steps", flows)
     }
 }

@@ -108,37 +108,51 @@ impl AccessToken {
 
 /// What a request through a connection carries.
 pub enum Credentials {
-    /// Nothing.
-    None,
-    /// `Authorization: Bearer TOKEN` (static).
-    Bearer(String),
+    /// The connection's own, as declared (none, bearer, basic, API key).
+    Static(ConnectionAuth),
     /// `Authorization: Bearer TOKEN` of an OAuth2 access token, which a
     /// `401` answer replaces once.
     OAuth2(String),
-    /// `Authorization: Basic ...`.
-    Basic {
-        /// The user name.
-        user: String,
-        /// The password.
-        password: String,
-    },
-    /// A key in a header.
-    ApiKey {
-        /// The header's name.
-        header: &'static str,
-        /// The key.
-        key: String,
-    },
 }
 
 impl Credentials {
+    /// What a call through `def` carries under `flowc test`: its static
+    /// credentials, or for OAuth2 the token `test-token-NAME` (tests have
+    /// no token endpoint; this one stands for whatever it would issue).
+    pub fn for_tests(def: &ConnectionDef) -> Credentials {
+        match &def.auth {
+            ConnectionAuth::OAuth2(_) => Credentials::OAuth2(format!("test-token-{}", def.name)),
+            auth => Credentials::Static(auth.clone()),
+        }
+    }
+
+    /// The header carrying the credentials: (lowercase name, value).
+    pub fn header(&self) -> Option<(String, String)> {
+        let authorization = |value: String| Some(("authorization".to_string(), value));
+        match self {
+            Credentials::OAuth2(token) | Credentials::Static(ConnectionAuth::Bearer { token }) => {
+                authorization(format!("Bearer {token}"))
+            }
+            Credentials::Static(ConnectionAuth::Basic { user, password }) => {
+                use base64::Engine as _;
+                let pair = format!("{user}:{password}");
+                authorization(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            }
+            Credentials::Static(ConnectionAuth::ApiKey { header, key }) => {
+                Some((header.to_ascii_lowercase(), key.clone()))
+            }
+            Credentials::Static(ConnectionAuth::None | ConnectionAuth::OAuth2(_)) => None,
+        }
+    }
+
     /// Adds the credentials to a request.
     pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self {
-            Credentials::None => req,
-            Credentials::Bearer(token) | Credentials::OAuth2(token) => req.bearer_auth(token),
-            Credentials::Basic { user, password } => req.basic_auth(user, Some(password)),
-            Credentials::ApiKey { header, key } => req.header(*header, key.as_str()),
+        match self.header() {
+            Some((name, value)) => req.header(name, value),
+            None => req,
         }
     }
 }
@@ -189,19 +203,10 @@ impl Connection {
         http: &reqwest::Client,
     ) -> Result<Credentials, StepError> {
         Ok(match &self.def.auth {
-            ConnectionAuth::None => Credentials::None,
-            ConnectionAuth::Bearer { token } => Credentials::Bearer(token.clone()),
-            ConnectionAuth::Basic { user, password } => Credentials::Basic {
-                user: user.clone(),
-                password: password.clone(),
-            },
-            ConnectionAuth::ApiKey { header, key } => Credentials::ApiKey {
-                header,
-                key: key.clone(),
-            },
             ConnectionAuth::OAuth2(oauth) => {
                 Credentials::OAuth2(self.access_token(oauth, store, http).await?)
             }
+            auth => Credentials::Static(auth.clone()),
         })
     }
 

@@ -6,7 +6,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use flow_runtime::{no_connections, Config, FlowDef, Integration, Runtime, RuntimeOptions, Status};
+use flow_runtime::{
+    no_connections, Config, ConfigEntry, FlowDef, Integration, Runtime, RuntimeOptions, Schema,
+    Status,
+};
 
 /// A hand-written integration named `name` with these flows, no config
 /// and no types (`Integration { config, ..integration(..) }` for more).
@@ -70,4 +73,18 @@ pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A config entry without default or doc, read from its usual environment
+/// variable; secret when its schema is `Secret`.
+pub fn config_entry(name: &'static str, schema: Schema) -> ConfigEntry {
+    let secret = matches!(schema, Schema::Secret);
+    ConfigEntry {
+        name,
+        env: None,
+        schema,
+        default: None,
+        doc: "",
+        secret,
+    }
 }
