@@ -2044,3 +2044,53 @@ async fn sqlite_a_run_with_an_unreadable_journal_fails_alone_on_resume() {
     let stored = store.get("bad").await.unwrap().unwrap();
     assert_eq!((stored.status, stored.attempts), (Status::Failed, 2));
 }
+
+/// Concurrent plain intakes are inserted together (group commit): every
+/// one is stored once, and a run the database refuses fails alone instead
+/// of taking the runs batched with it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_grouped_intakes_are_all_stored_and_a_refused_one_fails_alone() {
+    let Some(pg) =
+        Pg::open("postgres_grouped_intakes_are_all_stored_and_a_refused_one_fails_alone").await
+    else {
+        return;
+    };
+    let store: &dyn Store = &pg.store;
+    let enqueue = |i: usize| {
+        // A NUL byte cannot be stored in a TEXT column: this run is refused.
+        let flow = if i == 57 { "bad\0flow" } else { "f" };
+        store.enqueue(NewExecution::queued(
+            format!("grouped-{i:03}"),
+            flow,
+            json!({ "n": i }),
+        ))
+    };
+    let results = futures::future::join_all((0..200).map(enqueue)).await;
+    for (i, result) in results.iter().enumerate() {
+        match (i, result) {
+            (57, Err(_)) => {}
+            (57, Ok(e)) => panic!("the refused run was stored: {e:?}"),
+            (_, Ok(Enqueued::Created)) => {}
+            (_, other) => panic!("run {i}: {other:?}"),
+        }
+    }
+    let stored = store
+        .list(ExecutionFilter {
+            status: None,
+            flow: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 199);
+    for i in (0..200).filter(|i| *i != 57) {
+        let exec = store
+            .get(&format!("grouped-{i:03}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exec.trigger, json!({ "n": i }));
+        assert_eq!(exec.status, Status::Queued);
+    }
+    pg.done().await;
+}

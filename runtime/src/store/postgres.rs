@@ -191,13 +191,130 @@ pub struct PostgresStore {
     queued: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
     notifier: tokio::task::JoinHandle<()>,
+    /// Plain queued runs (no dedupe key, no tick, not running) go to the
+    /// intake tasks, which insert the ones waiting together.
+    intake: tokio::sync::mpsc::UnboundedSender<PendingIntake>,
+    intake_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
         self.notifier.abort();
+        for task in &self.intake_tasks {
+            task.abort();
+        }
     }
+}
+
+/// A queued run waiting for an intake task to insert it.
+struct PendingIntake {
+    id: String,
+    flow: String,
+    trigger: String,
+    inserted: tokio::sync::oneshot::Sender<StoreResult<()>>,
+}
+
+/// Intake tasks per process: how many inserts of waiting runs may be in
+/// flight at once.
+const INTAKE_TASKS: usize = 4;
+/// Most runs one insert takes...
+const INTAKE_BATCH: usize = 256;
+/// ...and most bytes of trigger values (one statement holds them all).
+const INTAKE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Group commit of the intake: every accepted event used to be a statement
+/// and a commit of its own, and with several replicas intake, not the
+/// workers, bounded throughput. An intake task takes every run waiting
+/// when it is free and inserts them with one statement and one commit;
+/// while it does, the next runs gather for the next task. A failed batch
+/// is tried again one run at a time, so that a run the database refuses
+/// fails alone.
+async fn intake_loop(
+    pool: Pool,
+    schema: String,
+    waiting: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<PendingIntake>>>,
+    queued: Arc<Notify>,
+) {
+    let batch_sql = format!(
+        "INSERT INTO {schema}.executions (id, flow, status, trigger, attempts, lease_epoch) \
+         SELECT id, flow, 'queued', trigger, 0, 0 \
+         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(id, flow, trigger, n) \
+         ORDER BY n"
+    );
+    let one_sql = format!(
+        "INSERT INTO {schema}.executions (id, flow, status, trigger, attempts, lease_epoch) \
+         VALUES ($1, $2, 'queued', $3, 0, 0)"
+    );
+    loop {
+        let batch = {
+            let mut waiting = waiting.lock().await;
+            let Some(first) = waiting.recv().await else {
+                return;
+            };
+            let mut bytes = first.trigger.len();
+            let mut batch = vec![first];
+            while batch.len() < INTAKE_BATCH && bytes < INTAKE_BATCH_BYTES {
+                match waiting.try_recv() {
+                    Ok(next) => {
+                        bytes += next.trigger.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let inserted = insert_batch(&pool, &batch_sql, &batch).await;
+        match inserted {
+            Ok(()) => {
+                queued.notify_one();
+                for run in batch {
+                    let _ = run.inserted.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                for run in batch {
+                    let _ = run.inserted.send(Err(e.clone()));
+                }
+            }
+            Err(_) => {
+                for run in batch {
+                    let one = insert_one(&pool, &one_sql, &run).await;
+                    if one.is_ok() {
+                        queued.notify_one();
+                    }
+                    let _ = run.inserted.send(one);
+                }
+            }
+        }
+    }
+}
+
+async fn insert_batch(pool: &Pool, sql: &str, batch: &[PendingIntake]) -> StoreResult<()> {
+    let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
+    let flows: Vec<&str> = batch.iter().map(|r| r.flow.as_str()).collect();
+    let triggers: Vec<&str> = batch.iter().map(|r| r.trigger.as_str()).collect();
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
+    let rows = client
+        .execute(&stmt, &[&ids, &flows, &triggers])
+        .await
+        .map_err(pg_error)?;
+    if rows as usize != batch.len() {
+        return Err(StoreError::backend("not every new execution was stored"));
+    }
+    Ok(())
+}
+
+async fn insert_one(pool: &Pool, sql: &str, run: &PendingIntake) -> StoreResult<()> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
+    client
+        .execute(&stmt, &[&run.id, &run.flow, &run.trigger])
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }
 
 /// Most one `NOTIFY` per this interval and process.
@@ -568,6 +685,18 @@ impl PostgresStore {
         let listener = tokio::spawn(listen_loop(config, store_schema.clone(), wake.clone()));
         let queued = Arc::new(Notify::new());
         let notifier = tokio::spawn(notify_loop(pool.clone(), store_schema, queued.clone()));
+        let (intake, waiting) = tokio::sync::mpsc::unbounded_channel();
+        let waiting = Arc::new(tokio::sync::Mutex::new(waiting));
+        let intake_tasks = (0..INTAKE_TASKS)
+            .map(|_| {
+                tokio::spawn(intake_loop(
+                    pool.clone(),
+                    quoted.clone(),
+                    waiting.clone(),
+                    queued.clone(),
+                ))
+            })
+            .collect();
         Ok(PostgresStore {
             pool,
             schema: quoted,
@@ -575,6 +704,8 @@ impl PostgresStore {
             queued,
             listener,
             notifier,
+            intake,
+            intake_tasks,
         })
     }
 
@@ -677,6 +808,28 @@ impl PostgresStore {
     /// queued.
     fn notify_queued(&self) {
         self.queued.notify_one();
+    }
+
+    /// A plain queued run, inserted by an intake task together with the
+    /// others waiting ([`intake_loop`]).
+    async fn enqueue_with_others(
+        &self,
+        new: NewExecution,
+        trigger: String,
+    ) -> StoreResult<Enqueued> {
+        let (inserted, answer) = tokio::sync::oneshot::channel();
+        self.intake
+            .send(PendingIntake {
+                id: new.id,
+                flow: new.flow,
+                trigger,
+                inserted,
+            })
+            .map_err(|_| StoreError::backend("the store is closed"))?;
+        answer
+            .await
+            .map_err(|_| StoreError::backend("the store is closed"))??;
+        Ok(Enqueued::Created)
     }
 
     async fn enqueue_tick(
@@ -890,6 +1043,9 @@ impl Store for PostgresStore {
             let trigger = serde_json::to_string(&new.trigger).map_err(json_error)?;
             if let Some(tick) = new.tick {
                 return self.enqueue_tick(new, trigger, tick).await;
+            }
+            if new.dedupe_key.is_none() && new.running.is_none() {
+                return self.enqueue_with_others(new, trigger).await;
             }
             let condition = match new.dedupe_key {
                 Some(_) => "EXISTS (SELECT 1 FROM d)",
