@@ -184,7 +184,7 @@ pub fn assignable(from: &Type, to: &Type, table: &TypeTable) -> bool {
         (f, Optional(t)) => assignable(f, t, table),
         (Int, Float) => true,
         (String | Lits(_), Secret | Url | String) => true,
-        (Url, String) => true,
+        (Url, String | Secret) => true,
         (Lits(a), Lits(b)) => a.is_subset(b),
         (List(a), List(b)) | (Map(a), Map(b)) | (Response(a), Response(b)) => {
             assignable(a, b, table)

@@ -342,6 +342,15 @@ impl Gen<'_> {
                 }
                 Some(ArgValue::Expr(e)) => {
                     let mut v = self.expr(e);
+                    // One item where the parameter takes a list: a list of
+                    // one (the checker allowed it, `lone_item`).
+                    if matches!(param.ty, Type::List(_))
+                        && self.program.expr_types.get(&e.span).is_some_and(|t| {
+                            !matches!(t, Type::List(_) | Type::Json | Type::Error | Type::Null)
+                        })
+                    {
+                        v = format!("Value::Array(Vec::from([{v}]))");
+                    }
                     // A typed value handed out as `Json` (`json:` bodies,
                     // `json.encode`) leaves in wire names.
                     if matches!(param.ty.unwrap_optional(), Type::Json) {

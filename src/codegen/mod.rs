@@ -686,6 +686,20 @@ mod tests {
     use super::reads;
 
     #[test]
+    fn a_lone_item_for_a_list_parameter_is_passed_as_a_list_of_one() {
+        let source = "integration t\n\nconfig {\n  to: String\n  smtp_url: Secret\n}\n\nflow f {\n  trigger schedule every 1h\n\n  step sent = email.send(to: config.to, subject: \"s\", text: \"t\")\n  step again = email.send(to: [config.to], subject: \"s\", text: \"t\")\n}\n";
+        let file = crate::syntax::parse_file(source).expect("parses");
+        let checked = crate::check::check(&file);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let code = super::generate(&file, &checked.program, source);
+        // The lone address becomes the same list as the written one, and
+        // the written list is not wrapped again.
+        let list = "Value::Array(Vec::from([ops::get(cx.config(), \"to\").clone()]))";
+        assert_eq!(code.matches(list).count(), 2, "{code}");
+        assert!(!code.contains("Vec::from([Value::Array"), "{code}");
+    }
+
+    #[test]
     fn a_variable_is_read_where_code_calls_a_method_on_it() {
         assert!(reads("ops::get(cx.config(), \"a\")", "cx"));
         assert!(reads("Some(config.str(\"key\"))", "config"));

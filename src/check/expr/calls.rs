@@ -64,6 +64,24 @@ impl Checker<'_> {
         }
     }
 
+    /// Whether `v` is one item given where a list of such items is
+    /// expected (`to: config.report_to` for `to: [String]`): a stdlib call
+    /// takes it as a list of one (codegen wraps it). Reports nothing: when
+    /// it is not, the caller checks `v` against the list type as usual.
+    fn lone_item(&mut self, v: &Expr, expected: &Type) -> bool {
+        let Type::List(item) = expected else {
+            return false;
+        };
+        let before = self.diags.len();
+        let actual = self.check_expr(v, Some(item));
+        let lone = self.diags.len() == before
+            && !matches!(actual, Type::List(_) | Type::Json | Type::Error | Type::Null)
+            && self.assignable(&actual, item)
+            && !super::leaks(&actual, item);
+        self.diags.truncate(before);
+        lone
+    }
+
     /// `for page in http.pages(URL, ...options of http.get..., next: p =>
     /// ..., max_pages: N)` (LANGUAGE.md §13): the type of each page,
     /// `Response<T>`.
@@ -417,6 +435,7 @@ impl Checker<'_> {
                     );
                 }
                 (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v),
+                (ArgValue::Expr(v), false) if self.lone_item(v, &param.ty) => {}
                 (ArgValue::Expr(v), false) => {
                     self.expect(
                         v,

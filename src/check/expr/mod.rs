@@ -419,7 +419,7 @@ pub(super) fn describe_path(e: &Expr) -> Option<String> {
 }
 
 /// Would converting `from` to `to` put a secret where it can be printed?
-fn leaks(from: &Type, to: &Type) -> bool {
+pub(super) fn leaks(from: &Type, to: &Type) -> bool {
     match (from, to) {
         (_, Type::Secret) | (Type::Error, _) => false,
         (a, Type::Optional(b)) if !a.is_optional() => leaks(a, b),
