@@ -104,6 +104,37 @@ async fn each_file_is_one_run_and_a_bad_file_waits_for_its_fix() {
     assert_eq!(sink.requests_to("POST", "/lines").len(), 3);
 }
 
+/// A files trigger's folder from the config: `"${config.drop_folder}/*.json"`
+/// watches the folder `DROP_FOLDER` names, here outside the working
+/// directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_from_the_config_is_watched() {
+    let sink = Sink::start();
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let folder = elsewhere.path().join("partner-drop");
+    put(&folder, "order-1.json", "{}");
+    let binary = support::build_example("tests/flows/files.flow");
+    let folder_text = folder.display().to_string();
+    let _svc = Service::start_in(
+        work.path(),
+        &binary,
+        &[
+            ("SINK_URL", sink.url()),
+            ("FLOW_ADMIN_TOKEN", ADMIN),
+            ("DROP_FOLDER", &folder_text),
+        ],
+        &[],
+    );
+    let got = sink.wait_for_path("POST", "/configured", 1, WAIT).await;
+    assert_eq!(got[0].body, json!({ "name": "order-1.json" }));
+    support::wait_until(WAIT, "order-1.json in processed/", || {
+        names(&folder.join("processed")) == ["order-1.json"]
+    })
+    .await;
+    assert!(!work.path().join("drop").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_file_is_retried_with_backoff_until_the_sink_recovers() {
     let sink = Sink::start();

@@ -328,6 +328,30 @@ impl Checker<'_> {
     /// needs `auth:`; the wildcards go in the last segment only.
     fn files_glob(&mut self, trigger: &ast::Trigger, glob: &ast::StrLit) {
         let has_auth = trigger.options.iter().any(|o| o.name.name == "auth");
+        // `${config.name}` parts are filled in at start-up: each must be a
+        // text entry; what is checked below is the written rest.
+        for entry in config_refs(&glob.value) {
+            let fits = |t: &Type| matches!(t, Type::Url | Type::String | Type::Secret | Type::Error);
+            match self.use_config(entry) {
+                Some(t) if fits(t.unwrap_optional()) => {}
+                found => self.error(
+                    Diagnostic::new(
+                        Code::BadTriggerOption,
+                        glob.span,
+                        match found {
+                            None => format!("the glob names `config.{entry}`, which is not declared"),
+                            Some(t) => format!("the glob names `config.{entry}` of type `{t}`, not text"),
+                        },
+                    )
+                    .with_help(format!("declare it in the config block, e.g. `{entry}: String` (a folder or `sftp://user@host/dir`)")),
+                ),
+            }
+        }
+        if glob.value.starts_with("${config.") {
+            // The scheme and folder come from the config: validated when it
+            // is loaded.
+            return;
+        }
         let text = glob.value.as_str();
         if let Some((scheme, _)) = text.split_once("://").filter(|(s, _)| *s != "sftp") {
             self.error(
@@ -839,4 +863,17 @@ impl<'ast> Visitor<'ast> for ConfigRefs<'ast> {
             _ => {}
         }
     }
+}
+
+/// The entries a config template names (`"${config.inbox}/*.csv"`: `inbox`).
+fn config_refs(template: &str) -> Vec<&str> {
+    let mut refs = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${config.") {
+        let after = &rest[start + "${config.".len()..];
+        let Some(end) = after.find('}') else { break };
+        refs.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    refs
 }

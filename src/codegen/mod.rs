@@ -600,7 +600,9 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
                     used.insert(broker.name.as_str());
                 }
                 TriggerKind::Files { glob, .. } => {
-                    let remote = glob.value.to_ascii_lowercase().starts_with("sftp://");
+                    // A glob from the config may name an SFTP server.
+                    let remote = glob.value.to_ascii_lowercase().starts_with("sftp://")
+                        || glob.value.contains("${config.");
                     if remote || t.options.iter().any(|o| o.name.name == "auth") {
                         used.insert("sftp");
                     }

@@ -74,7 +74,11 @@ impl Gen<'_> {
                 done_marker,
             } => format!(
                 "TriggerDef::Files(FilesTrigger {{ glob: {}, every: {}, batch: {batch}, after: {}, auth: {}, done_marker: {} }})",
-                lit(glob),
+                if glob.contains("${config.") {
+                    format!("config.fill({})", lit(glob))
+                } else {
+                    format!("{}.to_string()", lit(glob))
+                },
                 duration(*every),
                 after.as_ref().map_or("AfterRun::default()".into(), after_run),
                 optional_setting(auth),

@@ -129,6 +129,27 @@ impl Config {
         self.get(name).as_str().unwrap_or_default().to_string()
     }
 
+    /// `template` with each `${config.NAME}` replaced by that entry's value
+    /// (a files trigger's glob, `"${config.inbox}/*.csv"`). An entry that has
+    /// no value (only in `--help`, which loads no config) stays as written.
+    pub fn fill(&self, template: &str) -> String {
+        const MARK: &str = "${config.";
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find(MARK) {
+            let after = &rest[start + MARK.len()..];
+            let Some(end) = after.find('}') else { break };
+            out.push_str(&rest[..start]);
+            match self.get(&after[..end]).as_str() {
+                Some(value) => out.push_str(value),
+                None => out.push_str(&rest[start..start + MARK.len() + end + 1]),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// The redactor that knows this config's secret values.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

@@ -388,8 +388,10 @@ pub struct SubscribeTrigger {
 #[derive(Clone, Debug)]
 pub struct FilesTrigger {
     /// `"inbox/*.xml"` (relative to the working directory), `"/abs/dir/*.csv"`
-    /// or `"sftp://user@host[:port]/dir/*.csv"`; wildcards in the last segment only.
-    pub glob: &'static str,
+    /// or `"sftp://user@host[:port]/dir/*.csv"`; wildcards in the last segment
+    /// only. Filled in from the config at start-up (`"${config.inbox}/*.csv"`,
+    /// [`Config::fill`]).
+    pub glob: String,
     /// How often the folder is scanned.
     pub every: Duration,
     /// `batch: true`: all ready files of a scan go to one run as `.files`.

@@ -53,7 +53,7 @@ pub(crate) fn start(rt: &Runtime) -> Vec<JoinHandle<()>> {
         let TriggerDef::Files(trigger) = &def.trigger else {
             continue;
         };
-        let source = match Source::parse(trigger.glob, trigger.auth.as_deref()) {
+        let source = match Source::parse(&trigger.glob, trigger.auth.as_deref()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(flow = def.name, error = %e, "files trigger not started");

@@ -287,7 +287,7 @@ impl Lowerer<'_> {
 
     pub(super) fn lower_files_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
         let mut walk = inner(pair);
-        let glob = self.lower_str_lit(walk.required());
+        let glob = self.lower_config_template(walk.required());
         let every = self.lower_duration_lit(walk.required());
         TriggerKind::Files { glob, every }
     }

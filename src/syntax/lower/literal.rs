@@ -138,6 +138,36 @@ impl Lowerer<'_> {
         StrLit { value, span }
     }
 
+    /// A string set at start-up from the config (a files trigger's glob):
+    /// constant text and `${config.NAME}`, kept as written in `value` for
+    /// the runtime to fill in (`Config::fill`); any other interpolation is
+    /// an error.
+    pub(in crate::syntax) fn lower_config_template(&self, pair: Pair<'_, Rule>) -> StrLit {
+        let span = span_of(&pair);
+        let mut value = String::new();
+        for part in self.lower_string(pair) {
+            match part {
+                StrPart::Lit(text) => value.push_str(&text),
+                StrPart::Interp(Expr {
+                    kind: ExprKind::Field { target, name, optional: false },
+                    ..
+                }) if matches!(&target.kind, ExprKind::Name(n) if n.name == "config") => {
+                    value.push_str(&format!("${{config.{}}}", name.name));
+                }
+                StrPart::Interp(other) => self.error(
+                    Diagnostic::new(
+                        Code::Syntax,
+                        other.span,
+                        "only config entries (`${config.name}`) may be interpolated here",
+                    )
+                    .with_label("not a config entry")
+                    .with_help("a trigger is set up once, at start-up: take the folder from the config, e.g. `\"${config.inbox}/*.csv\"`"),
+                ),
+            }
+        }
+        StrLit { value, span }
+    }
+
     /// The parts of a `string`: text with escapes resolved, and
     /// interpolated expressions. Adjacent text is merged; `""` has no parts.
     pub(in crate::syntax) fn lower_string(&self, pair: Pair<'_, Rule>) -> Vec<StrPart> {
