@@ -331,7 +331,8 @@ impl Checker<'_> {
         // `${config.name}` parts are filled in at start-up: each must be a
         // text entry; what is checked below is the written rest.
         for entry in config_refs(&glob.value) {
-            let fits = |t: &Type| matches!(t, Type::Url | Type::String | Type::Secret | Type::Error);
+            let fits =
+                |t: &Type| matches!(t, Type::Url | Type::String | Type::Secret | Type::Error);
             match self.use_config(entry) {
                 Some(t) if fits(t.unwrap_optional()) => {}
                 found => self.error(

@@ -75,7 +75,10 @@ impl Checker<'_> {
         let before = self.diags.len();
         let actual = self.check_expr(v, Some(item));
         let lone = self.diags.len() == before
-            && !matches!(actual, Type::List(_) | Type::Json | Type::Error | Type::Null)
+            && !matches!(
+                actual,
+                Type::List(_) | Type::Json | Type::Error | Type::Null
+            )
             && self.assignable(&actual, item)
             && !super::leaks(&actual, item);
         self.diags.truncate(before);
