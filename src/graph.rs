@@ -338,6 +338,7 @@ impl Builder<'_> {
                 format!("subscribe {} {}", broker.name, topic.value)
             }
             TriggerKind::Deploy => "deploy".to_string(),
+            TriggerKind::Remove => "remove".to_string(),
             TriggerKind::Dispatch { param, ty } => {
                 format!("dispatch ({}: {})", param.name, self.text(ty.span))
             }

@@ -1,6 +1,6 @@
 //! End to end: a deploy flow registering the webhook URL
 //! (`examples/webhook_registration.flow`), run by `BINARY deploy` and by the
-//! first `serve`.
+//! first `serve`; its remove flow, run by `BINARY undeploy`.
 
 mod support;
 
@@ -129,4 +129,43 @@ async fn serve_runs_the_deploy_flow_and_the_webhook() {
         acks[0].header("authorization"),
         Some(format!("Bearer {TOKEN}").as_str())
     );
+}
+
+/// `BINARY undeploy` runs the remove flow against the shop, and the next
+/// `serve` (same store) registers again: the store no longer records this
+/// build as deployed (after a plain `deploy`, `serve` would not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeploy_removes_the_webhook_and_the_next_serve_registers_again() {
+    let sink = Sink::start();
+    sink.on("GET", "/webhooks", [Reply::json(200, json!([]))]);
+    sink.on("POST", "/webhooks", [Reply::json(201, json!({}))]);
+    sink.on("DELETE", "/webhooks", [Reply::status(204)]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SHOP_URL", sink.url()),
+        ("SHOP_TOKEN", TOKEN),
+        ("PUBLIC_URL", PUBLIC),
+    ];
+    let command = |args: &[&str]| {
+        let done =
+            flow_testkit::run_binary_in(dir.path(), &binary(), &env, args, Duration::from_secs(60));
+        assert_eq!(done.code, Some(0), "{done:#?}");
+        done
+    };
+    command(&["deploy"]);
+    let undone = command(&["undeploy"]);
+    assert!(undone.stderr.contains("undeployed"), "{undone:#?}");
+    assert!(undone.stdout.contains("unregister_webhooks"), "{undone:#?}");
+    let removed = sink.requests_to("DELETE", "/webhooks");
+    assert_eq!(removed.len(), 1, "{}", sink.summary());
+    assert_eq!(
+        removed[0].query,
+        format!("url={}", "https%3A%2F%2Forders.example.com%2Fshop%2Forders")
+    );
+    assert_eq!(
+        removed[0].header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let _svc = Service::start_in(dir.path(), &binary(), &env, &[]);
+    sink.wait_for_path("POST", "/webhooks", 2, WAIT).await;
 }

@@ -159,7 +159,7 @@ const EXAMPLES: &[Example] = &[
     Example {
         file: "examples/webhook_registration.flow",
         integration: "shop_orders",
-        flows: &["register_webhooks", "order_created"],
+        flows: &["register_webhooks", "unregister_webhooks", "order_created"],
         required: &[("shop_url", "SHOP_URL"), ("shop_token", "SHOP_TOKEN")],
         routes: &["POST /shop/orders"],
     },

@@ -201,6 +201,10 @@ enum Command {
     },
     /// Run the deploy flows in the foreground and exit.
     Deploy,
+    /// Retire the integration: run the remove flows in the foreground (they
+    /// unregister what the deploy flows registered) and exit. The next
+    /// `serve` or `deploy` runs the deploy flows again.
+    Undeploy,
     /// Load and validate the config, then exit (0 when valid, 2 otherwise).
     CheckConfig,
     /// Connect an account: run an OAuth2 connection's consent and keep its
@@ -430,7 +434,8 @@ fn store_password(url: &str) -> Option<String> {
 enum StoreUse {
     /// `serve`: SQLite by default, locked for this process.
     Serve,
-    /// `deploy`: SQLite by default (records the deployed version).
+    /// `deploy`, `undeploy`: SQLite by default (records the deployed
+    /// version).
     Deploy,
     /// `connect`: SQLite by default, the file `serve` reads the tokens from.
     Connect,
@@ -625,7 +630,8 @@ async fn run_cli(
             };
             run_once(&rt, &flow, input.as_deref()).await
         }
-        CommandKind::Deploy => {
+        CommandKind::Deploy | CommandKind::Undeploy => {
+            let undeploy = matches!(command, CommandKind::Undeploy);
             let rt = match build_runtime(
                 integration,
                 &cli,
@@ -637,13 +643,23 @@ async fn run_cli(
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.deploy().await {
+            let ran = if undeploy {
+                rt.undeploy().await
+            } else {
+                rt.deploy().await
+            };
+            match ran {
                 Ok(done) => {
                     for e in &done {
                         println!("{}", outcome_json(&rt, e));
                     }
+                    let (did, flows) = if undeploy {
+                        ("undeployed", "remove")
+                    } else {
+                        ("deployed", "deploy")
+                    };
                     eprintln!(
-                        "deployed {} ({} deploy flow(s))",
+                        "{did} {} ({} {flows} flow(s))",
                         rt.integration().version(),
                         done.len()
                     );
@@ -781,6 +797,7 @@ enum CommandKind {
         input: Option<PathBuf>,
     },
     Deploy,
+    Undeploy,
     CheckConfig,
     Connect {
         name: String,
@@ -807,6 +824,7 @@ impl From<&Command> for CommandKind {
                 input: input.clone(),
             },
             Command::Deploy => CommandKind::Deploy,
+            Command::Undeploy => CommandKind::Undeploy,
             Command::CheckConfig => CommandKind::CheckConfig,
             Command::Connect {
                 name,

@@ -91,6 +91,7 @@ pub enum TriggerFacts {
         durable: Option<Setting>,
     },
     Deploy,
+    Remove,
     Dispatch {
         /// The name the flow gives its input (`trigger.<param>`).
         param: String,
@@ -258,6 +259,7 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             durable: options.setting("durable"),
         },
         TriggerKind::Deploy => TriggerFacts::Deploy,
+        TriggerKind::Remove => TriggerFacts::Remove,
         TriggerKind::Dispatch { param, ty } => TriggerFacts::Dispatch {
             param: param.name.clone(),
             input: ty.clone(),

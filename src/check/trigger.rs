@@ -120,7 +120,7 @@ impl Checker<'_> {
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
             TriggerKind::Files { .. } => &["batch", "after", "auth", "done_marker"],
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
-            TriggerKind::Deploy | TriggerKind::Dispatch { .. } => &[],
+            TriggerKind::Deploy | TriggerKind::Remove | TriggerKind::Dispatch { .. } => &[],
         };
         let mut seen: Vec<(&str, Span)> = Vec::new();
         for opt in &trigger.options {
@@ -279,7 +279,9 @@ impl Checker<'_> {
                     ("headers".into(), string_map()),
                 ]);
             }
-            TriggerKind::Deploy => {
+            // Remove flows see what deploy flows saw: the endpoints to
+            // unregister.
+            TriggerKind::Deploy | TriggerKind::Remove => {
                 info.value_type = Type::record(vec![
                     ("version".into(), Type::String),
                     ("endpoints".into(), Type::map(Type::Url)),

@@ -65,6 +65,7 @@ impl Gen<'_> {
                 format!("TriggerDef::Dispatch {{ input: {} }}", self.types.schema(input))
             }
             TriggerFacts::Deploy => "TriggerDef::Deploy".into(),
+            TriggerFacts::Remove => "TriggerDef::Remove".into(),
             TriggerFacts::Files {
                 glob,
                 every,

@@ -155,6 +155,7 @@ impl Printer<'_> {
                 format!("subscribe {} {}", broker.name, self.str_lit(topic))
             }
             TriggerKind::Deploy => "deploy".to_string(),
+            TriggerKind::Remove => "remove".to_string(),
             TriggerKind::Dispatch { param, ty } => {
                 let ty = self.flat_type(ty).unwrap_or_default();
                 format!("dispatch ({}: {ty})", param.name)

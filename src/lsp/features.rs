@@ -254,6 +254,7 @@ pub const OTHER_KEYWORDS: &[&str] = &[
     "files",
     "subscribe",
     "deploy",
+    "remove",
     "mock",
     "run",
     "with",

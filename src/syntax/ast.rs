@@ -192,6 +192,8 @@ pub enum TriggerKind {
     Subscribe { broker: Ident, topic: StrLit },
     /// `deploy`
     Deploy,
+    /// `remove`: runs when the integration is retired (`BINARY undeploy`).
+    Remove,
     /// `dispatch (input: Type)`
     Dispatch { param: Ident, ty: TypeExpr },
 }
@@ -206,6 +208,7 @@ impl TriggerKind {
             TriggerKind::Files { .. } => "files",
             TriggerKind::Subscribe { .. } => "subscribe",
             TriggerKind::Deploy => "deploy",
+            TriggerKind::Remove => "remove",
             TriggerKind::Dispatch { .. } => "dispatch",
         }
     }

@@ -594,6 +594,7 @@ fn words(rule: Rule) -> Words {
         Rule::kw_files => Expect("`files`"),
         Rule::kw_subscribe => Expect("`subscribe`"),
         Rule::kw_deploy => Expect("`deploy`"),
+        Rule::kw_remove => Expect("`remove`"),
         Rule::kw_mock => Expect("`mock`"),
         Rule::kw_http => Expect("`http`"),
         Rule::kw_run => Expect("`run`"),
@@ -668,6 +669,7 @@ fn words(rule: Rule) -> Words {
         Rule::files_trigger => Expect("`files`"),
         Rule::subscribe_trigger => Expect("`subscribe`"),
         Rule::deploy_trigger => Expect("`deploy`"),
+        Rule::remove_trigger => Expect("`remove`"),
         Rule::dispatch_trigger => Expect("`dispatch`"),
         Rule::options => Continue("`{`"),
         Rule::option_entry | Rule::type_option | Rule::value_option => {

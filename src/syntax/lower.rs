@@ -114,6 +114,7 @@ pub(super) fn is_token(rule: Rule) -> bool {
             | kw_files
             | kw_subscribe
             | kw_deploy
+            | kw_remove
             | kw_mock
             | kw_http
             | kw_run

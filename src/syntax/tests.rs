@@ -553,6 +553,7 @@ fn triggers() {
                     format!("subscribe {broker} {}", topic.value)
                 }
                 TriggerKind::Deploy => "deploy".into(),
+                TriggerKind::Remove => "remove".into(),
                 TriggerKind::Dispatch { param, ty: t } => format!("dispatch {param} {}", ty(t)),
             };
             format!("{kind} [{}]", opts.join(" "))

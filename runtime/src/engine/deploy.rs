@@ -1,5 +1,6 @@
 //! Deploy flows: run once per new version of the integration, with the
-//! endpoints the third-party app should call.
+//! endpoints the third-party app should call; remove flows, run when the
+//! integration is retired (`BINARY undeploy`), with the same endpoints.
 
 use super::*;
 
@@ -23,9 +24,27 @@ impl Runtime {
     /// Runs every deploy flow in order, in the foreground; when all succeed
     /// (or there are none) records this build as deployed.
     pub async fn deploy(&self) -> Result<Vec<Execution>, RunError> {
+        let done = self.run_lifecycle_flows("deploy").await?;
+        self.record_deployed(&self.inner.integration.build_id())
+            .await?;
+        Ok(done)
+    }
+
+    /// Runs every remove flow in order, in the foreground; when all succeed
+    /// (or there are none) records that no build is deployed, so that the
+    /// next `serve` or `deploy` runs the deploy flows again.
+    pub async fn undeploy(&self) -> Result<Vec<Execution>, RunError> {
+        let done = self.run_lifecycle_flows("remove").await?;
+        self.record_deployed("").await?;
+        Ok(done)
+    }
+
+    /// The flows whose trigger is `kind` (`deploy` or `remove`), one after
+    /// another; the first that fails stops the others.
+    async fn run_lifecycle_flows(&self, kind: &str) -> Result<Vec<Execution>, RunError> {
         let mut done = Vec::new();
         for def in self.inner.flows.clone() {
-            if !matches!(def.trigger, TriggerDef::Deploy) {
+            if def.trigger.kind() != kind {
                 continue;
             }
             let exec = self
@@ -35,7 +54,7 @@ impl Runtime {
             if exec.status == Status::Failed {
                 return Err(RunError {
                     message: format!(
-                        "deploy flow `{}` failed: {}",
+                        "{kind} flow `{}` failed: {}",
                         def.name,
                         exec.error.clone().unwrap_or_default()
                     ),
@@ -44,12 +63,15 @@ impl Runtime {
             }
             done.push(exec);
         }
+        Ok(done)
+    }
+
+    async fn record_deployed(&self, build: &str) -> Result<(), RunError> {
         self.inner
             .store
-            .set_deployed_version(&self.inner.integration.build_id())
+            .set_deployed_version(build)
             .await
-            .map_err(|e| RunError::new(e.to_string()))?;
-        Ok(done)
+            .map_err(|e| RunError::new(e.to_string()))
     }
 
     /// Runs the deploy flows if the store's deployed build differs from this one.

@@ -359,6 +359,9 @@ pub enum TriggerDef {
     },
     /// `trigger deploy`.
     Deploy,
+    /// `trigger remove`: runs on `BINARY undeploy`, with the deploy
+    /// trigger's value (the endpoints to unregister).
+    Remove,
     /// `trigger files "GLOB" every D { batch, after, auth, done_marker }`
     /// (see [`crate::triggers::files`]).
     Files(FilesTrigger),
@@ -441,6 +444,7 @@ impl TriggerDef {
             TriggerDef::Cron { .. } | TriggerDef::Every { .. } => "schedule",
             TriggerDef::Dispatch { .. } => "dispatch",
             TriggerDef::Deploy => "deploy",
+            TriggerDef::Remove => "remove",
             TriggerDef::Files(_) => "files",
             TriggerDef::Subscribe(_) => "subscribe",
         }
@@ -475,6 +479,7 @@ impl TriggerDef {
             }
             TriggerDef::Dispatch { input } => format!("dispatch (input: {})", input.describe()),
             TriggerDef::Deploy => "deploy".into(),
+            TriggerDef::Remove => "remove".into(),
             TriggerDef::Files(f) => {
                 format!("files \"{}\" every {}", f.glob, human_duration(f.every))
             }

@@ -41,7 +41,7 @@ pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value,
             default("fired_at", now);
             default("previous", Value::Null);
         }
-        TriggerDef::Deploy => return Ok(rt.deploy_trigger()),
+        TriggerDef::Deploy | TriggerDef::Remove => return Ok(rt.deploy_trigger()),
         TriggerDef::Files(_) => {
             if let Some(f) = t.get_mut("file") {
                 *f = crate::core::files::complete_file(f, &now);

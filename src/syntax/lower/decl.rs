@@ -245,6 +245,7 @@ impl Lowerer<'_> {
             Rule::files_trigger => self.lower_files_trigger(kind),
             Rule::subscribe_trigger => self.lower_subscribe_trigger(kind),
             Rule::deploy_trigger => TriggerKind::Deploy,
+            Rule::remove_trigger => TriggerKind::Remove,
             Rule::dispatch_trigger => self.lower_dispatch_trigger(kind),
             rule => unexpected(rule),
         }
