@@ -153,13 +153,17 @@ pub fn readme(name: &str, pattern: Pattern) -> String {
         Pattern::Webhook => (
             "receives orders by webhook and sends each item on to an API, one call per item, \
              retried with backoff",
-            "TARGET_URL=http://localhost:9000 TARGET_TOKEN=dev WEBHOOK_SECRET=dev-secret",
+            "TARGET_URL=http://localhost:9000 TARGET_TOKEN=dev WEBHOOK_SECRET=dev-secret \\\n  \
+             SOURCE_URL=http://localhost:9002 SOURCE_TOKEN=dev",
             "```sh\nbody='{\"id\":\"o-1\",\"items\":[{\"sku\":\"tea\",\"quantity\":2}]}'\n\
              sig=$(printf '%s' \"$body\" | openssl dgst -sha256 -hmac dev-secret | cut -d' ' -f2)\n\
              curl -i -X POST localhost:8080/orders -H 'content-type: application/json' \\\n  \
              -H \"X-Signature: $sig\" -d \"$body\"\n\
              # 202 {\"execution_id\":\"...\"}: stored, then sent on to $TARGET_URL/items\n\
-             # (401 without a valid signature)\n```\n",
+             # (401 without a valid signature)\n```\n\n\
+             On its first start a new version runs the deploy flow, which registers\n\
+             `$PUBLIC_URL/orders` with `$SOURCE_URL/webhooks`; when the integration is\n\
+             retired, `bin/__NAME__ undeploy` runs the remove flow, which deletes it.\n",
         ),
         Pattern::Schedule => (
             "polls an API without webhooks every five minutes and sends the changed records on, \
