@@ -31,6 +31,7 @@ snapshot_tests! {
     file_import,
     inventory_sync,
     nightly_poll,
+    order_xml_export,
     quickstart,
     report_export,
     shop_erp,

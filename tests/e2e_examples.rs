@@ -113,6 +113,13 @@ const EXAMPLES: &[Example] = &[
         routes: &[],
     },
     Example {
+        file: "examples/order_xml_export.flow",
+        integration: "order_xml_export",
+        flows: &["order_placed"],
+        required: &[("webhook_secret", "WEBHOOK_SECRET")],
+        routes: &["POST /orders"],
+    },
+    Example {
         file: "examples/quickstart.flow",
         integration: "quickstart",
         flows: &["order_received", "order_count", "summary"],

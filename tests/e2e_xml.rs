@@ -76,3 +76,52 @@ async fn an_xml_body_is_decoded_into_a_typed_record() {
     );
     assert_eq!(sink.requests().len(), 2, "{}", sink.summary());
 }
+
+/// `examples/order_xml_export.flow`: a signed order webhook becomes one XML
+/// file in the ERP's import folder, with the lines and the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xml_export_example_writes_one_document_per_order() {
+    let binary = support::build_example("examples/order_xml_export.flow");
+    let work = tempfile::tempdir().unwrap();
+    let inbox = work.path().join("erp");
+    let inbox_text = inbox.display().to_string();
+    let svc = Service::start_in(
+        work.path(),
+        &binary,
+        &[
+            ("WEBHOOK_SECRET", "xml-secret"),
+            ("ERP_INBOX", &inbox_text),
+            ("FLOW_ADMIN_TOKEN", ADMIN),
+        ],
+        &[],
+    );
+    let order = json!({
+        "id": "o-7",
+        "customer": "Ann & Bob",
+        "lines": [
+            { "sku": "tea", "quantity": 2, "price": 1.5 },
+            { "sku": "cup", "quantity": 1, "price": 4.0 },
+        ],
+    });
+    let body = serde_json::to_vec(&order).unwrap();
+    let signature = support::hmac_hex("xml-secret", &body);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Signature", signature.as_str()),
+    ];
+    let a = post_raw(&svc.at("/orders"), &body, &headers).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let id = a.body["execution_id"].as_str().expect("execution id");
+    let exec = wait_execution(svc.url(), id, ADMIN, WAIT).await;
+    assert_eq!(exec["status"], "succeeded", "{exec:#}");
+    let written = std::fs::read_to_string(inbox.join("order-o-7.xml")).unwrap();
+    // Elements come in name order (records are maps); lists repeat their
+    // element.
+    assert_eq!(
+        written,
+        "<order><customer>Ann &amp; Bob</customer>\
+         <line><amount>3</amount><qty>2</qty><sku>tea</sku></line>\
+         <line><amount>4</amount><qty>1</qty><sku>cup</sku></line>\
+         <number>o-7</number><total>7</total></order>"
+    );
+}

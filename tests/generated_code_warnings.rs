@@ -39,6 +39,7 @@ compiles_without_warnings! {
     example_inventory_sync: "examples/inventory_sync.flow",
     example_crm_contacts: "examples/crm_contacts.flow",
     example_nightly_poll: "examples/nightly_poll.flow",
+    example_order_xml_export: "examples/order_xml_export.flow",
     example_quickstart: "examples/quickstart.flow",
     example_report_export: "examples/report_export.flow",
     example_shop_erp: "examples/shop_erp.flow",
