@@ -1,4 +1,7 @@
-//! `csv.encode` / `csv.decode`: RFC 4180 text with a header row.
+//! `csv.encode` / `csv.decode`: RFC 4180 text with a header row, through
+//! the `csv` crate; `delimiter:` for `;` and tab files, a UTF-8 byte-order
+//! mark skipped when reading and written on request (`bom: true`, for
+//! spreadsheet programs).
 
 use serde_json::{Map, Value};
 
@@ -7,9 +10,27 @@ use crate::core::ops::display;
 use crate::engine::ctx::Args;
 use crate::steps::row_path;
 
-/// `csv.encode(rows, columns:)`: one line per record under a header row;
-/// fields containing `,`, `"`, CR or LF are quoted. Without `columns:` the
-/// fields of the first row, in order, are the columns.
+/// The UTF-8 byte-order mark some programs put before the header row.
+const BOM: &str = "\u{feff}";
+
+/// `delimiter:`: one ASCII character (`","` unless given).
+fn delimiter(args: &Args, func: &str) -> Result<u8, RunError> {
+    match args.get_named("delimiter") {
+        None | Some(Value::Null) => Ok(b','),
+        Some(Value::String(d)) if d.len() == 1 && d.is_ascii() && d != "\"" && d != "\n" => {
+            Ok(d.as_bytes()[0])
+        }
+        Some(other) => Err(RunError::new(format!(
+            "{func}: `delimiter` must be one character such as \",\", \";\" or \"\\t\", not {}",
+            display(other)
+        ))),
+    }
+}
+
+/// `csv.encode(rows, columns:, delimiter:, bom:)`: one line per record under
+/// a header row; a cell is quoted when it holds the delimiter, a quote, CR
+/// or LF. Without `columns:` the fields of the first row, in order, are the
+/// columns.
 pub(super) fn encode(args: &Args) -> Result<Value, RunError> {
     let rows = args
         .param(0, "rows")
@@ -22,8 +43,12 @@ pub(super) fn encode(args: &Args) -> Result<Value, RunError> {
             _ => Vec::new(),
         },
     };
-    let mut out = String::new();
-    push_line(&mut out, columns.iter().map(String::as_str));
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(delimiter(args, "csv.encode")?)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let failed = |e: csv::Error| RunError::new(format!("csv.encode: {e}"));
+    writer.write_record(&columns).map_err(failed)?;
     for (i, row) in rows.iter().enumerate() {
         let Value::Object(record) = row else {
             return Err(RunError::new(format!(
@@ -31,64 +56,73 @@ pub(super) fn encode(args: &Args) -> Result<Value, RunError> {
                 i + 1
             )));
         };
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match record.get(c) {
-                None | Some(Value::Null) => String::new(),
-                Some(v) => display(v),
-            })
-            .collect();
-        push_line(&mut out, cells.iter().map(String::as_str));
+        let cells = columns.iter().map(|c| match record.get(c) {
+            None | Some(Value::Null) => String::new(),
+            Some(v) => display(v),
+        });
+        writer.write_record(cells).map_err(failed)?;
     }
-    Ok(Value::String(out))
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| RunError::new(format!("csv.encode: {}", e.error())))?;
+    let mut text =
+        String::from_utf8(bytes).map_err(|_| RunError::new("csv.encode: the text is not UTF-8"))?;
+    if args.get_named("bom") == Some(&Value::Bool(true)) {
+        text.insert_str(0, BOM);
+    }
+    Ok(Value::String(text))
 }
 
-fn push_line<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
-    for (i, cell) in cells.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if cell.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&cell.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(cell);
-        }
-    }
-    out.push('\n');
-}
-
-/// `csv.decode(text, as: [T])`: records keyed by the header row, cells as
-/// strings, then decoded into `T` (a cell of an `Int` field must hold an
-/// integer, ...). Errors name the row (1-based, the header is row 1) and
-/// the column.
+/// `csv.decode(text, as: [T], delimiter:)`: records keyed by the header
+/// row, cells as strings, then decoded into `T` (a cell of an `Int` field
+/// must hold an integer, ...). Errors name the row (1-based, the header is
+/// row 1) and the column. A byte-order mark before the header is skipped;
+/// blank lines are skipped.
 pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
     let text = args
         .param(0, "text")
         .as_str()
         .ok_or_else(|| RunError::new("csv.decode: `text` must be a String"))?;
-    let mut lines = parse(text)?.into_iter();
-    let header = lines.next().unwrap_or_default();
+    let text = text.strip_prefix(BOM).unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter(args, "csv.decode")?)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let failed = |e: csv::Error| {
+        let line = e
+            .position()
+            .map_or(String::new(), |p| format!(" (line {})", p.line()));
+        let what = match e.kind() {
+            csv::ErrorKind::Utf8 { .. } => "a cell is not UTF-8".to_string(),
+            _ => e.to_string(),
+        };
+        RunError::new(format!("csv.decode: {what}{line}"))
+    };
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(failed)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
-    for (i, cells) in lines.enumerate() {
-        if cells.len() == 1 && cells[0].is_empty() {
-            continue; // a blank line
-        }
-        if cells.len() != header.len() {
+    for record in reader.records() {
+        let record = record.map_err(failed)?;
+        let row = record
+            .position()
+            .map_or(rows.len() + 2, |p| p.line() as usize);
+        if record.len() != header.len() {
             return Err(RunError::new(format!(
-                "csv.decode: row {} has {} cells, the header has {}",
-                i + 2,
-                cells.len(),
+                "csv.decode: row {row} has {} cells, the header has {}",
+                record.len(),
                 header.len()
             )));
         }
-        let record: Map<String, Value> = header
+        let fields: Map<String, Value> = header
             .iter()
             .cloned()
-            .zip(cells.into_iter().map(Value::String))
+            .zip(record.iter().map(|c| Value::String(c.to_string())))
             .collect();
-        rows.push(Value::Object(record));
+        rows.push(Value::Object(fields));
     }
     let rows = Value::Array(rows);
     match &args.as_schema {
@@ -97,50 +131,6 @@ pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
             .map_err(|e| RunError::new(format!("csv.decode: {}", row_path(&e.to_string(), 2)))),
         None => Ok(rows),
     }
-}
-
-/// Splits CSV text into rows of cells, honouring quotes.
-fn parse(text: &str) -> Result<Vec<Vec<String>>, RunError> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut cell = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cell.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => {
-                if c == '\n' {
-                    line += 1;
-                }
-                cell.push(c);
-            }
-            (false, '"') if cell.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut cell)),
-            (false, '\r') if chars.peek() == Some(&'\n') => {}
-            (false, '\n') => {
-                line += 1;
-                row.push(std::mem::take(&mut cell));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => cell.push(c),
-        }
-    }
-    if quoted {
-        return Err(RunError::new(format!(
-            "csv.decode: unclosed quote (line {line})"
-        )));
-    }
-    if !cell.is_empty() || !row.is_empty() {
-        row.push(cell);
-        rows.push(row);
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
@@ -179,5 +169,38 @@ mod tests {
         let err = decode(&bad).unwrap_err().to_string();
         assert!(err.contains("row 3, column qty"), "{err}");
         assert!(err.contains("three"), "{err}");
+    }
+
+    #[test]
+    fn semicolons_a_byte_order_mark_and_blank_lines() {
+        let args = Args::new()
+            .arg(json!(
+                "\u{feff}sku;note\n\na;\"x;y\"\n\nb;\"say \"\"hi\"\"\"\n"
+            ))
+            .kw("delimiter", json!(";"));
+        assert_eq!(
+            decode(&args).unwrap(),
+            json!([{ "sku": "a", "note": "x;y" }, { "sku": "b", "note": "say \"hi\"" }])
+        );
+        let tabs = Args::new()
+            .arg(json!([{ "a": "1\t2", "b": "c" }]))
+            .kw("columns", json!(["a", "b"]))
+            .kw("delimiter", json!("\t"))
+            .kw("bom", json!(true));
+        assert_eq!(encode(&tabs).unwrap(), json!("\u{feff}a\tb\n\"1\t2\"\tc\n"));
+        let bad = Args::new()
+            .arg(json!("a\n1\n"))
+            .kw("delimiter", json!(";;"));
+        assert!(decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("one character"));
+    }
+
+    #[test]
+    fn a_short_row_is_named() {
+        let args = Args::new().arg(json!("a,b\n1,2\n3\n"));
+        let err = decode(&args).unwrap_err().to_string();
+        assert!(err.contains("row 3 has 1 cells, the header has 2"), "{err}");
     }
 }
