@@ -98,20 +98,32 @@ pub(crate) fn split_glob(glob: &Path) -> (PathBuf, String) {
     (dir, pattern)
 }
 
-/// Matches `*` (any run of characters) and `?` (one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
+/// A file-name pattern (the last segment of a files trigger's glob or of
+/// `file.list`): `*` any run of characters, `?` one, `[a-z]` / `[!0-9]` a
+/// class, `{csv,txt}` alternatives; never across `/`.
+#[derive(Clone, Debug)]
+pub struct NamePattern(globset::GlobMatcher);
+
+impl NamePattern {
+    /// Compiles `pattern`; the error says what is wrong with it.
+    pub fn new(pattern: &str) -> Result<NamePattern, String> {
+        globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map(|glob| NamePattern(glob.compile_matcher()))
+            .map_err(|e| format!("invalid file-name pattern {pattern:?}: {}", e.kind()))
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+
+    /// Whether file name `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.glob().glob()
+    }
 }
 
 pub(crate) fn io_error(func: &str, path: &Path, e: &io::Error) -> StepError {

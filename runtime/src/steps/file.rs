@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt as _};
 use serde_json::Value;
 
 use crate::core::error::StepError;
-use crate::core::files::{file_value, glob_match, io_error, split_glob};
+use crate::core::files::{file_value, io_error, split_glob, NamePattern};
 use crate::engine::ctx::StepCall;
 
 /// The path parameters of the `file.*` steps: position, name, and the name
@@ -205,7 +205,7 @@ pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
 }
 
 /// `file.list(glob)` → the Files whose names match the glob's last
-/// segment (`*` and `?` wildcards) in its folder, sorted by name.
+/// segment (a [`NamePattern`]) in its folder, sorted by name.
 pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         let f = "file.list";
@@ -215,6 +215,8 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
         }
         let glob = path_arg(&call, 0, "glob", f)?;
         let (dir, pattern) = split_glob(&glob);
+        let pattern =
+            NamePattern::new(&pattern).map_err(|e| StepError::permanent(format!("{f}: {e}")))?;
         let mut names = Vec::new();
         let mut entries = match tokio::fs::read_dir(&dir).await {
             Ok(e) => e,
@@ -232,7 +234,7 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
                 .map(|t| t.is_file())
                 .unwrap_or(false);
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_file && glob_match(&pattern, &name) {
+            if is_file && pattern.matches(&name) {
                 names.push(name);
             }
         }
@@ -248,14 +250,23 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::NamePattern;
 
     #[test]
     fn globs_match_names() {
-        assert!(glob_match("*.xml", "orders.xml"));
-        assert!(!glob_match("*.xml", "orders.xml.tmp"));
-        assert!(glob_match("order-?.csv", "order-1.csv"));
-        assert!(glob_match("*", "anything"));
-        assert!(!glob_match("a*b", "ac"));
+        let matches = |p: &str, n: &str| NamePattern::new(p).unwrap().matches(n);
+        assert!(matches("*.xml", "orders.xml"));
+        assert!(!matches("*.xml", "orders.xml.tmp"));
+        assert!(matches("order-?.csv", "order-1.csv"));
+        assert!(matches("*", "anything"));
+        assert!(!matches("a*b", "ac"));
+        assert!(matches("order-[0-9].csv", "order-7.csv"));
+        assert!(!matches("order-[0-9].csv", "order-x.csv"));
+        assert!(matches("stock.{csv,txt}", "stock.txt"));
+        assert!(!matches("*.csv", "a/b.csv"));
+        // Long names against many stars stay fast (no backtracking blow-up).
+        let long = "a".repeat(5_000);
+        assert!(!matches("*a*a*a*a*a*a*a*a*b", &long));
+        assert!(NamePattern::new("order-[0-9.csv").is_err());
     }
 }

@@ -14,7 +14,7 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::core::files::glob_match;
+use crate::core::files::NamePattern;
 use crate::core::sync::lock;
 use host_keys::Trust;
 
@@ -115,7 +115,8 @@ fn join(dir: &str, name: &str) -> String {
 /// (like the local `file.list`).
 pub(crate) async fn list(url: &SftpUrl, auth: &str) -> Result<Vec<RemoteFile>, SftpError> {
     let dir = url.parent().to_string();
-    let pattern = url.file_name().to_string();
+    let pattern = NamePattern::new(url.file_name())
+        .map_err(|why| SftpError::new(ErrorKind::Invalid, url, why))?;
     with_session(url, auth, OP_TIMEOUT, true, |conn| {
         let (url, dir, pattern) = (url.clone(), dir.clone(), pattern.clone());
         async move {
@@ -131,9 +132,7 @@ pub(crate) async fn list(url: &SftpUrl, auth: &str) -> Result<Vec<RemoteFile>, S
                 }
             };
             let mut files: Vec<RemoteFile> = entries
-                .filter(|entry| {
-                    entry.file_type().is_file() && glob_match(&pattern, &entry.file_name())
-                })
+                .filter(|entry| entry.file_type().is_file() && pattern.matches(&entry.file_name()))
                 .map(|entry| {
                     let file_url = url.with_path(join(&dir, &entry.file_name()));
                     RemoteFile::new(&file_url, &entry.metadata())

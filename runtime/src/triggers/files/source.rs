@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::core::files::{file_json, glob_match, split_glob};
+use crate::core::files::{file_json, split_glob, NamePattern};
 use crate::core::ops::format_time;
 use crate::io::sftp::{self, SftpUrl};
 
@@ -45,7 +45,7 @@ pub(crate) enum Source {
         /// The folder.
         dir: PathBuf,
         /// The last segment of the glob.
-        pattern: String,
+        pattern: NamePattern,
     },
     /// A folder on an SFTP server.
     Sftp {
@@ -53,7 +53,7 @@ pub(crate) enum Source {
         /// done markers are seen too).
         every_file: SftpUrl,
         /// The last segment of the glob.
-        pattern: String,
+        pattern: NamePattern,
         /// The password or private key.
         auth: String,
     },
@@ -68,10 +68,11 @@ impl Source {
             let auth = auth
                 .filter(|a| !a.is_empty())
                 .ok_or_else(|| format!("files trigger {url}: an sftp:// folder needs `auth:`"))?;
-            let pattern = url.file_name().to_string();
-            if pattern.is_empty() {
+            if url.file_name().is_empty() {
                 return Err(format!("files trigger {url}: the glob names no files"));
             }
+            let pattern = NamePattern::new(url.file_name())
+                .map_err(|e| format!("files trigger {url}: {e}"))?;
             let every_file = url.with_path(join(url.parent(), "*"));
             return Ok(Source::Sftp {
                 every_file,
@@ -91,15 +92,15 @@ impl Source {
         if pattern.is_empty() {
             return Err(format!("files trigger {glob:?}: the glob names no files"));
         }
+        let pattern =
+            NamePattern::new(&pattern).map_err(|e| format!("files trigger {glob:?}: {e}"))?;
         Ok(Source::Local { dir, pattern })
     }
 
     /// Whether a file name matches the glob.
     pub fn matches(&self, name: &str) -> bool {
         match self {
-            Source::Local { pattern, .. } | Source::Sftp { pattern, .. } => {
-                glob_match(pattern, name)
-            }
+            Source::Local { pattern, .. } | Source::Sftp { pattern, .. } => pattern.matches(name),
         }
     }
 
