@@ -388,7 +388,7 @@ impl Checker<'_> {
                 .with_label("a folder, not files")
                 .with_help(format!("e.g. `\"{text}*.csv\"`")),
             );
-        } else if folder.contains(['*', '?']) {
+        } else if folder.contains(['*', '?', '[', '{']) {
             self.error(
                 Diagnostic::new(
                     Code::BadTriggerOption,
@@ -397,6 +397,18 @@ impl Checker<'_> {
                 )
                 .with_label("wildcard in a folder")
                 .with_help("give one folder per trigger, e.g. `\"inbox/*.xml\"`"),
+            );
+        } else if let Some(problem) = name_pattern_problem(name) {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    glob.span,
+                    format!("the file-name pattern `{name}` {problem}"),
+                )
+                .with_label("not a file-name pattern")
+                .with_help(
+                    "`*` any characters, `?` one, `[0-9]` a class, `{csv,txt}` alternatives",
+                ),
             );
         }
     }
@@ -879,4 +891,57 @@ fn config_refs(template: &str) -> Vec<&str> {
         rest = &after[end + 1..];
     }
     refs
+}
+
+/// What is wrong with a file-name pattern's brackets, if anything: the
+/// runtime's matcher (globset) refuses an unclosed class or alternation.
+fn name_pattern_problem(pattern: &str) -> Option<&'static str> {
+    let mut chars = pattern.chars().peekable();
+    let mut braces = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' => {
+                // `]` right after `[` or `[!` is a member, not the end.
+                if chars.peek() == Some(&'!') {
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    chars.next();
+                }
+                if !chars.by_ref().any(|c| c == ']') {
+                    return Some("has a `[` class that is never closed");
+                }
+            }
+            '{' => braces += 1,
+            '}' if braces > 0 => braces -= 1,
+            _ => {}
+        }
+    }
+    (braces > 0).then_some("has a `{` that is never closed")
+}
+
+#[cfg(test)]
+mod name_pattern_tests {
+    use super::name_pattern_problem;
+
+    #[test]
+    fn brackets_must_close() {
+        for ok in [
+            "*.csv",
+            "order-[0-9].csv",
+            "[!.]*",
+            "[]x]*",
+            "stock.{csv,txt}",
+            "a\\[b",
+            "{a,{b,c}}",
+        ] {
+            assert_eq!(name_pattern_problem(ok), None, "{ok}");
+        }
+        for bad in ["order-[0-9.csv", "stock.{csv,txt", "{a,{b,c}"] {
+            assert!(name_pattern_problem(bad).is_some(), "{bad}");
+        }
+    }
 }

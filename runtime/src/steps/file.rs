@@ -267,6 +267,13 @@ mod tests {
         // Long names against many stars stay fast (no backtracking blow-up).
         let long = "a".repeat(5_000);
         assert!(!matches("*a*a*a*a*a*a*a*a*b", &long));
-        assert!(NamePattern::new("order-[0-9.csv").is_err());
+        // What the checker refuses (`name_pattern_problem`), the matcher
+        // refuses too, and the reverse.
+        for bad in ["order-[0-9.csv", "stock.{csv,txt", "{a,{b,c}"] {
+            assert!(NamePattern::new(bad).is_err(), "{bad}");
+        }
+        for ok in ["[!.]*", "[]x]*", "a\\[b", "{a,{b,c}}"] {
+            assert!(NamePattern::new(ok).is_ok(), "{ok}");
+        }
     }
 }
