@@ -46,7 +46,6 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt as _};
 use serde_json::{json, Map, Value};
 
@@ -440,27 +439,14 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
             }
         }
     }
-    if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
-        headers.insert(
-            "authorization".into(),
-            Value::String(format!("Bearer {}", display(token))),
-        );
-    }
-    if let Some(basic) = args.get_named("basic").filter(|v| !v.is_null()) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(display(basic));
-        headers.insert(
-            "authorization".into(),
-            Value::String(format!("Basic {encoded}")),
-        );
-    }
-    if let Some(name) = args.get_named("via").and_then(Value::as_str) {
-        let connection =
-            call.cx.services().connections().get(name).ok_or_else(|| {
-                StepError::permanent(format!("{name}: no connection named `{name}`"))
-            })?;
-        if let Some((header, value)) = Credentials::for_tests(connection.def()).header() {
-            headers.insert(header, Value::String(value));
-        }
+    // The credentials a real call would send: its own, or its
+    // connection's (for OAuth2 a stand-in token: no token endpoint here).
+    let credentials = match call.cx.services().connections().via(args)? {
+        Some(connection) => Some(Credentials::for_tests(connection.def())),
+        None => Credentials::of_call(args),
+    };
+    if let Some((header, value)) = credentials.and_then(|c| c.header()) {
+        headers.insert(header, Value::String(value));
     }
     let json = args.get_named("json").filter(|v| !v.is_null()).cloned();
     let body = args

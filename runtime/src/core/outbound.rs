@@ -1,10 +1,13 @@
-//! Safe defaults of outbound HTTP (`http.*` steps, callbacks): the
-//! redirect policy, and where `X-Callback-Url` callbacks may go.
+//! Safe defaults of outbound HTTP (`http.*` steps, connections' token
+//! endpoints, callbacks): the redirect policy, bounded answers, and where
+//! `X-Callback-Url` callbacks may go.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::redirect::{Attempt, Policy};
+
+use crate::core::error::{error_chain, StepError};
 
 /// Most redirects one request follows.
 pub const MAX_REDIRECTS: usize = 10;
@@ -272,6 +275,46 @@ impl reqwest::dns::Resolve for CheckedResolver {
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+/// An answer's body, refused once it is larger than `limit` bytes (by its
+/// `Content-Length` before reading, or while reading one without): it is
+/// held in memory, so an endless or huge one must not take the service
+/// down. `hint` says what to do about it (in parentheses after the error).
+pub(crate) async fn read_body(
+    mut resp: reqwest::Response,
+    limit: u64,
+    hint: &str,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<axum::body::Bytes, StepError> {
+    let too_large = || {
+        StepError::permanent(format!(
+            "{}: the response is larger than {limit} bytes ({hint})",
+            what()
+        ))
+    };
+    let reading = |e: reqwest::Error| {
+        StepError::retryable(format!(
+            "{}: reading the response: {}",
+            what(),
+            error_chain(&e.without_url())
+        ))
+    };
+    match resp.content_length() {
+        Some(declared) if declared > limit => Err(too_large()),
+        // The common case, in one piece.
+        Some(_) => resp.bytes().await.map_err(reading),
+        None => {
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(reading)? {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.into())
+        }
     }
 }
 

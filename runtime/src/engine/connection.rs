@@ -22,8 +22,11 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
 use crate::core::error::{error_chain, StepError};
+use crate::core::ops::display;
+use crate::core::outbound::read_body;
 use crate::core::redact::url_for_errors;
 use crate::core::sync::lock;
+use crate::engine::ctx::Args;
 use crate::engine::integration::{
     ConnectionAuth, ConnectionDef, OAuth2Def, OAuth2Grant, RequestLimit,
 };
@@ -32,6 +35,8 @@ use crate::store::Store;
 /// How long another replica's token fetch may take before this one takes
 /// over (a fetch is one HTTP request with a 30-s timeout).
 const FETCH_CLAIM: Duration = Duration::from_secs(40);
+/// Largest token endpoint answer read.
+const MAX_TOKEN_ANSWER: u64 = 64 * 1024;
 /// Timeout of one request to a token endpoint.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A token is replaced this long before it expires, at most: requests in
@@ -67,6 +72,17 @@ impl Connections {
     /// The connection named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Connection>> {
         self.by_name.get(name)
+    }
+
+    /// The connection an `http.*` call names with `via:`, if it names one
+    /// (the checker has made sure it exists: E0700).
+    pub fn via(&self, args: &Args) -> Result<Option<&Arc<Connection>>, StepError> {
+        let Some(name) = args.get_named("via").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        self.get(name)
+            .map(Some)
+            .ok_or_else(|| StepError::permanent(format!("http: no connection named `{name}`")))
     }
 
     /// Every connection, for `connect` and start-up checks.
@@ -126,6 +142,21 @@ impl Credentials {
         }
     }
 
+    /// The credentials an `http.*` call gives itself: `bearer: TOKEN` or
+    /// `basic: "USER:PASSWORD"`.
+    pub fn of_call(args: &Args) -> Option<Credentials> {
+        let given = |name| args.get_named(name).filter(|v| !v.is_null()).map(display);
+        if let Some(token) = given("bearer") {
+            return Some(Credentials::Static(ConnectionAuth::Bearer { token }));
+        }
+        let basic = given("basic")?;
+        let (user, password) = basic.split_once(':').unwrap_or((basic.as_str(), ""));
+        Some(Credentials::Static(ConnectionAuth::Basic {
+            user: user.to_string(),
+            password: password.to_string(),
+        }))
+    }
+
     /// The header carrying the credentials: (lowercase name, value).
     pub fn header(&self) -> Option<(String, String)> {
         let authorization = |value: String| Some(("authorization".to_string(), value));
@@ -148,11 +179,19 @@ impl Credentials {
         }
     }
 
-    /// Adds the credentials to a request.
+    /// Adds the credentials to a request, marked sensitive (left out of
+    /// the client's debug output and not indexed by HTTP/2 compression).
     pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self.header() {
-            Some((name, value)) => req.header(name, value),
-            None => req,
+        let Some((name, value)) = self.header() else {
+            return req;
+        };
+        match reqwest::header::HeaderValue::from_str(&value) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                req.header(name, value)
+            }
+            // Not a valid header value: reqwest reports it when sending.
+            Err(_) => req.header(name, value),
         }
     }
 }
@@ -434,7 +473,14 @@ pub(crate) async fn request_token(
         StepError::retryable(format!("{}: {}", what(), error_chain(&e.without_url())))
     })?;
     let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let bytes = read_body(
+        resp,
+        MAX_TOKEN_ANSWER,
+        "a token answer is a few hundred bytes",
+        &what,
+    )
+    .await?;
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         let secrets: Vec<&str> = form
             .iter()
@@ -543,6 +589,46 @@ mod tests {
         let waits: Vec<Duration> = (0..7).map(|_| limiter.reserve()).collect();
         let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, [0, 0, 0, 1000, 1000, 1000, 2000]);
+    }
+
+    /// A token endpoint that answers without end is cut off, not read
+    /// into memory whole.
+    #[tokio::test]
+    async fn a_huge_token_answer_is_refused() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let body = vec![b' '; 1024 * 1024];
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        });
+        let oauth = OAuth2Def {
+            grant: OAuth2Grant::ClientCredentials,
+            token_url: url,
+            client_id: "id".into(),
+            client_secret: Some("client-secret-x".into()),
+            scopes: Vec::new(),
+            refresh_token: None,
+            authorize_url: None,
+        };
+        let form = vec![("grant_type", "client_credentials".to_string())];
+        let Err(e) = request_token("crm", &oauth, form, &reqwest::Client::new()).await else {
+            panic!("a 1 MiB token answer was accepted");
+        };
+        assert!(
+            e.message.contains("larger than 65536 bytes"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("client-secret-x"), "{}", e.message);
     }
 
     #[test]

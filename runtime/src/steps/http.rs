@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use crate::core::error::{error_chain, StepError};
 use crate::core::ops::display;
+use crate::core::outbound::read_body;
 use crate::core::redact::url_for_errors;
+use crate::engine::connection::Credentials;
 use crate::engine::ctx::StepCall;
 
 pub(super) fn get(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
@@ -135,13 +137,8 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         key.push_str(&call.step);
         req = req.header("Idempotency-Key", key);
     }
-    if let Some(token) = args.get_named("bearer").filter(|v| !v.is_null()) {
-        req = req.bearer_auth(display(token));
-    }
-    if let Some(basic) = args.get_named("basic").filter(|v| !v.is_null()) {
-        let basic = display(basic);
-        let (user, pass) = basic.split_once(':').unwrap_or((basic.as_str(), ""));
-        req = req.basic_auth(user, Some(pass));
+    if let Some(credentials) = Credentials::of_call(args) {
+        req = credentials.apply(req);
     }
     if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
         req = req.json(json);
@@ -149,13 +146,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         req = req.body(display(body));
     }
 
-    let connection = match args.get_named("via").and_then(Value::as_str) {
-        Some(name) => Some(call.cx.services().connections().get(name).ok_or_else(|| {
-            StepError::permanent(format!("{name}: no connection named `{name}`"))
-        })?),
-        None => None,
-    };
-    let resp = match connection {
+    let resp = match call.cx.services().connections().via(args)? {
         Some(connection) => send_via(connection, req, &call, &what).await?,
         None => req.send().await.map_err(|e| send_error(&what, e))?,
     };
@@ -175,7 +166,13 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         .get_named("max_response")
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_MAX_RESPONSE);
-    let bytes = read_body(resp, limit, &what).await?;
+    let bytes = read_body(
+        resp,
+        limit,
+        "raise `max_response:` if it is expected",
+        &what,
+    )
+    .await?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
 
     let accepted = args
@@ -253,10 +250,7 @@ async fn send_via(
             .await
             .map_err(|e| send_error(what, e))?;
         let stale_token = resp.status() == reqwest::StatusCode::UNAUTHORIZED
-            && matches!(
-                credentials,
-                crate::engine::connection::Credentials::OAuth2(_)
-            );
+            && matches!(credentials, Credentials::OAuth2(_));
         if !stale_token || refreshed {
             return Ok(resp);
         }
@@ -276,43 +270,6 @@ fn loose_json(text: &str) -> Value {
 /// Default of `max_response:`: a step's answer is held in memory and
 /// journaled, so an endless or huge one must not take the service down.
 pub(crate) const DEFAULT_MAX_RESPONSE: u64 = 16 * 1024 * 1024;
-
-/// The response body, refused once it is larger than `limit` bytes (by its
-/// `Content-Length` before reading, or while reading one without).
-async fn read_body(
-    mut resp: reqwest::Response,
-    limit: u64,
-    what: &(dyn Fn() -> String + Sync),
-) -> Result<axum::body::Bytes, StepError> {
-    let too_large = || {
-        StepError::permanent(format!(
-            "{}: the response is larger than {limit} bytes (raise `max_response:` if it is expected)",
-            what()
-        ))
-    };
-    let reading = |e: reqwest::Error| {
-        StepError::retryable(format!(
-            "{}: reading the response: {}",
-            what(),
-            error_chain(&e.without_url())
-        ))
-    };
-    match resp.content_length() {
-        Some(declared) if declared > limit => Err(too_large()),
-        // The common case, in one piece.
-        Some(_) => resp.bytes().await.map_err(reading),
-        None => {
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(reading)? {
-                if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body.into())
-        }
-    }
-}
 
 /// The wait a `Retry-After` header asks for: delay-seconds (`120`) or an
 /// HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`; one in the past is no
