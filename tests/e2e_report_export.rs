@@ -1,9 +1,11 @@
 //! End to end: the scheduled file export, `examples/report_export.flow`.
 //! One run of the weekly report (`BINARY run`, as the Monday tick would
 //! start it) fetches the week's orders from a local HTTP server, writes the
-//! CSV report to a folder, uploads it to a real SFTP server (sshd on
-//! loopback) and mails it to the test SMTP server; the test checks the
-//! query, the file, the uploaded file and the email with its attachment.
+//! CSV report and its PDF twin to a folder, uploads the CSV to a real SFTP
+//! server (sshd on loopback) and mails both to the test SMTP server; the
+//! test checks the query, the files, the uploaded file and the email with
+//! its attachments. The PDF's text is read back twice: with poppler's
+//! `pdftotext` (`FLOW_TEST_PDFTOTEXT`) and with the runtime's `pdf.text`.
 
 #[path = "support/sshd.rs"]
 mod sshd;
@@ -11,12 +13,15 @@ mod support;
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use serde_json::json;
 use support::smtp::{Mime, SmtpServer};
 use support::{run_binary, Reply, Sink};
 
 const WAIT: Duration = Duration::from_secs(20);
 const REPORT: &str = "orders-2026-11-30.csv";
+const PDF_REPORT: &str = "orders-2026-11-30.pdf";
 
 #[test]
 fn the_weekly_report_is_kept_uploaded_and_mailed() {
@@ -108,4 +113,50 @@ fn the_weekly_report_is_kept_uploaded_and_mailed() {
         .contains("the 2 orders placed between 2026-11-23T06:00:00Z and 2026-11-30T06:00:00Z"));
     let attached = mime.attachment(REPORT).expect("the report attached");
     assert_eq!(String::from_utf8_lossy(&attached.body), kept);
+
+    // The PDF: kept, attached byte for byte, and every row readable.
+    let pdf = std::fs::read(reports.join(PDF_REPORT)).expect("the PDF report");
+    assert!(pdf.starts_with(b"%PDF-"));
+    let attached = mime.attachment(PDF_REPORT).expect("the PDF attached");
+    assert_eq!(attached.body, pdf);
+    let read_back = flow_runtime::call_pure(
+        "pdf.text",
+        flow_runtime::Args::new().arg(json!({
+            "name": PDF_REPORT,
+            "bytes": base64::engine::general_purpose::STANDARD.encode(&pdf),
+        })),
+    )
+    .expect("pdf.text reads the report");
+    assert_report_text(read_back.as_str().unwrap_or_default());
+    match std::env::var("FLOW_TEST_PDFTOTEXT") {
+        Ok(pdftotext) if !pdftotext.is_empty() => {
+            let out = std::process::Command::new(&pdftotext)
+                .args(["-layout", reports.join(PDF_REPORT).to_str().unwrap(), "-"])
+                .output()
+                .expect("pdftotext runs");
+            assert!(out.status.success(), "{out:?}");
+            assert_report_text(&String::from_utf8_lossy(&out.stdout));
+        }
+        _ => eprintln!("pdftotext check skipped: FLOW_TEST_PDFTOTEXT is not set"),
+    }
+}
+
+/// The PDF report's title, paragraph and every cell of both rows.
+fn assert_report_text(text: &str) {
+    for expected in [
+        "Orders 2026-11-23 to 2026-11-30",
+        "2 orders placed in the week before Monday 30 November 2026.",
+        "order",
+        "customer",
+        "SO-1",
+        "2026-11-24 10:00",
+        "Ann",
+        "19.5 EUR",
+        "SO-2",
+        "2026-11-27 16:30",
+        "Lee, Bo",
+        "120 EUR",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
 }

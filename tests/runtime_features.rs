@@ -153,6 +153,6 @@ fn the_examples_need_what_they_use() {
     };
     assert!(example("quickstart").is_empty());
     assert!(example("file_import").is_empty());
-    assert_eq!(example("report_export"), ["email", "sftp"]);
+    assert_eq!(example("report_export"), ["email", "pdf", "sftp"]);
     assert_eq!(example("db_export"), ["mysql"]);
 }

@@ -114,7 +114,7 @@ fn every_example_checks_and_pure_ones_run() {
                 // Type-check the call as a program would write it, with
                 // the config entries stdlib functions need (E0504).
                 let program = format!(
-                    "integration stdlib_example\nconfig {{\n  smtp_url: Secret\n}}\nflow f {{\n  trigger deploy\n  step s = {}\n}}\n",
+                    "integration stdlib_example\nconfig {{\n  smtp_url: Secret\n}}\nflow f {{\n  trigger files \"in/*.pdf\" every 1m\n  step s = {}\n}}\n",
                     &source[example.call.span.start..example.call.span.end]
                 );
                 let checked = flowc::check::check_source(&program);

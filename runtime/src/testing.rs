@@ -449,10 +449,14 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
         headers.insert(header, Value::String(value));
     }
     let json = args.get_named("json").filter(|v| !v.is_null()).cloned();
-    let body = args
-        .get_named("body")
-        .filter(|v| !v.is_null() && json.is_none())
-        .map(display);
+    // `Bytes` bodies are recorded as their (lossy) text, as a server sees them.
+    let body = match json {
+        Some(_) => None,
+        None => args
+            .data(usize::MAX, "body")
+            .map_err(|e| StepError::permanent(format!("{method} {url}: {e}")))?
+            .map(|data| String::from_utf8_lossy(&data).into_owned()),
+    };
     let recorded = RecordedCall {
         method: method.to_string(),
         url: url.clone(),
@@ -528,6 +532,7 @@ fn mock_request(method: &str, call: &StepCall) -> Result<Value, StepError> {
     Ok(json!({
         "status": status,
         "body": body,
+        "bytes": crate::core::bytes::encode(text.as_bytes()),
         "text": text,
         "headers": { "content-type": "application/json" },
     }))

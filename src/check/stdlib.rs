@@ -12,6 +12,7 @@ use super::types::Type;
 /// The embedded signature files: (file name, source).
 pub const FILES: &[(&str, &str)] = &[
     ("amqp.flow", include_str!("../../stdlib/amqp.flow")),
+    ("base64.flow", include_str!("../../stdlib/base64.flow")),
     ("crypto.flow", include_str!("../../stdlib/crypto.flow")),
     ("csv.flow", include_str!("../../stdlib/csv.flow")),
     ("email.flow", include_str!("../../stdlib/email.flow")),
@@ -20,6 +21,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("json.flow", include_str!("../../stdlib/json.flow")),
     ("mqtt.flow", include_str!("../../stdlib/mqtt.flow")),
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
+    ("pdf.flow", include_str!("../../stdlib/pdf.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),
     ("state.flow", include_str!("../../stdlib/state.flow")),

@@ -96,6 +96,29 @@ impl Type {
         matches!(self, Type::Error)
     }
 
+    /// The fields of the built-in record types (`Response<T>`, `File`), in
+    /// the order hover and completion show them; `None` for other types.
+    pub fn builtin_fields(&self) -> Option<Vec<(&'static str, Type)>> {
+        match self {
+            Type::Response(body) => Some(vec![
+                ("status", Type::Int),
+                ("body", (**body).clone()),
+                ("text", Type::String),
+                ("bytes", Type::Bytes),
+                ("headers", Type::map(Type::String)),
+            ]),
+            Type::File => Some(vec![
+                ("path", Type::String),
+                ("name", Type::String),
+                ("size", Type::Int),
+                ("modified", Type::Time),
+                ("text", Type::String),
+                ("bytes", Type::Bytes),
+            ]),
+            _ => None,
+        }
+    }
+
     /// `T?` → `T`; other types unchanged.
     pub fn unwrap_optional(&self) -> &Type {
         match self {

@@ -363,6 +363,21 @@ impl Gen<'_> {
                     } else {
                         out.push_str(&format!(".arg({v})"));
                     }
+                    // A parameter that takes text or `Bytes` (the checker's
+                    // `expect_data`): the runtime decodes base64 only when told.
+                    if matches!(param.ty.unwrap_optional(), Type::Bytes)
+                        && self
+                            .program
+                            .expr_types
+                            .get(&e.span)
+                            .map(Type::unwrap_optional)
+                            == Some(&Type::Bytes)
+                    {
+                        out.push_str(&format!(
+                            ".kw({}, Value::Bool(true))",
+                            lit(&format!("{}_bytes", param.name))
+                        ));
+                    }
                     if module == "file" && PATH_PARAMS.contains(&param.name.as_str()) {
                         if let Some(trusted) = trusted_prefix(e) {
                             let prefix = self.string(trusted);
@@ -376,6 +391,9 @@ impl Gen<'_> {
                 None if !param.has_default => out.push_str(".arg(Value::Null)"),
                 None => {}
             }
+        }
+        if module == "http" && self.reads_response_bytes {
+            out.push_str(".kw(\"keep_bytes\", Value::Bool(true))");
         }
         out
     }

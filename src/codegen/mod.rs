@@ -58,6 +58,9 @@ pub(crate) struct Gen<'a> {
     /// In a webhook or sync flow, whose `trigger.headers` the runtime
     /// stores with lowercase names.
     http_trigger: bool,
+    /// Whether the program reads `.bytes` of an HTTP response anywhere:
+    /// only then do `http.*` calls keep a base64 copy of each answer.
+    reads_response_bytes: bool,
 }
 
 impl Gen<'_> {
@@ -94,6 +97,35 @@ fn names_read(visit_all: impl FnOnce(&mut dyn FnMut(&ast::Expr) -> bool)) -> BTr
     names
 }
 
+/// Whether any `.bytes` in the file reads an HTTP response's bytes.
+fn reads_response_bytes(file: &ast::File, program: &Program) -> bool {
+    struct Finder<'p> {
+        program: &'p Program,
+        found: bool,
+    }
+    impl<'ast> crate::syntax::visit::Visitor<'ast> for Finder<'_> {
+        fn visit_expr(&mut self, e: &'ast ast::Expr) {
+            if let ExprKind::Field { target, name, .. } = &e.kind {
+                self.found |= name.name == "bytes"
+                    && matches!(
+                        self.program
+                            .expr_types
+                            .get(&target.span)
+                            .map(|t| t.unwrap_optional()),
+                        Some(crate::check::types::Type::Response(_))
+                    );
+            }
+            crate::syntax::visit::walk_expr(self, e);
+        }
+    }
+    let mut finder = Finder {
+        program,
+        found: false,
+    };
+    crate::syntax::visit::walk_file(&mut finder, file);
+    finder.found
+}
+
 /// Generates the `main.rs` of the binary for a checked file.
 pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
     let decls: BTreeMap<&str, &TypeDeclBody> = file
@@ -113,6 +145,7 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         parallel: 0,
         dispatch_param: None,
         http_trigger: false,
+        reads_response_bytes: reads_response_bytes(file, program),
     };
     let mut scope = codegen::Scope::new();
     scope.push_fn(integration_fn(&mut gen, file, program));
@@ -571,11 +604,14 @@ pub const BROKER_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
 
 /// Every optional feature of the runtime, the brokers' and the heavier
 /// stdlib clients': `email` (`email.send`), `mysql` (`sql.*` on mysql://),
+/// `pdf` (`pdf.report`, `pdf.text`),
 /// `sftp` (`file.*` and files triggers on sftp://). `flowc build --with`
 /// takes these names. PostgreSQL (the shared store, `sql.*` on
 /// postgres://) and SQLite are always in: together about 5% of a cold
 /// build (docs/performance.md).
-pub const RUNTIME_FEATURES: &[&str] = &["amqp", "email", "mqtt", "mysql", "nats", "redis", "sftp"];
+pub const RUNTIME_FEATURES: &[&str] = &[
+    "amqp", "email", "mqtt", "mysql", "nats", "pdf", "redis", "sftp",
+];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on
 /// exactly these (plus `--with`), so an integration compiles only the
@@ -630,6 +666,7 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
 fn features_of_call(module: &str, function: &str, args: &[ast::Arg]) -> Vec<&'static str> {
     match module {
         "email" => vec!["email"],
+        "pdf" => vec!["pdf"],
         "sql" => vec!["mysql"],
         "file" if file_call_has_auth(function, args) => vec!["sftp"],
         _ => BROKER_FEATURES

@@ -459,21 +459,12 @@ fn fields_of(ty: &Type, program: &Program) -> Vec<(String, Type)> {
                     .collect()
             })
             .unwrap_or_default(),
-        Type::Response(t) => vec![
-            ("status".into(), Type::Int),
-            ("body".into(), (**t).clone()),
-            ("text".into(), Type::String),
-            ("headers".into(), Type::map(Type::String)),
-        ],
-        Type::File => vec![
-            ("path".into(), Type::String),
-            ("name".into(), Type::String),
-            ("size".into(), Type::Int),
-            ("modified".into(), Type::Time),
-            ("text".into(), Type::String),
-            ("bytes".into(), Type::Bytes),
-        ],
-        _ => Vec::new(),
+        other => other
+            .builtin_fields()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, ty)| (name.to_string(), ty))
+            .collect(),
     }
 }
 

@@ -49,6 +49,9 @@ impl Received {
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// Raw bytes to answer instead of the JSON `body`
+    /// (`application/octet-stream`).
+    pub raw: Option<Vec<u8>>,
     /// How long to wait before answering.
     pub delay: Duration,
     /// Whether to wait for [`Sink::open_gate`] before answering.
@@ -63,9 +66,18 @@ impl Reply {
         Reply {
             status,
             body,
+            raw: None,
             delay: Duration::ZERO,
             hold: false,
             headers: Vec::new(),
+        }
+    }
+
+    /// `status` with these bytes as the body (`application/octet-stream`).
+    pub fn bytes(status: u16, data: Vec<u8>) -> Reply {
+        Reply {
+            raw: Some(data),
+            ..Reply::json(status, Value::Null)
         }
     }
 
@@ -181,7 +193,15 @@ async fn sink_handler(
     }
     let status = axum::http::StatusCode::from_u16(reply.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, axum::Json(reply.body)).into_response();
+    let mut response = match reply.raw {
+        Some(data) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            data,
+        )
+            .into_response(),
+        None => (status, axum::Json(reply.body)).into_response(),
+    };
     for (name, value) in &reply.headers {
         if let (Ok(name), Ok(value)) = (
             axum::http::HeaderName::try_from(name.as_str()),

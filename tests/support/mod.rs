@@ -21,8 +21,9 @@ use serde_json::Value;
 // Re-exported for the test files, each of which uses a different part.
 #[allow(unused_imports)]
 pub use flow_testkit::{
-    get, hmac_hex, hmac_sha256, poll_until, post_json, post_raw, request, run_binary, service_url,
-    wait_until, Answer, Finished, Received, Reply, Service, Sink, START_TIMEOUT,
+    get, hmac_hex, hmac_sha256, poll_until, post_json, post_raw, request, run_binary,
+    run_binary_in, service_url, wait_until, Answer, Finished, Received, Reply, Service, Sink,
+    START_TIMEOUT,
 };
 
 pub mod smtp;

@@ -1,8 +1,9 @@
 //! The bottom layer: what every other layer shares and that knows nothing
-//! of runs, stores or adapters — values and the language's operators,
+//! of runs, stores or adapters — values and the language's operators, bytes,
 //! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, lock-free caps, and the
 //! helpers that turn HTTP headers and files into trigger values.
 
+pub mod bytes;
 pub mod config;
 pub mod error;
 pub mod files;

@@ -119,6 +119,26 @@ impl Args {
     pub fn get_named(&self, name: &str) -> Option<&Value> {
         self.named.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
+
+    /// The data of a parameter that takes text or `Bytes` (`file.write`'s
+    /// `content`, `http.post`'s `body`): generated code passes
+    /// `NAME_bytes: true` beside a `Bytes` value (base64), and text as it
+    /// is. `None` when the parameter is absent or `null`.
+    pub fn data(&self, i: usize, name: &str) -> Result<Option<Vec<u8>>, String> {
+        let value = self.param(i, name);
+        let is_bytes = self
+            .get_named(&format!("{name}_bytes"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) if is_bytes => crate::core::bytes::decode(s)
+                .map(Some)
+                .map_err(|e| format!("`{name}` is {e}")),
+            Value::String(s) => Ok(Some(s.as_bytes().to_vec())),
+            other => Ok(Some(crate::core::ops::display(other).into_bytes())),
+        }
+    }
 }
 
 /// `retry N backoff MIN..MAX timeout D` of a step statement.

@@ -82,12 +82,17 @@ async fn sync_folder_of(path: &Path) -> io::Result<()> {
     tokio::fs::File::open(folder).await?.sync_all().await
 }
 
-fn content_arg(call: &StepCall, func: &str) -> Result<String, StepError> {
-    call.args
-        .param(1, "content")
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| StepError::permanent(format!("{func}: `content` must be a String")))
+/// The data to write: text as UTF-8, or `Bytes` (see [`Args::data`]).
+///
+/// [`Args::data`]: crate::engine::ctx::Args::data
+fn content_arg(call: &StepCall, func: &str) -> Result<Vec<u8>, StepError> {
+    match call.args.data(1, "content") {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) => Err(StepError::permanent(format!(
+            "{func}: `content` must be a String or Bytes"
+        ))),
+        Err(e) => Err(StepError::permanent(format!("{func}: {e}"))),
+    }
 }
 
 /// `file.read(path)` → File.
@@ -116,7 +121,7 @@ pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepErro
         let path = path_arg(&call, 0, "path", f)?;
         create_parent(&path, f).await?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        write_synced(&tmp, content.as_bytes())
+        write_synced(&tmp, &content)
             .await
             .map_err(|e| io_error(f, &tmp, &e))?;
         tokio::fs::rename(&tmp, &path)
@@ -148,7 +153,7 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
             .open(&path)
             .await
             .map_err(|e| io_error(f, &path, &e))?;
-        file.write_all(content.as_bytes())
+        file.write_all(&content)
             .await
             .map_err(|e| io_error(f, &path, &e))?;
         // On disk before the step is journaled as done.

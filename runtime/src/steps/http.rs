@@ -112,6 +112,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     let mut req = client.request(method, url);
 
     let mut has_idempotency_key = false;
+    let mut has_content_type = false;
     if let Some(Value::Object(h)) = args.get_named("headers") {
         for (k, v) in h {
             if v.is_null() {
@@ -122,9 +123,8 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
             let hvalue = reqwest::header::HeaderValue::from_str(&display(v)).map_err(|_| {
                 StepError::permanent(format!("{name}: invalid value for header {k:?}"))
             })?;
-            if hname == "idempotency-key" {
-                has_idempotency_key = true;
-            }
+            has_idempotency_key |= hname == "idempotency-key";
+            has_content_type |= hname == reqwest::header::CONTENT_TYPE;
             req = req.header(hname, hvalue);
         }
     }
@@ -142,8 +142,22 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     }
     if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
         req = req.json(json);
-    } else if let Some(body) = args.get_named("body").filter(|v| !v.is_null()) {
-        req = req.body(display(body));
+    } else if let Some(body) = args
+        .data(usize::MAX, "body")
+        .map_err(|e| StepError::permanent(format!("{name}: {e}")))?
+    {
+        if !has_content_type {
+            let binary = args.get_named("body_bytes") == Some(&Value::Bool(true));
+            req = req.header(
+                reqwest::header::CONTENT_TYPE,
+                if binary {
+                    "application/octet-stream"
+                } else {
+                    "text/plain; charset=utf-8"
+                },
+            );
+        }
+        req = req.body(body);
     }
 
     let resp = match call.cx.services().connections().via(args)? {
@@ -174,6 +188,10 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     )
     .await?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
+    // `.bytes` only for programs that read it (codegen passes `keep_bytes`):
+    // the base64 copy would cost every other call time and journal space.
+    let raw = (args.get_named("keep_bytes") == Some(&Value::Bool(true)))
+        .then(|| Value::String(crate::core::bytes::encode(&bytes)));
 
     let accepted = args
         .get_named("ok")
@@ -212,12 +230,16 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         loose_json(&text)
     };
     // Moved in: `json!` would copy each part.
-    Ok(crate::core::ops::record([
+    let mut response = crate::core::ops::record([
         ("status", Value::from(status.as_u16())),
         ("body", body),
         ("text", Value::String(text)),
         ("headers", Value::Object(headers)),
-    ]))
+    ]);
+    if let (Some(raw), Value::Object(fields)) = (raw, &mut response) {
+        fields.insert("bytes".into(), raw);
+    }
+    Ok(response)
 }
 
 fn send_error(what: &(dyn Fn() -> String + Sync), e: reqwest::Error) -> StepError {

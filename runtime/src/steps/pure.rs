@@ -1,4 +1,5 @@
-//! Pure stdlib functions: `json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`.
+//! Pure stdlib functions: `json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`,
+//! `base64.*`.
 
 use std::fmt::Write as _;
 
@@ -13,7 +14,7 @@ use crate::engine::ctx::Args;
 use crate::engine::registry::PureFn;
 
 /// The pure functions by qualified name.
-pub(super) const PURE_FNS: [(&str, PureFn); 13] = [
+pub(super) const PURE_FNS: [(&str, PureFn); 15] = [
     ("json.encode", json_encode),
     ("json.decode", json_decode),
     ("csv.encode", super::csv::encode),
@@ -27,6 +28,8 @@ pub(super) const PURE_FNS: [(&str, PureFn); 13] = [
     ("crypto.hmac_sha256", hmac_sha256),
     ("crypto.sha256", sha256),
     ("crypto.uuid", uuid),
+    ("base64.encode", base64_encode),
+    ("base64.decode", base64_decode),
 ];
 
 pub(super) fn lookup(name: &str) -> Option<PureFn> {
@@ -59,6 +62,24 @@ fn json_decode(args: &Args) -> Result<Value, RunError> {
             .map_err(|e| RunError::new(format!("json.decode: {e}"))),
         None => Ok(v),
     }
+}
+
+/// `base64.encode(data)` → base64 text. A `Bytes` value already is its
+/// base64 text (normalised here); a String is encoded as UTF-8.
+fn base64_encode(args: &Args) -> Result<Value, RunError> {
+    let data = args
+        .data(0, "data")
+        .map_err(|e| RunError::new(format!("base64.encode: {e}")))?
+        .unwrap_or_default();
+    Ok(Value::String(crate::core::bytes::encode(&data)))
+}
+
+/// `base64.decode(text)` → Bytes (the standard padded form).
+fn base64_decode(args: &Args) -> Result<Value, RunError> {
+    let text = string_arg(args, 0, "base64.decode", "the text")?;
+    let data = crate::core::bytes::decode(text)
+        .map_err(|e| RunError::new(format!("base64.decode: the text is {e}")))?;
+    Ok(Value::String(crate::core::bytes::encode(&data)))
 }
 
 /// `time.now()` → the current Time.

@@ -85,6 +85,25 @@ impl Checker<'_> {
         lone
     }
 
+    /// A stdlib parameter of type `Bytes` also takes text, as its UTF-8
+    /// bytes (LANGUAGE.md §14): `file.write(path, csv_text)`,
+    /// `http.post(url, body: xml)`. Code generation tells the runtime which
+    /// of the two it passes.
+    fn expect_data(&mut self, v: &Expr, expected: &Type, context: &str) {
+        let before = self.diags.len();
+        let actual = self.check_expr(v, Some(expected));
+        if self.diags.len() > before {
+            return;
+        }
+        let text = match expected {
+            Type::Optional(_) => Type::optional(Type::String),
+            _ => Type::String,
+        };
+        if !self.assignable(&actual, expected) && !self.assignable(&actual, &text) {
+            self.mismatch(v, &actual, expected, context);
+        }
+    }
+
     /// `for page in http.pages(URL, ...options of http.get..., next: p =>
     /// ..., max_pages: N)` (LANGUAGE.md §13): the type of each page,
     /// `Response<T>`.
@@ -439,6 +458,13 @@ impl Checker<'_> {
                 }
                 (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v),
                 (ArgValue::Expr(v), false) if self.lone_item(v, &param.ty) => {}
+                (ArgValue::Expr(v), false) if matches!(param.ty.unwrap_optional(), Type::Bytes) => {
+                    self.expect_data(
+                        v,
+                        &param.ty,
+                        &format!("argument `{}` of `{what}`", param.name),
+                    );
+                }
                 (ArgValue::Expr(v), false) => {
                     self.expect(
                         v,

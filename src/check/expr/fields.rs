@@ -105,21 +105,7 @@ impl Checker<'_> {
         let builtin: Option<Vec<(&str, Type)>> = match ty {
             Type::Json | Type::Error => return Some(ty.clone()),
             Type::Map(v) => return Some(Type::optional((**v).clone())),
-            Type::Response(body) => Some(vec![
-                ("status", Type::Int),
-                ("body", (**body).clone()),
-                ("text", Type::String),
-                ("headers", Type::map(Type::String)),
-            ]),
-            Type::File => Some(vec![
-                ("path", Type::String),
-                ("name", Type::String),
-                ("size", Type::Int),
-                ("modified", Type::Time),
-                ("text", Type::String),
-                ("bytes", Type::Bytes),
-            ]),
-            _ => None,
+            ty => ty.builtin_fields(),
         };
         let fields: Vec<(String, Type)> = match builtin {
             Some(b) => b.into_iter().map(|(k, t)| (k.to_string(), t)).collect(),

@@ -74,12 +74,12 @@ pub(super) async fn read(call: &StepCall, url: SftpUrl) -> Result<Value, StepErr
 pub(super) async fn write(
     call: &StepCall,
     url: SftpUrl,
-    content: &str,
+    content: &[u8],
     append: bool,
 ) -> Result<Value, StepError> {
     let f = if append { "file.append" } else { "file.write" };
     let auth = auth(call, 2, f, &url)?;
-    let file = sftp::write(&url, &auth, content.as_bytes(), append)
+    let file = sftp::write(&url, &auth, content, append)
         .await
         .map_err(|e| step_error(f, &e))?;
     if append {
@@ -89,7 +89,7 @@ pub(super) async fn write(
             .map_err(|e| step_error(f, &e))?;
         Ok(value(&file, &data))
     } else {
-        Ok(value(&file, content.as_bytes()))
+        Ok(value(&file, content))
     }
 }
 
