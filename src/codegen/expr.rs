@@ -59,6 +59,15 @@ impl Gen<'_> {
                 "env" => "cx.env()".into(),
                 _ => "Value::Null".into(),
             },
+            // A big file has no content in the run: its `.text` and
+            // `.bytes` fail with a message rather than read as null.
+            ExprKind::Field { target, name, .. } if self.is_file_content(target, &name.name) => {
+                format!(
+                    "ops::file_content({}, {})?",
+                    self.borrowed(target),
+                    lit(&name.name)
+                )
+            }
             ExprKind::Field { target, name, .. } => {
                 format!(
                     "ops::get(&{}, {}).clone()",
@@ -136,6 +145,18 @@ impl Gen<'_> {
         }
     }
 
+    /// Whether `target.field` is the content of a `File` (`.text`,
+    /// `.bytes`), which a file passed by reference does not have.
+    fn is_file_content(&self, target: &Expr, field: &str) -> bool {
+        matches!(field, "text" | "bytes")
+            && self
+                .program
+                .expr_types
+                .get(&target.span)
+                .map(Type::unwrap_optional)
+                == Some(&Type::File)
+    }
+
     /// A Rust expression of type `&Value`, borrowing when `e` is a place.
     pub fn borrowed(&mut self, e: &Expr) -> String {
         match self.place(e) {
@@ -162,6 +183,9 @@ impl Gen<'_> {
                 if matches!(&target.kind, ExprKind::Name(t) if t.name == "config" && !self.is_local("config"))
                 {
                     return Some(format!("ops::get(cx.config(), {})", lit(&name.name)));
+                }
+                if self.is_file_content(target, &name.name) {
+                    return None;
                 }
                 let base = match &target.kind {
                     ExprKind::Name(t) if t.name == "trigger" && !self.is_local("trigger") => {

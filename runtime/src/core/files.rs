@@ -11,12 +11,23 @@ use serde_json::{json, Value};
 use crate::core::error::StepError;
 use crate::core::ops::format_time;
 
-/// The `File` value of a path: `{ path, name, size, modified, text, bytes }`.
+/// The largest file whose content a run holds (`.text`, `.bytes`, and the
+/// trigger record of a files trigger). A larger file is passed by
+/// reference — its [`file_reference`], path and metadata — and read as a
+/// stream (`csv.rows`, `file.move`), so memory stays bounded whatever its
+/// size.
+pub const INLINE_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// The `File` value of a path: `{ path, name, size, modified, text, bytes }`
+/// for a file of at most [`INLINE_LIMIT`] bytes, its [`file_reference`]
+/// for a larger one.
 pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepError> {
-    let data = tokio::fs::read(path)
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| io_error(func, path, &e))?;
-    let meta = tokio::fs::metadata(path)
+    let meta = file
+        .metadata()
         .await
         .map_err(|e| io_error(func, path, &e))?;
     let modified = meta
@@ -27,12 +38,41 @@ pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(file_json(
-        &path.display().to_string(),
-        &name,
-        &data,
-        modified,
-    ))
+    let location = path.display().to_string();
+    if meta.len() > INLINE_LIMIT {
+        return Ok(file_reference(&location, &name, meta.len(), modified));
+    }
+    // Bounded even if the file grows after the look at its size.
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(INLINE_LIMIT + 1)
+        .read_to_end(&mut data)
+        .await
+        .map_err(|e| io_error(func, path, &e))?;
+    if data.len() as u64 > INLINE_LIMIT {
+        return Ok(file_reference(
+            &location,
+            &name,
+            data.len() as u64,
+            modified,
+        ));
+    }
+    Ok(file_json(&location, &name, &data, modified))
+}
+
+/// The `File` value of a file too large to hold ([`INLINE_LIMIT`]):
+/// `{ path, name, size, modified }`, without `text` and `bytes`.
+pub(crate) fn file_reference(
+    path: &str,
+    name: &str,
+    size: u64,
+    modified: Option<chrono::DateTime<chrono::Utc>>,
+) -> Value {
+    json!({
+        "path": path,
+        "name": name,
+        "size": size,
+        "modified": modified.map_or(Value::Null, format_time),
+    })
 }
 
 /// The `File` value of file contents, local or remote (`path` is then the

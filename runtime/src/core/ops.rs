@@ -271,6 +271,20 @@ pub fn get<'a>(v: &'a Value, name: &str) -> &'a Value {
     }
 }
 
+/// `.text` / `.bytes` of a `File`: the content, or an error for a file too
+/// large to hold in a run (passed by reference: `core::files::INLINE_LIMIT`)
+/// that says how to read it instead.
+pub fn file_content(file: &Value, field: &str) -> Result<Value, RunError> {
+    if let Some(content) = file.get(field) {
+        return Ok(content.clone());
+    }
+    let name = file.get("name").and_then(Value::as_str).unwrap_or("a file");
+    let size = file.get("size").and_then(Value::as_u64).unwrap_or(0);
+    Err(RunError::new(format!(
+        "`.{field}` of {name}: the file ({size} bytes) is too large to hold in a run; read it row by row with `csv.rows`, or move it with `file.move`"
+    )))
+}
+
 /// `respond STATUS, ...`: the status as a `u16` (the checker guarantees an
 /// Int; a computed one out of range is a run error).
 pub fn status(v: &Value) -> Result<u16, RunError> {

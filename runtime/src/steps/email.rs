@@ -245,6 +245,11 @@ fn attachment(file: &Value, i: usize) -> Result<(String, Vec<u8>), StepError> {
             .decode(b.as_bytes())
             .map_err(|e| bad(&format!("({name}): `bytes` is not valid base64 ({e})")))?,
         (_, Some(Value::String(t))) => t.as_bytes().to_vec(),
+        _ if f.contains_key("size") => {
+            return Err(bad(&format!(
+                "({name}) is too large to attach: it is passed by reference, not held in the run"
+            )))
+        }
         _ => return Err(bad(&format!("({name}) has neither `bytes` nor `text`"))),
     };
     Ok((name, bytes))

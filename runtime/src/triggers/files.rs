@@ -18,8 +18,13 @@
 //! with backoff — the scan period doubling per attempt, at most an hour. A
 //! file changed in place (a fixed version) has a new key and gets a new run.
 //!
-//! The run holds the file's content (`.text`, `.bytes`) in its trigger, so a
-//! replay sees exactly the version that was claimed.
+//! The run holds the content (`.text`, `.bytes`) of a file of up to
+//! [`INLINE_LIMIT`] bytes in its trigger, so a replay sees exactly the
+//! version that was claimed. A larger file is held by reference (path,
+//! size, modification time): the file stays in place until its run
+//! succeeds, and `csv.rows` refuses it if it changed since the claim.
+//!
+//! [`INLINE_LIMIT`]: crate::core::files::INLINE_LIMIT
 
 mod source;
 

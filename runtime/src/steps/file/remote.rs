@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::create_parent;
 use crate::core::error::StepError;
-use crate::core::files::{file_json, file_value, io_error};
+use crate::core::files::{file_json, file_reference, file_value, io_error, INLINE_LIMIT};
 use crate::engine::ctx::StepCall;
 use crate::io::sftp::{self, RemoteFile, SftpError, SftpUrl};
 
@@ -64,10 +64,21 @@ fn value(file: &RemoteFile, data: &[u8]) -> Value {
 pub(super) async fn read(call: &StepCall, url: SftpUrl) -> Result<Value, StepError> {
     let f = "file.read";
     let auth = auth(call, 1, f, &url)?;
+    let file = sftp::stat(&url, &auth)
+        .await
+        .map_err(|e| step_error(f, &e))?;
+    if file.size > INLINE_LIMIT {
+        return Ok(reference(&file));
+    }
     let (data, file) = sftp::read(&url, &auth)
         .await
         .map_err(|e| step_error(f, &e))?;
     Ok(value(&file, &data))
+}
+
+/// The `File` value of a remote file too large to hold in a run.
+fn reference(file: &RemoteFile) -> Value {
+    file_reference(&file.url, &file.name, file.size, Some(file.modified))
 }
 
 /// `file.write` / `file.append` on an `sftp://` URL.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::core::files::{file_json, split_glob, NamePattern};
+use crate::core::files::{file_json, file_reference, split_glob, NamePattern, INLINE_LIMIT};
 use crate::core::ops::format_time;
 use crate::io::sftp::{self, SftpUrl};
 
@@ -125,7 +125,9 @@ impl Source {
         }
     }
 
-    /// The `File` value of a listed file, content included.
+    /// The `File` value of a listed file: content included up to
+    /// [`INLINE_LIMIT`], by reference beyond (the run's trigger record then
+    /// holds the path and metadata only).
     pub async fn read(&self, entry: &Entry) -> Result<Value, String> {
         match self {
             Source::Local { .. } => {
@@ -133,6 +135,12 @@ impl Source {
                     .await
                     .map_err(|e| e.message)
             }
+            Source::Sftp { .. } if entry.size > INLINE_LIMIT => Ok(file_reference(
+                &entry.location,
+                &entry.name,
+                entry.size,
+                Some(entry.modified),
+            )),
             Source::Sftp { auth, .. } => {
                 let url = SftpUrl::parse(&entry.location).map_err(|e| e.to_string())?;
                 let (data, file) = sftp::read(&url, auth).await.map_err(|e| e.to_string())?;
