@@ -32,7 +32,7 @@ use crate::syntax::ast::{self, Span};
 pub use facts::{FlowFacts, TriggerFacts};
 pub use resolve::TypeNames;
 pub use stdlib::Stdlib;
-pub use stmt::is_pages_call;
+pub use stmt::{csv_stream_call, is_pages_call, CSV_STREAMS};
 pub use trigger::{Route, TriggerInfo};
 pub use types::{Type, TypeTable};
 

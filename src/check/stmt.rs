@@ -137,6 +137,8 @@ impl Checker<'_> {
                 let t = if is_pages_call(iter) {
                     self.page_step_name(var);
                     Type::list(self.pages_loop(iter, parallel.as_ref()))
+                } else if let Some(function) = csv_stream_call(iter) {
+                    Type::list(self.csv_stream_loop(iter, function, parallel.as_ref()))
                 } else {
                     self.check_expr(iter, None)
                 };
@@ -188,7 +190,7 @@ impl Checker<'_> {
                         Type::Error
                     }
                 };
-                if let Some(p) = parallel.as_ref().filter(|_| !is_pages_call(iter)) {
+                if let Some(p) = parallel.as_ref().filter(|_| !is_streamed_list(iter)) {
                     self.expect(p, &Type::Int, "`parallel`");
                     if let ExprKind::Int(n) = p.kind {
                         if n < 1 {
@@ -527,6 +529,35 @@ pub fn is_pages_call(e: &ast::Expr) -> bool {
     matches!(&e.kind, ExprKind::Call { callee, .. }
         if matches!(&callee.kind, ExprKind::Field { target, name, optional: false }
             if name.name == "pages" && matches!(&target.kind, ExprKind::Name(m) if m.name == "http")))
+}
+
+/// `csv.rows(...)` or `csv.chunks(...)`: the list of a `for` loop read
+/// from a CSV file as the loop goes; the function's name.
+pub fn csv_stream_call(e: &ast::Expr) -> Option<&'static str> {
+    let ExprKind::Call { callee, .. } = &e.kind else {
+        return None;
+    };
+    let ExprKind::Field {
+        target,
+        name,
+        optional: false,
+    } = &callee.kind
+    else {
+        return None;
+    };
+    if !matches!(&target.kind, ExprKind::Name(m) if m.name == "csv") {
+        return None;
+    }
+    CSV_STREAMS.iter().copied().find(|f| *f == name.name)
+}
+
+/// The functions of the `csv` module that exist only as a `for` loop's list.
+pub const CSV_STREAMS: [&str; 2] = ["rows", "chunks"];
+
+/// A list that exists only as a `for` loop's: `http.pages`, `csv.rows`,
+/// `csv.chunks`.
+pub fn is_streamed_list(e: &ast::Expr) -> bool {
+    is_pages_call(e) || csv_stream_call(e).is_some()
 }
 
 /// `module.function(...)`: the shape a step's call must have.

@@ -89,6 +89,9 @@ impl Gen<'_> {
                 body,
             } => match parallel {
                 _ if crate::check::is_pages_call(iter) => self.pages_for(&var.name, iter, body),
+                _ if crate::check::csv_stream_call(iter).is_some() => {
+                    self.csv_stream_for(&var.name, iter, body)
+                }
                 Some(limit) => self.parallel_for(&var.name, iter, limit, body),
                 None => {
                     let items = self.borrowed(iter);
@@ -313,6 +316,60 @@ impl Gen<'_> {
             }} }}",
             v = self.binding(var),
             name = lit(var),
+        )
+    }
+
+    /// `for row in csv.rows(file, as: T)` / `for rows in csv.chunks(file,
+    /// size: N, as: T)`: the runtime's `CsvRows` reads the file a block at
+    /// a time while the body runs per row or chunk, with the loop index in
+    /// its steps' identities as in any loop.
+    fn csv_stream_for(&mut self, var: &str, iter: &Expr, body: &Block) -> String {
+        let ExprKind::Call { callee, args } = &iter.kind else {
+            return String::new();
+        };
+        let function = match &callee.kind {
+            ExprKind::Field { name, .. } if name.name == "chunks" => "chunks",
+            _ => "rows",
+        };
+        let named = |n: &str| {
+            args.iter()
+                .find(|a| a.name.as_ref().is_some_and(|x| x.name == n))
+                .map(|a| &a.value)
+        };
+        let mut positional = args.iter().filter(|a| a.name.is_none()).map(|a| &a.value);
+        let file = named("file").or_else(|| positional.next());
+        let size = named("size").or_else(|| positional.next());
+        let expr = |gen: &mut Self, v: Option<&ArgValue>| match v {
+            Some(ArgValue::Expr(e)) => gen.expr(e),
+            _ => "Value::Null".to_string(),
+        };
+        let mut open = format!("Args::new().arg({})", expr(self, file));
+        if let Some(d) = named("delimiter") {
+            open.push_str(&format!(".kw(\"delimiter\", {})", expr(self, Some(d))));
+        }
+        if let Some(ArgValue::Type(te)) = named("as") {
+            open.push_str(&format!(".decode_as({})", self.types.schema(te)));
+        }
+        let next = match function {
+            "chunks" => format!("rows.next_chunk(&{}).await?", expr(self, size)),
+            _ => "rows.next_row().await?".to_string(),
+        };
+        self.locals.push(var.to_string());
+        let b = self.block(body);
+        self.locals.pop();
+        let row_cx = if reads(&b, "cx") {
+            "let cx = cx.with_index(row_index);"
+        } else {
+            ""
+        };
+        format!(
+            "{{ let mut rows = flow_runtime::steps::CsvRows::open(\"csv.{function}\", {open}).await?;
+            let mut row_index = 0usize;
+            while let Some(row_value) = {next} {{
+                {{ let {v} = row_value; {row_cx} {b} }}
+                row_index += 1;
+            }} }}",
+            v = self.binding(var),
         )
     }
 

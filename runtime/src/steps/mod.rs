@@ -26,6 +26,7 @@ use crate::core::error::{RunError, StepError};
 use crate::engine::ctx::{Args, StepCall};
 use crate::engine::registry::StepRegistry;
 
+pub use csv::CsvRows;
 pub(crate) use file::confine;
 pub(crate) use http::request_url;
 

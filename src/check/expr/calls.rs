@@ -6,6 +6,7 @@ use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Arg, ArgValue, Expr, ExprKind};
 
 use super::AMBIENT;
+use crate::check::stdlib::ParamSig;
 use crate::check::suggest::did_you_mean;
 use crate::check::types::Type;
 use crate::check::Checker;
@@ -190,6 +191,62 @@ impl Checker<'_> {
         page
     }
 
+    /// `for row in csv.rows(FILE, as: T, delimiter: ",")` (one row per
+    /// iteration) and `for rows in csv.chunks(FILE, size: N, as: T,
+    /// delimiter: ",")` (lists of up to N rows): the type of each item.
+    pub(in crate::check) fn csv_stream_loop(
+        &mut self,
+        call: &Expr,
+        function: &str,
+        parallel: Option<&Expr>,
+    ) -> Type {
+        let ExprKind::Call { callee, args } = &call.kind else {
+            return Type::Error;
+        };
+        if let Some(p) = parallel {
+            self.check_expr(p, None);
+            self.error(
+                Diagnostic::new(
+                    Code::PagesOutsideFor,
+                    p.span,
+                    "the rows of a file are read one after another",
+                )
+                .with_label(format!("`parallel` over `csv.{function}`"))
+                .with_help("drop `parallel` here; with `csv.chunks`, loop over a chunk's rows with `parallel` inside"),
+            );
+        }
+        let param = |name: &str, ty: Type, has_default: bool| ParamSig {
+            name: name.to_string(),
+            ty,
+            takes_type: false,
+            has_default,
+            default_type: None,
+        };
+        let mut params = vec![param("file", Type::File, false)];
+        if function == "chunks" {
+            params.push(param("size", Type::Int, false));
+        }
+        params.push(param("delimiter", Type::String, true));
+        params.push(ParamSig {
+            takes_type: true,
+            default_type: Some(Type::Json),
+            ..param("as", Type::Param("T".into()), true)
+        });
+        self.check_call_args(&format!("csv.{function}"), &params, args, callee.span);
+        let row = args
+            .iter()
+            .find_map(|a| match (&a.name, &a.value) {
+                (Some(n), ArgValue::Type(te)) if n.name == "as" => Some(self.resolve_type(te)),
+                _ => None,
+            })
+            .unwrap_or(Type::Json);
+        if function == "chunks" {
+            Type::list(row)
+        } else {
+            row
+        }
+    }
+
     fn stdlib_call(
         &mut self,
         e: &Expr,
@@ -213,6 +270,19 @@ impl Checker<'_> {
             self.error(d);
             return Type::Error;
         };
+        if module.name == "csv" && crate::check::CSV_STREAMS.contains(&name.name.as_str()) {
+            self.check_args_loosely(args);
+            self.error(
+                Diagnostic::new(
+                    Code::PagesOutsideFor,
+                    e.span,
+                    format!("`csv.{name}` is only the list of a `for` loop"),
+                )
+                .with_label("read from the file as the loop goes")
+                .with_help(format!("write `for row in csv.{name}(file, as: Row) {{ ... }}`; `csv.decode(file.text, as: [Row])` reads a small file at once")),
+            );
+            return Type::Error;
+        }
         if module.name == "http" && name.name == "pages" {
             self.check_args_loosely(args);
             self.error(

@@ -3,12 +3,16 @@
 //! mark skipped when reading and written on request (`bom: true`, for
 //! spreadsheet programs).
 
+mod rows;
+
 use serde_json::{Map, Value};
 
 use crate::core::error::RunError;
 use crate::core::ops::display;
 use crate::engine::ctx::Args;
 use crate::steps::row_path;
+
+pub use rows::CsvRows;
 
 /// The UTF-8 byte-order mark some programs put before the header row.
 const BOM: &str = "\u{feff}";
