@@ -178,6 +178,20 @@ impl Service {
         assert!(sent.success(), "kill {signal} {pid} failed");
     }
 
+    /// The most memory the binary has held so far (its `VmHWM`, the peak
+    /// resident set, from `/proc`), in bytes: read it just before stopping
+    /// the binary for its peak over its whole life.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the service's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .expect("VmHWM in /proc status")
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
