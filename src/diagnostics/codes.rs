@@ -138,7 +138,7 @@ codes! {
     DuplicateConnection = "E0701", "connection declared twice";
     BadConnectionOption = "E0702", "invalid connection option";
     ViaWithCredentials = "E0703", "`via:` together with `bearer:` or `basic:`";
-    PagesOutsideFor = "E0704", "`http.pages` outside a `for` loop";
+    PagesOutsideFor = "E0704", "a streamed list outside a `for` loop";
 
     // ---- warnings
     UnusedLet = "W0001", "unused `let` binding";

@@ -272,6 +272,15 @@ impl Checker<'_> {
         };
         if module.name == "csv" && crate::check::CSV_STREAMS.contains(&name.name.as_str()) {
             self.check_args_loosely(args);
+            for arg in args {
+                if let ArgValue::Type(te) = &arg.value {
+                    self.resolve_type(te);
+                }
+            }
+            let example = match name.name.as_str() {
+                "chunks" => "for rows in csv.chunks(file, size: 500, as: Row) { ... }",
+                _ => "for row in csv.rows(file, as: Row) { ... }",
+            };
             self.error(
                 Diagnostic::new(
                     Code::PagesOutsideFor,
@@ -279,7 +288,7 @@ impl Checker<'_> {
                     format!("`csv.{name}` is only the list of a `for` loop"),
                 )
                 .with_label("read from the file as the loop goes")
-                .with_help(format!("write `for row in csv.{name}(file, as: Row) {{ ... }}`; `csv.decode(file.text, as: [Row])` reads a small file at once")),
+                .with_help(format!("write `{example}`; `csv.decode(file.text, as: [Row])` reads a small file at once")),
             );
             return Type::Error;
         }
