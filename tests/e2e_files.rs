@@ -369,14 +369,11 @@ async fn files_on_an_sftp_server_are_taken_once_and_moved() {
     std::fs::write(inbox.join("b.csv"), "id\n2\n").unwrap();
     std::fs::write(inbox.join("ignored.txt"), "not a csv").unwrap();
 
-    // The flow names its folder in the source: write this server's in.
+    // User, host, port and folder of the trigger's source from the config.
     let work = tempfile::tempdir().unwrap();
-    let template =
-        std::fs::read_to_string(support::workspace().join("tests/flows/sftp_import.flow")).unwrap();
-    let flow = work.path().join("sftp_import.flow");
-    let folder = server.data_url("in");
-    std::fs::write(&flow, template.replace("SFTP_FOLDER", &folder)).unwrap();
-    let binary = support::build_into(&flow, &work.path().join("bin"));
+    let binary = support::build_example("tests/flows/sftp_import.flow");
+    let folder = inbox.display().to_string();
+    let port = server.port().to_string();
     let known_hosts = server.scratch("kh").join("known_hosts");
     std::fs::write(&known_hosts, server.known_hosts_line()).unwrap();
     let svc_dir = work.path().join("svc");
@@ -386,6 +383,10 @@ async fn files_on_an_sftp_server_are_taken_once_and_moved() {
         &binary,
         &[
             ("SINK_URL", sink.url()),
+            ("SFTP_USER", server.user()),
+            ("SFTP_HOST", "127.0.0.1"),
+            ("SFTP_PORT", &port),
+            ("SFTP_FOLDER", &folder),
             ("SFTP_KEY", server.client_key()),
             ("FLOW_SFTP_KNOWN_HOSTS", known_hosts.to_str().unwrap()),
         ],

@@ -333,8 +333,12 @@ impl Checker<'_> {
         // `${config.name}` parts are filled in at start-up: each must be a
         // text entry; what is checked below is the written rest.
         for entry in config_refs(&glob.value) {
-            let fits =
-                |t: &Type| matches!(t, Type::Url | Type::String | Type::Secret | Type::Error);
+            let fits = |t: &Type| {
+                matches!(
+                    t,
+                    Type::Url | Type::String | Type::Secret | Type::Int | Type::Error
+                )
+            };
             match self.use_config(entry) {
                 Some(t) if fits(t.unwrap_optional()) => {}
                 found => self.error(
@@ -378,6 +382,8 @@ impl Checker<'_> {
             );
         }
         let (folder, name) = text.rsplit_once('/').unwrap_or(("", text));
+        // A config entry in the folder (`${config.dir}`) is no wildcard.
+        let folder = without_config_refs(folder);
         if name.is_empty() {
             self.error(
                 Diagnostic::new(
@@ -891,6 +897,22 @@ fn config_refs(template: &str) -> Vec<&str> {
         rest = &after[end + 1..];
     }
     refs
+}
+
+/// `template` with each `${config.name}` replaced by the entry's name, so
+/// that the braces of a config reference are not taken for a wildcard.
+fn without_config_refs(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${config.") {
+        let after = &rest[start + "${config.".len()..];
+        let Some(end) = after.find('}') else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What is wrong with a file-name pattern's brackets, if anything: the

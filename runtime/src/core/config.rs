@@ -140,9 +140,11 @@ impl Config {
             let after = &rest[start + MARK.len()..];
             let Some(end) = after.find('}') else { break };
             out.push_str(&rest[..start]);
-            match self.get(&after[..end]).as_str() {
-                Some(value) => out.push_str(value),
-                None => out.push_str(&rest[start..start + MARK.len() + end + 1]),
+            match self.get(&after[..end]) {
+                Value::String(value) => out.push_str(value),
+                // A port: `sftp://${config.user}@${config.host}:${config.port}/in`.
+                Value::Number(n) => out.push_str(&n.to_string()),
+                _ => out.push_str(&rest[start..start + MARK.len() + end + 1]),
             }
             rest = &after[end + 1..];
         }
@@ -431,6 +433,20 @@ mod tests {
                 Some(json!({"max": 1})),
             ),
         ]
+    }
+
+    #[test]
+    fn templates_are_filled_with_text_and_numbers() {
+        let env = EnvSource::from_pairs([
+            ("ERP_URL", "https://erp.example.com"),
+            ("ERP_TOKEN", "t"),
+            ("BATCH_SIZE", "2222"),
+        ]);
+        let config = load(&entries(), None, &env).unwrap();
+        assert_eq!(
+            config.fill("sftp://u@${config.region}:${config.batch_size}/in/${config.unknown}"),
+            "sftp://u@eu:2222/in/${config.unknown}"
+        );
     }
 
     #[test]
