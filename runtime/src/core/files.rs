@@ -18,7 +18,7 @@ use crate::core::ops::format_time;
 /// size.
 pub const INLINE_LIMIT: u64 = 8 * 1024 * 1024;
 
-/// The `File` value of a path: `{ path, name, size, modified, text, bytes }`
+/// The `File` value of a path: `{ path, name, size, modified, bytes }`
 /// for a file of at most [`INLINE_LIMIT`] bytes, its [`file_reference`]
 /// for a larger one.
 pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepError> {
@@ -76,7 +76,7 @@ pub(crate) fn file_reference(
 }
 
 /// The `File` value of file contents, local or remote (`path` is then the
-/// `sftp://` URL): `{ path, name, size, modified, text, bytes }`.
+/// `sftp://` URL): `{ path, name, size, modified, bytes }`.
 pub(crate) fn file_json(
     path: &str,
     name: &str,
@@ -88,7 +88,8 @@ pub(crate) fn file_json(
         "name": name,
         "size": data.len(),
         "modified": modified.map_or(Value::Null, format_time),
-        "text": String::from_utf8_lossy(data),
+        // The content once: `.text` is derived from it when read
+        // (`ops::file_content`), so runs and journals do not hold it twice.
         "bytes": base64::engine::general_purpose::STANDARD.encode(data),
     })
 }

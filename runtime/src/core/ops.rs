@@ -278,6 +278,13 @@ pub fn file_content(file: &Value, field: &str) -> Result<Value, RunError> {
     if let Some(content) = file.get(field) {
         return Ok(content.clone());
     }
+    // A File holds its content once, as `bytes`; `.text` is its UTF-8
+    // reading (invalid sequences replaced).
+    if let (Some(Value::String(bytes)), "text") = (file.get("bytes"), field) {
+        let data = crate::core::bytes::decode(bytes)
+            .map_err(|e| RunError::new(format!("`.text` of a File: its bytes are {e}")))?;
+        return Ok(Value::String(String::from_utf8_lossy(&data).into_owned()));
+    }
     let name = file.get("name").and_then(Value::as_str).unwrap_or("a file");
     let size = file.get("size").and_then(Value::as_u64).unwrap_or(0);
     Err(RunError::new(format!(
