@@ -2,7 +2,7 @@
 //!
 //! Effectful components (`http.*`, `file.*`, `email.send`, `sql.*`,
 //! `state.set`) are [`StepFn`]s called through [`crate::Ctx::step`]; pure
-//! functions (`json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`) are
+//! functions (`json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`, `pdf.*`) are
 //! [`PureFn`]s called through [`call_pure`] from any expression. Both reach
 //! the engine through [`register`]. Argument conventions are listed in
 //! `runtime/API.md`.
@@ -15,6 +15,13 @@ mod csv;
 pub(crate) mod email;
 mod file;
 mod http;
+// PDF writing and reading with the `pdf` feature; without it, a module
+// whose functions refuse, naming the rebuild.
+#[cfg(feature = "pdf")]
+mod pdf;
+#[cfg(not(feature = "pdf"))]
+#[path = "pdf/without.rs"]
+mod pdf;
 mod pure;
 pub(crate) mod sql;
 mod xml;
@@ -50,7 +57,7 @@ pub fn register(registry: &mut StepRegistry) {
     // Only in binaries that call it: flowc turns the feature on for them.
     #[cfg(feature = "email")]
     registry.step("email.send", email::send);
-    for (name, f) in pure::PURE_FNS {
+    for (name, f) in pure::PURE_FNS.into_iter().chain(pdf::FNS) {
         registry.pure(name, f);
     }
 }

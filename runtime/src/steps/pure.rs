@@ -1,5 +1,5 @@
 //! Pure stdlib functions: `json.*`, `csv.*`, `xml.*`, `time.*`, `crypto.*`,
-//! `base64.*`.
+//! `base64.*` (and `pdf.*`, listed in its own module: `super::pdf::FNS`).
 
 use std::fmt::Write as _;
 
@@ -32,8 +32,14 @@ pub(super) const PURE_FNS: [(&str, PureFn); 15] = [
     ("base64.decode", base64_decode),
 ];
 
+/// The pure function `name`: one of [`PURE_FNS`] or `pdf.*` (which, in a
+/// binary built without the `pdf` feature, fails naming the rebuild).
 pub(super) fn lookup(name: &str) -> Option<PureFn> {
-    PURE_FNS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    PURE_FNS
+        .iter()
+        .chain(&super::pdf::FNS)
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
 
 fn string_arg<'a>(args: &'a Args, i: usize, func: &str, what: &str) -> Result<&'a str, RunError> {
