@@ -395,6 +395,11 @@ impl Checker<'_> {
                 .with_help(format!("e.g. `\"{text}*.csv\"`")),
             );
         } else if folder.contains(['*', '?', '[', '{']) {
+            let help = if folder.contains("**") {
+                "a files trigger watches one folder (its runs move files out of it); `file.list(\"in/**/*.xml\")` lists a whole tree"
+            } else {
+                "give one folder per trigger, e.g. `\"inbox/*.xml\"`"
+            };
             self.error(
                 Diagnostic::new(
                     Code::BadTriggerOption,
@@ -402,7 +407,7 @@ impl Checker<'_> {
                     "wildcards are allowed in the file name only, not in folders",
                 )
                 .with_label("wildcard in a folder")
-                .with_help("give one folder per trigger, e.g. `\"inbox/*.xml\"`"),
+                .with_help(help),
             );
         } else if let Some(problem) = name_pattern_problem(name) {
             self.error(

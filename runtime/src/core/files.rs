@@ -141,7 +141,8 @@ pub(crate) fn split_glob(glob: &Path) -> (PathBuf, String) {
 
 /// A file-name pattern (the last segment of a files trigger's glob or of
 /// `file.list`): `*` any run of characters, `?` one, `[a-z]` / `[!0-9]` a
-/// class, `{csv,txt}` alternatives; never across `/`.
+/// class, `{csv,txt}` alternatives; never across `/`, except `**/` (any
+/// number of folders, in `file.list`'s `in/**/*.csv`).
 #[derive(Clone, Debug)]
 pub struct NamePattern(globset::GlobMatcher);
 

@@ -219,30 +219,13 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
             return remote::list(&call, url).await;
         }
         let glob = path_arg(&call, 0, "glob", f)?;
-        let (dir, pattern) = split_glob(&glob);
+        let (dir, pattern) = split_recursive_glob(&glob);
         let pattern =
             NamePattern::new(&pattern).map_err(|e| StepError::permanent(format!("{f}: {e}")))?;
         let mut names = Vec::new();
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Value::Array(Vec::new())),
-            Err(e) => return Err(io_error(f, &dir, &e)),
-        };
-        while let Some(entry) = entries
-            .next_entry()
+        collect_matching(&dir, "", &pattern, 0, &mut names)
             .await
-            .map_err(|e| io_error(f, &dir, &e))?
-        {
-            let is_file = entry
-                .file_type()
-                .await
-                .map(|t| t.is_file())
-                .unwrap_or(false);
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_file && pattern.matches(&name) {
-                names.push(name);
-            }
-        }
+            .map_err(|(path, e)| io_error(f, &path, &e))?;
         names.sort();
         let mut files = Vec::with_capacity(names.len());
         for name in names {
@@ -253,9 +236,118 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
     .boxed()
 }
 
+/// How deep `**` looks below its folder: enough for any real tree, and a
+/// bound on a tree that loops through hard-linked folders.
+const MAX_DEPTH: usize = 32;
+
+/// A `file.list` glob split into the folder to look in and the pattern for
+/// paths below it: `in/*.csv` → (`in`, `*.csv`); with `**` the split is at
+/// the first segment holding a wildcard, so `in/**/*.csv` → (`in`,
+/// `**/*.csv`), matched against paths relative to `in`.
+fn split_recursive_glob(glob: &Path) -> (PathBuf, String) {
+    let text = glob.to_string_lossy();
+    if !text.contains("**") {
+        return split_glob(glob);
+    }
+    let segments: Vec<&str> = text.split('/').collect();
+    let first_wild = segments
+        .iter()
+        .position(|s| s.contains(['*', '?', '[', '{']))
+        .unwrap_or(segments.len() - 1);
+    let dir = segments[..first_wild].join("/");
+    let dir = if dir.is_empty() && text.starts_with('/') {
+        PathBuf::from("/")
+    } else if dir.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(dir)
+    };
+    (dir, segments[first_wild..].join("/"))
+}
+
+/// Adds to `out` the paths (relative to the listed folder, `/`-separated)
+/// of the regular files below `dir` matching `pattern`. Symbolic links to
+/// folders are not followed. A missing folder holds nothing.
+fn collect_matching<'a>(
+    dir: &'a Path,
+    prefix: &'a str,
+    pattern: &'a NamePattern,
+    depth: usize,
+    out: &'a mut Vec<String>,
+) -> BoxFuture<'a, Result<(), (PathBuf, io::Error)>> {
+    async move {
+        let here = dir.join(prefix);
+        let mut entries = match tokio::fs::read_dir(&here).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err((here, e)),
+        };
+        while let Some(entry) = entries.next_entry().await.map_err(|e| (here.clone(), e))? {
+            let Ok(kind) = entry.file_type().await else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if kind.is_file() && pattern.matches(&rel) {
+                out.push(rel);
+            } else if kind.is_dir() && depth < MAX_DEPTH && pattern.as_str().contains("**") {
+                collect_matching(dir, &rel, pattern, depth + 1, out).await?;
+            }
+        }
+        Ok(())
+    }
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::NamePattern;
+
+    #[test]
+    fn double_stars_split_at_the_first_wildcard() {
+        use std::path::{Path, PathBuf};
+        let split = |g: &str| super::split_recursive_glob(Path::new(g));
+        assert_eq!(split("in/*.csv"), (PathBuf::from("in"), "*.csv".into()));
+        assert_eq!(
+            split("in/**/*.csv"),
+            (PathBuf::from("in"), "**/*.csv".into())
+        );
+        assert_eq!(
+            split("/d/x/**/a/*.csv"),
+            (PathBuf::from("/d/x"), "**/a/*.csv".into())
+        );
+        assert_eq!(split("**/*.csv"), (PathBuf::from("."), "**/*.csv".into()));
+        let pattern = NamePattern::new("**/*.csv").unwrap();
+        assert!(pattern.matches("a.csv") && pattern.matches("x/y/a.csv"));
+        assert!(!pattern.matches("x/a.txt"));
+    }
+
+    #[tokio::test]
+    async fn double_stars_list_files_in_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.csv", "x/b.csv", "x/y/c.csv", "x/y/d.txt"] {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "h\n").unwrap();
+        }
+        let mut found = Vec::new();
+        let pattern = NamePattern::new("**/*.csv").unwrap();
+        super::collect_matching(dir.path(), "", &pattern, 0, &mut found)
+            .await
+            .unwrap();
+        found.sort();
+        assert_eq!(found, ["a.csv", "x/b.csv", "x/y/c.csv"]);
+        let mut flat = Vec::new();
+        let pattern = NamePattern::new("*.csv").unwrap();
+        super::collect_matching(dir.path(), "", &pattern, 0, &mut flat)
+            .await
+            .unwrap();
+        assert_eq!(flat, ["a.csv"], "without `**` only the folder itself");
+    }
 
     #[test]
     fn globs_match_names() {
