@@ -275,6 +275,10 @@ pub fn get<'a>(v: &'a Value, name: &str) -> &'a Value {
 /// large to hold in a run (passed by reference: `core::files::INLINE_LIMIT`)
 /// that says how to read it instead.
 pub fn file_content(file: &Value, field: &str) -> Result<Value, RunError> {
+    // `files.first()?.text` of no file at all.
+    if file.is_null() {
+        return Ok(Value::Null);
+    }
     if let Some(content) = file.get(field) {
         return Ok(content.clone());
     }
@@ -595,6 +599,18 @@ pub fn record<K: Into<String>>(entries: impl IntoIterator<Item = (K, Value)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_content_is_read_derived_or_refused() {
+        use serde_json::json;
+        let file = json!({ "name": "a.csv", "size": 3, "bytes": "YSxi" });
+        assert_eq!(file_content(&file, "text").unwrap(), "a,b");
+        assert_eq!(file_content(&file, "bytes").unwrap(), "YSxi");
+        assert_eq!(file_content(&Value::Null, "text").unwrap(), Value::Null);
+        let big = json!({ "name": "big.csv", "size": 9_000_000_000u64 });
+        let err = file_content(&big, "text").unwrap_err().to_string();
+        assert!(err.contains("big.csv") && err.contains("csv.rows"), "{err}");
+    }
 
     #[test]
     fn link_finds_a_relation_among_several() {
