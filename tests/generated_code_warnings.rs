@@ -49,6 +49,7 @@ compiles_without_warnings! {
     bench_everything: "benches/everything.flow",
     bench_relay: "benches/relay.flow",
     flow_big_csv: "tests/flows/big_csv.flow",
+    flow_big_move: "tests/flows/big_move.flow",
     flow_bytes: "tests/flows/bytes.flow",
     flow_callers: "tests/flows/callers.flow",
     flow_connections: "tests/flows/connections.flow",

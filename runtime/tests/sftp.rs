@@ -167,6 +167,56 @@ fn exchange(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// `input.remote2` (another server's `sftp://…/dir`) joined with `rel`.
+fn remote2(cx: &Ctx, rel: &str) -> Value {
+    let input = ops::field(cx.trigger(), "input");
+    Value::String(ops::interp(&[ops::field(&input, "remote2"), json!(rel)]))
+}
+
+/// A large file moved up, listed, moved to another server and back down.
+fn streams(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let auth = key(&cx);
+        let moves = [
+            ("up", local(&cx, "/big.bin"), remote(&cx, "/up/big.bin")),
+            (
+                "across",
+                remote(&cx, "/up/big.bin"),
+                remote2(&cx, "/across/big.bin"),
+            ),
+            (
+                "down",
+                remote2(&cx, "/across/big.bin"),
+                local(&cx, "/back/big.bin"),
+            ),
+        ];
+        for (name, from, to) in moves {
+            let args = Args::new().arg(from).arg(to).kw("auth", auth.clone());
+            cx.step(name, quick_retries(), "file.move", args).await?;
+            if name == "up" {
+                let args = Args::new()
+                    .arg(remote(&cx, "/up/*.bin"))
+                    .kw("auth", auth.clone());
+                cx.step("listed", quick_retries(), "file.list", args)
+                    .await?;
+            }
+        }
+        Ok(Outcome::Succeeded)
+    })
+}
+
+/// An upload onto a folder of the same name.
+fn upload_onto_folder(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new()
+            .arg(local(&cx, "/keep.bin"))
+            .arg(remote(&cx, "/out/keep.bin"))
+            .kw("auth", key(&cx));
+        cx.step("up", quick_retries(), "file.move", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn read_missing(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
         let args = Args::new()
@@ -200,6 +250,8 @@ fn flows(_: &Config) -> Vec<FlowDef> {
         def("read_missing", read_missing),
         def("without_auth", without_auth),
         def("unreachable", read_missing),
+        def("streams", streams),
+        def("upload_onto_folder", upload_onto_folder),
     ]
 }
 
@@ -211,8 +263,20 @@ fn integration() -> Integration {
 }
 
 async fn run(rt: &Runtime, flow: &str, s: &Sshd, local: &Path) -> (Execution, Vec<StepRecord>) {
+    run_with(rt, flow, s, s, local).await
+}
+
+/// [`run`] with `other` as `input.remote2`.
+async fn run_with(
+    rt: &Runtime,
+    flow: &str,
+    s: &Sshd,
+    other: &Sshd,
+    local: &Path,
+) -> (Execution, Vec<StepRecord>) {
     let input = json!({
-        "remote": format!("sftp://{}@127.0.0.1:{}{}", s.user(), s.port(), s.data_dir().display()),
+        "remote": data_url(s),
+        "remote2": data_url(other),
         "local": local.display().to_string(),
     });
     let id = new_execution_id();
@@ -222,6 +286,16 @@ async fn run(rt: &Runtime, flow: &str, s: &Sshd, local: &Path) -> (Execution, Ve
         .expect("run");
     let journal = rt.store().journal(&id).await.expect("journal");
     (exec, journal)
+}
+
+/// `sftp://USER@127.0.0.1:PORT/<data dir>`.
+fn data_url(s: &Sshd) -> String {
+    format!(
+        "sftp://{}@127.0.0.1:{}{}",
+        s.user(),
+        s.port(),
+        s.data_dir().display()
+    )
 }
 
 fn output<'a>(journal: &'a [StepRecord], key: &str) -> &'a Value {
@@ -387,4 +461,111 @@ async fn an_untrusted_host_key_fails_the_step_for_good() {
     assert_eq!(journal[0].attempts, 1, "an untrusted key is not retried");
     // Refused before logging in: the credential never went to that server.
     assert!(!s.log().contains("Accepted publickey"), "{}", s.log());
+}
+
+/// `len` bytes that repeat only every 251 bytes.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// The names in `dir`, sorted (none when it is missing).
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn large_files_move_streamed_and_are_passed_by_reference() {
+    let test = "large_files_move_streamed_and_are_passed_by_reference";
+    let (Some(s), Some(other)) = (Sshd::start(test), Sshd::start(test)) else {
+        return;
+    };
+    trust(&s);
+    trust(&other);
+    other.authorize(&s.client_public_key());
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())]),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    // Over INLINE_LIMIT (8 MiB), and not a whole number of 256 KiB chunks.
+    let data = patterned(9 * 1024 * 1024 + 12_345);
+    std::fs::write(local.path().join("big.bin"), &data).unwrap();
+
+    let (exec, journal) = run_with(&rt, "streams", &s, &other, local.path()).await;
+    assert_eq!(exec.status, Status::Succeeded, "{exec:#?}");
+
+    let size = json!(data.len());
+    let back = local.path().join("back/big.bin");
+    let up = format!("{}/up/big.bin", data_url(&s));
+    let across = format!("{}/across/big.bin", data_url(&other));
+    let listed = output(&journal, "listed").as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    for (file, path) in [
+        (output(&journal, "up"), up.clone()),
+        (&listed[0], up),
+        (output(&journal, "across"), across),
+        (output(&journal, "down"), back.display().to_string()),
+    ] {
+        assert_eq!(file["path"], json!(path), "{file}");
+        assert_eq!(file["name"], json!("big.bin"), "{file}");
+        assert_eq!(file["size"], size, "{file}");
+        assert!(file["modified"].is_string(), "{file}");
+        // A reference: the contents are not in the run.
+        assert!(
+            file.get("text").is_none() && file.get("bytes").is_none(),
+            "{file}"
+        );
+    }
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "the file came back different"
+    );
+    // Every source is gone, and no temporary file is left anywhere.
+    assert_eq!(names(local.path()), ["back"]);
+    assert_eq!(names(&local.path().join("back")), ["big.bin"]);
+    assert!(names(&s.data_dir().join("up")).is_empty());
+    assert!(names(&other.data_dir().join("across")).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_upload_keeps_the_source_and_leaves_no_temporary_file() {
+    let test = "a_failed_upload_keeps_the_source_and_leaves_no_temporary_file";
+    let Some(s) = Sshd::start(test) else {
+        return;
+    };
+    trust(&s);
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())]),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let data = patterned(600 * 1024);
+    std::fs::write(local.path().join("keep.bin"), &data).unwrap();
+    std::fs::create_dir_all(s.data_dir().join("out/keep.bin")).unwrap();
+
+    let (exec, journal) = run(&rt, "upload_onto_folder", &s, local.path()).await;
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "file.move: {}/out/keep.bin: is a folder",
+            data_url(&s)
+        )),
+        "{error}"
+    );
+    assert_eq!(journal[0].attempts, 1, "a permanent error is not retried");
+    assert_eq!(names(&s.data_dir().join("out")), ["keep.bin"]);
+    assert!(std::fs::read(local.path().join("keep.bin")).unwrap() == data);
 }

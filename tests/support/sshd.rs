@@ -200,6 +200,15 @@ impl Sshd {
         &self.client_key
     }
 
+    /// The client's public key line (`ssh-ed25519 AAAA… flow-test`), for
+    /// another server to [`Sshd::authorize`].
+    pub fn client_public_key(&self) -> String {
+        fs::read_to_string(self.dir.path().join("client_ed25519.pub"))
+            .expect("read the client public key")
+            .trim()
+            .to_string()
+    }
+
     /// A folder the tests may use (writable by every account), absolute.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

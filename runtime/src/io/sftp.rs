@@ -18,12 +18,21 @@
 //!   port, auth), kept in a process-wide cache and shared by concurrent
 //!   operations. A connection that closed (server restart, 5 minutes idle)
 //!   or failed at the connection level is dropped and the next operation
-//!   reconnects; read-only operations ([`list`], [`stat`], [`read`]) that
-//!   fail that way on a reused connection are tried once more on a fresh one.
+//!   reconnects; operations that change nothing on the server ([`list`],
+//!   [`stat`], [`read`], [`download`]) that fail that way on a reused
+//!   connection are tried once more on a fresh one.
 //! - **timeouts**: connecting (TCP, handshake, authentication, SFTP start) is
 //!   bounded by `CONNECT_TIMEOUT`; each SFTP request by `REQUEST_TIMEOUT`;
 //!   a whole operation by `OP_TIMEOUT` (`TRANSFER_TIMEOUT` for reads and
-//!   writes of contents), all in `client`.
+//!   writes of contents held in memory), all in `client`. The streamed
+//!   transfers ([`download`], [`upload`], [`copy`]) have no bound on their
+//!   whole duration, which grows with the file, but fail when they stop
+//!   moving: each chunk within `STALL_TIMEOUT`, each step around the data
+//!   within `OP_TIMEOUT`.
+//! - **streaming**: [`download`], [`upload`] and [`copy`] move a file of any
+//!   size in chunks of 256 KiB, so memory stays bounded; the target is
+//!   written under a temporary name and renamed into place, and a failed
+//!   transfer removes it.
 //!
 //! Every error is an [`SftpError`] whose message starts with the URL (never
 //! a secret) and which says whether another attempt may succeed
@@ -41,7 +50,7 @@ mod client;
 #[path = "sftp/without.rs"]
 mod client;
 
-pub(crate) use client::{list, read, remove, rename, stat, write};
+pub(crate) use client::{copy, download, list, read, remove, rename, stat, upload, write};
 
 // ---------------------------------------------------------------- URLs
 

@@ -2,7 +2,9 @@
 //! the operations; see the parent module for the terms.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::future::Future;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use russh_sftp::client::error::Error as ProtoError;
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::core::files::NamePattern;
 use crate::core::sync::lock;
@@ -42,8 +44,32 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on a whole metadata operation (list, stat, rename, remove).
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bound on a whole read or write of a file's contents.
+/// Bound on a whole read or write of contents held in memory ([`read`],
+/// [`write`]): values of a run, small enough to hold (files beyond
+/// [`INLINE_LIMIT`](crate::core::files::INLINE_LIMIT) are streamed, see
+/// [`STALL_TIMEOUT`]).
 pub(crate) const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a streamed transfer ([`download`], [`upload`], [`copy`]) may
+/// go without progress. Such a transfer has no bound on its whole
+/// duration — a 2 GB file takes a minute on loopback and hours on a slow
+/// link — but fails as soon as it stops moving: a read from the source or
+/// a write to the target that moves no byte within this, the wait for the
+/// server to confirm the last writes and sync them, or a step around the
+/// data (opening, creating folders, renaming) not done within
+/// [`OP_TIMEOUT`]. SFTP requests are also bounded one by one
+/// ([`REQUEST_TIMEOUT`]).
+pub(crate) const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a streamed transfer reads from one side before writing it to the
+/// other: the only buffer it holds, besides the requests the SFTP channel
+/// keeps in flight ([`READ_AHEAD`] reads, and `russh_sftp`'s 16 writes of
+/// 32 KiB), so its memory does not grow with the file.
+const CHUNK: usize = 256 * 1024;
+/// How many reads of up to 256 KiB (about the most OpenSSH answers at
+/// once) an open remote file keeps in flight: 1 MiB, half of what
+/// OpenSSH's own `sftp` keeps (64 requests of 32 KiB). On loopback a
+/// 2 GiB download is as fast as with `russh_sftp`'s default of 16, which
+/// added 6 MiB to its peak memory (tests/e2e_big_files.rs).
+const READ_AHEAD: usize = 4;
 /// An idle connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -77,15 +103,33 @@ fn proto_error(url: &SftpUrl, e: ProtoError) -> SftpError {
     SftpError::new(kind, url, why)
 }
 
-/// Classifies an I/O error while streaming a file's contents.
-fn stream_error(url: &SftpUrl, e: std::io::Error) -> SftpError {
+/// Classifies an I/O error while streaming a file's contents, on the
+/// server (`at` is the URL) or on this machine (`at` is the local path).
+fn stream_error(at: impl Display, e: std::io::Error) -> SftpError {
     let kind = match e.kind() {
         std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
         std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
         std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::InvalidInput => ErrorKind::Invalid,
         _ => ErrorKind::Io,
     };
-    SftpError::new(kind, url, e)
+    SftpError::new(kind, at, e)
+}
+
+/// `step` within `limit`, else a retryable timeout naming `at`.
+async fn within<T>(
+    limit: Duration,
+    at: impl Display,
+    step: impl Future<Output = Result<T, SftpError>>,
+) -> Result<T, SftpError> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(result) => result,
+        Err(_) => Err(SftpError::new(
+            ErrorKind::Timeout,
+            at,
+            format!("no progress within {limit:?}"),
+        )),
+    }
 }
 
 impl RemoteFile {
@@ -117,7 +161,7 @@ pub(crate) async fn list(url: &SftpUrl, auth: &str) -> Result<Vec<RemoteFile>, S
     let dir = url.parent().to_string();
     let pattern = NamePattern::new(url.file_name())
         .map_err(|why| SftpError::new(ErrorKind::Invalid, url, why))?;
-    with_session(url, auth, OP_TIMEOUT, true, |conn| {
+    with_session(url, auth, Limit::Total(OP_TIMEOUT), true, |conn| {
         let (url, dir, pattern) = (url.clone(), dir.clone(), pattern.clone());
         async move {
             let entries = match conn.sftp.read_dir(dir.clone()).await {
@@ -148,7 +192,7 @@ pub(crate) async fn list(url: &SftpUrl, auth: &str) -> Result<Vec<RemoteFile>, S
 /// The regular file at `url` (an error naming it when missing or not a
 /// regular file).
 pub(crate) async fn stat(url: &SftpUrl, auth: &str) -> Result<RemoteFile, SftpError> {
-    with_session(url, auth, OP_TIMEOUT, true, |conn| {
+    with_session(url, auth, Limit::Total(OP_TIMEOUT), true, |conn| {
         let url = url.clone();
         async move { stat_file(&conn, &url).await }
     })
@@ -173,7 +217,7 @@ async fn stat_file(conn: &Conn, url: &SftpUrl) -> Result<RemoteFile, SftpError> 
 
 /// The contents of the file at `url`, and the file.
 pub(crate) async fn read(url: &SftpUrl, auth: &str) -> Result<(Vec<u8>, RemoteFile), SftpError> {
-    with_session(url, auth, TRANSFER_TIMEOUT, true, |conn| {
+    with_session(url, auth, Limit::Total(TRANSFER_TIMEOUT), true, |conn| {
         let url = url.clone();
         async move {
             let mut file = stat_file(&conn, &url).await?;
@@ -196,8 +240,8 @@ pub(crate) async fn read(url: &SftpUrl, auth: &str) -> Result<(Vec<u8>, RemoteFi
 }
 
 /// Writes `bytes` to `url`, creating missing folders. Without `append` the
-/// file is replaced as a whole: written under a temporary name
-/// (`NAME.tmp-UUID`) and renamed, so readers never see half a file; with
+/// file is replaced as a whole ([`replace_with`]: written under a
+/// temporary name and renamed, so readers never see half a file); with
 /// `append` the bytes are added at its end (it is created if missing).
 pub(crate) async fn write(
     url: &SftpUrl,
@@ -206,36 +250,32 @@ pub(crate) async fn write(
     append: bool,
 ) -> Result<RemoteFile, SftpError> {
     let bytes: Arc<[u8]> = Arc::from(bytes);
-    with_session(url, auth, TRANSFER_TIMEOUT, false, |conn| {
+    with_session(url, auth, Limit::Total(TRANSFER_TIMEOUT), false, |conn| {
         let (url, bytes) = (url.clone(), bytes.clone());
         async move {
-            if url.file_name().is_empty() {
-                return Err(SftpError::new(
-                    ErrorKind::Invalid,
-                    &url,
-                    "the path names a folder, not a file",
-                ));
+            if !append {
+                return replace_with(&conn, &url, &mut &bytes[..], &url).await;
             }
+            check_file_name(&url)?;
             create_dirs(&conn, &url, url.parent()).await?;
-            if append {
-                let flags = OpenFlags::CREATE | OpenFlags::WRITE | OpenFlags::APPEND;
-                put(&conn, &url, &url.path, flags, &bytes).await?;
-            } else {
-                let tmp = format!("{}.tmp-{}", url.path, uuid::Uuid::new_v4().simple());
-                let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
-                if let Err(e) = put(&conn, &url, &tmp, flags, &bytes).await {
-                    let _ = conn.sftp.remove_file(tmp).await;
-                    return Err(e);
-                }
-                if let Err(e) = replace(&conn, &url.with_path(tmp.clone()), &url).await {
-                    let _ = conn.sftp.remove_file(tmp).await;
-                    return Err(e);
-                }
-            }
+            let flags = OpenFlags::CREATE | OpenFlags::WRITE | OpenFlags::APPEND;
+            put(&conn, &url, &url.path, flags, &bytes).await?;
             stat_file(&conn, &url).await
         }
     })
     .await
+}
+
+/// Refuses a URL that names a folder (ends with `/`) as a file to write.
+fn check_file_name(url: &SftpUrl) -> Result<(), SftpError> {
+    if url.file_name().is_empty() {
+        return Err(SftpError::new(
+            ErrorKind::Invalid,
+            url,
+            "the path names a folder, not a file",
+        ));
+    }
+    Ok(())
 }
 
 async fn put(
@@ -254,6 +294,330 @@ async fn put(
         .await
         .map_err(|e| stream_error(url, e))?;
     file.close().await.map_err(|e| stream_error(url, e))
+}
+
+// ------------------------------------------------------- streamed transfers
+
+/// Copies the file at `url` into a new local file at `local` (replaced if
+/// it exists) one [`CHUNK`] at a time, and syncs it to disk; the caller
+/// renames it into place. Returns the remote file with the size copied. A
+/// failed download removes `local`. Bounded by progress, not by duration
+/// ([`STALL_TIMEOUT`]).
+pub(crate) async fn download(
+    url: &SftpUrl,
+    auth: &str,
+    local: &Path,
+) -> Result<RemoteFile, SftpError> {
+    let partial = LocalTemp(Some(local.to_path_buf()));
+    // Idempotent: a retry on a fresh session starts the local file over.
+    let file = with_session(url, auth, Limit::Progress, true, |conn| {
+        let (url, local) = (url.clone(), local.to_path_buf());
+        async move { download_on(&conn, &url, &local).await }
+    })
+    .await?;
+    partial.keep();
+    Ok(file)
+}
+
+/// A local file being written, removed unless kept: on an error, and also
+/// when the transfer is dropped halfway (the attempt of a step that timed
+/// out), so that no partial file is left behind.
+struct LocalTemp(Option<std::path::PathBuf>);
+
+impl LocalTemp {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for LocalTemp {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // One unlink: quick enough to do in place.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A temporary file on the server, removed unless kept. On an error it is
+/// removed before the error is returned ([`RemoteTemp::remove`]); when the
+/// transfer is dropped halfway (the attempt of a step that timed out) a
+/// task removes it.
+struct RemoteTemp {
+    conn: Arc<Conn>,
+    path: Option<String>,
+}
+
+impl RemoteTemp {
+    fn new(conn: &Arc<Conn>, path: &str) -> RemoteTemp {
+        RemoteTemp {
+            conn: conn.clone(),
+            path: Some(path.to_string()),
+        }
+    }
+
+    fn keep(mut self) {
+        self.path = None;
+    }
+
+    /// Bounded by the SFTP request timeout. A broken session cannot remove
+    /// it, and the transfer's own error says what went wrong.
+    async fn remove(mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = self.conn.sftp.remove_file(path).await;
+        }
+    }
+}
+
+impl Drop for RemoteTemp {
+    fn drop(&mut self) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        let conn = self.conn.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = conn.sftp.remove_file(path).await;
+            });
+        }
+    }
+}
+
+async fn download_on(conn: &Conn, url: &SftpUrl, local: &Path) -> Result<RemoteFile, SftpError> {
+    let at = local.display();
+    let (mut file, mut source) = within(OP_TIMEOUT, url, open_source(conn, url)).await?;
+    let mut target = tokio::fs::File::create(local)
+        .await
+        .map_err(|e| stream_error(&at, e))?;
+    file.size = pump(&mut source, url, &mut target, &at).await?;
+    within(OP_TIMEOUT, url, async {
+        source.close().await.map_err(|e| stream_error(url, e))
+    })
+    .await?;
+    // `flush` reports a failed write that `sync_all` would not.
+    target.flush().await.map_err(|e| stream_error(&at, e))?;
+    target.sync_all().await.map_err(|e| stream_error(&at, e))?;
+    Ok(file)
+}
+
+/// Copies the local file at `local` to `url` one [`CHUNK`] at a time,
+/// creating missing folders; the target is replaced as a whole, as by
+/// [`write`] ([`replace_with`]). Bounded by progress, not by duration
+/// ([`STALL_TIMEOUT`]).
+pub(crate) async fn upload(
+    local: &Path,
+    url: &SftpUrl,
+    auth: &str,
+) -> Result<RemoteFile, SftpError> {
+    with_session(url, auth, Limit::Progress, false, |conn| {
+        let (url, local) = (url.clone(), local.to_path_buf());
+        async move {
+            let mut source = tokio::fs::File::open(&local)
+                .await
+                .map_err(|e| stream_error(local.display(), e))?;
+            replace_with(&conn, &url, &mut source, &local.display()).await
+        }
+    })
+    .await
+}
+
+/// Copies the file `from` to `to` on another server (another account,
+/// host or port), streamed from one session into the other through one
+/// [`CHUNK`] buffer: nothing is kept on this machine's disk. The target is
+/// replaced as a whole ([`replace_with`]). Bounded by progress, not by
+/// duration ([`STALL_TIMEOUT`]).
+pub(crate) async fn copy(
+    from: &SftpUrl,
+    to: &SftpUrl,
+    auth: &str,
+) -> Result<RemoteFile, SftpError> {
+    with_session(from, auth, Limit::Progress, false, |src| {
+        let (from, to, auth) = (from.clone(), to.clone(), auth.to_string());
+        async move {
+            with_session(&to, &auth, Limit::Progress, false, |dst| {
+                let (src, from, to) = (src.clone(), from.clone(), to.clone());
+                async move {
+                    let (_, mut source) =
+                        within(OP_TIMEOUT, &from, open_source(&src, &from)).await?;
+                    replace_with(&dst, &to, &mut source, &from).await
+                }
+            })
+            .await
+        }
+    })
+    .await
+}
+
+/// The regular file at `url`, opened for reading.
+async fn open_source(
+    conn: &Conn,
+    url: &SftpUrl,
+) -> Result<(RemoteFile, russh_sftp::client::fs::File), SftpError> {
+    let file = stat_file(conn, url).await?;
+    let handle = conn
+        .sftp
+        .open(url.path.clone())
+        .await
+        .map_err(|e| proto_error(url, e))?;
+    Ok((file, handle))
+}
+
+/// Replaces the file at `url` with what `source` (named `from` in errors)
+/// holds, creating missing folders: written under a temporary name
+/// (`NAME.tmp-UUID`) one [`CHUNK`] at a time, synced on the server (when it
+/// offers `fsync@openssh.com`) and renamed over the target, so readers
+/// never see half a file. A failure removes the temporary file.
+async fn replace_with<R>(
+    conn: &Arc<Conn>,
+    url: &SftpUrl,
+    source: &mut R,
+    from: &(dyn Display + Sync),
+) -> Result<RemoteFile, SftpError>
+where
+    R: AsyncRead + Unpin,
+{
+    check_file_name(url)?;
+    within(OP_TIMEOUT, url, create_dirs(conn, url, url.parent())).await?;
+    let tmp = url.with_path(format!(
+        "{}.tmp-{}",
+        url.path,
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = RemoteTemp::new(conn, &tmp.path);
+    let placed = async {
+        stream_to(conn, &tmp, url, source, from).await?;
+        within(OP_TIMEOUT, url, replace(conn, &tmp, url)).await
+    };
+    if let Err(e) = placed.await {
+        written.remove().await;
+        return Err(e);
+    }
+    written.keep();
+    within(OP_TIMEOUT, url, stat_file(conn, url)).await
+}
+
+/// Writes all of `source` into a new file at `tmp` (errors name `url`,
+/// the file it stands for) and syncs it.
+async fn stream_to<R>(
+    conn: &Conn,
+    tmp: &SftpUrl,
+    url: &SftpUrl,
+    source: &mut R,
+    from: &(dyn Display + Sync),
+) -> Result<u64, SftpError>
+where
+    R: AsyncRead + Unpin,
+{
+    let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+    let mut target = within(OP_TIMEOUT, url, async {
+        conn.sftp
+            .open_with_flags(tmp.path.clone(), flags)
+            .await
+            .map_err(|e| proto_error(url, e))
+    })
+    .await?;
+    let size = pump(source, from, &mut target, url).await?;
+    // Waits for the writes still in flight, then fsyncs (a no-op on a
+    // server without fsync@openssh.com): the source of a move is deleted
+    // only once the copy is on the server's disk.
+    within(stall_timeout(), url, async {
+        target.flush().await.map_err(|e| stream_error(url, e))?;
+        target.close().await.map_err(|e| stream_error(url, e))
+    })
+    .await?;
+    Ok(size)
+}
+
+/// Copies `source` to `target` one [`CHUNK`] at a time; errors name
+/// `from` or `to`. Each read and each write must move some bytes within
+/// [`STALL_TIMEOUT`] (so a slow but steady transfer never times out, a
+/// stalled one does). Returns the number of bytes copied.
+async fn pump<R, W>(
+    source: &mut R,
+    from: &(dyn Display + Sync),
+    target: &mut W,
+    to: &(dyn Display + Sync),
+) -> Result<u64, SftpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut chunk = vec![0u8; CHUNK];
+    let mut copied = 0u64;
+    loop {
+        let n = fill(source, &mut chunk, from).await?;
+        if n == 0 {
+            return Ok(copied);
+        }
+        drain(target, &chunk[..n], to).await?;
+        copied += n as u64;
+    }
+}
+
+/// Reads from `source` until `chunk` is full or the source ends; the
+/// number of bytes read (0 at the end).
+async fn fill<R>(
+    source: &mut R,
+    chunk: &mut [u8],
+    from: &(dyn Display + Sync),
+) -> Result<usize, SftpError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut filled = 0;
+    while filled < chunk.len() {
+        let read = async {
+            source
+                .read(&mut chunk[filled..])
+                .await
+                .map_err(|e| stream_error(from, e))
+        };
+        match within(stall_timeout(), from, read).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes all of `bytes` to `target`.
+async fn drain<W>(target: &mut W, bytes: &[u8], to: &(dyn Display + Sync)) -> Result<(), SftpError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut written = 0;
+    while written < bytes.len() {
+        let write = async {
+            target
+                .write(&bytes[written..])
+                .await
+                .map_err(|e| stream_error(to, e))
+        };
+        match within(stall_timeout(), to, write).await? {
+            0 => {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(stream_error(to, e));
+            }
+            n => written += n,
+        }
+    }
+    Ok(())
+}
+
+/// [`STALL_TIMEOUT`], shorter in tests of this thread.
+fn stall_timeout() -> Duration {
+    #[cfg(test)]
+    if let Some(limit) = TEST_STALL_TIMEOUT.with(std::cell::Cell::get) {
+        return limit;
+    }
+    STALL_TIMEOUT
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A shorter [`STALL_TIMEOUT`] for the tests on this thread.
+    pub(crate) static TEST_STALL_TIMEOUT: std::cell::Cell<Option<Duration>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Creates `dir` and its missing ancestors.
@@ -343,7 +707,7 @@ pub(crate) async fn rename(
             format!("cannot rename to another server ({to})"),
         ));
     }
-    with_session(from, auth, OP_TIMEOUT, false, |conn| {
+    with_session(from, auth, Limit::Total(OP_TIMEOUT), false, |conn| {
         let (from, to) = (from.clone(), to.clone());
         async move {
             let file = stat_file(&conn, &from).await?;
@@ -362,7 +726,7 @@ pub(crate) async fn rename(
 /// Deletes the file at `url`: true when it existed, false when it was
 /// already missing.
 pub(crate) async fn remove(url: &SftpUrl, auth: &str) -> Result<bool, SftpError> {
-    with_session(url, auth, OP_TIMEOUT, false, |conn| {
+    with_session(url, auth, Limit::Total(OP_TIMEOUT), false, |conn| {
         let url = url.clone();
         async move {
             match conn.sftp.remove_file(url.path.clone()).await {
@@ -476,13 +840,23 @@ pub(crate) async fn handshakes(url: &SftpUrl, auth: &str) -> u64 {
     slot(url, auth).lock().await.handshakes
 }
 
+/// How long an operation on a session may take.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    /// The whole operation, this long at most.
+    Total(Duration),
+    /// As long as it keeps moving: a streamed transfer bounds each of its
+    /// steps itself ([`STALL_TIMEOUT`], [`OP_TIMEOUT`]), never the whole.
+    Progress,
+}
+
 /// Runs `op` on a session for `url` within `limit`. A connection-level
 /// failure drops the session; when it was a reused one and `idempotent`,
 /// `op` is tried once more on a fresh session.
 async fn with_session<T, F, Fut>(
     url: &SftpUrl,
     auth: &str,
-    limit: Duration,
+    limit: Limit,
     idempotent: bool,
     op: F,
 ) -> Result<T, SftpError>
@@ -512,6 +886,9 @@ where
             }
             result => result,
         }
+    };
+    let Limit::Total(limit) = limit else {
+        return attempt.await;
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(result) => result,
@@ -705,6 +1082,7 @@ async fn connect(server: &SftpUrl, auth: &str) -> Result<Conn, SftpError> {
         .map_err(|e| connect_err(format!("cannot start SFTP: {e}")))?;
     let config = russh_sftp::client::Config {
         request_timeout_secs: REQUEST_TIMEOUT.as_secs(),
+        max_concurrent_reads: READ_AHEAD,
         ..Default::default()
     };
     let sftp = SftpSession::new_with_config(channel.into_stream(), config)

@@ -691,3 +691,325 @@ async fn trust_on_first_use_records_the_key_then_refuses_a_changed_one() {
     );
     assert_eq!(fs::read_to_string(&recorded).unwrap(), line);
 }
+
+// ------------------------------------------------------------ streamed transfers
+
+/// `len` bytes that repeat only every 251 bytes, so no chunk of a transfer
+/// looks like another at the same offset.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether `dir` holds no `NAME.tmp-UUID` file.
+fn no_temporary_file(dir: &std::path::Path) -> bool {
+    let names = names_in(dir);
+    let none = !names.iter().any(|n| n.contains(".tmp-"));
+    if !none {
+        eprintln!("{}: {names:?}", dir.display());
+    }
+    none
+}
+
+#[tokio::test]
+async fn streamed_transfers_copy_files_byte_for_byte() {
+    let Some(s) = server("streamed_transfers_copy_files_byte_for_byte") else {
+        return;
+    };
+    let Some(other) = server("streamed_transfers_copy_files_byte_for_byte") else {
+        return;
+    };
+    other.authorize(&s.client_public_key());
+    let key = s.client_key();
+    let local = tempfile::tempdir().unwrap();
+    // A few bytes, and a few MB that are not a whole number of chunks.
+    for (name, data) in [
+        ("small.txt", b"a,b\n1,2\n".to_vec()),
+        ("big.bin", patterned(3 * CHUNK * 4 + 12_345)),
+    ] {
+        let source = local.path().join(name);
+        fs::write(&source, &data).unwrap();
+
+        // Up: local → server, under a new folder.
+        let up = url(&s.data_url(&format!("up/{name}")));
+        let file = upload(&source, &up, key).await.unwrap();
+        assert_eq!(
+            (file.size, file.url.as_str()),
+            (data.len() as u64, &*up.to_string())
+        );
+        assert!(fs::read(s.data_dir().join("up").join(name)).unwrap() == data);
+        assert!(no_temporary_file(&s.data_dir().join("up")));
+
+        // Across: server → another server.
+        let across = url(&other.data_url(&format!("across/{name}")));
+        let file = copy(&up, &across, key).await.unwrap();
+        assert_eq!(file.size, data.len() as u64);
+        assert_eq!(file.url, across.to_string());
+        assert!(fs::read(other.data_dir().join("across").join(name)).unwrap() == data);
+        assert!(no_temporary_file(&other.data_dir().join("across")));
+
+        // Down: server → local.
+        let back = local.path().join(format!("back-{name}"));
+        let file = download(&across, key, &back).await.unwrap();
+        assert_eq!(file.size, data.len() as u64);
+        assert_eq!(file.name, name);
+        assert!(
+            fs::read(&back).unwrap() == data,
+            "{name} came back different"
+        );
+    }
+    assert_eq!(names_in(&s.data_dir().join("up")), ["big.bin", "small.txt"]);
+    assert_eq!(
+        names_in(&other.data_dir().join("across")),
+        ["big.bin", "small.txt"]
+    );
+    // Replacing an existing target.
+    let target = url(&s.data_url("up/small.txt"));
+    let newer = local.path().join("newer.txt");
+    fs::write(&newer, "newer").unwrap();
+    upload(&newer, &target, key).await.unwrap();
+    assert_eq!(
+        fs::read(s.data_dir().join("up/small.txt")).unwrap(),
+        b"newer"
+    );
+    // An empty file.
+    let empty = local.path().join("empty");
+    fs::write(&empty, "").unwrap();
+    let file = upload(&empty, &url(&s.data_url("empty")), key)
+        .await
+        .unwrap();
+    assert_eq!(file.size, 0);
+    let file = download(
+        &url(&s.data_url("empty")),
+        key,
+        &local.path().join("empty-back"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(file.size, 0);
+    assert_eq!(fs::read(local.path().join("empty-back")).unwrap(), b"");
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_no_temporary_file_and_keeps_the_source() {
+    let Some(s) = server("a_failed_upload_leaves_no_temporary_file_and_keeps_the_source") else {
+        return;
+    };
+    let key = s.client_key();
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("a.bin");
+    let data = patterned(CHUNK + 7);
+    fs::write(&source, &data).unwrap();
+
+    // The target is a folder: the whole file goes up, the rename fails.
+    fs::create_dir_all(s.data_dir().join("out/a.bin")).unwrap();
+    let e = upload(&source, &url(&s.data_url("out/a.bin")), key)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("is a folder"), "{e}");
+    assert_eq!(names_in(&s.data_dir().join("out")), ["a.bin"]);
+    assert!(fs::read(&source).unwrap() == data, "the source is kept");
+
+    // Reading the source fails after the temporary file was opened.
+    let folder = local.path().join("folder");
+    fs::create_dir(&folder).unwrap();
+    let e = upload(&folder, &url(&s.data_url("out/b.bin")), key)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with(&folder.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(names_in(&s.data_dir().join("out")), ["a.bin"]);
+
+    // A missing source: nothing is created on the server.
+    let e = upload(
+        &local.path().join("missing"),
+        &url(&s.data_url("new/c.bin")),
+        key,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_not_found() && !e.is_retryable(), "{e}");
+    assert!(!s.data_dir().join("new").exists());
+}
+
+#[tokio::test]
+async fn a_failed_download_leaves_no_local_file() {
+    let Some(s) = server("a_failed_download_leaves_no_local_file") else {
+        return;
+    };
+    let key = s.client_key();
+    let local = tempfile::tempdir().unwrap();
+    let target = local.path().join("a.tmp");
+    let e = download(&url(&s.data_url("missing.bin")), key, &target)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found() && !e.is_retryable(), "{e}");
+    let e = download(&url(&s.data_url("")), key, &target)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    // The local side fails: the folder is missing.
+    fs::write(s.data_dir().join("a.bin"), "x").unwrap();
+    let e = download(
+        &url(&s.data_url("a.bin")),
+        key,
+        &local.path().join("no/a.tmp"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&local.path().display().to_string()),
+        "{e}"
+    );
+    assert!(names_in(local.path()).is_empty());
+    assert!(s.data_dir().join("a.bin").exists(), "the source is kept");
+}
+
+#[tokio::test]
+async fn an_upload_into_a_folder_the_account_cannot_write_is_refused_for_good() {
+    let test = "an_upload_into_a_folder_the_account_cannot_write_is_refused_for_good";
+    let Some((user, password)) = sshd::password_account(test) else {
+        return;
+    };
+    let Some(s) = server(test) else {
+        return;
+    };
+    // Owned by this process's user (root in CI), read-only for others.
+    let locked = s.data_dir().join("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("a.bin");
+    fs::write(&source, patterned(CHUNK * 2)).unwrap();
+    let mut target = url(&s.data_url("locked/a.bin"));
+    target.user = user;
+    let e = upload(&source, &target, &password).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert!(!e.is_retryable());
+    assert!(names_in(&locked).is_empty(), "no temporary file");
+    assert!(source.exists(), "the source is kept");
+}
+
+/// A source that gives `pieces` small reads `every` apart, then ends; or
+/// stalls for good after them when `stall`.
+struct Trickle {
+    pieces: usize,
+    every: Duration,
+    stall: bool,
+    next: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.pieces == 0 {
+            return if self.stall {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            };
+        }
+        let every = self.every;
+        let sleep = self
+            .next
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.next = None;
+        self.pieces -= 1;
+        buf.put_slice(&[7u8; 1024]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_times_out_when_it_stops_moving_not_when_it_is_slow() {
+    TEST_STALL_TIMEOUT.with(|t| t.set(Some(Duration::from_millis(200))));
+    let from = url("sftp://u@127.0.0.1:1/slow.bin");
+    let to = std::path::Path::new("/tmp/target.bin");
+    // 10 reads 60 ms apart: 600 ms in all, never 200 ms without progress.
+    let mut slow = Trickle {
+        pieces: 10,
+        every: Duration::from_millis(60),
+        stall: false,
+        next: None,
+    };
+    let mut sink = Vec::new();
+    let copied = pump(&mut slow, &from, &mut sink, &to.display())
+        .await
+        .unwrap();
+    assert_eq!((copied, sink.len()), (10 * 1024, 10 * 1024));
+
+    // Two reads, then nothing.
+    let mut stalled = Trickle {
+        pieces: 2,
+        every: Duration::from_millis(10),
+        stall: true,
+        next: None,
+    };
+    let started = std::time::Instant::now();
+    let e = pump(&mut stalled, &from, &mut Vec::new(), &to.display())
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.is_retryable());
+    assert_eq!(
+        e.to_string(),
+        "sftp://u@127.0.0.1:1/slow.bin: no progress within 200ms"
+    );
+    TEST_STALL_TIMEOUT.with(|t| t.set(None));
+}
+
+#[tokio::test]
+async fn a_transfer_dropped_halfway_leaves_no_temporary_file() {
+    let Some(s) = server("a_transfer_dropped_halfway_leaves_no_temporary_file") else {
+        return;
+    };
+    let key = s.client_key();
+    let target = url(&s.data_url("out/a.bin"));
+    let (conn, _) = session(&target, key).await.unwrap();
+    // One read, then nothing: still running when the attempt's time is up.
+    let mut stalled = Trickle {
+        pieces: 1,
+        every: Duration::from_millis(10),
+        stall: true,
+        next: None,
+    };
+    let attempt = replace_with(&conn, &target, &mut stalled, &"the source");
+    let ended = tokio::time::timeout(Duration::from_millis(500), attempt).await;
+    assert!(ended.is_err(), "the transfer should still be running");
+    let out = s.data_dir().join("out");
+    assert_eq!(names_in(&out).len(), 1, "the temporary file was written");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !names_in(&out).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {:?}",
+            names_in(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

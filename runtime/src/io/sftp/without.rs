@@ -4,6 +4,8 @@
 //! operations below are never reached, yet they still answer with the same
 //! permanent error instead of panicking.
 
+use std::path::Path;
+
 use super::{ErrorKind, RemoteFile, SftpError, SftpUrl};
 
 /// Refuses every `sftp://` URL, saying how to get a binary that takes it.
@@ -43,6 +45,30 @@ pub(crate) async fn write(
     _append: bool,
 ) -> Result<RemoteFile, SftpError> {
     Err(refused(url))
+}
+
+pub(crate) async fn download(
+    url: &SftpUrl,
+    _auth: &str,
+    _local: &Path,
+) -> Result<RemoteFile, SftpError> {
+    Err(refused(url))
+}
+
+pub(crate) async fn upload(
+    _local: &Path,
+    url: &SftpUrl,
+    _auth: &str,
+) -> Result<RemoteFile, SftpError> {
+    Err(refused(url))
+}
+
+pub(crate) async fn copy(
+    from: &SftpUrl,
+    _to: &SftpUrl,
+    _auth: &str,
+) -> Result<RemoteFile, SftpError> {
+    Err(refused(from))
 }
 
 pub(crate) async fn rename(

@@ -4,15 +4,18 @@
 //! File values have the local shape, with the URL as `path`.
 //!
 //! `file.move` between a local path and an `sftp://` URL, or between two
-//! servers, copies the file (the target is replaced as a whole, as by
-//! `file.write`) and then deletes the source; a failure after the copy is
-//! retryable and the next attempt copies again. On one server it renames.
+//! servers, streams the file in chunks (memory stays bounded whatever its
+//! size), replacing the target as a whole (a temporary file renamed into
+//! place, as by `file.write`), and then deletes the source; a failure
+//! after the copy is retryable and the next attempt copies again. On one
+//! server it renames. The File values of files larger than
+//! [`INLINE_LIMIT`] are references (path and metadata), never read.
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::create_parent;
+use super::{create_parent, sync_folder_of};
 use crate::core::error::StepError;
 use crate::core::files::{file_json, file_reference, file_value, io_error, INLINE_LIMIT};
 use crate::engine::ctx::StepCall;
@@ -60,6 +63,21 @@ fn value(file: &RemoteFile, data: &[u8]) -> Value {
     file_json(&file.url, &file.name, data, Some(file.modified))
 }
 
+/// The `File` value of the remote file `file` at `url`: read back when it
+/// is small enough to hold in a run ([`INLINE_LIMIT`]), else its
+/// reference (path and metadata, nothing read).
+async fn remote_value(url: &SftpUrl, file: &RemoteFile, auth: &str) -> Result<Value, SftpError> {
+    if file.size > INLINE_LIMIT {
+        return Ok(reference(file));
+    }
+    let (data, file) = sftp::read(url, auth).await?;
+    if data.len() as u64 > INLINE_LIMIT {
+        // It grew after the look at its size.
+        return Ok(reference(&file));
+    }
+    Ok(value(&file, &data))
+}
+
 /// `file.read(sftp://…, auth:)`.
 pub(super) async fn read(call: &StepCall, url: SftpUrl) -> Result<Value, StepError> {
     let f = "file.read";
@@ -67,13 +85,9 @@ pub(super) async fn read(call: &StepCall, url: SftpUrl) -> Result<Value, StepErr
     let file = sftp::stat(&url, &auth)
         .await
         .map_err(|e| step_error(f, &e))?;
-    if file.size > INLINE_LIMIT {
-        return Ok(reference(&file));
-    }
-    let (data, file) = sftp::read(&url, &auth)
+    remote_value(&url, &file, &auth)
         .await
-        .map_err(|e| step_error(f, &e))?;
-    Ok(value(&file, &data))
+        .map_err(|e| step_error(f, &e))
 }
 
 /// The `File` value of a remote file too large to hold in a run.
@@ -94,11 +108,11 @@ pub(super) async fn write(
         .await
         .map_err(|e| step_error(f, &e))?;
     if append {
-        // The File holds the whole contents, as for a local append.
-        let (data, file) = sftp::read(&url, &auth)
+        // The File holds the whole contents, as for a local append (by
+        // reference once they outgrow INLINE_LIMIT).
+        remote_value(&url, &file, &auth)
             .await
-            .map_err(|e| step_error(f, &e))?;
-        Ok(value(&file, &data))
+            .map_err(|e| step_error(f, &e))
     } else {
         Ok(value(&file, content))
     }
@@ -114,9 +128,9 @@ pub(super) async fn delete(call: &StepCall, url: SftpUrl) -> Result<Value, StepE
         .map_err(|e| step_error(f, &e))
 }
 
-/// `file.list(sftp://…/GLOB, auth:)`: the matching files with their
-/// contents, sorted by name; a file deleted between listing and reading is
-/// left out.
+/// `file.list(sftp://…/GLOB, auth:)`: the matching files sorted by name,
+/// with their contents up to [`INLINE_LIMIT`] and by reference beyond; a
+/// file deleted between listing and reading is left out.
 pub(super) async fn list(call: &StepCall, url: SftpUrl) -> Result<Value, StepError> {
     let f = "file.list";
     let auth = auth(call, 1, f, &url)?;
@@ -126,8 +140,8 @@ pub(super) async fn list(call: &StepCall, url: SftpUrl) -> Result<Value, StepErr
     let mut files = Vec::with_capacity(found.len());
     for file in found {
         let file_url = url.with_path(join(url.parent(), &file.name));
-        match sftp::read(&file_url, &auth).await {
-            Ok((data, file)) => files.push(value(&file, &data)),
+        match remote_value(&file_url, &file, &auth).await {
+            Ok(value) => files.push(value),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(step_error(f, &e)),
         }
@@ -144,6 +158,9 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// `file.move(from, to, auth:)` where at least one side is `sftp://`.
+/// Between two places the file is streamed ([`sftp::download`],
+/// [`sftp::upload`], [`sftp::copy`]), so a file of any size moves in
+/// bounded memory; the source is deleted once the copy is durable.
 pub(super) async fn move_file(
     call: &StepCall,
     from: Result<SftpUrl, &Path>,
@@ -152,68 +169,80 @@ pub(super) async fn move_file(
     let f = "file.move";
     let url = match (&from, &to) {
         (Ok(u), _) | (_, Ok(u)) => u.clone(),
-        (Err(_), Err(_)) => {
-            return Err(StepError::permanent(format!(
-                "{f}: neither path is an sftp:// URL"
-            )))
-        }
+        (Err(_), Err(_)) => return Err(no_url(f)),
     };
     let auth = auth(call, 2, f, &url)?;
     match (from, to) {
         (Ok(from), Ok(to)) if from.same_server(&to) => {
-            sftp::rename(&from, &to, &auth)
+            let file = sftp::rename(&from, &to, &auth)
                 .await
                 .map_err(|e| step_error(f, &e))?;
-            let (data, file) = sftp::read(&to, &auth)
+            remote_value(&to, &file, &auth)
                 .await
-                .map_err(|e| step_error(f, &e))?;
-            Ok(value(&file, &data))
+                .map_err(|e| step_error(f, &e))
         }
         (Ok(from), Ok(to)) => {
-            let (data, _) = sftp::read(&from, &auth)
-                .await
-                .map_err(|e| step_error(f, &e))?;
-            let file = sftp::write(&to, &auth, &data, false)
+            let file = sftp::copy(&from, &to, &auth)
                 .await
                 .map_err(|e| step_error(f, &e))?;
             sftp::remove(&from, &auth)
                 .await
                 .map_err(|e| step_error(f, &e))?;
-            Ok(value(&file, &data))
+            remote_value(&to, &file, &auth)
+                .await
+                .map_err(|e| step_error(f, &e))
         }
-        (Ok(from), Err(to)) => {
-            let (data, _) = sftp::read(&from, &auth)
-                .await
-                .map_err(|e| step_error(f, &e))?;
-            create_parent(to, f).await?;
-            let tmp = to.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-            tokio::fs::write(&tmp, &data)
-                .await
-                .map_err(|e| io_error(f, &tmp, &e))?;
-            tokio::fs::rename(&tmp, to)
-                .await
-                .map_err(|e| io_error(f, to, &e))?;
-            sftp::remove(&from, &auth)
-                .await
-                .map_err(|e| step_error(f, &e))?;
-            file_value(to, f).await
-        }
-        (Err(from), Ok(to)) => {
-            let data = tokio::fs::read(from)
-                .await
-                .map_err(|e| io_error(f, from, &e))?;
-            let file = sftp::write(&to, &auth, &data, false)
-                .await
-                .map_err(|e| step_error(f, &e))?;
-            match tokio::fs::remove_file(from).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(f, from, &e)),
-            }
-            Ok(value(&file, &data))
-        }
-        (Err(_), Err(_)) => Err(StepError::permanent(format!(
-            "{f}: neither path is an sftp:// URL"
-        ))),
+        (Ok(from), Err(to)) => download(&from, to, &auth).await,
+        (Err(from), Ok(to)) => upload(from, &to, &auth).await,
+        (Err(_), Err(_)) => Err(no_url(f)),
     }
+}
+
+fn no_url(f: &str) -> StepError {
+    StepError::permanent(format!("{f}: neither path is an sftp:// URL"))
+}
+
+/// Moves the remote file `from` to the local path `to`: streamed into a
+/// temporary file beside `to` (synced), renamed over it, the folder
+/// synced; the remote file is deleted only then.
+async fn download(from: &SftpUrl, to: &Path, auth: &str) -> Result<Value, StepError> {
+    let f = "file.move";
+    create_parent(to, f).await?;
+    let tmp = to.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    sftp::download(from, auth, &tmp)
+        .await
+        .map_err(|e| step_error(f, &e))?;
+    if let Err(e) = put_in_place(&tmp, to).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(io_error(f, to, &e));
+    }
+    sftp::remove(from, auth)
+        .await
+        .map_err(|e| step_error(f, &e))?;
+    file_value(to, f).await
+}
+
+/// Renames the finished temporary file `tmp` to `to` and makes the rename
+/// durable.
+async fn put_in_place(tmp: &Path, to: &Path) -> std::io::Result<()> {
+    tokio::fs::rename(tmp, to).await?;
+    sync_folder_of(to).await
+}
+
+/// Moves the local file `from` to the remote `to` (streamed, replaced as a
+/// whole on the server); the local file is deleted once the upload is
+/// complete and synced on the server.
+async fn upload(from: &Path, to: &SftpUrl, auth: &str) -> Result<Value, StepError> {
+    let f = "file.move";
+    let file = sftp::upload(from, to, auth)
+        .await
+        .map_err(|e| step_error(f, &e))?;
+    match tokio::fs::remove_file(from).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(f, from, &e)),
+    }
+    remote_value(to, &file, auth)
+        .await
+        .map_err(|e| step_error(f, &e))
 }
