@@ -502,7 +502,7 @@ impl Ctx {
         loop {
             attempt += 1;
             let t0 = Instant::now();
-            let limit = opts.timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
+            let limit = services.steps().attempt_limit(call, opts.timeout);
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
                     self.flush_journal().await?;
@@ -518,12 +518,15 @@ impl Ctx {
                         attempt,
                         args,
                     };
-                    match tokio::time::timeout(limit, f(step_call)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(StepError::retryable(format!(
-                            "{call} timed out after {}",
-                            human_duration(limit)
-                        ))),
+                    match limit {
+                        None => f(step_call).await,
+                        Some(limit) => match tokio::time::timeout(limit, f(step_call)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(StepError::retryable(format!(
+                                "{call} timed out after {}",
+                                human_duration(limit)
+                            ))),
+                        },
                     }
                 }
                 None => match services.steps().pure_fn(call) {
