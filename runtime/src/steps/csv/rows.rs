@@ -141,13 +141,15 @@ impl CsvRows {
     }
 }
 
-/// Up to one block of records: (line, cells) each, and whether the file
-/// ended.
+/// One record read from the file: its line and its cells.
+type Record = (u64, Vec<String>);
+
+/// Up to one block of records, and whether the file ended.
 fn read_records(
     reader: &mut csv::Reader<Source>,
     func: &str,
     columns: usize,
-) -> Result<(Vec<(u64, Vec<String>)>, bool), RunError> {
+) -> Result<(Vec<Record>, bool), RunError> {
     let mut records = Vec::with_capacity(BLOCK_ROWS);
     let start = reader.position().byte();
     let mut record = csv::StringRecord::new();
