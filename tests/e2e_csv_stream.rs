@@ -68,8 +68,8 @@ async fn a_2_gib_csv_is_imported_in_bounded_memory_and_once_after_a_crash() {
     let env = [("SINK_URL", sink.url())];
 
     let mut first = Service::start_in(work.path(), &binary, &env, &[]);
-    sink.wait_until(IMPORT, "a third of the chunks", |r| {
-        r.len() >= expected_chunks / 3
+    sink.wait_until(IMPORT, "half of the chunks", |r| {
+        r.len() >= expected_chunks / 2
     })
     .await;
     let first_peak = first.peak_rss();

@@ -133,6 +133,11 @@ pub(super) async fn delete(call: &StepCall, url: SftpUrl) -> Result<Value, StepE
 /// file deleted between listing and reading is left out.
 pub(super) async fn list(call: &StepCall, url: SftpUrl) -> Result<Value, StepError> {
     let f = "file.list";
+    if url.path.contains("**") {
+        return Err(StepError::permanent(format!(
+            "{f}: {url}: `**` lists local subfolders only; on an SFTP server, list one folder at a time"
+        )));
+    }
     let auth = auth(call, 1, f, &url)?;
     let found = sftp::list(&url, &auth)
         .await
