@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use flow_runtime::engine::new_execution_id;
+use flow_runtime::steps::CsvRows;
 use flow_runtime::store::{Execution, StepRecord};
 use flow_runtime::{
     json, ops, Args, Config, Ctx, FlowDef, FlowFn, FlowFuture, Integration, Outcome, Runtime,
@@ -20,10 +21,6 @@ use flow_runtime::{
 };
 use sshd::Sshd;
 
-/// The known_hosts file of this test process, named by
-/// `FLOW_SFTP_KNOWN_HOSTS` (the runtime reads it from the process
-/// environment, shared by the tests running in parallel): each test adds
-/// its server with [`trust`].
 /// The `.text` of a File value, as a flow reads it.
 fn text(file: &Value) -> String {
     flow_runtime::ops::file_content(file, "text")
@@ -33,6 +30,10 @@ fn text(file: &Value) -> String {
         .to_string()
 }
 
+/// The known_hosts file of this test process, named by
+/// `FLOW_SFTP_KNOWN_HOSTS` (the runtime reads it from the process
+/// environment, shared by the tests running in parallel): each test adds
+/// its server with [`trust`].
 fn known_hosts() -> &'static Mutex<PathBuf> {
     static FILE: OnceLock<Mutex<PathBuf>> = OnceLock::new();
     FILE.get_or_init(|| {
@@ -568,4 +569,76 @@ async fn a_failed_upload_keeps_the_source_and_leaves_no_temporary_file() {
     assert_eq!(journal[0].attempts, 1, "a permanent error is not retried");
     assert_eq!(names(&s.data_dir().join("out")), ["keep.bin"]);
     assert!(std::fs::read(local.path().join("keep.bin")).unwrap() == data);
+}
+
+/// `csv.rows` over a big CSV file on an SFTP server (a File reference):
+/// streamed to a temporary local copy, read row by row, the copy gone
+/// afterwards; without `auth:` or for another version of the file, refused.
+#[tokio::test]
+async fn csv_rows_read_a_big_remote_file_through_a_temporary_copy() {
+    let Some(s) = Sshd::start("csv_rows_read_a_big_remote_file_through_a_temporary_copy") else {
+        return;
+    };
+    trust(&s);
+    let mut text = String::from("id,note\n");
+    let mut rows = 0u64;
+    while text.len() < 9 * 1024 * 1024 {
+        rows += 1;
+        text.push_str(&format!("{rows},{}\n", "x".repeat(100)));
+    }
+    std::fs::create_dir_all(s.data_dir().join("in")).unwrap();
+    std::fs::write(s.data_dir().join("in/big.csv"), &text).unwrap();
+    let reference = |size: usize| {
+        json!({
+            "path": format!("{}/in/big.csv", data_url(&s)),
+            "name": "big.csv",
+            "size": size,
+            "modified": null,
+        })
+    };
+    let temp_copies = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("flow-") && name.ends_with(".csv")
+            })
+            .count()
+    };
+    let before = temp_copies();
+
+    let args = Args::new()
+        .arg(reference(text.len()))
+        .kw("auth", json!(s.client_key()));
+    let mut reader = CsvRows::open("csv.rows", args).await.unwrap();
+    let mut n = 0u64;
+    while let Some(row) = reader.next_row().await.unwrap() {
+        n += 1;
+        assert_eq!(row["id"], json!(n.to_string()));
+    }
+    assert_eq!(n, rows);
+    assert_eq!(temp_copies(), before, "the temporary copy is gone");
+
+    let no_auth = CsvRows::open("csv.rows", Args::new().arg(reference(text.len())))
+        .await
+        .err()
+        .expect("refused without auth")
+        .to_string();
+    assert!(no_auth.contains("pass `auth:`"), "{no_auth}");
+    let changed = CsvRows::open(
+        "csv.rows",
+        Args::new()
+            .arg(reference(text.len() - 1))
+            .kw("auth", json!(s.client_key())),
+    )
+    .await
+    .err()
+    .expect("another version is refused")
+    .to_string();
+    assert!(
+        changed.contains("changed since the run took it"),
+        "{changed}"
+    );
+    assert_eq!(temp_copies(), before, "no copy left after a refusal");
 }

@@ -344,8 +344,10 @@ impl Gen<'_> {
             _ => "Value::Null".to_string(),
         };
         let mut open = format!("Args::new().arg({})", expr(self, file));
-        if let Some(d) = named("delimiter") {
-            open.push_str(&format!(".kw(\"delimiter\", {})", expr(self, Some(d))));
+        for option in ["delimiter", "auth"] {
+            if let Some(v) = named(option) {
+                open.push_str(&format!(".kw({}, {})", lit(option), expr(self, Some(v))));
+            }
         }
         if let Some(ArgValue::Type(te)) = named("as") {
             open.push_str(&format!(".decode_as({})", self.types.schema(te)));

@@ -227,6 +227,7 @@ impl Checker<'_> {
             params.push(param("size", Type::Int, false));
         }
         params.push(param("delimiter", Type::String, true));
+        params.push(param("auth", Type::optional(Type::Secret), true));
         params.push(ParamSig {
             takes_type: true,
             default_type: Some(Type::Json),

@@ -9,10 +9,12 @@
 //! read from its path, and refused if its size or modification time no
 //! longer match the `File` value — the run would otherwise see another
 //! version than the one it claimed. A small file is read from the value's
-//! own content.
+//! own content. A big file on an SFTP server (with `auth:`) is first
+//! streamed to a temporary local copy, which is read and then unlinked.
 
 use std::collections::VecDeque;
 use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -47,9 +49,13 @@ impl CsvRows {
     pub async fn open(func: &'static str, args: Args) -> Result<CsvRows, RunError> {
         let delimiter = super::delimiter(&args, func)?;
         let file = args.get(0).clone();
-        let source = tokio::task::spawn_blocking(move || source_of(func, &file))
-            .await
-            .map_err(|e| RunError::new(format!("{func}: {e}")))??;
+        let copy = download_if_remote(func, &file, &args).await?;
+        let source = tokio::task::spawn_blocking(move || match copy {
+            Some(path) => open_copy(func, &path),
+            None => source_of(func, &file),
+        })
+        .await
+        .map_err(|e| RunError::new(format!("{func}: {e}")))??;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
@@ -201,17 +207,62 @@ fn source_of(func: &str, file: &Value) -> Result<Source, RunError> {
     skip_bom(source).map_err(|e| RunError::new(format!("{func}: {e}")))
 }
 
+/// A big file on an SFTP server (a reference to an `sftp://` path) is
+/// first copied, streamed, to a temporary local file, whose path is
+/// returned (`None` for any other file). The copy is checked to be the
+/// version the File value names.
+async fn download_if_remote(
+    func: &str,
+    file: &Value,
+    args: &Args,
+) -> Result<Option<PathBuf>, RunError> {
+    let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
+    if file.get("bytes").is_some() || !crate::io::sftp::SftpUrl::is_sftp(path) {
+        return Ok(None);
+    }
+    let auth = args
+        .get_named("auth")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| {
+            RunError::new(format!(
+                "{func}: {path} is on an SFTP server: pass `auth:` (the password or private key, as for file.*)"
+            ))
+        })?;
+    let url =
+        crate::io::sftp::SftpUrl::parse(path).map_err(|e| RunError::new(format!("{func}: {e}")))?;
+    let local = std::env::temp_dir().join(format!("flow-{}.csv", uuid::Uuid::new_v4().simple()));
+    let remote = crate::io::sftp::download(&url, auth, &local)
+        .await
+        .map_err(|e| RunError::new(format!("{func}: {e}")))?;
+    let same_size = file.get("size").and_then(Value::as_u64) == Some(remote.size);
+    let same_time = file
+        .get("modified")
+        .is_none_or(|m| m.is_null() || *m == format_time(remote.modified));
+    if !same_size || !same_time {
+        let _ = std::fs::remove_file(&local);
+        return Err(RunError::new(format!(
+            "{func}: {path} changed since the run took it (size or modification time differ); a new version of a file gets its own run"
+        )));
+    }
+    Ok(Some(local))
+}
+
+/// This run's own download (`download_if_remote`), opened and at once
+/// unlinked: nothing is left behind whatever happens to the run.
+fn open_copy(func: &str, path: &Path) -> Result<Source, RunError> {
+    let opened = std::fs::File::open(path)
+        .map_err(|e| RunError::new(format!("{func}: {}: {e}", path.display())));
+    let _ = std::fs::remove_file(path);
+    skip_bom(Box::new(opened?)).map_err(|e| RunError::new(format!("{func}: {e}")))
+}
+
 /// The local file a `File` value refers to, checked to be the same version.
 fn open_reference(func: &str, file: &Value) -> Result<std::fs::File, RunError> {
     let path = file
         .get("path")
         .and_then(Value::as_str)
         .ok_or_else(|| RunError::new(format!("{func}: the argument is not a File")))?;
-    if crate::io::sftp::SftpUrl::is_sftp(path) {
-        return Err(RunError::new(format!(
-            "{func}: {path} is on an SFTP server and too large to hold in a run: move it to a local folder first (`file.move`)"
-        )));
-    }
     let opened =
         std::fs::File::open(path).map_err(|e| RunError::new(format!("{func}: {path}: {e}")))?;
     let meta = opened
