@@ -129,6 +129,17 @@ fn file_steps_with_auth_turn_on_sftp_by_name_or_position() {
 }
 
 #[test]
+fn csv_rows_with_auth_turn_on_sftp() {
+    let with = |options: &str| {
+        format!(
+            "integration big\nconfig {{\n  key: Secret\n}}\nflow f {{\n  trigger files \"in/*.csv\" every 1m\n  for row in csv.rows(trigger.file{options}) {{\n    skip \"x\"\n  }}\n}}\n"
+        )
+    };
+    assert_eq!(features(&with(", auth: config.key")), ["sftp"]);
+    assert!(features(&with("")).is_empty());
+}
+
+#[test]
 fn calls_in_failure_handlers_count() {
     let src = r#"integration alert
 config {

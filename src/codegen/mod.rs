@@ -667,6 +667,14 @@ fn features_of_call(module: &str, function: &str, args: &[ast::Arg]) -> Vec<&'st
     match module {
         "email" => vec!["email"],
         "pdf" => vec!["pdf"],
+        // `csv.rows(file, auth: ...)` reads a big file on an SFTP server.
+        "csv"
+            if args
+                .iter()
+                .any(|a| a.name.as_ref().is_some_and(|n| n.name == "auth")) =>
+        {
+            vec!["sftp"]
+        }
         "sql" => vec!["mysql"],
         "file" if file_call_has_auth(function, args) => vec!["sftp"],
         _ => BROKER_FEATURES
