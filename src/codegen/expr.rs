@@ -149,12 +149,7 @@ impl Gen<'_> {
     /// `.bytes`), which a file passed by reference does not have.
     fn is_file_content(&self, target: &Expr, field: &str) -> bool {
         matches!(field, "text" | "bytes")
-            && self
-                .program
-                .expr_types
-                .get(&target.span)
-                .map(Type::unwrap_optional)
-                == Some(&Type::File)
+            && super::value_type(self.program, target) == Some(&Type::File)
     }
 
     /// A Rust expression of type `&Value`, borrowing when `e` is a place.
@@ -390,12 +385,7 @@ impl Gen<'_> {
                     // A parameter that takes text or `Bytes` (the checker's
                     // `expect_data`): the runtime decodes base64 only when told.
                     if matches!(param.ty.unwrap_optional(), Type::Bytes)
-                        && self
-                            .program
-                            .expr_types
-                            .get(&e.span)
-                            .map(Type::unwrap_optional)
-                            == Some(&Type::Bytes)
+                        && super::value_type(self.program, e) == Some(&Type::Bytes)
                     {
                         out.push_str(&format!(
                             ".kw({}, Value::Bool(true))",

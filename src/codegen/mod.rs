@@ -97,6 +97,11 @@ fn names_read(visit_all: impl FnOnce(&mut dyn FnMut(&ast::Expr) -> bool)) -> BTr
     names
 }
 
+/// The type the checker gave `e`, `T?` read as `T`.
+fn value_type<'p>(program: &'p Program, e: &ast::Expr) -> Option<&'p crate::check::types::Type> {
+    program.expr_types.get(&e.span).map(|t| t.unwrap_optional())
+}
+
 /// Whether any `.bytes` in the file reads an HTTP response's bytes.
 fn reads_response_bytes(file: &ast::File, program: &Program) -> bool {
     struct Finder<'p> {
@@ -108,10 +113,7 @@ fn reads_response_bytes(file: &ast::File, program: &Program) -> bool {
             if let ExprKind::Field { target, name, .. } = &e.kind {
                 self.found |= name.name == "bytes"
                     && matches!(
-                        self.program
-                            .expr_types
-                            .get(&target.span)
-                            .map(|t| t.unwrap_optional()),
+                        value_type(self.program, target),
                         Some(crate::check::types::Type::Response(_))
                     );
             }

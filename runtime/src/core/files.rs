@@ -59,6 +59,18 @@ pub(crate) async fn file_value(path: &Path, func: &str) -> Result<Value, StepErr
     Ok(file_json(&location, &name, &data, modified))
 }
 
+/// The content of a `File` value: its `bytes` decoded, else its `text` (a
+/// File a test or `--input` gave in part); `None` for a file passed by
+/// reference (or a value that is no File). The error says what is wrong
+/// with `bytes`.
+pub(crate) fn file_data(file: &Value) -> Option<Result<Vec<u8>, String>> {
+    match (file.get("bytes"), file.get("text")) {
+        (Some(Value::String(b)), _) => Some(crate::core::bytes::decode(b)),
+        (_, Some(Value::String(t))) => Some(Ok(t.as_bytes().to_vec())),
+        _ => None,
+    }
+}
+
 /// The `File` value of a file too large to hold ([`INLINE_LIMIT`]):
 /// `{ path, name, size, modified }`, without `text` and `bytes`.
 pub(crate) fn file_reference(
@@ -90,7 +102,7 @@ pub(crate) fn file_json(
         "modified": modified.map_or(Value::Null, format_time),
         // The content once: `.text` is derived from it when read
         // (`ops::file_content`), so runs and journals do not hold it twice.
-        "bytes": base64::engine::general_purpose::STANDARD.encode(data),
+        "bytes": crate::core::bytes::encode(data),
     })
 }
 

@@ -33,7 +33,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use futures::future::{BoxFuture, FutureExt as _};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
@@ -240,17 +239,14 @@ fn attachment(file: &Value, i: usize) -> Result<(String, Vec<u8>), StepError> {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .ok_or_else(|| bad("has no name"))?;
-    let bytes = match (f.get("bytes"), f.get("text")) {
-        (Some(Value::String(b)), _) => base64::engine::general_purpose::STANDARD
-            .decode(b.as_bytes())
-            .map_err(|e| bad(&format!("({name}): `bytes` is not valid base64 ({e})")))?,
-        (_, Some(Value::String(t))) => t.as_bytes().to_vec(),
-        _ if f.contains_key("size") => {
+    let bytes = match crate::core::files::file_data(file) {
+        Some(data) => data.map_err(|_| bad(&format!("({name}): `bytes` is not valid base64")))?,
+        None if f.contains_key("size") => {
             return Err(bad(&format!(
                 "({name}) is too large to attach: it is passed by reference, not held in the run"
             )))
         }
-        _ => return Err(bad(&format!("({name}) has neither `bytes` nor `text`"))),
+        None => return Err(bad(&format!("({name}) has neither `bytes` nor `text`"))),
     };
     Ok((name, bytes))
 }
@@ -581,7 +577,7 @@ mod tests {
             "name": name,
             "size": content.len(),
             "text": String::from_utf8_lossy(content),
-            "bytes": base64::engine::general_purpose::STANDARD.encode(content),
+            "bytes": crate::core::bytes::encode(content),
         })
     }
 

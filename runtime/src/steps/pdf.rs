@@ -59,9 +59,7 @@ const MAX_INPUT: usize = 64 * 1024 * 1024;
 fn report(args: &Args) -> Result<Value, RunError> {
     let report = Report::from_args(args)?;
     let pdf = report.render()?;
-    Ok(Value::String(
-        base64::engine::general_purpose::STANDARD.encode(pdf),
-    ))
+    Ok(Value::String(crate::core::bytes::encode(&pdf)))
 }
 
 fn report_error(why: impl std::fmt::Display) -> RunError {

@@ -105,6 +105,17 @@ impl Checker<'_> {
         }
     }
 
+    /// E0704 for `parallel` over a list whose items come one after another
+    /// (`http.pages`, `csv.rows`, `csv.chunks`).
+    fn refuse_parallel(&mut self, p: &Expr, message: &str, label: String, help: &str) {
+        self.check_expr(p, None);
+        self.error(
+            Diagnostic::new(Code::PagesOutsideFor, p.span, message)
+                .with_label(label)
+                .with_help(help),
+        );
+    }
+
     /// `for page in http.pages(URL, ...options of http.get..., next: p =>
     /// ..., max_pages: N)` (LANGUAGE.md §13): the type of each page,
     /// `Response<T>`.
@@ -113,15 +124,11 @@ impl Checker<'_> {
             return Type::Error;
         };
         if let Some(p) = parallel {
-            self.check_expr(p, None);
-            self.error(
-                Diagnostic::new(
-                    Code::PagesOutsideFor,
-                    p.span,
-                    "pages are fetched one after another",
-                )
-                .with_label("`parallel` over `http.pages`")
-                .with_help("drop `parallel` here; loop over a page's items with `parallel` inside"),
+            self.refuse_parallel(
+                p,
+                "pages are fetched one after another",
+                "`parallel` over `http.pages`".into(),
+                "drop `parallel` here; loop over a page's items with `parallel` inside",
             );
         }
         let Some(get) = self.std.function("http", "get").cloned() else {
@@ -204,15 +211,11 @@ impl Checker<'_> {
             return Type::Error;
         };
         if let Some(p) = parallel {
-            self.check_expr(p, None);
-            self.error(
-                Diagnostic::new(
-                    Code::PagesOutsideFor,
-                    p.span,
-                    "the rows of a file are read one after another",
-                )
-                .with_label(format!("`parallel` over `csv.{function}`"))
-                .with_help("drop `parallel` here; with `csv.chunks`, loop over a chunk's rows with `parallel` inside"),
+            self.refuse_parallel(
+                p,
+                "the rows of a file are read one after another",
+                format!("`parallel` over `csv.{function}`"),
+                "drop `parallel` here; with `csv.chunks`, loop over a chunk's rows with `parallel` inside",
             );
         }
         let param = |name: &str, ty: Type, has_default: bool| ParamSig {

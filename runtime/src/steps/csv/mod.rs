@@ -92,16 +92,7 @@ pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
         .delimiter(delimiter(args, "csv.decode")?)
         .flexible(true)
         .from_reader(text.as_bytes());
-    let failed = |e: csv::Error| {
-        let line = e
-            .position()
-            .map_or(String::new(), |p| format!(" (line {})", p.line()));
-        let what = match e.kind() {
-            csv::ErrorKind::Utf8 { .. } => "a cell is not UTF-8".to_string(),
-            _ => e.to_string(),
-        };
-        RunError::new(format!("csv.decode: {what}{line}"))
-    };
+    let failed = |e: csv::Error| csv_error("csv.decode", &e);
     let header: Vec<String> = reader
         .headers()
         .map_err(failed)?
@@ -115,11 +106,7 @@ pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
             .position()
             .map_or(rows.len() + 2, |p| p.line() as usize);
         if record.len() != header.len() {
-            return Err(RunError::new(format!(
-                "csv.decode: row {row} has {} cells, the header has {}",
-                record.len(),
-                header.len()
-            )));
+            return Err(short_row("csv.decode", row, record.len(), header.len()));
         }
         let fields: Map<String, Value> = header
             .iter()
@@ -135,6 +122,25 @@ pub(super) fn decode(args: &Args) -> Result<Value, RunError> {
             .map_err(|e| RunError::new(format!("csv.decode: {}", row_path(&e.to_string(), 2)))),
         None => Ok(rows),
     }
+}
+
+/// A reader's error as a run error: the line, and no bytes of the cell.
+fn csv_error(func: &str, e: &csv::Error) -> RunError {
+    let line = e
+        .position()
+        .map_or(String::new(), |p| format!(" (line {})", p.line()));
+    let what = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "a cell is not UTF-8".to_string(),
+        _ => e.to_string(),
+    };
+    RunError::new(format!("{func}: {what}{line}"))
+}
+
+/// A row with another number of cells than the header.
+fn short_row(func: &str, row: impl std::fmt::Display, cells: usize, columns: usize) -> RunError {
+    RunError::new(format!(
+        "{func}: row {row} has {cells} cells, the header has {columns}"
+    ))
 }
 
 #[cfg(test)]

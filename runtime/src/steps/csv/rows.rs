@@ -23,6 +23,8 @@ use crate::core::ops::format_time;
 use crate::core::schema::Schema;
 use crate::engine::ctx::Args;
 
+use super::{csv_error, short_row, BOM};
+
 /// Rows read per trip to the blocking thread pool: enough to make the trip
 /// cheap, few enough to keep memory small whatever the file's size.
 const BLOCK_ROWS: usize = 512;
@@ -168,40 +170,22 @@ fn read_records(
         }
         let line = record.position().map_or(0, csv::Position::line);
         if record.len() != columns {
-            return Err(RunError::new(format!(
-                "{func}: row {line} has {} cells, the header has {columns}",
-                record.len()
-            )));
+            return Err(short_row(func, line, record.len(), columns));
         }
         records.push((line, record.iter().map(str::to_string).collect()));
     }
     Ok((records, false))
 }
 
-fn csv_error(func: &str, e: &csv::Error) -> RunError {
-    let line = e
-        .position()
-        .map_or(String::new(), |p| format!(" (line {})", p.line()));
-    let what = match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "a cell is not UTF-8".to_string(),
-        _ => e.to_string(),
-    };
-    RunError::new(format!("{func}: {what}{line}"))
-}
-
 /// Where the rows come from: the value's own content, or the file at its
 /// path when it was passed by reference. A byte-order mark is skipped.
 fn source_of(func: &str, file: &Value) -> Result<Source, RunError> {
-    let content = match (file.get("bytes"), file.get("text")) {
-        (Some(Value::String(b)), _) => Some(
-            crate::core::bytes::decode(b)
-                .map_err(|e| RunError::new(format!("{func}: the file's bytes are {e}")))?,
-        ),
-        (_, Some(Value::String(t))) => Some(t.as_bytes().to_vec()),
-        _ => None,
-    };
-    let source: Source = match content {
-        Some(data) => Box::new(Cursor::new(data)),
+    let source: Source = match crate::core::files::file_data(file) {
+        Some(data) => {
+            Box::new(Cursor::new(data.map_err(|e| {
+                RunError::new(format!("{func}: the file's bytes are {e}"))
+            })?))
+        }
         None => Box::new(open_reference(func, file)?),
     };
     skip_bom(source).map_err(|e| RunError::new(format!("{func}: {e}")))
@@ -235,15 +219,9 @@ async fn download_if_remote(
     let remote = crate::io::sftp::download(&url, auth, &local)
         .await
         .map_err(|e| RunError::new(format!("{func}: {e}")))?;
-    let same_size = file.get("size").and_then(Value::as_u64) == Some(remote.size);
-    let same_time = file
-        .get("modified")
-        .is_none_or(|m| m.is_null() || *m == format_time(remote.modified));
-    if !same_size || !same_time {
+    if let Err(e) = same_version(func, file, remote.size, Some(format_time(remote.modified))) {
         let _ = std::fs::remove_file(&local);
-        return Err(RunError::new(format!(
-            "{func}: {path} changed since the run took it (size or modification time differ); a new version of a file gets its own run"
-        )));
+        return Err(e);
     }
     Ok(Some(local))
 }
@@ -272,23 +250,36 @@ fn open_reference(func: &str, file: &Value) -> Result<std::fs::File, RunError> {
         .modified()
         .ok()
         .map(|t| format_time(chrono::DateTime::<chrono::Utc>::from(t)));
-    let same_size = file.get("size").and_then(Value::as_u64) == Some(meta.len());
+    same_version(func, file, meta.len(), modified)?;
+    Ok(opened)
+}
+
+/// Refuses a file whose size or modification time differ from those of
+/// its `File` value: the run would read another version than it claimed.
+fn same_version(
+    func: &str,
+    file: &Value,
+    size: u64,
+    modified: Option<Value>,
+) -> Result<(), RunError> {
+    let same_size = file.get("size").and_then(Value::as_u64) == Some(size);
     let same_time = file
         .get("modified")
         .is_none_or(|m| m.is_null() || Some(m) == modified.as_ref());
-    if !same_size || !same_time {
-        return Err(RunError::new(format!(
-            "{func}: {path} changed since the run took it (size or modification time differ); a new version of a file gets its own run"
-        )));
+    if same_size && same_time {
+        return Ok(());
     }
-    Ok(opened)
+    let path = file.get("path").and_then(Value::as_str).unwrap_or_default();
+    Err(RunError::new(format!(
+        "{func}: {path} changed since the run took it (size or modification time differ); a new version of a file gets its own run"
+    )))
 }
 
 /// `source` without a leading UTF-8 byte-order mark.
 fn skip_bom(mut source: Source) -> std::io::Result<Source> {
     let mut head = Vec::with_capacity(3);
     (&mut source).take(3).read_to_end(&mut head)?;
-    let rest = if head == b"\xef\xbb\xbf" {
+    let rest = if head == BOM.as_bytes() {
         Vec::new()
     } else {
         head
@@ -332,28 +323,9 @@ mod tests {
         );
         let mut chunks = CsvRows::open("csv.chunks", args()).await.unwrap();
         let two = json!(2);
-        assert_eq!(
-            chunks
-                .next_chunk(&two)
-                .await
-                .unwrap()
-                .unwrap()
-                .as_array()
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            chunks
-                .next_chunk(&two)
-                .await
-                .unwrap()
-                .unwrap()
-                .as_array()
-                .unwrap()
-                .len(),
-            1
-        );
+        let len = |chunk: Option<Value>| chunk.unwrap().as_array().unwrap().len();
+        assert_eq!(len(chunks.next_chunk(&two).await.unwrap()), 2);
+        assert_eq!(len(chunks.next_chunk(&two).await.unwrap()), 1);
         assert_eq!(chunks.next_chunk(&two).await.unwrap(), None);
         assert!(chunks.next_chunk(&json!(0)).await.is_err());
     }
