@@ -2,8 +2,8 @@
 //! (`tests/flows/subscribe_*.flow`). Per broker: messages become runs that
 //! reach a local sink; a malformed message is recorded as a failed run and
 //! the next one is processed; the binary killed with SIGKILL in the middle
-//! of a run and restarted in the same folder loses no message and runs none
-//! twice; the publish step. Plus one integration that consumes from NATS and
+//! of a run and restarted in the same folder loses no message and repeats
+//! no journaled step; the publish step. Plus one integration that consumes from NATS and
 //! publishes to a Redis stream.
 //!
 //! The brokers' URLs come from `FLOW_TEST_NATS_URL` and
@@ -84,6 +84,26 @@ async fn wait_runs(svc: &Service, flow: &str, status: &str, n: usize) -> Vec<Val
     poll_until(WAIT, &what, || async {
         let list = admin_executions(svc, &query, ADMIN).await;
         (list.len() >= n).then_some(list)
+    })
+    .await
+}
+
+/// Waits until the run of `flow` that carries order `id` has succeeded.
+/// The sink sees a call before the step's result is journaled; a kill in
+/// between makes the call's repeat after a restart legitimate
+/// (at-least-once), so a test that kills the service waits for this first.
+async fn wait_recorded(svc: &Service, flow: &str, id: u64) {
+    let query = format!("flow={flow}&status=succeeded&limit=1000");
+    let what = format!("the run of `{flow}` carrying order {id} to succeed");
+    poll_until(WAIT, &what, || async {
+        for run in admin_executions(svc, &query, ADMIN).await {
+            let run_id = run["id"].as_str().unwrap_or_default();
+            let (_, exec) = support::admin_execution(svc.url(), run_id, ADMIN).await;
+            if exec["trigger"]["body"]["id"].as_u64() == Some(id) {
+                return Some(());
+            }
+        }
+        None
     })
     .await
 }
@@ -212,6 +232,7 @@ async fn nats_messages_become_runs_and_survive_a_crash() {
     publish(order(6)).await;
     wait_posted(&sink, "/orders/5").await;
     wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "durable_orders", 6).await;
     svc.kill();
     publish(order(7)).await;
     sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
@@ -349,6 +370,7 @@ async fn redis_stream_entries_become_runs_and_survive_a_crash() {
     add(order(6)).await;
     wait_posted(&sink, "/orders/5").await;
     wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "orders", 6).await;
     svc.kill();
     add(order(7)).await;
     sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
@@ -556,6 +578,7 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     publish(order(6), None).await;
     wait_posted(&sink, "/orders/5").await;
     wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "orders", 6).await;
     svc.kill();
     publish(order(7), None).await;
     sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
@@ -650,6 +673,7 @@ async fn mqtt_messages_become_runs_and_survive_a_crash() {
     publish("o6", order(6));
     wait_posted(&sink, "/orders/5").await;
     wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "orders", 6).await;
     svc.kill();
     // Queued by the broker for the persistent session.
     publish("o7", order(7));
