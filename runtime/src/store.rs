@@ -25,6 +25,7 @@
 //! token fetches ([`Store::claim_token_fetch`]) and keeps each limited
 //! connection's recent send times ([`Store::reserve_request`]).
 
+mod encoding;
 mod memory;
 pub(crate) mod postgres;
 mod sqlite;
@@ -36,6 +37,8 @@ use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt as _};
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+pub(crate) use encoding::Encoded;
 
 pub use memory::MemoryStore;
 pub use postgres::{schema_for as postgres_schema_for, PostgresOptions, PostgresStore};
@@ -75,23 +78,23 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// An execution as a SQL store read it back, with what of its row could not
-/// be read (`None`: all of it could). See [`JsonColumns`].
+/// be read (`None`: all of it could). See [`ValueColumns`].
 pub(crate) type ReadBack = (Execution, Option<String>);
 
-/// Reads the JSON columns of one execution row. A column that does not
-/// parse (a row written before the nesting limit existed, or damaged by
-/// hand) must cost only its own execution, never the claim batch or the
-/// listing it is part of: it reads as `null`, and the problem is kept for
-/// [`JsonColumns::finish`].
+/// Reads the value columns of one execution row (stored as
+/// [`encoding`] describes). A column that does not parse (a row written
+/// before the nesting limit existed, or damaged by hand) must cost only its
+/// own execution, never the claim batch or the listing it is part of: it
+/// reads as `null`, and the problem is kept for [`ValueColumns::finish`].
 #[derive(Default)]
-pub(crate) struct JsonColumns {
+pub(crate) struct ValueColumns {
     problems: Vec<String>,
 }
 
-impl JsonColumns {
+impl ValueColumns {
     /// The column `what` (`trigger`, `result`), or `null` if it cannot be read.
-    pub(crate) fn read(&mut self, text: &str, what: &str) -> Value {
-        serde_json::from_str(text).unwrap_or_else(|e| {
+    pub(crate) fn read(&mut self, stored: &[u8], what: &str) -> Value {
+        encoding::decode(stored).unwrap_or_else(|e| {
             self.problems
                 .push(format!("the stored {what} cannot be read: {e}"));
             Value::Null
@@ -115,25 +118,22 @@ pub(crate) fn json_error(e: serde_json::Error) -> StoreError {
     StoreError::Backend(format!("cannot encode a value as JSON: {e}"))
 }
 
-/// A JSON column's text (a step's output, a run's result); `None` stays
-/// `None`.
-pub(crate) fn json_text(value: Option<&Value>) -> StoreResult<Option<String>> {
-    value
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(json_error)
+/// A value column's stored form (a step's output, a run's result); `None`
+/// stays `None`.
+pub(crate) fn encoded(value: Option<&Value>) -> StoreResult<Option<Encoded>> {
+    value.map(Encoded::of).transpose()
 }
 
-/// The integration state from its stored `(key, JSON text)` rows. A value
+/// The integration state from its stored `(key, value)` rows. A value
 /// that cannot be read back (nested deeper than the parser's limit by an
 /// older version, or damaged by hand) reads as missing and is logged: one
 /// bad row must not fail the claim of every run of every flow. The next
 /// `state.set` of the key replaces it.
 pub(crate) fn state_from_rows(
-    rows: impl IntoIterator<Item = (String, String)>,
+    rows: impl IntoIterator<Item = (String, Vec<u8>)>,
 ) -> Map<String, Value> {
     rows.into_iter()
-        .filter_map(|(key, text)| match serde_json::from_str(&text) {
+        .filter_map(|(key, stored)| match encoding::decode(&stored) {
             Ok(value) => Some((key, value)),
             Err(e) => {
                 tracing::error!(key = %key, error = %e, "the stored state value cannot be read; state.get sees it as missing until state.set replaces it");
@@ -146,8 +146,8 @@ pub(crate) fn state_from_rows(
 /// The stored output of journal entry `step`. One that cannot be read back
 /// is [`StoreError::Unreadable`]: the run cannot resume without it (running
 /// the step again would repeat its effect), so the run fails, alone.
-pub(crate) fn step_output(step: &str, text: &str) -> StoreResult<Value> {
-    serde_json::from_str(text).map_err(|e| {
+pub(crate) fn step_output(step: &str, stored: &[u8]) -> StoreResult<Value> {
+    encoding::decode(stored).map_err(|e| {
         StoreError::Unreadable(format!(
             "the stored journal of step `{step}` cannot be read: {e}"
         ))

@@ -236,6 +236,20 @@ fn without_auth(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// `file.list` with `**`: a local tree, then the same asked of the server.
+fn list_trees(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new().arg(local(&cx, "/tree/**/*.csv"));
+        cx.step("local", quick_retries(), "file.list", args).await?;
+        let args = Args::new()
+            .arg(remote(&cx, "/tree/**/*.csv"))
+            .kw("auth", key(&cx));
+        cx.step("remote", quick_retries(), "file.list", args)
+            .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn flows(_: &Config) -> Vec<FlowDef> {
     let def = |name, run: FlowFn| FlowDef {
         name,
@@ -253,6 +267,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
         def("unreachable", read_missing),
         def("streams", streams),
         def("upload_onto_folder", upload_onto_folder),
+        def("list_trees", list_trees),
     ]
 }
 
@@ -401,6 +416,53 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
     let error = exec.error.unwrap_or_default();
     assert!(error.contains("needs `auth:`"), "{error}");
     assert_eq!(journal[0].attempts, 1);
+}
+
+/// `**` lists a local tree through the step; on a server it is refused at
+/// once (it would list folder after folder over the network), naming why.
+#[tokio::test]
+async fn double_stars_list_local_trees_and_are_refused_on_a_server() {
+    let Some(s) = Sshd::start("double_stars_list_local_trees_and_are_refused_on_a_server") else {
+        return;
+    };
+    trust(&s);
+    let rt = Runtime::new(
+        integration(),
+        common::options(&[("SFTP_KEY", s.client_key())]),
+    )
+    .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    for f in [
+        "tree/a.csv",
+        "tree/x/b.csv",
+        "tree/x/y/c.csv",
+        "tree/x/y/d.txt",
+    ] {
+        let path = local.path().join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "h\n").unwrap();
+    }
+    let (exec, journal) = run(&rt, "list_trees", &s, local.path()).await;
+    let listed: Vec<String> = output(&journal, "local")
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap_or_default();
+            path.strip_prefix(&local.path().display().to_string())
+                .unwrap_or(path)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(listed, ["/tree/a.csv", "/tree/x/b.csv", "/tree/x/y/c.csv"]);
+    assert_eq!(exec.status, Status::Failed, "{exec:#?}");
+    let error = exec.error.unwrap_or_default();
+    assert!(
+        error.contains("`**` lists local subfolders only"),
+        "{error}"
+    );
+    let remote = journal.iter().find(|r| r.key == "remote").expect("remote");
+    assert_eq!(remote.attempts, 1, "not retried");
 }
 
 #[tokio::test]

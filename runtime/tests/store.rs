@@ -751,6 +751,50 @@ async fn state_and_deployed_version(s: &dyn Store) {
     );
 }
 
+/// A `Bytes` value as the runtime carries it: 1 MiB of data as base64.
+fn binary_value() -> serde_json::Value {
+    use base64::Engine as _;
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
+    json!(base64::engine::general_purpose::STANDARD.encode(data))
+}
+
+/// Values holding binary data (triggers, journal outputs, results, state)
+/// read back exactly as written.
+async fn binary_values_read_back_unchanged(s: &dyn Store) {
+    let bytes = binary_value();
+    let trigger = json!({ "file": { "name": "a.pdf", "bytes": bytes }, "n": 1 });
+    s.enqueue(NewExecution::queued("b", "f", trigger.clone()))
+        .await
+        .unwrap();
+    let claimed = claim_until(s, "w", "b").await;
+    assert_eq!(claimed.trigger, trigger);
+    let output = json!({ "status": 200, "bytes": bytes });
+    s.record_step(
+        "b",
+        &lease(&claimed),
+        step("get", StepStatus::Succeeded, Some(output.clone())),
+    )
+    .await
+    .unwrap();
+    let result = json!([bytes, "short"]);
+    s.finish(
+        "b",
+        &lease(&claimed),
+        Finish {
+            result: Some(result.clone()),
+            ..finish(Status::Succeeded)
+        },
+    )
+    .await
+    .unwrap();
+    let done = s.get("b").await.unwrap().unwrap();
+    assert_eq!(done.trigger, trigger);
+    assert_eq!(done.result, Some(result));
+    assert_eq!(s.journal("b").await.unwrap()[0].output, Some(output));
+    s.state_set("logo", bytes.clone()).await.unwrap();
+    assert_eq!(s.state_all().await.unwrap().get("logo"), Some(&bytes));
+}
+
 /// A connection's OAuth2 tokens (LANGUAGE.md §12): saved, replaced whole,
 /// counted by generation, kept per connection.
 async fn connection_tokens_are_kept(s: &dyn Store) {
@@ -1271,6 +1315,85 @@ where
     assert_eq!(s.state_all().await.unwrap().get("seen"), Some(&json!([2])));
 }
 
+/// The stored sizes of the values [`binary_values_read_back_unchanged`]
+/// wrote, each holding 1 MiB of data: kept as the data (CBOR), not as its
+/// base64 text, which is a third larger.
+fn assert_kept_as_bytes(sizes: &[(&str, i64)]) {
+    const MIB: i64 = 1 << 20;
+    for (what, size) in sizes {
+        assert!(
+            (MIB..MIB + 1024).contains(size),
+            "{what}: {size} bytes stored for 1 MiB of data"
+        );
+    }
+}
+
+const STORED_SIZES: &str = "SELECT (SELECT length(trigger) FROM executions WHERE id = 'b'), \
+     (SELECT length(result) FROM executions WHERE id = 'b'), \
+     (SELECT length(output) FROM journal WHERE execution_id = 'b'), \
+     (SELECT length(value) FROM state WHERE key = 'logo')";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_binary_data_as_bytes() {
+    let (store, dir) = sqlite(Durability::Full);
+    binary_values_read_back_unchanged(&store).await;
+    let conn = rusqlite::Connection::open(dir.path().join("test.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let sizes: [i64; 4] = conn
+        .query_row(STORED_SIZES, [], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+        })
+        .unwrap();
+    let names = ["trigger", "result", "output", "state"];
+    assert_kept_as_bytes(&names.into_iter().zip(sizes).collect::<Vec<_>>());
+    let kind: String = conn
+        .query_row(
+            "SELECT typeof(trigger) FROM executions WHERE id = 'b'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kind, "blob");
+    // Values without binary data stay JSON text.
+    store
+        .state_set("cursor", json!({ "page": 2 }))
+        .await
+        .unwrap();
+    let cursor: (String, String) = conn
+        .query_row(
+            "SELECT typeof(value), value FROM state WHERE key = 'cursor'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(cursor, ("text".into(), r#"{"page":2}"#.into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_binary_data_as_bytes() {
+    let Some(pg) = Pg::open("postgres_keeps_binary_data_as_bytes").await else {
+        return;
+    };
+    binary_values_read_back_unchanged(&pg.store).await;
+    let admin = pg_support::admin(&pg.url).await;
+    admin
+        .batch_execute(&format!("SET search_path TO \"{}\"", pg.schema))
+        .await
+        .unwrap();
+    let row = admin
+        .query_one(&STORED_SIZES.replace("length(", "octet_length("), &[])
+        .await
+        .unwrap();
+    let names = ["trigger", "result", "output", "state"];
+    let sizes: Vec<(&str, i64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (*name, i64::from(row.get::<_, i32>(i))))
+        .collect();
+    assert_kept_as_bytes(&sizes);
+    pg.done().await;
+}
+
 /// Overwrites `column` of the one row of `table` matching `filter` in the
 /// SQLite file at `path` with [`unreadable_json`].
 fn plant_sqlite(path: &std::path::Path, table: &str, column: &str, filter: &str) {
@@ -1287,7 +1410,10 @@ fn plant_sqlite(path: &std::path::Path, table: &str, column: &str, filter: &str)
 async fn plant_postgres(url: &str, schema: &str, table: &str, column: &str, filter: &str) {
     let client = pg_support::admin(url).await;
     let sql = format!("UPDATE \"{schema}\".{table} SET {column} = $1 WHERE {filter}");
-    let n = client.execute(&sql, &[&unreadable_json()]).await.unwrap();
+    let n = client
+        .execute(&sql, &[&unreadable_json().into_bytes()])
+        .await
+        .unwrap();
     assert_eq!(n, 1, "{table} has a row where {filter}");
 }
 
@@ -1488,6 +1614,7 @@ backends!(
         listing_filters_newest_first,
         schedule_ticks_run_once,
         state_and_deployed_version,
+        binary_values_read_back_unchanged,
         connection_tokens_are_kept,
         retention_purges_old_finished_runs,
         callbacks_are_due_once_their_run_ended,
@@ -1739,22 +1866,29 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
     assert_close(kept.expires_at, expires);
 
     // A schema written before connections existed (version 2) gets their
-    // tables at start-up.
+    // tables at start-up, and its JSON text columns become bytes (4) with
+    // the rows in them still readable.
     pg.store.enqueue(new("a", "f", None)).await.unwrap();
     let admin = pg_support::admin(&pg.url).await;
     let schema = pg.schema.clone();
     admin
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".connections, \"{schema}\".connection_limits; \
+             ALTER TABLE \"{schema}\".executions \
+                 ALTER COLUMN trigger TYPE TEXT USING convert_from(trigger, 'UTF8'), \
+                 ALTER COLUMN result TYPE TEXT USING convert_from(result, 'UTF8'); \
+             ALTER TABLE \"{schema}\".journal \
+                 ALTER COLUMN output TYPE TEXT USING convert_from(output, 'UTF8'); \
+             ALTER TABLE \"{schema}\".state \
+                 ALTER COLUMN value TYPE TEXT USING convert_from(value, 'UTF8'); \
              DELETE FROM \"{schema}\".schema_version WHERE version > 2"
         ))
         .await
         .unwrap();
     let pg = pg.reopen().await;
-    assert_eq!(
-        pg.store.get("a").await.unwrap().unwrap().status,
-        Status::Queued
-    );
+    let a = pg.store.get("a").await.unwrap().unwrap();
+    assert_eq!(a.status, Status::Queued);
+    assert_eq!(a.trigger, json!({ "body": { "id": "a" } }));
     assert_eq!(pg.store.connection_tokens("crm").await.unwrap(), None);
     assert_eq!(
         pg.store
@@ -1773,7 +1907,7 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     pg.done().await;
 }
 

@@ -51,11 +51,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
-    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed,
-    ConnectionTokens, Enqueued, Execution, ExecutionFilter, Finish, JsonColumns, Lease,
-    NewCallback, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
-    StoreResult,
+    abandoned_message, callback_expired_message, encoded, keep_readable, state_from_rows,
+    step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens, Encoded,
+    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, ReadBack,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -168,6 +167,16 @@ CREATE TABLE $S.connection_limits (
     sends TIMESTAMPTZ[] NOT NULL
 );
 "#,
+    // 4: value columns as bytes: JSON text, or CBOR for a value holding
+    // binary data (`store::encoding`). The rows written before are JSON
+    // text and stay so, in UTF-8.
+    r#"
+ALTER TABLE $S.executions
+    ALTER COLUMN trigger TYPE BYTEA USING convert_to(trigger, 'UTF8'),
+    ALTER COLUMN result TYPE BYTEA USING convert_to(result, 'UTF8');
+ALTER TABLE $S.journal ALTER COLUMN output TYPE BYTEA USING convert_to(output, 'UTF8');
+ALTER TABLE $S.state ALTER COLUMN value TYPE BYTEA USING convert_to(value, 'UTF8');
+"#,
 ];
 
 /// How to open a [`PostgresStore`].
@@ -211,7 +220,7 @@ impl Drop for PostgresStore {
 struct PendingIntake {
     id: String,
     flow: String,
-    trigger: String,
+    trigger: Vec<u8>,
     inserted: tokio::sync::oneshot::Sender<StoreResult<()>>,
 }
 
@@ -239,7 +248,7 @@ async fn intake_loop(
     let batch_sql = format!(
         "INSERT INTO {schema}.executions (id, flow, status, trigger, attempts, lease_epoch) \
          SELECT id, flow, 'queued', trigger, 0, 0 \
-         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(id, flow, trigger, n) \
+         FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS t(id, flow, trigger, n) \
          ORDER BY n"
     );
     let one_sql = format!(
@@ -294,7 +303,7 @@ async fn intake_loop(
 async fn insert_batch(pool: &Pool, sql: &str, batch: &[PendingIntake]) -> StoreResult<()> {
     let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
     let flows: Vec<&str> = batch.iter().map(|r| r.flow.as_str()).collect();
-    let triggers: Vec<&str> = batch.iter().map(|r| r.trigger.as_str()).collect();
+    let triggers: Vec<&[u8]> = batch.iter().map(|r| r.trigger.as_slice()).collect();
     let client = pool.get().await.map_err(pool_error)?;
     let stmt = client.prepare_cached(sql).await.map_err(pg_error)?;
     let rows = client
@@ -390,7 +399,7 @@ struct StepParams<'a> {
     record: &'a StepRecord,
     status: &'static str,
     attempts: i32,
-    output: Option<String>,
+    output: Option<Vec<u8>>,
 }
 
 impl<'a> StepParams<'a> {
@@ -399,7 +408,7 @@ impl<'a> StepParams<'a> {
             record,
             status: step_status(record.status),
             attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
-            output: json_text(record.output.as_ref())?,
+            output: encoded(record.output.as_ref())?.map(Encoded::into_bytes),
         })
     }
 
@@ -482,22 +491,22 @@ fn read_back(r: &Row) -> StoreResult<ReadBack> {
     let status: String = r.try_get(2).map_err(g)?;
     let status = Status::parse(&status)
         .ok_or_else(|| StoreError::Backend(format!("unknown status {status:?} in the store")))?;
-    let trigger: String = r.try_get(3).map_err(g)?;
-    let result: Option<String> = r.try_get(9).map_err(g)?;
+    let trigger: &[u8] = r.try_get(3).map_err(g)?;
+    let result: Option<&[u8]> = r.try_get(9).map_err(g)?;
     let attempts: i32 = r.try_get(8).map_err(g)?;
     let epoch: i64 = r.try_get(14).map_err(g)?;
-    let mut json = JsonColumns::default();
+    let mut json = ValueColumns::default();
     let exec = Execution {
         id: r.try_get(0).map_err(g)?,
         flow: r.try_get(1).map_err(g)?,
         status,
-        trigger: json.read(&trigger, "trigger"),
+        trigger: json.read(trigger, "trigger"),
         dedupe_key: r.try_get(4).map_err(g)?,
         created_at: r.try_get(5).map_err(g)?,
         started_at: r.try_get(6).map_err(g)?,
         finished_at: r.try_get(7).map_err(g)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
-        result: result.as_deref().map(|r| json.read(r, "result")),
+        result: result.map(|r| json.read(r, "result")),
         error: r.try_get(10).map_err(g)?,
         error_step: r.try_get(11).map_err(g)?,
         lease_owner: r.try_get(12).map_err(g)?,
@@ -815,7 +824,7 @@ impl PostgresStore {
     async fn enqueue_with_others(
         &self,
         new: NewExecution,
-        trigger: String,
+        trigger: Vec<u8>,
     ) -> StoreResult<Enqueued> {
         let (inserted, answer) = tokio::sync::oneshot::channel();
         self.intake
@@ -835,7 +844,7 @@ impl PostgresStore {
     async fn enqueue_tick(
         &self,
         new: NewExecution,
-        trigger: String,
+        trigger: Vec<u8>,
         tick: DateTime<Utc>,
     ) -> StoreResult<Enqueued> {
         let mut client = self.client().await?;
@@ -958,7 +967,7 @@ impl PostgresStore {
                     r.try_get(1).map_err(pg_error)?,
                 ))
             })
-            .collect::<StoreResult<Vec<(String, String)>>>()
+            .collect::<StoreResult<Vec<(String, Vec<u8>)>>>()
             .map(state_from_rows)
     }
 }
@@ -1040,7 +1049,7 @@ async fn migrate(pool: &Pool, quoted: &str, schema: &str) -> StoreResult<()> {
 impl Store for PostgresStore {
     fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>> {
         async move {
-            let trigger = serde_json::to_string(&new.trigger).map_err(json_error)?;
+            let trigger = Encoded::of(&new.trigger)?.into_bytes();
             if let Some(tick) = new.tick {
                 return self.enqueue_tick(new, trigger, tick).await;
             }
@@ -1250,7 +1259,7 @@ impl Store for PostgresStore {
         finish: Finish,
     ) -> BoxFuture<'a, StoreResult<()>> {
         async move {
-            let result = json_text(finish.result.as_ref())?;
+            let result = encoded(finish.result.as_ref())?.map(Encoded::into_bytes);
             let n = self
                 .execute(
                     "UPDATE $S.executions SET status = $1, result = $2, error = $3, \
@@ -1292,7 +1301,7 @@ impl Store for PostgresStore {
             for record in steps {
                 self.record_step(id, lease, record).await?;
             }
-            let result = json_text(finish.result.as_ref())?;
+            let result = encoded(finish.result.as_ref())?.map(Encoded::into_bytes);
             let step = StepParams::new(&last)?;
             let epoch = epoch(lease);
             let [p3, p4, p5, p6, p7, p8, p9, p10] = step.values();
@@ -1401,13 +1410,10 @@ impl Store for PostgresStore {
                 .map(|r| {
                     let status: String = r.try_get(2).map_err(pg_error)?;
                     let attempts: i32 = r.try_get(3).map_err(pg_error)?;
-                    let output: Option<String> = r.try_get(6).map_err(pg_error)?;
+                    let output: Option<&[u8]> = r.try_get(6).map_err(pg_error)?;
                     let key: String = r.try_get(0).map_err(pg_error)?;
                     Ok(StepRecord {
-                        output: output
-                            .as_deref()
-                            .map(|o| step_output(&key, o))
-                            .transpose()?,
+                        output: output.map(|o| step_output(&key, o)).transpose()?,
                         key,
                         call: r.try_get(1).map_err(pg_error)?,
                         status: if status == "succeeded" {
@@ -1481,7 +1487,7 @@ impl Store for PostgresStore {
 
     fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {
         async move {
-            let value = serde_json::to_string(&value).map_err(json_error)?;
+            let value = Encoded::of(&value)?.into_bytes();
             self.execute(
                 "INSERT INTO $S.state (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -64,11 +64,10 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{
-    abandoned_message, callback_expired_message, json_error, json_text, keep_readable,
-    state_from_rows, step_output, Callback, CallbackOutcome, CallbackState, Claimed,
-    ConnectionTokens, Enqueued, Execution, ExecutionFilter, Finish, JsonColumns, Lease,
-    NewCallback, NewExecution, ReadBack, Status, StepRecord, StepStatus, Store, StoreError,
-    StoreResult,
+    abandoned_message, callback_expired_message, encoded, keep_readable, state_from_rows,
+    step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens, Encoded,
+    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, ReadBack,
+    Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
 };
 
 /// Most jobs committed in one transaction.
@@ -773,18 +772,19 @@ impl SqliteStore {
 const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
      finished_at, attempts, result, error, error_step, lease_owner, lease_expires, lease_epoch";
 
-/// An execution row as stored (JSON still text: parsed off the writer thread).
+/// An execution row as stored (values still encoded: decoded off the writer
+/// thread).
 struct ExecRow {
     id: String,
     flow: String,
     status: String,
-    trigger: String,
+    trigger: Vec<u8>,
     dedupe_key: Option<String>,
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
     attempts: i64,
-    result: Option<String>,
+    result: Option<Vec<u8>>,
     error: Option<String>,
     error_step: Option<String>,
     lease_owner: Option<String>,
@@ -797,13 +797,13 @@ fn exec_row(r: &Row<'_>) -> rusqlite::Result<ExecRow> {
         id: r.get(0)?,
         flow: r.get(1)?,
         status: r.get(2)?,
-        trigger: r.get(3)?,
+        trigger: stored(r, 3)?,
         dedupe_key: r.get(4)?,
         created_at: r.get(5)?,
         started_at: r.get(6)?,
         finished_at: r.get(7)?,
         attempts: r.get(8)?,
-        result: r.get(9)?,
+        result: stored_or_null(r, 9)?,
         error: r.get(10)?,
         error_step: r.get(11)?,
         lease_owner: r.get(12)?,
@@ -817,7 +817,7 @@ impl ExecRow {
         let status = Status::parse(&self.status).ok_or_else(|| {
             StoreError::Backend(format!("unknown status {:?} in the store", self.status))
         })?;
-        let mut json = JsonColumns::default();
+        let mut json = ValueColumns::default();
         let exec = Execution {
             trigger: json.read(&self.trigger, "trigger"),
             result: self.result.as_deref().map(|r| json.read(r, "result")),
@@ -951,10 +951,23 @@ fn claim_callback_rows(
     .collect()
 }
 
-fn state_rows(c: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+fn state_rows(c: &Connection) -> rusqlite::Result<Vec<(String, Vec<u8>)>> {
     c.prepare_cached("SELECT key, value FROM state")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| Ok((r.get(0)?, stored(r, 1)?)))?
         .collect()
+}
+
+/// A value column (see [`super::encoding`]): JSON text, or a CBOR `BLOB`.
+fn stored(r: &Row<'_>, column: usize) -> rusqlite::Result<Vec<u8>> {
+    Ok(stored_or_null(r, column)?.unwrap_or_default())
+}
+
+fn stored_or_null(r: &Row<'_>, column: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    let value = r.get_ref(column)?;
+    let bytes = value.as_bytes_or_null().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e))
+    })?;
+    Ok(bytes.map(<[u8]>::to_vec))
 }
 
 fn epoch(lease: &Lease) -> i64 {
@@ -971,16 +984,16 @@ fn lease_held(c: &Connection, id: &str, epoch: i64) -> rusqlite::Result<bool> {
     .is_some())
 }
 
-/// A journal entry ready to write (its output already JSON text, made
-/// off the writer thread).
+/// A journal entry ready to write (its output already encoded, off the
+/// writer thread).
 struct StepRow {
     record: StepRecord,
-    output: Option<String>,
+    output: Option<Encoded>,
 }
 
 impl StepRow {
     fn new(record: StepRecord) -> StoreResult<StepRow> {
-        let output = json_text(record.output.as_ref())?;
+        let output = encoded(record.output.as_ref())?;
         Ok(StepRow { record, output })
     }
 
@@ -1012,15 +1025,15 @@ impl StepRow {
     }
 }
 
-/// The end of a run ready to write (its result already JSON text).
+/// The end of a run ready to write (its result already encoded).
 struct EndRow {
     finish: Finish,
-    result: Option<String>,
+    result: Option<Encoded>,
 }
 
 impl EndRow {
     fn new(finish: Finish) -> StoreResult<EndRow> {
-        let result = json_text(finish.result.as_ref())?;
+        let result = encoded(finish.result.as_ref())?;
         Ok(EndRow { finish, result })
     }
 
@@ -1056,9 +1069,9 @@ fn step_status(s: StepStatus) -> &'static str {
 
 impl Store for SqliteStore {
     fn enqueue(&self, new: NewExecution) -> BoxFuture<'_, StoreResult<Enqueued>> {
-        let trigger = match serde_json::to_string(&new.trigger) {
+        let trigger = match Encoded::of(&new.trigger) {
             Ok(t) => t,
-            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+            Err(e) => return async move { Err(e) }.boxed(),
         };
         let NewExecution {
             id,
@@ -1393,7 +1406,7 @@ impl Store for SqliteStore {
             i64,
             i64,
             i64,
-            Option<String>,
+            Option<Vec<u8>>,
             Option<String>,
         );
         let id = id.to_string();
@@ -1410,7 +1423,7 @@ impl Store for SqliteStore {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
-                    r.get(6)?,
+                    stored_or_null(r, 6)?,
                     r.get(7)?,
                 ))
             })?
@@ -1508,9 +1521,9 @@ impl Store for SqliteStore {
     }
 
     fn state_set<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, StoreResult<()>> {
-        let text = match serde_json::to_string(&value) {
+        let stored = match Encoded::of(&value) {
             Ok(v) => v,
-            Err(e) => return async move { Err(json_error(e)) }.boxed(),
+            Err(e) => return async move { Err(e) }.boxed(),
         };
         let key = key.to_string();
         let cache = self.state_cache.clone();
@@ -1520,7 +1533,7 @@ impl Store for SqliteStore {
                 "INSERT INTO state (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
-            .execute(params![key, text])?;
+            .execute(params![key, stored])?;
             // In the writer thread, so in the order of the writes.
             if let Some(cache) = &in_writer {
                 let mut cache = lock(cache);
