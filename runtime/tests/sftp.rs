@@ -322,17 +322,24 @@ fn output<'a>(journal: &'a [StepRecord], key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no output for step {key}: {journal:#?}"))
 }
 
-#[tokio::test]
-async fn file_steps_work_on_sftp_urls() {
-    let Some(s) = Sshd::start("file_steps_work_on_sftp_urls") else {
-        return;
-    };
+/// A test's sshd, trusted, and a runtime whose `sftp_key` is its client
+/// key; `None` (the test skipped) without `FLOW_TEST_SSHD`.
+fn server_and_runtime(test: &str) -> Option<(Sshd, Runtime)> {
+    let s = Sshd::start(test)?;
     trust(&s);
     let rt = Runtime::new(
         integration(),
         common::options(&[("SFTP_KEY", s.client_key())]),
     )
     .unwrap();
+    Some((s, rt))
+}
+
+#[tokio::test]
+async fn file_steps_work_on_sftp_urls() {
+    let Some((s, rt)) = server_and_runtime("file_steps_work_on_sftp_urls") else {
+        return;
+    };
     let local = tempfile::tempdir().unwrap();
     let data = s.data_dir();
     let url = |rel: &str| {
@@ -385,15 +392,10 @@ async fn file_steps_work_on_sftp_urls() {
 
 #[tokio::test]
 async fn sftp_step_errors_are_permanent_and_name_the_url() {
-    let Some(s) = Sshd::start("sftp_step_errors_are_permanent_and_name_the_url") else {
+    let Some((s, rt)) = server_and_runtime("sftp_step_errors_are_permanent_and_name_the_url")
+    else {
         return;
     };
-    trust(&s);
-    let rt = Runtime::new(
-        integration(),
-        common::options(&[("SFTP_KEY", s.client_key())]),
-    )
-    .unwrap();
     let local = tempfile::tempdir().unwrap();
 
     let (exec, journal) = run(&rt, "read_missing", &s, local.path()).await;
@@ -422,15 +424,11 @@ async fn sftp_step_errors_are_permanent_and_name_the_url() {
 /// once (it would list folder after folder over the network), naming why.
 #[tokio::test]
 async fn double_stars_list_local_trees_and_are_refused_on_a_server() {
-    let Some(s) = Sshd::start("double_stars_list_local_trees_and_are_refused_on_a_server") else {
+    let Some((s, rt)) =
+        server_and_runtime("double_stars_list_local_trees_and_are_refused_on_a_server")
+    else {
         return;
     };
-    trust(&s);
-    let rt = Runtime::new(
-        integration(),
-        common::options(&[("SFTP_KEY", s.client_key())]),
-    )
-    .unwrap();
     let local = tempfile::tempdir().unwrap();
     for f in [
         "tree/a.csv",
