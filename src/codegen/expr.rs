@@ -162,7 +162,7 @@ impl Gen<'_> {
 
     /// `e` as a borrowed place (`&Value`), when it is a local, `trigger`,
     /// `config.x`, `error`, or a field chain on one of them.
-    fn place(&self, e: &Expr) -> Option<String> {
+    pub(super) fn place(&self, e: &Expr) -> Option<String> {
         match &e.kind {
             ExprKind::Name(n) => {
                 if self.is_local(&n.name) {

@@ -44,7 +44,15 @@ impl Gen<'_> {
     fn stmt(&mut self, stmt: &Stmt) -> String {
         match &stmt.kind {
             StmtKind::Let { name, value } => {
-                let v = self.expr(value);
+                // A place (`trigger.body.updates`, `config.x`, a field of
+                // another local) is bound by reference: runs never change
+                // their values, so copying one would only cost a clone and
+                // a drop. Uses of the local clone or borrow it as before
+                // (`v.clone()` of a `&Value` clones the value).
+                let v = match self.place(value) {
+                    Some(place) => place,
+                    None => self.expr(value),
+                };
                 self.locals.push(name.name.clone());
                 format!("let {} = {v};", self.binding(&name.name))
             }

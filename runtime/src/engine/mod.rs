@@ -366,6 +366,11 @@ impl Runtime {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .redirect(crate::core::outbound::redirect_policy())
+            // Steps are retried by the engine (journaled, with backoff).
+            // reqwest's own retries are of HTTP/2 refusals only, which this
+            // HTTP/1 client never gets, yet its policy copies every
+            // request's headers in case: none, and no copy.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .user_agent(format!(
                 "{}/{} (flowc)",
                 integration.name,
