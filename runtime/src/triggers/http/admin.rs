@@ -163,6 +163,7 @@ async fn list_executions(
         status,
         flow: q.flow.filter(|f| !f.is_empty()),
         limit: q.limit.unwrap_or(100).min(1000),
+        ..ExecutionFilter::default()
     };
     match rt.store().list(filter).await {
         Ok(list) => Json(json!({
