@@ -204,23 +204,31 @@ pub(super) fn cleared_cookie_header() -> HeaderValue {
 
 /// Whether a browser request comes from another site: its `Origin` (sent
 /// by browsers on every POST) names another host than the one it was sent
-/// to. A request without `Origin` (not a browser's POST) passes; the CSRF
-/// header is what protects it.
+/// to, `Host` or, behind a proxy that rewrites `Host`, the
+/// `X-Forwarded-Host` it sets (a page of another site cannot send that
+/// header without a CORS preflight, which this service never grants). A
+/// request without `Origin` (not a browser's POST) passes; the CSRF header
+/// is what protects it.
 pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
+    let Some(origin_host) = origin
         .to_str()
         .ok()
         .and_then(|o| o.split_once("://"))
-        .map(|(_, authority)| authority);
-    match (origin_host, host) {
-        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
-        // `Origin: null` (a sandboxed or file page), or no Host to compare.
-        _ => true,
-    }
+        .map(|(_, authority)| authority)
+    else {
+        // `Origin: null` (a sandboxed or file page).
+        return true;
+    };
+    let this_host = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|h| h.trim().eq_ignore_ascii_case(origin_host))
+    };
+    !(this_host("host") || this_host("x-forwarded-host"))
 }
 
 #[cfg(test)]
@@ -289,5 +297,17 @@ mod tests {
             h.insert(header::ORIGIN, HeaderValue::from_static(other));
             assert!(cross_site(&h), "{other}");
         }
+        // Behind a proxy that rewrote Host and said which one it was.
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://ops.example.com"),
+        );
+        assert!(cross_site(&h));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("ops.example.com"),
+        );
+        assert!(!cross_site(&h));
     }
 }
