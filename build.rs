@@ -35,7 +35,7 @@ fn main() {
 
 /// The runtime's sources, and the files of the executions page that it
 /// embeds with `include_str!` (`src/triggers/http/ui/`).
-const EMBEDDED_EXTENSIONS: &[&str] = &["rs", "html", "css", "js"];
+const EMBEDDED_EXTENSIONS: &[&str] = &["rs", "html", "css", "js", "svg"];
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -413,6 +413,7 @@ mod tests {
             "app.html",
             "app.css",
             "app.js",
+            "favicon.svg",
             "signin.html",
             "disabled.html",
         ] {

@@ -187,6 +187,9 @@ async fn the_page_is_small_self_contained_and_asks_to_sign_in() {
     assert!(sign_in.contains(r#"<button type="submit">"#));
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    // `no-referrer` would make browsers send `Origin: null` with the form,
+    // which the Origin check refuses (found by runtime/tests/ui_browser.rs).
+    assert_eq!(headers["referrer-policy"], "same-origin");
 
     // The signed-in page and its assets: under 200 KB all together.
     let browser = signed_in(&server).await;

@@ -17,6 +17,7 @@ const SIGN_IN_HTML: &str = include_str!("ui/signin.html");
 const APP_HTML: &str = include_str!("ui/app.html");
 const APP_CSS: &str = include_str!("ui/app.css");
 const APP_JS: &str = include_str!("ui/app.js");
+const FAVICON_SVG: &str = include_str!("ui/favicon.svg");
 
 /// Where the sign-in form's error message goes in [`SIGN_IN_HTML`].
 const ERROR_SLOT: &str = "<!--error-->";
@@ -24,9 +25,9 @@ const ERROR_SLOT: &str = "<!--error-->";
 /// A sign-in form is a few dozen bytes; anything much larger is not one.
 const MAX_SIGN_IN_BODY: usize = 4 * 1024;
 
-/// The page and its assets may come from this service only, may not be
-/// framed, and send no referrer: what keeps injected content inert and the
-/// page out of other sites' frames.
+/// The page and its assets may come from this service only and may not be
+/// framed: what keeps injected content inert and the page out of other
+/// sites' frames.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
@@ -42,6 +43,10 @@ pub(super) fn router() -> Router<Admin> {
         .route(
             "/_flow/ui/app.js",
             get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .route(
+            "/_flow/ui/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
         )
         .route(
             "/_flow/ui/session",
@@ -73,7 +78,9 @@ fn protect(headers: &mut HeaderMap) {
         ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        // Not `no-referrer`: with it browsers send `Origin: null` on the
+        // page's own form posts, which the Origin check must refuse.
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         headers.insert(

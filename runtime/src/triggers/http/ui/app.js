@@ -14,6 +14,9 @@ const FINAL = ["succeeded", "failed", "skipped"];
 let csrf = "";
 let runs = [];
 let refreshTimer = 0;
+// Bumped by every load of the list: an answer to an older load (a refresh
+// still in flight when the filters changed) is dropped, not drawn.
+let listGeneration = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -148,7 +151,9 @@ async function loadRuns() {
   // A refresh reloads as many rows as are shown, paged or not.
   const p = filterParams();
   p.set("limit", String(Math.min(BULK_LIMIT, Math.max(PAGE_SIZE, runs.length))));
+  const generation = ++listGeneration;
   const { executions } = await api(`/_flow/executions?${p}`);
+  if (generation !== listGeneration) return;
   runs = executions;
   drawRuns(executions.length >= Number(p.get("limit")));
 }
@@ -157,7 +162,9 @@ async function loadOlder() {
   const p = filterParams();
   p.set("limit", String(PAGE_SIZE));
   p.set("before", runs[runs.length - 1].id);
+  const generation = ++listGeneration;
   const { executions } = await api(`/_flow/executions?${p}`);
+  if (generation !== listGeneration) return;
   runs = runs.concat(executions);
   drawRuns(executions.length >= PAGE_SIZE);
   say(executions.length ? `${executions.length} older runs shown.` : "No older runs.");
