@@ -299,8 +299,10 @@ async fn an_operator_signs_in_filters_replays_and_signs_out() {
     // of the page.
     let refused = browser.console_errors().await;
     assert!(refused.iter().all(|e| e.contains("401")), "{refused:?}");
-    browser.type_into("#token", TOKEN).await;
-    browser.click("form.sign-in button[type=submit]").await;
+    // From the keyboard: the token, then Enter.
+    browser
+        .type_into("#token", &format!("{TOKEN}\u{E007}"))
+        .await;
     browser.wait_count("#runs tr", 3).await;
     browser.wait_for("#integration", "shop").await;
 
@@ -327,6 +329,8 @@ async fn an_operator_signs_in_filters_replays_and_signs_out() {
         .click(&format!("#runs a[href='#/runs/{failed_1}']"))
         .await;
     browser.wait_for("#run-heading", &failed_1).await;
+    let focused = browser.script("return document.activeElement.id;").await;
+    assert_eq!(focused, "run-heading", "focus moves to the view opened");
     browser.wait_for("#run-timeline li", "Created").await;
     browser.wait_for("#run-trigger", "\"fail\": true").await;
     browser.click("#replay").await;

@@ -17,6 +17,8 @@ let refreshTimer = 0;
 // Bumped by every load of the list: an answer to an older load (a refresh
 // still in flight when the filters changed) is dropped, not drawn.
 let listGeneration = 0;
+// Set while the filters' Apply changes the address: focus stays on the form.
+let keepFocus = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -91,22 +93,30 @@ function markCurrent(link, current) {
   else link.removeAttribute("aria-current");
 }
 
-async function render() {
+// Shows the view the address names. `moveFocus` (the user went to another
+// view): focus its heading, so that keyboard and screen reader users start
+// reading there instead of wherever the link was.
+async function render(moveFocus = false) {
   stopRefresh();
   const { path, params } = route();
   try {
+    let heading;
     if (path.startsWith("/runs/")) {
       show("run-view");
+      heading = "run-heading";
       await renderRun(decodeURIComponent(path.slice("/runs/".length)));
     } else if (path === "/flows") {
       show("flows-view");
+      heading = "flows-heading";
       await renderFlows();
     } else {
       show("runs-view");
+      heading = "runs-heading";
       fillFilters(params);
       await loadRuns();
       startRefresh();
     }
+    if (moveFocus) $(heading).focus();
   } catch (e) {
     say(`Could not load: ${e.message}`);
   }
@@ -206,8 +216,12 @@ function applyFilters(event) {
   runs = [];
   const p = filterParams();
   const target = `#/runs${p.toString() ? `?${p}` : ""}`;
-  if (location.hash === target) render();
-  else location.hash = target;
+  if (location.hash === target) {
+    render();
+  } else {
+    keepFocus = true;
+    location.hash = target;
+  }
 }
 
 // Replays every failed run matching the filters, after saying how many.
@@ -372,7 +386,11 @@ async function start() {
   $("replay-failed").addEventListener("click", () => replayFailed().catch((e) => say(`Replay failed: ${e.message}`)));
   $("replay").addEventListener("click", replayRun);
   $("sign-out").addEventListener("click", signOut);
-  window.addEventListener("hashchange", () => { runs = []; render(); });
+  window.addEventListener("hashchange", () => {
+    runs = [];
+    render(!keepFocus);
+    keepFocus = false;
+  });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && !$("runs-view").hidden) loadRuns().catch(() => {});
   });
