@@ -387,6 +387,8 @@ async function start() {
   $("replay").addEventListener("click", replayRun);
   $("sign-out").addEventListener("click", signOut);
   window.addEventListener("hashchange", () => {
+    // A message about the previous view would read as about this one.
+    say("");
     runs = [];
     render(!keepFocus);
     keepFocus = false;
