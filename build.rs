@@ -33,6 +33,10 @@ fn main() {
     std::fs::write(dest, out).expect("write runtime_files.rs");
 }
 
+/// The runtime's sources, and the files of the executions page that it
+/// embeds with `include_str!` (`src/triggers/http/ui/`).
+const EMBEDDED_EXTENSIONS: &[&str] = &["rs", "html", "css", "js", "svg"];
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -41,7 +45,10 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         let path = entry.path();
         if path.is_dir() {
             collect(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path
+            .extension()
+            .is_some_and(|e| EMBEDDED_EXTENSIONS.iter().any(|x| e == *x))
+        {
             out.push(path);
         }
     }

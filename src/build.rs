@@ -408,6 +408,21 @@ mod tests {
         assert!(embedded::RUNTIME_FILES
             .iter()
             .any(|(p, _)| *p == "src/lib.rs"));
+        // The executions page, which the runtime includes with include_str!.
+        for page_file in [
+            "app.html",
+            "app.css",
+            "app.js",
+            "favicon.svg",
+            "signin.html",
+            "disabled.html",
+        ] {
+            let path = format!("src/triggers/http/ui/{page_file}");
+            assert!(
+                embedded::RUNTIME_FILES.iter().any(|(p, _)| *p == path),
+                "{path} not embedded"
+            );
+        }
         assert!(embedded::CARGO_LOCK.contains("name = \"flow_runtime\""));
     }
 }

@@ -17,6 +17,14 @@ async fn order_items_become_lines_that_the_count_endpoint_sees() {
     assert_eq!(count.status, 200, "{}", count.body);
     assert_eq!(count.body, json!({ "item_lines": 0 }));
 
+    // Every generated binary serves the executions page (its files come
+    // with the runtime flowc embeds); without an admin token it says how
+    // to enable it.
+    let page = get(&svc.at("/_flow/ui"), &[]).await;
+    assert_eq!(page.status, 200);
+    let text = page.body.as_str().unwrap_or_default();
+    assert!(text.contains("FLOW_ADMIN_TOKEN"), "{text}");
+
     let order = json!({ "id": "o-1", "customer": "ada", "items": [
         { "sku": "tea", "quantity": 2, "price": 3.5 },
         { "sku": "cup", "quantity": 1, "price": 8 },

@@ -373,7 +373,7 @@ pub struct Finish {
     pub error_step: Option<String>,
 }
 
-/// Filter for [`Store::list`].
+/// Filter for [`Store::list`]. Every condition set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     /// Only this status.
@@ -382,6 +382,18 @@ pub struct ExecutionFilter {
     pub flow: Option<String>,
     /// At most this many, newest first (0 = store default of 100).
     pub limit: usize,
+    /// Only executions created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only executions created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only the execution with this id, or those with this dedupe key
+    /// (exact match: both are looked up by index, so a search stays cheap
+    /// on a large store).
+    pub search: Option<String>,
+    /// The paging cursor: only executions listed after the execution with
+    /// this id (older ones). An id the store no longer has (purged since)
+    /// lists nothing.
+    pub before: Option<String>,
 }
 
 /// Status of a journal entry.
@@ -750,6 +762,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Executions matching the filter, newest first.
     fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>>;
+
+    /// How many executions match the filter, counting at most its limit
+    /// (0: 100): a count that stays cheap on a large store. The default
+    /// lists them; SQL stores count without reading the rows.
+    fn count(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<u64>> {
+        async move { Ok(self.list(filter).await?.len() as u64) }.boxed()
+    }
 
     /// The journal of an execution, in the order steps were first recorded.
     /// An entry whose output cannot be read back makes it

@@ -747,6 +747,7 @@ async fn settle(rt: &Runtime) -> Result<(), String> {
                     status: Some(status),
                     flow: None,
                     limit: 1,
+                    ..ExecutionFilter::default()
                 })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -856,6 +857,7 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
                 status: Some(Status::Failed),
                 flow: None,
                 limit: 100,
+                ..ExecutionFilter::default()
             })
             .await
             .unwrap_or_default();

@@ -687,8 +687,105 @@ async fn listing_filters_newest_first(s: &dyn Store) {
         status: Some(Status::Queued),
         flow: Some("f".into()),
         limit: 1,
+        ..Default::default()
     };
     assert_eq!(ids(s.list(queued_f).await.unwrap()), ["d"]);
+}
+
+/// The executions page's filters: a time range on creation, a search by
+/// id or dedupe key, and the paging cursor; each combines with the others.
+async fn listing_by_time_search_and_cursor(s: &dyn Store) {
+    for (id, flow, key) in [
+        ("a", "f", Some("order-1")),
+        ("b", "g", None),
+        ("c", "f", Some("order-2")),
+        ("d", "g", Some("order-1")),
+        ("e", "f", None),
+    ] {
+        s.enqueue(new(id, flow, key)).await.unwrap();
+        // Creation times a microsecond apart at least (the SQL stores keep
+        // microseconds), so that a range can fall between two runs.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ids = |v: Vec<Execution>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let list = |filter: ExecutionFilter| async move { ids(s.list(filter).await.unwrap()) };
+    let created = |id: &'static str| async move { s.get(id).await.unwrap().unwrap().created_at };
+    let (b_at, d_at) = (created("b").await, created("d").await);
+
+    let since_b = ExecutionFilter {
+        since: Some(b_at),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(since_b).await,
+        ["e", "d", "c", "b"],
+        "since is inclusive"
+    );
+    let until_d = ExecutionFilter {
+        until: Some(d_at),
+        ..Default::default()
+    };
+    assert_eq!(list(until_d).await, ["c", "b", "a"], "until is exclusive");
+    let between_f = ExecutionFilter {
+        flow: Some("f".into()),
+        since: Some(b_at),
+        until: Some(d_at),
+        ..Default::default()
+    };
+    assert_eq!(list(between_f).await, ["c"]);
+
+    let search = |q: &str| ExecutionFilter {
+        search: Some(q.into()),
+        ..Default::default()
+    };
+    assert_eq!(list(search("order-1")).await, ["d", "a"], "by dedupe key");
+    assert_eq!(list(search("c")).await, ["c"], "by id");
+    assert!(list(search("order")).await.is_empty(), "exact match only");
+    let key_in_f = ExecutionFilter {
+        flow: Some("f".into()),
+        ..search("order-1")
+    };
+    assert_eq!(list(key_in_f).await, ["a"]);
+
+    // Paging: two at a time, each page after the last id of the previous.
+    let page = |before: Option<String>| ExecutionFilter {
+        limit: 2,
+        before,
+        ..Default::default()
+    };
+    assert_eq!(list(page(None)).await, ["e", "d"]);
+    assert_eq!(list(page(Some("d".into()))).await, ["c", "b"]);
+    assert_eq!(list(page(Some("b".into()))).await, ["a"]);
+    assert!(list(page(Some("a".into()))).await.is_empty());
+    assert!(
+        list(page(Some("gone".into()))).await.is_empty(),
+        "an unknown cursor lists nothing"
+    );
+    let older_in_f = ExecutionFilter {
+        flow: Some("f".into()),
+        before: Some("d".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(older_in_f).await, ["c", "a"]);
+
+    // Counts take the same filters, up to the limit.
+    let count = |filter: ExecutionFilter| async move { s.count(filter).await.unwrap() };
+    let in_f = ExecutionFilter {
+        flow: Some("f".into()),
+        ..Default::default()
+    };
+    assert_eq!(count(in_f.clone()).await, 3);
+    assert_eq!(
+        count(ExecutionFilter { limit: 2, ..in_f }).await,
+        2,
+        "capped"
+    );
+    assert_eq!(count(search("order-1")).await, 2);
+    let none_failed = ExecutionFilter {
+        status: Some(Status::Failed),
+        ..Default::default()
+    };
+    assert_eq!(count(none_failed).await, 0);
 }
 
 async fn schedule_ticks_run_once(s: &dyn Store) {
@@ -1612,6 +1709,7 @@ backends!(
         steps_are_written_with_the_end,
         replay_requeues_finished_runs_only,
         listing_filters_newest_first,
+        listing_by_time_search_and_cursor,
         schedule_ticks_run_once,
         state_and_deployed_version,
         binary_values_read_back_unchanged,
@@ -1773,8 +1871,11 @@ async fn sqlite_adds_connections_to_an_older_database() {
         s.enqueue(new("a", "f", None)).await.unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("DROP TABLE connections; DELETE FROM schema_version WHERE version > 4")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE connections; DROP INDEX executions_by_dedupe_key; \
+         DELETE FROM schema_version WHERE version > 4",
+    )
+    .unwrap();
     drop(conn);
 
     let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
@@ -1791,7 +1892,7 @@ async fn sqlite_adds_connections_to_an_older_database() {
     let version: i64 = conn
         .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[test]
@@ -1874,6 +1975,7 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
     admin
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".connections, \"{schema}\".connection_limits; \
+             DROP INDEX \"{schema}\".executions_by_dedupe_key; \
              ALTER TABLE \"{schema}\".executions \
                  ALTER COLUMN trigger TYPE TEXT USING convert_from(trigger, 'UTF8'), \
                  ALTER COLUMN result TYPE TEXT USING convert_from(result, 'UTF8'); \
@@ -1907,7 +2009,7 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     pg.done().await;
 }
 
@@ -2213,6 +2315,7 @@ async fn postgres_grouped_intakes_are_all_stored_and_a_refused_one_fails_alone()
             status: None,
             flow: None,
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap();

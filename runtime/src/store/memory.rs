@@ -75,6 +75,18 @@ impl Inner {
     }
 }
 
+/// Whether `e` passes `filter` (all but the cursor and the limit).
+fn matches(filter: &ExecutionFilter, e: &Execution) -> bool {
+    filter.status.is_none_or(|st| e.status == st)
+        && filter.flow.as_deref().is_none_or(|f| e.flow == f)
+        && filter.since.is_none_or(|t| e.created_at >= t)
+        && filter.until.is_none_or(|t| e.created_at < t)
+        && filter
+            .search
+            .as_deref()
+            .is_none_or(|q| e.id == q || e.dedupe_key.as_deref() == Some(q))
+}
+
 /// An in-memory [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
@@ -335,12 +347,18 @@ impl Store for MemoryStore {
     fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>> {
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
         let r = self.with(|s| {
+            let end = match &filter.before {
+                None => u64::MAX,
+                Some(id) => match s.seq.get(id) {
+                    Some(seq) => *seq,
+                    None => return Vec::new(),
+                },
+            };
             s.order
-                .values()
+                .range(..end)
                 .rev()
-                .filter_map(|id| s.executions.get(id))
-                .filter(|e| filter.status.is_none_or(|st| e.status == st))
-                .filter(|e| filter.flow.as_deref().is_none_or(|f| e.flow == f))
+                .filter_map(|(_, id)| s.executions.get(id))
+                .filter(|e| matches(&filter, e))
                 .take(limit)
                 .cloned()
                 .collect()

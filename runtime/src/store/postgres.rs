@@ -177,6 +177,8 @@ ALTER TABLE $S.executions
 ALTER TABLE $S.journal ALTER COLUMN output TYPE BYTEA USING convert_to(output, 'UTF8');
 ALTER TABLE $S.state ALTER COLUMN value TYPE BYTEA USING convert_to(value, 'UTF8');
 "#,
+    // 5: the executions page searches by dedupe key (`list` with a search).
+    "CREATE INDEX executions_by_dedupe_key ON $S.executions (dedupe_key) WHERE dedupe_key IS NOT NULL;",
 ];
 
 /// How to open a [`PostgresStore`].
@@ -476,6 +478,30 @@ pub fn schema_for(integration: &str) -> String {
         s.truncate(63);
     }
     s
+}
+
+/// The conditions of [`Store::list`] and [`Store::count`], over the
+/// arguments status, flow, (limit), since, until, search, cursor: one
+/// statement for every filter, a condition whose argument is NULL holds.
+/// The search is a union of two index lookups (the id's unique index, the
+/// dedupe key's partial index); an unknown cursor compares with NULL, so
+/// nothing is listed.
+const LIST_CONDITIONS: &str = "($1::text IS NULL OR status = $1) \
+     AND ($2::text IS NULL OR flow = $2) \
+     AND ($4::timestamptz IS NULL OR created_at >= $4) \
+     AND ($5::timestamptz IS NULL OR created_at < $5) \
+     AND ($6::text IS NULL OR seq IN ( \
+         SELECT seq FROM $S.executions WHERE id = $6 \
+         UNION SELECT seq FROM $S.executions WHERE dedupe_key = $6)) \
+     AND ($7::text IS NULL OR seq < (SELECT seq FROM $S.executions WHERE id = $7))";
+
+/// The status and limit arguments of [`LIST_CONDITIONS`] (limit 0: 100).
+fn status_and_limit(filter: &ExecutionFilter) -> (Option<&'static str>, i64) {
+    let limit = if filter.limit == 0 { 100 } else { filter.limit };
+    (
+        filter.status.map(Status::as_str),
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    )
 }
 
 const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
@@ -1379,20 +1405,54 @@ impl Store for PostgresStore {
 
     fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>> {
         async move {
-            let limit = if filter.limit == 0 { 100 } else { filter.limit };
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let status = filter.status.map(Status::as_str);
+            let (status, limit) = status_and_limit(&filter);
             let rows = self
                 .query(
                     &format!(
-                        "SELECT {EXEC_COLUMNS} FROM $S.executions \
-                         WHERE ($1::text IS NULL OR status = $1) \
-                         AND ($2::text IS NULL OR flow = $2) ORDER BY seq DESC LIMIT $3"
+                        "SELECT {EXEC_COLUMNS} FROM $S.executions WHERE {LIST_CONDITIONS} \
+                         ORDER BY seq DESC LIMIT $3"
                     ),
-                    &[&status, &filter.flow, &limit],
+                    &[
+                        &status,
+                        &filter.flow,
+                        &limit,
+                        &filter.since,
+                        &filter.until,
+                        &filter.search,
+                        &filter.before,
+                    ],
                 )
                 .await?;
             rows.iter().map(exec_from_row).collect()
+        }
+        .boxed()
+    }
+
+    fn count(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<u64>> {
+        async move {
+            let (status, limit) = status_and_limit(&filter);
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM $S.executions \
+                         WHERE {LIST_CONDITIONS} LIMIT $3) AS matching"
+                    ),
+                    &[
+                        &status,
+                        &filter.flow,
+                        &limit,
+                        &filter.since,
+                        &filter.until,
+                        &filter.search,
+                        &filter.before,
+                    ],
+                )
+                .await?;
+            let n: i64 = match rows.first() {
+                Some(row) => row.try_get(0).map_err(pg_error)?,
+                None => 0,
+            };
+            Ok(u64::try_from(n).unwrap_or(0))
         }
         .boxed()
     }

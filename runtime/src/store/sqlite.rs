@@ -177,6 +177,8 @@ CREATE TABLE connections (
     generation    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 "#,
+    // 6: the executions page searches by dedupe key (`list` with a search).
+    "CREATE INDEX executions_by_dedupe_key ON executions (dedupe_key) WHERE dedupe_key IS NOT NULL;",
 ];
 
 /// What a commit promises (`--durability`).
@@ -267,6 +269,48 @@ fn transaction(conn: &Connection, jobs: &mut [Job]) -> Result<bool, StoreError> 
 
 fn sql_error(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(format!("sqlite: {e}"))
+}
+
+/// The `WHERE` conditions of [`Store::list`] for `filter`, with their
+/// numbered arguments. Only the conditions set are written, so that each
+/// combination is its own cached statement with the plan that suits it.
+fn list_conditions(filter: ExecutionFilter) -> (Vec<String>, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as Arg;
+    let mut args: Vec<Arg> = Vec::new();
+    let mut conditions = Vec::new();
+    let mut add = |condition: &str, arg: Arg| {
+        args.push(arg);
+        conditions.push(condition.replace("?N", &format!("?{}", args.len())));
+    };
+    if let Some(s) = filter.status {
+        add("status = ?N", Arg::Text(s.as_str().into()));
+    }
+    if let Some(f) = filter.flow {
+        add("flow = ?N", Arg::Text(f));
+    }
+    if let Some(t) = filter.since {
+        add("created_at >= ?N", Arg::Integer(micros(t)));
+    }
+    if let Some(t) = filter.until {
+        add("created_at < ?N", Arg::Integer(micros(t)));
+    }
+    if let Some(q) = filter.search {
+        // A union of two index lookups (the id's unique index, the
+        // dedupe key's partial index), not an OR the planner may scan for.
+        add(
+            "seq IN (SELECT seq FROM executions WHERE id = ?N \
+             UNION SELECT seq FROM executions WHERE dedupe_key = ?N)",
+            Arg::Text(q),
+        );
+    }
+    if let Some(id) = filter.before {
+        // An unknown cursor compares with NULL: nothing is listed.
+        add(
+            "seq < (SELECT seq FROM executions WHERE id = ?N)",
+            Arg::Text(id),
+        );
+    }
+    (conditions, args)
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -1373,20 +1417,11 @@ impl Store for SqliteStore {
     fn list(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<Vec<Execution>>> {
         let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
         let rows = self.read(move |c| {
+            let (conditions, args) = list_conditions(filter);
             let mut sql = format!("SELECT {EXEC_COLUMNS} FROM executions");
-            let mut args: Vec<String> = Vec::new();
-            let mut clauses = Vec::new();
-            if let Some(s) = filter.status {
-                args.push(s.as_str().to_string());
-                clauses.push(format!("status = ?{}", args.len()));
-            }
-            if let Some(f) = filter.flow {
-                args.push(f);
-                clauses.push(format!("flow = ?{}", args.len()));
-            }
-            if !clauses.is_empty() {
+            if !conditions.is_empty() {
                 sql.push_str(" WHERE ");
-                sql.push_str(&clauses.join(" AND "));
+                sql.push_str(&conditions.join(" AND "));
             }
             sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
             let mut stmt = c.prepare_cached(&sql)?;
@@ -1396,6 +1431,24 @@ impl Store for SqliteStore {
             Ok(rows)
         });
         async move { rows.await?.into_iter().map(ExecRow::into_shown).collect() }.boxed()
+    }
+
+    fn count(&self, filter: ExecutionFilter) -> BoxFuture<'_, StoreResult<u64>> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
+        let n = self.read(move |c| {
+            let (conditions, args) = list_conditions(filter);
+            let mut sql = String::from("SELECT count(*) FROM (SELECT 1 FROM executions");
+            if !conditions.is_empty() {
+                sql.push_str(" WHERE ");
+                sql.push_str(&conditions.join(" AND "));
+            }
+            sql.push_str(&format!(" LIMIT {limit})"));
+            let n: i64 = c
+                .prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+            Ok(n)
+        });
+        async move { Ok(u64::try_from(n.await?).unwrap_or(0)) }.boxed()
     }
 
     fn journal<'a>(&'a self, id: &'a str) -> BoxFuture<'a, StoreResult<Vec<StepRecord>>> {

@@ -193,6 +193,7 @@ impl Scanner {
                 status: Some(status),
                 flow: Some(self.flow.to_string()),
                 limit: 100_000,
+                ..ExecutionFilter::default()
             };
             match self.rt.store().list(filter).await {
                 Ok(execs) => {

@@ -1,18 +1,35 @@
 //! The admin API under `/_flow/`: health, readiness, metrics, flows, and
-//! executions (list, show, replay) behind the admin token.
+//! executions (list, show, replay, replay of the failed ones) behind the
+//! admin token, or a session of the executions page (`ui.rs`).
 
+use super::session::{self, Sessions};
 use super::*;
 
 /// The state of the admin routes.
 #[derive(Clone)]
-struct Admin {
-    rt: Runtime,
+pub(super) struct Admin {
+    pub(super) rt: Runtime,
     /// `FLOW_ADMIN_TOKEN`; `None` disables the protected endpoints (403).
-    token: Option<Arc<str>>,
+    pub(super) token: Option<Arc<str>>,
+    /// The executions page's sign-in sessions.
+    pub(super) sessions: Arc<Sessions>,
 }
 
-/// `/_flow/*`.
+/// Most runs one `replay-failed` call puts back in the queue (the caller
+/// calls again for more), and most counted per flow and status.
+const BULK_LIMIT: usize = 1_000;
+
+/// `/_flow/*`: the admin API and the executions page.
 pub(super) fn router(rt: &Runtime, token: Option<&str>) -> Router {
+    let admin = Admin {
+        rt: rt.clone(),
+        token: token.map(Arc::from),
+        sessions: Arc::new(Sessions::new()),
+    };
+    api_router().merge(super::ui::router()).with_state(admin)
+}
+
+fn api_router() -> Router<Admin> {
     Router::new()
         .route(
             "/_flow/healthz",
@@ -24,10 +41,8 @@ pub(super) fn router(rt: &Runtime, token: Option<&str>) -> Router {
         .route("/_flow/executions", get(list_executions))
         .route("/_flow/executions/{id}", get(get_execution))
         .route("/_flow/executions/{id}/replay", post(replay_execution))
-        .with_state(Admin {
-            rt: rt.clone(),
-            token: token.map(Arc::from),
-        })
+        .route("/_flow/executions/replay-failed", post(replay_failed))
+        .route("/_flow/flows/counts", get(flow_counts))
 }
 
 async fn readyz(State(Admin { rt, .. }): State<Admin>) -> Response {
@@ -66,26 +81,69 @@ async fn flows_listing(State(Admin { rt, .. }): State<Admin>) -> Response {
         .into_response()
 }
 
-fn check_admin(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = token else {
+/// Who may use the protected endpoints: a caller with the bearer token, or
+/// the executions page's browser with a live session. A session's
+/// state-changing request (`changes_state`) must also come from this site
+/// and carry the session's CSRF token: the cookie alone is sent by the
+/// browser whoever made it send the request.
+pub(super) fn authorize(
+    admin: &Admin,
+    headers: &HeaderMap,
+    changes_state: bool,
+) -> Result<(), Response> {
+    let Some(token) = admin.token.as_deref() else {
         return Err(error_response(
             StatusCode::FORBIDDEN,
             "the admin API is disabled: set FLOW_ADMIN_TOKEN to enable it",
         ));
     };
+    if headers.contains_key(header::AUTHORIZATION) || !session::has_session_cookie(headers) {
+        return check_bearer(token, headers);
+    }
+    let Some(csrf) = admin.sessions.csrf_of(headers) else {
+        return Err(unauthorized("the session has ended: sign in again"));
+    };
+    if !changes_state {
+        return Ok(());
+    }
+    if session::cross_site(headers) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: its Origin is not this service",
+        ));
+    }
+    let given = headers
+        .get(session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if session::tokens_match(&csrf, given) {
+        Ok(())
+    } else {
+        Err(error_response(
+            StatusCode::FORBIDDEN,
+            "missing or wrong X-Flow-CSRF header (GET /_flow/ui/session gives it)",
+        ))
+    }
+}
+
+fn check_bearer(token: &str, headers: &HeaderMap) -> Result<(), Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    if session::tokens_match(token, given) {
         Ok(())
     } else {
-        let mut resp = error_response(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Err(resp)
+        Err(unauthorized("missing or invalid bearer token"))
     }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
 }
 
 fn summary(e: &Execution, rt: &Runtime) -> Value {
@@ -130,57 +188,172 @@ fn step_json(rt: &Runtime, s: &StepRecord) -> Value {
     })
 }
 
+/// The query of `GET /_flow/executions` (and of `replay-failed`, which
+/// takes its filters but not `status`, `before` or `limit`).
 #[derive(serde::Deserialize)]
 struct ListQuery {
     status: Option<String>,
     flow: Option<String>,
     limit: Option<usize>,
+    /// Created at or after (RFC 3339).
+    since: Option<String>,
+    /// Created before (RFC 3339).
+    until: Option<String>,
+    /// An execution id or a dedupe key.
+    q: Option<String>,
+    /// The paging cursor: the last id of the previous page.
+    before: Option<String>,
+}
+
+/// An empty parameter counts as absent (a form's empty field).
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn parse_status(status: Option<&str>) -> Result<Option<Status>, Response> {
+    match status {
+        None | Some("") => Ok(None),
+        Some(s) => Status::parse(s).map(Some).ok_or_else(|| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status {s:?}; use queued, running, succeeded, failed or skipped"),
+            )
+        }),
+    }
+}
+
+fn parse_time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, Response> {
+    let Some(value) = given(value) else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&value)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                format!("{name} is not an RFC 3339 time (like 2026-01-31T12:00:00Z): {e}"),
+            )
+        })
+}
+
+impl ListQuery {
+    /// The store filter this query asks for.
+    fn filter(self) -> Result<ExecutionFilter, Response> {
+        Ok(ExecutionFilter {
+            status: parse_status(self.status.as_deref())?,
+            flow: given(self.flow),
+            limit: self.limit.unwrap_or(100).min(1000),
+            since: parse_time("since", self.since)?,
+            until: parse_time("until", self.until)?,
+            search: given(self.q),
+            before: given(self.before),
+        })
+    }
 }
 
 async fn list_executions(
-    State(Admin { rt, token }): State<Admin>,
+    State(admin): State<Admin>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(resp) = check_admin(token.as_deref(), &headers) {
+    if let Err(resp) = authorize(&admin, &headers, false) {
         return resp;
     }
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => match Status::parse(s) {
-            Some(s) => Some(s),
-            None => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown status {s:?}; use queued, running, succeeded, failed or skipped"
-                    ),
-                )
-            }
-        },
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return resp,
     };
-    let filter = ExecutionFilter {
-        status,
-        flow: q.flow.filter(|f| !f.is_empty()),
-        limit: q.limit.unwrap_or(100).min(1000),
-    };
+    let rt = &admin.rt;
     match rt.store().list(filter).await {
         Ok(list) => Json(json!({
-            "executions": list.iter().map(|e| summary(e, &rt)).collect::<Vec<_>>()
+            "executions": list.iter().map(|e| summary(e, rt)).collect::<Vec<_>>()
         }))
         .into_response(),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
+/// `POST /_flow/executions/replay-failed`: replays the failed runs that
+/// match `flow`, `since`, `until` and `q`, newest first, at most
+/// [`BULK_LIMIT`] per call.
+async fn replay_failed(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Err(resp) = authorize(&admin, &headers, true) {
+        return resp;
+    }
+    let mut filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    filter.status = Some(Status::Failed);
+    filter.before = None;
+    filter.limit = BULK_LIMIT;
+    let rt = &admin.rt;
+    let failed = match rt.store().list(filter).await {
+        Ok(list) => list,
+        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let mut ids = Vec::with_capacity(failed.len());
+    for e in failed {
+        match rt.store().requeue(&e.id).await {
+            // Replayed meanwhile by someone else: still running, not ours.
+            Ok(Some(again)) if again.status == Status::Queued => ids.push(e.id),
+            Ok(_) => {}
+            Err(err) => return error_response(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        }
+    }
+    if !ids.is_empty() {
+        rt.notify_workers();
+    }
+    tracing::info!(replayed = ids.len(), "bulk replay of failed runs queued");
+    Json(json!({ "replayed": ids.len(), "ids": ids, "limit": BULK_LIMIT })).into_response()
+}
+
+/// `GET /_flow/flows/counts`: each flow's runs by status, each count
+/// capped at [`BULK_LIMIT`] (`capped` says where it was reached).
+async fn flow_counts(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(resp) = authorize(&admin, &headers, false) {
+        return resp;
+    }
+    let statuses = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Skipped,
+    ];
+    let mut flows = Map::new();
+    for def in admin.rt.flows() {
+        let mut counts = Map::new();
+        for status in statuses {
+            let filter = ExecutionFilter {
+                status: Some(status),
+                flow: Some(def.name.to_string()),
+                limit: BULK_LIMIT,
+                ..ExecutionFilter::default()
+            };
+            match admin.rt.store().count(filter).await {
+                Ok(n) => counts.insert(status.as_str().into(), json!(n)),
+                Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            };
+        }
+        flows.insert(def.name.to_string(), Value::Object(counts));
+    }
+    Json(json!({ "flows": flows, "cap": BULK_LIMIT })).into_response()
+}
+
 async fn get_execution(
-    State(Admin { rt, token }): State<Admin>,
+    State(admin): State<Admin>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(resp) = check_admin(token.as_deref(), &headers) {
+    if let Err(resp) = authorize(&admin, &headers, false) {
         return resp;
     }
+    let rt = admin.rt;
     let exec = match rt.store().get(&id).await {
         Ok(Some(e)) => e,
         Ok(None) => return error_response(StatusCode::NOT_FOUND, format!("no execution {id}")),
@@ -205,13 +378,14 @@ async fn get_execution(
 }
 
 async fn replay_execution(
-    State(Admin { rt, token }): State<Admin>,
+    State(admin): State<Admin>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(resp) = check_admin(token.as_deref(), &headers) {
+    if let Err(resp) = authorize(&admin, &headers, true) {
         return resp;
     }
+    let rt = admin.rt;
     match rt.store().get(&id).await {
         Ok(Some(e)) if !e.status.is_final() => {
             return error_response(

@@ -15,7 +15,9 @@ mod access;
 mod admin;
 pub mod callback;
 mod intake;
+mod session;
 mod sync;
+mod ui;
 mod webhook;
 
 pub use access::{authenticate, verify, Refused};
@@ -36,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use base64::Engine as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use subtle::ConstantTimeEq as _;
 use tokio::time::Instant;
