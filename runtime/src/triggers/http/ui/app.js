@@ -263,6 +263,8 @@ async function renderRun(id) {
     ["Failed step", run.error_step || ""],
   ];
   for (const [name, value] of fields) {
+    // A run that did not fail has no error to show.
+    if (value === "") continue;
     summary.append(el("dt", name));
     const dd = el("dd");
     if (value instanceof Node) dd.append(value);
