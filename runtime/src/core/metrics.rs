@@ -1,9 +1,14 @@
-//! Counters and histograms rendered by hand in the Prometheus text format
-//! at `/_flow/metrics`.
+//! Counters and histograms of the runtime, served at `/_flow/metrics` in
+//! the OpenMetrics text format.
 
 use crate::core::sync::lock;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,7 +17,7 @@ const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
@@ -43,13 +48,6 @@ pub struct SyncTally {
     pub total: Duration,
     /// The longest.
     pub max: Duration,
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// `map[a][b]`, allocating the keys only the first time they are seen (this
@@ -132,68 +130,114 @@ impl Metrics {
         h.sum += secs;
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition (which Prometheus scrapes), encoded
+    /// by `prometheus-client` from a snapshot: the counters themselves stay
+    /// plain maps, updated on every request without allocating.
     pub fn render(&self) -> String {
+        let snapshot = Snapshot {
+            http: lock(&self.http).clone(),
+            runs: lock(&self.runs).clone(),
+            steps: lock(&self.steps).clone(),
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(snapshot));
         let mut out = String::new();
-        out.push_str(
-            "# HELP flow_http_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE flow_http_requests_total counter\n");
-        let http = lock(&self.http);
-        let http = http
-            .iter()
-            .flat_map(|(route, m)| m.iter().map(move |(status, n)| ((route, status), n)));
-        for ((route, status), n) in http {
-            let _ = writeln!(
-                out,
-                "flow_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
-            );
-        }
-        out.push_str("# HELP flow_runs_total Finished runs, by flow and outcome.\n");
-        out.push_str("# TYPE flow_runs_total counter\n");
-        let runs = lock(&self.runs);
-        let runs = runs
-            .iter()
-            .flat_map(|(flow, m)| m.iter().map(move |(outcome, n)| ((flow, outcome), n)));
-        for ((flow, outcome), n) in runs {
-            let _ = writeln!(
-                out,
-                "flow_runs_total{{flow=\"{}\",outcome=\"{}\"}} {n}",
-                escape(flow),
-                escape(outcome)
-            );
-        }
-        out.push_str(
-            "# HELP flow_step_duration_seconds Duration of step attempts, by flow and step.\n",
-        );
-        out.push_str("# TYPE flow_step_duration_seconds histogram\n");
-        let steps = lock(&self.steps);
-        let steps = steps
-            .iter()
-            .flat_map(|(flow, m)| m.iter().map(move |(step, h)| ((flow, step), h)));
-        for ((flow, step), h) in steps {
-            let labels = format!("flow=\"{}\",step=\"{}\"", escape(flow), escape(step));
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "flow_step_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "flow_step_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "flow_step_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(
-                out,
-                "flow_step_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
+    }
+}
+
+/// The metrics at one scrape, for [`Collector::encode`].
+#[derive(Debug)]
+struct Snapshot {
+    http: BTreeMap<String, BTreeMap<u16, u64>>,
+    runs: BTreeMap<String, BTreeMap<String, u64>>,
+    steps: BTreeMap<String, BTreeMap<String, Histogram>>,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut http = encoder.encode_descriptor(
+            "flow_http_requests",
+            "HTTP requests answered, by route and status.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, by_status) in &self.http {
+            for (status, n) in by_status {
+                let status = status.to_string();
+                let labels = [("route", Escaped(route)), ("status", Escaped(&status))];
+                http.encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            }
+        }
+        let mut runs = encoder.encode_descriptor(
+            "flow_runs",
+            "Finished runs, by flow and outcome.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (flow, by_outcome) in &self.runs {
+            for (outcome, n) in by_outcome {
+                let labels = [("flow", Escaped(flow)), ("outcome", Escaped(outcome))];
+                runs.encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+            }
+        }
+        let mut steps = encoder.encode_descriptor(
+            "flow_step_duration",
+            "Duration of step attempts, by flow and step.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (flow, by_step) in &self.steps {
+            for (step, h) in by_step {
+                let labels = [("flow", Escaped(flow)), ("step", Escaped(step))];
+                steps
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Histogram {
+    /// The count of each bucket alone (the encoder sums them up), the last
+    /// one `+Inf` (`f64::MAX` to the encoder).
+    fn buckets(&self) -> Vec<(f64, u64)> {
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(self.counts)
+            .map(|(bound, cumulative)| {
+                let alone = cumulative - below;
+                below = cumulative;
+                (*bound, alone)
+            })
+            .collect();
+        buckets.push((f64::MAX, self.count - below));
+        buckets
+    }
+}
+
+/// A label value escaped as the text format requires (`\`, `"` and line
+/// breaks), which `prometheus-client` 0.24 leaves to its caller.
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -234,13 +278,13 @@ mod tests {
         );
         assert!(
             text.contains(
-                "flow_step_duration_seconds_bucket{flow=\"f\",step=\"adjust\",le=\"0.025\"} 0\n"
+                "flow_step_duration_seconds_bucket{le=\"0.025\",flow=\"f\",step=\"adjust\"} 0\n"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "flow_step_duration_seconds_bucket{flow=\"f\",step=\"adjust\",le=\"0.05\"} 1\n"
+                "flow_step_duration_seconds_bucket{le=\"0.05\",flow=\"f\",step=\"adjust\"} 1\n"
             ),
             "{text}"
         );
@@ -248,5 +292,13 @@ mod tests {
             text.contains("flow_step_duration_seconds_count{flow=\"f\",step=\"adjust\"} 1\n"),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "flow_step_duration_seconds_bucket{le=\"+Inf\",flow=\"f\",step=\"adjust\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE flow_runs counter\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
