@@ -358,6 +358,21 @@ async fn deploy_schedule_state_and_metrics() {
         json!("https://inv.example.com/inventory")
     );
     assert_eq!(stock["trigger"], json!("webhook POST /inventory"));
+    assert_eq!(stock["next_tick"], Value::Null, "not a schedule");
+    // A schedule's next tick: after now, within one period (300 ms).
+    let asked = chrono::Utc::now();
+    let heartbeat = flows["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "heartbeat")
+        .unwrap();
+    let next = flow_runtime::ops::parse_time(&heartbeat["next_tick"]).expect("a next tick");
+    assert!(
+        next > asked - chrono::Duration::milliseconds(300)
+            && next <= asked + chrono::Duration::milliseconds(300),
+        "{next} against {asked}"
+    );
 
     within("shutdown", server.shutdown()).await;
 }

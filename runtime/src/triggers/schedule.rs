@@ -67,22 +67,38 @@ impl Schedule {
     }
 }
 
+/// The schedule of a schedule trigger, and whether it catches up; `None`
+/// for other triggers.
+fn schedule_of(trigger: &TriggerDef) -> Option<Result<(Schedule, bool), String>> {
+    match trigger {
+        TriggerDef::Cron { expr, tz, catch_up } => {
+            Some(Schedule::cron(expr, *tz).map(|s| (s, *catch_up)))
+        }
+        TriggerDef::Every { period, catch_up } => Some(Ok((Schedule::Every(*period), *catch_up))),
+        _ => None,
+    }
+}
+
+/// When a schedule trigger fires next after `now` (for the admin API's
+/// flows listing); `None` for other triggers.
+pub(crate) fn next_tick(trigger: &TriggerDef, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let (schedule, _) = schedule_of(trigger)?.ok()?;
+    schedule.next_after(now)
+}
+
 /// Starts one task per schedule flow.
 /// A tick missed while the service was down is run at start-up when it is
 /// younger than `catch_up_window` (and the flow catches up).
 pub(crate) fn start(rt: &Runtime, catch_up_window: Duration) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for def in rt.flows() {
-        let (schedule, catch_up) = match &def.trigger {
-            TriggerDef::Cron { expr, tz, catch_up } => match Schedule::cron(expr, *tz) {
-                Ok(s) => (s, *catch_up),
-                Err(e) => {
-                    tracing::error!(flow = def.name, error = %e, "schedule not started");
-                    continue;
-                }
-            },
-            TriggerDef::Every { period, catch_up } => (Schedule::Every(*period), *catch_up),
-            _ => continue,
+        let (schedule, catch_up) = match schedule_of(&def.trigger) {
+            Some(Ok(found)) => found,
+            Some(Err(e)) => {
+                tracing::error!(flow = def.name, error = %e, "schedule not started");
+                continue;
+            }
+            None => continue,
         };
         let rt = rt.clone();
         let flow = def.name;

@@ -74,6 +74,8 @@ async fn flows_listing(State(Admin { rt, .. }): State<Admin>) -> Response {
                 "doc": f.doc,
                 "trigger": f.trigger.describe(),
                 "endpoint": rt.endpoint(f.name, None).ok(),
+                "next_tick": crate::triggers::schedule::next_tick(&f.trigger, Utc::now())
+                    .map(crate::core::ops::format_time),
             })
         })
         .collect();

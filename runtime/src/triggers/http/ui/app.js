@@ -342,7 +342,8 @@ async function renderFlows() {
     const link = el("a", flow.name);
     link.href = `#/runs?flow=${encodeURIComponent(flow.name)}`;
     cell(row, "Flow", link);
-    cell(row, "Trigger", flow.trigger);
+    const next = flow.next_tick ? ` (next: ${when(flow.next_tick)})` : "";
+    cell(row, "Trigger", flow.trigger + next);
     cell(row, "Route", flow.endpoint || "");
     const counts = counted.flows[flow.name] || {};
     for (const status of ["queued", "running", "succeeded", "failed", "skipped"]) {
