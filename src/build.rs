@@ -229,10 +229,20 @@ pub fn crate_name(integration: &str, source: &Path) -> String {
     format!("{integration}-{}", &hash[..10])
 }
 
-/// Builds the generated `main_rs` as crate `name` (see [`crate_name`]) and
+/// What flowc generates for an integration: the files of its crate's
+/// `src/`.
+pub struct Sources<'a> {
+    /// `main.rs`: the code (`codegen::generate`).
+    pub main_rs: &'a str,
+    /// `graph.svg`: the drawing of the flows (`graph::Format::Svg`), which
+    /// `main.rs` embeds for the executions page.
+    pub graph_svg: &'a str,
+}
+
+/// Builds the generated `sources` as crate `name` (see [`crate_name`]) and
 /// returns the path of the binary in the shared target directory.
-pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
-    build_with_progress(name, main_rs, opts, &mut |_| {})
+pub fn build(name: &str, sources: &Sources, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    build_with_progress(name, sources, opts, &mut |_| {})
 }
 
 /// [`build`], calling `progress` as each stage starts. Without
@@ -240,7 +250,7 @@ pub fn build(name: &str, main_rs: &str, opts: &BuildOptions) -> Result<PathBuf, 
 /// which tell when the runtime is ready) and shown only when it fails.
 pub fn build_with_progress(
     name: &str,
-    main_rs: &str,
+    sources: &Sources,
     opts: &BuildOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<PathBuf, BuildError> {
@@ -251,10 +261,11 @@ pub fn build_with_progress(
         &crate_manifest(name, &runtime, &opts.features),
     )?;
     let main_rs = if opts.deny_warnings {
-        format!("#![deny(warnings)]\n{main_rs}")
+        format!("#![deny(warnings)]\n{}", sources.main_rs)
     } else {
-        main_rs.to_string()
+        sources.main_rs.to_string()
     };
+    write_if_changed(&crate_dir.join("src").join("graph.svg"), sources.graph_svg)?;
     write_if_changed(&crate_dir.join("src").join("main.rs"), &main_rs)?;
     let lock = crate_dir.join("Cargo.lock");
     if !lock.exists() {

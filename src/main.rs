@@ -114,11 +114,12 @@ enum Command {
     /// dispatches and ends.
     ///
     /// Mermaid output renders on GitHub inside a ```mermaid block; DOT is
-    /// for Graphviz (`flowc graph x.flow --format dot | dot -Tsvg > x.svg`).
+    /// for Graphviz (`flowc graph x.flow --format dot | dot -Tsvg > x.svg`);
+    /// SVG is flowc's own drawing, the one a binary's executions page shows.
     Graph {
         /// The .flow file.
         file: PathBuf,
-        /// `mermaid` or `dot`.
+        /// `mermaid`, `dot` or `svg`.
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
@@ -161,6 +162,8 @@ enum NewPattern {
 enum GraphFormat {
     Mermaid,
     Dot,
+    /// An SVG drawing laid out by flowc (what the executions page shows).
+    Svg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -315,6 +318,7 @@ fn graph(path: &Path, format: GraphFormat) -> ExitCode {
             let format = match format {
                 GraphFormat::Mermaid => flowc::graph::Format::Mermaid,
                 GraphFormat::Dot => flowc::graph::Format::Dot,
+                GraphFormat::Svg => flowc::graph::Format::Svg,
             };
             write_stdout(&flowc::graph::render(&file, &source, format));
             ExitCode::SUCCESS
@@ -332,16 +336,17 @@ fn graph(path: &Path, format: GraphFormat) -> ExitCode {
 /// Checks a file and generates its code: `(integration name, main.rs)`.
 /// Diagnostics are printed; the error is the exit code to use.
 fn compile(path: &Path) -> Result<(String, String), ExitCode> {
-    compile_reporting(path, &mut |_| {}).map(|(name, code, _)| (name, code))
+    compile_reporting(path, &mut |_| {}).map(|(name, generated)| (name, generated.main_rs))
 }
 
 /// [`compile`], calling `generating` with the integration's name once the
-/// file has checked, before code generation; also returns the runtime
+/// file has checked, before code generation; also returns the drawing of
+/// the flows and the runtime
 /// features the integration needs.
 fn compile_reporting(
     path: &Path,
     generating: &mut dyn FnMut(&str),
-) -> Result<(String, String, Vec<&'static str>), ExitCode> {
+) -> Result<(String, Generated), ExitCode> {
     let name = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| {
         eprintln!("error: cannot read {name}: {e}");
@@ -375,9 +380,19 @@ fn compile_reporting(
         return Err(ExitCode::from(EXIT_ERRORS));
     }
     generating(&file.integration.name);
-    let code = flowc::codegen::generate(&file, &checked.program, &source);
-    let features = flowc::codegen::runtime_features(&file);
-    Ok((file.integration.name.clone(), code, features))
+    let generated = Generated {
+        main_rs: flowc::codegen::generate(&file, &checked.program, &source),
+        graph_svg: flowc::graph::render(&file, &source, flowc::graph::Format::Svg),
+        features: flowc::codegen::runtime_features(&file),
+    };
+    Ok((file.integration.name.clone(), generated))
+}
+
+/// What [`compile_reporting`] generated for one integration.
+struct Generated {
+    main_rs: String,
+    graph_svg: String,
+    features: Vec<&'static str>,
 }
 
 /// `12.3s`, or `2m 05s` from a minute on.
@@ -405,11 +420,12 @@ fn build(
     use flowc::build::Progress;
     let started = Instant::now();
     eprintln!("    Checking {} [{}]", path.display(), elapsed(started));
-    let (name, code, features) = compile_reporting(path, &mut |name| {
+    let (name, generated) = compile_reporting(path, &mut |name| {
         eprintln!("  Generating {name} [{}]", elapsed(started));
     })?;
     let mut opts = BuildOptions::from_env(release, verbose);
-    let features: std::collections::BTreeSet<String> = features
+    let features: std::collections::BTreeSet<String> = generated
+        .features
         .iter()
         .map(|f| f.to_string())
         .chain(with.iter().cloned())
@@ -427,7 +443,11 @@ fn build(
         Progress::Compiling => eprintln!("   Compiling {name} [{}]", elapsed(started)),
     };
     let crate_name = flowc::build::crate_name(&name, path);
-    match flowc::build::build_with_progress(&crate_name, &code, &opts, &mut report) {
+    let sources = flowc::build::Sources {
+        main_rs: &generated.main_rs,
+        graph_svg: &generated.graph_svg,
+    };
+    match flowc::build::build_with_progress(&crate_name, &sources, &opts, &mut report) {
         Ok(binary) => {
             let profile = if release { "release" } else { "debug" };
             eprintln!("    Finished {name} ({profile}) in {}", elapsed(started));

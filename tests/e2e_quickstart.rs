@@ -24,6 +24,11 @@ async fn order_items_become_lines_that_the_count_endpoint_sees() {
     assert_eq!(page.status, 200);
     let text = page.body.as_str().unwrap_or_default();
     assert!(text.contains("FLOW_ADMIN_TOKEN"), "{text}");
+    let flows = get(&svc.at("/_flow/flows"), &[]).await;
+    assert_eq!(
+        flows.body["graph"], true,
+        "flowc embeds the drawing of the flows"
+    );
 
     let order = json!({ "id": "o-1", "customer": "ada", "items": [
         { "sku": "tea", "quantity": 2, "price": 3.5 },

@@ -98,6 +98,28 @@ async fn a_lookup_answers_with_data_from_upstream() {
     // (A sync run answered in time need not be stored: the caller has its
     // answer. The admin API is checked for runs that fall back to async.)
     assert!(!svc.stderr().contains(CRM_KEY), "the key is never logged");
+
+    // The drawing of the flows that flowc embedded, for the executions
+    // page: to the admin only.
+    let bearer = format!("Bearer {ADMIN}");
+    let graph = get(
+        &svc.at("/_flow/ui/graph.svg"),
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(graph.status, 200);
+    assert_eq!(graph.header("content-type"), Some("image/svg+xml"));
+    let svg = graph.body.as_str().unwrap_or_default();
+    assert!(
+        svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("flow get_customer<") && svg.contains("sync GET /customers/{id}"),
+        "{svg}"
+    );
+    let anonymous = get(&svc.at("/_flow/ui/graph.svg"), &[]).await;
+    assert_eq!(anonymous.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

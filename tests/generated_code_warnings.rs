@@ -100,7 +100,12 @@ fn compile_with_warnings_denied(relative: &str) {
         "{}-warnings",
         flowc::build::crate_name(&file.integration.name, &path)
     );
-    if let Err(e) = flowc::build::build(&name, &code, &opts) {
+    let graph_svg = flowc::graph::render(&file, &source, flowc::graph::Format::Svg);
+    let sources = flowc::build::Sources {
+        main_rs: &code,
+        graph_svg: &graph_svg,
+    };
+    if let Err(e) = flowc::build::build(&name, &sources, &opts) {
         panic!("the code generated for {relative} does not compile without warnings:\n{e}");
     }
 }

@@ -169,6 +169,7 @@ pub fn integration() -> Integration {
         ],
         flows,
         connections: no_connections,
+        graph: "",
     }
 }
 

@@ -91,6 +91,7 @@ pub fn integration() -> Integration {
         )],
         flows,
         connections: no_connections,
+        graph: "",
     }
 }
 

@@ -75,6 +75,7 @@ pub fn integration() -> Integration {
         types: Vec::new(),
         flows,
         connections: no_connections,
+        graph: "",
     }
 }
 

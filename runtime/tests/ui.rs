@@ -514,3 +514,45 @@ async fn the_list_filters_by_time_search_and_cursor() {
     assert_eq!(answer["flows"]["refunds"]["failed"], 1);
     assert_eq!(answer["cap"], 1000);
 }
+
+/// The drawing of the flows that flowc embeds (`Integration::graph`): to a
+/// session or the bearer only, as an image the page's policy keeps inert;
+/// the flows listing says whether there is one.
+#[tokio::test]
+async fn the_drawing_of_the_flows_is_shown_to_the_signed_in_only() {
+    const DRAWING: &str =
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><title>flow orders</title></svg>\n";
+    let integration = flow_runtime::Integration {
+        graph: DRAWING,
+        ..common::integration("shop", flows)
+    };
+    let rt = Runtime::new(integration, common::options(&[])).unwrap();
+    let server = common::serve(&rt, Some(TOKEN)).await;
+    let url = format!("{}/_flow/ui/graph.svg", server.url());
+
+    let (status, _, _) = get_text(&url, None).await;
+    assert_eq!(status, 401, "not without a session");
+    let browser = signed_in(&server).await;
+    let (status, headers, body) = get_text(&url, Some(&browser.cookie)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, DRAWING);
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    let (_, _, listing) = get_text(&format!("{}/_flow/flows", server.url()), None).await;
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(listing["graph"], true);
+
+    // A runtime without one: none listed, 404.
+    let bare = start(Some(TOKEN)).await;
+    let browser = signed_in(&bare).await;
+    let (status, _, body) = get_text(
+        &format!("{}/_flow/ui/graph.svg", bare.url()),
+        Some(&browser.cookie),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, _, listing) = get_text(&format!("{}/_flow/flows", bare.url()), None).await;
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(listing["graph"], false);
+}

@@ -27,6 +27,10 @@ use serde_json::json;
 
 const TOKEN: &str = "browser-admin-token-42";
 
+/// A drawing of the flows, as flowc embeds one (`flowc graph --format svg`
+/// of a one-flow program).
+const DRAWING: &str = include_str!("ui_browser_graph.svg");
+
 /// Whether the system behind the orders is down: an order whose body says
 /// `"fail": true` fails while it is, and goes through once it is fixed.
 static ORDERS_DOWN: AtomicBool = AtomicBool::new(true);
@@ -311,7 +315,11 @@ async fn an_operator_signs_in_filters_replays_and_signs_out() {
     else {
         return;
     };
-    let rt = Runtime::new(common::integration("shop", flows), common::options(&[])).unwrap();
+    let integration = flow_runtime::Integration {
+        graph: DRAWING,
+        ..common::integration("shop", flows)
+    };
+    let rt = Runtime::new(integration, common::options(&[])).unwrap();
     let server = common::serve(&rt, Some(TOKEN)).await;
     let failed_1 = post_order(&server, true, Status::Failed).await;
     let failed_2 = post_order(&server, true, Status::Failed).await;
@@ -384,6 +392,14 @@ async fn an_operator_signs_in_filters_replays_and_signs_out() {
     browser.click("#nav-flows").await;
     browser.wait_for("#flows tr", "webhook POST /orders").await;
     browser.wait_for("#flows tr", "2").await;
+    // The drawing loaded (an image that failed has no natural width).
+    flow_testkit::poll_until(common::WAIT, "the drawing of the flows", || async {
+        let width = browser
+            .script("const g = document.getElementById('graph'); return g.complete ? g.naturalWidth : 0;")
+            .await;
+        (width.as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
     browser.screenshot("flows").await;
     browser
         .call(

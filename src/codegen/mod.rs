@@ -281,7 +281,7 @@ fn integration_fn(gen: &mut Gen, file: &ast::File, program: &Program) -> codegen
         }
     }
     f.line(format!(
-        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows, connections: {} }}",
+        "Integration {{ name: {}, doc: {}, flowc_version: {}, source_hash: SOURCE_SHA256, config: {}, types: {}, flows, connections: {}, graph: include_str!(\"graph.svg\") }}",
         lit(&file.integration.name),
         doc(&file.doc),
         lit(env!("CARGO_PKG_VERSION")),

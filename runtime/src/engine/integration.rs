@@ -32,6 +32,9 @@ pub struct Integration {
     /// Builds the `connection` declarations once the config is loaded
     /// ([`no_connections`] for a file without any).
     pub connections: fn(&Config) -> Vec<ConnectionDef>,
+    /// The drawing of the flows (`flowc graph --format svg`), shown by the
+    /// executions page; empty for a program without one.
+    pub graph: &'static str,
 }
 
 /// [`Integration::connections`] of an integration that declares none.

@@ -23,6 +23,7 @@ pub fn integration(name: &'static str, flows: fn(&Config) -> Vec<FlowDef>) -> In
         types: vec![],
         flows,
         connections: no_connections,
+        graph: "",
     }
 }
 

@@ -79,8 +79,13 @@ async fn flows_listing(State(Admin { rt, .. }): State<Admin>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "integration": rt.integration().name, "version": rt.integration().version(), "flows": flows }))
-        .into_response()
+    Json(json!({
+        "integration": rt.integration().name,
+        "version": rt.integration().version(),
+        "flows": flows,
+        "graph": !rt.integration().graph.is_empty(),
+    }))
+    .into_response()
 }
 
 /// Who may use the protected endpoints: a caller with the bearer token, or

@@ -44,6 +44,7 @@ pub(super) fn router() -> Router<Admin> {
             "/_flow/ui/app.js",
             get(|| async { asset("text/javascript", APP_JS) }),
         )
+        .route("/_flow/ui/graph.svg", get(graph))
         .route(
             "/_flow/ui/favicon.svg",
             get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
@@ -109,6 +110,21 @@ async fn page(State(admin): State<Admin>, headers: HeaderMap) -> Response {
         html(StatusCode::OK, APP_HTML.to_string())
     } else {
         sign_in_page(StatusCode::OK, "")
+    }
+}
+
+/// `GET /_flow/ui/graph.svg`: the drawing of the flows (it shows how the
+/// integration works, so only to whoever may use the admin API).
+async fn graph(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err(resp) = super::admin::authorize(&admin, &headers, false) {
+        return resp;
+    }
+    match admin.rt.integration().graph {
+        "" => error_response(
+            StatusCode::NOT_FOUND,
+            "this binary has no drawing of its flows",
+        ),
+        svg => asset("image/svg+xml", svg),
     }
 }
 

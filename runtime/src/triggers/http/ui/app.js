@@ -335,6 +335,10 @@ async function replayRun() {
 
 async function renderFlows() {
   const [listing, counted] = await Promise.all([api("/_flow/flows"), api("/_flow/flows/counts")]);
+  const figure = $("graph-figure");
+  figure.hidden = !listing.graph;
+  // Loaded once: the drawing changes only with the binary.
+  if (listing.graph && !$("graph").src) $("graph").src = "/_flow/ui/graph.svg";
   const body = $("flows");
   body.replaceChildren();
   for (const flow of listing.flows) {

@@ -1,5 +1,6 @@
 //! `flowc graph`: a picture of what an integration does, as Mermaid (which
-//! GitHub renders in Markdown as is) or Graphviz DOT.
+//! GitHub renders in Markdown as is), Graphviz DOT, or an SVG drawing of
+//! our own (`svg.rs`: what the executions page of every binary shows).
 //!
 //! Terms: each flow is a *cluster* (a Mermaid `subgraph`) whose first node
 //! is its trigger. Statements that shape the run become nodes: steps,
@@ -19,6 +20,8 @@
 use crate::syntax::ast::*;
 use crate::syntax::visit::Visitor;
 
+mod svg;
+
 /// Longest text taken from the source for one label.
 const MAX_TEXT: usize = 60;
 
@@ -26,6 +29,7 @@ const MAX_TEXT: usize = 60;
 pub enum Format {
     Mermaid,
     Dot,
+    Svg,
 }
 
 /// The graph of a parsed file in the given format.
@@ -34,6 +38,7 @@ pub fn render(file: &File, source: &str, format: Format) -> String {
     match format {
         Format::Mermaid => mermaid(&model),
         Format::Dot => dot(&model),
+        Format::Svg => svg::render(&model),
     }
 }
 
