@@ -154,6 +154,12 @@ pub(crate) fn step_output(step: &str, stored: &[u8]) -> StoreResult<Value> {
     })
 }
 
+/// The stored input of a journal entry. One that cannot be read back is
+/// left out: it is only shown, never used to resume.
+pub(crate) fn step_input(stored: &[u8]) -> Option<Value> {
+    encoding::decode(stored).ok()
+}
+
 /// The claimed executions that can run; each one whose row could not be
 /// read is marked failed with the reason (through its fresh lease), so it
 /// neither blocks the others nor comes back when its lease expires.
@@ -421,6 +427,11 @@ pub struct StepRecord {
     pub started_at: DateTime<Utc>,
     /// End of the last attempt.
     pub finished_at: DateTime<Utc>,
+    /// The arguments it was called with, as the executions page shows them
+    /// (`Args::shown`: long texts cut, internal hints left out); `None` for
+    /// a step of a sync run held in memory, and for journals written before
+    /// inputs were kept.
+    pub input: Option<Value>,
     /// The result (succeeded steps).
     pub output: Option<Value>,
     /// The last error (failed steps, or the last failed attempt before success).

@@ -151,6 +151,19 @@ async fn webhook_runs_steps_retries_dispatches_and_dedupes() {
     let steps = detail["steps"].as_array().unwrap();
     let keys: Vec<&str> = steps.iter().map(|s| s["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["adjust[0]", "adjust[1]", "dispatch audit#1"]);
+    // Each step's input as called, its secret masked in the journal itself.
+    let input = &steps[0]["input"];
+    assert!(
+        input["args"][0]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/stock/widgets")),
+        "{input}"
+    );
+    assert!(input["json"]["delta"].is_number(), "{input}");
+    assert_eq!(input["bearer"], json!("***"), "{input}");
+    let journal = rt.store().journal(&id).await.unwrap();
+    let stored = serde_json::to_string(&journal[0].input).unwrap();
+    assert!(!stored.contains("erp-token-123"), "{stored}");
     assert_eq!(steps[1]["attempts"], json!(2));
     assert!(steps[1]["error"].is_null());
     let list = admin_get(&server, "/_flow/executions?flow=audit").await;

@@ -43,6 +43,7 @@ fn step(key: &str, status: StepStatus, output: Option<serde_json::Value>) -> Ste
         attempts: 1,
         started_at: now,
         finished_at: now,
+        input: Some(json!({ "args": [format!("https://erp.test/{key}")] })),
         output,
         error: None,
     }
@@ -529,6 +530,7 @@ async fn journal_records_and_replaces(s: &dyn Store) {
     let mut failed = step("send[1]", StepStatus::Failed, None);
     failed.attempts = 3;
     failed.error = Some("HTTP 503".into());
+    failed.input = Some(json!({ "args": ["first try"], "json": { "n": 1 } }));
     s.record_step("a", &l, failed).await.unwrap();
     s.record_step(
         "a",
@@ -545,6 +547,15 @@ async fn journal_records_and_replaces(s: &dyn Store) {
     let keys: Vec<&str> = j.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["send[0]", "send[1]", "send[1][0]"]);
     assert_eq!(j[0].output, Some(json!({ "status": 200 })));
+    // Each entry keeps its step's input; the retried one its latest.
+    assert_eq!(
+        j[0].input,
+        Some(json!({ "args": ["https://erp.test/send[0]"] }))
+    );
+    assert_eq!(
+        j[1].input,
+        Some(json!({ "args": ["https://erp.test/send[1]"] }))
+    );
     assert_eq!(
         (j[1].status, j[1].attempts, j[1].output.clone()),
         (StepStatus::Succeeded, 2, Some(json!("done")))
@@ -1873,6 +1884,7 @@ async fn sqlite_adds_connections_to_an_older_database() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE connections; DROP INDEX executions_by_dedupe_key; \
+         ALTER TABLE journal DROP COLUMN input; \
          DELETE FROM schema_version WHERE version > 4",
     )
     .unwrap();
@@ -1892,7 +1904,7 @@ async fn sqlite_adds_connections_to_an_older_database() {
     let version: i64 = conn
         .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 }
 
 #[test]
@@ -1976,6 +1988,7 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
         .batch_execute(&format!(
             "DROP TABLE \"{schema}\".connections, \"{schema}\".connection_limits; \
              DROP INDEX \"{schema}\".executions_by_dedupe_key; \
+             ALTER TABLE \"{schema}\".journal DROP COLUMN input; \
              ALTER TABLE \"{schema}\".executions \
                  ALTER COLUMN trigger TYPE TEXT USING convert_from(trigger, 'UTF8'), \
                  ALTER COLUMN result TYPE TEXT USING convert_from(result, 'UTF8'); \
@@ -2009,7 +2022,7 @@ async fn postgres_keeps_connection_tokens_across_reopen_and_upgrade() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     pg.done().await;
 }
 

@@ -99,6 +99,26 @@ impl Args {
         self
     }
 
+    /// The arguments as a journal entry keeps them for the executions page:
+    /// `{ "args": [positional...], name: value... }`, each text longer than
+    /// [`SHOWN_TEXT`] bytes cut (a file's content is not what one looks for
+    /// there, and the entry stays small), the `NAME_bytes` hints that
+    /// generated code adds left out.
+    pub fn shown(&self) -> Value {
+        let mut shown = serde_json::Map::new();
+        if !self.positional.is_empty() {
+            let args = self.positional.iter().map(cut_texts).collect();
+            shown.insert("args".into(), Value::Array(args));
+        }
+        for (name, value) in &self.named {
+            let is_hint = name.ends_with("_bytes") && value.is_boolean();
+            if !is_hint {
+                shown.insert((*name).to_string(), cut_texts(value));
+            }
+        }
+        Value::Object(shown)
+    }
+
     /// Positional argument `i` (`null` if absent).
     pub fn get(&self, i: usize) -> &Value {
         static NULL: Value = Value::Null;
@@ -180,6 +200,31 @@ impl StepOptions {
         let half = base / 2;
         let extra_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
         half + Duration::from_millis(rand::rng().random_range(0..=extra_ms))
+    }
+}
+
+/// Longest text of a step's input kept in its journal entry ([`Args::shown`]).
+pub const SHOWN_TEXT: usize = 1024;
+
+/// `value` with every text longer than [`SHOWN_TEXT`] bytes cut there and
+/// marked with how long it was.
+fn cut_texts(value: &Value) -> Value {
+    match value {
+        Value::String(s) if s.len() > SHOWN_TEXT => {
+            let mut end = SHOWN_TEXT;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(format!("{}… ({} bytes in all)", &s[..end], s.len()))
+        }
+        Value::Array(items) => Value::Array(items.iter().map(cut_texts).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), cut_texts(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -498,6 +543,10 @@ impl Ctx {
         let services = &self.run.services;
         let redactor = services.redactor();
         let started_at = Utc::now();
+        // Kept with the entry for the executions page, secrets masked; not
+        // for a sync run held in memory, whose entries are seldom stored
+        // (the relay benchmark's path stays as it was).
+        let input = (!self.held_in_memory()).then(|| redactor.redact_value(&args.shown()));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -555,6 +604,7 @@ impl Ctx {
                         attempts: attempt,
                         started_at,
                         finished_at: Utc::now(),
+                        input,
                         output: Some(output.clone()),
                         error: None,
                     })
@@ -591,6 +641,7 @@ impl Ctx {
                         attempts: attempt,
                         started_at,
                         finished_at: Utc::now(),
+                        input,
                         output: None,
                         error: Some(message.clone()),
                     })
@@ -661,6 +712,8 @@ impl Ctx {
             attempts: 1,
             started_at,
             finished_at: Utc::now(),
+            // The input is the dispatched run's trigger, one click away.
+            input: None,
             output: Some(Value::String(id.clone())),
             error: None,
         })
@@ -702,6 +755,23 @@ fn storable(call: &str, output: Value) -> Result<Value, StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_input_is_shown_cut_and_without_hints() {
+        let long = format!("{}é", "a".repeat(SHOWN_TEXT - 1));
+        let args = Args::new()
+            .arg(Value::from("https://erp.test/orders"))
+            .kw("body", Value::String(long.clone()))
+            .kw("body_bytes", Value::Bool(true))
+            .kw("json", serde_json::json!({ "items": [long] }));
+        let shown = args.shown();
+        assert_eq!(shown["args"], serde_json::json!(["https://erp.test/orders"]));
+        let cut = format!("{}… ({} bytes in all)", "a".repeat(SHOWN_TEXT - 1), long.len());
+        assert_eq!(shown["body"], Value::String(cut.clone()), "cut at a char boundary");
+        assert_eq!(shown["json"]["items"][0], Value::String(cut));
+        assert!(shown.get("body_bytes").is_none(), "{shown}");
+        assert_eq!(Args::new().shown(), serde_json::json!({}));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

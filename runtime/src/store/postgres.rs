@@ -52,9 +52,9 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
     abandoned_message, callback_expired_message, encoded, keep_readable, state_from_rows,
-    step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens, Encoded,
-    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, ReadBack,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
+    step_input, step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens,
+    Encoded, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution,
+    ReadBack, Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
 };
 
 /// The `NOTIFY` channel of queued runs (the payload names the schema).
@@ -179,6 +179,8 @@ ALTER TABLE $S.state ALTER COLUMN value TYPE BYTEA USING convert_to(value, 'UTF8
 "#,
     // 5: the executions page searches by dedupe key (`list` with a search).
     "CREATE INDEX executions_by_dedupe_key ON $S.executions (dedupe_key) WHERE dedupe_key IS NOT NULL;",
+    // 6: each journal entry keeps its step's input (`StepRecord::input`).
+    "ALTER TABLE $S.journal ADD COLUMN input BYTEA;",
 ];
 
 /// How to open a [`PostgresStore`].
@@ -380,19 +382,19 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     }
 }
 
-/// Writes journal entry `$3..$10` (see [`StepParams::values`]) of the
+/// Writes journal entry `$3..$11` (see [`StepParams::values`]) of the
 /// execution `held.id` (a CTE named `held` of the statement; `$1` is the
 /// execution's id), replacing an entry of the same key in its place.
 macro_rules! insert_step_of_held {
     () => {
         "INSERT INTO $S.journal (execution_id, key, ord, call, status, attempts, \
-         started_at, finished_at, output, error) \
+         started_at, finished_at, output, error, input) \
          SELECT held.id, $3, (SELECT COUNT(*) FROM $S.journal WHERE execution_id = $1), \
-         $4, $5, $6, $7, $8, $9, $10 FROM held \
+         $4, $5, $6, $7, $8, $9, $10, $11 FROM held \
          ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
          status = excluded.status, attempts = excluded.attempts, \
          started_at = excluded.started_at, finished_at = excluded.finished_at, \
-         output = excluded.output, error = excluded.error"
+         output = excluded.output, error = excluded.error, input = excluded.input"
     };
 }
 
@@ -402,6 +404,7 @@ struct StepParams<'a> {
     status: &'static str,
     attempts: i32,
     output: Option<Vec<u8>>,
+    input: Option<Vec<u8>>,
 }
 
 impl<'a> StepParams<'a> {
@@ -411,12 +414,13 @@ impl<'a> StepParams<'a> {
             status: step_status(record.status),
             attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
             output: encoded(record.output.as_ref())?.map(Encoded::into_bytes),
+            input: encoded(record.input.as_ref())?.map(Encoded::into_bytes),
         })
     }
 
-    /// `$3..$10` of [`insert_step_of_held!`]: key, call, status, attempts,
-    /// started, finished, output, error.
-    fn values(&self) -> [&(dyn ToSql + Sync); 8] {
+    /// `$3..$11` of [`insert_step_of_held!`]: key, call, status, attempts,
+    /// started, finished, output, error, input.
+    fn values(&self) -> [&(dyn ToSql + Sync); 9] {
         [
             &self.record.key,
             &self.record.call,
@@ -426,6 +430,7 @@ impl<'a> StepParams<'a> {
             &self.record.finished_at,
             &self.output,
             &self.record.error,
+            &self.input,
         ]
     }
 }
@@ -1330,14 +1335,14 @@ impl Store for PostgresStore {
             let result = encoded(finish.result.as_ref())?.map(Encoded::into_bytes);
             let step = StepParams::new(&last)?;
             let epoch = epoch(lease);
-            let [p3, p4, p5, p6, p7, p8, p9, p10] = step.values();
+            let [p3, p4, p5, p6, p7, p8, p9, p10, p11] = step.values();
             // The UPDATE locks the execution's row, so no claim slips in
             // between; the INSERT writes only if the UPDATE did.
             let rows = self
                 .query(
                     concat!(
-                        "WITH held AS (UPDATE $S.executions SET status = $11, result = $12, \
-                         error = $13, error_step = $14, finished_at = now(), \
+                        "WITH held AS (UPDATE $S.executions SET status = $12, result = $13, \
+                         error = $14, error_step = $15, finished_at = now(), \
                          lease_owner = NULL, lease_expires = NULL WHERE id = $1 \
                          AND status = 'running' AND lease_epoch = $2 RETURNING id), \
                          step AS (",
@@ -1355,6 +1360,7 @@ impl Store for PostgresStore {
                         p8,
                         p9,
                         p10,
+                        p11,
                         &finish.status.as_str(),
                         &result,
                         &finish.error,
@@ -1462,7 +1468,7 @@ impl Store for PostgresStore {
             let rows = self
                 .query(
                     "SELECT key, call, status, attempts, started_at, finished_at, output, \
-                     error FROM $S.journal WHERE execution_id = $1 ORDER BY ord",
+                     error, input FROM $S.journal WHERE execution_id = $1 ORDER BY ord",
                     &[&id],
                 )
                 .await?;
@@ -1471,9 +1477,11 @@ impl Store for PostgresStore {
                     let status: String = r.try_get(2).map_err(pg_error)?;
                     let attempts: i32 = r.try_get(3).map_err(pg_error)?;
                     let output: Option<&[u8]> = r.try_get(6).map_err(pg_error)?;
+                    let input: Option<&[u8]> = r.try_get(8).map_err(pg_error)?;
                     let key: String = r.try_get(0).map_err(pg_error)?;
                     Ok(StepRecord {
                         output: output.map(|o| step_output(&key, o)).transpose()?,
+                        input: input.and_then(step_input),
                         key,
                         call: r.try_get(1).map_err(pg_error)?,
                         status: if status == "succeeded" {
@@ -1501,7 +1509,7 @@ impl Store for PostgresStore {
         async move {
             let step = StepParams::new(&record)?;
             let epoch = epoch(lease);
-            let [p3, p4, p5, p6, p7, p8, p9, p10] = step.values();
+            let [p3, p4, p5, p6, p7, p8, p9, p10, p11] = step.values();
             // The lease check and the write are one statement: the row lock
             // taken on the execution (FOR SHARE) keeps a concurrent claim
             // from slipping in between.
@@ -1513,7 +1521,7 @@ impl Store for PostgresStore {
                         insert_step_of_held!(),
                         " RETURNING 1"
                     ),
-                    &[&id, &epoch, p3, p4, p5, p6, p7, p8, p9, p10],
+                    &[&id, &epoch, p3, p4, p5, p6, p7, p8, p9, p10, p11],
                 )
                 .await?;
             if rows.is_empty() {

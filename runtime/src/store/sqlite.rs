@@ -65,9 +65,9 @@ use tokio::sync::oneshot;
 
 use super::{
     abandoned_message, callback_expired_message, encoded, keep_readable, state_from_rows,
-    step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens, Encoded,
-    Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution, ReadBack,
-    Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
+    step_input, step_output, Callback, CallbackOutcome, CallbackState, Claimed, ConnectionTokens,
+    Encoded, Enqueued, Execution, ExecutionFilter, Finish, Lease, NewCallback, NewExecution,
+    ReadBack, Status, StepRecord, StepStatus, Store, StoreError, StoreResult, ValueColumns,
 };
 
 /// Most jobs committed in one transaction.
@@ -179,6 +179,8 @@ CREATE TABLE connections (
 "#,
     // 6: the executions page searches by dedupe key (`list` with a search).
     "CREATE INDEX executions_by_dedupe_key ON executions (dedupe_key) WHERE dedupe_key IS NOT NULL;",
+    // 7: each journal entry keeps its step's input (`StepRecord::input`).
+    "ALTER TABLE journal ADD COLUMN input TEXT;",
 ];
 
 /// What a commit promises (`--durability`).
@@ -1033,12 +1035,18 @@ fn lease_held(c: &Connection, id: &str, epoch: i64) -> rusqlite::Result<bool> {
 struct StepRow {
     record: StepRecord,
     output: Option<Encoded>,
+    input: Option<Encoded>,
 }
 
 impl StepRow {
     fn new(record: StepRecord) -> StoreResult<StepRow> {
         let output = encoded(record.output.as_ref())?;
-        Ok(StepRow { record, output })
+        let input = encoded(record.input.as_ref())?;
+        Ok(StepRow {
+            record,
+            output,
+            input,
+        })
     }
 
     /// Inserts (or replaces) the entry; the caller checked the lease.
@@ -1046,13 +1054,13 @@ impl StepRow {
         let record = &self.record;
         c.prepare_cached(
             "INSERT INTO journal (execution_id, key, ord, call, status, attempts, \
-             started_at, finished_at, output, error) VALUES (?1, ?2, \
+             started_at, finished_at, output, error, input) VALUES (?1, ?2, \
              (SELECT COUNT(*) FROM journal WHERE execution_id = ?1), \
-             ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (execution_id, key) DO UPDATE SET call = excluded.call, \
              status = excluded.status, attempts = excluded.attempts, \
              started_at = excluded.started_at, finished_at = excluded.finished_at, \
-             output = excluded.output, error = excluded.error",
+             output = excluded.output, error = excluded.error, input = excluded.input",
         )?
         .execute(params![
             id,
@@ -1063,7 +1071,8 @@ impl StepRow {
             micros(record.started_at),
             micros(record.finished_at),
             self.output,
-            record.error
+            record.error,
+            self.input
         ])?;
         Ok(())
     }
@@ -1461,12 +1470,13 @@ impl Store for SqliteStore {
             i64,
             Option<Vec<u8>>,
             Option<String>,
+            Option<Vec<u8>>,
         );
         let id = id.to_string();
         let rows = self.read(move |c| {
             c.prepare_cached(
-                "SELECT key, call, status, attempts, started_at, finished_at, output, error \
-                 FROM journal WHERE execution_id = ?1 ORDER BY ord",
+                "SELECT key, call, status, attempts, started_at, finished_at, output, error, \
+                 input FROM journal WHERE execution_id = ?1 ORDER BY ord",
             )?
             .query_map([&id], |r| {
                 Ok((
@@ -1478,6 +1488,7 @@ impl Store for SqliteStore {
                     r.get(5)?,
                     stored_or_null(r, 6)?,
                     r.get(7)?,
+                    stored_or_null(r, 8)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<RawStep>>>()
@@ -1486,13 +1497,14 @@ impl Store for SqliteStore {
             rows.await?
                 .into_iter()
                 .map(
-                    |(key, call, status, attempts, started, finished, output, error)| {
+                    |(key, call, status, attempts, started, finished, output, error, input)| {
                         let output = output
                             .as_deref()
                             .map(|o| step_output(&key, o))
                             .transpose()?;
                         Ok(StepRecord {
                             output,
+                            input: input.as_deref().and_then(step_input),
                             key,
                             call,
                             status: if status == "succeeded" {

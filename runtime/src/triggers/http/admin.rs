@@ -190,6 +190,7 @@ fn step_json(rt: &Runtime, s: &StepRecord) -> Value {
         "started_at": s.started_at,
         "finished_at": s.finished_at,
         "duration_ms": (s.finished_at - s.started_at).num_milliseconds(),
+        "input": s.input.as_ref().map(|i| rt.redactor().redact_value(i)),
         "output": s.output.as_ref().map(|o| rt.redactor().redact_value(o)),
         "error": s.error,
     })

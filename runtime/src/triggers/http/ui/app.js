@@ -296,6 +296,7 @@ function drawSteps(steps) {
     cell(row, "Status", statusText(step.status));
     cell(row, "Attempts", step.attempts);
     cell(row, "Duration", `${step.duration_ms} ms`);
+    cell(row, "Input", step.input == null ? "" : el("pre", json(step.input)));
     // A succeeded step may keep the error of an earlier attempt: its
     // output is what matters then.
     const failed = step.status === "failed";
