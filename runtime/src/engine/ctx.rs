@@ -765,9 +765,20 @@ mod tests {
             .kw("body_bytes", Value::Bool(true))
             .kw("json", serde_json::json!({ "items": [long] }));
         let shown = args.shown();
-        assert_eq!(shown["args"], serde_json::json!(["https://erp.test/orders"]));
-        let cut = format!("{}… ({} bytes in all)", "a".repeat(SHOWN_TEXT - 1), long.len());
-        assert_eq!(shown["body"], Value::String(cut.clone()), "cut at a char boundary");
+        assert_eq!(
+            shown["args"],
+            serde_json::json!(["https://erp.test/orders"])
+        );
+        let cut = format!(
+            "{}… ({} bytes in all)",
+            "a".repeat(SHOWN_TEXT - 1),
+            long.len()
+        );
+        assert_eq!(
+            shown["body"],
+            Value::String(cut.clone()),
+            "cut at a char boundary"
+        );
         assert_eq!(shown["json"]["items"][0], Value::String(cut));
         assert!(shown.get("body_bytes").is_none(), "{shown}");
         assert_eq!(Args::new().shown(), serde_json::json!({}));
