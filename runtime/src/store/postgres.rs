@@ -509,6 +509,23 @@ fn status_and_limit(filter: &ExecutionFilter) -> (Option<&'static str>, i64) {
     )
 }
 
+/// `$1..$7` of [`LIST_CONDITIONS`] (`$3` is the limit).
+fn list_params<'a>(
+    status: &'a Option<&'static str>,
+    limit: &'a i64,
+    filter: &'a ExecutionFilter,
+) -> [&'a (dyn ToSql + Sync); 7] {
+    [
+        status,
+        &filter.flow,
+        limit,
+        &filter.since,
+        &filter.until,
+        &filter.search,
+        &filter.before,
+    ]
+}
+
 const EXEC_COLUMNS: &str = "id, flow, status, trigger, dedupe_key, created_at, started_at, \
      finished_at, attempts, result, error, error_step, lease_owner, lease_expires, lease_epoch, seq";
 
@@ -1418,15 +1435,7 @@ impl Store for PostgresStore {
                         "SELECT {EXEC_COLUMNS} FROM $S.executions WHERE {LIST_CONDITIONS} \
                          ORDER BY seq DESC LIMIT $3"
                     ),
-                    &[
-                        &status,
-                        &filter.flow,
-                        &limit,
-                        &filter.since,
-                        &filter.until,
-                        &filter.search,
-                        &filter.before,
-                    ],
+                    &list_params(&status, &limit, &filter),
                 )
                 .await?;
             rows.iter().map(exec_from_row).collect()
@@ -1443,15 +1452,7 @@ impl Store for PostgresStore {
                         "SELECT count(*) FROM (SELECT 1 FROM $S.executions \
                          WHERE {LIST_CONDITIONS} LIMIT $3) AS matching"
                     ),
-                    &[
-                        &status,
-                        &filter.flow,
-                        &limit,
-                        &filter.since,
-                        &filter.until,
-                        &filter.search,
-                        &filter.before,
-                    ],
+                    &list_params(&status, &limit, &filter),
                 )
                 .await?;
             let n: i64 = match rows.first() {
