@@ -307,7 +307,8 @@ async fn attempts(server: &ServerHandle, id: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_signs_in_filters_replays_and_signs_out() {
-    let Some(browser) = Browser::start("an_operator_signs_in_filters_replays_and_signs_out").await else {
+    let Some(browser) = Browser::start("an_operator_signs_in_filters_replays_and_signs_out").await
+    else {
         return;
     };
     let rt = Runtime::new(common::integration("shop", flows), common::options(&[])).unwrap();
@@ -370,7 +371,13 @@ async fn an_operator_signs_in_filters_replays_and_signs_out() {
         .wait_for("#status", "The replay ended: succeeded.")
         .await;
     assert_eq!(attempts(&server, &failed_1).await, 3);
-    let run = server.runtime().store().get(&failed_1).await.unwrap().unwrap();
+    let run = server
+        .runtime()
+        .store()
+        .get(&failed_1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(run.status, Status::Succeeded);
 
     // The flows view, then a phone's width: nothing wider than the screen.
