@@ -118,13 +118,34 @@ pub struct RunTrace {
     pub sampled: bool,
 }
 
+/// What a run's trace is made from, kept by the run instead of the trace
+/// itself: a sync run that calls nothing out and logs no line of its own
+/// never computes its trace, so tracing costs it nothing but the caller's
+/// header lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSeed {
+    /// The caller's `traceparent`, if valid.
+    pub caller: Option<TraceParent>,
+    /// Which start of the run this is (the execution's `attempts`).
+    pub start: u32,
+}
+
+impl TraceSeed {
+    /// The trace of execution `execution_id` (see [`RunTrace::new`]).
+    pub fn trace(&self, execution_id: &str) -> RunTrace {
+        RunTrace::new(execution_id, self.start, self.caller)
+    }
+}
+
 impl RunTrace {
-    /// The trace of execution `execution_id`, joining `caller`'s trace if
-    /// given; else the trace id is the execution id's 128 bits (an
-    /// execution id that is not a UUID, never made by this runtime, gets
-    /// a random one).
-    pub fn new(execution_id: &str, caller: Option<TraceParent>) -> RunTrace {
-        let run_span = SpanId::random();
+    /// The trace of start number `start` of execution `execution_id`,
+    /// joining `caller`'s trace if given; else the trace id is the
+    /// execution id's 128 bits. The same for the same arguments, so every
+    /// part of a run (its body, its `on failure`, its end) computes it
+    /// where needed without sharing it.
+    pub fn new(execution_id: &str, start: u32, caller: Option<TraceParent>) -> RunTrace {
+        let own = trace_id_of_execution(execution_id);
+        let run_span = run_span_of(own, start);
         match caller {
             Some(c) => RunTrace {
                 trace_id: c.trace_id,
@@ -133,7 +154,7 @@ impl RunTrace {
                 sampled: c.sampled,
             },
             None => RunTrace {
-                trace_id: trace_id_of_execution(execution_id),
+                trace_id: own,
                 caller_span: None,
                 run_span,
                 sampled: true,
@@ -151,15 +172,32 @@ impl RunTrace {
     }
 }
 
-/// The trace id of a run that no caller's trace covers.
+/// The trace id of a run that no caller's trace covers: its execution
+/// id's bytes (an id that is not a UUID, never made by this runtime, is
+/// hashed instead).
 pub fn trace_id_of_execution(execution_id: &str) -> TraceId {
     match uuid::Uuid::parse_str(execution_id) {
         Ok(id) if !id.is_nil() => TraceId(*id.as_bytes()),
         _ => {
-            use rand::Rng as _;
-            TraceId(rand::rng().random_range(1..=u128::MAX).to_be_bytes())
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(execution_id.as_bytes());
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&digest[..16]);
+            id[0] |= 1; // never all zeros
+            TraceId(id)
         }
     }
+}
+
+/// The span id of start `start` of the run whose own trace id is
+/// `execution`: its last 8 bytes (62 random bits of a v7 UUID) with the
+/// start mixed in, so each start has its own span and runs that share a
+/// caller's trace do not collide.
+fn run_span_of(execution: TraceId, start: u32) -> SpanId {
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&execution.0[8..]);
+    let id = u64::from_be_bytes(low) ^ u64::from(start);
+    SpanId(id.max(1).to_be_bytes())
 }
 
 #[cfg(test)]
@@ -204,10 +242,15 @@ mod tests {
     #[test]
     fn a_run_without_caller_traces_under_its_execution_id() {
         let id = "01890a5d-ac96-774b-bcce-b302099a8057";
-        let t = RunTrace::new(id, None);
+        let t = RunTrace::new(id, 1, None);
         assert_eq!(t.trace_id.to_string(), id.replace('-', ""));
         assert_eq!(t.caller_span, None);
-        assert_eq!(RunTrace::new(id, None).trace_id, t.trace_id);
+        assert_eq!(RunTrace::new(id, 1, None), t);
+        let replayed = RunTrace::new(id, 2, None);
+        assert_eq!(replayed.trace_id, t.trace_id);
+        assert_ne!(replayed.run_span, t.run_span);
+        let odd = RunTrace::new("not-a-uuid", 1, None);
+        assert_eq!(odd, RunTrace::new("not-a-uuid", 1, None));
     }
 
     #[test]
@@ -215,7 +258,7 @@ mod tests {
         let caller =
             TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let trigger = serde_json::json!({ "headers": { "traceparent": caller.to_string() } });
-        let t = RunTrace::new("x", TraceParent::of_trigger(&trigger));
+        let t = RunTrace::new("x", 1, TraceParent::of_trigger(&trigger));
         assert_eq!(t.trace_id, caller.trace_id);
         assert_eq!(t.caller_span, Some(caller.span_id));
         assert_ne!(t.run_span, caller.span_id);

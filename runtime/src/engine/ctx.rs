@@ -24,7 +24,7 @@ use crate::core::otel::{AttributeValue, FinishedSpan};
 use crate::core::redact::Redactor;
 use crate::core::schema::Schema;
 use crate::core::sync::lock;
-use crate::core::trace::{RunTrace, SpanId, TraceId, TraceParent};
+use crate::core::trace::{RunTrace, SpanId, TraceId, TraceParent, TraceSeed};
 use crate::engine::integration::{human_duration, TriggerDef};
 use crate::engine::registry::StepRegistry;
 use crate::store::{Enqueued, Lease, NewExecution, StepRecord, StepStatus, Store};
@@ -208,7 +208,7 @@ pub struct StepCall {
 impl StepCall {
     /// The `traceparent` this attempt sends on outgoing requests.
     pub fn traceparent(&self) -> TraceParent {
-        self.cx.run.trace.traceparent(self.span)
+        self.cx.run.trace().traceparent(self.span)
     }
 }
 
@@ -307,12 +307,12 @@ pub(crate) struct RunIds<'a> {
     pub(crate) execution_id: &'a str,
     pub(crate) flow: &'static str,
     /// The run's trace (its id is in every line of the run).
-    pub(crate) trace: RunTrace,
+    pub(crate) trace: TraceSeed,
 }
 
 impl RunIds<'_> {
     pub(crate) fn trace_id(&self) -> TraceId {
-        self.trace.trace_id
+        self.trace.trace(self.execution_id).trace_id
     }
 }
 
@@ -329,14 +329,20 @@ pub(crate) struct RunState {
     /// Whether the run's lines are inside `run` and `step` spans; a sync
     /// run has none (see [`run_event!`]).
     pub(crate) spanned: bool,
-    /// The run's trace: the parent of its attempt spans and the id sent in
-    /// outgoing `traceparent` headers.
-    pub(crate) trace: RunTrace,
+    /// What the run's trace is made from: computed when needed (an
+    /// outgoing call, a line, an exported span), not for every run.
+    pub(crate) trace: TraceSeed,
 }
 
 impl RunState {
+    /// The run's trace: the parent of its attempt spans and the id sent in
+    /// outgoing `traceparent` headers.
+    pub(crate) fn trace(&self) -> RunTrace {
+        self.trace.trace(&self.execution_id)
+    }
+
     pub(crate) fn trace_id(&self) -> TraceId {
-        self.trace.trace_id
+        self.trace().trace_id
     }
 }
 
@@ -395,8 +401,8 @@ impl Ctx {
     }
 
     /// The run's trace context.
-    pub fn trace(&self) -> &RunTrace {
-        &self.run.trace
+    pub fn trace(&self) -> RunTrace {
+        self.run.trace()
     }
 
     /// The running flow's name.
@@ -543,7 +549,7 @@ impl Ctx {
             let span = if exported {
                 SpanId::random()
             } else {
-                self.run.trace.run_span
+                self.run.trace().run_span
             };
             let attempt_start = std::time::SystemTime::now();
             let limit = services.steps().attempt_limit(call, opts.timeout);
@@ -681,9 +687,9 @@ impl Ctx {
         };
         crate::core::otel::export(FinishedSpan {
             name: "step",
-            trace: self.run.trace,
+            trace: self.run.trace(),
             span_id: span,
-            parent: Some(self.run.trace.run_span),
+            parent: Some(self.run.trace().run_span),
             start,
             end: std::time::SystemTime::now(),
             attributes: vec![

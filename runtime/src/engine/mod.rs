@@ -77,7 +77,7 @@ use crate::core::error::RunError;
 use crate::core::metrics::Metrics;
 use crate::core::redact::Redactor;
 use crate::core::sync::lock;
-use crate::core::trace::{RunTrace, TraceParent};
+use crate::core::trace::{TraceParent, TraceSeed};
 use crate::engine::connection::Connections;
 use crate::engine::ctx::{Ctx, Journaling, RunJournal, RunServices};
 use crate::engine::integration::{Auth, FlowDef, Integration, Outcome, TriggerDef, Verify};
@@ -709,8 +709,12 @@ impl Runtime {
     ) -> Execution {
         // The caller's trace, if its request had one, is in the stored
         // trigger: a replay or a take-over joins the same trace.
-        let trace = RunTrace::new(&exec.id, TraceParent::of_trigger(&exec.trigger));
-        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow, trace_id = %trace.trace_id);
+        let trace = TraceSeed {
+            caller: TraceParent::of_trigger(&exec.trigger),
+            start: exec.attempts,
+        };
+        let trace_id = trace.trace(&exec.id).trace_id;
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow, trace_id = %trace_id);
         let trigger = Arc::new(exec.trigger.clone());
         // A first start's span covers the time since intake (queued).
         let start = if exec.attempts <= 1 {
@@ -765,7 +769,7 @@ impl Runtime {
     pub(crate) fn export_run_span(
         &self,
         exec: &Execution,
-        trace: RunTrace,
+        trace: TraceSeed,
         start: std::time::SystemTime,
         finish: &Finish,
     ) {
@@ -773,10 +777,7 @@ impl Runtime {
             return;
         }
         use crate::core::otel::AttributeValue::{Int, Text};
-        let status = serde_json::to_value(finish.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let trace = trace.trace(&exec.id);
         crate::core::otel::export(crate::core::otel::FinishedSpan {
             name: "run",
             trace,
@@ -788,7 +789,7 @@ impl Runtime {
                 ("flow.name", Text(exec.flow.clone())),
                 ("flow.execution_id", Text(exec.id.clone())),
                 ("flow.attempt", Int(i64::from(exec.attempts))),
-                ("flow.status", Text(status)),
+                ("flow.status", Text(finish.status.to_string())),
             ],
             error: finish
                 .error
@@ -805,7 +806,7 @@ impl Runtime {
         trigger: Arc<Value>,
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
-        trace: RunTrace,
+        trace: TraceSeed,
     ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);

@@ -101,7 +101,10 @@ impl Runtime {
         journal: RunJournal,
     ) -> Execution {
         // No `run` span: a sync run's lines name it (see `run_event!`).
-        let trace = RunTrace::new(&exec.id, trigger.traceparent());
+        let trace = TraceSeed {
+            caller: trigger.traceparent(),
+            start: exec.attempts,
+        };
         let start = std::time::SystemTime::now();
         let finish = self
             .run_flow(&exec, trigger.seen.clone(), &journal, None, trace)
