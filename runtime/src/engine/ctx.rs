@@ -200,15 +200,17 @@ pub struct StepCall {
     pub attempt: u32,
     /// The arguments.
     pub args: Args,
-    /// The span of this attempt (the run's span while export is off):
-    /// the parent named by the `traceparent` of its outgoing requests.
-    pub span: SpanId,
+    /// The span of this attempt, when spans are exported; `None`: the
+    /// run's span stands for it. The parent named by the `traceparent` of
+    /// its outgoing requests.
+    pub span: Option<SpanId>,
 }
 
 impl StepCall {
     /// The `traceparent` this attempt sends on outgoing requests.
     pub fn traceparent(&self) -> TraceParent {
-        self.cx.run.trace().traceparent(self.span)
+        let trace = self.cx.run.trace();
+        trace.traceparent(self.span.unwrap_or(trace.run_span))
     }
 }
 
@@ -545,13 +547,8 @@ impl Ctx {
             let t0 = Instant::now();
             // A span of its own only when exported: otherwise outgoing
             // requests name the run's span, and nothing is spent here.
-            let exported = crate::core::otel::enabled();
-            let span = if exported {
-                SpanId::random()
-            } else {
-                self.run.trace().run_span
-            };
-            let attempt_start = std::time::SystemTime::now();
+            let span = crate::core::otel::enabled().then(SpanId::random);
+            let attempt_start = span.map(|_| std::time::SystemTime::now());
             let limit = services.steps().attempt_limit(call, opts.timeout);
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
@@ -591,8 +588,8 @@ impl Ctx {
                 .metrics()
                 .observe_step(self.run.flow, name, t0.elapsed());
             let result = result.and_then(|output| storable(call, output));
-            if exported {
-                self.export_attempt(&key, call, attempt, span, attempt_start, &result, opts);
+            if let (Some(span), Some(start)) = (span, attempt_start) {
+                self.export_attempt(&key, call, attempt, span, start, &result, opts);
             }
             match result {
                 Ok(output) => {
