@@ -117,3 +117,18 @@ pub(super) fn export(span: FinishedSpan) {
     });
     started.end_with_timestamp(span.end);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_endpoint_is_refused_without_panicking() {
+        let service = Service {
+            name: "x".into(),
+            version: "1".into(),
+        };
+        assert!(!start("not a url at all/v1/traces", &service));
+        assert!(EXPORT.get().is_none());
+    }
+}
