@@ -62,12 +62,15 @@ fn without_the_sftp_feature_an_sftp_url_fails_naming_the_option() {
     );
 }
 
+/// `--with sftp,otel`: the SFTP client, and the OTLP exporter, which no
+/// code ever shows a need for (one build for both keeps the tests' cold
+/// builds few).
 #[test]
 fn with_adds_a_client_the_code_does_not_show() {
     let src = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let built = Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(["build", "--debug", "--with", "sftp", "-o"])
+        .args(["build", "--debug", "--with", "sftp,otel", "-o"])
         .arg(out.path())
         .arg(program(src.path()))
         .env("FLOWC_CACHE_DIR", support::cache_dir())
@@ -80,6 +83,31 @@ fn with_adds_a_client_the_code_does_not_show() {
     assert_eq!(code, Some(1), "{output}");
     assert!(output.contains("needs `auth:`"), "{output}");
     assert!(!output.contains("built without SFTP support"), "{output}");
+
+    // The exporter is there: the run's span reaches the collector (sent
+    // at exit), and no warning asks for a rebuild.
+    let collector = support::Sink::start();
+    let local = tempfile::tempdir().unwrap();
+    let input = local.path().join("tick.json");
+    std::fs::write(&input, r#"{ "fired_at": "2026-11-30T06:00:00Z" }"#).unwrap();
+    let done = run_binary(
+        &out.path().join("local_writer"),
+        &[
+            ("FOLDER", local.path().to_str().unwrap()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()),
+        ],
+        &["run", "put", "--input", input.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
+    let output = format!("{}\n{}", done.stdout, done.stderr);
+    assert_eq!(done.code, Some(0), "{output}");
+    assert!(!output.contains("--with otel"), "{output}");
+    let exported = collector.requests_to("POST", "/v1/traces");
+    assert!(!exported.is_empty(), "no trace exported: {output}");
+    assert_eq!(
+        exported[0].header("content-type"),
+        Some("application/x-protobuf")
+    );
 }
 
 #[test]

@@ -117,3 +117,54 @@ async fn sync_runs_are_summarised_in_the_log() {
         "only the webhook's: {log}"
     );
 }
+
+/// A binary built without `--with otel` asked to export traces warns once
+/// at start-up, naming the rebuild, and serves as usual; the caller's
+/// trace id is still the run's, in its JSON log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_otel_an_otlp_endpoint_warns_and_trace_ids_reach_the_log() {
+    let binary = support::build_example("examples/quickstart.flow");
+    let collector = format!("http://127.0.0.1:{}", flow_testkit::free_port());
+    let mut svc = Service::start(
+        &binary,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("FLOW_LOG_FORMAT", "json"),
+        ],
+        &[],
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let order = json!({ "id": "o-1", "customer": "ada", "items": [] });
+    let (status, answer) = post_json(
+        &svc.at("/orders"),
+        &order,
+        &[("traceparent", traceparent.as_str())],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let url = svc.at("/_flow/healthz");
+    poll_until(Duration::from_secs(20), "the webhook's run", || async {
+        let _ = get(&url, &[]).await;
+        svc.stderr().contains("run succeeded").then_some(())
+    })
+    .await;
+    let status = svc.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let log = svc.stderr();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rebuild with flowc build --with otel"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("WARN"), "{log}");
+    let run_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("run succeeded"))
+        .collect();
+    assert_eq!(run_lines.len(), 1, "{log}");
+    assert!(
+        run_lines[0].contains(&format!("\"trace_id\":\"{trace_id}\"")),
+        "{log}"
+    );
+}

@@ -68,6 +68,16 @@ struct Cli {
         env = "FLOW_DURABILITY"
     )]
     durability: Durability,
+    /// OTLP/HTTP collector to export run traces to (e.g.
+    /// http://127.0.0.1:4318; `/v1/traces` is added). Needs a binary built
+    /// with `flowc build --with otel`; others warn and run without export.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    otlp_endpoint: Option<String>,
     /// TOML file with config values (the environment wins over it).
     #[arg(long, global = true, value_name = "FILE.toml", env = "FLOW_CONFIG")]
     config: Option<PathBuf>,
@@ -385,7 +395,37 @@ where
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(run_cli(integration, tests, cli, redactor))
+    // Started before any run and stopped after the last: its batch
+    // processor has a thread of its own and needs no async runtime.
+    let exporting = start_trace_export(&integration, &cli, testing);
+    let code = tokio.block_on(run_cli(integration, tests, cli, redactor));
+    if exporting {
+        crate::core::otel::shutdown();
+    }
+    code
+}
+
+/// Starts the OTLP export of traces if an endpoint is set (not for `test`,
+/// whose runs are not the service's); whether it was asked for.
+fn start_trace_export(integration: &Integration, cli: &Cli, testing: bool) -> bool {
+    let Some(endpoint) = cli
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    else {
+        return false;
+    };
+    if testing {
+        return false;
+    }
+    crate::core::otel::init(
+        endpoint,
+        crate::core::otel::Service {
+            name: integration.name.to_string(),
+            version: integration.version(),
+        },
+    );
+    true
 }
 
 fn exit(code: u8) -> ExitCode {

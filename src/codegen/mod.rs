@@ -606,13 +606,14 @@ pub const BROKER_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
 
 /// Every optional feature of the runtime, the brokers' and the heavier
 /// stdlib clients': `email` (`email.send`), `mysql` (`sql.*` on mysql://),
-/// `pdf` (`pdf.report`, `pdf.text`),
-/// `sftp` (`file.*` and files triggers on sftp://). `flowc build --with`
-/// takes these names. PostgreSQL (the shared store, `sql.*` on
+/// `otel` (OTLP export of traces: chosen by the operator with `--with
+/// otel`, never derived from the source), `pdf` (`pdf.report`,
+/// `pdf.text`), `sftp` (`file.*` and files triggers on sftp://). `flowc
+/// build --with` takes these names. PostgreSQL (the shared store, `sql.*` on
 /// postgres://) and SQLite are always in: together about 5% of a cold
 /// build (docs/performance.md).
 pub const RUNTIME_FEATURES: &[&str] = &[
-    "amqp", "email", "mqtt", "mysql", "nats", "pdf", "redis", "sftp",
+    "amqp", "email", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
 ];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on

@@ -1,6 +1,7 @@
 //! The bottom layer: what every other layer shares and that knows nothing
 //! of runs, stores or adapters — values and the language's operators, bytes,
-//! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, lock-free caps, and the
+//! schemas, errors, the nesting limit of JSON, redaction, config loading, metrics, logging, W3C trace context
+//! and the OTLP export of traces (feature `otel`), lock-free caps, and the
 //! helpers that turn HTTP headers and files into trigger values.
 
 pub mod bytes;
@@ -13,8 +14,10 @@ pub mod logging;
 pub mod metrics;
 pub mod nesting;
 pub mod ops;
+pub mod otel;
 pub mod outbound;
 pub mod redact;
 pub mod schema;
 pub mod slots;
 pub mod sync;
+pub mod trace;

@@ -20,9 +20,11 @@ use tracing::Instrument as _;
 
 use crate::core::error::{RunError, StepError};
 use crate::core::metrics::Metrics;
+use crate::core::otel::{AttributeValue, FinishedSpan};
 use crate::core::redact::Redactor;
 use crate::core::schema::Schema;
 use crate::core::sync::lock;
+use crate::core::trace::{RunTrace, SpanId, TraceId, TraceParent, TraceSeed};
 use crate::engine::integration::{human_duration, TriggerDef};
 use crate::engine::registry::StepRegistry;
 use crate::store::{Enqueued, Lease, NewExecution, StepRecord, StepStatus, Store};
@@ -243,6 +245,18 @@ pub struct StepCall {
     pub attempt: u32,
     /// The arguments.
     pub args: Args,
+    /// The span of this attempt, when spans are exported; `None`: the
+    /// run's span stands for it. The parent named by the `traceparent` of
+    /// its outgoing requests.
+    pub span: Option<SpanId>,
+}
+
+impl StepCall {
+    /// The `traceparent` this attempt sends on outgoing requests.
+    pub fn traceparent(&self) -> TraceParent {
+        let trace = self.cx.run.trace();
+        trace.traceparent(self.span.unwrap_or(trace.run_span))
+    }
 }
 
 /// Where a run's journal entries go.
@@ -339,6 +353,14 @@ pub(crate) struct RunIds<'a> {
     pub(crate) spanned: bool,
     pub(crate) execution_id: &'a str,
     pub(crate) flow: &'static str,
+    /// The run's trace (its id is in every line of the run).
+    pub(crate) trace: TraceSeed,
+}
+
+impl RunIds<'_> {
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.trace.trace(self.execution_id).trace_id
+    }
 }
 
 pub(crate) struct RunState {
@@ -354,6 +376,21 @@ pub(crate) struct RunState {
     /// Whether the run's lines are inside `run` and `step` spans; a sync
     /// run has none (see [`run_event!`]).
     pub(crate) spanned: bool,
+    /// What the run's trace is made from: computed when needed (an
+    /// outgoing call, a line, an exported span), not for every run.
+    pub(crate) trace: TraceSeed,
+}
+
+impl RunState {
+    /// The run's trace: the parent of its attempt spans and the id sent in
+    /// outgoing `traceparent` headers.
+    pub(crate) fn trace(&self) -> RunTrace {
+        self.trace.trace(&self.execution_id)
+    }
+
+    pub(crate) fn trace_id(&self) -> TraceId {
+        self.trace().trace_id
+    }
 }
 
 /// The context of one run. Cheap to clone (an `Arc` and the loop indices).
@@ -383,6 +420,7 @@ impl Ctx {
                 state: Mutex::new(state),
                 dispatches: Mutex::new(HashMap::new()),
                 spanned: ids.spanned,
+                trace: ids.trace,
             }),
             indices: Arc::from(Vec::new()),
         }
@@ -407,6 +445,11 @@ impl Ctx {
     /// This execution's id.
     pub fn execution_id(&self) -> &str {
         &self.run.execution_id
+    }
+
+    /// The run's trace context.
+    pub fn trace(&self) -> RunTrace {
+        self.run.trace()
     }
 
     /// The running flow's name.
@@ -551,6 +594,10 @@ impl Ctx {
         loop {
             attempt += 1;
             let t0 = Instant::now();
+            // A span of its own only when exported: otherwise outgoing
+            // requests name the run's span, and nothing is spent here.
+            let span = crate::core::otel::enabled().then(SpanId::random);
+            let attempt_start = span.map(|_| std::time::SystemTime::now());
             let limit = services.steps().attempt_limit(call, opts.timeout);
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
@@ -566,6 +613,7 @@ impl Ctx {
                         step: key.clone(),
                         attempt,
                         args,
+                        span,
                     };
                     match limit {
                         None => f(step_call).await,
@@ -588,7 +636,11 @@ impl Ctx {
             services
                 .metrics()
                 .observe_step(self.run.flow, name, t0.elapsed());
-            match result.and_then(|output| storable(call, output)) {
+            let result = result.and_then(|output| storable(call, output));
+            if let (Some(span), Some(start)) = (span, attempt_start) {
+                self.export_attempt(&key, call, attempt, span, start, &result, opts);
+            }
+            match result {
                 Ok(output) => {
                     let elapsed_ms = t0.elapsed().as_millis() as u64;
                     if self.held_in_memory() {
@@ -655,6 +707,51 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// Exports the span of one step attempt, its error redacted.
+    #[allow(clippy::too_many_arguments)]
+    fn export_attempt(
+        &self,
+        key: &str,
+        call: &str,
+        attempt: u32,
+        span: SpanId,
+        start: std::time::SystemTime,
+        result: &Result<Value, StepError>,
+        opts: StepOptions,
+    ) {
+        let (outcome, error) = match result {
+            Ok(_) => ("succeeded", None),
+            Err(e) => {
+                let retried = e.retryable && attempt <= opts.retry;
+                let message = self
+                    .run
+                    .services
+                    .redactor()
+                    .redact_string(e.message.clone());
+                (if retried { "retried" } else { "failed" }, Some(message))
+            }
+        };
+        crate::core::otel::export(FinishedSpan {
+            name: "step",
+            trace: self.run.trace(),
+            span_id: span,
+            parent: Some(self.run.trace().run_span),
+            start,
+            end: std::time::SystemTime::now(),
+            attributes: vec![
+                ("flow.step", AttributeValue::Text(key.to_string())),
+                ("flow.call", AttributeValue::Text(call.to_string())),
+                ("flow.attempt", AttributeValue::Int(i64::from(attempt))),
+                ("flow.outcome", AttributeValue::Text(outcome.into())),
+                (
+                    "flow.execution_id",
+                    AttributeValue::Text(self.run.execution_id.clone()),
+                ),
+            ],
+            error,
+        });
     }
 
     /// `dispatch FLOW(input)`: stores a new execution of the dispatch flow

@@ -31,6 +31,7 @@ macro_rules! run_event {
             tracing::$level!(
                 execution_id = %$run.execution_id,
                 flow = $run.flow,
+                trace_id = %$run.trace_id(),
                 step = %$step,
                 $($event)+
             )
@@ -40,7 +41,7 @@ macro_rules! run_event {
         if $run.spanned {
             tracing::$level!($($event)+)
         } else {
-            tracing::$level!(execution_id = %$run.execution_id, flow = $run.flow, $($event)+)
+            tracing::$level!(execution_id = %$run.execution_id, flow = $run.flow, trace_id = %$run.trace_id(), $($event)+)
         }
     };
 }
@@ -76,6 +77,7 @@ use crate::core::error::RunError;
 use crate::core::metrics::Metrics;
 use crate::core::redact::Redactor;
 use crate::core::sync::lock;
+use crate::core::trace::{TraceParent, TraceSeed};
 use crate::engine::connection::Connections;
 use crate::engine::ctx::{Ctx, Journaling, RunJournal, RunServices};
 use crate::engine::integration::{Auth, FlowDef, Integration, Outcome, TriggerDef, Verify};
@@ -705,12 +707,26 @@ impl Runtime {
         journal: RunJournal,
         state: Option<Map<String, Value>>,
     ) -> Execution {
-        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow);
+        // The caller's trace, if its request had one, is in the stored
+        // trigger: a replay or a take-over joins the same trace.
+        let trace = TraceSeed {
+            caller: TraceParent::of_trigger(&exec.trigger),
+            start: exec.attempts,
+        };
+        let trace_id = trace.trace(&exec.id).trace_id;
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow, trace_id = %trace_id);
         let trigger = Arc::new(exec.trigger.clone());
+        // A first start's span covers the time since intake (queued).
+        let start = if exec.attempts <= 1 {
+            std::time::SystemTime::from(exec.created_at)
+        } else {
+            std::time::SystemTime::now()
+        };
         let finish = self
-            .run_flow(&exec, trigger, &journal, state)
+            .run_flow(&exec, trigger, &journal, state, trace)
             .instrument(span)
             .await;
+        self.export_run_span(&exec, trace, start, &finish);
         let recorded = self.record_finish(&exec.id, &journal, &finish).await;
         *journal.mode.write().await = Journaling::Ended;
         if !recorded {
@@ -749,6 +765,39 @@ impl Runtime {
         }))
     }
 
+    /// Exports the span of one start of a run (when export is on).
+    pub(crate) fn export_run_span(
+        &self,
+        exec: &Execution,
+        trace: TraceSeed,
+        start: std::time::SystemTime,
+        finish: &Finish,
+    ) {
+        if !crate::core::otel::enabled() {
+            return;
+        }
+        use crate::core::otel::AttributeValue::{Int, Text};
+        let trace = trace.trace(&exec.id);
+        crate::core::otel::export(crate::core::otel::FinishedSpan {
+            name: "run",
+            trace,
+            span_id: trace.run_span,
+            parent: None,
+            start,
+            end: std::time::SystemTime::now(),
+            attributes: vec![
+                ("flow.name", Text(exec.flow.clone())),
+                ("flow.execution_id", Text(exec.id.clone())),
+                ("flow.attempt", Int(i64::from(exec.attempts))),
+                ("flow.status", Text(finish.status.to_string())),
+            ],
+            error: finish
+                .error
+                .as_ref()
+                .map(|e| self.inner.redactor.redact_string(e.clone())),
+        });
+    }
+
     /// Runs the flow (and `on failure`) with `state` as read at the start
     /// (`None`: read it now).
     async fn run_flow(
@@ -757,6 +806,7 @@ impl Runtime {
         trigger: Arc<Value>,
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
+        trace: TraceSeed,
     ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);
@@ -804,6 +854,7 @@ impl Runtime {
             spanned: durable,
             execution_id: &exec.id,
             flow: def.name,
+            trace,
         };
         routine!(inline, attempt = exec.attempts, "run started");
         let started = std::time::Instant::now();

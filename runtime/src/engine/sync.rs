@@ -101,9 +101,15 @@ impl Runtime {
         journal: RunJournal,
     ) -> Execution {
         // No `run` span: a sync run's lines name it (see `run_event!`).
+        let trace = TraceSeed {
+            caller: trigger.traceparent(),
+            start: exec.attempts,
+        };
+        let start = std::time::SystemTime::now();
         let finish = self
-            .run_flow(&exec, trigger.seen.clone(), &journal, None)
+            .run_flow(&exec, trigger.seen.clone(), &journal, None, trace)
             .await;
+        self.export_run_span(&exec, trace, start, &finish);
         let mut mode = journal.mode.write().await;
         match *mode {
             Journaling::Durable if !self.record_finish(&exec.id, &journal, &finish).await => {
@@ -181,6 +187,15 @@ impl SyncTrigger {
         SyncTrigger {
             seen: Arc::new(seen),
             unread_headers: unread_headers.map(Arc::new),
+        }
+    }
+
+    /// The caller's `traceparent`, from the headers the flow reads or the
+    /// others (a malformed one is ignored).
+    fn traceparent(&self) -> Option<TraceParent> {
+        match &self.unread_headers {
+            Some(headers) => TraceParent::parse(headers.get("traceparent")?.to_str().ok()?),
+            None => TraceParent::of_trigger(&self.seen),
         }
     }
 

@@ -113,6 +113,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
 
     let mut has_idempotency_key = false;
     let mut has_content_type = false;
+    let mut has_traceparent = false;
     if let Some(Value::Object(h)) = args.get_named("headers") {
         for (k, v) in h {
             if v.is_null() {
@@ -125,6 +126,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
             })?;
             has_idempotency_key |= hname == "idempotency-key";
             has_content_type |= hname == reqwest::header::CONTENT_TYPE;
+            has_traceparent |= hname == "traceparent";
             req = req.header(hname, hvalue);
         }
     }
@@ -136,6 +138,11 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         key.push('/');
         key.push_str(&call.step);
         req = req.header("Idempotency-Key", key);
+    }
+    if !has_traceparent {
+        // The run's trace goes on with the callee (W3C trace context);
+        // one given in `headers:` is the flow's choice and is kept.
+        req = req.header("traceparent", call.traceparent().to_string());
     }
     if let Some(credentials) = Credentials::of_call(args) {
         req = credentials.apply(req);
