@@ -58,24 +58,8 @@ pub fn abandoned_message() -> String {
     )
 }
 
-/// `url` with its password (between `user:` and `@`) shown as `***`, for
-/// logs and error messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
+/// Kept here too: the stores were first to need it.
+pub use crate::core::redact::redact_url;
 
 /// An execution as a SQL store read it back, with what of its row could not
 /// be read (`None`: all of it could). See [`ValueColumns`].

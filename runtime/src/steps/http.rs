@@ -142,7 +142,7 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
     if !has_traceparent {
         // The run's trace goes on with the callee (W3C trace context);
         // one given in `headers:` is the flow's choice and is kept.
-        req = req.header("traceparent", call.traceparent().to_string());
+        req = req.header("traceparent", call.traceparent().header_value());
     }
     if let Some(credentials) = Credentials::of_call(args) {
         req = credentials.apply(req);

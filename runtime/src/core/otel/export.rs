@@ -46,7 +46,7 @@ pub(super) fn start(url: &str, service: &Service) -> bool {
     let tracer = provider.tracer("flow_runtime");
     let started = EXPORT.set((provider, tracer)).is_ok();
     if started {
-        tracing::info!(endpoint = %crate::store::redact_url(url), "exporting traces over OTLP/HTTP");
+        tracing::info!(endpoint = %crate::core::redact::redact_url(url), "exporting traces over OTLP/HTTP");
     }
     started
 }
