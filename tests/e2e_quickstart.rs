@@ -82,22 +82,8 @@ async fn sync_runs_are_summarised_in_the_log() {
         let count = get(&svc.at("/orders/count"), &[]).await;
         assert_eq!(count.status, 200, "{}", count.body);
     }
-    let order = json!({ "id": "o-1", "customer": "ada", "items": [] });
-    let (status, answer) = post_json(&svc.at("/orders"), &order, &[]).await;
-    assert_eq!(status, 202, "{answer}");
-    let url = svc.at("/_flow/healthz");
-    poll_until(Duration::from_secs(20), "the webhook's run", || async {
-        let _ = get(&url, &[]).await;
-        svc.stderr().contains("run succeeded").then_some(())
-    })
-    .await;
-    let status = svc.terminate(Duration::from_secs(20));
-    assert!(status.success(), "{status:?}");
-    let log = svc.stderr();
-    let summary: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("sync runs in the last"))
-        .collect();
+    let log = order_then_stop(&mut svc, &[]).await;
+    let summary = lines_with(&log, "sync runs in the last");
     assert_eq!(summary.len(), 1, "{log}");
     assert!(
         summary[0].contains("flow=\"order_count\"") || summary[0].contains("flow=order_count"),
@@ -135,13 +121,23 @@ async fn without_otel_an_otlp_endpoint_warns_and_trace_ids_reach_the_log() {
     );
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let log = order_then_stop(&mut svc, &[("traceparent", traceparent.as_str())]).await;
+    let warnings = lines_with(&log, "rebuild with flowc build --with otel");
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("WARN"), "{log}");
+    let run_lines = lines_with(&log, "run succeeded");
+    assert_eq!(run_lines.len(), 1, "{log}");
+    assert!(
+        run_lines[0].contains(&format!("\"trace_id\":\"{trace_id}\"")),
+        "{log}"
+    );
+}
+
+/// Posts an empty order, waits for the webhook's run to succeed, stops the
+/// service gracefully and returns its log.
+async fn order_then_stop(svc: &mut Service, headers: &[(&str, &str)]) -> String {
     let order = json!({ "id": "o-1", "customer": "ada", "items": [] });
-    let (status, answer) = post_json(
-        &svc.at("/orders"),
-        &order,
-        &[("traceparent", traceparent.as_str())],
-    )
-    .await;
+    let (status, answer) = post_json(&svc.at("/orders"), &order, headers).await;
     assert_eq!(status, 202, "{answer}");
     let url = svc.at("/_flow/healthz");
     poll_until(Duration::from_secs(20), "the webhook's run", || async {
@@ -151,20 +147,9 @@ async fn without_otel_an_otlp_endpoint_warns_and_trace_ids_reach_the_log() {
     .await;
     let status = svc.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
-    let log = svc.stderr();
-    let warnings: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("rebuild with flowc build --with otel"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{log}");
-    assert!(warnings[0].contains("WARN"), "{log}");
-    let run_lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("run succeeded"))
-        .collect();
-    assert_eq!(run_lines.len(), 1, "{log}");
-    assert!(
-        run_lines[0].contains(&format!("\"trace_id\":\"{trace_id}\"")),
-        "{log}"
-    );
+    svc.stderr()
+}
+
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
 }

@@ -18,7 +18,7 @@ use common::{expect_status, within};
 use flow_runtime::core::otel::{self, Service};
 use flow_runtime::{
     json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Integration, Outcome, Runtime, Schema,
-    Status, StepOptions, TriggerDef, Value,
+    Status, StepOptions, Value,
 };
 use flow_testkit::{poll_until, Sink};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -216,40 +216,12 @@ fn forward(cx: Ctx) -> FlowFuture {
 }
 
 fn flows(_config: &Config) -> Vec<FlowDef> {
-    let webhook = |path| TriggerDef::Webhook {
-        method: "POST",
-        path,
-        body: Schema::Json,
-        verify: None,
-        auth: None,
-        dedupe: None,
-        max_body: 1024,
-    };
-    let def = |name, trigger, run| FlowDef {
-        name,
-        doc: "",
-        trigger,
-        run,
-        on_failure: None,
-    };
+    use common::{flow, json_sync, json_webhook};
     vec![
-        def("retried", webhook("/retried"), retried),
-        def("fragile", webhook("/fragile"), fragile),
-        def("hooked", webhook("/hooked"), forward),
-        def(
-            "synced",
-            TriggerDef::Sync {
-                method: "POST",
-                path: "/synced",
-                body: Schema::Json,
-                timeout: Duration::from_secs(10),
-                fallback_async: false,
-                reads_headers: false,
-                verify: None,
-                auth: None,
-            },
-            forward,
-        ),
+        flow("retried", json_webhook("/retried", None), retried),
+        flow("fragile", json_webhook("/fragile", None), fragile),
+        flow("hooked", json_webhook("/hooked", None), forward),
+        flow("synced", json_sync("/synced"), forward),
     ]
 }
 

@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::expect_status;
 use flow_runtime::{
-    json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Outcome, Runtime, Schema, Status,
-    StepOptions, TriggerDef, Value,
+    json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Outcome, RunError, Runtime, Schema, Status,
+    StepOptions, Value,
 };
 use flow_testkit::Sink;
 
@@ -24,18 +22,12 @@ fn forward(cx: Ctx) -> FlowFuture {
             ops::field(cx.config(), "sink_url"),
             json!(format!("/{}", cx.flow())),
         ]);
-        let options = StepOptions {
-            retry: 0,
-            ..StepOptions::default()
-        };
-        cx.step(
+        post_once(
+            &cx,
             "forward",
-            options,
-            "http.post",
             Args::new().arg(Value::String(url)).kw("json", json!({})),
         )
-        .await?;
-        Ok(Outcome::Succeeded)
+        .await
     })
 }
 
@@ -43,71 +35,29 @@ fn forward(cx: Ctx) -> FlowFuture {
 fn own(cx: Ctx) -> FlowFuture {
     Box::pin(async move {
         let url = ops::interp(&[ops::field(cx.config(), "sink_url"), json!("/own")]);
-        let options = StepOptions {
-            retry: 0,
-            ..StepOptions::default()
-        };
-        cx.step(
-            "own",
-            options,
-            "http.post",
-            Args::new()
-                .arg(Value::String(url))
-                .kw("headers", json!({ "traceparent": CALLER })),
-        )
-        .await?;
-        Ok(Outcome::Succeeded)
+        let args = Args::new()
+            .arg(Value::String(url))
+            .kw("headers", json!({ "traceparent": CALLER }));
+        post_once(&cx, "own", args).await
     })
 }
 
+/// One `http.post` step, not retried.
+async fn post_once(cx: &Ctx, step: &'static str, args: Args) -> Result<Outcome, RunError> {
+    let options = StepOptions {
+        retry: 0,
+        ..StepOptions::default()
+    };
+    cx.step(step, options, "http.post", args).await?;
+    Ok(Outcome::Succeeded)
+}
+
 fn flows(_config: &Config) -> Vec<FlowDef> {
+    use common::{flow, json_sync, json_webhook};
     vec![
-        FlowDef {
-            name: "own",
-            doc: "",
-            trigger: TriggerDef::Webhook {
-                method: "POST",
-                path: "/own",
-                body: Schema::Json,
-                verify: None,
-                auth: None,
-                dedupe: None,
-                max_body: 1024,
-            },
-            run: own,
-            on_failure: None,
-        },
-        FlowDef {
-            name: "hooked",
-            doc: "",
-            trigger: TriggerDef::Webhook {
-                method: "POST",
-                path: "/hooked",
-                body: Schema::Json,
-                verify: None,
-                auth: None,
-                dedupe: None,
-                max_body: 1024,
-            },
-            run: forward,
-            on_failure: None,
-        },
-        FlowDef {
-            name: "synced",
-            doc: "",
-            trigger: TriggerDef::Sync {
-                method: "POST",
-                path: "/synced",
-                body: Schema::Json,
-                timeout: Duration::from_secs(10),
-                fallback_async: false,
-                reads_headers: false,
-                verify: None,
-                auth: None,
-            },
-            run: forward,
-            on_failure: None,
-        },
+        flow("own", json_webhook("/own", None), own),
+        flow("hooked", json_webhook("/hooked", None), forward),
+        flow("synced", json_sync("/synced"), forward),
     ]
 }
 

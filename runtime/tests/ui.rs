@@ -9,8 +9,7 @@ mod common;
 
 use common::expect_status;
 use flow_runtime::{
-    ops, Config, FlowDef, FlowFuture, Outcome, RunError, Runtime, Schema, ServerHandle, Status,
-    TriggerDef, Value,
+    ops, Config, FlowDef, FlowFuture, Outcome, RunError, Runtime, ServerHandle, Status, Value,
 };
 use reqwest::header::{HeaderMap, COOKIE, ORIGIN, SET_COOKIE};
 use serde_json::json;
@@ -36,30 +35,10 @@ fn key_of(trigger: &Value) -> Option<String> {
 }
 
 fn flows(_: &Config) -> Vec<FlowDef> {
-    let webhook = |path| TriggerDef::Webhook {
-        method: "POST",
-        path,
-        body: Schema::Json,
-        verify: None,
-        auth: None,
-        dedupe: Some(key_of),
-        max_body: 1024,
-    };
+    use common::{flow, json_webhook};
     vec![
-        FlowDef {
-            name: "orders",
-            doc: "",
-            trigger: webhook("/orders"),
-            run: order,
-            on_failure: None,
-        },
-        FlowDef {
-            name: "refunds",
-            doc: "",
-            trigger: webhook("/refunds"),
-            run: order,
-            on_failure: None,
-        },
+        flow("orders", json_webhook("/orders", Some(key_of)), order),
+        flow("refunds", json_webhook("/refunds", Some(key_of)), order),
     ]
 }
 

@@ -20,8 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use flow_runtime::{
-    ops, Config, FlowDef, FlowFuture, Outcome, RunError, Runtime, Schema, ServerHandle, Status,
-    TriggerDef, Value,
+    ops, Config, FlowDef, FlowFuture, Outcome, RunError, Runtime, ServerHandle, Status, Value,
 };
 use serde_json::json;
 
@@ -46,21 +45,11 @@ fn order(cx: flow_runtime::Ctx) -> FlowFuture {
 }
 
 fn flows(_: &Config) -> Vec<FlowDef> {
-    vec![FlowDef {
-        name: "orders",
-        doc: "",
-        trigger: TriggerDef::Webhook {
-            method: "POST",
-            path: "/orders",
-            body: Schema::Json,
-            verify: None,
-            auth: None,
-            dedupe: None,
-            max_body: 1024,
-        },
-        run: order,
-        on_failure: None,
-    }]
+    vec![common::flow(
+        "orders",
+        common::json_webhook("/orders", None),
+        order,
+    )]
 }
 
 /// A chromedriver process and one headless Chromium session in it.

@@ -88,7 +88,7 @@ impl TraceParent {
     /// The header value `00-<trace id>-<span id>-<flags>`, written into a
     /// fixed buffer: it goes out with every `http.*` call, where the
     /// formatting machinery cost about 3,000 instructions a request.
-    pub fn header_value(&self) -> String {
+    pub fn header_bytes(&self) -> [u8; 55] {
         let mut out = [0u8; 55];
         out[..3].copy_from_slice(b"00-");
         // The slices are exactly twice the bytes' length: cannot fail.
@@ -96,7 +96,12 @@ impl TraceParent {
         out[35] = b'-';
         let _ = hex::encode_to_slice(self.span_id.0, &mut out[36..52]);
         out[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        String::from_utf8_lossy(&out).into_owned()
+        out
+    }
+
+    /// [`Self::header_bytes`] as text.
+    pub fn header_value(&self) -> String {
+        String::from_utf8_lossy(&self.header_bytes()).into_owned()
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt as _};
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -137,12 +138,16 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         key.push_str(id);
         key.push('/');
         key.push_str(&call.step);
-        req = req.header("Idempotency-Key", key);
+        // Header names given as values, not text: no parsing per call.
+        req = req.header(const { HeaderName::from_static("idempotency-key") }, key);
     }
     if !has_traceparent {
         // The run's trace goes on with the callee (W3C trace context);
         // one given in `headers:` is the flow's choice and is kept.
-        req = req.header("traceparent", call.traceparent().header_value());
+        // Hex digits and dashes: always a valid header value.
+        if let Ok(value) = HeaderValue::from_bytes(&call.traceparent().header_bytes()) {
+            req = req.header(const { HeaderName::from_static("traceparent") }, value);
+        }
     }
     if let Some(credentials) = Credentials::of_call(args) {
         req = credentials.apply(req);

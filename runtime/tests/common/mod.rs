@@ -7,8 +7,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use flow_runtime::{
-    no_connections, Config, ConfigEntry, FlowDef, Integration, Runtime, RuntimeOptions, Schema,
-    Status,
+    no_connections, Config, ConfigEntry, DedupeFn, FlowDef, FlowFn, Integration, Runtime,
+    RuntimeOptions, Schema, Status, TriggerDef,
 };
 
 /// A hand-written integration named `name` with these flows, no config
@@ -24,6 +24,46 @@ pub fn integration(name: &'static str, flows: fn(&Config) -> Vec<FlowDef>) -> In
         flows,
         connections: no_connections,
         graph: "",
+    }
+}
+
+/// A flow without docs or failure handler.
+pub fn flow(name: &'static str, trigger: TriggerDef, run: FlowFn) -> FlowDef {
+    FlowDef {
+        name,
+        doc: "",
+        trigger,
+        run,
+        on_failure: None,
+    }
+}
+
+/// A `POST` webhook at `path` taking any JSON body of up to 1 KiB, without
+/// caller checks, deduplicated by `dedupe` when given.
+pub fn json_webhook(path: &'static str, dedupe: Option<DedupeFn>) -> TriggerDef {
+    TriggerDef::Webhook {
+        method: "POST",
+        path,
+        body: Schema::Json,
+        verify: None,
+        auth: None,
+        dedupe,
+        max_body: 1024,
+    }
+}
+
+/// A `POST` sync endpoint at `path` taking any JSON body, answering within
+/// 10 s.
+pub fn json_sync(path: &'static str) -> TriggerDef {
+    TriggerDef::Sync {
+        method: "POST",
+        path,
+        body: Schema::Json,
+        timeout: Duration::from_secs(10),
+        fallback_async: false,
+        reads_headers: false,
+        verify: None,
+        auth: None,
     }
 }
 
