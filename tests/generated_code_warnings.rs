@@ -65,6 +65,7 @@ compiles_without_warnings! {
     flow_small_body: "tests/flows/small_body.flow",
     flow_subscribe_amqp: "tests/flows/subscribe_amqp.flow",
     flow_subscribe_bridge: "tests/flows/subscribe_bridge.flow",
+    flow_subscribe_kafka: "tests/flows/subscribe_kafka.flow",
     flow_subscribe_mqtt: "tests/flows/subscribe_mqtt.flow",
     flow_subscribe_nats: "tests/flows/subscribe_nats.flow",
     flow_subscribe_redis: "tests/flows/subscribe_redis.flow",
