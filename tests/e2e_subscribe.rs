@@ -687,3 +687,289 @@ async fn mqtt_messages_become_runs_and_survive_a_crash() {
 
     relay_order_8(&svc, &sink).await;
 }
+
+/// A topic of this run on the Kafka broker of `FLOW_TEST_KAFKA_URL`, with
+/// a producer and a group-less client to read the group's offsets.
+struct KafkaTopic {
+    name: String,
+    servers: String,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl KafkaTopic {
+    /// Creates the topic `flowtest.RUN.SUFFIX` with `partitions` partitions.
+    async fn create(url: &str, run: &str, suffix: &str, partitions: i32) -> KafkaTopic {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let servers = url
+            .trim_start_matches("kafka://")
+            .trim_end_matches('/')
+            .to_string();
+        let config = Self::config(&servers);
+        let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
+        let name = format!("flowtest.{run}.{suffix}");
+        let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        for created in admin
+            .create_topics(&[topic], &AdminOptions::new())
+            .await
+            .expect("CreateTopics")
+        {
+            created.unwrap_or_else(|(t, e)| panic!("cannot create the topic {t}: {e}"));
+        }
+        let producer = Self::config(&servers)
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        KafkaTopic {
+            name,
+            servers,
+            producer,
+        }
+    }
+
+    fn config(servers: &str) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", servers);
+        config
+    }
+
+    /// Sends `payload` with `key` and waits for the broker's acknowledgement.
+    async fn send(&self, key: &str, payload: Vec<u8>) {
+        let record = rdkafka::producer::FutureRecord::to(&self.name)
+            .key(key)
+            .payload(&payload);
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("send to {}: {e}", self.name));
+    }
+
+    /// The offsets committed by `group`, per partition (-1 when none).
+    fn committed(&self, group: &str, partitions: i32) -> Vec<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer as _};
+        let consumer: BaseConsumer = Self::config(&self.servers)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&self.name, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("OffsetFetch");
+        (0..partitions)
+            .map(|p| match committed.find_partition(&self.name, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    /// Commits `offset` for every partition on behalf of `group` (whose
+    /// members must all be stopped): the group reads again from there.
+    fn rewind(&self, group: &str, partitions: i32, offset: i64) {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+        let consumer: BaseConsumer = Self::config(&self.servers)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&self.name, p, rdkafka::Offset::Offset(offset))
+                .expect("offset");
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .expect("OffsetCommit");
+    }
+
+    /// Waits until `group` committed `expected` (per partition).
+    async fn wait_committed(&self, group: &str, expected: &[i64]) {
+        let what = format!("group {group} to commit the offsets {expected:?}");
+        let partitions = expected.len() as i32;
+        poll_until(WAIT, &what, || async {
+            (self.committed(group, partitions) == expected).then_some(())
+        })
+        .await;
+    }
+}
+
+/// The `kafka.offset` header of each run of `flow`, in the order the runs
+/// were stored.
+async fn offsets_in_run_order(svc: &Service, flow: &str) -> Vec<i64> {
+    let mut runs = admin_executions(svc, &format!("flow={flow}&limit=1000"), ADMIN).await;
+    runs.reverse();
+    let mut offsets = Vec::new();
+    for run in runs {
+        let id = run["id"].as_str().unwrap_or_default();
+        let (_, exec) = support::admin_execution(svc.url(), id, ADMIN).await;
+        let offset = exec["trigger"]["headers"]["kafka.offset"].as_str();
+        offsets.push(offset.and_then(|o| o.parse().ok()).unwrap_or(-1));
+    }
+    offsets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
+    let Some(url) = service_url("FLOW_TEST_KAFKA_URL", "kafka e2e") else {
+        return;
+    };
+    let run = run_id();
+    let topic = KafkaTopic::create(&url, &run, "orders", 1).await;
+    let group = format!("flowtest-{run}");
+    let binary = build("subscribe_kafka", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("KAFKA_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "orders").await;
+
+    for id in 1..=3 {
+        topic.send(&id.to_string(), order(id)).await;
+    }
+    for id in 1..=3 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+    let first = sink
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/orders/1")
+        .unwrap();
+    assert_eq!(first.body["subject"], topic.name.as_str());
+    assert_eq!(first.body["headers"]["kafka.key"], "1");
+    assert_eq!(first.body["headers"]["kafka.partition"], "0");
+
+    // Malformed messages: failed runs; the partition goes on.
+    topic.send("bad", b"{not json".to_vec()).await;
+    topic.send("bad", br#"{"id": "four", "item": "x"}"#.to_vec()).await;
+    topic.send("4", order(4)).await;
+    wait_posted(&sink, "/orders/4").await;
+    let failed = wait_runs(&svc, "orders", "failed", 2).await;
+    let errors: Vec<&str> = failed.iter().filter_map(|e| e["error"].as_str()).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("invalid JSON")),
+        "{errors:?}"
+    );
+    // One partition: its messages were stored in offset order.
+    assert_eq!(offsets_in_run_order(&svc, "orders").await, [0, 1, 2, 3, 4, 5]);
+
+    // Killed in the middle of a run (the sink holds order 5's call), and a
+    // message sent while the service is down.
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    topic.send("5", order(5)).await;
+    topic.send("6", order(6)).await;
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "orders", 6).await;
+    svc.kill();
+    topic.send("7", order(7)).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let mut svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "orders", "succeeded", 7).await;
+    wait_posted(&sink, "/orders/7").await;
+    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
+    assert_eq!(runs.len(), 9, "each message stored once: {runs:?}");
+    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+    for id in [1, 2, 3, 4, 6, 7] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+
+    // kafka.publish: acknowledged, with the step's idempotency key.
+    let (relay_id, relayed) = relay_order_8(&svc, &sink).await;
+    assert_eq!(
+        relayed.body["headers"]["idempotency_key"],
+        format!("{relay_id}/publish").as_str()
+    );
+    assert_eq!(relayed.body["headers"]["kafka.key"], "8");
+    topic.wait_committed(&group, &[10]).await;
+
+    // Redelivery: the group is rewound to the start while the service is
+    // stopped; every message comes again and none is stored or run twice.
+    svc.terminate(WAIT);
+    topic.rewind(&group, 1, 0);
+    let svc = start(dir.path(), &binary, &env);
+    topic.wait_committed(&group, &[10]).await;
+    let again = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
+    assert_eq!(again.len(), 10, "redeliveries stored nothing: {again:?}");
+    for id in [1, 2, 3, 4, 6, 7, 8] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+}
+
+/// The order ids carried by the runs of `flow`, with repeats, sorted.
+async fn order_ids_of_runs(svc: &Service, flow: &str) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for run in admin_executions(svc, &format!("flow={flow}&limit=1000"), ADMIN).await {
+        let id = run["id"].as_str().unwrap_or_default();
+        let (_, exec) = support::admin_execution(svc.url(), id, ADMIN).await;
+        ids.extend(exec["trigger"]["body"]["id"].as_u64());
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
+    let test = "two_kafka_replicas_share_the_partitions_and_run_each_message_once";
+    let (Some(url), Some(pg)) = (
+        service_url("FLOW_TEST_KAFKA_URL", test),
+        service_url("FLOW_TEST_POSTGRES_URL", test),
+    ) else {
+        return;
+    };
+    const PARTITIONS: i32 = 4;
+    let run = run_id();
+    let topic = KafkaTopic::create(&url, &run, "orders", PARTITIONS).await;
+    let binary = build("subscribe_kafka", &run);
+    let sink = Sink::start();
+    // Replicas share a PostgreSQL store (a schema of this run): the dedupe
+    // key of a message is the same whichever replica reads it.
+    let schema = format!("kafka_{run}");
+    let args = ["--store", pg.as_str(), "--store-schema", schema.as_str()];
+    let env = [("KAFKA_URL", url.as_str()), ("SINK_URL", sink.url())];
+    let mut all = vec![("FLOW_ADMIN_TOKEN", ADMIN)];
+    all.extend_from_slice(&env);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let first = Service::start_in(dirs[0].path(), &binary, &all, &args);
+    let mut second = Service::start_in(dirs[1].path(), &binary, &all, &args);
+    // The group has rebalanced: the replica that joined last holds some of
+    // the partitions (so the first holds the others).
+    let assigned = format!("{}/", topic.name);
+    poll_until(WAIT, "the second replica to be given partitions", || async {
+        second
+            .stderr()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&assigned))
+            .then_some(())
+    })
+    .await;
+
+    for id in 1..=20 {
+        topic.send(&id.to_string(), order(id)).await;
+    }
+    wait_runs(&first, "orders", "succeeded", 20).await;
+    let expected: Vec<u64> = (1..=20).collect();
+    assert_eq!(order_ids_of_runs(&first, "orders").await, expected);
+
+    // One replica stops in the middle of a burst: the other takes its
+    // partitions over from the offsets committed before they were revoked.
+    for id in 21..=60 {
+        topic.send(&id.to_string(), order(id)).await;
+        if id == 30 {
+            second.terminate(WAIT);
+        }
+    }
+    wait_runs(&first, "orders", "succeeded", 60).await;
+    let expected: Vec<u64> = (1..=60).collect();
+    assert_eq!(order_ids_of_runs(&first, "orders").await, expected);
+    for id in 1..=60 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+}

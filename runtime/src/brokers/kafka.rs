@@ -90,8 +90,11 @@ pub(crate) fn bootstrap_servers(url: &str) -> Result<String, String> {
 }
 
 /// The consumer's context: commits the recorded offsets before the group
-/// takes partitions away, so their next owner starts after them.
-pub(crate) struct CommitBeforeRevoke;
+/// takes partitions away, so their next owner starts after them, and logs
+/// the partitions this process is given.
+pub(crate) struct CommitBeforeRevoke {
+    flow: &'static str,
+}
 
 impl ClientContext for CommitBeforeRevoke {}
 
@@ -102,6 +105,17 @@ impl ConsumerContext for CommitBeforeRevoke {
         // stored so far is a recorded message's.
         if let Rebalance::Revoke(_) = rebalance {
             commit(consumer, "before a rebalance");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: Vec<String> = tpl
+                .elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(flow = self.flow, partitions = %partitions.join(","), "kafka: partitions assigned");
         }
     }
 }
@@ -136,7 +150,7 @@ fn consumer(sub: &Subscriber) -> Result<StreamConsumer<CommitBeforeRevoke>, Stri
             "session.timeout.ms",
             SESSION_TIMEOUT.as_millis().to_string(),
         )
-        .create_with_context(CommitBeforeRevoke)
+        .create_with_context(CommitBeforeRevoke { flow: sub.flow })
         .map_err(|e| format!("cannot create the consumer: {e}"))
 }
 
