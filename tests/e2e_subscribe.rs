@@ -697,31 +697,35 @@ struct KafkaTopic {
 }
 
 impl KafkaTopic {
-    /// Creates the topic `flowtest.RUN.SUFFIX` with `partitions` partitions.
-    async fn create(url: &str, run: &str, suffix: &str, partitions: i32) -> KafkaTopic {
+    /// Creates the topic `name` with `partitions` partitions (or uses it
+    /// as it is, when it exists).
+    async fn create(url: &str, name: &str, partitions: i32) -> KafkaTopic {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
+        use rdkafka::types::RDKafkaErrorCode;
         let servers = url
             .trim_start_matches("kafka://")
             .trim_end_matches('/')
             .to_string();
         let config = Self::config(&servers);
         let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
-        let name = format!("flowtest.{run}.{suffix}");
-        let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         for created in admin
             .create_topics(&[topic], &AdminOptions::new())
             .await
             .expect("CreateTopics")
         {
-            created.unwrap_or_else(|(t, e)| panic!("cannot create the topic {t}: {e}"));
+            match created {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => panic!("cannot create the topic {t}: {e}"),
+            }
         }
         let producer = Self::config(&servers)
             .set("acks", "all")
             .create()
             .expect("producer");
         KafkaTopic {
-            name,
+            name: name.to_string(),
             servers,
             producer,
         }
@@ -816,7 +820,7 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
         return;
     };
     let run = run_id();
-    let topic = KafkaTopic::create(&url, &run, "orders", 1).await;
+    let topic = KafkaTopic::create(&url, &format!("flowtest.{run}.orders"), 1).await;
     let group = format!("flowtest-{run}");
     let binary = build("subscribe_kafka", &run);
     let sink = Sink::start();
@@ -926,7 +930,7 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     };
     const PARTITIONS: i32 = 4;
     let run = run_id();
-    let topic = KafkaTopic::create(&url, &run, "orders", PARTITIONS).await;
+    let topic = KafkaTopic::create(&url, &format!("flowtest.{run}.orders"), PARTITIONS).await;
     let binary = build("subscribe_kafka", &run);
     let sink = Sink::start();
     // Replicas share a PostgreSQL store (a schema of this run): the dedupe
@@ -972,4 +976,67 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     for id in 1..=60 {
         wait_posted(&sink, &format!("/orders/{id}")).await;
     }
+}
+
+/// `examples/kafka_orders.flow`: order events on the topic `orders` become
+/// orders in the fulfilment API (a local stand-in), with the order id as
+/// `Idempotency-Key`; a malformed event is a failed run. The topic and the
+/// group are the example's own, so the orders carry ids of this run only
+/// and the test looks at those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_orders_example_creates_each_order_in_the_api() {
+    let Some(url) = service_url("FLOW_TEST_KAFKA_URL", "kafka_orders example") else {
+        return;
+    };
+    let run = run_id();
+    let topic = KafkaTopic::create(&url, "orders", 1).await;
+    let binary = support::build_example("examples/kafka_orders.flow");
+    let api = Sink::start();
+    api.on("POST", "/orders", [Reply::json(201, json!({ "id": 1 }))]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KAFKA_URL", url.as_str()),
+        ("API_URL", api.url()),
+        ("API_TOKEN", "api-token"),
+    ];
+    let svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "order_to_api").await;
+
+    let ids: Vec<String> = (1..=3).map(|i| format!("{run}-{i}")).collect();
+    for id in &ids {
+        let event = json!({
+            "order_id": id,
+            "customer_email": "ada@example.com",
+            "lines": [{ "sku": "KB-1", "quantity": 2 }],
+        });
+        topic.send(id, event.to_string().into_bytes()).await;
+    }
+    topic.send(&run, b"{not an order".to_vec()).await;
+    let created = poll_until(WAIT, "the API to receive the 3 orders", || async {
+        let mine: Vec<support::Received> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.body["external_id"].as_str().is_some_and(|e| e.starts_with(&run)))
+            .collect();
+        (mine.len() >= ids.len()).then_some(mine)
+    })
+    .await;
+    let mut external: Vec<&str> = created
+        .iter()
+        .filter_map(|r| r.body["external_id"].as_str())
+        .collect();
+    external.sort_unstable();
+    assert_eq!(external, ids, "each order created once");
+    let first = &created[0];
+    assert_eq!(first.body["items"], json!([{ "sku": "KB-1", "qty": 2 }]));
+    assert_eq!(
+        first.header("idempotency-key"),
+        first.body["external_id"].as_str()
+    );
+    assert_eq!(first.header("authorization"), Some("Bearer api-token"));
+    let failed = wait_runs(&svc, "order_to_api", "failed", 1).await;
+    assert!(
+        failed.iter().any(|e| e["error"].as_str().is_some_and(|e| e.contains("invalid JSON"))),
+        "{failed:?}"
+    );
 }

@@ -38,6 +38,7 @@ compiles_without_warnings! {
     example_file_import: "examples/file_import.flow",
     example_inventory_sync: "examples/inventory_sync.flow",
     example_crm_contacts: "examples/crm_contacts.flow",
+    example_kafka_orders: "examples/kafka_orders.flow",
     example_nightly_poll: "examples/nightly_poll.flow",
     example_order_xml_export: "examples/order_xml_export.flow",
     example_quickstart: "examples/quickstart.flow",
