@@ -123,7 +123,7 @@ impl ConsumerContext for CommitBeforeRevoke {
 /// Commits the stored offsets and waits for the group's answer (nothing
 /// to commit is fine; a failure is logged, the next owner then reads the
 /// uncommitted messages again and the dedupe key absorbs them).
-fn commit<C: Consumer>(consumer: &C, when: &str) {
+fn commit<C: Consumer<CommitBeforeRevoke>>(consumer: &C, when: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
