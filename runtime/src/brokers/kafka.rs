@@ -25,8 +25,9 @@
 //!
 //! `kafka://host:port[,host:port...]` (port 9092 by default); plaintext
 //! only (no TLS, no SASL in this build). librdkafka reconnects to the
-//! brokers by itself; an error it reports makes the subscription start
-//! again with backoff, like the other brokers.
+//! brokers by itself; an error it reports is logged and waited out with
+//! the subscriptions' backoff (the consumer keeps its place in the group),
+//! and a fatal one makes a new consumer.
 
 use std::time::Duration;
 
@@ -161,17 +162,27 @@ async fn consume(sub: &Subscriber) -> Result<(), String> {
         .subscribe(&[topic])
         .map_err(|e| format!("cannot subscribe to `{topic}`: {e}"))?;
     sub.subscribed();
-    let mut connected = false;
+    // Errors in a row: librdkafka reconnects by itself, so the consumer
+    // (and its place in the group) is kept and only the wait grows; a
+    // fatal error makes a new consumer.
+    let mut errors = 0;
     loop {
-        let received = consumer
-            .recv()
-            .await
-            .map_err(|e| format!("consuming `{topic}` failed: {e}"))?
-            .detach();
-        if !connected {
-            sub.connected();
-            connected = true;
-        }
+        let received = match consumer.recv().await {
+            Ok(m) => m.detach(),
+            Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                return Err(format!("consuming `{topic}` failed: {e}"))
+            }
+            Err(e) => {
+                errors += 1;
+                let error = format!("consuming `{topic}`: {e}");
+                if !sub.backoff(errors, &error).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        errors = 0;
+        sub.connected();
         let (partition, offset) = (received.partition(), received.offset());
         if sub.store_until_stored(message(&received)).await.is_none() {
             break;
