@@ -748,52 +748,50 @@ impl KafkaTopic {
             .unwrap_or_else(|(e, _)| panic!("send to {}: {e}", self.name));
     }
 
-    /// The offsets committed by `group`, per partition (-1 when none).
-    fn committed(&self, group: &str, partitions: i32) -> Vec<i64> {
-        use rdkafka::consumer::{BaseConsumer, Consumer as _};
-        let consumer: BaseConsumer = Self::config(&self.servers)
+    /// A client of `group` that does not join it (reads and writes its
+    /// committed offsets).
+    fn group_client(&self, group: &str) -> rdkafka::consumer::BaseConsumer {
+        Self::config(&self.servers)
             .set("group.id", group)
             .create()
-            .expect("consumer");
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(&self.name, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("OffsetFetch");
-        (0..partitions)
-            .map(|p| match committed.find_partition(&self.name, p).map(|e| e.offset()) {
-                Some(rdkafka::Offset::Offset(o)) => o,
-                _ => -1,
-            })
-            .collect()
+            .expect("consumer")
     }
 
-    /// Commits `offset` for every partition on behalf of `group` (whose
-    /// members must all be stopped): the group reads again from there.
-    fn rewind(&self, group: &str, partitions: i32, offset: i64) {
-        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
-        let consumer: BaseConsumer = Self::config(&self.servers)
-            .set("group.id", group)
-            .create()
-            .expect("consumer");
+    /// The partitions `0..partitions` of the topic, at `offset`.
+    fn partitions(&self, partitions: i32, offset: i64) -> rdkafka::TopicPartitionList {
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition_offset(&self.name, p, rdkafka::Offset::Offset(offset))
                 .expect("offset");
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
+        tpl
+    }
+
+    /// Commits `offset` for every partition on behalf of `group` (whose
+    /// members must all be stopped): the group reads again from there.
+    fn rewind(&self, group: &str, partitions: i32, offset: i64) {
+        use rdkafka::consumer::{CommitMode, Consumer as _};
+        self.group_client(group)
+            .commit(&self.partitions(partitions, offset), CommitMode::Sync)
             .expect("OffsetCommit");
     }
 
     /// Waits until `group` committed `expected` (per partition).
     async fn wait_committed(&self, group: &str, expected: &[i64]) {
-        let what = format!("group {group} to commit the offsets {expected:?}");
+        use rdkafka::consumer::Consumer as _;
+        let client = self.group_client(group);
         let partitions = expected.len() as i32;
+        let what = format!("group {group} to commit the offsets {expected:?}");
         poll_until(WAIT, &what, || async {
-            (self.committed(group, partitions) == expected).then_some(())
+            let committed = client
+                .committed_offsets(self.partitions(partitions, 0), Duration::from_secs(10))
+                .expect("OffsetFetch");
+            let offsets: Vec<i64> = committed
+                .elements()
+                .iter()
+                .map(|e| e.offset().to_raw().unwrap_or(-1))
+                .collect();
+            (offsets == expected).then_some(())
         })
         .await;
     }
@@ -846,7 +844,9 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
 
     // Malformed messages: failed runs; the partition goes on.
     topic.send("bad", b"{not json".to_vec()).await;
-    topic.send("bad", br#"{"id": "four", "item": "x"}"#.to_vec()).await;
+    topic
+        .send("bad", br#"{"id": "four", "item": "x"}"#.to_vec())
+        .await;
     topic.send("4", order(4)).await;
     wait_posted(&sink, "/orders/4").await;
     let failed = wait_runs(&svc, "orders", "failed", 2).await;
@@ -856,7 +856,10 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
         "{errors:?}"
     );
     // One partition: its messages were stored in offset order.
-    assert_eq!(offsets_in_run_order(&svc, "orders").await, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(
+        offsets_in_run_order(&svc, "orders").await,
+        [0, 1, 2, 3, 4, 5]
+    );
 
     // Killed in the middle of a run (the sink holds order 5's call), and a
     // message sent while the service is down.
@@ -946,13 +949,17 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     // The group has rebalanced: the replica that joined last holds some of
     // the partitions (so the first holds the others).
     let assigned = format!("{}/", topic.name);
-    poll_until(WAIT, "the second replica to be given partitions", || async {
-        second
-            .stderr()
-            .lines()
-            .any(|l| l.contains("partitions assigned") && l.contains(&assigned))
-            .then_some(())
-    })
+    poll_until(
+        WAIT,
+        "the second replica to be given partitions",
+        || async {
+            second
+                .stderr()
+                .lines()
+                .any(|l| l.contains("partitions assigned") && l.contains(&assigned))
+                .then_some(())
+        },
+    )
     .await;
 
     for id in 1..=20 {
@@ -1016,7 +1023,11 @@ async fn kafka_orders_example_creates_each_order_in_the_api() {
         let mine: Vec<support::Received> = api
             .requests()
             .into_iter()
-            .filter(|r| r.body["external_id"].as_str().is_some_and(|e| e.starts_with(&run)))
+            .filter(|r| {
+                r.body["external_id"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(&run))
+            })
             .collect();
         (mine.len() >= ids.len()).then_some(mine)
     })
@@ -1036,7 +1047,9 @@ async fn kafka_orders_example_creates_each_order_in_the_api() {
     assert_eq!(first.header("authorization"), Some("Bearer api-token"));
     let failed = wait_runs(&svc, "order_to_api", "failed", 1).await;
     assert!(
-        failed.iter().any(|e| e["error"].as_str().is_some_and(|e| e.contains("invalid JSON"))),
+        failed.iter().any(|e| e["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON"))),
         "{failed:?}"
     );
 }

@@ -273,7 +273,11 @@ pub(crate) fn publish(call: StepCall) -> BoxFuture<'static, Result<Value, StepEr
         let key = match call.args.get_named("key") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(StepError::permanent("kafka.publish: `key:` must be a String")),
+            Some(_) => {
+                return Err(StepError::permanent(
+                    "kafka.publish: `key:` must be a String",
+                ))
+            }
         };
         let producer = producer(&url).await.map_err(|e| {
             StepError::permanent(format!("kafka.publish: {}", super::redact_urls(&e, &url)))
