@@ -4,7 +4,11 @@
 //! the next one is processed; the binary killed with SIGKILL in the middle
 //! of a run and restarted in the same folder loses no message and repeats
 //! no journaled step; the publish step. Plus one integration that consumes from NATS and
-//! publishes to a Redis stream.
+//! publishes to a Redis stream. Kafka (against tansu, a Kafka-protocol
+//! broker, at `FLOW_TEST_KAFKA_URL`) also: a partition's messages stored in
+//! order, a group rewound to the start stores and runs nothing twice, two
+//! replicas on one group share a topic's partitions and run each message
+//! once when one stops mid-burst, and `examples/kafka_orders.flow`.
 //!
 //! The brokers' URLs come from `FLOW_TEST_NATS_URL` and
 //! `FLOW_TEST_REDIS_URL` (`.ci/run` sets them); a test whose broker is not
