@@ -42,6 +42,12 @@ fn run_id() -> String {
 /// replaced by `run`. The
 /// source is written to a fixed place, so repeated runs rebuild one crate.
 fn build(name: &str, run: &str) -> PathBuf {
+    build_as(name, name, run)
+}
+
+/// [`build`] into a place of its own, `copy`: for a test that runs at the
+/// same time as another one building the same flow with another `run`.
+fn build_as(name: &str, copy: &str, run: &str) -> PathBuf {
     let template = support::workspace()
         .join("tests/flows")
         .join(format!("{name}.flow"));
@@ -50,7 +56,7 @@ fn build(name: &str, run: &str) -> PathBuf {
         .replace("RUNID", run)
         .replace("_runid", &format!("_{run}"));
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flowc-e2e-subscribe");
-    let dir = root.join("src").join(name);
+    let dir = root.join("src").join(copy);
     std::fs::create_dir_all(&dir).expect("source folder");
     let path = dir.join(format!("{name}.flow"));
     std::fs::write(&path, source).expect("write the flow");
@@ -60,7 +66,7 @@ fn build(name: &str, run: &str) -> PathBuf {
     let _one = BUILDS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    support::build_into(&path, &root.join("bin").join(name))
+    support::build_into(&path, &root.join("bin").join(copy))
 }
 
 fn start(dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Service {
@@ -948,7 +954,7 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     const PARTITIONS: i32 = 4;
     let run = run_id();
     let topic = KafkaTopic::create(&url, &format!("flowtest.{run}.orders"), PARTITIONS).await;
-    let binary = build("subscribe_kafka", &run);
+    let binary = build_as("subscribe_kafka", "subscribe_kafka_replicas", &run);
     let sink = Sink::start();
     // Replicas share a PostgreSQL store (a schema of this run): the dedupe
     // key of a message is the same whichever replica reads it.
