@@ -942,6 +942,45 @@ async fn order_ids_of_runs(svc: &Service, flow: &str) -> Vec<u64> {
     ids
 }
 
+/// Waits until `svc` logged that it was given partitions of `topic`.
+async fn wait_assigned(svc: &Service, topic: &KafkaTopic) {
+    let assigned = format!("{}/", topic.name);
+    poll_until(WAIT, "a replica to be given partitions", || async {
+        svc.stderr()
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&assigned))
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until orders 1 to `last` each have one succeeded run of `orders`
+/// (replicas share `svc`'s store) and reached the sink.
+async fn each_order_run_once(svc: &Service, sink: &Sink, last: u64) {
+    wait_runs(svc, "orders", "succeeded", last as usize).await;
+    let expected: Vec<u64> = (1..=last).collect();
+    assert_eq!(order_ids_of_runs(svc, "orders").await, expected);
+    for id in 1..=last {
+        wait_posted(sink, &format!("/orders/{id}")).await;
+    }
+}
+
+/// Sends orders `ids` to the topic, calling `stop` after order `stop_after`.
+async fn burst(
+    topic: &KafkaTopic,
+    ids: std::ops::RangeInclusive<u64>,
+    stop_after: u64,
+    stop: impl FnOnce(),
+) {
+    let mut stop = Some(stop);
+    for id in ids {
+        topic.send(&id.to_string(), order(id as i64)).await;
+        if id == stop_after {
+            stop.take().map(|f| f());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     let test = "two_kafka_replicas_share_the_partitions_and_run_each_message_once";
@@ -963,46 +1002,28 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     let env = [("KAFKA_URL", url.as_str()), ("SINK_URL", sink.url())];
     let mut all = vec![("FLOW_ADMIN_TOKEN", ADMIN)];
     all.extend_from_slice(&env);
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let first = Service::start_in(dirs[0].path(), &binary, &all, &args);
-    let mut second = Service::start_in(dirs[1].path(), &binary, &all, &args);
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replica = |i: usize| Service::start_in(dirs[i].path(), &binary, &all, &args);
+    let first = replica(0);
+    let mut second = replica(1);
     // The group has rebalanced: the replica that joined last holds some of
     // the partitions (so the first holds the others).
-    let assigned = format!("{}/", topic.name);
-    poll_until(
-        WAIT,
-        "the second replica to be given partitions",
-        || async {
-            second
-                .stderr()
-                .lines()
-                .any(|l| l.contains("partitions assigned") && l.contains(&assigned))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_assigned(&second, &topic).await;
 
-    for id in 1..=20 {
-        topic.send(&id.to_string(), order(id)).await;
-    }
-    wait_runs(&first, "orders", "succeeded", 20).await;
-    let expected: Vec<u64> = (1..=20).collect();
-    assert_eq!(order_ids_of_runs(&first, "orders").await, expected);
+    burst(&topic, 1..=20, 0, || {}).await;
+    each_order_run_once(&first, &sink, 20).await;
 
     // One replica stops in the middle of a burst: the other takes its
     // partitions over from the offsets committed before they were revoked.
-    for id in 21..=60 {
-        topic.send(&id.to_string(), order(id)).await;
-        if id == 30 {
-            second.terminate(WAIT);
-        }
-    }
-    wait_runs(&first, "orders", "succeeded", 60).await;
-    let expected: Vec<u64> = (1..=60).collect();
-    assert_eq!(order_ids_of_runs(&first, "orders").await, expected);
-    for id in 1..=60 {
-        wait_posted(&sink, &format!("/orders/{id}")).await;
-    }
+    burst(&topic, 21..=60, 30, || {
+        second.terminate(WAIT);
+    })
+    .await;
+    each_order_run_once(&first, &sink, 60).await;
+
+    // A replica killed mid-burst is not tested: tansu 0.6 keeps a member
+    // that died without leaving in the group's assignment (its partitions
+    // are not read again) where Kafka expires it after its session timeout.
 }
 
 /// `examples/kafka_orders.flow`: order events on the topic `orders` become
