@@ -976,7 +976,9 @@ async fn burst(
     for id in ids {
         topic.send(&id.to_string(), order(id as i64)).await;
         if id == stop_after {
-            stop.take().map(|f| f());
+            if let Some(f) = stop.take() {
+                f();
+            }
         }
     }
 }
