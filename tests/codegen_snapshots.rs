@@ -30,6 +30,7 @@ snapshot_tests! {
     db_export,
     file_import,
     inventory_sync,
+    kafka_orders,
     nightly_poll,
     order_xml_export,
     quickstart,

@@ -106,6 +106,17 @@ const EXAMPLES: &[Example] = &[
         routes: &["POST /inventory"],
     },
     Example {
+        file: "examples/kafka_orders.flow",
+        integration: "kafka_orders",
+        flows: &["order_to_api"],
+        required: &[
+            ("kafka_url", "KAFKA_URL"),
+            ("api_url", "API_URL"),
+            ("api_token", "API_TOKEN"),
+        ],
+        routes: &[],
+    },
+    Example {
         file: "examples/nightly_poll.flow",
         integration: "ticket_import",
         flows: &["poll_tickets", "weekly_summary"],

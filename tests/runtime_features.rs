@@ -37,8 +37,8 @@ flow b {
 }
 
 #[test]
-fn kafka_is_checked_but_not_built() {
-    let src = r#"integration k
+fn kafka_subscribe_and_publish_turn_on_kafka() {
+    let subscribe = r#"integration k
 config {
   kafka_url: Secret
 }
@@ -47,11 +47,17 @@ flow f {
   step s = http.get("https://example.com")
 }
 "#;
-    let file = flowc::syntax::parse_file(src).expect("parses");
-    assert!(!flowc::check::check(&file).has_errors());
-    let refused = flowc::codegen::unsupported(&file);
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(refused[0].1.contains("subscribe kafka"), "{}", refused[0].1);
+    assert_eq!(features(subscribe), ["kafka"]);
+    let publish = r#"integration k
+config {
+  kafka_url: Secret
+}
+flow f {
+  trigger deploy
+  step p = kafka.publish(config.kafka_url, "audit", json: { x: 1 }, key: "k1")
+}
+"#;
+    assert_eq!(features(publish), ["kafka"]);
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("file.flow", include_str!("../../stdlib/file.flow")),
     ("http.flow", include_str!("../../stdlib/http.flow")),
     ("json.flow", include_str!("../../stdlib/json.flow")),
+    ("kafka.flow", include_str!("../../stdlib/kafka.flow")),
     ("mqtt.flow", include_str!("../../stdlib/mqtt.flow")),
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
     ("pdf.flow", include_str!("../../stdlib/pdf.flow")),

@@ -602,7 +602,7 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
 
 /// The runtime's broker features: each turns on the subscribe trigger of
 /// that broker and its stdlib module's steps.
-pub const BROKER_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
+pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"];
 
 /// Every optional feature of the runtime, the brokers' and the heavier
 /// stdlib clients': `email` (`email.send`), `mysql` (`sql.*` on mysql://),
@@ -613,7 +613,7 @@ pub const BROKER_FEATURES: &[&str] = &["amqp", "mqtt", "nats", "redis"];
 /// postgres://) and SQLite are always in: together about 5% of a cold
 /// build (docs/performance.md).
 pub const RUNTIME_FEATURES: &[&str] = &[
-    "amqp", "email", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
+    "amqp", "email", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
 ];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on

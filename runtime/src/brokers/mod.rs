@@ -23,8 +23,8 @@
 //! logs name the broker and subject, never the URL (it may hold a password).
 //!
 //! Brokers, each behind the runtime feature of the same name (`flowc build`
-//! turns on those an integration uses): `nats`, `redis`, `amqp` and `mqtt` (see
-//! their modules for each one's delivery guarantee).
+//! turns on those an integration uses): `nats`, `redis`, `amqp`, `mqtt` and
+//! `kafka` (see their modules for each one's delivery guarantee).
 
 // A binary built without any broker feature has no subscriber to run.
 #![cfg_attr(
@@ -32,13 +32,16 @@
         feature = "nats",
         feature = "redis",
         feature = "amqp",
-        feature = "mqtt"
+        feature = "mqtt",
+        feature = "kafka"
     )),
     allow(dead_code)
 )]
 
 #[cfg(feature = "amqp")]
 pub(crate) mod amqp;
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 #[cfg(feature = "mqtt")]
 pub(crate) mod mqtt;
 #[cfg(feature = "nats")]
@@ -74,6 +77,8 @@ pub fn register(registry: &mut StepRegistry) {
     registry.step("amqp.publish", amqp::publish);
     #[cfg(feature = "mqtt")]
     registry.step("mqtt.publish", mqtt::publish);
+    #[cfg(feature = "kafka")]
+    registry.step("kafka.publish", kafka::publish);
     let _ = registry;
 }
 
@@ -112,6 +117,8 @@ fn spawn(sub: Subscriber) -> Option<JoinHandle<()>> {
         "amqp" => Some(tokio::spawn(amqp::run(sub))),
         #[cfg(feature = "mqtt")]
         "mqtt" => Some(tokio::spawn(mqtt::run(sub))),
+        #[cfg(feature = "kafka")]
+        "kafka" => Some(tokio::spawn(kafka::run(sub))),
         _ => None,
     }
 }
@@ -244,6 +251,15 @@ impl Subscriber {
         }
     }
 
+    /// The consumer group of brokers that have them (`group:`, by default
+    /// `flow-<integration>-<flow>`).
+    pub(crate) fn group(&self) -> String {
+        match &self.trigger.group {
+            Some(g) => g.clone(),
+            None => format!("flow-{}-{}", self.rt.integration().name, self.flow),
+        }
+    }
+
     /// Logs that the subscription is receiving.
     pub(crate) fn subscribed(&self) {
         tracing::info!(
@@ -262,7 +278,8 @@ impl Subscriber {
     feature = "nats",
     feature = "redis",
     feature = "amqp",
-    feature = "mqtt"
+    feature = "mqtt",
+    feature = "kafka"
 ))]
 pub(crate) struct Publish {
     /// The broker URL.
@@ -279,7 +296,8 @@ pub(crate) struct Publish {
     feature = "nats",
     feature = "redis",
     feature = "amqp",
-    feature = "mqtt"
+    feature = "mqtt",
+    feature = "kafka"
 ))]
 impl Publish {
     /// Reads the arguments of `func` (`nats.publish`): positional `url`,
@@ -324,12 +342,12 @@ impl Publish {
 
 /// One shared client per broker URL, made on first use (publish steps of
 /// all runs share it; the clients reconnect by themselves).
-#[cfg(any(feature = "nats", feature = "redis"))]
+#[cfg(any(feature = "nats", feature = "redis", feature = "kafka"))]
 pub(crate) struct Clients<T>(
     std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, T>>>,
 );
 
-#[cfg(any(feature = "nats", feature = "redis"))]
+#[cfg(any(feature = "nats", feature = "redis", feature = "kafka"))]
 impl<T: Clone> Clients<T> {
     pub(crate) const fn new() -> Self {
         Clients(std::sync::OnceLock::new())

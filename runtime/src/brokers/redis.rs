@@ -50,13 +50,6 @@ pub(crate) async fn run(sub: Subscriber) {
     sub.reconnecting(|| consume(&sub, &consumer).boxed()).await;
 }
 
-fn group_name(sub: &Subscriber) -> String {
-    match &sub.trigger.group {
-        Some(g) => g.clone(),
-        None => format!("flow-{}-{}", sub.rt.integration().name, sub.flow),
-    }
-}
-
 async fn connect(
     url: &str,
     response_timeout: Option<Duration>,
@@ -73,7 +66,7 @@ async fn connect(
 
 async fn consume(sub: &Subscriber, consumer: &str) -> Result<(), String> {
     let stream = sub.trigger.subject;
-    let group = group_name(sub);
+    let group = sub.group();
     // Blocking reads hold the connection: no response timeout on it.
     let mut con = connect(&sub.trigger.url, None).await?;
     let created: redis::RedisResult<()> = con.xgroup_create_mkstream(stream, &group, "0").await;
