@@ -364,7 +364,7 @@ pub(crate) fn redact_urls(error: &str, url: &str) -> String {
 }
 
 /// The wait before reconnect attempt `attempt` (from 1).
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     MIN_BACKOFF
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
         .min(MAX_BACKOFF)
