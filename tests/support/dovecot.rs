@@ -114,12 +114,18 @@ impl Dovecot {
 
     /// `imap://USER:PASSWORD@127.0.0.1:PORT` (STARTTLS).
     pub fn starttls_url(&self) -> String {
-        format!("imap://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{}", self.imap_port)
+        format!(
+            "imap://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{}",
+            self.imap_port
+        )
     }
 
     /// `imaps://USER:PASSWORD@127.0.0.1:PORT` (TLS from the start).
     pub fn imaps_url(&self) -> String {
-        format!("imaps://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{}", self.imaps_port)
+        format!(
+            "imaps://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{}",
+            self.imaps_port
+        )
     }
 
     /// `imap://...?tls=none`: for the tests' own client, which does not
@@ -211,7 +217,10 @@ fn dovecot_ids() -> (u32, u32) {
             .args([flag, "dovecot"])
             .output()
             .expect("run id");
-        assert!(out.status.success(), "no `dovecot` user: install dovecot-imapd");
+        assert!(
+            out.status.success(),
+            "no `dovecot` user: install dovecot-imapd"
+        );
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -230,7 +239,14 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 /// as a server's own).
 fn self_signed_cert(dir: &Path) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])

@@ -68,9 +68,11 @@ impl Target {
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
                 "tls" => tls = Some(v.into_owned()),
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "the IMAP URL has an unknown option `{other}` (the only option is `tls=none`)"
-                )),
+                ))
+                }
             }
         }
         let (security, default_port) = match (url.scheme(), tls.as_deref()) {
@@ -83,9 +85,11 @@ impl Target {
                     url.scheme()
                 ))
             }
-            (scheme, _) => return Err(format!(
+            (scheme, _) => {
+                return Err(format!(
                 "the IMAP URL has scheme `{scheme}`; expected imaps:// (TLS) or imap:// (STARTTLS)"
-            )),
+            ))
+            }
         };
         let host = url
             .host_str()
@@ -157,7 +161,7 @@ impl Mailbox {
     }
 
     /// Creates mailbox `name` unless it exists.
-    pub(crate) async fn ensure_exists(&mut self, name: &str) -> Result<(), String> {
+    pub async fn ensure_exists(&mut self, name: &str) -> Result<(), String> {
         let found: Vec<_> = self
             .session
             .list(Some(""), Some(name))
