@@ -71,16 +71,29 @@ fn binary() -> std::path::PathBuf {
     support::build_example("tests/flows/email_in.flow")
 }
 
-/// Starts the binary in `dir` on `url`, trusting the server's certificate.
+/// Starts the test integration in `dir` on `url`.
 fn start(dir: &Path, server: &Dovecot, url: &str, sink: &Sink, args: &[&str]) -> Service {
+    start_binary(&binary(), dir, server, url, ("SINK_URL", sink.url()), args)
+}
+
+/// Starts `binary` in `dir` on `url` (trusting the server's certificate)
+/// with one more config entry, `sink`, naming the sink.
+fn start_binary(
+    binary: &Path,
+    dir: &Path,
+    server: &Dovecot,
+    url: &str,
+    sink: (&str, &str),
+    args: &[&str],
+) -> Service {
     let ca = server.ca_file().display().to_string();
     let env = [
         ("FLOW_ADMIN_TOKEN", ADMIN),
         ("IMAP_URL", url),
-        ("SINK_URL", sink.url()),
+        sink,
         ("FLOW_IMAP_CA_FILE", ca.as_str()),
     ];
-    Service::start_in(dir, &binary(), &env, args)
+    Service::start_in(dir, binary, &env, args)
 }
 
 /// The `subject` of each request to `path`, in order of arrival.
@@ -285,5 +298,44 @@ async fn after_seen_flags_the_message_and_leaves_it() {
     sink.wait_for_path("POST", "/receipts", 2, WAIT).await;
     let runs = wait_runs(&svc, "receipts", "succeeded", 2).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
+    svc.terminate(WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_orders_example_posts_each_csv_line() {
+    let Some(server) = Dovecot::start("email_orders example") else {
+        return;
+    };
+    let csv = "order_id,sku,quantity\nSO-7,A-1,2\nSO-7,C-3,5\n";
+    deliver(&server, "INBOX", &[mail("SO-7", Some(("SO-7.csv", csv)))]).await;
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = support::build_example("examples/email_orders.flow");
+    let url = server.imaps_url();
+    let mut svc = start_binary(
+        &binary,
+        dir.path(),
+        &server,
+        &url,
+        ("SHOP_URL", sink.url()),
+        &[],
+    );
+    let lines = sink.wait_for_path("POST", "/order-lines", 2, WAIT).await;
+    let mut posted: Vec<_> = lines
+        .iter()
+        .map(|r| (r.body["sku"].clone(), r.body["quantity"].clone()))
+        .collect();
+    posted.sort_by_key(|(sku, _)| sku.to_string());
+    assert_eq!(
+        posted,
+        [
+            (serde_json::json!("A-1"), serde_json::json!(2)),
+            (serde_json::json!("C-3"), serde_json::json!(5))
+        ]
+    );
+    assert_eq!(lines[0].body["customer"], "shop@example.com");
+    assert_eq!(lines[0].body["file"], "SO-7.csv");
+    wait_count(&server, "Imported", "ALL", 1).await;
+    wait_count(&server, "INBOX", "ALL", 0).await;
     svc.terminate(WAIT);
 }
