@@ -32,33 +32,38 @@ mod mime;
 
 use tokio::task::JoinHandle;
 
-use crate::engine::integration::TriggerDef;
+use crate::engine::integration::{EmailTrigger, TriggerDef};
 use crate::engine::Runtime;
 
 /// Starts one poller per email flow.
 pub(crate) fn start(rt: &Runtime) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for def in rt.flows() {
-        let TriggerDef::Email(trigger) = &def.trigger else {
-            continue;
-        };
-        #[cfg(feature = "email_in")]
-        tasks.push(tokio::spawn(
-            poller::Poller {
-                rt: rt.clone(),
-                flow: def.name,
-                trigger: trigger.clone(),
-            }
-            .run(),
-        ));
-        #[cfg(not(feature = "email_in"))]
-        tracing::error!(
-            flow = def.name,
-            mailbox = trigger.mailbox,
-            "email trigger not started: this binary was built without the `email_in` feature"
-        );
-    }
-    tasks
+    rt.flows()
+        .iter()
+        .filter_map(|def| match &def.trigger {
+            TriggerDef::Email(trigger) => spawn(rt, def.name, trigger),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(feature = "email_in")]
+fn spawn(rt: &Runtime, flow: &'static str, trigger: &EmailTrigger) -> Option<JoinHandle<()>> {
+    let poller = poller::Poller {
+        rt: rt.clone(),
+        flow,
+        trigger: trigger.clone(),
+    };
+    Some(tokio::spawn(poller.run()))
+}
+
+#[cfg(not(feature = "email_in"))]
+fn spawn(_: &Runtime, flow: &'static str, trigger: &EmailTrigger) -> Option<JoinHandle<()>> {
+    tracing::error!(
+        flow,
+        mailbox = trigger.mailbox,
+        "email trigger not started: this binary was built without the `email_in` feature"
+    );
+    None
 }
 
 #[cfg(feature = "email_in")]
@@ -150,7 +155,7 @@ mod poller {
                         EmailAfter::MoveTo(to) => mailbox.move_to(uid, to).await?,
                         EmailAfter::Seen => mailbox.add_flag(uid, "\\Seen").await?,
                     },
-                    Stored::Rejected => mailbox.add_flag(uid, FAILED_KEYWORD).await?,
+                    Stored::Rejected => mailbox.mark_failed(uid).await?,
                 }
             }
             mailbox.close().await;

@@ -246,6 +246,17 @@ impl Mailbox {
         Ok(())
     }
 
+    /// Marks message `uid` with [`FAILED_KEYWORD`], or `\Seen` on a server
+    /// that refuses keywords: either way later polls pass it by, so one bad
+    /// message never holds up the others.
+    pub(crate) async fn mark_failed(&mut self, uid: u32) -> Result<(), String> {
+        if let Err(error) = self.add_flag(uid, FAILED_KEYWORD).await {
+            tracing::warn!(%error, "the server refused the keyword; flagging the rejected message \\Seen instead");
+            return self.add_flag(uid, "\\Seen").await;
+        }
+        Ok(())
+    }
+
     /// Adds flag or keyword `flag` to message `uid`.
     pub(crate) async fn add_flag(&mut self, uid: u32, flag: &str) -> Result<(), String> {
         let err = |e: async_imap::error::Error| format!("cannot flag a message {flag}: {e}");
