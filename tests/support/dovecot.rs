@@ -36,9 +36,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// The mailbox account every server has.
 pub const USER: &str = "orders";
 /// Its password (characters that need percent-encoding in a URL, on purpose).
-pub const PASSWORD: &str = "p@ss:w0rd";
+pub const PASSWORD: &str = "p@ss/w0rd";
 /// [`PASSWORD`] as it is written in a URL.
-const PASSWORD_IN_URL: &str = "p%40ss%3Aw0rd";
+const PASSWORD_IN_URL: &str = "p%40ss%2Fw0rd";
 
 /// A running Dovecot; stopped on drop.
 pub struct Dovecot {
