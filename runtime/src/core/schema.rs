@@ -602,6 +602,7 @@ pub(crate) fn parse_url(s: &str) -> Result<reqwest::Url, String> {
 
 /// `%XX`-decodes the user name or password of a URL (`Url::username`
 /// keeps them encoded); `None` when it is not valid UTF-8 once decoded.
+#[cfg(any(feature = "email", feature = "email_in"))]
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -110,8 +110,9 @@ mod poller {
                     }
                     Err(error) => {
                         failures += 1;
-                        let wait = crate::brokers::backoff(failures).min(self.trigger.every);
-                        let error = crate::brokers::redact_urls(&error, &self.trigger.url);
+                        let wait =
+                            crate::core::reconnect::backoff(failures).min(self.trigger.every);
+                        let error = crate::core::reconnect::redact_urls(&error, &self.trigger.url);
                         tracing::warn!(
                             flow = self.flow,
                             mailbox = self.trigger.mailbox,
