@@ -339,3 +339,41 @@ async fn the_email_orders_example_posts_each_csv_line() {
     wait_count(&server, "INBOX", "ALL", 0).await;
     svc.terminate(WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_mailbox_run_each_message_once() {
+    let test = "email two replicas";
+    let Some(pg) = support::service_url("FLOW_TEST_POSTGRES_URL", test) else {
+        return;
+    };
+    let Some(server) = server(test).await else {
+        return;
+    };
+    let names: Vec<String> = (1..=10).map(|i| format!("shared-{i}")).collect();
+    let burst: Vec<Vec<u8>> = names.iter().map(|n| mail(n, None)).collect();
+    deliver(&server, "INBOX", &burst).await;
+    let sink = Sink::start();
+    let schema = format!("email_in_{}", std::process::id());
+    let args = ["--store", pg.as_str(), "--store-schema", schema.as_str()];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = server.starttls_url();
+    // Both poll at start-up, so both fetch the same messages.
+    let mut replicas: Vec<Service> = dirs
+        .iter()
+        .map(|d| start(d.path(), &server, &url, &sink, &args))
+        .collect();
+    wait_count(&server, "Processed", "ALL", 10).await;
+    let runs = wait_runs(&replicas[0], "orders", "succeeded", 10).await;
+    assert_eq!(runs.len(), 10, "{runs:?}");
+    let mut handled = subjects(
+        &sink.wait_for_path("POST", "/mail", 10, WAIT).await,
+        "/mail",
+    );
+    handled.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(handled, expected, "each message once");
+    for svc in &mut replicas {
+        svc.terminate(WAIT);
+    }
+}
