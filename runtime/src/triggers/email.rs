@@ -97,6 +97,12 @@ mod poller {
         /// Polls until shutdown: every period after a good poll, sooner
         /// (with backoff) after a failed one.
         pub(super) async fn run(self) {
+            tracing::info!(
+                flow = self.flow,
+                mailbox = self.trigger.mailbox,
+                every_ms = self.trigger.every.as_millis() as u64,
+                "polling mailbox"
+            );
             let mut failures = 0u32;
             loop {
                 let result = tokio::select! {
