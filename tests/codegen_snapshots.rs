@@ -28,6 +28,7 @@ snapshot_tests! {
     crm_helpdesk,
     customer_lookup,
     db_export,
+    email_orders,
     file_import,
     inventory_sync,
     kafka_orders,

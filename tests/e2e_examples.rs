@@ -88,6 +88,13 @@ const EXAMPLES: &[Example] = &[
         routes: &["POST /orders"],
     },
     Example {
+        file: "examples/email_orders.flow",
+        integration: "email_orders",
+        flows: &["import_order_emails"],
+        required: &[("imap_url", "IMAP_URL"), ("shop_url", "SHOP_URL")],
+        routes: &[],
+    },
+    Example {
         file: "examples/file_import.flow",
         integration: "order_file_import",
         flows: &["import_orders", "import_stock_counts"],

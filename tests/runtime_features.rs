@@ -75,6 +75,20 @@ flow f {
 }
 
 #[test]
+fn an_email_trigger_turns_on_email_in_only() {
+    let src = r#"integration inbox
+config {
+  imap_url: Secret
+}
+flow f {
+  trigger email "INBOX" every 1m { url: config.imap_url, after: seen }
+  step s = http.post("https://example.com/mail", json: { subject: trigger.message.subject })
+}
+"#;
+    assert_eq!(features(src), ["email_in"]);
+}
+
+#[test]
 fn sql_calls_turn_on_mysql() {
     // The URL is a Secret known at run time: it may be a mysql:// one
     // (PostgreSQL and SQLite are always compiled).
@@ -172,4 +186,5 @@ fn the_examples_need_what_they_use() {
     assert!(example("file_import").is_empty());
     assert_eq!(example("report_export"), ["email", "pdf", "sftp"]);
     assert_eq!(example("db_export"), ["mysql"]);
+    assert_eq!(example("email_orders"), ["email_in"]);
 }

@@ -130,6 +130,7 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     triggers.extend(callbacks.map(|c| callback::start(rt, c)));
     triggers.extend(crate::triggers::files::start(rt));
     triggers.extend(crate::brokers::start(rt));
+    triggers.extend(crate::triggers::email::start(rt));
     let purger = rt.start_purger();
     let summary = rt.summarise_sync_runs(crate::engine::SYNC_SUMMARY_EVERY);
     let deployer = tokio::spawn(deploy_if_new(rt.clone()));

@@ -81,6 +81,12 @@ pub enum TriggerFacts {
         auth: Option<Setting>,
         done_marker: Option<String>,
     },
+    Email {
+        mailbox: String,
+        every: Duration,
+        url: Option<Setting>,
+        after: EmailAfter,
+    },
     Subscribe {
         broker: String,
         subject: String,
@@ -168,6 +174,18 @@ pub enum AfterRun {
     MoveTo(String),
 }
 
+/// `after:` of an email trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailAfter {
+    /// Move the message into this mailbox (created when missing).
+    MoveTo(String),
+    /// `seen`: flag it `\Seen` and leave it where it is.
+    Seen,
+}
+
+/// The mailbox an email trigger moves handled messages into by default.
+pub const DEFAULT_EMAIL_AFTER: &str = "Processed";
+
 /// The facts of `flow`, whose trigger the checker has validated.
 pub fn flow_facts(flow: &ast::FlowDecl) -> FlowFacts {
     let trigger = flow
@@ -249,6 +267,20 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             after: options.expr("after").and_then(after_run),
             auth: options.setting("auth"),
             done_marker: options.expr("done_marker").and_then(literal_str),
+        },
+        TriggerKind::Email { mailbox, every } => TriggerFacts::Email {
+            mailbox: mailbox.value.clone(),
+            every: Duration::from_millis(every.millis),
+            url: options.setting("url"),
+            after: match options.expr("after") {
+                Some(e) if matches!(&e.kind, ExprKind::Name(n) if n.name == "seen") => {
+                    EmailAfter::Seen
+                }
+                e => EmailAfter::MoveTo(
+                    e.and_then(literal_str)
+                        .unwrap_or_else(|| DEFAULT_EMAIL_AFTER.to_string()),
+                ),
+            },
         },
         TriggerKind::Subscribe { broker, topic } => TriggerFacts::Subscribe {
             broker: broker.name.clone(),

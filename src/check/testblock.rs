@@ -238,8 +238,9 @@ impl Checker<'_> {
 }
 
 /// What a test may give for a trigger field of type `t`: a `File` (files
-/// triggers) as a record of any of its fields — the test runner derives the
-/// rest (`path` from `name`, `bytes` and `size` from `text`, ...).
+/// triggers, an email's attachments) as a record of any of its fields — the
+/// test runner derives the rest (`path` from `name`, `bytes` and `size`
+/// from `text`, ...).
 fn given_in_test(t: &Type) -> Type {
     match t {
         Type::File => Type::record(vec![
@@ -251,6 +252,13 @@ fn given_in_test(t: &Type) -> Type {
             ("bytes".into(), Type::optional(Type::Bytes)),
         ]),
         Type::List(inner) => Type::list(given_in_test(inner)),
+        // `trigger.message` of an email trigger holds its Files.
+        Type::Record(r) => Type::record(
+            r.fields
+                .iter()
+                .map(|f| (f.name.clone(), given_in_test(&f.ty)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

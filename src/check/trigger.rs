@@ -119,6 +119,7 @@ impl Checker<'_> {
             TriggerKind::Sync { .. } => &["body", "verify", "auth", "fallback"],
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
             TriggerKind::Files { .. } => &["batch", "after", "auth", "done_marker"],
+            TriggerKind::Email { .. } => &["url", "after"],
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
             TriggerKind::Deploy | TriggerKind::Remove | TriggerKind::Dispatch { .. } => &[],
         };
@@ -132,16 +133,20 @@ impl Checker<'_> {
                 let mut d = Diagnostic::new(
                     Code::UnknownTriggerOption,
                     opt.name.span,
-                    format!("`{name}` is not an option of a {kind} trigger"),
+                    format!(
+                        "`{name}` is not an option of {} {kind} trigger",
+                        article(kind)
+                    ),
                 )
                 .with_label("unknown option");
                 d = match did_you_mean(name, allowed.iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None if allowed.is_empty() => {
-                        d.with_help(format!("a {kind} trigger takes no options"))
+                        d.with_help(format!("{} {kind} trigger takes no options", article(kind)))
                     }
                     None => d.with_help(format!(
-                        "options of a {kind} trigger: {}",
+                        "options of {} {kind} trigger: {}",
+                        article(kind),
                         allowed.join(", ")
                     )),
                 };
@@ -238,6 +243,11 @@ impl Checker<'_> {
                 } else {
                     Type::record(vec![("file".into(), Type::File)])
                 };
+            }
+            TriggerKind::Email { mailbox, every } => {
+                self.positive_duration(every, "a polling period");
+                self.email_options(trigger, mailbox);
+                info.value_type = Type::record(vec![("message".into(), email_message_type())]);
             }
             TriggerKind::Subscribe { broker, topic } => {
                 if !BROKERS.contains(&broker.name.as_str()) {
@@ -424,9 +434,102 @@ impl Checker<'_> {
         }
     }
 
+    /// `url:` (required, a Secret or Url: it holds the mailbox password)
+    /// and `after:` (a mailbox name, or `seen`) of an email trigger.
+    fn email_options(&mut self, trigger: &ast::Trigger, mailbox: &ast::StrLit) {
+        if mailbox.value.trim().is_empty() {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    mailbox.span,
+                    "the mailbox name is empty",
+                )
+                .with_label("no mailbox")
+                .with_help("name the mailbox to read, e.g. `\"INBOX\"`"),
+            );
+        }
+        if !trigger.options.iter().any(|o| o.name.name == "url") {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingTriggerOption,
+                    Span::new(trigger.span.start, mailbox.span.end),
+                    "an email trigger needs the option `url:`",
+                )
+                .with_label("no `url:` option")
+                .with_help("add `{ url: config.imap_url }` to the trigger and `imap_url: Secret` (`imaps://user:password@host`) to the config block"),
+            );
+        }
+        for opt in &trigger.options {
+            let check: fn(&mut Self, &ast::Expr) = match opt.name.name.as_str() {
+                "url" => Self::email_url,
+                "after" => Self::email_after,
+                // Reported as unknown already.
+                _ => continue,
+            };
+            if let Some(e) = self.option_expr(opt) {
+                check(self, e);
+            }
+        }
+    }
+
+    /// The IMAP URL carries the mailbox password, so it comes from the
+    /// config as a `Secret` (or a `Url`), never as text in the source.
+    fn email_url(&mut self, e: &ast::Expr) {
+        let before = self.diags.len();
+        let actual = self.infer_const(e, &Type::Secret);
+        let fits = matches!(
+            actual.unwrap_optional(),
+            Type::Secret | Type::Url | Type::Error
+        );
+        if self.diags.len() == before && !fits {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    e.span,
+                    format!("`url:` of an email trigger takes a `Secret` config entry, found `{actual}`"),
+                )
+                .with_label(format!("this is `{actual}`"))
+                .with_help("the URL holds the mailbox password: declare `imap_url: Secret` in the config block and write `url: config.imap_url`"),
+            );
+        }
+    }
+
+    /// `after:` of an email trigger: a mailbox to move messages into, or
+    /// the bare word `seen` (flag them `\Seen` and leave them in place).
+    fn email_after(&mut self, e: &ast::Expr) {
+        match &e.kind {
+            ExprKind::Name(n) if n.name == "seen" => {}
+            ExprKind::Name(n) => {
+                let help = match did_you_mean(&n.name, ["seen"]) {
+                    Some(_) => "did you mean `seen`?".to_string(),
+                    None => "write a mailbox such as `\"Processed\"`, or `seen`".to_string(),
+                };
+                self.error(
+                    Diagnostic::new(
+                        Code::BadTriggerOption,
+                        e.span,
+                        "`after:` takes a mailbox or `seen`",
+                    )
+                    .with_label("neither a mailbox nor `seen`")
+                    .with_help(help),
+                );
+            }
+            _ => self.option_value(
+                "after",
+                e,
+                &Type::String,
+                "`after:` takes a mailbox such as `\"Processed\"`, or `seen`",
+            ),
+        }
+    }
+
     /// Options whose values are constants of a fixed type.
     fn simple_options(&mut self, trigger: &ast::Trigger) {
         for opt in &trigger.options {
+            if matches!(trigger.kind, TriggerKind::Email { .. }) {
+                // Checked by `email_options`.
+                continue;
+            }
             let expected = match opt.name.name.as_str() {
                 "catch_up" | "batch" => Type::Bool,
                 "max_body" => Type::Int,
@@ -856,6 +959,29 @@ fn snake(name: &str) -> String {
         }
     }
     out
+}
+
+/// `a` or `an`, before a trigger kind.
+fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// `trigger.message` of an email trigger.
+fn email_message_type() -> Type {
+    Type::record(vec![
+        ("from".into(), Type::String),
+        ("to".into(), Type::list(Type::String)),
+        ("subject".into(), Type::String),
+        ("text".into(), Type::String),
+        ("html".into(), Type::optional(Type::String)),
+        ("headers".into(), Type::map(Type::String)),
+        ("attachments".into(), Type::list(Type::File)),
+        ("message_id".into(), Type::String),
+    ])
 }
 
 fn schedule_type() -> Type {

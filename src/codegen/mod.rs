@@ -605,7 +605,8 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
 pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"];
 
 /// Every optional feature of the runtime, the brokers' and the heavier
-/// stdlib clients': `email` (`email.send`), `mysql` (`sql.*` on mysql://),
+/// stdlib clients': `email` (`email.send`), `email_in` (email triggers:
+/// IMAP), `mysql` (`sql.*` on mysql://),
 /// `otel` (OTLP export of traces: chosen by the operator with `--with
 /// otel`, never derived from the source), `pdf` (`pdf.report`,
 /// `pdf.text`), `sftp` (`file.*` and files triggers on sftp://). `flowc
@@ -613,7 +614,7 @@ pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"]
 /// postgres://) and SQLite are always in: together about 5% of a cold
 /// build (docs/performance.md).
 pub const RUNTIME_FEATURES: &[&str] = &[
-    "amqp", "email", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
+    "amqp", "email", "email_in", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
 ];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on
@@ -624,6 +625,8 @@ pub const RUNTIME_FEATURES: &[&str] = &[
 /// * a broker: a subscribe trigger naming it or a call to its module
 ///   (`nats.publish` → `nats`);
 /// * `email`: a call to `email.*`;
+/// * `email_in`: an email trigger (its own feature: reading a mailbox
+///   needs an IMAP client and a MIME parser that sending mail does not);
 /// * `mysql`: a call to `sql.*` (its `db` URL is a Secret, known only at
 ///   run time, so it may be a mysql:// one);
 /// * `sftp`: a files trigger on an `sftp://` glob or with `auth:`, or a
@@ -637,6 +640,9 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
             match &t.kind {
                 TriggerKind::Subscribe { broker, .. } => {
                     used.insert(broker.name.as_str());
+                }
+                TriggerKind::Email { .. } => {
+                    used.insert("email_in");
                 }
                 TriggerKind::Files { glob, .. } => {
                     // A glob from the config may name an SFTP server.

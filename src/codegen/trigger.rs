@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::check::facts::{
-    AfterRun, AuthFacts, DedupeKey, FlowFacts, Setting, TriggerFacts, VerifyFacts,
+    AfterRun, AuthFacts, DedupeKey, EmailAfter, FlowFacts, Setting, TriggerFacts, VerifyFacts,
 };
 use crate::syntax::ast::TypeExpr;
 
@@ -84,6 +84,21 @@ impl Gen<'_> {
                 after.as_ref().map_or("AfterRun::default()".into(), after_run),
                 optional_setting(auth),
                 some_or_none(done_marker.as_deref().map(lit)),
+            ),
+            TriggerFacts::Email {
+                mailbox,
+                every,
+                url,
+                after,
+            } => format!(
+                "TriggerDef::Email(EmailTrigger {{ mailbox: {}, every: {}, url: {}, after: {} }})",
+                lit(mailbox),
+                duration(*every),
+                url.as_ref().map_or("String::new()".into(), setting),
+                match after {
+                    EmailAfter::MoveTo(m) => format!("EmailAfter::MoveTo({})", lit(m)),
+                    EmailAfter::Seen => "EmailAfter::Seen".into(),
+                },
             ),
             TriggerFacts::Subscribe {
                 broker,

@@ -151,6 +151,11 @@ impl Printer<'_> {
                 self.str_lit(glob),
                 self.number_at(every.span.start)
             ),
+            TriggerKind::Email { mailbox, every } => format!(
+                "email {} every {}",
+                self.str_lit(mailbox),
+                self.number_at(every.span.start)
+            ),
             TriggerKind::Subscribe { broker, topic } => {
                 format!("subscribe {} {}", broker.name, self.str_lit(topic))
             }

@@ -339,6 +339,9 @@ impl Builder<'_> {
             TriggerKind::Files { glob, every } => {
                 format!("files {} every {}", glob.value, duration(every))
             }
+            TriggerKind::Email { mailbox, every } => {
+                format!("email {} every {}", mailbox.value, duration(every))
+            }
             TriggerKind::Subscribe { broker, topic } => {
                 format!("subscribe {} {}", broker.name, topic.value)
             }

@@ -252,6 +252,7 @@ pub const OTHER_KEYWORDS: &[&str] = &[
     "every",
     "tz",
     "files",
+    "email",
     "subscribe",
     "deploy",
     "remove",

@@ -188,6 +188,8 @@ pub enum TriggerKind {
     Every { period: DurationLit },
     /// `files "glob" every 1m`
     Files { glob: StrLit, every: DurationLit },
+    /// `email "INBOX" every 1m`: a mailbox polled over IMAP.
+    Email { mailbox: StrLit, every: DurationLit },
     /// `subscribe nats "subject"`
     Subscribe { broker: Ident, topic: StrLit },
     /// `deploy`
@@ -206,6 +208,7 @@ impl TriggerKind {
             TriggerKind::Sync { .. } => "sync",
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => "schedule",
             TriggerKind::Files { .. } => "files",
+            TriggerKind::Email { .. } => "email",
             TriggerKind::Subscribe { .. } => "subscribe",
             TriggerKind::Deploy => "deploy",
             TriggerKind::Remove => "remove",

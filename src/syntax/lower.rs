@@ -112,6 +112,7 @@ pub(super) fn is_token(rule: Rule) -> bool {
             | kw_every
             | kw_tz
             | kw_files
+            | kw_email
             | kw_subscribe
             | kw_deploy
             | kw_remove

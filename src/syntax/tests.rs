@@ -549,6 +549,9 @@ fn triggers() {
                 TriggerKind::Files { glob, every } => {
                     format!("files {} {}", glob.value, every.millis)
                 }
+                TriggerKind::Email { mailbox, every } => {
+                    format!("email {} {}", mailbox.value, every.millis)
+                }
                 TriggerKind::Subscribe { broker, topic } => {
                     format!("subscribe {broker} {}", topic.value)
                 }
@@ -573,6 +576,18 @@ fn triggers() {
             "dispatch input Opportunity []",
         ]
     );
+}
+
+#[test]
+fn email_is_a_trigger_kind_and_still_a_module_name() {
+    let src = "integration t\nflow f {\n  trigger email \"INBOX\" every 1m { url: config.imap_url, after: seen }\n  step s = email.send(to: [\"a@b.c\"], subject: \"x\", text: \"y\")\n}\n";
+    let file = parse_ok(src);
+    let flow = flows(&file)[0];
+    let TriggerKind::Email { mailbox, every } = &flow.triggers[0].kind else {
+        panic!("not an email trigger: {:?}", flow.triggers[0].kind);
+    };
+    assert_eq!((mailbox.value.as_str(), every.millis), ("INBOX", 60_000));
+    assert_eq!(flow.body.stmts.len(), 1, "`email.send` is a statement");
 }
 
 #[test]

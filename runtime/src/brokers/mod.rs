@@ -50,7 +50,6 @@ pub(crate) mod nats;
 pub(crate) mod redis;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 
@@ -62,10 +61,7 @@ use crate::engine::registry::StepRegistry;
 use crate::engine::Runtime;
 use crate::store::StoreError;
 
-/// First wait before reconnecting.
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest wait before reconnecting.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) use crate::core::reconnect::{backoff, redact_urls};
 
 /// Registers the publish step of every broker this binary was built with.
 pub fn register(registry: &mut StepRegistry) {
@@ -373,21 +369,6 @@ impl<T: Clone> Clients<T> {
     }
 }
 
-/// `error` with `url` (and its password) removed, for logs.
-pub(crate) fn redact_urls(error: &str, url: &str) -> String {
-    if url.is_empty() {
-        return error.to_string();
-    }
-    error.replace(url, &crate::store::redact_url(url))
-}
-
-/// The wait before reconnect attempt `attempt` (from 1).
-fn backoff(attempt: u32) -> Duration {
-    MIN_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
-        .min(MAX_BACKOFF)
-}
-
 /// Parses and decodes a payload with the body type (JSON; a `String` body
 /// takes the text as it is).
 pub(crate) fn decode(
@@ -417,14 +398,6 @@ mod tests {
     use crate::core::schema::{FieldSchema, Schema};
 
     #[test]
-    fn backoff_doubles_up_to_thirty_seconds() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(40), MAX_BACKOFF);
-    }
-
-    #[test]
     fn payloads_decode_with_the_body_type() {
         let order = Schema::Record(vec![FieldSchema::new("id", Schema::Int)]);
         assert_eq!(decode(&order, br#"{"id": 7}"#).unwrap(), json!({"id": 7}));
@@ -437,13 +410,5 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
         let too_deep = decode(&Schema::Json, deep.as_bytes()).unwrap_err();
         assert_eq!(too_deep, "the payload nests deeper than 64 levels");
-    }
-
-    #[test]
-    fn urls_are_redacted_from_errors() {
-        let url = "redis://app:s3cret@host:6379";
-        let e = redact_urls(&format!("cannot connect to {url}: refused"), url);
-        assert!(!e.contains("s3cret"), "{e}");
-        assert!(e.contains("host:6379"), "{e}");
     }
 }

@@ -16,6 +16,7 @@ pub mod nesting;
 pub mod ops;
 pub mod otel;
 pub mod outbound;
+pub(crate) mod reconnect;
 pub mod redact;
 pub mod schema;
 pub mod slots;

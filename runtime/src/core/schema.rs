@@ -600,6 +600,26 @@ pub(crate) fn parse_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// `%XX`-decodes the user name or password of a URL (`Url::username`
+/// keeps them encoded); `None` when it is not valid UTF-8 once decoded.
+#[cfg(any(feature = "email", feature = "email_in"))]
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Parses a duration literal: `500ms`, `30s`, `2m`, `1h`, `1d`, combinations
 /// like `1h30m`, or a plain number of milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {

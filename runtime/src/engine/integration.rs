@@ -371,6 +371,32 @@ pub enum TriggerDef {
     /// `trigger subscribe BROKER "subject" { url, body, group, durable }`
     /// (see [`crate::brokers`]).
     Subscribe(SubscribeTrigger),
+    /// `trigger email "MAILBOX" every D { url, after }` (see
+    /// `crate::triggers::email`, feature `email_in`).
+    Email(EmailTrigger),
+}
+
+/// An email trigger's settings.
+#[derive(Clone, Debug)]
+pub struct EmailTrigger {
+    /// The mailbox read (`"INBOX"`).
+    pub mailbox: &'static str,
+    /// How often it is polled.
+    pub every: Duration,
+    /// `imaps://user:password@host[:port]` or `imap://...` (STARTTLS);
+    /// usually a `Secret` config value; never logged.
+    pub url: String,
+    /// What happens to a message once its run is stored.
+    pub after: EmailAfter,
+}
+
+/// `after:` of an email trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmailAfter {
+    /// Move into this mailbox (created when missing); `Processed` by default.
+    MoveTo(&'static str),
+    /// `after: seen`: flag `\Seen` and leave it in the mailbox.
+    Seen,
 }
 
 /// A subscribe trigger's settings.
@@ -450,6 +476,7 @@ impl TriggerDef {
             TriggerDef::Remove => "remove",
             TriggerDef::Files(_) => "files",
             TriggerDef::Subscribe(_) => "subscribe",
+            TriggerDef::Email(_) => "email",
         }
     }
 
@@ -487,6 +514,9 @@ impl TriggerDef {
                 format!("files \"{}\" every {}", f.glob, human_duration(f.every))
             }
             TriggerDef::Subscribe(t) => format!("subscribe {} \"{}\"", t.broker, t.subject),
+            TriggerDef::Email(t) => {
+                format!("email \"{}\" every {}", t.mailbox, human_duration(t.every))
+            }
         }
     }
 }

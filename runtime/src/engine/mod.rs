@@ -818,7 +818,7 @@ impl Runtime {
                 error_step: None,
             };
         };
-        if let (TriggerDef::Subscribe(_), Some(Value::String(rejected))) =
+        if let (TriggerDef::Subscribe(_) | TriggerDef::Email(_), Some(Value::String(rejected))) =
             (&def.trigger, exec.trigger.get("rejected"))
         {
             // Recorded by `record_rejected`, interrupted before it finished.

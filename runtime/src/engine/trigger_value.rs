@@ -52,6 +52,15 @@ pub fn complete_trigger(rt: &Runtime, flow: &str, given: Value) -> Result<Value,
                 }
             }
         }
+        TriggerDef::Email(_) => {
+            if let Some(Value::Array(fs)) =
+                t.get_mut("message").and_then(|m| m.get_mut("attachments"))
+            {
+                for f in fs {
+                    *f = crate::core::files::complete_file(f, &now);
+                }
+            }
+        }
         TriggerDef::Subscribe(s) => {
             default("subject", json!(s.subject));
             default("headers", json!({}));

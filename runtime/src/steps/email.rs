@@ -141,7 +141,7 @@ pub(crate) fn parse_smtp_url(text: &str) -> Result<SmtpTarget, String> {
         .trim_end_matches(']')
         .to_string();
     let decode = |s: &str, what: &str| -> Result<String, String> {
-        percent_decode(s).ok_or_else(|| {
+        crate::core::schema::percent_decode(s).ok_or_else(|| {
             format!("config entry `smtp_url`: the {what} is not valid percent-encoded UTF-8")
         })
     };
@@ -158,23 +158,6 @@ pub(crate) fn parse_smtp_url(text: &str) -> Result<SmtpTarget, String> {
         security,
         credentials,
     })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// A message ready to send: envelope and the formatted RFC 5322 bytes.

@@ -2,6 +2,7 @@
 //! a schedule tick, a file) into runs of the engine. Broker subscriptions
 //! live with their publish steps in [`crate::brokers`].
 
+pub mod email;
 pub mod files;
 pub mod http;
 pub mod schedule;

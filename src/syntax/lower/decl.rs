@@ -243,6 +243,7 @@ impl Lowerer<'_> {
             Rule::sync_trigger => self.lower_sync_trigger(kind),
             Rule::schedule_trigger => self.lower_schedule_trigger(kind),
             Rule::files_trigger => self.lower_files_trigger(kind),
+            Rule::email_trigger => self.lower_email_trigger(kind),
             Rule::subscribe_trigger => self.lower_subscribe_trigger(kind),
             Rule::deploy_trigger => TriggerKind::Deploy,
             Rule::remove_trigger => TriggerKind::Remove,
@@ -291,6 +292,13 @@ impl Lowerer<'_> {
         let glob = self.lower_config_template(walk.required());
         let every = self.lower_duration_lit(walk.required());
         TriggerKind::Files { glob, every }
+    }
+
+    pub(super) fn lower_email_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
+        let mut walk = inner(pair);
+        let mailbox = self.lower_str_lit(walk.required());
+        let every = self.lower_duration_lit(walk.required());
+        TriggerKind::Email { mailbox, every }
     }
 
     pub(super) fn lower_subscribe_trigger(&self, pair: Pair<'_, Rule>) -> TriggerKind {
