@@ -58,8 +58,8 @@ pub use crate::core::schema::{DecodeError, FieldSchema, Schema};
 pub use crate::core::{ops, schema};
 pub use crate::engine::ctx::{Args, Ctx, StepCall, StepOptions};
 pub use crate::engine::integration::{
-    no_connections, AfterRun, Auth, ConnectionAuth, ConnectionDef, DedupeFn, FilesTrigger, FlowDef,
-    FlowFn, FlowFuture, Integration, OAuth2Def, OAuth2Grant, Outcome, RequestLimit,
+    no_connections, AfterRun, Auth, AwsDef, ConnectionAuth, ConnectionDef, DedupeFn, FilesTrigger,
+    FlowDef, FlowFn, FlowFuture, Integration, OAuth2Def, OAuth2Grant, Outcome, RequestLimit,
     SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY, DEFAULT_SIGNATURE_TOLERANCE,
 };
 pub use crate::engine::parallel::parallel;
@@ -77,9 +77,10 @@ pub mod prelude {
     pub use crate::core::schema::{FieldSchema, Schema};
     pub use crate::engine::ctx::{Args, Ctx, StepOptions};
     pub use crate::engine::integration::{
-        no_connections, AfterRun, Auth, ConnectionAuth, ConnectionDef, DedupeFn, FilesTrigger,
-        FlowDef, FlowFuture, Integration, OAuth2Def, OAuth2Grant, Outcome, RequestLimit,
-        SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY, DEFAULT_SIGNATURE_TOLERANCE,
+        no_connections, AfterRun, Auth, AwsDef, ConnectionAuth, ConnectionDef, DedupeFn,
+        FilesTrigger, FlowDef, FlowFuture, Integration, OAuth2Def, OAuth2Grant, Outcome,
+        RequestLimit, SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY,
+        DEFAULT_SIGNATURE_TOLERANCE,
     };
     pub use crate::engine::parallel::parallel;
     pub use crate::steps::call_pure;

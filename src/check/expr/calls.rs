@@ -539,7 +539,7 @@ impl Checker<'_> {
                         .with_help("lambdas are arguments of list methods: compute the value first, e.g. `json: lines.map(l => l.sku)`"),
                     );
                 }
-                (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v),
+                (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v, what),
                 (ArgValue::Expr(v), false) if self.lone_item(v, &param.ty) => {}
                 (ArgValue::Expr(v), false) if matches!(param.ty.unwrap_optional(), Type::Bytes) => {
                     self.expect_data(
