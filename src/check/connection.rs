@@ -609,20 +609,31 @@ impl Checker<'_> {
     /// E0705: an `aws:` connection for an `http.*` call, or another kind
     /// for an `s3://` path, a queue or a topic.
     fn check_connection_kind(&mut self, n: &ast::Ident, what: &str) {
-        let Some((facts, declared)) = self.program.connections.get(&n.name) else {
+        let Some((_, declared)) = self.program.connections.get(&n.name) else {
             return;
         };
-        let is_aws = matches!(facts.auth, ConnectionAuth::Aws(_));
+        // By the declaration, not the facts: an `aws:` option with a
+        // mistake (already reported) still makes an `aws:` connection.
+        let is_aws = self.file.items.iter().any(|item| {
+            matches!(item, Item::Connection(c) if c.name.name == n.name
+                && c.options.iter().any(|o| o.name.name == "aws"))
+        });
         let wants_aws = !what.starts_with("http.");
         if is_aws == wants_aws {
             return;
         }
         let declared = *declared;
+        // `file.read`, or a phrase such as "a files trigger on `s3://`".
+        let what = if what.contains(' ') {
+            what.to_string()
+        } else {
+            format!("`{what}`")
+        };
         let d = if is_aws {
             Diagnostic::new(
                 Code::WrongConnectionKind,
                 n.span,
-                format!("`{what}` cannot go through `aws:` connection `{}`", n.name),
+                format!("{what} cannot go through `aws:` connection `{}`", n.name),
             )
             .with_label("an `aws:` connection")
             .with_secondary(declared, "declared here")
