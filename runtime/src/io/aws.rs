@@ -219,6 +219,30 @@ mod sign {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Vec<(String, String)>, String> {
+        let request = Request {
+            method,
+            url,
+            headers,
+            body,
+        };
+        headers_at(def, service, &request, SystemTime::now())
+    }
+
+    /// What is signed.
+    pub(super) struct Request<'a> {
+        pub method: &'a str,
+        pub url: &'a str,
+        pub headers: &'a [(&'a str, &'a str)],
+        pub body: &'a [u8],
+    }
+
+    /// [`headers`] at a given time (tests check AWS's published examples).
+    pub(super) fn headers_at(
+        def: &AwsDef,
+        service: &str,
+        request: &Request<'_>,
+        time: SystemTime,
+    ) -> Result<Vec<(String, String)>, String> {
         let identity = Credentials::new(
             def.access_key.clone(),
             def.secret_key.clone(),
@@ -239,19 +263,19 @@ mod sign {
             .identity(&identity)
             .region(&def.region)
             .name(service)
-            .time(SystemTime::now())
+            .time(time)
             .settings(settings)
             .build()
             .map_err(|e| format!("signing the request: {e}"))?
             .into();
-        let request = SignableRequest::new(
-            method,
-            url,
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
+        let signable = SignableRequest::new(
+            request.method,
+            request.url,
+            request.headers.iter().copied(),
+            SignableBody::Bytes(request.body),
         )
         .map_err(|e| format!("signing the request: {e}"))?;
-        let (instructions, _signature) = sign(request, &params)
+        let (instructions, _signature) = sign(signable, &params)
             .map_err(|e| format!("signing the request: {e}"))?
             .into_parts();
         let signed = instructions
@@ -296,6 +320,40 @@ mod tests {
         let json = r#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"no queue"}"#;
         assert_eq!(error_detail(json, &[]), ": QueueDoesNotExist (no queue)");
         assert_eq!(error_detail("", &[]), "");
+    }
+
+    /// AWS's own example of a signed S3 GET (S3 API reference, "Signature
+    /// Calculations for the Authorization Header: Transferring Payload in
+    /// a Single Chunk", GET Object): the same signature.
+    #[cfg(feature = "aws")]
+    #[test]
+    fn s3_requests_are_signed_as_aws_documents() {
+        let def = AwsDef {
+            region: "us-east-1".into(),
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            endpoint: None,
+        };
+        let request = sign::Request {
+            method: "GET",
+            url: "https://examplebucket.s3.amazonaws.com/test.txt",
+            headers: &[("range", "bytes=0-9")],
+            body: &[],
+        };
+        // 2013-05-24T00:00:00Z
+        let time = std::time::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let signed = sign::headers_at(&def, "s3", &request, time).unwrap();
+        let authorization = signed
+            .iter()
+            .find(|(name, _)| name == "authorization")
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_default();
+        assert_eq!(
+            authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
     }
 
     #[test]
