@@ -112,6 +112,8 @@ enum Takes {
     Secret,
     /// `config.x` of type `Url` or a URL literal.
     Url,
+    /// The same, or a `Url?` config entry (unset: no value).
+    OptionalUrl,
     /// `config.x` or a string literal, not secret.
     Text,
 }
@@ -301,6 +303,7 @@ impl Checker<'_> {
         let expected = match takes {
             Takes::Secret | Takes::Text => Type::Secret,
             Takes::Url => Type::Url,
+            Takes::OptionalUrl => Type::optional(Type::Url),
         };
         let setting = match &e.kind {
             ExprKind::Field { target, name, .. } if matches!(&target.kind, ExprKind::Name(n) if n.name == "config") => {
@@ -335,7 +338,7 @@ impl Checker<'_> {
         }
         if !self.assignable(&actual, &expected) {
             let wanted = match takes {
-                Takes::Url => "a `Url`",
+                Takes::Url | Takes::OptionalUrl => "a `Url`",
                 Takes::Secret => "a `Secret`",
                 Takes::Text => "text",
             };
@@ -349,7 +352,7 @@ impl Checker<'_> {
             );
             return None;
         }
-        if takes == Takes::Url {
+        if matches!(takes, Takes::Url | Takes::OptionalUrl) {
             if let Setting::Literal(text) = &setting {
                 if let Some(problem) = super::expr::url_problem(text, &Type::Url) {
                     self.error(
@@ -381,7 +384,7 @@ impl Checker<'_> {
         let region = take("region", Takes::Text);
         let access_key = take("access_key", Takes::Secret);
         let secret_key = take("secret_key", Takes::Secret);
-        let endpoint = take("endpoint", Takes::Url);
+        let endpoint = take("endpoint", Takes::OptionalUrl);
         Some(AwsFacts {
             region: region?,
             access_key: access_key?,

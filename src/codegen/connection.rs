@@ -66,7 +66,11 @@ fn auth(a: &ConnectionAuth) -> String {
             setting(region),
             setting(access_key),
             setting(secret_key),
-            optional_setting(endpoint),
+            // An unset `Url?` entry reads as empty: AWS itself.
+            match endpoint {
+                Some(e) => format!("Some({}).filter(|e: &String| !e.is_empty())", setting(e)),
+                None => "None".to_string(),
+            },
         ),
         ConnectionAuth::OAuth2(o) => {
             let grant = match o.grant {

@@ -81,48 +81,58 @@ impl Payload<'_> {
     };
 }
 
-/// One signed request: `service` is the signing name (`s3`, `sqs`, `sns`),
-/// `what` names the object or queue in errors. Answers other than 2xx
-/// become errors with the service's error code.
-pub(crate) async fn send(
-    http: &reqwest::Client,
-    def: &AwsDef,
-    service: &str,
-    method: reqwest::Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    payload: Payload<'_>,
-    what: &str,
-) -> Result<reqwest::Response, AwsError> {
-    let mut all: Vec<(&str, &str)> = headers.to_vec();
-    if let Some(ct) = payload.content_type {
-        all.push(("content-type", ct));
+/// A connection's settings and the runtime's HTTP client.
+#[derive(Clone, Copy)]
+pub(crate) struct AwsClient<'a> {
+    pub def: &'a AwsDef,
+    pub http: &'a reqwest::Client,
+}
+
+impl AwsClient<'_> {
+    /// One signed request: `service` is the signing name (`s3`, `sqs`,
+    /// `sns`), `what` names the object or queue in errors. Answers other
+    /// than 2xx become errors with the service's error code.
+    pub(crate) async fn send(
+        &self,
+        service: &str,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+        what: &str,
+    ) -> Result<reqwest::Response, AwsError> {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(ct) = payload.content_type {
+            all.push(("content-type", ct));
+        }
+        let signed = sign::headers(self.def, service, method.as_str(), url, &all, payload.bytes)
+            .map_err(|e| AwsError::permanent(format!("{what}: {e}")))?;
+        let mut req = self
+            .http
+            .request(method, url)
+            .timeout(REQUEST_TIMEOUT)
+            .body(payload.bytes.to_vec());
+        for (name, value) in all.iter().copied() {
+            req = req.header(name, value);
+        }
+        for (name, value) in signed {
+            let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                AwsError::permanent(format!("{what}: a signature header is not valid"))
+            })?;
+            value.set_sensitive(true);
+            req = req.header(name, value);
+        }
+        let resp = req.send().await.map_err(|e| {
+            AwsError::retryable(format!(
+                "{what}: {}",
+                crate::core::error::error_chain(&e.without_url())
+            ))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(answer_error(resp, self.def, what).await)
     }
-    let signed = sign::headers(def, service, method.as_str(), url, &all, payload.bytes)
-        .map_err(|e| AwsError::permanent(format!("{what}: {e}")))?;
-    let mut req = http
-        .request(method, url)
-        .timeout(REQUEST_TIMEOUT)
-        .body(payload.bytes.to_vec());
-    for (name, value) in all.iter().copied() {
-        req = req.header(name, value);
-    }
-    for (name, value) in signed {
-        let mut value = reqwest::header::HeaderValue::from_str(&value)
-            .map_err(|_| AwsError::permanent(format!("{what}: a signature header is not valid")))?;
-        value.set_sensitive(true);
-        req = req.header(name, value);
-    }
-    let resp = req.send().await.map_err(|e| {
-        AwsError::retryable(format!(
-            "{what}: {}",
-            crate::core::error::error_chain(&e.without_url())
-        ))
-    })?;
-    if resp.status().is_success() {
-        return Ok(resp);
-    }
-    Err(answer_error(resp, def, what).await)
 }
 
 /// The error of a non-2xx answer: its status and the service's error code

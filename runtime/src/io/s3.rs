@@ -125,10 +125,11 @@ impl S3<'_> {
         payload: Payload<'_>,
         what: &str,
     ) -> Result<reqwest::Response, AwsError> {
-        aws::send(
-            self.http, self.def, "s3", method, url, headers, payload, what,
-        )
-        .await
+        let client = aws::AwsClient {
+            def: self.def,
+            http: self.http,
+        };
+        client.send("s3", method, url, headers, payload, what).await
     }
 
     /// The object's size and modification time.
