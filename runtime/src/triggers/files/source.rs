@@ -209,11 +209,13 @@ impl Source {
                     .await
                     .map_err(|e| e.to_string())?
                 {
+                    // The listing's time, so that the File's key is the
+                    // entry's (`super::file_key`, `Entry::key`).
                     Some((data, object)) => Ok(file_json(
                         &object.url(),
                         &entry.name,
                         &data,
-                        Some(object.modified),
+                        Some(entry.modified),
                     )),
                     // Replaced by a larger object since the listing: the
                     // next scan sees its new size and time.
