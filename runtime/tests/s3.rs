@@ -421,6 +421,13 @@ async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
         common::serve(&two, None).await,
     ];
 
+    // The objects left in `in/` (not in `in/done/`), sorted.
+    let left = || async {
+        let mut left = keys(&endpoint, &bucket, "in/").await;
+        left.retain(|k| !k.starts_with("in/done/"));
+        left.sort();
+        left
+    };
     common::within("the good objects moved to done/", async {
         loop {
             let mut done = keys(&endpoint, &bucket, "in/done/").await;
@@ -433,7 +440,9 @@ async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
                 })
                 .await
                 .unwrap();
-            if done == ["in/done/a.csv", "in/done/b.csv"] && failed == 1 {
+            let moved = done == ["in/done/a.csv", "in/done/b.csv"];
+            // A move is a copy, then a delete: wait for both.
+            if moved && failed == 1 && left().await == ["in/bad.csv", "in/skip.txt"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -446,11 +455,16 @@ async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
         .await
         .unwrap();
     assert_eq!(runs.len(), 3, "one run per object: {runs:#?}");
-    let mut left = keys(&endpoint, &bucket, "in/").await;
-    left.retain(|k| !k.starts_with("in/done/"));
-    left.sort();
+    // Scans go on: nothing is claimed again, the failed object stays.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let again = one
+        .store()
+        .count(flow_runtime::store::ExecutionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(again, 3, "no object is imported twice");
     assert_eq!(
-        left,
+        left().await,
         ["in/bad.csv", "in/skip.txt"],
         "a failed object stays in place"
     );
