@@ -4,6 +4,7 @@
 //! bucket.
 
 mod common;
+mod pg_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -382,14 +383,26 @@ fn files_flows(config: &Config) -> Vec<FlowDef> {
     }]
 }
 
-/// Two runtimes on one store scanning one S3 prefix (as two replicas).
-fn replica(glob: &str, store: &std::sync::Arc<flow_runtime::MemoryStore>) -> Runtime {
+/// A replica's store: a PostgreSQL store of its own on the shared schema.
+async fn pg_store(url: &str, schema: &str) -> std::sync::Arc<dyn flow_runtime::Store> {
+    let options = flow_runtime::store::PostgresOptions {
+        url: url.to_string(),
+        schema: schema.to_string(),
+        pool_size: 4,
+    };
+    let store = flow_runtime::store::PostgresStore::open(options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the PostgreSQL store: {e}"));
+    std::sync::Arc::new(store)
+}
+
+/// A runtime scanning `glob` on `store` (one replica).
+fn replica(glob: &str, store: std::sync::Arc<dyn flow_runtime::Store>) -> Runtime {
     let integration = Integration {
         config: vec![common::config_entry("glob", Schema::String)],
         connections,
         ..common::integration("s3_drop", files_flows)
     };
-    let store: std::sync::Arc<dyn flow_runtime::Store> = store.clone();
     let options = flow_runtime::RuntimeOptions {
         store: Some(store),
         ..common::options(&[("GLOB", glob)])
@@ -399,9 +412,8 @@ fn replica(glob: &str, store: &std::sync::Arc<flow_runtime::MemoryStore>) -> Run
 
 #[tokio::test]
 async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
-    let Some(endpoint) =
-        endpoint("s3_objects_are_claimed_once_across_replicas_and_moved_after_success")
-    else {
+    let test = "s3_objects_are_claimed_once_across_replicas_and_moved_after_success";
+    let (Some(endpoint), Some(pg)) = (endpoint(test), pg_support::url(test)) else {
         return;
     };
     let bucket = new_bucket(&endpoint).await;
@@ -413,9 +425,12 @@ async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
     ] {
         put_object(&endpoint, &bucket, key, body.as_bytes().to_vec()).await;
     }
-    let store = std::sync::Arc::new(flow_runtime::MemoryStore::new());
+    // Two replicas: two runtimes, each with its own connection pool to
+    // one PostgreSQL schema.
+    let schema = pg_support::schema_name();
     let glob = format!("s3://{bucket}/in/*.csv");
-    let (one, two) = (replica(&glob, &store), replica(&glob, &store));
+    let one = replica(&glob, pg_store(&pg, &schema).await);
+    let two = replica(&glob, pg_store(&pg, &schema).await);
     let servers = [
         common::serve(&one, None).await,
         common::serve(&two, None).await,
@@ -471,4 +486,6 @@ async fn s3_objects_are_claimed_once_across_replicas_and_moved_after_success() {
     for server in servers {
         server.shutdown().await;
     }
+    drop((one, two));
+    pg_support::drop_schema(&pg, &schema).await;
 }

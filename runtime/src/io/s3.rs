@@ -82,12 +82,15 @@ impl std::fmt::Display for S3Path {
     }
 }
 
-/// An object's name, size and modification time.
+/// An object's name, size, modification time and ETag.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Object {
     pub path: S3Path,
     pub size: u64,
     pub modified: DateTime<Utc>,
+    /// S3's tag of the content (quoted, as S3 gives it; empty when not
+    /// given): equal tags, equal content.
+    pub etag: String,
 }
 
 impl Object {
@@ -153,6 +156,7 @@ impl S3<'_> {
             path: path.clone(),
             size,
             modified: last_modified(&resp),
+            etag: etag(&resp),
         })
     }
 
@@ -175,6 +179,7 @@ impl S3<'_> {
             )
             .await?;
         let modified = last_modified(&resp);
+        let etag = etag(&resp);
         let mut data = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| transfer_error(&what, e))? {
             data.extend_from_slice(&chunk);
@@ -186,6 +191,7 @@ impl S3<'_> {
             path: path.clone(),
             size: data.len() as u64,
             modified,
+            etag,
         };
         Ok(Some((data, object)))
     }
@@ -488,10 +494,20 @@ fn parse_listing(bucket: &str, xml: &str) -> Vec<Object> {
                 },
                 size,
                 modified,
+                etag: xml_text(entry, "ETag").unwrap_or_default(),
             })
         })
         .filter(|o| !o.path.key.ends_with('/'))
         .collect()
+}
+
+/// The `ETag` header; empty when missing.
+fn etag(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The `Last-Modified` header (an HTTP date); now when missing.

@@ -296,9 +296,27 @@ impl Source {
                     None => format!("{}{folder}", from.folder()),
                 };
                 let dir = format!("{}/", dir.trim_end_matches('/'));
+                let source = match s3.stat(&from).await {
+                    Ok(source) => source,
+                    // Gone already: another replica, or an earlier attempt, moved it.
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                };
                 let mut to = from.with_key(format!("{dir}{name}"));
-                if s3.stat(&to).await.is_ok() {
-                    to = from.with_key(format!("{dir}{}", stamped(name, Utc::now())));
+                match s3.stat(&to).await {
+                    // A move is a copy then a delete, not atomic: another
+                    // replica copied this very content and has yet to
+                    // delete the source. Copying again would leave a
+                    // second, stamped copy.
+                    Ok(there) if !there.etag.is_empty() && there.etag == source.etag => {
+                        return s3
+                            .remove(&from)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string());
+                    }
+                    Ok(_) => to = from.with_key(format!("{dir}{}", stamped(name, Utc::now()))),
+                    Err(_) => {}
                 }
                 match s3.copy(&from, &to).await {
                     Ok(_) => s3
