@@ -36,6 +36,7 @@ snapshot_tests! {
     order_xml_export,
     quickstart,
     report_export,
+    s3_drop_folder,
     shop_erp,
     shop_events,
     webhook_registration,

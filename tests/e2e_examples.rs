@@ -158,6 +158,18 @@ const EXAMPLES: &[Example] = &[
         routes: &[],
     },
     Example {
+        file: "examples/s3_drop_folder.flow",
+        integration: "s3_drop_folder",
+        flows: &["import_orders"],
+        required: &[
+            ("shop_url", "SHOP_URL"),
+            ("drop_bucket", "DROP_BUCKET"),
+            ("aws_key", "AWS_KEY"),
+            ("aws_secret", "AWS_SECRET"),
+        ],
+        routes: &[],
+    },
+    Example {
         file: "examples/shop_erp.flow",
         integration: "shop_erp",
         flows: &["order_paid", "stock_to_shop"],

@@ -44,6 +44,7 @@ compiles_without_warnings! {
     example_order_xml_export: "examples/order_xml_export.flow",
     example_quickstart: "examples/quickstart.flow",
     example_report_export: "examples/report_export.flow",
+    example_s3_drop_folder: "examples/s3_drop_folder.flow",
     example_shop_erp: "examples/shop_erp.flow",
     example_shop_events: "examples/shop_events.flow",
     example_webhook_registration: "examples/webhook_registration.flow",

@@ -188,3 +188,19 @@ fn the_examples_need_what_they_use() {
     assert_eq!(example("db_export"), ["mysql"]);
     assert_eq!(example("email_orders"), ["email_in"]);
 }
+
+#[test]
+fn an_aws_connection_turns_on_aws() {
+    let src = r#"integration drop
+config {
+  aws_key: Secret
+  aws_secret: Secret
+}
+connection cloud { aws: { region: "us-east-1", access_key: config.aws_key, secret_key: config.aws_secret } }
+flow f {
+  trigger files "s3://drop-in/in/*.csv" every 1m { via: cloud }
+  step copy = file.write("s3://drop-out/${trigger.file.name}", trigger.file.text, via: cloud)
+}
+"#;
+    assert_eq!(features(src), ["aws"]);
+}

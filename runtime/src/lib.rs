@@ -58,7 +58,7 @@ pub use crate::core::schema::{DecodeError, FieldSchema, Schema};
 pub use crate::core::{ops, schema};
 pub use crate::engine::ctx::{Args, Ctx, StepCall, StepOptions};
 pub use crate::engine::integration::{
-    no_connections, AfterRun, Auth, ConnectionAuth, ConnectionDef, DedupeFn, EmailAfter,
+    no_connections, AfterRun, Auth, AwsDef, ConnectionAuth, ConnectionDef, DedupeFn, EmailAfter,
     EmailTrigger, FilesTrigger, FlowDef, FlowFn, FlowFuture, Integration, OAuth2Def, OAuth2Grant,
     Outcome, RequestLimit, SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY,
     DEFAULT_SIGNATURE_TOLERANCE,
@@ -78,9 +78,9 @@ pub mod prelude {
     pub use crate::core::schema::{FieldSchema, Schema};
     pub use crate::engine::ctx::{Args, Ctx, StepOptions};
     pub use crate::engine::integration::{
-        no_connections, AfterRun, Auth, ConnectionAuth, ConnectionDef, DedupeFn, EmailAfter,
-        EmailTrigger, FilesTrigger, FlowDef, FlowFuture, Integration, OAuth2Def, OAuth2Grant,
-        Outcome, RequestLimit, SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY,
+        no_connections, AfterRun, Auth, AwsDef, ConnectionAuth, ConnectionDef, DedupeFn,
+        EmailAfter, EmailTrigger, FilesTrigger, FlowDef, FlowFuture, Integration, OAuth2Def,
+        OAuth2Grant, Outcome, RequestLimit, SubscribeTrigger, TriggerDef, Verify, DEFAULT_MAX_BODY,
         DEFAULT_SIGNATURE_TOLERANCE,
     };
     pub use crate::engine::parallel::parallel;

@@ -7,7 +7,8 @@
 //! and `--config` are not read), a temporary working directory for `file.*`
 //! and `http.*` steps answered in-process by the test's mocks: no network.
 //! Every HTTP call is recorded (method, URL, JSON body, headers).
-//! `file.*` on `sftp://host/dir/f` uses the local `sftp/host/dir/f` there.
+//! `file.*` on `sftp://host/dir/f` uses the local `sftp/host/dir/f` there,
+//! and on `s3://bucket/key` the local `s3/bucket/key`.
 //! `sql.*` on `sqlite://PATH` uses the local file `sqlite/PATH` there (a
 //! fresh database per test); other databases fail the step (no network).
 //! `email.send` sends nothing: the message is composed (so a bad address or
@@ -308,7 +309,8 @@ fn mock_email(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
 
 /// `file.*` for tests: `sftp://user@host:port/dir/a.csv` is the local
 /// file `sftp/host/dir/a.csv` in the test's working directory (no network,
-/// no `auth:` needed); local paths are used as they are.
+/// no `auth:` needed), `s3://bucket/key` the file `s3/bucket/key` (no
+/// connection used); local paths are used as they are.
 pub fn sftp_as_local() -> Vec<(&'static str, StepFn)> {
     vec![
         ("file.read", sftp_local_read as StepFn),
@@ -356,13 +358,13 @@ fn file_step_locally(
         return async move { Err(e) }.boxed();
     }
     for v in call.args.positional.iter_mut().take(paths) {
-        if let Some(local) = v.as_str().and_then(sftp_local_path) {
+        if let Some(local) = v.as_str().and_then(remote_local_path) {
             *v = Value::String(local);
         }
     }
     call.args
         .named
-        .retain(|(n, _)| *n != "auth" && !n.ends_with("_within"));
+        .retain(|(n, _)| *n != "auth" && *n != "via" && !n.ends_with("_within"));
     // The binary's own steps, built once: the test's registry has this one mocked.
     static REAL: std::sync::OnceLock<StepRegistry> = std::sync::OnceLock::new();
     match REAL.get_or_init(crate::host::step_registry).step_fn(name) {
@@ -371,7 +373,13 @@ fn file_step_locally(
     }
 }
 
-fn sftp_local_path(url: &str) -> Option<String> {
+/// `sftp://user@host/dir/a.csv` → `sftp/host/dir/a.csv`, `s3://bucket/key`
+/// → `s3/bucket/key`.
+fn remote_local_path(url: &str) -> Option<String> {
+    if crate::io::s3::S3Path::is_s3(url) {
+        let parsed = crate::io::s3::S3Path::parse(url).ok()?;
+        return Some(format!("s3/{}/{}", parsed.bucket, parsed.key));
+    }
     let parsed = crate::io::sftp::SftpUrl::parse(url).ok()?;
     Some(format!(
         "sftp/{}/{}",

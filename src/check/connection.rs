@@ -46,6 +46,17 @@ pub enum ConnectionAuth {
         key: Setting,
     },
     OAuth2(OAuth2Facts),
+    Aws(AwsFacts),
+}
+
+/// `aws: { region, access_key, secret_key, endpoint }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsFacts {
+    pub region: Setting,
+    pub access_key: Setting,
+    pub secret_key: Setting,
+    /// An S3-compatible service or emulator; `None`: AWS itself.
+    pub endpoint: Option<Setting>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +80,7 @@ pub enum Grant {
 }
 
 /// The ways a connection authenticates; at most one per connection.
-const SCHEMES: &[&str] = &["oauth2", "bearer", "basic", "api_key"];
+const SCHEMES: &[&str] = &["oauth2", "bearer", "basic", "api_key", "aws"];
 /// Options of `oauth2:` connections only.
 const OAUTH2_OPTIONS: &[&str] = &[
     "token_url",
@@ -89,6 +100,7 @@ fn example(scheme: &str) -> &'static str {
         "api_key" => "api_key: { header: \"X-Shop-Key\", key: config.shop_key }",
         "limit" => "limit: { requests: 10, per: 1s }",
         "scopes" => "scopes: [\"contacts.read\"]",
+        "aws" => "aws: { region: \"us-east-1\", access_key: config.aws_key, secret_key: config.aws_secret }",
         _ => "oauth2: client_credentials",
     }
 }
@@ -100,6 +112,8 @@ enum Takes {
     Secret,
     /// `config.x` of type `Url` or a URL literal.
     Url,
+    /// The same, or a `Url?` config entry (unset: no value).
+    OptionalUrl,
     /// `config.x` or a string literal, not secret.
     Text,
 }
@@ -222,6 +236,11 @@ impl Checker<'_> {
                         auth = ConnectionAuth::ApiKey { header, key };
                     }
                 }
+                "aws" => {
+                    if let Some(facts) = self.aws(value) {
+                        auth = ConnectionAuth::Aws(facts);
+                    }
+                }
                 "oauth2" => oauth2.grant = self.grant(value),
                 "limit" => limit = self.limit(value),
                 _ if OAUTH2_OPTIONS.contains(&name) => {
@@ -284,6 +303,7 @@ impl Checker<'_> {
         let expected = match takes {
             Takes::Secret | Takes::Text => Type::Secret,
             Takes::Url => Type::Url,
+            Takes::OptionalUrl => Type::optional(Type::Url),
         };
         let setting = match &e.kind {
             ExprKind::Field { target, name, .. } if matches!(&target.kind, ExprKind::Name(n) if n.name == "config") => {
@@ -318,7 +338,7 @@ impl Checker<'_> {
         }
         if !self.assignable(&actual, &expected) {
             let wanted = match takes {
-                Takes::Url => "a `Url`",
+                Takes::Url | Takes::OptionalUrl => "a `Url`",
                 Takes::Secret => "a `Secret`",
                 Takes::Text => "text",
             };
@@ -332,7 +352,7 @@ impl Checker<'_> {
             );
             return None;
         }
-        if takes == Takes::Url {
+        if matches!(takes, Takes::Url | Takes::OptionalUrl) {
             if let Setting::Literal(text) = &setting {
                 if let Some(problem) = super::expr::url_problem(text, &Type::Url) {
                     self.error(
@@ -350,6 +370,29 @@ impl Checker<'_> {
         Some(setting)
     }
 
+    /// `aws: { region, access_key, secret_key, endpoint }` (`endpoint`
+    /// optional).
+    fn aws(&mut self, e: &ast::Expr) -> Option<AwsFacts> {
+        let fields = self.record_entries(
+            "aws",
+            e,
+            &["region", "access_key", "secret_key"],
+            &["endpoint"],
+        );
+        let mut take =
+            |name: &str, takes| fields.get(name).and_then(|v| self.setting(name, v, takes));
+        let region = take("region", Takes::Text);
+        let access_key = take("access_key", Takes::Secret);
+        let secret_key = take("secret_key", Takes::Secret);
+        let endpoint = take("endpoint", Takes::OptionalUrl);
+        Some(AwsFacts {
+            region: region?,
+            access_key: access_key?,
+            secret_key: secret_key?,
+            endpoint,
+        })
+    }
+
     /// The entries of a `{ a: ..., b: ... }` option, each of `fields`
     /// required and no other allowed.
     fn record_option<'e>(
@@ -358,6 +401,20 @@ impl Checker<'_> {
         e: &'e ast::Expr,
         fields: &[&str],
     ) -> BTreeMap<String, &'e ast::Expr> {
+        self.record_entries(option, e, fields, &[])
+    }
+
+    /// The entries of a `{ a: ..., b: ... }` option: each of `required`,
+    /// any of `optional`, no other.
+    fn record_entries<'e>(
+        &mut self,
+        option: &str,
+        e: &'e ast::Expr,
+        required: &[&str],
+        optional: &[&str],
+    ) -> BTreeMap<String, &'e ast::Expr> {
+        let all: Vec<&str> = required.iter().chain(optional).copied().collect();
+        let fields = all.as_slice();
         let mut found = BTreeMap::new();
         let ExprKind::Record(entries) = &e.kind else {
             self.mark_config_refs(e);
@@ -395,7 +452,7 @@ impl Checker<'_> {
                 self.error(d);
             }
         }
-        let missing: Vec<String> = fields
+        let missing: Vec<String> = required
             .iter()
             .filter(|f| !found.contains_key(**f))
             .map(|f| format!("`{f}`"))
@@ -503,8 +560,10 @@ impl Checker<'_> {
         })
     }
 
-    /// `via: NAME` of an `http.*` call: a declared connection.
-    pub(super) fn check_via(&mut self, e: &ast::Expr) {
+    /// `via: NAME` of a call (`what`: `http.get`, `file.read`, ...) or a
+    /// trigger: a declared connection of the kind it needs: `aws:` for
+    /// everything but `http.*`, which takes any other (E0705).
+    pub(super) fn check_via(&mut self, e: &ast::Expr, what: &str) {
         let ExprKind::Name(n) = &e.kind else {
             self.check_expr(e, None);
             self.error(
@@ -520,6 +579,7 @@ impl Checker<'_> {
         };
         if let Some(entry) = self.used_connections.get_mut(&n.name) {
             *entry = true;
+            self.check_connection_kind(n, what);
             return;
         }
         let declared: Vec<&str> = self
@@ -545,6 +605,57 @@ impl Checker<'_> {
                 n.name, n.name
             )),
             None => d.with_help(format!("connections: {}", declared.join(", "))),
+        };
+        self.error(d);
+    }
+
+    /// E0705: an `aws:` connection for an `http.*` call, or another kind
+    /// for an `s3://` path, a queue or a topic.
+    fn check_connection_kind(&mut self, n: &ast::Ident, what: &str) {
+        let Some((_, declared)) = self.program.connections.get(&n.name) else {
+            return;
+        };
+        // By the declaration, not the facts: an `aws:` option with a
+        // mistake (already reported) still makes an `aws:` connection.
+        let is_aws = self.file.items.iter().any(|item| {
+            matches!(item, Item::Connection(c) if c.name.name == n.name
+                && c.options.iter().any(|o| o.name.name == "aws"))
+        });
+        let wants_aws = !what.starts_with("http.");
+        if is_aws == wants_aws {
+            return;
+        }
+        let declared = *declared;
+        // `file.read`, or a phrase such as "a files trigger on `s3://`".
+        let what = if what.contains(' ') {
+            what.to_string()
+        } else {
+            format!("`{what}`")
+        };
+        let d = if is_aws {
+            Diagnostic::new(
+                Code::WrongConnectionKind,
+                n.span,
+                format!("{what} cannot go through `aws:` connection `{}`", n.name),
+            )
+            .with_label("an `aws:` connection")
+            .with_secondary(declared, "declared here")
+            .with_help("an `aws:` connection signs `s3://` paths and SQS/SNS requests; declare another connection (`bearer:`, `oauth2:`, ...) for this HTTP API")
+        } else {
+            Diagnostic::new(
+                Code::WrongConnectionKind,
+                n.span,
+                format!(
+                    "{what} needs an `aws:` connection, and `{}` is not one",
+                    n.name
+                ),
+            )
+            .with_label("not an `aws:` connection")
+            .with_secondary(declared, "declared here")
+            .with_help(format!(
+                "declare `connection cloud {{ {} }}` and write `via: cloud`",
+                example("aws")
+            ))
         };
         self.error(d);
     }
@@ -593,7 +704,7 @@ impl Checker<'_> {
                 )
                 .with_label("no step uses it")
                 .with_help(format!(
-                    "remove it, or pass `via: {name}` to the `http.*` steps that call this service"
+                    "remove it, or pass `via: {name}` to the steps that reach this service"
                 )),
             );
         }

@@ -79,6 +79,8 @@ pub enum TriggerFacts {
         /// `None`: the runtime's default (move into `processed/`).
         after: Option<AfterRun>,
         auth: Option<Setting>,
+        /// `via:`: the `aws:` connection of an `s3://` glob.
+        via: Option<String>,
         done_marker: Option<String>,
     },
     Email {
@@ -266,6 +268,10 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             batch: options.bool("batch").unwrap_or(DEFAULT_BATCH),
             after: options.expr("after").and_then(after_run),
             auth: options.setting("auth"),
+            via: options.expr("via").and_then(|e| match &e.kind {
+                ExprKind::Name(n) => Some(n.name.clone()),
+                _ => None,
+            }),
             done_marker: options.expr("done_marker").and_then(literal_str),
         },
         TriggerKind::Email { mailbox, every } => TriggerFacts::Email {

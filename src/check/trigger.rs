@@ -118,7 +118,7 @@ impl Checker<'_> {
             TriggerKind::Webhook { .. } => &["body", "verify", "auth", "dedupe", "max_body"],
             TriggerKind::Sync { .. } => &["body", "verify", "auth", "fallback"],
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
-            TriggerKind::Files { .. } => &["batch", "after", "auth", "done_marker"],
+            TriggerKind::Files { .. } => &["batch", "after", "auth", "via", "done_marker"],
             TriggerKind::Email { .. } => &["url", "after"],
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
             TriggerKind::Deploy | TriggerKind::Remove | TriggerKind::Dispatch { .. } => &[],
@@ -370,15 +370,33 @@ impl Checker<'_> {
             return;
         }
         let text = glob.value.as_str();
-        if let Some((scheme, _)) = text.split_once("://").filter(|(s, _)| *s != "sftp") {
+        let has_via = trigger.options.iter().any(|o| o.name.name == "via");
+        if let Some((scheme, _)) = text
+            .split_once("://")
+            .filter(|(s, _)| *s != "sftp" && *s != "s3")
+        {
             self.error(
                 Diagnostic::new(
                     Code::BadTriggerOption,
                     glob.span,
-                    format!("files triggers read local folders or `sftp://`, not `{scheme}://`"),
+                    format!("files triggers read local folders, `sftp://` or `s3://`, not `{scheme}://`"),
                 )
                 .with_label("unsupported scheme")
-                .with_help("write a local glob such as `\"inbox/*.xml\"` or `\"sftp://user@host/in/*.xml\"`"),
+                .with_help("write a local glob such as `\"inbox/*.xml\"`, `\"sftp://user@host/in/*.xml\"` or `\"s3://bucket/in/*.xml\"`"),
+            );
+        } else if text.starts_with("s3://") != has_via {
+            let message = if has_via {
+                "`via:` of a files trigger names the `aws:` connection of an `s3://` glob"
+            } else {
+                "an `s3://` files trigger needs the option `via:`"
+            };
+            self.error(
+                Diagnostic::new(
+                    Code::MissingTriggerOption,
+                    Span::new(trigger.span.start, glob.span.end),
+                    message,
+                )
+                .with_help("declare `connection cloud { aws: { region: \"us-east-1\", access_key: config.aws_key, secret_key: config.aws_secret } }` and write `{ via: cloud }`"),
             );
         } else if text.starts_with("sftp://") && !has_auth {
             self.error(
@@ -531,6 +549,12 @@ impl Checker<'_> {
                 continue;
             }
             let expected = match opt.name.name.as_str() {
+                "via" => {
+                    if let Some(e) = self.option_expr(opt) {
+                        self.check_via(e, "a files trigger on `s3://`");
+                    }
+                    continue;
+                }
                 "catch_up" | "batch" => Type::Bool,
                 "max_body" => Type::Int,
                 "group" | "durable" | "done_marker" => Type::String,

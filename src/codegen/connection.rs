@@ -1,7 +1,7 @@
 //! `connection` declarations (LANGUAGE.md §12) as the runtime's
 //! `ConnectionDef`s, built once the config is loaded.
 
-use crate::check::connection::{ConnectionAuth, ConnectionFacts, Grant, RequestLimit};
+use crate::check::connection::{AwsFacts, ConnectionAuth, ConnectionFacts, Grant, RequestLimit};
 use crate::check::Program;
 
 use super::lit;
@@ -55,6 +55,22 @@ fn auth(a: &ConnectionAuth) -> String {
             "ConnectionAuth::ApiKey {{ header: {}, key: {} }}",
             lit(header),
             setting(key)
+        ),
+        ConnectionAuth::Aws(AwsFacts {
+            region,
+            access_key,
+            secret_key,
+            endpoint,
+        }) => format!(
+            "ConnectionAuth::Aws(AwsDef {{ region: {}, access_key: {}, secret_key: {}, endpoint: {} }})",
+            setting(region),
+            setting(access_key),
+            setting(secret_key),
+            // An unset `Url?` entry reads as empty: AWS itself.
+            match endpoint {
+                Some(e) => format!("Some({}).filter(|e: &String| !e.is_empty())", setting(e)),
+                None => "None".to_string(),
+            },
         ),
         ConnectionAuth::OAuth2(o) => {
             let grant = match o.grant {

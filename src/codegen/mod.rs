@@ -605,8 +605,9 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
 pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"];
 
 /// Every optional feature of the runtime, the brokers' and the heavier
-/// stdlib clients': `email` (`email.send`), `email_in` (email triggers:
-/// IMAP), `mysql` (`sql.*` on mysql://),
+/// stdlib clients': `aws` (`aws:` connections: `s3://` paths),
+/// `email` (`email.send`), `email_in` (email triggers: IMAP), `mysql`
+/// (`sql.*` on mysql://),
 /// `otel` (OTLP export of traces: chosen by the operator with `--with
 /// otel`, never derived from the source), `pdf` (`pdf.report`,
 /// `pdf.text`), `sftp` (`file.*` and files triggers on sftp://). `flowc
@@ -614,7 +615,8 @@ pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"]
 /// postgres://) and SQLite are always in: together about 5% of a cold
 /// build (docs/performance.md).
 pub const RUNTIME_FEATURES: &[&str] = &[
-    "amqp", "email", "email_in", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis", "sftp",
+    "amqp", "aws", "email", "email_in", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis",
+    "sftp",
 ];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on
@@ -631,9 +633,18 @@ pub const RUNTIME_FEATURES: &[&str] = &[
 ///   run time, so it may be a mysql:// one);
 /// * `sftp`: a files trigger on an `sftp://` glob or with `auth:`, or a
 ///   `file.*` call with an `auth:` argument (an `sftp://` path needs one:
-///   without it, the step fails before connecting anyway).
+///   without it, the step fails before connecting anyway);
+/// * `aws`: an `aws:` connection (every `s3://` path, queue and topic is
+///   reached through one).
 pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
     let mut used = BTreeSet::new();
+    for item in &file.items {
+        if let Item::Connection(c) = item {
+            if c.options.iter().any(|o| o.name.name == "aws") {
+                used.insert("aws");
+            }
+        }
+    }
     for item in &file.items {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {

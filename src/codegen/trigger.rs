@@ -72,9 +72,10 @@ impl Gen<'_> {
                 batch,
                 after,
                 auth,
+                via,
                 done_marker,
             } => format!(
-                "TriggerDef::Files(FilesTrigger {{ glob: {}, every: {}, batch: {batch}, after: {}, auth: {}, done_marker: {} }})",
+                "TriggerDef::Files(FilesTrigger {{ glob: {}, every: {}, batch: {batch}, after: {}, auth: {}, via: {}, done_marker: {} }})",
                 if glob.contains("${config.") {
                     format!("config.fill({})", lit(glob))
                 } else {
@@ -83,6 +84,7 @@ impl Gen<'_> {
                 duration(*every),
                 after.as_ref().map_or("AfterRun::default()".into(), after_run),
                 optional_setting(auth),
+                some_or_none(via.as_deref().map(lit)),
                 some_or_none(done_marker.as_deref().map(lit)),
             ),
             TriggerFacts::Email {

@@ -139,6 +139,7 @@ codes! {
     BadConnectionOption = "E0702", "invalid connection option";
     ViaWithCredentials = "E0703", "`via:` together with `bearer:` or `basic:`";
     PagesOutsideFor = "E0704", "a streamed list outside a `for` loop";
+    WrongConnectionKind = "E0705", "a connection of the wrong kind";
 
     // ---- warnings
     UnusedLet = "W0001", "unused `let` binding";

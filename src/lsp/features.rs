@@ -133,6 +133,7 @@ fn symbol_hover(a: &Analysis, sym: &Sym) -> Option<String> {
                 crate::check::connection::ConnectionAuth::Bearer(_) => "bearer",
                 crate::check::connection::ConnectionAuth::Basic { .. } => "basic",
                 crate::check::connection::ConnectionAuth::ApiKey { .. } => "api_key",
+                crate::check::connection::ConnectionAuth::Aws(_) => "aws",
                 crate::check::connection::ConnectionAuth::None => "",
             };
             if !how.is_empty() {

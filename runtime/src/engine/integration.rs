@@ -101,6 +101,32 @@ pub enum ConnectionAuth {
     },
     /// `oauth2: client_credentials | refresh_token`.
     OAuth2(OAuth2Def),
+    /// `aws: { region, access_key, secret_key, endpoint }`: requests are
+    /// signed (Signature V4); used by `s3://` paths, never by `http.*`.
+    Aws(AwsDef),
+}
+
+/// An AWS connection (or one to an S3-compatible service or emulator).
+#[derive(Clone)]
+pub struct AwsDef {
+    /// The region requests are signed for (`us-east-1`).
+    pub region: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret access key.
+    pub secret_key: String,
+    /// `endpoint:`: one URL for every service (MinIO, an emulator);
+    /// buckets then go in the path. `None`: AWS itself.
+    pub endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for AwsDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys are secrets.
+        f.debug_struct("AwsDef")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionAuth {
@@ -112,6 +138,7 @@ impl ConnectionAuth {
             ConnectionAuth::Basic { .. } => "basic",
             ConnectionAuth::ApiKey { .. } => "api_key",
             ConnectionAuth::OAuth2(_) => "oauth2",
+            ConnectionAuth::Aws(_) => "aws",
         }
     }
 }
@@ -432,6 +459,8 @@ pub struct FilesTrigger {
     pub after: AfterRun,
     /// `auth:`: the SFTP password or private key (a `Secret` config value).
     pub auth: Option<String>,
+    /// `via:`: the `aws` connection of an `s3://` glob.
+    pub via: Option<&'static str>,
     /// `done_marker: ".done"`: a file is ready once `NAME.done` exists beside
     /// it (instead of when its size and time stop changing).
     pub done_marker: Option<&'static str>,

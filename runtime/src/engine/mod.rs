@@ -435,6 +435,11 @@ impl Runtime {
         &self.inner.http
     }
 
+    /// The `connection` declarations.
+    pub fn connections(&self) -> &Connections {
+        &self.inner.connections
+    }
+
     /// All flows.
     pub fn flows(&self) -> &[Arc<FlowDef>] {
         &self.inner.flows

@@ -4,6 +4,7 @@
 //! (another attempt will not fix it), other I/O errors are retried.
 
 mod remote;
+mod s3;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,9 @@ fn content_arg(call: &StepCall, func: &str) -> Result<Vec<u8>, StepError> {
 pub(crate) fn read(call: StepCall) -> BoxFuture<'static, Result<Value, StepError>> {
     async move {
         confine(&call, "file.read")?;
+        if let Some(path) = s3::path_param(&call, 0, "path", "file.read")? {
+            return s3::read(&call, path).await;
+        }
         if let Some(url) = remote::url_param(&call, 0, "path", "file.read")? {
             return remote::read(&call, url).await;
         }
@@ -115,6 +119,9 @@ pub(crate) fn write(call: StepCall) -> BoxFuture<'static, Result<Value, StepErro
         let f = "file.write";
         confine(&call, f)?;
         let content = content_arg(&call, f)?;
+        if let Some(path) = s3::path_param(&call, 0, "path", f)? {
+            return s3::write(&call, path, &content).await;
+        }
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::write(&call, url, &content, false).await;
         }
@@ -142,6 +149,11 @@ pub(crate) fn append(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
         let f = "file.append";
         confine(&call, f)?;
         let content = content_arg(&call, f)?;
+        if s3::path_param(&call, 0, "path", f)?.is_some() {
+            return Err(StepError::permanent(format!(
+                "{f}: S3 objects cannot be appended to; write the whole object with file.write"
+            )));
+        }
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::write(&call, url, &content, true).await;
         }
@@ -170,6 +182,19 @@ pub(crate) fn move_file(call: StepCall) -> BoxFuture<'static, Result<Value, Step
         confine(&call, f)?;
         let from = path_arg(&call, 0, "from", f)?;
         let to = path_arg(&call, 1, "to", f)?;
+        let from_s3 = s3::path_param(&call, 0, "from", f)?;
+        let to_s3 = s3::path_param(&call, 1, "to", f)?;
+        if from_s3.is_some() || to_s3.is_some() {
+            let sftp = |p: &Path| crate::io::sftp::SftpUrl::is_sftp(&p.to_string_lossy());
+            if sftp(&from) || sftp(&to) {
+                return Err(StepError::permanent(format!(
+                    "{f}: between S3 and an SFTP server, move through a local file"
+                )));
+            }
+            let from = from_s3.ok_or(from.as_path());
+            let to = to_s3.ok_or(to.as_path());
+            return s3::move_file(&call, from, to).await;
+        }
         let from_url = remote::url_param(&call, 0, "from", f)?;
         let to_url = remote::url_param(&call, 1, "to", f)?;
         if from_url.is_some() || to_url.is_some() {
@@ -196,6 +221,9 @@ pub(crate) fn delete(call: StepCall) -> BoxFuture<'static, Result<Value, StepErr
     async move {
         let f = "file.delete";
         confine(&call, f)?;
+        if let Some(path) = s3::path_param(&call, 0, "path", f)? {
+            return s3::delete(&call, path).await;
+        }
         if let Some(url) = remote::url_param(&call, 0, "path", f)? {
             return remote::delete(&call, url).await;
         }
@@ -215,6 +243,9 @@ pub(crate) fn list(call: StepCall) -> BoxFuture<'static, Result<Value, StepError
     async move {
         let f = "file.list";
         confine(&call, f)?;
+        if let Some(glob) = s3::path_param(&call, 0, "glob", f)? {
+            return s3::list(&call, glob).await;
+        }
         if let Some(url) = remote::url_param(&call, 0, "glob", f)? {
             return remote::list(&call, url).await;
         }

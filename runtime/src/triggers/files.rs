@@ -1,5 +1,6 @@
-//! Files triggers: `trigger files "GLOB" every D { batch, after, auth,
-//! done_marker }`.
+//! Files triggers: `trigger files "GLOB" every D { batch, after, auth, via,
+//! done_marker }` on a local folder, an SFTP server (`auth:`) or an S3
+//! bucket (`via:` an `aws:` connection).
 //!
 //! One scanner task per files flow. Every period (and at start-up) it lists
 //! the folder, keeps the files that are *ready* — size and modification time
@@ -58,7 +59,17 @@ pub(crate) fn start(rt: &Runtime) -> Vec<JoinHandle<()>> {
         let TriggerDef::Files(trigger) = &def.trigger else {
             continue;
         };
-        let source = match Source::parse(&trigger.glob, trigger.auth.as_deref()) {
+        let aws = match trigger.via {
+            Some(via) => match rt.connections().aws(Some(via), "files trigger") {
+                Ok(def) => Some((def.clone(), rt.http_client().clone())),
+                Err(e) => {
+                    tracing::error!(flow = def.name, error = %e.message, "files trigger not started");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let source = match Source::parse(&trigger.glob, trigger.auth.as_deref(), aws) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(flow = def.name, error = %e, "files trigger not started");

@@ -3,7 +3,7 @@
 //! config entries and arguments against parameters.
 
 use crate::diagnostics::{Code, Diagnostic};
-use crate::syntax::ast::{self, Arg, ArgValue, Expr, ExprKind};
+use crate::syntax::ast::{self, Arg, ArgValue, Expr, ExprKind, StrPart};
 
 use super::AMBIENT;
 use crate::check::stdlib::ParamSig;
@@ -356,6 +356,9 @@ impl Checker<'_> {
         if module.name == "sql" {
             self.check_sql_call(&qualified, args, &type_arg);
         }
+        if module.name == "file" {
+            self.check_s3_via(&qualified, args, name.span);
+        }
         substitute(&sig.ret, &type_arg)
     }
 
@@ -539,7 +542,7 @@ impl Checker<'_> {
                         .with_help("lambdas are arguments of list methods: compute the value first, e.g. `json: lines.map(l => l.sku)`"),
                     );
                 }
-                (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v),
+                (ArgValue::Expr(v), false) if param.name == "via" => self.check_via(v, what),
                 (ArgValue::Expr(v), false) if self.lone_item(v, &param.ty) => {}
                 (ArgValue::Expr(v), false) if matches!(param.ty.unwrap_optional(), Type::Bytes) => {
                     self.expect_data(
@@ -738,5 +741,35 @@ fn substitute(t: &Type, arg: &Type) -> Type {
         Type::Map(i) => Type::map(substitute(i, arg)),
         Type::Response(i) => Type::Response(Box::new(substitute(i, arg))),
         other => other.clone(),
+    }
+}
+
+impl Checker<'_> {
+    /// E0114: a `file.*` call on an `s3://` path written in the source
+    /// (its first text before any interpolation) without `via:`, the
+    /// connection that signs its requests.
+    fn check_s3_via(&mut self, what: &str, args: &[Arg], call_span: ast::Span) {
+        let names_s3 = |a: &&Arg| match &a.value {
+            ArgValue::Expr(Expr {
+                kind: ExprKind::Str(parts),
+                ..
+            }) => matches!(parts.first(), Some(StrPart::Lit(text)) if text.starts_with("s3://")),
+            _ => false,
+        };
+        let has_via = args
+            .iter()
+            .any(|a| a.name.as_ref().is_some_and(|n| n.name == "via"));
+        if has_via || !args.iter().any(|a| names_s3(&a)) {
+            return;
+        }
+        self.error(
+            Diagnostic::new(
+                Code::MissingArgument,
+                call_span,
+                format!("`{what}` on an `s3://` path needs `via:`"),
+            )
+            .with_label("no `via:`")
+            .with_help("name the `aws:` connection that signs its requests, e.g. `via: cloud`"),
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Where a files trigger looks: a local folder, or a folder on an SFTP
-//! server. Both answer the same few questions (list, read, remove, move),
-//! with errors as one-line messages naming the file.
+//! Where a files trigger looks: a local folder, a folder on an SFTP
+//! server, or a key prefix in an S3 bucket. All answer the same few
+//! questions (list, read, remove, move), with errors as one-line messages
+//! naming the file.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,8 @@ use serde_json::Value;
 
 use crate::core::files::{file_json, file_reference, split_glob, NamePattern, INLINE_LIMIT};
 use crate::core::ops::format_time;
+use crate::engine::integration::AwsDef;
+use crate::io::s3::{S3Path, S3};
 use crate::io::sftp::{self, SftpUrl};
 
 /// One listed file.
@@ -57,12 +60,46 @@ pub(crate) enum Source {
         /// The password or private key.
         auth: String,
     },
+    /// A "folder" (key prefix) in an S3 bucket.
+    S3 {
+        /// The bucket and the prefix (ending in `/`, or empty) as key.
+        folder: S3Path,
+        /// The last segment of the glob.
+        pattern: NamePattern,
+        /// The `aws:` connection.
+        def: AwsDef,
+        /// The runtime's HTTP client.
+        http: reqwest::Client,
+    },
 }
 
 impl Source {
-    /// Parses a trigger's glob: `inbox/*.xml`, `/data/in/*.csv` or
-    /// `sftp://user@host:22/in/*.csv` (with `auth`).
-    pub fn parse(glob: &str, auth: Option<&str>) -> Result<Source, String> {
+    /// Parses a trigger's glob: `inbox/*.xml`, `/data/in/*.csv`,
+    /// `sftp://user@host:22/in/*.csv` (with `auth`) or
+    /// `s3://bucket/in/*.csv` (with the `via:` connection as `aws`).
+    pub fn parse(
+        glob: &str,
+        auth: Option<&str>,
+        aws: Option<(AwsDef, reqwest::Client)>,
+    ) -> Result<Source, String> {
+        if S3Path::is_s3(glob) {
+            let path = S3Path::parse(glob).map_err(|e| format!("files trigger {e}"))?;
+            let (def, http) = aws.ok_or_else(|| {
+                format!("files trigger {path}: an s3:// folder needs `via:` an `aws:` connection")
+            })?;
+            if path.file_name().is_empty() {
+                return Err(format!("files trigger {path}: the glob names no files"));
+            }
+            let pattern = NamePattern::new(path.file_name())
+                .map_err(|e| format!("files trigger {path}: {e}"))?;
+            let folder = path.with_key(path.folder());
+            return Ok(Source::S3 {
+                folder,
+                pattern,
+                def,
+                http,
+            });
+        }
         if SftpUrl::is_sftp(glob) {
             let url = SftpUrl::parse(glob).map_err(|e| e.to_string())?;
             let auth = auth
@@ -82,7 +119,7 @@ impl Source {
         }
         if glob.contains("://") {
             return Err(format!(
-                "files trigger {glob:?}: only local folders and sftp:// are supported"
+                "files trigger {glob:?}: only local folders, sftp:// and s3:// are supported"
             ));
         }
         if glob.is_empty() || glob.ends_with('/') {
@@ -100,7 +137,9 @@ impl Source {
     /// Whether a file name matches the glob.
     pub fn matches(&self, name: &str) -> bool {
         match self {
-            Source::Local { pattern, .. } | Source::Sftp { pattern, .. } => pattern.matches(name),
+            Source::Local { pattern, .. }
+            | Source::Sftp { pattern, .. }
+            | Source::S3 { pattern, .. } => pattern.matches(name),
         }
     }
 
@@ -122,6 +161,20 @@ impl Source {
                     modified: f.modified,
                 })
                 .collect()),
+            Source::S3 {
+                folder, def, http, ..
+            } => Ok(S3 { def, http }
+                .list(&folder.bucket, &folder.key)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|o| Entry {
+                    location: o.url(),
+                    name: o.path.file_name().to_string(),
+                    size: o.size,
+                    modified: o.modified,
+                })
+                .collect()),
         }
     }
 
@@ -135,16 +188,39 @@ impl Source {
                     .await
                     .map_err(|e| e.message)
             }
-            Source::Sftp { .. } if entry.size > INLINE_LIMIT => Ok(file_reference(
-                &entry.location,
-                &entry.name,
-                entry.size,
-                Some(entry.modified),
-            )),
+            Source::Sftp { .. } | Source::S3 { .. } if entry.size > INLINE_LIMIT => {
+                Ok(file_reference(
+                    &entry.location,
+                    &entry.name,
+                    entry.size,
+                    Some(entry.modified),
+                ))
+            }
             Source::Sftp { auth, .. } => {
                 let url = SftpUrl::parse(&entry.location).map_err(|e| e.to_string())?;
                 let (data, file) = sftp::read(&url, auth).await.map_err(|e| e.to_string())?;
                 Ok(file_json(&file.url, &file.name, &data, Some(file.modified)))
+            }
+            Source::S3 { def, http, .. } => {
+                let path = S3Path::parse(&entry.location).map_err(|e| e.to_string())?;
+                let s3 = S3 { def, http };
+                match s3
+                    .read(&path, INLINE_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    // The listing's time, so that the File's key is the
+                    // entry's (`super::file_key`, `Entry::key`).
+                    Some((data, object)) => Ok(file_json(
+                        &object.url(),
+                        &entry.name,
+                        &data,
+                        Some(entry.modified),
+                    )),
+                    // Replaced by a larger object since the listing: the
+                    // next scan sees its new size and time.
+                    None => Err(format!("{path}: changed while it was read")),
+                }
             }
         }
     }
@@ -160,6 +236,13 @@ impl Source {
             Source::Sftp { auth, .. } => {
                 let url = SftpUrl::parse(location).map_err(|e| e.to_string())?;
                 sftp::remove(&url, auth).await.map_err(|e| e.to_string())
+            }
+            Source::S3 { def, http, .. } => {
+                let path = S3Path::parse(location).map_err(|e| e.to_string())?;
+                S3 { def, http }
+                    .remove(&path)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -201,6 +284,48 @@ impl Source {
                 match sftp::rename(&from, &to, auth).await {
                     Ok(_) => Ok(()),
                     Err(e) if e.is_not_found() && sftp::stat(&from, auth).await.is_err() => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Source::S3 { def, http, .. } => {
+                let s3 = S3 { def, http };
+                let from = S3Path::parse(location).map_err(|e| e.to_string())?;
+                // A leading `/` means from the bucket's top; otherwise beside.
+                let dir = match folder.strip_prefix('/') {
+                    Some(top) => top.to_string(),
+                    None => format!("{}{folder}", from.folder()),
+                };
+                let dir = format!("{}/", dir.trim_end_matches('/'));
+                let source = match s3.stat(&from).await {
+                    Ok(source) => source,
+                    // Gone already: another replica, or an earlier attempt, moved it.
+                    Err(e) if e.is_not_found() => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                };
+                let mut to = from.with_key(format!("{dir}{name}"));
+                match s3.stat(&to).await {
+                    // A move is a copy then a delete, not atomic: another
+                    // replica copied this very content and has yet to
+                    // delete the source. Copying again would leave a
+                    // second, stamped copy.
+                    Ok(there) if !there.etag.is_empty() && there.etag == source.etag => {
+                        return s3
+                            .remove(&from)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string());
+                    }
+                    Ok(_) => to = from.with_key(format!("{dir}{}", stamped(name, Utc::now()))),
+                    Err(_) => {}
+                }
+                match s3.copy(&from, &to).await {
+                    Ok(_) => s3
+                        .remove(&from)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    // Gone already: another replica, or an earlier attempt, moved it.
+                    Err(e) if e.is_not_found() && s3.stat(&from).await.is_err() => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -282,11 +407,11 @@ mod tests {
 
     #[test]
     fn globs_parse_into_folder_and_pattern() {
-        let Ok(Source::Local { dir, pattern }) = Source::parse("inbox/*.xml", None) else {
+        let Ok(Source::Local { dir, pattern }) = Source::parse("inbox/*.xml", None, None) else {
             panic!("a local folder")
         };
         assert_eq!((dir, pattern.as_str()), (PathBuf::from("inbox"), "*.xml"));
-        let Ok(Source::Local { dir, .. }) = Source::parse("*.csv", None) else {
+        let Ok(Source::Local { dir, .. }) = Source::parse("*.csv", None, None) else {
             panic!("a local folder")
         };
         assert_eq!(dir, PathBuf::from("."));
@@ -294,7 +419,7 @@ mod tests {
             every_file,
             pattern,
             ..
-        }) = Source::parse("sftp://erp@files.test:2222/out/*.xml", Some("pw"))
+        }) = Source::parse("sftp://erp@files.test:2222/out/*.xml", Some("pw"), None)
         else {
             panic!("an sftp folder")
         };
@@ -302,8 +427,8 @@ mod tests {
             (every_file.path.as_str(), pattern.as_str()),
             ("/out/*", "*.xml")
         );
-        assert!(Source::parse("sftp://erp@files.test/out/*.xml", None).is_err());
-        assert!(Source::parse("ftp://host/x/*.csv", None).is_err());
-        assert!(Source::parse("inbox/", None).is_err());
+        assert!(Source::parse("sftp://erp@files.test/out/*.xml", None, None).is_err());
+        assert!(Source::parse("ftp://host/x/*.csv", None, None).is_err());
+        assert!(Source::parse("inbox/", None, None).is_err());
     }
 }
