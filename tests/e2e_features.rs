@@ -114,7 +114,7 @@ fn with_adds_a_client_the_code_does_not_show() {
 fn with_refuses_unknown_names() {
     let src = tempfile::tempdir().unwrap();
     let built = Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(["build", "--with", "sftp,kafka"])
+        .args(["build", "--with", "sftp,ldap"])
         .arg(program(src.path()))
         .env("FLOWC_CACHE_DIR", support::cache_dir())
         .output()
@@ -122,7 +122,7 @@ fn with_refuses_unknown_names() {
     assert_eq!(built.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&built.stderr);
     assert!(
-        stderr.contains("kafka") && stderr.contains("sftp"),
+        stderr.contains("ldap") && stderr.contains("sftp"),
         "{stderr}"
     );
 }
