@@ -1,10 +1,12 @@
-//! End to end: `file.move` streams (issue #19). A 2 GiB file goes from a
-//! local folder to a real SFTP server (sshd on loopback) and back
-//! (`tests/flows/big_move.flow`, one `BINARY run FLOW` each way). For each
-//! run the binary's peak resident memory, read exactly from the kernel when
-//! the test reaps it (`wait4`'s `ru_maxrss`), must stay under 64 MiB; the
-//! file must arrive whole, every 1 MiB block compared, and the source must
-//! be gone. Skipped, saying why, without `FLOW_TEST_SSHD`.
+//! End to end: `file.move` streams (issues #19 and #20). A 2 GiB file goes
+//! from a local folder to a real SFTP server (sshd on loopback) and back
+//! (`tests/flows/big_move.flow`), and a 1 GiB file to an S3 bucket (the
+//! emulator of `FLOW_TEST_AWS_ENDPOINT`, in 8 MiB multipart parts) and back
+//! (`tests/flows/big_move_s3.flow`), one `BINARY run FLOW` each way. For
+//! each run the binary's peak resident memory, read exactly from the kernel
+//! when the test reaps it (`wait4`'s `ru_maxrss`), must stay under 64 MiB;
+//! the file must arrive whole, every 1 MiB block compared, and the source
+//! must be gone. Each test is skipped, saying why, without its server.
 
 #[path = "support/sshd.rs"]
 mod sshd;
@@ -18,8 +20,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The size of the moved file.
-const SIZE: u64 = 2 * 1024 * 1024 * 1024;
+/// The size of the file moved through SFTP.
+const SFTP_SIZE: u64 = 2 * 1024 * 1024 * 1024;
+/// The size of the file moved through S3 (the emulator keeps objects in
+/// memory and is slower than sshd: half the SFTP file's size).
+const S3_SIZE: u64 = 1024 * 1024 * 1024;
 /// The file is written and checked in blocks of this size.
 const BLOCK: usize = 1024 * 1024;
 /// The bound on the binary's peak resident memory, in KiB (`ru_maxrss`).
@@ -38,13 +43,7 @@ fn a_two_gib_file_moves_to_sftp_and_back_in_bounded_memory() {
     let local = work.path().join("local");
     std::fs::create_dir(&local).expect("create the local folder");
     let source = local.join("big.bin");
-    let started = Instant::now();
-    write_big_file(&source);
-    eprintln!(
-        "wrote {} in {:.1}s",
-        source.display(),
-        started.elapsed().as_secs_f64()
-    );
+    write_big_file(&source, SFTP_SIZE);
     let known_hosts = server.scratch("kh").join("known_hosts");
     std::fs::write(&known_hosts, server.known_hosts_line()).expect("write known_hosts");
     let folder = server.data_url("inbox");
@@ -59,20 +58,75 @@ fn a_two_gib_file_moves_to_sftp_and_back_in_bounded_memory() {
     ];
 
     let up = run_measured(&binary, &env, "upload", work.path());
-    up.report("local → SFTP");
+    up.report("local → SFTP", SFTP_SIZE);
     let uploaded = server.data_dir().join("inbox/big.bin");
-    assert_whole(&uploaded);
+    assert_whole(&uploaded, SFTP_SIZE);
     assert!(!source.exists(), "the local source is still there");
     assert_eq!(names(&server.data_dir().join("inbox")), ["big.bin"]);
 
     let down = run_measured(&binary, &env, "download", work.path());
-    down.report("SFTP → local");
+    down.report("SFTP → local", SFTP_SIZE);
     let back = local.join("back/big.bin");
-    assert_whole(&back);
+    assert_whole(&back, SFTP_SIZE);
     assert!(!uploaded.exists(), "the remote source is still there");
     assert_eq!(names(&local.join("back")), ["big.bin"]);
+    assert_bounded(&up, &down);
+}
 
-    for (run, what) in [(&up, "upload"), (&down, "download")] {
+#[test]
+fn a_one_gib_file_moves_to_s3_and_back_in_bounded_memory() {
+    let test = "a_one_gib_file_moves_to_s3_and_back_in_bounded_memory";
+    let Some(endpoint) = flow_testkit::service_url("FLOW_TEST_AWS_ENDPOINT", test) else {
+        return;
+    };
+    let binary = support::build_example("tests/flows/big_move_s3.flow");
+    let work = tempfile::tempdir().expect("temp dir");
+    let local = work.path().join("local");
+    std::fs::create_dir(&local).expect("create the local folder");
+    let source = local.join("big.bin");
+    write_big_file(&source, S3_SIZE);
+    let bucket = format!("big-{}", std::process::id());
+    let bucket_url = format!("{endpoint}/{bucket}");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the test's own requests");
+    // The emulator takes unsigned requests.
+    let created = tokio.block_on(flow_testkit::request("PUT", &bucket_url, None, &[]));
+    assert!(created.status < 300, "PUT {bucket_url}: {}", created.status);
+    let keys = || {
+        let answer = tokio.block_on(flow_testkit::get(&format!("{bucket_url}?list-type=2"), &[]));
+        answer
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .matches("<Key>")
+            .count()
+    };
+    let local_path = local.to_str().expect("UTF-8 path");
+    let env = [
+        ("LOCAL_FOLDER", local_path),
+        ("BUCKET", bucket.as_str()),
+        ("AWS_KEY", "AKIDBIGFILE"),
+        ("AWS_SECRET", "big-file-secret"),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+    ];
+
+    let up = run_measured(&binary, &env, "upload", work.path());
+    up.report("local → S3", S3_SIZE);
+    assert!(!source.exists(), "the local source is still there");
+    assert_eq!(keys(), 1, "the object is in the bucket");
+
+    let down = run_measured(&binary, &env, "download", work.path());
+    down.report("S3 → local", S3_SIZE);
+    assert_whole(&local.join("back/big.bin"), S3_SIZE);
+    assert_eq!(keys(), 0, "the object is still in the bucket");
+    assert_bounded(&up, &down);
+}
+
+/// Fails unless both runs stayed under [`MAX_RSS_KIB`].
+fn assert_bounded(up: &Measured, down: &Measured) {
+    for (run, what) in [(up, "upload"), (down, "download")] {
         assert!(
             run.max_rss_kib < MAX_RSS_KIB,
             "the {what} peaked at {} KiB of resident memory (bound: {MAX_RSS_KIB} KiB)",
@@ -103,28 +157,34 @@ fn base_block() -> Vec<u8> {
     out
 }
 
-/// Writes the [`SIZE`] bytes of the test file (real data, not sparse).
-fn write_big_file(path: &Path) {
+/// Writes the `size` bytes of the test file (real data, not sparse).
+fn write_big_file(path: &Path, size: u64) {
+    let started = Instant::now();
     let base = base_block();
     let mut data = Vec::with_capacity(BLOCK);
     let mut file = File::create(path).expect("create the big file");
-    for index in 0..SIZE / BLOCK as u64 {
+    for index in 0..size / BLOCK as u64 {
         block(&base, index, &mut data);
         file.write_all(&data).expect("write the big file");
     }
     file.sync_all().expect("sync the big file");
+    eprintln!(
+        "wrote {} in {:.1}s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Fails unless `path` holds exactly the bytes [`write_big_file`] wrote.
-fn assert_whole(path: &Path) {
+fn assert_whole(path: &Path, expected_size: u64) {
     let size = std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .len();
-    assert_eq!(size, SIZE, "{} has the wrong size", path.display());
+    assert_eq!(size, expected_size, "{} has the wrong size", path.display());
     let base = base_block();
     let (mut expected, mut got) = (Vec::with_capacity(BLOCK), vec![0u8; BLOCK]);
     let mut file = File::open(path).expect("open the moved file");
-    for index in 0..SIZE / BLOCK as u64 {
+    for index in 0..expected_size / BLOCK as u64 {
         block(&base, index, &mut expected);
         file.read_exact(&mut got).expect("read the moved file");
         assert!(got == expected, "{}: block {index} differs", path.display());
@@ -154,12 +214,13 @@ struct Measured {
 }
 
 impl Measured {
-    fn report(&self, what: &str) {
+    fn report(&self, what: &str, size: u64) {
         let secs = self.elapsed.as_secs_f64();
+        let mib = size as f64 / 1024.0 / 1024.0;
         // Printed for the record (`--nocapture` shows it).
         println!(
-            "{what}: 2 GiB in {secs:.1}s ({:.0} MiB/s), peak RSS {:.1} MiB",
-            SIZE as f64 / 1024.0 / 1024.0 / secs,
+            "{what}: {mib:.0} MiB in {secs:.1}s ({:.0} MiB/s), peak RSS {:.1} MiB",
+            mib / secs,
             self.max_rss_kib as f64 / 1024.0
         );
     }

@@ -130,6 +130,30 @@ fn posted(sink: &Sink, prefix: &str) -> Vec<String> {
     v
 }
 
+/// Each order of `ids` was posted exactly once.
+fn assert_posted_once(sink: &Sink, ids: &[u32]) {
+    for id in ids {
+        let n = posted(sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
+}
+
+/// After a SIGKILL while order 5's call was in flight: `stored` runs of
+/// `flow` recorded, each message once; order 5's call made again (its step
+/// had not been journaled), every order of `once` posted once.
+async fn assert_crash_recovered(
+    svc: &Service,
+    sink: &Sink,
+    flow: &str,
+    stored: usize,
+    once: &[u32],
+) {
+    let runs = admin_executions(svc, &format!("flow={flow}&limit=1000"), ADMIN).await;
+    assert_eq!(runs.len(), stored, "each message stored once: {runs:?}");
+    assert_eq!(posted(sink, "/orders/5").len(), 2);
+    assert_posted_once(sink, once);
+}
+
 async fn wait_posted(sink: &Sink, path: &str) {
     let what = format!("a POST to {path}");
     poll_until(WAIT, &what, || async {
@@ -249,18 +273,8 @@ async fn nats_messages_become_runs_and_survive_a_crash() {
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "durable_orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
-    let runs = admin_executions(&svc, "flow=durable_orders&limit=1000", ADMIN).await;
-    assert_eq!(
-        runs.len(),
-        9,
-        "7 orders and 2 malformed messages, each stored once: {runs:?}"
-    );
-    let fives = posted(&sink, "/orders/5").len();
-    assert_eq!(fives, 2, "message 5's call is made again after the crash");
-    for id in [1, 2, 3, 4, 6, 7] {
-        let n = posted(&sink, &format!("/orders/{id}")).len();
-        assert_eq!(n, 1, "order {id} delivered {n} times");
-    }
+    // 7 orders and 2 malformed messages.
+    assert_crash_recovered(&svc, &sink, "durable_orders", 9, &[1, 2, 3, 4, 6, 7]).await;
 
     // nats.publish: a JetStream publish carrying Nats-Msg-Id from the step's
     // idempotency key.
@@ -392,13 +406,7 @@ async fn redis_stream_entries_become_runs_and_survive_a_crash() {
     })
     .await;
     wait_runs(&svc, "orders", "succeeded", 8).await;
-    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
-    assert_eq!(runs.len(), 10, "each entry stored once: {runs:?}");
-    assert_eq!(posted(&sink, "/orders/5").len(), 2);
-    for id in [0, 1, 2, 3, 4, 6, 7] {
-        let n = posted(&sink, &format!("/orders/{id}")).len();
-        assert_eq!(n, 1, "order {id} delivered {n} times");
-    }
+    assert_crash_recovered(&svc, &sink, "orders", 10, &[0, 1, 2, 3, 4, 6, 7]).await;
     // Everything is acknowledged.
     let pending: redis::Value = redis::cmd("XPENDING")
         .arg(&stream)
@@ -594,13 +602,7 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 8).await;
-    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
-    assert_eq!(runs.len(), 9, "each message stored once: {runs:?}");
-    assert_eq!(posted(&sink, "/orders/5").len(), 2);
-    for id in [1, 2, 3, 4, 6, 7, 9] {
-        let n = posted(&sink, &format!("/orders/{id}")).len();
-        assert_eq!(n, 1, "order {id} delivered {n} times");
-    }
+    assert_crash_recovered(&svc, &sink, "orders", 9, &[1, 2, 3, 4, 6, 7, 9]).await;
 
     // amqp.publish with publisher confirms.
     relay_order_8(&svc, &sink).await;
@@ -691,9 +693,7 @@ async fn mqtt_messages_become_runs_and_survive_a_crash() {
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
-    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
-    assert_eq!(runs.len(), 8, "each message stored once: {runs:?}");
-    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+    assert_crash_recovered(&svc, &sink, "orders", 8, &[]).await;
 
     relay_order_8(&svc, &sink).await;
 }
@@ -899,13 +899,7 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
     let mut svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
-    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
-    assert_eq!(runs.len(), 9, "each message stored once: {runs:?}");
-    assert_eq!(posted(&sink, "/orders/5").len(), 2);
-    for id in [1, 2, 3, 4, 6, 7] {
-        let n = posted(&sink, &format!("/orders/{id}")).len();
-        assert_eq!(n, 1, "order {id} delivered {n} times");
-    }
+    assert_crash_recovered(&svc, &sink, "orders", 9, &[1, 2, 3, 4, 6, 7]).await;
 
     // kafka.publish: acknowledged, with the step's idempotency key.
     let (relay_id, relayed) = relay_order_8(&svc, &sink).await;
@@ -924,10 +918,7 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
     topic.wait_committed(&group, &[10]).await;
     let again = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
     assert_eq!(again.len(), 10, "redeliveries stored nothing: {again:?}");
-    for id in [1, 2, 3, 4, 6, 7, 8] {
-        let n = posted(&sink, &format!("/orders/{id}")).len();
-        assert_eq!(n, 1, "order {id} delivered {n} times");
-    }
+    assert_posted_once(&sink, &[1, 2, 3, 4, 6, 7, 8]);
 }
 
 /// The order ids carried by the runs of `flow`, with repeats, sorted.

@@ -53,6 +53,7 @@ compiles_without_warnings! {
     bench_relay: "benches/relay.flow",
     flow_big_csv: "tests/flows/big_csv.flow",
     flow_big_move: "tests/flows/big_move.flow",
+    flow_big_move_s3: "tests/flows/big_move_s3.flow",
     flow_bytes: "tests/flows/bytes.flow",
     flow_callers: "tests/flows/callers.flow",
     flow_connections: "tests/flows/connections.flow",

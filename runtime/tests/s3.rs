@@ -13,8 +13,8 @@ use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, StepRecord};
 use flow_runtime::{
     json, ops, AfterRun, Args, AwsDef, Config, ConnectionAuth, ConnectionDef, Ctx, FilesTrigger,
-    FlowDef, FlowFn, FlowFuture, Integration, Outcome, Runtime, Schema, Status, StepOptions,
-    TriggerDef, Value,
+    FlowDef, FlowFuture, Integration, Outcome, Runtime, Schema, Status, StepOptions, TriggerDef,
+    Value,
 };
 
 const ENDPOINT_VAR: &str = "FLOW_TEST_AWS_ENDPOINT";
@@ -190,15 +190,7 @@ fn without_via(cx: Ctx) -> FlowFuture {
 }
 
 fn flows(_: &Config) -> Vec<FlowDef> {
-    let def = |name, run: FlowFn| FlowDef {
-        name,
-        doc: "",
-        trigger: TriggerDef::Dispatch {
-            input: Schema::Json,
-        },
-        run,
-        on_failure: None,
-    };
+    let def = common::dispatched;
     vec![
         def("exchange", exchange),
         def("multipart_write", multipart_write),

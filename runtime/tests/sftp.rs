@@ -16,8 +16,8 @@ use flow_runtime::engine::new_execution_id;
 use flow_runtime::steps::CsvRows;
 use flow_runtime::store::{Execution, StepRecord};
 use flow_runtime::{
-    json, ops, Args, Config, Ctx, FlowDef, FlowFn, FlowFuture, Integration, Outcome, Runtime,
-    Schema, Status, StepOptions, TriggerDef, Value,
+    json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Integration, Outcome, Runtime, Schema,
+    Status, StepOptions, Value,
 };
 use sshd::Sshd;
 
@@ -251,15 +251,7 @@ fn list_trees(cx: Ctx) -> FlowFuture {
 }
 
 fn flows(_: &Config) -> Vec<FlowDef> {
-    let def = |name, run: FlowFn| FlowDef {
-        name,
-        doc: "",
-        trigger: TriggerDef::Dispatch {
-            input: Schema::Json,
-        },
-        run,
-        on_failure: None,
-    };
+    let def = common::dispatched;
     vec![
         def("exchange", exchange),
         def("read_missing", read_missing),

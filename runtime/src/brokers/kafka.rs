@@ -74,17 +74,7 @@ pub(crate) fn bootstrap_servers(url: &str) -> Result<String, String> {
     }
     let mut servers = Vec::new();
     for hostport in hosts.split(',') {
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| format!("invalid port {p:?} in the Kafka URL"))?,
-            ),
-            None => (hostport, 9092),
-        };
-        if host.is_empty() {
-            return Err("the Kafka URL names a broker without a host".into());
-        }
+        let (host, port) = super::host_port(hostport, 9092, "Kafka")?;
         servers.push(format!("{host}:{port}"));
     }
     Ok(servers.join(","))

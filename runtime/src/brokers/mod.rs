@@ -369,6 +369,28 @@ impl<T: Clone> Clients<T> {
     }
 }
 
+/// `host[:port]` of a broker URL's authority, `default_port` when it has
+/// none; `broker` names the URL kind in errors ("the Kafka URL ...").
+#[cfg(any(feature = "kafka", feature = "mqtt"))]
+pub(crate) fn host_port<'a>(
+    hostport: &'a str,
+    default_port: u16,
+    broker: &str,
+) -> Result<(&'a str, u16), String> {
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("invalid port {p:?} in the {broker} URL"))?,
+        ),
+        None => (hostport, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("the {broker} URL names no host"));
+    }
+    Ok((host, port))
+}
+
 /// Parses and decodes a payload with the body type (JSON; a `String` body
 /// takes the text as it is).
 pub(crate) fn decode(

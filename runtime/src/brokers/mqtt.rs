@@ -42,17 +42,7 @@ pub(crate) fn options(url: &str, client_id: &str) -> Result<MqttOptions, String>
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("invalid port {p:?} in the MQTT URL"))?,
-        ),
-        None => (hostport, 1883),
-    };
-    if host.is_empty() {
-        return Err("the MQTT URL has no host".into());
-    }
+    let (host, port) = super::host_port(hostport, 1883, "MQTT")?;
     let mut opts = MqttOptions::new(client_id, host, port);
     if let Some(u) = userinfo {
         let (user, pass) = u.split_once(':').unwrap_or((u, ""));

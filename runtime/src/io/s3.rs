@@ -160,6 +160,13 @@ impl S3<'_> {
         })
     }
 
+    /// The answer to a GET of the object, its body still to read.
+    async fn get_object(&self, path: &S3Path, what: &str) -> Result<reqwest::Response, AwsError> {
+        let url = self.url(&path.bucket, &path.key);
+        self.send(Method::GET, &url, &[], Payload::EMPTY, what)
+            .await
+    }
+
     /// The whole object with what [`S3::stat`] gives; `None` when it is
     /// larger than `limit` bytes (the caller looked at its size, but it
     /// may have been replaced since).
@@ -169,15 +176,7 @@ impl S3<'_> {
         limit: u64,
     ) -> Result<Option<(Vec<u8>, Object)>, AwsError> {
         let what = path.to_string();
-        let mut resp = self
-            .send(
-                Method::GET,
-                &self.url(&path.bucket, &path.key),
-                &[],
-                Payload::EMPTY,
-                &what,
-            )
-            .await?;
+        let mut resp = self.get_object(path, &what).await?;
         let modified = last_modified(&resp);
         let etag = etag(&resp);
         let mut data = Vec::new();
@@ -200,15 +199,7 @@ impl S3<'_> {
     /// bounded memory.
     pub(crate) async fn download(&self, path: &S3Path, to: &Path) -> Result<(), AwsError> {
         let what = path.to_string();
-        let mut resp = self
-            .send(
-                Method::GET,
-                &self.url(&path.bucket, &path.key),
-                &[],
-                Payload::EMPTY,
-                &what,
-            )
-            .await?;
+        let mut resp = self.get_object(path, &what).await?;
         let local = |e: std::io::Error| AwsError::retryable(format!("{}: {e}", to.display()));
         let mut file = tokio::fs::File::create(to).await.map_err(local)?;
         while let Some(chunk) = resp.chunk().await.map_err(|e| transfer_error(&what, e))? {

@@ -38,6 +38,18 @@ pub fn flow(name: &'static str, trigger: TriggerDef, run: FlowFn) -> FlowDef {
     }
 }
 
+/// A flow started by dispatch only (tests start it with an input), taking
+/// any JSON input.
+pub fn dispatched(name: &'static str, run: FlowFn) -> FlowDef {
+    flow(
+        name,
+        TriggerDef::Dispatch {
+            input: Schema::Json,
+        },
+        run,
+    )
+}
+
 /// A `POST` webhook at `path` taking any JSON body of up to 1 KiB, without
 /// caller checks, deduplicated by `dedupe` when given.
 pub fn json_webhook(path: &'static str, dedupe: Option<DedupeFn>) -> TriggerDef {

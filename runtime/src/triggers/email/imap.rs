@@ -183,17 +183,8 @@ impl Mailbox {
     /// The UIDs of the messages still to handle, oldest first: not seen,
     /// not deleted, not marked failed.
     pub(crate) async fn pending(&mut self) -> Result<Vec<u32>, String> {
-        let query = format!("UNSEEN UNDELETED NOT KEYWORD {FAILED_KEYWORD}");
-        let mut uids: Vec<u32> = self
-            .session
-            .uid_search(&query)
+        self.search(&format!("UNSEEN UNDELETED NOT KEYWORD {FAILED_KEYWORD}"))
             .await
-            .map_err(|e| format!("SEARCH: {e}"))?
-            .into_iter()
-            .collect();
-        // UIDs grow with arrival: the order messages came in.
-        uids.sort_unstable();
-        Ok(uids)
     }
 
     /// The raw bytes of message `uid`, without setting `\Seen` (a crash
@@ -296,6 +287,7 @@ impl Mailbox {
             .map_err(|e| format!("SEARCH: {e}"))?
             .into_iter()
             .collect();
+        // UIDs grow with arrival: the order messages came in.
         uids.sort_unstable();
         Ok(uids)
     }
