@@ -10,8 +10,8 @@ use std::time::Duration;
 use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, ExecutionFilter};
 use flow_runtime::{
-    AwsDef, Config, ConnectionAuth, ConnectionDef, Ctx, FlowDef, FlowFuture, Integration, Outcome,
-    Runtime, Schema, Status, SubscribeTrigger, TriggerDef, Value,
+    Args, AwsDef, Config, ConnectionAuth, ConnectionDef, Ctx, FlowDef, FlowFuture, Integration,
+    Outcome, Runtime, Schema, Status, StepOptions, SubscribeTrigger, TriggerDef, Value,
 };
 use serde_json::json;
 
@@ -40,22 +40,41 @@ fn orders(_cx: Ctx) -> FlowFuture {
     Box::pin(async { Ok(Outcome::Succeeded) })
 }
 
+/// Sends its trigger's `body` to the queue with `sqs.send`.
+fn relay(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let queue = cx.config()["queue"].clone();
+        let body = cx.trigger()["body"].clone();
+        let args = Args::new()
+            .arg(queue)
+            .kw("json", body)
+            .kw("via", json!("cloud"));
+        cx.step("send", StepOptions::default(), "sqs.send", args)
+            .await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn flows(config: &Config) -> Vec<FlowDef> {
     // The queue name comes from the config: each test has its own.
     let queue: &'static str = Box::leak(config.fill("${config.queue}").into_boxed_str());
-    vec![common::flow(
-        "orders",
-        TriggerDef::Subscribe(SubscribeTrigger {
-            broker: "sqs",
-            subject: queue,
-            url: String::new(),
-            body: Schema::Record(vec![flow_runtime::FieldSchema::new("id", Schema::Int)]),
-            group: None,
-            durable: None,
-            via: Some("cloud"),
-        }),
-        orders,
-    )]
+    let relay = common::flow("relay", common::json_webhook("/relay", None), relay);
+    vec![
+        relay,
+        common::flow(
+            "orders",
+            TriggerDef::Subscribe(SubscribeTrigger {
+                broker: "sqs",
+                subject: queue,
+                url: String::new(),
+                body: Schema::Record(vec![flow_runtime::FieldSchema::new("id", Schema::Int)]),
+                group: None,
+                durable: None,
+                via: Some("cloud"),
+            }),
+            orders,
+        ),
+    ]
 }
 
 fn runtime(queue: &str) -> Runtime {
@@ -339,4 +358,33 @@ fn between(text: &str, open: &str, close: &str) -> String {
         .unwrap_or_else(|| panic!("no {open} in {text}"));
     let end = start + text[start..].find(close).unwrap();
     text[start..end].to_string()
+}
+
+#[tokio::test]
+async fn sqs_send_carries_the_steps_idempotency_key_to_the_subscriber() {
+    let test = "sqs_send_carries_the_steps_idempotency_key_to_the_subscriber";
+    let Some(endpoint) = endpoint(test) else {
+        return;
+    };
+    let queue = unique("relay");
+    new_queue(&endpoint, &queue, None).await;
+    let rt = runtime(&queue);
+    let id = new_execution_id();
+    let exec = rt
+        .run_inline(id.clone(), "relay", json!({ "body": { "id": 21 } }))
+        .await
+        .expect("run");
+    assert_eq!(exec.status, Status::Succeeded, "{exec:?}");
+    let journal = rt.store().journal(&id).await.unwrap();
+    let sent = journal.iter().find(|r| r.key == "send").unwrap();
+    let message_id = sent.output.clone().unwrap();
+    let server = common::serve(&rt, None).await;
+    wait_runs(&rt, "the sent message's run", |r| succeeded(r) == 1).await;
+    let runs = runs(&rt).await;
+    let received = &runs[0];
+    assert_eq!(received.trigger["body"], json!({ "id": 21 }));
+    assert_eq!(received.trigger["headers"]["sqs.message_id"], message_id);
+    let key = format!("{id}/send");
+    assert_eq!(received.trigger["headers"]["idempotency_key"], key.as_str());
+    server.shutdown().await;
 }

@@ -25,6 +25,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("pdf.flow", include_str!("../../stdlib/pdf.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),
+    ("sqs.flow", include_str!("../../stdlib/sqs.flow")),
     ("state.flow", include_str!("../../stdlib/state.flow")),
     ("time.flow", include_str!("../../stdlib/time.flow")),
     ("xml.flow", include_str!("../../stdlib/xml.flow")),

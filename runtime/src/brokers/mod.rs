@@ -79,6 +79,8 @@ pub fn register(registry: &mut StepRegistry) {
     registry.step("mqtt.publish", mqtt::publish);
     #[cfg(feature = "kafka")]
     registry.step("kafka.publish", kafka::publish);
+    #[cfg(feature = "aws")]
+    registry.step("sqs.send", sqs::send);
     let _ = registry;
 }
 

@@ -349,6 +349,65 @@ pub(crate) async fn call(
         .map_err(|e| AwsError::retryable(format!("{what}: the {action} answer is not JSON: {e}")))
 }
 
+/// `sqs.send(queue, json:, via:, group:)`: SendMessage with the step's
+/// idempotency key as the attribute `idempotency_key` (and, on a `.fifo`
+/// queue, as the MessageDeduplicationId); the MessageId.
+pub(crate) fn send(
+    call: crate::engine::ctx::StepCall,
+) -> futures::future::BoxFuture<'static, Result<Value, crate::core::error::StepError>> {
+    use crate::core::error::StepError;
+    Box::pin(async move {
+        const FUNC: &str = "sqs.send";
+        let args = &call.args;
+        let name = args
+            .param(0, "queue")
+            .as_str()
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| StepError::permanent(format!("{FUNC}: the queue must be a queue name")))?
+            .to_string();
+        let json = args.get_named("json").unwrap_or(args.get(1));
+        let body = serde_json::to_string(json)
+            .map_err(|e| StepError::permanent(format!("{FUNC}: {e}")))?;
+        let key = format!("{}/{}", call.cx.execution_id(), call.step);
+        let services = call.cx.services();
+        let via = args.get_named("via").and_then(Value::as_str);
+        let def = services.connections().aws(via, FUNC)?;
+        let queue = Queue {
+            client: AwsClient {
+                def,
+                http: services.http_client(),
+            },
+            name: &name,
+        };
+        let failed = |e: AwsError| e.into_step_error(FUNC);
+        let url = queue.url().await.map_err(failed)?;
+        let mut request = json!({
+            "QueueUrl": url,
+            "MessageBody": body,
+            "MessageAttributes": {
+                "idempotency_key": { "DataType": "String", "StringValue": key },
+            },
+        });
+        if name.ends_with(".fifo") {
+            let group = args
+                .get_named("group")
+                .and_then(Value::as_str)
+                .unwrap_or(&name);
+            request["MessageDeduplicationId"] = Value::String(key.clone());
+            request["MessageGroupId"] = Value::String(group.to_string());
+        }
+        let answer = queue.call("SendMessage", request).await.map_err(failed)?;
+        answer["MessageId"]
+            .as_str()
+            .map(|id| Value::String(id.to_string()))
+            .ok_or_else(|| {
+                StepError::retryable(format!(
+                    "{FUNC}: queue `{name}`: no MessageId in the answer"
+                ))
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
