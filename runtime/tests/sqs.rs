@@ -51,6 +51,14 @@ fn relay(cx: Ctx) -> FlowFuture {
             .kw("via", json!("cloud"));
         cx.step("send", StepOptions::default(), "sqs.send", args)
             .await?;
+        if let Some(topic) = cx.trigger()["topic"].as_str() {
+            let args = Args::new()
+                .arg(json!(topic))
+                .kw("json", json!({ "id": 22 }))
+                .kw("via", json!("cloud"));
+            cx.step("publish", StepOptions::default(), "sns.publish", args)
+                .await?;
+        }
         Ok(Outcome::Succeeded)
     })
 }
@@ -386,5 +394,48 @@ async fn sqs_send_carries_the_steps_idempotency_key_to_the_subscriber() {
     assert_eq!(received.trigger["headers"]["sqs.message_id"], message_id);
     let key = format!("{id}/send");
     assert_eq!(received.trigger["headers"]["idempotency_key"], key.as_str());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sns_publish_reaches_a_subscribed_queue() {
+    let test = "sns_publish_reaches_a_subscribed_queue";
+    let Some(endpoint) = endpoint(test) else {
+        return;
+    };
+    let queue = unique("fanout");
+    new_queue(&endpoint, &queue, None).await;
+    let topic = unique("topic");
+    let created = sns(&endpoint, &[("Action", "CreateTopic"), ("Name", &topic)]).await;
+    let topic_arn = between(&created, "<TopicArn>", "</TopicArn>");
+    let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue}");
+    let subscribe = [
+        ("Action", "Subscribe"),
+        ("TopicArn", topic_arn.as_str()),
+        ("Protocol", "sqs"),
+        ("Endpoint", queue_arn.as_str()),
+    ];
+    sns(&endpoint, &subscribe).await;
+    let rt = runtime(&queue);
+    let id = new_execution_id();
+    let trigger = json!({ "body": { "id": 21 }, "topic": topic_arn });
+    let exec = rt
+        .run_inline(id.clone(), "relay", trigger)
+        .await
+        .expect("run");
+    assert_eq!(exec.status, Status::Succeeded, "{exec:?}");
+    let journal = rt.store().journal(&id).await.unwrap();
+    let published = journal.iter().find(|r| r.key == "publish").unwrap();
+    let sns_id = published.output.clone().unwrap();
+    let server = common::serve(&rt, None).await;
+    wait_runs(&rt, "the runs of orders 21 and 22", |r| succeeded(r) == 2).await;
+    let runs = runs(&rt).await;
+    let via_sns = runs.iter().find(|r| r.trigger["body"]["id"] == 22).unwrap();
+    let key = format!("sqs:sns:{}", sns_id.as_str().unwrap());
+    assert_eq!(via_sns.dedupe_key.as_deref(), Some(key.as_str()));
+    assert_eq!(
+        via_sns.trigger["headers"]["sns.topic_arn"],
+        topic_arn.as_str()
+    );
     server.shutdown().await;
 }

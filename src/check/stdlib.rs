@@ -24,6 +24,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("nats.flow", include_str!("../../stdlib/nats.flow")),
     ("pdf.flow", include_str!("../../stdlib/pdf.flow")),
     ("redis.flow", include_str!("../../stdlib/redis.flow")),
+    ("sns.flow", include_str!("../../stdlib/sns.flow")),
     ("sql.flow", include_str!("../../stdlib/sql.flow")),
     ("sqs.flow", include_str!("../../stdlib/sqs.flow")),
     ("state.flow", include_str!("../../stdlib/state.flow")),

@@ -81,6 +81,8 @@ pub fn register(registry: &mut StepRegistry) {
     registry.step("kafka.publish", kafka::publish);
     #[cfg(feature = "aws")]
     registry.step("sqs.send", sqs::send);
+    #[cfg(feature = "aws")]
+    registry.step("sns.publish", sqs::sns_publish);
     let _ = registry;
 }
 

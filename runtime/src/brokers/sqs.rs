@@ -408,6 +408,77 @@ pub(crate) fn send(
     })
 }
 
+/// `sns.publish(topic_arn, json:, via:)`: SNS Publish (query protocol)
+/// with the step's idempotency key as the attribute `idempotency_key`;
+/// the MessageId.
+pub(crate) fn sns_publish(
+    call: crate::engine::ctx::StepCall,
+) -> futures::future::BoxFuture<'static, Result<Value, crate::core::error::StepError>> {
+    use crate::core::error::StepError;
+    use crate::io::aws::{uri_encode, xml_text};
+    Box::pin(async move {
+        const FUNC: &str = "sns.publish";
+        let args = &call.args;
+        let topic = args
+            .param(0, "topic_arn")
+            .as_str()
+            .filter(|t| t.starts_with("arn:"))
+            .ok_or_else(|| {
+                StepError::permanent(format!(
+                    "{FUNC}: the topic must be a topic ARN (arn:aws:sns:...)"
+                ))
+            })?
+            .to_string();
+        let json = args.get_named("json").unwrap_or(args.get(1));
+        let message = serde_json::to_string(json)
+            .map_err(|e| StepError::permanent(format!("{FUNC}: {e}")))?;
+        let key = format!("{}/{}", call.cx.execution_id(), call.step);
+        let fields = [
+            ("Action", "Publish"),
+            ("Version", "2010-03-31"),
+            ("TopicArn", topic.as_str()),
+            ("Message", message.as_str()),
+            ("MessageAttributes.entry.1.Name", "idempotency_key"),
+            ("MessageAttributes.entry.1.Value.DataType", "String"),
+            ("MessageAttributes.entry.1.Value.StringValue", key.as_str()),
+        ];
+        let form: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+            .collect();
+        let body = form.join("&");
+        let services = call.cx.services();
+        let via = args.get_named("via").and_then(Value::as_str);
+        let def = services.connections().aws(via, FUNC)?;
+        let client = AwsClient {
+            def,
+            http: services.http_client(),
+        };
+        let payload = Payload {
+            bytes: body.as_bytes(),
+            content_type: Some("application/x-www-form-urlencoded"),
+        };
+        let what = format!("{FUNC} to `{topic}`");
+        let resp = client
+            .send(
+                "sns",
+                Method::POST,
+                &endpoint(def, "sns"),
+                &[],
+                payload,
+                &what,
+            )
+            .await
+            .map_err(|e| e.into_step_error(FUNC))?;
+        let answer = resp.text().await.map_err(|e| {
+            StepError::retryable(format!("{what}: reading the answer: {}", e.without_url()))
+        })?;
+        xml_text(&answer, "MessageId")
+            .map(Value::String)
+            .ok_or_else(|| StepError::retryable(format!("{what}: no MessageId in the answer")))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
