@@ -8,7 +8,9 @@
 //! broker, at `FLOW_TEST_KAFKA_URL`) also: a partition's messages stored in
 //! order, a group rewound to the start stores and runs nothing twice, two
 //! replicas on one group share a topic's partitions and run each message
-//! once when one stops mid-burst, and `examples/kafka_orders.flow`.
+//! once when one stops mid-burst, and `examples/kafka_orders.flow`. SQS
+//! (moto at `FLOW_TEST_AWS_ENDPOINT`): the same crash test, built by
+//! `flowc build` with the `aws` feature.
 //!
 //! The brokers' URLs come from `FLOW_TEST_NATS_URL` and
 //! `FLOW_TEST_REDIS_URL` (`.ci/run` sets them); a test whose broker is not
@@ -1086,4 +1088,100 @@ async fn kafka_orders_example_creates_each_order_in_the_api() {
             .is_some_and(|e| e.contains("invalid JSON"))),
         "{failed:?}"
     );
+}
+
+/// One call to moto's SQS (JSON protocol). Moto routes a request by the
+/// credential scope of its authorization header and checks no signature.
+async fn sqs_call(endpoint: &str, action: &str, request: Value) -> Value {
+    let authorization = "AWS4-HMAC-SHA256 Credential=AKIDE2EKEY/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00";
+    let target = format!("AmazonSQS.{action}");
+    let headers = [
+        ("authorization", authorization),
+        ("x-amz-target", target.as_str()),
+        ("content-type", "application/x-amz-json-1.0"),
+    ];
+    let url = format!("{endpoint}/");
+    let answer = flow_testkit::post_raw(&url, request.to_string().as_bytes(), &headers).await;
+    assert_eq!(answer.status, 200, "{action}: {}", answer.body);
+    answer.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_become_runs_and_survive_a_crash() {
+    let Some(endpoint) = service_url("FLOW_TEST_AWS_ENDPOINT", "sqs e2e") else {
+        return;
+    };
+    let run = run_id();
+    let created = sqs_call(
+        &endpoint,
+        "CreateQueue",
+        // A message received by the killed service comes back after 2 s.
+        json!({
+            "QueueName": format!("flowtest-{run}-orders"),
+            "Attributes": { "VisibilityTimeout": "2" },
+        }),
+    )
+    .await;
+    let queue_url = created["QueueUrl"].as_str().unwrap().to_string();
+    let send = |payload: Vec<u8>| {
+        let body = String::from_utf8(payload).unwrap();
+        let request = json!({ "QueueUrl": queue_url, "MessageBody": body });
+        let endpoint = endpoint.clone();
+        async move {
+            sqs_call(&endpoint, "SendMessage", request).await;
+        }
+    };
+
+    let binary = build("subscribe_sqs", &run);
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("AWS_KEY", "AKIDE2EKEY"),
+        ("AWS_SECRET", "e2e-secret-key"),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("SINK_URL", sink.url()),
+    ];
+    let mut svc = start(dir.path(), &binary, &env);
+    subscribed(&svc, "orders").await;
+
+    for id in 1..=3 {
+        send(order(id)).await;
+    }
+    send(b"{not json".to_vec()).await;
+    send(order(4)).await;
+    for id in 1..=4 {
+        wait_posted(&sink, &format!("/orders/{id}")).await;
+    }
+    let failed = wait_runs(&svc, "orders", "failed", 1).await;
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid JSON")),
+        "{failed:?}"
+    );
+
+    // Killed mid-run; a message sent while down.
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    send(order(5)).await;
+    send(order(6)).await;
+    wait_posted(&sink, "/orders/5").await;
+    wait_posted(&sink, "/orders/6").await;
+    wait_recorded(&svc, "orders", 6).await;
+    svc.kill();
+    send(order(7)).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    let svc = start(dir.path(), &binary, &env);
+    wait_runs(&svc, "orders", "succeeded", 7).await;
+    wait_posted(&sink, "/orders/7").await;
+    let runs = admin_executions(&svc, "flow=orders&limit=1000", ADMIN).await;
+    assert_eq!(runs.len(), 8, "each message stored once: {runs:?}");
+    assert_eq!(posted(&sink, "/orders/5").len(), 2);
+    for id in [1, 2, 3, 4, 6, 7] {
+        let n = posted(&sink, &format!("/orders/{id}")).len();
+        assert_eq!(n, 1, "order {id} delivered {n} times");
+    }
 }

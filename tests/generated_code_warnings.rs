@@ -74,6 +74,7 @@ compiles_without_warnings! {
     flow_subscribe_mqtt: "tests/flows/subscribe_mqtt.flow",
     flow_subscribe_nats: "tests/flows/subscribe_nats.flow",
     flow_subscribe_redis: "tests/flows/subscribe_redis.flow",
+    flow_subscribe_sqs: "tests/flows/subscribe_sqs.flow",
     flow_ticker: "tests/flows/ticker.flow",
     flow_xml_orders: "tests/flows/xml_orders.flow",
 }

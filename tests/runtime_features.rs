@@ -204,3 +204,19 @@ flow f {
 "#;
     assert_eq!(features(src), ["aws"]);
 }
+
+#[test]
+fn an_sqs_subscription_turns_on_aws() {
+    let src = r#"integration queue
+config {
+  aws_key: Secret
+  aws_secret: Secret
+}
+connection cloud { aws: { region: "us-east-1", access_key: config.aws_key, secret_key: config.aws_secret } }
+flow f {
+  trigger subscribe sqs "orders" { via: cloud, body: Json }
+  step s = http.post("https://example.com/orders", json: trigger.body)
+}
+"#;
+    assert_eq!(features(src), ["aws"]);
+}

@@ -112,9 +112,10 @@ fn every_example_checks_and_pure_ones_run() {
         for f in &module.functions {
             for example in &f.examples {
                 // Type-check the call as a program would write it, with
-                // the config entries stdlib functions need (E0504).
+                // the config entries stdlib functions need (E0504) and the
+                // `aws:` connection `cloud` of the SQS examples' `via:`.
                 let program = format!(
-                    "integration stdlib_example\nconfig {{\n  smtp_url: Secret\n}}\nflow f {{\n  trigger files \"in/*.pdf\" every 1m\n  step s = {}\n}}\n",
+                    "integration stdlib_example\nconfig {{\n  smtp_url: Secret\n  aws_key: Secret\n  aws_secret: Secret\n}}\nconnection cloud {{ aws: {{ region: \"us-east-1\", access_key: config.aws_key, secret_key: config.aws_secret }} }}\nflow f {{\n  trigger files \"in/*.pdf\" every 1m\n  step s = {}\n}}\n",
                     &source[example.call.span.start..example.call.span.end]
                 );
                 let checked = flowc::check::check_source(&program);

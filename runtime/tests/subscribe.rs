@@ -32,6 +32,7 @@ fn flows(_: &Config) -> Vec<FlowDef> {
             body: Schema::Json,
             group: None,
             durable: Some("orders".into()),
+            via: None,
         }),
         run: orders,
         on_failure: None,

@@ -97,6 +97,8 @@ pub enum TriggerFacts {
         body: Option<TypeExpr>,
         group: Option<Setting>,
         durable: Option<Setting>,
+        /// `via:`: the `aws:` connection of an SQS queue.
+        via: Option<String>,
     },
     Deploy,
     Remove,
@@ -268,10 +270,7 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             batch: options.bool("batch").unwrap_or(DEFAULT_BATCH),
             after: options.expr("after").and_then(after_run),
             auth: options.setting("auth"),
-            via: options.expr("via").and_then(|e| match &e.kind {
-                ExprKind::Name(n) => Some(n.name.clone()),
-                _ => None,
-            }),
+            via: options.connection_name("via"),
             done_marker: options.expr("done_marker").and_then(literal_str),
         },
         TriggerKind::Email { mailbox, every } => TriggerFacts::Email {
@@ -295,6 +294,7 @@ fn trigger_facts(trigger: &ast::Trigger) -> TriggerFacts {
             body: options.type_expr("body"),
             group: options.setting("group"),
             durable: options.setting("durable"),
+            via: options.connection_name("via"),
         },
         TriggerKind::Deploy => TriggerFacts::Deploy,
         TriggerKind::Remove => TriggerFacts::Remove,
@@ -348,6 +348,14 @@ impl<'a> Options<'a> {
 
     fn setting(&self, name: &str) -> Option<Setting> {
         self.expr(name).and_then(setting)
+    }
+
+    /// A `via:`-style option naming a connection.
+    fn connection_name(&self, name: &str) -> Option<String> {
+        self.expr(name).and_then(|e| match &e.kind {
+            ExprKind::Name(n) => Some(n.name.clone()),
+            _ => None,
+        })
     }
 }
 

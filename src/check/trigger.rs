@@ -13,7 +13,7 @@ use super::types::Type;
 use super::Checker;
 
 pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-pub const BROKERS: &[&str] = &["nats", "amqp", "mqtt", "redis", "kafka"];
+pub const BROKERS: &[&str] = &["nats", "amqp", "mqtt", "redis", "kafka", "sqs"];
 /// Products people name instead of the protocol, and the broker to write.
 const BROKER_PRODUCTS: &[(&str, &str)] = &[
     ("rabbitmq", "amqp"),
@@ -120,6 +120,10 @@ impl Checker<'_> {
             TriggerKind::Cron { .. } | TriggerKind::Every { .. } => &["catch_up"],
             TriggerKind::Files { .. } => &["batch", "after", "auth", "via", "done_marker"],
             TriggerKind::Email { .. } => &["url", "after"],
+            // `url:` on sqs gets its own diagnostic (`sqs_options`).
+            TriggerKind::Subscribe { broker, .. } if broker.name == "sqs" => {
+                &["via", "body", "url"]
+            }
             TriggerKind::Subscribe { .. } => &["url", "body", "group", "durable"],
             TriggerKind::Deploy | TriggerKind::Remove | TriggerKind::Dispatch { .. } => &[],
         };
@@ -267,7 +271,9 @@ impl Checker<'_> {
                     d = d.with_label("not a broker");
                     self.error(d);
                 }
-                if !trigger.options.iter().any(|o| o.name.name == "url") {
+                if broker.name == "sqs" {
+                    self.sqs_options(trigger, topic);
+                } else if !trigger.options.iter().any(|o| o.name.name == "url") {
                     self.error(
                         Diagnostic::new(
                             Code::MissingTriggerOption,
@@ -305,6 +311,33 @@ impl Checker<'_> {
         }
         self.simple_options(trigger);
         info
+    }
+
+    /// `subscribe sqs` reaches its queue through `via:` an `aws:` connection
+    /// (E0312 when missing); `url:` is refused with the fix (E0307).
+    fn sqs_options(&mut self, trigger: &ast::Trigger, queue: &ast::StrLit) {
+        const HELP: &str = "declare `connection cloud { aws: { region: \"us-east-1\", access_key: config.aws_key, secret_key: config.aws_secret } }` and write `{ via: cloud }`";
+        if let Some(url) = trigger.options.iter().find(|o| o.name.name == "url") {
+            self.error(
+                Diagnostic::new(
+                    Code::BadTriggerOption,
+                    url.name.span,
+                    "`subscribe sqs` takes its queue's connection from `via:`, not `url:`",
+                )
+                .with_label("`url:` is for the other brokers")
+                .with_help(HELP),
+            );
+        } else if !trigger.options.iter().any(|o| o.name.name == "via") {
+            self.error(
+                Diagnostic::new(
+                    Code::MissingTriggerOption,
+                    Span::new(trigger.span.start, queue.span.end),
+                    "a `subscribe sqs` trigger needs the option `via:`",
+                )
+                .with_label("no `via:` option")
+                .with_help(HELP),
+            );
+        }
     }
 
     /// The `body:` option's type, if given.
@@ -550,8 +583,12 @@ impl Checker<'_> {
             }
             let expected = match opt.name.name.as_str() {
                 "via" => {
+                    let what = match &trigger.kind {
+                        TriggerKind::Subscribe { .. } => "a `subscribe sqs` trigger",
+                        _ => "a files trigger on `s3://`",
+                    };
                     if let Some(e) = self.option_expr(opt) {
-                        self.check_via(e, "a files trigger on `s3://`");
+                        self.check_via(e, what);
                     }
                     continue;
                 }

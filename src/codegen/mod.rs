@@ -585,7 +585,7 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
         let Item::Flow(flow) = item else { continue };
         for t in &flow.triggers {
             if let TriggerKind::Subscribe { broker, .. } = &t.kind {
-                if !BROKER_FEATURES.contains(&broker.name.as_str()) {
+                if broker_feature(&broker.name).is_none() {
                     out.push((
                         t.span,
                         format!(
@@ -603,6 +603,15 @@ pub fn unsupported(file: &ast::File) -> Vec<(ast::Span, String)> {
 /// The runtime's broker features: each turns on the subscribe trigger of
 /// that broker and its stdlib module's steps.
 pub const BROKER_FEATURES: &[&str] = &["amqp", "kafka", "mqtt", "nats", "redis"];
+
+/// The runtime feature of a subscribe trigger's broker: its own, or `aws`
+/// for `sqs` (its queues are reached through an `aws:` connection).
+fn broker_feature(broker: &str) -> Option<&'static str> {
+    if broker == "sqs" {
+        return Some("aws");
+    }
+    BROKER_FEATURES.iter().copied().find(|f| *f == broker)
+}
 
 /// Every optional feature of the runtime, the brokers' and the heavier
 /// stdlib clients': `aws` (`aws:` connections: `s3://` paths),
@@ -625,7 +634,7 @@ pub const RUNTIME_FEATURES: &[&str] = &[
 /// client, never of leaving one out that a run could need:
 ///
 /// * a broker: a subscribe trigger naming it or a call to its module
-///   (`nats.publish` → `nats`);
+///   (`nats.publish` → `nats`; `subscribe sqs` → `aws`);
 /// * `email`: a call to `email.*`;
 /// * `email_in`: an email trigger (its own feature: reading a mailbox
 ///   needs an IMAP client and a MIME parser that sending mail does not);
@@ -650,7 +659,7 @@ pub fn runtime_features(file: &ast::File) -> Vec<&'static str> {
         for t in &flow.triggers {
             match &t.kind {
                 TriggerKind::Subscribe { broker, .. } => {
-                    used.insert(broker.name.as_str());
+                    used.extend(broker_feature(&broker.name));
                 }
                 TriggerKind::Email { .. } => {
                     used.insert("email_in");

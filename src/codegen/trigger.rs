@@ -109,14 +109,16 @@ impl Gen<'_> {
                 body,
                 group,
                 durable,
+                via,
             } => format!(
-                "TriggerDef::Subscribe(SubscribeTrigger {{ broker: {}, subject: {}, url: {}, body: {}, group: {}, durable: {} }})",
+                "TriggerDef::Subscribe(SubscribeTrigger {{ broker: {}, subject: {}, url: {}, body: {}, group: {}, durable: {}, via: {} }})",
                 lit(broker),
                 lit(subject),
                 url.as_ref().map_or("String::new()".into(), setting),
                 self.body_schema(body),
                 optional_setting(group),
                 optional_setting(durable),
+                some_or_none(via.as_deref().map(lit)),
             ),
         }
     }

@@ -24,7 +24,8 @@
 //!
 //! Brokers, each behind the runtime feature of the same name (`flowc build`
 //! turns on those an integration uses): `nats`, `redis`, `amqp`, `mqtt` and
-//! `kafka` (see their modules for each one's delivery guarantee).
+//! `kafka`, and `sqs` under the `aws` feature (see their modules for each
+//! one's delivery guarantee).
 
 // A binary built without any broker feature has no subscriber to run.
 #![cfg_attr(
@@ -33,7 +34,8 @@
         feature = "redis",
         feature = "amqp",
         feature = "mqtt",
-        feature = "kafka"
+        feature = "kafka",
+        feature = "aws"
     )),
     allow(dead_code)
 )]
@@ -48,6 +50,8 @@ pub(crate) mod mqtt;
 pub(crate) mod nats;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "aws")]
+pub(crate) mod sqs;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -75,6 +79,10 @@ pub fn register(registry: &mut StepRegistry) {
     registry.step("mqtt.publish", mqtt::publish);
     #[cfg(feature = "kafka")]
     registry.step("kafka.publish", kafka::publish);
+    #[cfg(feature = "aws")]
+    registry.step("sqs.send", sqs::send);
+    #[cfg(feature = "aws")]
+    registry.step("sns.publish", sqs::sns_publish);
     let _ = registry;
 }
 
@@ -115,6 +123,8 @@ fn spawn(sub: Subscriber) -> Option<JoinHandle<()>> {
         "mqtt" => Some(tokio::spawn(mqtt::run(sub))),
         #[cfg(feature = "kafka")]
         "kafka" => Some(tokio::spawn(kafka::run(sub))),
+        #[cfg(feature = "aws")]
+        "sqs" => Some(tokio::spawn(sqs::run(sub))),
         _ => None,
     }
 }
@@ -249,6 +259,16 @@ impl Subscriber {
 
     /// The consumer group of brokers that have them (`group:`, by default
     /// `flow-<integration>-<flow>`).
+    #[cfg_attr(
+        not(any(
+            feature = "nats",
+            feature = "redis",
+            feature = "amqp",
+            feature = "mqtt",
+            feature = "kafka"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn group(&self) -> String {
         match &self.trigger.group {
             Some(g) => g.clone(),

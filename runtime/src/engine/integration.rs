@@ -429,11 +429,12 @@ pub enum EmailAfter {
 /// A subscribe trigger's settings.
 #[derive(Clone, Debug)]
 pub struct SubscribeTrigger {
-    /// `nats`, `redis`, `amqp` or `mqtt`.
+    /// `nats`, `redis`, `amqp`, `mqtt`, `kafka` or `sqs`.
     pub broker: &'static str,
     /// The subject, stream, queue or topic filter.
     pub subject: &'static str,
-    /// The broker's URL (usually a `Secret` config value; never logged).
+    /// The broker's URL (usually a `Secret` config value; never logged;
+    /// empty for `sqs`, reached through `via`).
     pub url: String,
     /// Type of the message body (`Schema::Json` when not declared).
     pub body: Schema,
@@ -441,6 +442,8 @@ pub struct SubscribeTrigger {
     pub group: Option<String>,
     /// `durable:`: NATS JetStream durable consumer name.
     pub durable: Option<String>,
+    /// `via:`: the `aws:` connection of an SQS queue.
+    pub via: Option<&'static str>,
 }
 
 /// A files trigger's settings.
