@@ -12,31 +12,11 @@ use std::time::Duration;
 use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, StepRecord};
 use flow_runtime::{
-    json, ops, AfterRun, Args, AwsDef, Config, ConnectionAuth, ConnectionDef, Ctx, FilesTrigger,
-    FlowDef, FlowFuture, Integration, Outcome, Runtime, Schema, Status, StepOptions, TriggerDef,
-    Value,
+    json, ops, AfterRun, Args, Config, Ctx, FilesTrigger, FlowDef, FlowFuture, Integration,
+    Outcome, Runtime, Schema, Status, StepOptions, TriggerDef, Value,
 };
 
-const ENDPOINT_VAR: &str = "FLOW_TEST_AWS_ENDPOINT";
-
-/// The emulator's endpoint, or `None` (the test skipped).
-fn endpoint(test: &str) -> Option<String> {
-    flow_testkit::service_url(ENDPOINT_VAR, test)
-}
-
-/// The connection `cloud` to the emulator (any keys are accepted).
-fn connections(_: &Config) -> Vec<ConnectionDef> {
-    vec![ConnectionDef {
-        name: "cloud",
-        auth: ConnectionAuth::Aws(AwsDef {
-            region: "us-east-1".into(),
-            access_key: "AKIDTESTKEY".into(),
-            secret_key: "test-secret-key".into(),
-            endpoint: std::env::var(ENDPOINT_VAR).ok(),
-        }),
-        limit: None,
-    }]
-}
+use common::aws::{connections, endpoint};
 
 /// A new bucket with a name of its own (moto takes unsigned requests).
 async fn new_bucket(endpoint: &str) -> String {

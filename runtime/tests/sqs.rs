@@ -10,31 +10,12 @@ use std::time::Duration;
 use flow_runtime::engine::new_execution_id;
 use flow_runtime::store::{Execution, ExecutionFilter};
 use flow_runtime::{
-    Args, AwsDef, Config, ConnectionAuth, ConnectionDef, Ctx, FlowDef, FlowFuture, Integration,
-    Outcome, Runtime, Schema, Status, StepOptions, SubscribeTrigger, TriggerDef, Value,
+    Args, Config, Ctx, FlowDef, FlowFuture, Integration, Outcome, Runtime, Schema, Status,
+    StepOptions, SubscribeTrigger, TriggerDef, Value,
 };
 use serde_json::json;
 
-const ENDPOINT_VAR: &str = "FLOW_TEST_AWS_ENDPOINT";
-
-/// The emulator's endpoint, or `None` (the test skipped).
-fn endpoint(test: &str) -> Option<String> {
-    flow_testkit::service_url(ENDPOINT_VAR, test)
-}
-
-/// The connection `cloud` to the emulator (any keys are accepted).
-fn connections(_: &Config) -> Vec<ConnectionDef> {
-    vec![ConnectionDef {
-        name: "cloud",
-        auth: ConnectionAuth::Aws(AwsDef {
-            region: "us-east-1".into(),
-            access_key: "AKIDTESTKEY".into(),
-            secret_key: "test-secret-key".into(),
-            endpoint: std::env::var(ENDPOINT_VAR).ok(),
-        }),
-        limit: None,
-    }]
-}
+use common::aws::{connections, endpoint};
 
 fn orders(_cx: Ctx) -> FlowFuture {
     Box::pin(async { Ok(Outcome::Succeeded) })

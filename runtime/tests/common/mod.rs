@@ -3,6 +3,8 @@
 //! The sink, HTTP helpers and service URLs come from `flow_testkit`.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::future::Future;
 use std::time::Duration;
 

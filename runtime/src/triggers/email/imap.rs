@@ -210,10 +210,20 @@ impl Mailbox {
     pub(crate) async fn move_to(&mut self, uid: u32, to: &str) -> Result<(), String> {
         let uid_set = uid.to_string();
         let err = |e: async_imap::error::Error| format!("cannot move a message to `{to}`: {e}");
-        if self.can_move {
-            return self.session.uid_mv(&uid_set, to).await.map_err(err);
+        // A message already gone was moved by another replica polling the
+        // same mailbox (its run stored; this replica's was a duplicate):
+        // nothing left to do.
+        let moved_or_copied = if self.can_move {
+            self.session.uid_mv(&uid_set, to).await
+        } else {
+            self.session.uid_copy(&uid_set, to).await
+        };
+        match moved_or_copied {
+            Err(e) if is_gone(&e) => return Ok(()),
+            Err(e) => return Err(err(e)),
+            Ok(()) if self.can_move => return Ok(()),
+            Ok(()) => {}
         }
-        self.session.uid_copy(&uid_set, to).await.map_err(err)?;
         self.add_flag(uid, "\\Deleted").await?;
         if self.uid_expunge {
             let _: Vec<_> = self
@@ -366,6 +376,12 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
         .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// Whether a command failed only because its message is gone from the
+/// mailbox (`[EXPUNGEISSUED]`, RFC 2180 §4.1).
+fn is_gone(error: &async_imap::error::Error) -> bool {
+    error.to_string().contains("[EXPUNGEISSUED]")
 }
 
 #[cfg(test)]
