@@ -483,6 +483,65 @@ pub(crate) fn sns_publish(
 mod tests {
     use super::*;
 
+    /// Messages an impatient other consumer gets right now (no long poll).
+    async fn receive_now(queue: &Queue<'_>, url: &str) -> usize {
+        let request =
+            json!({ "QueueUrl": url, "MaxNumberOfMessages": BATCH, "WaitTimeSeconds": 0 });
+        let answer = queue.call("ReceiveMessage", request).await.unwrap();
+        answer["Messages"].as_array().map_or(0, Vec::len)
+    }
+
+    /// A batch whose storing outlasts the queue's visibility timeout (2 s
+    /// here, storing 5 s) stays hidden from other consumers: its visibility
+    /// is extended every half timeout. Against the emulator of
+    /// `FLOW_TEST_AWS_ENDPOINT`.
+    #[tokio::test]
+    async fn a_batch_stays_invisible_while_it_is_stored() {
+        let test = "a_batch_stays_invisible_while_it_is_stored";
+        let Some(endpoint) = flow_testkit::service_url("FLOW_TEST_AWS_ENDPOINT", test) else {
+            return;
+        };
+        let def = AwsDef {
+            region: "us-east-1".into(),
+            access_key: "AKIDTESTKEY".into(),
+            secret_key: "test-secret-key".into(),
+            endpoint: Some(endpoint),
+        };
+        let http = reqwest::Client::new();
+        let name = format!("visibility-{}", uuid::Uuid::new_v4().simple());
+        let queue = Queue {
+            client: AwsClient {
+                def: &def,
+                http: &http,
+            },
+            name: &name,
+        };
+        let attributes = json!({ "VisibilityTimeout": "2" });
+        let created = json!({ "QueueName": name, "Attributes": attributes });
+        queue.call("CreateQueue", created).await.unwrap();
+        let url = queue.url().await.unwrap();
+        let sent = json!({ "QueueUrl": url, "MessageBody": "{}" });
+        queue.call("SendMessage", sent).await.unwrap();
+        let visibility = queue.visibility(&url).await.unwrap();
+        assert_eq!(visibility, Duration::from_secs(2));
+        let batch = queue.receive(&url).await.unwrap();
+        assert_eq!(batch.len(), 1);
+        let handles = vec![batch[0].receipt.clone()];
+
+        let storing = async {
+            let mut seen_by_others = 0;
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                seen_by_others += receive_now(&queue, &url).await;
+            }
+            seen_by_others
+        };
+        let seen = keep_visible(&queue, &url, &handles, visibility, storing)
+            .await
+            .unwrap();
+        assert_eq!(seen, 0, "another consumer got the message being stored");
+    }
+
     fn received(body: &str) -> Received {
         serde_json::from_value(json!({
             "MessageId": "m-1",
