@@ -609,6 +609,8 @@ async fn build_runtime(
     let options = RuntimeOptions {
         env: EnvSource::Process,
         config_file: cli.config.clone(),
+        config_values: None,
+        instance: None,
         store,
         workers,
         drain_timeout: setup.drain,

@@ -203,6 +203,50 @@ pub fn load(
     let file_name = file
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the --config file".into());
+    let source = ValueSource {
+        values: file_values,
+        name: file_name,
+        missing_hint: None,
+    };
+    load_with(entries, source, env, problems)
+}
+
+/// Loads every entry from `values` (an instance's config, given as JSON)
+/// and the defaults only: the process environment is not consulted, so one
+/// instance's missing entry is never filled in from the host's.
+pub fn load_values(
+    entries: &[ConfigEntry],
+    values: Map<String, Value>,
+) -> Result<Config, ConfigError> {
+    let source = ValueSource {
+        values,
+        name: "the instance's config".into(),
+        missing_hint: Some("set it in the instance's config"),
+    };
+    load_with(entries, source, &EnvSource::Map(HashMap::new()), Vec::new())
+}
+
+/// Structured config values and how to name where they come from.
+struct ValueSource {
+    values: Map<String, Value>,
+    /// "config.toml", "the instance's config".
+    name: String,
+    /// What a missing entry's message advises; `None`: the environment
+    /// variable or the `--config` file.
+    missing_hint: Option<&'static str>,
+}
+
+fn load_with(
+    entries: &[ConfigEntry],
+    source: ValueSource,
+    env: &EnvSource,
+    mut problems: Vec<String>,
+) -> Result<Config, ConfigError> {
+    let ValueSource {
+        values: file_values,
+        name: file_name,
+        missing_hint,
+    } = source;
     for key in file_values.keys() {
         if !entries.iter().any(|e| e.name == key) {
             problems.push(format!("{file_name}: unknown config entry `{key}`"));
@@ -241,10 +285,13 @@ pub fn load(
         } else if is_optional(&entry.schema) {
             Ok(Value::Null)
         } else {
-            Err(format!(
-                "{} ({ty}): missing; set environment variable {var} or `{}` in the --config file",
-                entry.name, entry.name
-            ))
+            Err(match missing_hint {
+                Some(hint) => format!("{} ({ty}): missing; {hint}", entry.name),
+                None => format!(
+                    "{} ({ty}): missing; set environment variable {var} or `{}` in the --config file",
+                    entry.name, entry.name
+                ),
+            })
         };
         match result {
             Ok(v) => {

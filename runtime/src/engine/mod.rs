@@ -109,6 +109,13 @@ pub struct RuntimeOptions {
     pub env: EnvSource,
     /// The `--config FILE.toml`.
     pub config_file: Option<PathBuf>,
+    /// An instance's config (`serve --instances`): when set, the config is
+    /// these values and the defaults only (`env` and `config_file` are not
+    /// read).
+    pub config_values: Option<Map<String, Value>>,
+    /// The instance this runtime serves (`serve --instances`): its
+    /// endpoints are under `/i/NAME`, and its runs' lines name it.
+    pub instance: Option<String>,
     /// The store; `None` means a new [`MemoryStore`].
     pub store: Option<Arc<dyn Store>>,
     /// Size of the worker pool.
@@ -138,6 +145,8 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             env: EnvSource::Process,
             config_file: None,
+            config_values: None,
+            instance: None,
             store: None,
             workers: default_workers(),
             drain_timeout: Duration::from_secs(30),
@@ -198,6 +207,8 @@ pub(crate) struct Inner {
     /// Base URL of this server once it listens (for endpoints when
     /// `public_url` is not configured).
     pub(crate) local_url: Mutex<Option<String>>,
+    /// [`RuntimeOptions::instance`].
+    pub(crate) instance: Option<Arc<str>>,
 }
 
 impl Inner {
@@ -221,7 +232,11 @@ impl Inner {
                 })?,
             },
         };
-        Ok(format!("{}{}", base.trim_end_matches('/'), path))
+        let base = base.trim_end_matches('/');
+        Ok(match &self.instance {
+            Some(name) => format!("{base}/i/{name}{path}"),
+            None => format!("{base}{path}"),
+        })
     }
 }
 
@@ -346,11 +361,14 @@ impl Runtime {
     /// builds the flows and the HTTP client.
     pub fn new(integration: Integration, options: RuntimeOptions) -> Result<Runtime, StartError> {
         crate::core::schema::register_types(&integration.types);
-        let config = config::load(
-            &integration.config,
-            options.config_file.as_deref(),
-            &options.env,
-        )?;
+        let config = match options.config_values {
+            Some(values) => config::load_values(&integration.config, values)?,
+            None => config::load(
+                &integration.config,
+                options.config_file.as_deref(),
+                &options.env,
+            )?,
+        };
         let redactor = options.redactor;
         redactor.merge(config.redactor());
         let flows: Vec<Arc<FlowDef>> = (integration.flows)(&config)
@@ -406,8 +424,14 @@ impl Runtime {
                 watchers: Mutex::new(HashMap::new()),
                 shutdown,
                 local_url: Mutex::new(None),
+                instance: options.instance.map(Arc::from),
             }),
         })
+    }
+
+    /// The instance this runtime serves (`serve --instances`), if any.
+    pub fn instance(&self) -> Option<&str> {
+        self.inner.instance.as_deref()
     }
 
     /// The integration description.
