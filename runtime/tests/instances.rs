@@ -76,9 +76,29 @@ fn unregister(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// Tells the instance's CRM about each tick.
+fn tick(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new()
+            .arg(crm(&cx, "/ticks"))
+            .kw("json", cx.trigger().clone())
+            .kw("headers", key_header(&cx));
+        cx.step("tick", once(), "http.post", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn flows(_: &Config) -> Vec<FlowDef> {
     vec![
         flow("contact", common::json_webhook("/contacts", None), contact),
+        flow(
+            "tick",
+            TriggerDef::Every {
+                period: Duration::from_secs(1),
+                catch_up: false,
+            },
+            tick,
+        ),
         flow("register", TriggerDef::Deploy, register),
         flow("unregister", TriggerDef::Remove, unregister),
     ]
@@ -428,4 +448,87 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+mod pg_support;
+
+/// Two replicas on one PostgreSQL store: an instance created through one
+/// is served by the other, and each of its ticks runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgres_serve_every_instance_and_tick_once() {
+    let Some(url) = pg_support::url("replicas_on_postgres_serve_every_instance_and_tick_once")
+    else {
+        return;
+    };
+    let schema = pg_support::schema_name();
+    let control_store = || async {
+        let store =
+            flow_runtime::store::PostgresStore::open(flow_runtime::store::PostgresOptions {
+                url: url.clone(),
+                schema: schema.clone(),
+                pool_size: 4,
+            })
+            .await
+            .unwrap();
+        Some(Arc::new(store) as Arc<dyn Store>)
+    };
+    let stores = InstanceStores::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    };
+    let one = serve(control_store().await, stores.clone()).await;
+    let two = serve(control_store().await, stores).await;
+    let crm = crm_sink();
+    let (status, body) = admin(
+        "PUT",
+        &one,
+        "/_flow/instances/acme",
+        Some(config(&crm, "pg-key")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The other replica serves it once it has read the record.
+    within("acme served by the second replica", async {
+        loop {
+            let (status, _) = call(
+                "POST",
+                &format!("{}/i/acme/contacts", two.url()),
+                Some(json!({ "name": "Ada" })),
+                None,
+            )
+            .await;
+            if status == 202 {
+                break;
+            }
+            assert_eq!(status, 404);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    within(
+        "the contact",
+        crm.wait_for_path("POST", "/contacts", 1, common::WAIT),
+    )
+    .await;
+    // Both replicas run acme's schedule; each tick runs once.
+    let ticks = within(
+        "five ticks",
+        crm.wait_for_path("POST", "/ticks", 5, common::WAIT),
+    )
+    .await;
+    let mut fired: Vec<String> = ticks
+        .iter()
+        .map(|t| t.body["fired_at"].to_string())
+        .collect();
+    let all = fired.len();
+    fired.sort();
+    fired.dedup();
+    assert_eq!(fired.len(), all, "a tick ran twice: {fired:?}");
+    assert_eq!(crm.requests_to("POST", "/hooks").len(), 1, "deployed twice");
+    one.shutdown().await;
+    two.shutdown().await;
+    for s in [schema.clone(), format!("{schema}_i_acme")] {
+        pg_support::drop_schema(&url, &s).await;
+    }
 }

@@ -229,6 +229,12 @@ pub async fn serve(
         control.redactor().add(token);
     }
     control.set_local_url(format!("http://{addr}"));
+    // Weak: the control runtime must not keep the instances alive.
+    let weak = Arc::downgrade(&instances.shared);
+    control.set_metrics_source(Arc::new(move || match weak.upgrade() {
+        Some(shared) => Instances { shared }.metrics_text(),
+        None => String::new(),
+    }));
     let router = crate::triggers::http::router(
         &control,
         settings.admin_token.as_deref(),

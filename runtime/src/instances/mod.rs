@@ -184,6 +184,23 @@ impl Instances {
         &self.shared.control
     }
 
+    /// The metrics of the process's own routes and of every running
+    /// instance, each instance's labelled with its name.
+    pub fn metrics_text(&self) -> String {
+        let running: Vec<(String, Runtime)> = lock(&self.shared.live)
+            .iter()
+            .filter_map(|(n, s)| match s {
+                Slot::Running(r) => Some((n.clone(), r.rt.clone())),
+                Slot::Paused => None,
+            })
+            .collect();
+        let parts: Vec<(&str, &crate::core::metrics::Metrics)> = running
+            .iter()
+            .map(|(n, rt)| (n.as_str(), rt.metrics()))
+            .collect();
+        crate::core::metrics::Metrics::render_instances(self.shared.control.metrics(), &parts)
+    }
+
     pub(crate) fn route(&self, name: &str) -> Route {
         match lock(&self.shared.live).get(name) {
             Some(Slot::Running(r)) => Route::To(r.router.clone()),
