@@ -301,7 +301,8 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
     assert!(crm_b.requests_to("POST", "/contacts").is_empty());
     // Its executions are its own.
     let (_, runs) = admin("GET", &server, "/i/acme/_flow/executions", None).await;
-    assert!(runs["executions"].to_string().contains("contact"), "{runs}");
+    assert_eq!(runs["executions"][0]["flow"], "contact", "{runs}");
+    assert_eq!(runs["executions"][0]["instance"], "acme", "{runs}");
     let (_, runs) = admin(
         "GET",
         &server,
@@ -402,7 +403,10 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     server.shutdown().await;
 
     for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap();
+        // A -wal or -shm file may go away as the closed store checkpoints.
+        let Ok(bytes) = std::fs::read(&entry) else {
+            continue;
+        };
         let found = bytes.windows(18).any(|w| w == b"very-secret-key-77");
         assert!(!found, "the secret is readable in {}", entry.display());
     }
