@@ -114,7 +114,7 @@ fn crm_integration() -> Integration {
     }
 }
 
-fn settings(stores: InstanceStores) -> InstanceSettings {
+fn settings(stores: InstanceStores, keys: Keyring) -> InstanceSettings {
     InstanceSettings {
         stores,
         workers: 2,
@@ -127,12 +127,21 @@ fn settings(stores: InstanceStores) -> InstanceSettings {
         intake: Default::default(),
         callbacks: None,
         redactor: flow_runtime::Redactor::new(),
-        keys: Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", KEY).unwrap()),
+        keys,
     }
 }
 
 /// Serves the instances of the CRM integration, the records in `store`.
 async fn serve(store: Option<Arc<dyn Store>>, stores: InstanceStores) -> ServerHandle {
+    let keys = Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", KEY).unwrap());
+    serve_with(store, stores, keys).await
+}
+
+async fn serve_with(
+    store: Option<Arc<dyn Store>>,
+    stores: InstanceStores,
+    keys: Keyring,
+) -> ServerHandle {
     let control = Runtime::new(
         Integration {
             flows: |_| Vec::new(),
@@ -144,7 +153,7 @@ async fn serve(store: Option<Arc<dyn Store>>, stores: InstanceStores) -> ServerH
         },
     )
     .unwrap();
-    let instances = Instances::new(crm_integration(), control, settings(stores));
+    let instances = Instances::new(crm_integration(), control, settings(stores, keys));
     flow_runtime::instances::serve(instances, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
@@ -430,6 +439,34 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     .await;
     assert_eq!(got[0].header("x-api-key"), Some("very-secret-key-77"));
     assert_eq!(crm_a.requests_to("POST", "/hooks").len(), 1);
+    server.shutdown().await;
+
+    // The key rotated: opened with the previous key and sealed again with
+    // the new one, so that the new key alone serves it afterwards.
+    const NEW_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1e";
+    let rotating = Keyring::from_env(|var| match var {
+        "FLOW_MASTER_KEY" => Some(NEW_KEY.into()),
+        "FLOW_MASTER_KEY_PREVIOUS" => Some(KEY.into()),
+        _ => None,
+    })
+    .unwrap();
+    serve_with(Some(open()), stores(), rotating)
+        .await
+        .shutdown()
+        .await;
+    let new_only = Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", NEW_KEY).unwrap());
+    let server = serve_with(Some(open()), stores(), new_only).await;
+    let (status, acme) = admin("GET", &server, "/_flow/instances/acme", None).await;
+    assert_eq!(status, 200, "{acme}");
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/acme/contacts", server.url()),
+        Some(json!({ "name": "Bob" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+
     // Deleted: its store is put aside, not reused by a new `acme`.
     assert_eq!(
         admin("DELETE", &server, "/_flow/instances/acme", None)
