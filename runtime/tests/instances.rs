@@ -312,6 +312,10 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
     let (_, runs) = admin("GET", &server, "/i/acme/_flow/executions", None).await;
     assert_eq!(runs["executions"][0]["flow"], "contact", "{runs}");
     assert_eq!(runs["executions"][0]["instance"], "acme", "{runs}");
+    let id = runs["executions"][0]["id"].as_str().unwrap();
+    let (status, run) = admin("GET", &server, &format!("/i/acme/_flow/executions/{id}"), None).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["flow"], "contact", "{run}");
     let (_, runs) = admin(
         "GET",
         &server,

@@ -203,6 +203,10 @@ async fn dispatch(
         Ok(u) => u,
         Err(_) => return error(StatusCode::BAD_REQUEST, "invalid path"),
     };
+    // The outer route's match (its path parameters, its matched path) is
+    // not the instance's: left in, axum would add the inner route's
+    // parameters to it and every `Path` extractor would see too many.
+    parts.extensions = Default::default();
     match router
         .call(Request::from_parts(parts, Body::new(body)))
         .await
