@@ -313,7 +313,13 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
     assert_eq!(runs["executions"][0]["flow"], "contact", "{runs}");
     assert_eq!(runs["executions"][0]["instance"], "acme", "{runs}");
     let id = runs["executions"][0]["id"].as_str().unwrap();
-    let (status, run) = admin("GET", &server, &format!("/i/acme/_flow/executions/{id}"), None).await;
+    let (status, run) = admin(
+        "GET",
+        &server,
+        &format!("/i/acme/_flow/executions/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["flow"], "contact", "{run}");
     let (_, runs) = admin(
@@ -480,6 +486,22 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     );
     assert!(!dir.path().join("crm.instances/acme.db").exists());
     server.shutdown().await;
+    // Kept aside until the retention removes it.
+    let aside = |dir: &std::path::Path| {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".deleted-"))
+            .count()
+    };
+    assert!(aside(dir.path()) >= 1);
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        stores().purge_retired(now - 3600).await.unwrap(),
+        0,
+        "removed too early"
+    );
+    assert_eq!(stores().purge_retired(now + 10).await.unwrap(), 1);
+    assert_eq!(aside(dir.path()), 0);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -571,6 +593,20 @@ async fn replicas_on_postgres_serve_every_instance_and_tick_once() {
     fired.dedup();
     assert_eq!(fired.len(), all, "a tick ran twice: {fired:?}");
     assert_eq!(crm.requests_to("POST", "/hooks").len(), 1, "deployed twice");
+    // Deleted through the other replica: its schema is put aside, then
+    // dropped by the retention.
+    assert_eq!(
+        admin("DELETE", &two, "/_flow/instances/acme", None).await.0,
+        200
+    );
+    let stores = InstanceStores::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    };
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(stores.purge_retired(now - 3600).await.unwrap(), 0);
+    assert_eq!(stores.purge_retired(now + 10).await.unwrap(), 1);
     one.shutdown().await;
     two.shutdown().await;
     for s in [schema.clone(), format!("{schema}_i_acme")] {

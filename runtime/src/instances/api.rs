@@ -251,10 +251,13 @@ pub async fn serve(
         let instances = instances.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RECONCILE_EVERY);
+            let mut purge = tokio::time::interval(super::PURGE_RETIRED_EVERY);
             every.tick().await;
             loop {
-                every.tick().await;
-                instances.reconcile().await;
+                tokio::select! {
+                    _ = every.tick() => instances.reconcile().await,
+                    _ = purge.tick() => instances.purge_retired().await,
+                }
             }
         })
     };

@@ -42,6 +42,10 @@ pub use stores::InstanceStores;
 /// How often each replica compares the instances it runs with the records.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
+/// How often deleted instances' stores past the failed-runs retention are
+/// removed (also once at start).
+pub const PURGE_RETIRED_EVERY: Duration = Duration::from_secs(3600);
+
 /// How every instance's runtime is set up (from `serve`'s flags).
 pub struct InstanceSettings {
     /// Where instances keep their stores.
@@ -373,6 +377,23 @@ impl Instances {
         }
         tracing::info!(instance = %name, "instance deleted");
         Ok(removed)
+    }
+
+    /// Removes the stores of instances deleted longer ago than the failed
+    /// runs' retention (`--failed-retention`; kept forever when it is 0).
+    pub async fn purge_retired(&self) {
+        let Some(retention) = self.shared.settings.failed_retention else {
+            return;
+        };
+        let before =
+            Utc::now().timestamp() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        match self.shared.settings.stores.purge_retired(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(stores = n, "deleted instances' stores removed (retention)"),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "cannot remove deleted instances' stores")
+            }
+        }
     }
 
     /// Brings what this process runs in line with the records: starts new
