@@ -434,14 +434,7 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     // A new process over the same files serves the instance again, without
     // running its deploy flow a second time.
     let server = serve(Some(open()), stores()).await;
-    let (status, _) = call(
-        "POST",
-        &format!("{}/i/acme/contacts", server.url()),
-        Some(json!({ "name": "Ada" })),
-        None,
-    )
-    .await;
-    assert_eq!(status, 202);
+    accepted_once_started(&server, "acme", json!({ "name": "Ada" })).await;
     let got = within(
         "contact after restart",
         crm_a.wait_for_path("POST", "/contacts", 1, common::WAIT),
@@ -468,14 +461,7 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     let server = serve_with(Some(open()), stores(), new_only).await;
     let (status, acme) = admin("GET", &server, "/_flow/instances/acme", None).await;
     assert_eq!(status, 200, "{acme}");
-    let (status, _) = call(
-        "POST",
-        &format!("{}/i/acme/contacts", server.url()),
-        Some(json!({ "name": "Bob" })),
-        None,
-    )
-    .await;
-    assert_eq!(status, 202);
+    accepted_once_started(&server, "acme", json!({ "name": "Bob" })).await;
 
     // Deleted: its store is put aside, not reused by a new `acme`.
     assert_eq!(
@@ -502,6 +488,24 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     );
     assert_eq!(stores().purge_retired(now + 10).await.unwrap(), 1);
     assert_eq!(aside(dir.path()), 0);
+}
+
+/// Posts a contact to `instance` until it is accepted (`404` until the
+/// server has started it: the previous server in this test process may
+/// still hold its store's file for a moment, and it is retried at the next
+/// reconcile).
+async fn accepted_once_started(server: &ServerHandle, instance: &str, contact: Value) {
+    let url = format!("{}/i/{instance}/contacts", server.url());
+    within(&format!("{instance} started"), async {
+        loop {
+            match call("POST", &url, Some(contact.clone()), None).await.0 {
+                202 => break,
+                404 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{url}: {other}"),
+            }
+        }
+    })
+    .await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

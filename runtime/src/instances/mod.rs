@@ -288,15 +288,17 @@ impl Instances {
             created_at: existing.as_ref().map_or(now, |r| r.created_at),
             updated_at: now,
         };
-        if record.paused {
-            // Checked as a start would (caller secrets), without starting.
-            self.runtime(name, config.clone()).await?;
-        } else {
+        // Checked as a start would (caller secrets), before anything stops.
+        self.runtime(name, config.clone()).await?;
+        if !record.paused {
             if let Some(Slot::Running(old)) = self.slot(name) {
                 if let Err(e) = old.rt.undeploy().await {
                     return Err(self.flows_failed(&old.rt, "remove", e));
                 }
                 self.stop(name, old).await;
+                // Until the new config runs; if it cannot, the next
+                // reconcile starts the old one again (and redeploys it).
+                lock(&self.shared.live).remove(name);
             }
             let running = self
                 .launch(name, config.clone(), &record.sealed_config)
