@@ -81,9 +81,10 @@ impl InstanceStores {
     }
 
     /// Puts a deleted instance's store aside: its executions stay readable
-    /// there (`INSTANCE.deleted-UNIX.db`, schema `…_deleted_UNIX`) until an
-    /// operator removes them, and a new instance of the same name starts
-    /// empty. A memory store is simply dropped.
+    /// there (`INSTANCE.deleted-UNIX.db`; schema `SCHEMA_i_INSTANCE_dUNIX`,
+    /// commented as retired) until [`InstanceStores::purge_retired`], and a
+    /// new instance of the same name starts empty. A memory store is simply
+    /// dropped.
     pub async fn retire(&self, name: &str) -> StoreResult<()> {
         let stamp = chrono::Utc::now().timestamp();
         match self {
@@ -104,9 +105,11 @@ impl InstanceStores {
             }
             InstanceStores::Postgres { url, schema, .. } => {
                 let from = postgres_schema(schema, name);
-                let mut to = format!("{from}_deleted_{stamp}");
-                to.truncate(63);
-                crate::store::postgres_rename_schema(url, &from, &to).await
+                // A schema name has at most 63 bytes (ASCII here).
+                let mut to = from.clone();
+                to.truncate(63 - 12);
+                let to = format!("{to}_d{stamp}");
+                crate::store::postgres_retire_schema(url, &from, &to, schema, stamp).await
             }
         }
     }
@@ -133,10 +136,8 @@ impl InstanceStores {
                 Ok(removed)
             }
             InstanceStores::Postgres { url, schema, .. } => {
-                let prefix = format!("{schema}_i_");
                 let dropped =
-                    crate::store::postgres_drop_schemas_deleted_before(url, &prefix, before)
-                        .await?;
+                    crate::store::postgres_drop_retired_schemas(url, schema, before).await?;
                 Ok(dropped.len())
             }
         }
