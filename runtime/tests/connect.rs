@@ -442,9 +442,12 @@ async fn open(url: &str) -> (u16, String) {
     (status, resp.text().await.unwrap())
 }
 
-async fn saved_tokens(db: &Path) -> Option<flow_runtime::store::ConnectionTokens> {
+/// The tokens saved for connection `crm` of the authorization server `sink`.
+async fn saved_tokens(db: &Path, sink: &Sink) -> Option<flow_runtime::store::ConnectionTokens> {
     let store = SqliteStore::open(db, SqliteOptions::default()).unwrap();
-    store.connection_tokens("crm").await.unwrap()
+    let token_url = format!("{}/token", sink.url());
+    let key = flow_runtime::engine::connection::tokens_key_of("crm", &token_url, CLIENT_ID);
+    store.connection_tokens(&key).await.unwrap()
 }
 
 fn store_arg(db: &Path) -> String {
@@ -536,7 +539,7 @@ async fn connects_and_keeps_the_refresh_token_where_serve_reads_it() {
     assert_eq!(form["redirect_uri"], q["redirect_uri"]);
     assert_no_secrets(&finished, &verifier, &form["code"]);
 
-    let saved = saved_tokens(&db).await.expect("tokens saved");
+    let saved = saved_tokens(&db, &sink).await.expect("tokens saved");
     assert_eq!(saved.refresh_token.as_deref(), Some(REFRESH_TOKEN));
     assert_eq!(saved.access_token.as_deref(), Some(ACCESS_TOKEN));
     let expires_in = saved.expires_at.expect("expiry saved") - chrono::Utc::now();
@@ -588,7 +591,7 @@ async fn a_redirect_without_the_right_state_is_refused_and_the_right_one_still_c
         finished.stderr
     );
     assert_eq!(sink.requests_to("POST", "/token").len(), 1);
-    let saved = saved_tokens(&dir.path().join(format!("{BINARY}.db")))
+    let saved = saved_tokens(&dir.path().join(format!("{BINARY}.db")), &sink)
         .await
         .expect("tokens saved in ./crm_sync.db");
     assert_eq!(saved.refresh_token.as_deref(), Some(REFRESH_TOKEN));
@@ -616,7 +619,7 @@ async fn a_refused_consent_exits_1_naming_the_error() {
         finished.stdout
     );
     assert!(sink.requests_to("POST", "/token").is_empty());
-    assert!(saved_tokens(&db).await.is_none());
+    assert!(saved_tokens(&db, &sink).await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -640,7 +643,7 @@ async fn a_refused_code_exits_1_with_the_token_endpoint_error_and_no_secret() {
     let exchanges = sink.requests_to("POST", "/token");
     let form = query_of(&String::from_utf8_lossy(&exchanges[0].raw));
     assert_no_secrets(&finished, &form["code_verifier"], &form["code"]);
-    assert!(saved_tokens(&db).await.is_none());
+    assert!(saved_tokens(&db, &sink).await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -665,7 +668,7 @@ async fn an_answer_without_a_refresh_token_saves_nothing() {
         "{}",
         finished.stderr
     );
-    assert!(saved_tokens(&db).await.is_none());
+    assert!(saved_tokens(&db, &sink).await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -687,7 +690,7 @@ async fn gives_up_after_the_timeout() {
         "{}",
         finished.stderr
     );
-    assert!(saved_tokens(&db).await.is_none());
+    assert!(saved_tokens(&db, &sink).await.is_none());
 }
 
 /// Runs a `connect` that is refused before it listens.

@@ -358,7 +358,7 @@ impl Pending {
         let saved = self
             .store
             .save_connection_tokens(
-                self.connection,
+                &super::connection::tokens_key(self.connection, &self.oauth),
                 Some(access_token),
                 expires_at,
                 Some(refresh_token),

@@ -306,7 +306,7 @@ impl Connection {
         // a little longer than that always ends with a claim.
         let deadline = Instant::now() + FETCH_CLAIM + Duration::from_secs(5);
         loop {
-            if let Some(token) = self.usable_saved_token(store, &state).await? {
+            if let Some(token) = self.usable_saved_token(oauth, store, &state).await? {
                 state.current = Some(token.clone());
                 return Ok(token.value);
             }
@@ -345,10 +345,7 @@ impl Connection {
         http: &reqwest::Client,
         state: &TokenState,
     ) -> Result<AccessToken, StepError> {
-        let saved = store
-            .connection_tokens(self.def.name)
-            .await
-            .map_err(|e| self.store_error(e.message()))?;
+        let saved = self.saved_tokens(oauth, store).await?;
         if let Some(token) = saved.as_ref().and_then(|s| self.saved_token(s, state)) {
             return Ok(token);
         }
@@ -360,14 +357,52 @@ impl Connection {
     /// saved one that is still usable.
     async fn usable_saved_token(
         &self,
+        oauth: &OAuth2Def,
         store: &dyn Store,
         state: &TokenState,
     ) -> Result<Option<AccessToken>, StepError> {
-        let saved = store
+        let saved = self.saved_tokens(oauth, store).await?;
+        Ok(saved.as_ref().and_then(|s| self.saved_token(s, state)))
+    }
+
+    /// The tokens saved for this connection's issuer and client
+    /// ([`tokens_key`]). Tokens saved under the bare connection name (before
+    /// they were keyed so) are moved to the key once, on the assumption
+    /// that they belong to the config of the first version that reads them.
+    async fn saved_tokens(
+        &self,
+        oauth: &OAuth2Def,
+        store: &dyn Store,
+    ) -> Result<Option<crate::store::ConnectionTokens>, StepError> {
+        let error = |e: crate::store::StoreError| self.store_error(e.message());
+        let key = tokens_key(self.def.name, oauth);
+        if let Some(saved) = store.connection_tokens(&key).await.map_err(error)? {
+            return Ok(Some(saved));
+        }
+        let Some(old) = store
             .connection_tokens(self.def.name)
             .await
-            .map_err(|e| self.store_error(e.message()))?;
-        Ok(saved.as_ref().and_then(|s| self.saved_token(s, state)))
+            .map_err(error)?
+        else {
+            return Ok(None);
+        };
+        if old.access_token.is_none() && old.refresh_token.is_none() {
+            return Ok(None);
+        }
+        store
+            .save_connection_tokens(
+                &key,
+                old.access_token.as_deref(),
+                old.expires_at,
+                old.refresh_token.as_deref(),
+            )
+            .await
+            .map_err(error)?;
+        store
+            .save_connection_tokens(self.def.name, None, None, None)
+            .await
+            .map_err(error)?;
+        Ok(Some(old))
     }
 
     /// A token another process saved, if it is still usable and not the
@@ -427,7 +462,7 @@ impl Connection {
         let refresh = answer.refresh_token.or(refresh_token);
         store
             .save_connection_tokens(
-                self.def.name,
+                &tokens_key(self.def.name, oauth),
                 Some(&answer.access_token),
                 answer.expires_at,
                 refresh.as_deref(),
@@ -606,6 +641,25 @@ impl Limiter {
     }
 }
 
+/// Where a connection's tokens are saved: its name and a digest of its
+/// token endpoint and client id. Tokens belong to the issuer and client
+/// that gave them: when a connection's config points elsewhere (an
+/// instance moved to another CRM), the old tokens are not sent there.
+pub fn tokens_key(name: &str, oauth: &OAuth2Def) -> String {
+    tokens_key_of(name, &oauth.token_url, &oauth.client_id)
+}
+
+/// [`tokens_key`] from the token endpoint and client id.
+pub fn tokens_key_of(name: &str, token_url: &str, client_id: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(token_url.as_bytes())
+        .chain_update([0])
+        .chain_update(client_id.as_bytes())
+        .finalize();
+    format!("{name}@{}", hex::encode(&digest[..8]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +713,78 @@ mod tests {
             e.message
         );
         assert!(!e.message.contains("client-secret-x"), "{}", e.message);
+    }
+
+    fn crm(token_url: &str) -> Connections {
+        Connections::new(vec![ConnectionDef {
+            name: "crm",
+            auth: ConnectionAuth::OAuth2(OAuth2Def {
+                grant: OAuth2Grant::ClientCredentials,
+                token_url: token_url.into(),
+                client_id: "id-1".into(),
+                client_secret: Some("secret".into()),
+                scopes: Vec::new(),
+                refresh_token: None,
+                authorize_url: None,
+            }),
+            limit: None,
+        }])
+    }
+
+    async fn token(connections: &Connections, store: &dyn Store) -> Result<String, StepError> {
+        let crm = connections.get("crm").unwrap();
+        match crm.credentials(store, &reqwest::Client::new()).await? {
+            Credentials::OAuth2(token) => Ok(token),
+            Credentials::Static(_) => panic!("not OAuth2"),
+        }
+    }
+
+    /// Tokens belong to the issuer and client that gave them: a connection
+    /// whose config now points at another token endpoint (an instance
+    /// moved to another CRM) fetches its own rather than send the old ones.
+    #[tokio::test]
+    async fn saved_tokens_are_used_only_with_their_issuer() {
+        let store = crate::store::MemoryStore::new();
+        let first = "http://127.0.0.1:9/first/token";
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        store
+            .save_connection_tokens(
+                &tokens_key_of("crm", first, "id-1"),
+                Some("token-first"),
+                Some(later),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(token(&crm(first), &store).await.unwrap(), "token-first");
+        // Port 9 (discard) refuses: the fetch fails, no old token is sent.
+        let moved = token(&crm("http://127.0.0.1:9/second/token"), &store).await;
+        assert!(
+            moved.is_err(),
+            "the first issuer's token went to the second"
+        );
+    }
+
+    /// Tokens saved under the bare name (before tokens were keyed by their
+    /// issuer) are moved to the key once.
+    #[tokio::test]
+    async fn tokens_saved_under_the_name_are_moved_once() {
+        let store = crate::store::MemoryStore::new();
+        let url = "http://127.0.0.1:9/token";
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        store
+            .save_connection_tokens("crm", Some("token-old"), Some(later), Some("refresh-old"))
+            .await
+            .unwrap();
+        assert_eq!(token(&crm(url), &store).await.unwrap(), "token-old");
+        let moved = store
+            .connection_tokens(&tokens_key_of("crm", url, "id-1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.refresh_token.as_deref(), Some("refresh-old"));
+        let bare = store.connection_tokens("crm").await.unwrap().unwrap();
+        assert_eq!((bare.access_token, bare.refresh_token), (None, None));
     }
 
     #[test]
