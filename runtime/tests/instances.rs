@@ -88,8 +88,31 @@ fn tick(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// A lookup slower than its sync timeout: answered `202` with where to
+/// look for its outcome.
+fn slow_lookup(_cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn flows(_: &Config) -> Vec<FlowDef> {
     vec![
+        flow(
+            "slow_lookup",
+            TriggerDef::Sync {
+                method: "POST",
+                path: "/lookup",
+                body: Schema::Json,
+                timeout: Duration::from_millis(50),
+                fallback_async: true,
+                reads_headers: false,
+                verify: None,
+                auth: None,
+            },
+            slow_lookup,
+        ),
         flow("contact", common::json_webhook("/contacts", None), contact),
         flow(
             "tick",
@@ -335,7 +358,80 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
         "{runs}"
     );
 
-    // Paused: 503, and nothing runs; resumed: served again.
+    // A slow sync run's status URL is under the instance's prefix.
+    let lookup = format!("{}/i/acme/lookup", server.url());
+    let (status, answer) = call("POST", &lookup, Some(json!({})), None).await;
+    assert_eq!(status, 202, "{answer}");
+    let status_url = answer["status_url"].as_str().unwrap();
+    assert!(
+        status_url.starts_with("/i/acme/_flow/executions/"),
+        "{answer}"
+    );
+    let (status, run) = admin("GET", &server, status_url, None).await;
+    assert_eq!(
+        (status, &run["flow"]),
+        (200, &json!("slow_lookup")),
+        "{run}"
+    );
+
+    // Its executions page lives under its prefix, with a cookie of its own.
+    let page = reqwest::get(format!("{}/i/acme/_flow/ui", server.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"action="/i/acme/_flow/ui/session""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"href="/i/acme/_flow/ui/app.css""#),
+        "{page}"
+    );
+    let signed_in = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/i/acme/_flow/ui/session", server.url()))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    assert_eq!(signed_in.headers()["location"], "/i/acme/_flow/ui");
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Path=/i/acme/_flow;"), "{cookie}");
+
+    // The process's metrics show each instance's runs, labelled.
+    let metrics = format!("{}/_flow/metrics", server.url());
+    let labelled = r#"flow_runs_total{instance="acme",flow="contact",outcome="succeeded"} 1"#;
+    within("acme's run in the metrics", async {
+        loop {
+            let text = reqwest::Client::new()
+                .get(&metrics)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains(labelled) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // Paused: 503, and nothing runs (no tick either, while globex ticks
+    // on); resumed: served again.
+    within(
+        "a tick of acme",
+        crm_a.wait_for_path("POST", "/ticks", 1, common::WAIT),
+    )
+    .await;
     let (status, paused) = admin("POST", &server, "/_flow/instances/acme/pause", None).await;
     assert_eq!((status, &paused["paused"]), (200, &json!(true)));
     let (status, _) = call(
@@ -346,6 +442,18 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
     )
     .await;
     assert_eq!(status, 503);
+    let ticks = crm_a.requests_to("POST", "/ticks").len();
+    let globex_ticks = crm_b.requests_to("POST", "/ticks").len();
+    within(
+        "two more ticks of globex",
+        crm_b.wait_for_path("POST", "/ticks", globex_ticks + 2, common::WAIT),
+    )
+    .await;
+    assert_eq!(
+        crm_a.requests_to("POST", "/ticks").len(),
+        ticks,
+        "a paused instance ticked"
+    );
     admin("POST", &server, "/_flow/instances/acme/resume", None).await;
     let (status, _) = call(
         "POST",

@@ -210,7 +210,11 @@ pub(super) async fn handler(
                     );
                 }
             }
-            let status_url = format!("/_flow/executions/{id}");
+            // An instance's admin API is under its prefix (`serve --instances`).
+            let status_url = match rt.instance() {
+                Some(instance) => format!("/i/{instance}/_flow/executions/{id}"),
+                None => format!("/_flow/executions/{id}"),
+            };
             tokio::spawn(async move {
                 // Its end is in the store: the delivery task sends the
                 // callback from there.
