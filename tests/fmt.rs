@@ -281,6 +281,30 @@ flow f {
 }
 
 #[test]
+fn instance_statements_get_the_canonical_layout() {
+    let source = "integration x\nflow f{trigger webhook POST \"/x\"}\n\
+                  test \"a\"{instance   \"acme\"\n  from\"customers/acme.toml\" // acme\n\
+                  run f with {body:{}}}\ntest \"b\" { instance\n\"globex\" run f with {body:{}} }\n";
+    let expected = "integration x
+
+flow f {
+  trigger webhook POST \"/x\"
+}
+
+test \"a\" {
+  instance \"acme\" from \"customers/acme.toml\" // acme
+  run f with { body: {} }
+}
+
+test \"b\" {
+  instance \"globex\"
+  run f with { body: {} }
+}
+";
+    assert_eq!(format_source(source).expect("parses"), expected);
+}
+
+#[test]
 fn long_records_and_calls_break_one_entry_per_line() {
     let source = "integration x\nflow f {\n  trigger webhook POST \"/x\"\n  \
                   let r = { first_name: trigger.body.first_name, last_name: trigger.body.last_name }\n  \
