@@ -802,7 +802,9 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
     let mut integration = integration.clone();
     let mut missing = Vec::new();
     for entry in &mut integration.config {
-        let in_file = instance_values.as_ref().is_some_and(|m| m.contains_key(entry.name));
+        let in_file = instance_values
+            .as_ref()
+            .is_some_and(|m| m.contains_key(entry.name));
         if let Some((_, v)) = values.iter().find(|(n, _)| *n == entry.name) {
             entry.default = Some(v.clone());
             if let Some(m) = instance_values.as_mut() {

@@ -52,7 +52,9 @@ impl Checker<'_> {
                 )
                 .with_label("second `instance`")
                 .with_secondary(first, "first given here")
-                .with_help("keep one `instance` statement; write another test for the other instance"),
+                .with_help(
+                    "keep one `instance` statement; write another test for the other instance",
+                ),
             );
         } else if let Some(run) = run {
             self.error(
@@ -101,7 +103,10 @@ impl Checker<'_> {
                     Diagnostic::new(
                         Code::BadInstanceFile,
                         file.span,
-                        format!("cannot read the instance config {shown:?}: {}", io_reason(&e)),
+                        format!(
+                            "cannot read the instance config {shown:?}: {}",
+                            io_reason(&e)
+                        ),
                     )
                     .with_label("cannot be read")
                     .with_help(
@@ -235,9 +240,9 @@ impl Checker<'_> {
             }
             // A string for a scalar type is read like an environment
             // variable.
-            (_, Value::String(s)) if is_scalar(ty) => text_fits(ty, s).ok_or_else(|| {
-                format!("expected {ty}{}", scalar_hint(ty))
-            }),
+            (_, Value::String(s)) if is_scalar(ty) => {
+                text_fits(ty, s).ok_or_else(|| format!("expected {ty}{}", scalar_hint(ty)))
+            }
             (Type::Int, Value::Number(n)) => {
                 let whole = n.as_i64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
                 if whole {
@@ -366,13 +371,14 @@ fn to_json(v: toml::Value) -> Value {
         toml::Value::Integer(i) => Value::from(i),
         // TOML allows `nan` and `inf`, which JSON cannot hold: text, so
         // that the type check names them.
-        toml::Value::Float(f) => {
-            serde_json::Number::from_f64(f).map_or_else(|| Value::String(f.to_string()), Value::Number)
-        }
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map_or_else(|| Value::String(f.to_string()), Value::Number),
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
     }
 }
 

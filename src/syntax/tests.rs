@@ -1031,7 +1031,11 @@ fn test_blocks() {
                 format!("response {} {:?}", sexp(status), body.as_ref().map(sexp))
             }
             TestStmtKind::Instance { name, file } => {
-                format!("instance {} {:?}", name.value, file.as_ref().map(|f| &f.value))
+                format!(
+                    "instance {} {:?}",
+                    name.value,
+                    file.as_ref().map(|f| &f.value)
+                )
             }
         })
         .collect();
@@ -1066,7 +1070,10 @@ fn test_instances() {
     assert_eq!(name.value, "acme");
     let path = path.as_ref().expect("a file");
     assert_eq!(path.value, "customers/acme.toml");
-    assert_eq!(&src[path.span.start..path.span.end], "\"customers/acme.toml\"");
+    assert_eq!(
+        &src[path.span.start..path.span.end],
+        "\"customers/acme.toml\""
+    );
     assert_eq!(
         &src[test.stmts[0].span.start..test.stmts[0].span.end],
         "instance \"acme\" from \"customers/acme.toml\""
