@@ -96,17 +96,14 @@ impl Checker<'_> {
             Some(dir) => dir.join(shown),
             None => PathBuf::from(shown),
         };
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_config_file(&path) {
             Ok(t) => t,
-            Err(e) => {
+            Err(why) => {
                 self.error(
                     Diagnostic::new(
                         Code::BadInstanceFile,
                         file.span,
-                        format!(
-                            "cannot read the instance config {shown:?}: {}",
-                            io_reason(&e)
-                        ),
+                        format!("cannot read the instance config {shown:?}: {why}"),
                     )
                     .with_label("cannot be read")
                     .with_help(
@@ -400,6 +397,23 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
+/// The largest instance config file read: a config block's values are a
+/// few lines.
+const MAX_FILE: u64 = 1 << 20;
+
+/// The text of a regular file of at most [`MAX_FILE`] bytes (never a
+/// device or a pipe, which could block `flowc check` or the editor).
+fn read_config_file(path: &std::path::Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!("larger than {} KiB", MAX_FILE / 1024));
+    }
+    std::fs::read_to_string(path).map_err(|e| io_reason(&e))
+}
+
 /// An I/O error's reason without the OS error number.
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
@@ -427,6 +441,16 @@ mod tests {
         for bad in ["", "-acme", "Acme", "ac me", "ac_me", "é", &"a".repeat(41)] {
             assert!(!valid_instance_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = std::env::temp_dir();
+        assert_eq!(read_config_file(&dir), Err("not a file".to_string()));
+        assert_eq!(
+            read_config_file(&dir.join("flowc-no-such-file.toml")),
+            Err("no such file".to_string())
+        );
     }
 
     #[test]
