@@ -25,7 +25,7 @@ use super::types::Type;
 use super::Checker;
 
 /// An instance name: `[a-z0-9][a-z0-9-]{0,39}` (it is a URL segment,
-/// `/i/NAME/...`).
+/// `/i/NAME/...`), the rule of the runtime's `instances::registry::valid_name`.
 pub(super) fn valid_instance_name(name: &str) -> bool {
     let b = name.as_bytes();
     let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
