@@ -817,10 +817,15 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
         return Err(one(format!(
-            "config entry {} has no default: give {} a value in the test's `config {{ {}: ... }}`",
+            "config entry {} has no default: give {} a value in the test's `config {{ {}: ... }}`{}",
             list.join(", "),
             if missing.len() == 1 { "it" } else { "them" },
             missing.join(": ..., "),
+            if case.instance.is_some() {
+                " or in the instance's file"
+            } else {
+                ""
+            },
         )));
     }
     let _dir = WorkDir::enter().map_err(one)?;

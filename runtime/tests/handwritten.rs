@@ -510,7 +510,7 @@ async fn test_blocks_run_as_an_instance() {
         .unwrap_err()
         .join("\n");
     assert!(
-        report.contains("config entry `erp_token` has no default"),
+        report.contains("config entry `erp_token` has no default: give it a value in the test's `config { erp_token: ... }` or in the instance's file"),
         "{report}"
     );
     let mut malformed = case;
