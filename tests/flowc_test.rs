@@ -98,13 +98,14 @@ fn a_test_runs_as_an_instance_with_its_file() {
         "test acme's contacts reach acme's CRM ... ok",
         "test the test's config wins over the file ... ok",
         "test an instance without a file has the test's config ... ok",
+        "test the deploy flow registers the instance's endpoint ... ok",
         // Wrong on purpose: the call goes to the file's CRM, and the
         // endpoint is the instance's.
         "test the file's CRM is called, not another ... FAILED",
         "    expected: POST https://globex.example/contacts",
         "test the endpoint is the instance's ... FAILED",
         "    expected: POST https://acme.example/contacts  json {\"callback\":\"https://flows.example/contacts\"}",
-        "3 passed, 2 failed",
+        "4 passed, 2 failed",
     ] {
         assert!(
             stdout.lines().any(|l| l == line),
