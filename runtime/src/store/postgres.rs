@@ -464,6 +464,92 @@ fn valid_schema(name: &str) -> StoreResult<String> {
     }
 }
 
+/// The comment a retired schema carries: what it was and since when.
+fn retired_comment(owner: &str, since: i64) -> String {
+    format!("flowc: the store of a deleted instance ({owner}), deleted at {since}")
+}
+
+/// Puts schema `from` aside as `to`, commented as retired from `owner` at
+/// `since` (UNIX seconds; [`drop_retired_schemas`] finds it by that). A
+/// schema that does not exist is not an error: nothing was stored.
+pub async fn retire_schema(
+    url: &str,
+    from: &str,
+    to: &str,
+    owner: &str,
+    since: i64,
+) -> StoreResult<()> {
+    let (from_q, to_q) = (valid_schema(from)?, valid_schema(to)?);
+    // Schema names are checked: no quote can reach the literal.
+    let comment = retired_comment(owner, since);
+    with_client(url, |client| async move {
+        let renamed = client
+            .batch_execute(&format!(
+                "BEGIN; ALTER SCHEMA {from_q} RENAME TO {to_q}; COMMENT ON SCHEMA {to_q} IS '{comment}'; COMMIT"
+            ))
+            .await;
+        match renamed {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME) => Ok(()),
+            Err(e) => Err(StoreError::Backend(format!("cannot put schema {from} aside: {e}"))),
+        }
+    })
+    .await
+}
+
+/// Drops the schemas retired from `owner` ([`retire_schema`]) before
+/// `before` (UNIX seconds); returns their names.
+pub async fn drop_retired_schemas(url: &str, owner: &str, before: i64) -> StoreResult<Vec<String>> {
+    let pattern = retired_comment(owner, 0);
+    let prefix = pattern.trim_end_matches('0').to_string();
+    with_client(url, |client| async move {
+        let rows = client
+            .query(
+                "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace \
+                 WHERE starts_with(obj_description(oid, 'pg_namespace'), $1)",
+                &[&prefix],
+            )
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot list schemas: {e}")))?;
+        let mut dropped = Vec::new();
+        for row in rows {
+            let (name, comment): (String, String) = (row.get(0), row.get(1));
+            let since = comment[prefix.len()..].parse::<i64>().unwrap_or(i64::MAX);
+            if since >= before {
+                continue;
+            }
+            let quoted = valid_schema(&name)?;
+            client
+                .batch_execute(&format!("DROP SCHEMA {quoted} CASCADE"))
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot drop schema {name}: {e}")))?;
+            dropped.push(name);
+        }
+        Ok(dropped)
+    })
+    .await
+}
+
+/// Runs `f` with a connection of its own (for rare administrative
+/// statements, outside the pool).
+async fn with_client<T, F, Fut>(url: &str, f: F) -> StoreResult<T>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+    let (client, conn) = with_store_timeouts(config)
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+    let conn = tokio::spawn(conn);
+    let result = f(client).await;
+    let _ = conn.await;
+    result
+}
+
 /// A schema name derived from an integration name (`orders-relay` →
 /// `orders_relay`).
 pub fn schema_for(integration: &str) -> String {
