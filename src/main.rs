@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use flowc::build::BuildOptions;
-use flowc::check::check_source;
+use flowc::check::check_source_in;
 use flowc::diagnostics::{self, Code};
 
 /// Exit codes shared by every subcommand.
@@ -231,7 +231,7 @@ fn check(files: &[PathBuf], format: Format) -> ExitCode {
                 continue;
             }
         };
-        let checked = check_source(&source);
+        let checked = check_source_in(&source, path.parent());
         any_errors |= checked.has_errors();
         match format {
             Format::Json => {
@@ -363,7 +363,7 @@ fn compile_reporting(
             return Err(ExitCode::from(EXIT_ERRORS));
         }
     };
-    let checked = flowc::check::check(&file);
+    let checked = flowc::check::check_in(&file, path.parent());
     if !checked.diagnostics.is_empty() {
         eprint!(
             "{}",

@@ -129,3 +129,29 @@ fn sync_flows_say_whether_they_read_the_request_headers() {
         );
     }
 }
+
+#[test]
+fn an_instance_file_is_embedded_in_the_test() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    std::fs::write(
+        dir.path().join("acme.toml"),
+        "api_url = \"https://acme.example\"\nbatch = \"25\"\nwait = \"30s\"\n",
+    )
+    .expect("write");
+    let source = "integration probe\n\nconfig {\n  api_url: Url\n  batch: Int = 1\n  wait: Duration = 1s\n}\n\n\
+                  flow relay {\n  trigger webhook POST \"/x\" {\n    auth: none\n  }\n\n  \
+                  step send = http.post(\"${config.api_url}/x?n=${config.batch}&w=${config.wait}\", json: trigger.body)\n}\n\n\
+                  test \"acme\" {\n  instance \"acme\" from \"acme.toml\"\n  run relay with { body: {} }\n}\n\n\
+                  test \"no file\" {\n  instance \"globex\"\n  config {\n    api_url: \"http://globex.test\"\n  }\n  run relay with { body: {} }\n}\n";
+    let file = flowc::syntax::parse_file(source).expect("parses");
+    let checked = flowc::check::check_in(&file, Some(dir.path()));
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+    let code = flowc::codegen::generate(&file, &checked.program, source);
+    // The values as the file gives them: the runtime reads them like an
+    // instance's config (text for an Int or a Duration).
+    let flat: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+    let acme = r#"instance: Some(TestInstance { name: "acme", config: "{\"api_url\":\"https://acme.example\",\"batch\":\"25\",\"wait\":\"30s\"}", }),"#;
+    assert!(flat.contains(acme), "{code}");
+    let globex = r#"instance: Some(TestInstance { name: "globex", config: "{}", }),"#;
+    assert!(flat.contains(globex), "{code}");
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use flowc::check::check_source;
+use flowc::check::check_source_in;
 use flowc::diagnostics::{render, Code, Diagnostic};
 
 fn cases() -> Vec<PathBuf> {
@@ -75,7 +75,9 @@ fn every_wrong_program_reports_its_code() {
             }
         };
         covered.insert(expected);
-        let diagnostics = check_source(&source).diagnostics;
+        // Files a case names (a test's `instance ... from "FILE"`) are
+        // next to it.
+        let diagnostics = check_source_in(&source, path.parent()).diagnostics;
         if let Some(why) = mismatch(expected, &diagnostics) {
             failures.push(format!("{name}: {why}"));
         }

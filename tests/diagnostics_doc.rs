@@ -2,12 +2,16 @@
 //! `flowc explain` prints. Its examples are programs, so they are checked:
 //! each section's "Wrong" program reports the section's code, its "Fixed"
 //! program reports no error and not that code, and every code has a
-//! section.
+//! section. A ```toml block between the label and the program, whose first
+//! line is `# PATH`, is a file next to the program (a test's `instance ...
+//! from "PATH"`).
 
 use std::fs;
 use std::path::Path;
 
-use flowc::check::check_source;
+use tempfile::TempDir;
+
+use flowc::check::check_source_in;
 use flowc::diagnostics::Code;
 
 /// The page's sections: (heading line, body up to the next section).
@@ -33,8 +37,34 @@ fn block<'a>(section: &'a str, label: &str) -> Option<&'a str> {
     Some(&body[..body.find("\n```")?])
 }
 
-fn codes_of(source: &str) -> Vec<Code> {
-    check_source(source)
+/// The files of the ```toml blocks between `label` and its ```flow block,
+/// written to a new folder: where the program is checked.
+fn files_of(section: &str, label: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let Some(at) = section.find(label) else {
+        return dir;
+    };
+    let after = &section[at + label.len()..];
+    let mut rest = &after[..after.find("```flow\n").unwrap_or(after.len())];
+    while let Some(open) = rest.find("```toml\n") {
+        let body = &rest[open + "```toml\n".len()..];
+        let Some(end) = body.find("\n```") else { break };
+        let text = &body[..end];
+        let first = text.lines().next().unwrap_or_default();
+        if let Some(name) = first.strip_prefix("# ") {
+            let path = dir.path().join(name.trim());
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("folder for a doc's file");
+            }
+            fs::write(&path, text).expect("a doc's file");
+        }
+        rest = &body[end + 4..];
+    }
+    dir
+}
+
+fn codes_of(source: &str, dir: &Path) -> Vec<Code> {
+    check_source_in(source, Some(dir))
         .diagnostics
         .iter()
         .map(|d| d.code)
@@ -72,11 +102,13 @@ fn every_section_shows_its_code_wrong_and_fixed() {
         if !fixed.starts_with("integration ") || !wrong.contains("integration ") {
             failures.push(format!("{name}: the programs must be whole files"));
         }
-        let wrong_codes = codes_of(wrong);
+        let wrong_dir = files_of(section, "Wrong:");
+        let fixed_dir = files_of(section, "Fixed:");
+        let wrong_codes = codes_of(wrong, wrong_dir.path());
         if !wrong_codes.contains(&code) {
             failures.push(format!("{name}: the wrong program reports {wrong_codes:?}"));
         }
-        let fixed_diags = check_source(fixed).diagnostics;
+        let fixed_diags = check_source_in(fixed, Some(fixed_dir.path())).diagnostics;
         if fixed_diags.iter().any(|d| d.is_error() || d.code == code) {
             let got: Vec<&str> = fixed_diags.iter().map(|d| d.code.as_str()).collect();
             failures.push(format!("{name}: the fixed program reports {got:?}"));

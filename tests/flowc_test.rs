@@ -1,6 +1,6 @@
 //! `flowc test`: every example's test blocks pass; a file whose tests fail
 //! exits 1 and shows the expected against the actual; `--filter`; a file
-//! without tests passes.
+//! without tests passes; a test runs as an instance with its TOML file.
 
 mod support;
 
@@ -85,6 +85,72 @@ fn failing_expectations_exit_1_and_show_expected_and_actual() {
     for secret in ["not-the-token", "token-in-the-test"] {
         assert!(!stdout.contains(secret), "{secret} shown in:\n{stdout}");
     }
+}
+
+#[test]
+fn a_test_runs_as_an_instance_with_its_file() {
+    let out = flowc_test(&["tests/flows/instance_tests.flow"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for line in [
+        // The file's URL, `batch = "25"` read as an Int, the endpoint
+        // under /i/acme; the test's config over the file; no file.
+        "test acme's contacts reach acme's CRM ... ok",
+        "test the test's config wins over the file ... ok",
+        "test an instance without a file has the test's config ... ok",
+        "test the deploy flow registers the instance's endpoint ... ok",
+        // Wrong on purpose: the call goes to the file's CRM, and the
+        // endpoint is the instance's.
+        "test the file's CRM is called, not another ... FAILED",
+        "    expected: POST https://globex.example/contacts",
+        "test the endpoint is the instance's ... FAILED",
+        "    expected: POST https://acme.example/contacts  json {\"callback\":\"https://flows.example/contacts\"}",
+        "4 passed, 2 failed",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{stdout}"
+        );
+    }
+    let actual = "    actual:   POST https://acme.example/contacts  json \
+                  {\"batch\":25,\"callback\":\"https://flows.example/i/acme/contacts\",\
+                  \"email\":\"ada@acme.example\",\"name\":\"Ada\"}";
+    assert_eq!(
+        stdout.lines().filter(|l| *l == actual).count(),
+        2,
+        "{actual:?} twice in:\n{stdout}"
+    );
+    // The file's secret is redacted like any config secret.
+    assert!(!stdout.contains("acme-token"), "{stdout}");
+}
+
+#[test]
+fn an_instance_file_is_checked_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("customers")).unwrap();
+    std::fs::write(
+        dir.path().join("customers/acme.toml"),
+        "api_url = \"https://acme.example\"\nretries = \"three\"\n",
+    )
+    .unwrap();
+    let flow = dir.path().join("relay.flow");
+    std::fs::write(
+        &flow,
+        "integration relay\n\nconfig {\n  api_url: Url\n  retries: Int = 1\n}\n\n\
+         flow relay {\n  trigger webhook POST \"/x\" {\n    auth: none\n  }\n\n  \
+         step send = http.post(\"${config.api_url}/x?n=${config.retries}\", json: trigger.body)\n}\n\n\
+         test \"acme\" {\n  instance \"acme\" from \"customers/acme.toml\"\n  \
+         run relay with { body: {} }\n}\n",
+    )
+    .unwrap();
+    let out = flowc_test(&[flow.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("customers/acme.toml:2: `retries` is not a valid Int"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Compiling"), "{stderr}");
 }
 
 #[test]

@@ -80,9 +80,10 @@ fn tree_without_spans(source: &str) -> String {
 
 /// What the checker and code generation make of a program: the
 /// diagnostics (code and message) and, if it checks, the generated Rust.
-fn meaning(source: &str) -> (Vec<String>, Option<String>) {
+/// Files the program names are read from `dir`.
+fn meaning(source: &str, dir: Option<&Path>) -> (Vec<String>, Option<String>) {
     let file = flowc::syntax::parse_file(source).expect("parses");
-    let checked = flowc::check::check(&file);
+    let checked = flowc::check::check_in(&file, dir);
     let diagnostics = checked
         .diagnostics
         .iter()
@@ -100,9 +101,10 @@ fn comment_texts(source: &str) -> Vec<String> {
     texts
 }
 
-/// Asserts the three properties for one source text; returns the
-/// formatted text.
-fn assert_formats_well(name: &str, source: &str) -> String {
+/// Asserts the three properties for one source text of the file `path`
+/// (`name` says which variation); returns the formatted text.
+fn assert_formats_well(path: &str, name: &str, source: &str) -> String {
+    let dir = Path::new(path).parent();
     let once = format_source(source).unwrap_or_else(|d| panic!("{name} does not parse: {d:?}"));
     let twice = format_source(&once)
         .unwrap_or_else(|d| panic!("{name}: the formatted text does not parse: {d:?}\n{once}"));
@@ -112,8 +114,8 @@ fn assert_formats_well(name: &str, source: &str) -> String {
         tree_without_spans(&once),
         "{name}: the tree changed\n{once}"
     );
-    let (diags_before, code_before) = meaning(source);
-    let (diags_after, code_after) = meaning(&once);
+    let (diags_before, code_before) = meaning(source, dir);
+    let (diags_after, code_after) = meaning(&once, dir);
     assert_eq!(diags_before, diags_after, "{name}: diagnostics changed");
     assert_eq!(code_before, code_after, "{name}: generated code changed");
     assert_eq!(
@@ -131,7 +133,7 @@ fn assert_formats_well(name: &str, source: &str) -> String {
 #[test]
 fn formatting_is_idempotent_and_keeps_meaning_and_comments() {
     for (name, source) in corpus() {
-        assert_formats_well(&name, &source);
+        assert_formats_well(&name, &name, &source);
     }
 }
 
@@ -237,13 +239,13 @@ fn generated_variations_format_well() {
     for (name, source) in corpus() {
         let formatted = format_source(&source).expect("parses");
         let variant = unindented(&source);
-        let out = assert_formats_well(&format!("{name} (unindented)"), &variant);
+        let out = assert_formats_well(&name, &format!("{name} (unindented)"), &variant);
         assert_eq!(
             out, formatted,
             "{name}: the layout depends on the source's indentation"
         );
-        assert_formats_well(&format!("{name} (one line)"), &one_line(&source));
-        assert_formats_well(&format!("{name} (spread)"), &spread(&source));
+        assert_formats_well(&name, &format!("{name} (one line)"), &one_line(&source));
+        assert_formats_well(&name, &format!("{name} (spread)"), &spread(&source));
     }
 }
 
@@ -273,6 +275,30 @@ flow f {
   }
   step s = http.post(\"${config.a}/y\", json: { n: trigger.body.x }) retry 3
   if s.status == 200 { skip \"ok\" }
+}
+";
+    assert_eq!(format_source(source).expect("parses"), expected);
+}
+
+#[test]
+fn instance_statements_get_the_canonical_layout() {
+    let source = "integration x\nflow f{trigger webhook POST \"/x\"}\n\
+                  test \"a\"{instance   \"acme\"\n  from\"customers/acme.toml\" // acme\n\
+                  run f with {body:{}}}\ntest \"b\" { instance\n\"globex\" run f with {body:{}} }\n";
+    let expected = "integration x
+
+flow f {
+  trigger webhook POST \"/x\"
+}
+
+test \"a\" {
+  instance \"acme\" from \"customers/acme.toml\" // acme
+  run f with { body: {} }
+}
+
+test \"b\" {
+  instance \"globex\"
+  run f with { body: {} }
 }
 ";
     assert_eq!(format_source(source).expect("parses"), expected);

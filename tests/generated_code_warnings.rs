@@ -61,6 +61,7 @@ compiles_without_warnings! {
     flow_email_report: "tests/flows/email_report.flow",
     flow_failing_tests: "tests/flows/failing_tests.flow",
     flow_files: "tests/flows/files.flow",
+    flow_instance_tests: "tests/flows/instance_tests.flow",
     flow_language: "tests/flows/language.flow",
     flow_no_leaks: "tests/flows/no_leaks.flow",
     flow_poison: "tests/flows/poison.flow",
@@ -83,7 +84,7 @@ fn compile_with_warnings_denied(relative: &str) {
     let path = support::workspace().join(relative);
     let source = std::fs::read_to_string(&path).expect("readable flow file");
     let file = flowc::syntax::parse_file(&source).expect("parses");
-    let checked = flowc::check::check(&file);
+    let checked = flowc::check::check_in(&file, path.parent());
     assert!(
         !checked.has_errors(),
         "{relative} has errors: {:?}",

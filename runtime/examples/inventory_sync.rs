@@ -226,6 +226,7 @@ pub fn tests() -> Vec<TestCase> {
                 TestStmt::Expect(Expect::Status("succeeded")),
             ])
         },
+        instance: None,
     }]
 }
 

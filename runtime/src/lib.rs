@@ -87,6 +87,6 @@ pub mod prelude {
     };
     pub use crate::engine::parallel::parallel;
     pub use crate::steps::call_pure;
-    pub use crate::testing::{Expect, MockHttp, TestCase, TestCx, TestRun, TestStmt};
+    pub use crate::testing::{Expect, MockHttp, TestCase, TestCx, TestInstance, TestRun, TestStmt};
     pub use serde_json::Value;
 }

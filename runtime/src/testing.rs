@@ -4,7 +4,9 @@
 //!
 //! Each test gets a fresh [`Runtime`] with an in-memory store, the config
 //! given by the test's `config { ... }` over the defaults (the environment
-//! and `--config` are not read), a temporary working directory for `file.*`
+//! and `--config` are not read; a test with `instance "NAME" from "FILE"`
+//! runs as that instance, endpoints under `/i/NAME`, with the file's values
+//! between the two, as an instance's config), a temporary working directory for `file.*`
 //! and `http.*` steps answered in-process by the test's mocks: no network.
 //! Every HTTP call is recorded (method, URL, JSON body, headers).
 //! `file.*` on `sftp://host/dir/f` uses the local `sftp/host/dir/f` there,
@@ -72,6 +74,20 @@ pub struct TestCase {
     /// Its statements in source order, evaluated once the test's config is
     /// loaded (URLs like `"${config.erp_url}/stock"` read it).
     pub stmts: TestFn<Vec<TestStmt>>,
+    /// Its `instance "NAME" [from "FILE"]`, if any.
+    pub instance: Option<TestInstance>,
+}
+
+/// `instance "NAME" [from "FILE.toml"]`: the test runs as instance `name`
+/// (endpoints under `/i/NAME`) with `config`, the file's values as an
+/// instance's config holds them (checked and embedded by flowc), under the
+/// test's own `config { ... }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestInstance {
+    /// The instance's name.
+    pub name: &'static str,
+    /// The file's values: a JSON object (`{}` without a file).
+    pub config: &'static str,
 }
 
 /// How generated code gives the parts of a test: a function of the config.
@@ -775,22 +791,41 @@ async fn settle(rt: &Runtime) -> Result<(), String> {
 pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), Vec<String>> {
     let one = |m: String| vec![m];
     let values = (case.config)(&TestCx::constants()).map_err(|e| one(format!("config: {e}")))?;
+    // An instance's config: the file's values, under the test's own.
+    let mut instance_values = match case.instance {
+        Some(i) => Some(
+            serde_json::from_str::<Map<String, Value>>(i.config)
+                .map_err(|e| one(format!("instance {}: config: {e}", i.name)))?,
+        ),
+        None => None,
+    };
     let mut integration = integration.clone();
     let mut missing = Vec::new();
     for entry in &mut integration.config {
+        let in_file = instance_values
+            .as_ref()
+            .is_some_and(|m| m.contains_key(entry.name));
         if let Some((_, v)) = values.iter().find(|(n, _)| *n == entry.name) {
             entry.default = Some(v.clone());
-        } else if entry.default.is_none() && !is_optional(&entry.schema) {
+            if let Some(m) = instance_values.as_mut() {
+                m.remove(entry.name);
+            }
+        } else if !in_file && entry.default.is_none() && !is_optional(&entry.schema) {
             missing.push(entry.name);
         }
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
         return Err(one(format!(
-            "config entry {} has no default: give {} a value in the test's `config {{ {}: ... }}`",
+            "config entry {} has no default: give {} a value in the test's `config {{ {}: ... }}`{}",
             list.join(", "),
             if missing.len() == 1 { "it" } else { "them" },
             missing.join(": ..., "),
+            if case.instance.is_some() {
+                " or in the instance's file"
+            } else {
+                ""
+            },
         )));
     }
     let _dir = WorkDir::enter().map_err(one)?;
@@ -801,6 +836,8 @@ pub async fn run_case(integration: &Integration, case: &TestCase) -> Result<(), 
         workers: 1,
         retention: None,
         steps: test_steps(),
+        config_values: instance_values,
+        instance: case.instance.map(|i| i.name.to_string()),
         ..RuntimeOptions::default()
     };
     let rt = Runtime::new(integration, options).map_err(|e| one(e.to_string()))?;

@@ -450,4 +450,81 @@ async fn test_blocks_run_against_http_mocks() {
         report.contains("no mock for POST http://erp.test/stock/gadgets (mocks: POST http://erp.test/stock/widgets, POST http://erp.test/audit)"),
         "{report}"
     );
+
+    test_blocks_run_as_an_instance().await;
+}
+
+/// A test block run as an instance (`instance "acme" from "FILE"`); part
+/// of [`test_blocks_run_against_http_mocks`], as test blocks share the
+/// process's mocks and run one at a time.
+async fn test_blocks_run_as_an_instance() {
+    use flow_runtime::prelude::RunError;
+    use flow_runtime::testing::{run_case, TestInstance};
+    let integration = inventory_sync::integration();
+    // The instance's values give what the test's `config` leaves out, and
+    // the endpoints are the instance's.
+    let mut case = inventory_sync::tests()[0].clone();
+    case.config = |_| Ok(vec![("webhook_secret", json!("s"))]);
+    case.instance = Some(TestInstance {
+        name: "acme",
+        config: r#"{"erp_url": "http://erp.test", "erp_token": "t", "public_url": "https://flows.example/"}"#,
+    });
+    case.stmts = |cx| {
+        let at = cx.endpoint("stock_changed")?;
+        if at != json!("https://flows.example/i/acme/inventory") {
+            return Err(RunError::new(format!("endpoint {at}")));
+        }
+        if *cx.config()
+            != json!({"erp_url": "http://erp.test", "erp_token": "t", "webhook_secret": "s", "public_url": "https://flows.example/"})
+        {
+            return Err(RunError::new(format!("config {}", cx.config())));
+        }
+        (inventory_sync::tests()[0].stmts)(cx)
+    };
+    run_case(&integration, &case).await.unwrap();
+
+    // The test's own values win over the instance's.
+    let mut over = case.clone();
+    over.config = |_| {
+        Ok(vec![
+            ("webhook_secret", json!("s")),
+            ("erp_url", json!("http://erp.test")),
+        ])
+    };
+    over.instance = Some(TestInstance {
+        name: "acme",
+        config: r#"{"erp_url": "http://acme.test", "erp_token": "t", "public_url": "https://flows.example/"}"#,
+    });
+    run_case(&integration, &over).await.unwrap();
+
+    // The instance's config is validated like one given to a server: a
+    // missing entry and a malformed value are named; the secret is not
+    // shown.
+    let mut missing = case.clone();
+    missing.instance = Some(TestInstance {
+        name: "acme",
+        config: r#"{"erp_url": "http://erp.test"}"#,
+    });
+    let report = run_case(&integration, &missing)
+        .await
+        .unwrap_err()
+        .join("\n");
+    assert!(
+        report.contains("config entry `erp_token` has no default: give it a value in the test's `config { erp_token: ... }` or in the instance's file"),
+        "{report}"
+    );
+    let mut malformed = case;
+    malformed.instance = Some(TestInstance {
+        name: "acme",
+        config: r#"{"erp_url": "erp.test", "erp_token": "hunter2-token"}"#,
+    });
+    let report = run_case(&integration, &malformed)
+        .await
+        .unwrap_err()
+        .join("\n");
+    assert!(
+        report.contains("erp_url (Url): value in the instance's config is not valid"),
+        "{report}"
+    );
+    assert!(!report.contains("hunter2-token"), "{report}");
 }

@@ -15,6 +15,7 @@ pub mod connection;
 mod decls;
 mod expr;
 pub mod facts;
+mod instance;
 mod resolve;
 mod scope;
 pub mod stdlib;
@@ -25,6 +26,7 @@ mod trigger;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::syntax::ast::{self, Span};
@@ -56,6 +58,10 @@ pub struct Program {
     pub connections: BTreeMap<String, (connection::ConnectionFacts, Span)>,
     /// The inferred type of every checked expression, by its span.
     pub expr_types: HashMap<Span, Type>,
+    /// The config values of each test's `instance "NAME" from "FILE"`, read
+    /// from the TOML file and checked against the config block, by the span
+    /// of the file's string: codegen embeds them in the test.
+    pub instance_configs: HashMap<Span, serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,9 +85,18 @@ impl Checked {
     }
 }
 
-/// Checks a parsed file against the embedded stdlib.
+/// Checks a parsed file against the embedded stdlib. Files the program
+/// names (a test's `instance ... from "FILE"`) are read relative to the
+/// current directory; [`check_in`] gives the `.flow` file's folder.
 pub fn check(file: &ast::File) -> Checked {
+    check_in(file, None)
+}
+
+/// [`check`] for a file in folder `dir`: relative paths in the program are
+/// read from there.
+pub fn check_in(file: &ast::File, dir: Option<&Path>) -> Checked {
     let mut checker = Checker::new(file, Stdlib::get());
+    checker.base_dir = dir.map(Path::to_path_buf);
     checker.run();
     let mut diagnostics = checker.diags;
     diagnostics.sort_by(|a, b| source_order(a).cmp(&source_order(b)));
@@ -100,8 +115,13 @@ fn source_order(d: &Diagnostic) -> (usize, usize, Code, &str) {
 
 /// Parses and checks source text: the whole front end.
 pub fn check_source(source: &str) -> Checked {
+    check_source_in(source, None)
+}
+
+/// [`check_source`] for a file in folder `dir` (see [`check_in`]).
+pub fn check_source_in(source: &str, dir: Option<&Path>) -> Checked {
     match crate::syntax::parse_file(source) {
-        Ok(file) => check(&file),
+        Ok(file) => check_in(&file, dir),
         Err(diagnostics) => Checked {
             diagnostics,
             program: Program::default(),
@@ -127,6 +147,9 @@ pub(crate) struct Checker<'a> {
     public_endpoints: Vec<Span>,
     /// Declared connections: whether a `via:` names them (W0011).
     used_connections: BTreeMap<String, bool>,
+    /// The folder of the `.flow` file, for the files a test names; `None`:
+    /// the current directory.
+    base_dir: Option<PathBuf>,
 }
 
 /// What the checker knows about the flow whose body it is in.
@@ -174,6 +197,7 @@ impl<'a> Checker<'a> {
             current_type: None,
             public_endpoints: Vec::new(),
             used_connections: BTreeMap::new(),
+            base_dir: None,
         }
     }
 

@@ -50,11 +50,18 @@ impl Checker<'_> {
     fn check_test(&mut self, test: &ast::TestDecl) {
         self.scopes.push();
         let mut has_run = false;
+        // The first `run` and the first `instance` statement.
+        let mut first_run: Option<Span> = None;
+        let mut instance: Option<Span> = None;
         // The flow the test runs, and its trigger kind.
         let mut ran: Option<(&ast::Ident, &'static str)> = None;
         for stmt in &test.stmts {
             match &stmt.kind {
                 TestStmtKind::Config(entries) => self.test_config(entries),
+                TestStmtKind::Instance { name, file } => {
+                    self.test_instance(stmt.span, name, file.as_ref(), instance, first_run);
+                    instance = instance.or(Some(stmt.span));
+                }
                 TestStmtKind::MockHttp {
                     method,
                     url,
@@ -70,6 +77,7 @@ impl Checker<'_> {
                 }
                 TestStmtKind::Run { flow, input } => {
                     has_run = true;
+                    first_run = first_run.or(Some(stmt.span));
                     self.test_run(flow, input);
                     ran = self.program.flows.get(&flow.name).map(|f| (flow, f.kind));
                 }

@@ -383,8 +383,25 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
         gen.http_trigger = false;
         let mut config = Vec::new();
         let mut stmts = Vec::new();
+        let mut instance = "None".to_string();
         for stmt in &test.stmts {
             match &stmt.kind {
+                // The file's values were read and checked by the checker;
+                // the binary gets them as JSON text.
+                T::Instance { name, file } => {
+                    let values = file
+                        .as_ref()
+                        .and_then(|f| gen.program.instance_configs.get(&f.span))
+                        .map_or_else(
+                            || "{}".to_string(),
+                            |m| serde_json::Value::Object(m.clone()).to_string(),
+                        );
+                    instance = format!(
+                        "Some(TestInstance {{ name: {}, config: {} }})",
+                        lit(&name.value),
+                        lit(&values)
+                    );
+                }
                 T::Config(entries) => {
                     for entry in entries {
                         if let ArgValue::Expr(e) = &entry.value {
@@ -465,7 +482,8 @@ fn tests_fn(gen: &mut Gen, file: &ast::File) -> Option<codegen::Function> {
         cases.push(format!(
             "TestCase {{ name: {}, \
              config: |{}: &TestCx| -> Result<Vec<(&'static str, Value)>, RunError> {{ {config} }}, \
-             stmts: |{}: &TestCx| -> Result<Vec<TestStmt>, RunError> {{ {stmts} }} }}",
+             stmts: |{}: &TestCx| -> Result<Vec<TestStmt>, RunError> {{ {stmts} }}, \
+             instance: {instance} }}",
             lit(&test.name.value),
             unless_unused("cx", &config),
             unless_unused("cx", &stmts),

@@ -132,6 +132,9 @@ codes! {
     TestRunMissing = "E0600", "test without `run`";
     BadMock = "E0601", "invalid mock";
     BadExpect = "E0602", "invalid expectation";
+    BadInstance = "E0603", "invalid `instance` in a test";
+    BadInstanceFile = "E0604", "instance config file that cannot be read";
+    BadInstanceConfig = "E0605", "instance config value that does not fit the config block";
 
     // ---- connections
     UnknownConnection = "E0700", "unknown connection";

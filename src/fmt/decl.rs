@@ -208,6 +208,12 @@ impl Printer<'_> {
                 let close = s.span.end.saturating_sub(1);
                 self.entries(options, |o| o.span, open, close, Self::option);
             }
+            TestStmtKind::Instance { name, file } => {
+                self.write(&format!("instance {}", self.str_lit(name)));
+                if let Some(file) = file {
+                    self.write(&format!(" from {}", self.str_lit(file)));
+                }
+            }
             TestStmtKind::MockHttp {
                 method,
                 url,

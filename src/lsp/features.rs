@@ -28,10 +28,20 @@ impl Analysis {
 }
 
 /// Parses and checks a text: its diagnostics, and its analysis if it parsed.
+#[cfg(test)]
 pub fn analyze(text: &str) -> (Vec<crate::diagnostics::Diagnostic>, Option<Analysis>) {
+    analyze_in(text, None)
+}
+
+/// [`analyze`] for a document in folder `dir` (a test's `instance ... from
+/// "FILE"` is read from there).
+pub fn analyze_in(
+    text: &str,
+    dir: Option<&std::path::Path>,
+) -> (Vec<crate::diagnostics::Diagnostic>, Option<Analysis>) {
     match crate::syntax::parse_file(text) {
         Ok(file) => {
-            let checked = check::check(&file);
+            let checked = check::check_in(&file, dir);
             let analysis = Analysis::new(text.to_string(), &file, checked.program);
             (checked.diagnostics, Some(analysis))
         }
@@ -257,6 +267,8 @@ pub const OTHER_KEYWORDS: &[&str] = &[
     "subscribe",
     "deploy",
     "remove",
+    "instance",
+    "from",
     "mock",
     "run",
     "with",

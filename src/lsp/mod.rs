@@ -262,7 +262,8 @@ impl<W: Write> Server<W> {
 
     /// Re-analyses a document and publishes its diagnostics.
     fn update(&mut self, uri: &str, text: String) {
-        let (diagnostics, analysis) = features::analyze(&text);
+        let dir = file_uri_dir(uri);
+        let (diagnostics, analysis) = features::analyze_in(&text, dir.as_deref());
         let index = LineIndex::new(&text);
         let lsp: Vec<Value> = diagnostics
             .iter()
@@ -391,9 +392,45 @@ fn to_lsp(uri: &str, text: &str, index: &LineIndex, d: &Diagnostic) -> Value {
     v
 }
 
+/// The folder of a `file://` document (`%XX` decoded); `None` for other
+/// URIs.
+fn file_uri_dir(uri: &str) -> Option<std::path::PathBuf> {
+    let path = uri.strip_prefix("file://")?;
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    let path = std::path::PathBuf::from(String::from_utf8(out).ok()?);
+    path.parent().map(std::path::Path::to_path_buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_uri_gives_its_folder() {
+        assert_eq!(
+            file_uri_dir("file:///home/a%20b/x.flow"),
+            Some(std::path::PathBuf::from("/home/a b"))
+        );
+        assert_eq!(file_uri_dir("untitled:Untitled-1"), None);
+    }
 
     fn frame(v: &Value) -> String {
         let body = v.to_string();

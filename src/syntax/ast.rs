@@ -519,6 +519,10 @@ pub struct TestStmt {
 pub enum TestStmtKind {
     /// `config { name: value ... }`: config values for this test.
     Config(Vec<OptionEntry>),
+    /// `instance "NAME" [from "PATH.toml"]`: the test runs as instance
+    /// NAME, with the config values of the TOML file (relative to the
+    /// `.flow` file's folder) under its own `config { ... }`.
+    Instance { name: StrLit, file: Option<StrLit> },
     /// `mock http METHOD url => status[, body]`
     MockHttp {
         method: Ident,

@@ -608,6 +608,8 @@ fn words(rule: Rule) -> Words {
         Rule::kw_fn => Expect("`fn`"),
         Rule::kw_example => Continue("`example`"),
         Rule::kw_connection => Expect("`connection`"),
+        Rule::kw_instance => Expect("`instance`"),
+        Rule::kw_from => Continue("`from`"),
 
         // punctuation
         Rule::lbrace => Expect("`{`"),
@@ -735,8 +737,11 @@ fn words(rule: Rule) -> Words {
 
         // tests
         Rule::test_decl => Expect("`test`"),
-        Rule::test_stmt => Expect("a test statement (`config`, `mock`, `run` or `expect`)"),
+        Rule::test_stmt => {
+            Expect("a test statement (`config`, `instance`, `mock`, `run` or `expect`)")
+        }
         Rule::test_config => Expect("`config`"),
+        Rule::test_instance => Expect("`instance`"),
         Rule::mock_http => Expect("`mock`"),
         Rule::run_flow => Expect("`run`"),
         Rule::expect_http | Rule::expect_status | Rule::expect_response => Expect("`expect`"),

@@ -128,6 +128,8 @@ pub(super) fn is_token(rule: Rule) -> bool {
             | kw_fn
             | kw_example
             | kw_connection
+            | kw_instance
+            | kw_from
             | lbrace
             | rbrace
             | lparen

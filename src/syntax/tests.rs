@@ -1030,6 +1030,13 @@ fn test_blocks() {
             TestStmtKind::ExpectResponse { status, body } => {
                 format!("response {} {:?}", sexp(status), body.as_ref().map(sexp))
             }
+            TestStmtKind::Instance { name, file } => {
+                format!(
+                    "instance {} {:?}",
+                    name.value,
+                    file.as_ref().map(|f| &f.value)
+                )
+            }
         })
         .collect();
     assert_eq!(
@@ -1048,6 +1055,41 @@ fn test_blocks() {
             "response 404 None",
         ]
     );
+}
+
+#[test]
+fn test_instances() {
+    let src = "integration x\ntest \"t\" {\n  instance \"acme\" from \"customers/acme.toml\"\n  instance \"b\"\n}\n";
+    let file = parse_ok(src);
+    let Item::Test(test) = &file.items[0] else {
+        panic!("a test");
+    };
+    let TestStmtKind::Instance { name, file: path } = &test.stmts[0].kind else {
+        panic!("an instance");
+    };
+    assert_eq!(name.value, "acme");
+    let path = path.as_ref().expect("a file");
+    assert_eq!(path.value, "customers/acme.toml");
+    assert_eq!(
+        &src[path.span.start..path.span.end],
+        "\"customers/acme.toml\""
+    );
+    assert_eq!(
+        &src[test.stmts[0].span.start..test.stmts[0].span.end],
+        "instance \"acme\" from \"customers/acme.toml\""
+    );
+    assert!(matches!(
+        &test.stmts[1].kind,
+        TestStmtKind::Instance { file: None, .. }
+    ));
+    // The name and the path are constant strings; the name is required.
+    for bad in [
+        "integration x\ntest \"t\" { instance \"${a}\" }\n",
+        "integration x\ntest \"t\" { instance \"a\" from \"${b}.toml\" }\n",
+        "integration x\ntest \"t\" { instance from \"a.toml\" }\n",
+    ] {
+        assert!(crate::syntax::parse_file(bad).is_err(), "{bad}");
+    }
 }
 
 const MODULE: &str = r#"/// Calls HTTP APIs.

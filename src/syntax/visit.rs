@@ -204,7 +204,7 @@ pub fn walk_test_stmt<'ast, V: Visitor<'ast> + ?Sized>(v: &mut V, stmt: &'ast Te
                 v.visit_expr(e);
             }
         }
-        TestStmtKind::ExpectStatus(_) => {}
+        TestStmtKind::ExpectStatus(_) | TestStmtKind::Instance { .. } => {}
         TestStmtKind::ExpectResponse { status, body } => {
             v.visit_expr(status);
             if let Some(body) = body {

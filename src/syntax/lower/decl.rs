@@ -381,6 +381,10 @@ impl Lowerer<'_> {
             Rule::test_config => {
                 TestStmtKind::Config(walk.map(|e| self.lower_option_entry(e)).collect())
             }
+            Rule::test_instance => TestStmtKind::Instance {
+                name: self.lower_str_lit(walk.required()),
+                file: walk.try_next().map(|f| self.lower_str_lit(f)),
+            },
             Rule::mock_http => TestStmtKind::MockHttp {
                 method: self.lower_http_method(walk.required()),
                 url: self.lower_expr(walk.required()),
