@@ -152,6 +152,14 @@ struct ServeArgs {
     /// Retry-After: 1.
     #[arg(long, env = "FLOW_MAX_SYNC_RUNS", default_value_t = crate::triggers::http::DEFAULT_MAX_SYNC_RUNS, value_parser = parse_count)]
     max_sync_runs: usize,
+    /// Serve the integration for many customers: instances are created
+    /// through the admin API (`PUT /_flow/instances/NAME`) or `instances
+    /// put`, each with its own config, store and endpoints under
+    /// `/i/NAME/`. Needs FLOW_MASTER_KEY (instances' configs are encrypted
+    /// with it) and FLOW_ADMIN_TOKEN. The environment's config entries are
+    /// not read in this mode.
+    #[arg(long, env = "FLOW_INSTANCES")]
+    instances: bool,
 }
 
 impl ServeArgs {
@@ -257,12 +265,54 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Manage the instances of a server running `serve --instances` (admin
+    /// API, FLOW_ADMIN_TOKEN).
+    Instances {
+        #[command(subcommand)]
+        action: InstancesAction,
+        /// Base URL of the running server (default: http://FLOW_ADDR).
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
     /// Run the `.flow` file's test blocks (what `flowc test` calls).
     #[command(hide = true)]
     Test {
         /// Only the tests whose name contains this.
         #[arg(long)]
         filter: Option<String>,
+    },
+}
+
+/// `instances …`.
+#[derive(Subcommand, Debug, Clone)]
+enum InstancesAction {
+    /// List the instances.
+    List,
+    /// Show one instance (secrets masked).
+    Show {
+        /// The instance's name.
+        name: String,
+    },
+    /// Create or update an instance from `--config FILE.toml` (the same
+    /// entries as serve's `--config`). A new instance runs its deploy flows.
+    Put {
+        /// The instance's name: lowercase letters, digits and dashes.
+        name: String,
+    },
+    /// Pause an instance: its endpoints answer 503, it runs nothing new.
+    Pause {
+        /// The instance's name.
+        name: String,
+    },
+    /// Resume a paused instance.
+    Resume {
+        /// The instance's name.
+        name: String,
+    },
+    /// Delete an instance: run its remove flows, then remove its state.
+    Delete {
+        /// The instance's name.
+        name: String,
     },
 }
 
@@ -652,6 +702,9 @@ async fn run_cli(
                     return exit(2);
                 }
             };
+            if args.instances {
+                return serve_instances(integration, &cli, redactor, &args, callbacks).await;
+            }
             let rt = match build_runtime(integration, &cli, redactor, Setup::serve(&args)).await {
                 Ok(rt) => rt,
                 Err(code) => return code,
@@ -816,6 +869,7 @@ async fn run_cli(
         CommandKind::Test { filter } => {
             crate::testing::run(integration, tests, filter.as_deref()).await
         }
+        CommandKind::Instances { action, url } => instances_command(&cli, action, url).await,
         CommandKind::Replay { id, url } => {
             let path = format!("/_flow/executions/{id}/replay");
             admin_call(&cli, url, reqwest::Method::POST, &path, &[], |v| {
@@ -855,6 +909,10 @@ enum CommandKind {
         id: String,
         url: Option<String>,
     },
+    Instances {
+        action: InstancesAction,
+        url: Option<String>,
+    },
 }
 
 impl From<&Command> for CommandKind {
@@ -889,6 +947,10 @@ impl From<&Command> for CommandKind {
                 id: id.clone(),
                 url: url.clone(),
             },
+            Command::Instances { action, url } => CommandKind::Instances {
+                action: action.clone(),
+                url: url.clone(),
+            },
         }
     }
 }
@@ -901,6 +963,18 @@ async fn admin_call(
     query: &[(&str, String)],
     show: impl FnOnce(&Value),
 ) -> ExitCode {
+    admin_call_with(cli, url, method, path, query, None, show).await
+}
+
+async fn admin_call_with(
+    cli: &Cli,
+    url: Option<String>,
+    method: reqwest::Method,
+    path: &str,
+    query: &[(&str, String)],
+    body: Option<Value>,
+    show: impl FnOnce(&Value),
+) -> ExitCode {
     let base = url.unwrap_or_else(|| format!("http://{}", cli.serve.addr));
     let Some(token) = std::env::var("FLOW_ADMIN_TOKEN")
         .ok()
@@ -910,12 +984,14 @@ async fn admin_call(
         return exit(2);
     };
     let client = reqwest::Client::new();
-    let resp = client
+    let mut request = client
         .request(method, format!("{}{path}", base.trim_end_matches('/')))
         .query(query)
-        .bearer_auth(token)
-        .send()
-        .await;
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let resp = request.send().await;
     match resp {
         Ok(r) => {
             let status = r.status();
@@ -925,12 +1001,121 @@ async fn admin_call(
                 ExitCode::SUCCESS
             } else {
                 eprintln!("{status}: {}", body["error"].as_str().unwrap_or(""));
+                for p in body["problems"].as_array().into_iter().flatten() {
+                    eprintln!("  - {}", p.as_str().unwrap_or(""));
+                }
                 exit(1)
             }
         }
         Err(e) => {
             eprintln!("cannot reach {base}: {e}");
             exit(1)
+        }
+    }
+}
+
+/// `instances list|show|put|pause|resume|delete` through the admin API.
+async fn instances_command(cli: &Cli, action: InstancesAction, url: Option<String>) -> ExitCode {
+    use reqwest::Method;
+    let print = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    let pausing = matches!(action, InstancesAction::Pause { .. });
+    match action {
+        InstancesAction::List => {
+            admin_call(cli, url, Method::GET, "/_flow/instances", &[], |v| {
+                let list = v["instances"].as_array().cloned().unwrap_or_default();
+                if list.is_empty() {
+                    println!("no instances");
+                }
+                for i in list {
+                    let state = if i["paused"] == true {
+                        "paused"
+                    } else {
+                        "running"
+                    };
+                    println!(
+                        "{:<24} {state:<8} {}",
+                        i["name"].as_str().unwrap_or(""),
+                        i["updated_at"].as_str().unwrap_or("")
+                    );
+                }
+            })
+            .await
+        }
+        InstancesAction::Show { name } => {
+            admin_call(
+                cli,
+                url,
+                Method::GET,
+                &format!("/_flow/instances/{name}"),
+                &[],
+                print,
+            )
+            .await
+        }
+        InstancesAction::Put { name } => {
+            let Some(file) = &cli.config else {
+                eprintln!(
+                    "instances put {name}: give the instance's config with --config FILE.toml"
+                );
+                return exit(2);
+            };
+            let config = match crate::core::config::read_toml(file) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return exit(2);
+                }
+            };
+            let body = json!({ "config": config });
+            admin_call_with(
+                cli,
+                url,
+                Method::PUT,
+                &format!("/_flow/instances/{name}"),
+                &[],
+                Some(body),
+                |v| {
+                    println!("saved instance {}", v["name"].as_str().unwrap_or(""));
+                    for (flow, endpoint) in v["endpoints"].as_object().into_iter().flatten() {
+                        println!("  {flow}: {}", endpoint.as_str().unwrap_or(""));
+                    }
+                },
+            )
+            .await
+        }
+        InstancesAction::Pause { name } | InstancesAction::Resume { name } => {
+            let (verb, done) = if pausing {
+                ("pause", "paused")
+            } else {
+                ("resume", "resumed")
+            };
+            admin_call(
+                cli,
+                url,
+                Method::POST,
+                &format!("/_flow/instances/{name}/{verb}"),
+                &[],
+                |_| {
+                    println!("{done} instance {name}");
+                },
+            )
+            .await
+        }
+        InstancesAction::Delete { name } => {
+            admin_call(
+                cli,
+                url,
+                Method::DELETE,
+                &format!("/_flow/instances/{name}"),
+                &[],
+                |v| {
+                    println!(
+                        "deleted instance {name} ({} remove flow(s) ran)",
+                        v["removed"].as_array().map_or(0, Vec::len)
+                    );
+                },
+            )
+            .await
         }
     }
 }
@@ -966,6 +1151,107 @@ async fn serve(rt: Runtime, args: &ServeArgs, callbacks: Option<CallbackSettings
     });
     handle.wait().await;
     ExitCode::SUCCESS
+}
+
+/// `serve --instances`: the integration's store keeps the instances'
+/// records; each instance gets a store beside it (see
+/// [`crate::instances::InstanceStores`]).
+async fn serve_instances(
+    integration: Integration,
+    cli: &Cli,
+    redactor: Redactor,
+    args: &ServeArgs,
+    callbacks: Option<CallbackSettings>,
+) -> ExitCode {
+    let name = integration.name;
+    let keys = match crate::core::seal::Keyring::from_env(|var| std::env::var(var).ok()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{name}: --instances: {e}");
+            return exit(2);
+        }
+    };
+    let Some(admin_token) = std::env::var("FLOW_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        eprintln!("{name}: --instances: FLOW_ADMIN_TOKEN is not set: instances are managed through the admin API, which needs it");
+        return exit(2);
+    };
+    let stores = match instance_stores(name, cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return exit(2);
+        }
+    };
+    // The integration without its config and flows: it holds the records
+    // and serves /_flow/; the instances run the flows.
+    let control_integration = Integration {
+        config: Vec::new(),
+        flows: |_| Vec::new(),
+        connections: crate::engine::integration::no_connections,
+        ..integration.clone()
+    };
+    let mut setup = Setup::serve(args);
+    setup.workers = Some(1);
+    let control = match build_runtime(control_integration, cli, redactor.clone(), setup).await {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let settings = crate::instances::InstanceSettings {
+        stores,
+        workers: args.workers.unwrap_or_else(default_workers),
+        drain_timeout: args.drain_timeout,
+        lease: args.lease,
+        retention: (!args.retention.is_zero()).then_some(args.retention),
+        failed_retention: (!args.failed_retention.is_zero()).then_some(args.failed_retention),
+        catch_up_window: args.catch_up_window,
+        admin_token: Some(admin_token),
+        intake: args.intake(),
+        callbacks,
+        redactor,
+        keys,
+    };
+    let instances = crate::instances::Instances::new(integration, control.clone(), settings);
+    let handle = match crate::instances::serve(instances, args.addr).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("{name}: cannot listen on {}: {e}", args.addr);
+            return exit(1);
+        }
+    };
+    println!("listening on {} (instances)", handle.url());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        control.begin_shutdown();
+    });
+    handle.wait().await;
+    ExitCode::SUCCESS
+}
+
+/// Where instances keep their stores, after `--store`.
+fn instance_stores(name: &str, cli: &Cli) -> Result<crate::instances::InstanceStores, String> {
+    use crate::instances::InstanceStores;
+    let choice = match &cli.store {
+        Some(s) => parse_store(s)?,
+        None => StoreChoice::Sqlite(PathBuf::from(format!("./{name}.db"))),
+    };
+    Ok(match choice {
+        StoreChoice::Memory => InstanceStores::Memory,
+        StoreChoice::Sqlite(path) => InstanceStores::sqlite_beside(&path, cli.durability),
+        StoreChoice::Postgres(url) => InstanceStores::Postgres {
+            url,
+            schema: cli
+                .store_schema
+                .clone()
+                .unwrap_or_else(|| crate::store::postgres_schema_for(name)),
+            // Each instance has its own pool: small, so that a few dozen
+            // instances on two replicas stay within PostgreSQL's default
+            // of 100 connections.
+            pool_size: cli.store_pool.unwrap_or(4).max(2),
+        },
+    })
 }
 
 async fn shutdown_signal() {

@@ -31,6 +31,10 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    pub(crate) fn new(addr: SocketAddr, rt: Runtime, task: JoinHandle<()>) -> ServerHandle {
+        ServerHandle { addr, rt, task }
+    }
+
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -114,17 +118,71 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
         None => None,
     };
     rt.set_local_url(format!("http://{addr}"));
-    rt.resume_interrupted()
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let router = crate::triggers::http::router(
         rt,
         options.admin_token.as_deref(),
         &options.intake,
         callbacks.clone(),
     );
+    let background = start(rt, options.catch_up_window, callbacks).await?;
+    let server = tokio::spawn(crate::triggers::http::serve(
+        listener,
+        router,
+        rt.clone(),
+        options.intake,
+    ));
+    tracing::info!(%addr, "listening");
+    let rt2 = rt.clone();
+    let task = tokio::spawn(async move {
+        rt2.shutdown_started().await;
+        tracing::info!("shutting down: draining in-flight runs");
+        let deadline = tokio::time::Instant::now() + rt2.drain_timeout();
+        background.stop_triggers();
+        stop_server(server, deadline).await;
+        background.drain(&rt2, deadline).await;
+        tracing::info!("stopped");
+    });
+    Ok(ServerHandle {
+        addr,
+        rt: rt.clone(),
+        task,
+    })
+}
+
+/// What a runtime runs besides its HTTP routes: the worker pool, the
+/// triggers, housekeeping, and (for a new version) the deploy flows.
+pub struct Background {
+    workers: Vec<JoinHandle<()>>,
+    triggers: Vec<JoinHandle<()>>,
+    housekeeping: Vec<JoinHandle<()>>,
+    deployer: Option<JoinHandle<()>>,
+}
+
+/// Puts runs interrupted by an earlier stop back in the queue, then starts
+/// the worker pool, every trigger kind, the retention purge, the sync-run
+/// summary and (for a new version) the deploy flows. The runtime's local
+/// URL must be set first (the deploy flows' endpoints).
+pub async fn start(
+    rt: &Runtime,
+    catch_up_window: Duration,
+    callbacks: Option<std::sync::Arc<Callbacks>>,
+) -> std::io::Result<Background> {
+    let mut background = start_without_deploy(rt, catch_up_window, callbacks).await?;
+    background.deployer = Some(tokio::spawn(deploy_if_new(rt.clone())));
+    Ok(background)
+}
+
+/// [`start`] without the deploy flows (the caller runs them).
+pub async fn start_without_deploy(
+    rt: &Runtime,
+    catch_up_window: Duration,
+    callbacks: Option<std::sync::Arc<Callbacks>>,
+) -> std::io::Result<Background> {
+    rt.resume_interrupted()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let workers = rt.start_workers();
-    let mut triggers = crate::triggers::schedule::start(rt, options.catch_up_window);
+    let mut triggers = crate::triggers::schedule::start(rt, catch_up_window);
     // Stopped with the triggers: a callback not sent by then is sent by
     // the next start (or another replica).
     triggers.extend(callbacks.map(|c| callback::start(rt, c)));
@@ -133,27 +191,41 @@ pub async fn serve(rt: &Runtime, options: ServeOptions) -> std::io::Result<Serve
     triggers.extend(crate::triggers::email::start(rt));
     let purger = rt.start_purger();
     let summary = rt.summarise_sync_runs(crate::engine::SYNC_SUMMARY_EVERY);
-    let deployer = tokio::spawn(deploy_if_new(rt.clone()));
-    let server = tokio::spawn(crate::triggers::http::serve(
-        listener,
-        router,
-        rt.clone(),
-        options.intake,
-    ));
-    tracing::info!(%addr, "listening");
-    let task = tokio::spawn(drain(
-        rt.clone(),
+    Ok(Background {
         workers,
         triggers,
-        [purger, Some(summary)].into_iter().flatten().collect(),
-        deployer,
-        server,
-    ));
-    Ok(ServerHandle {
-        addr,
-        rt: rt.clone(),
-        task,
+        housekeeping: [purger, Some(summary)].into_iter().flatten().collect(),
+        deployer: None,
     })
+}
+
+impl Background {
+    /// Stops the triggers, housekeeping and deploy flows: nothing new starts.
+    pub fn stop_triggers(&self) {
+        for t in self.triggers.iter().chain(&self.housekeeping) {
+            t.abort();
+        }
+        if let Some(d) = &self.deployer {
+            d.abort();
+        }
+    }
+
+    /// Lets in-flight runs finish until `deadline`, aborts those still
+    /// going and puts them back in the queue (journal kept) for the next
+    /// start.
+    pub async fn drain(self, rt: &Runtime, deadline: tokio::time::Instant) {
+        self.stop_triggers();
+        for mut w in self.workers {
+            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+                tracing::warn!("a run was still going at the drain deadline");
+                w.abort();
+                // Wait until the aborted task is gone, so it writes nothing more.
+                let _ = w.await;
+            }
+        }
+        rt.release_in_flight().await;
+        rt.log_sync_summary();
+    }
 }
 
 async fn deploy_if_new(rt: Runtime) {
@@ -162,37 +234,11 @@ async fn deploy_if_new(rt: Runtime) {
     }
 }
 
-/// Waits for shutdown, then stops intake, lets in-flight runs finish until
-/// the drain deadline and puts those still going back in the queue.
-async fn drain(
-    rt: Runtime,
-    workers: Vec<JoinHandle<()>>,
-    triggers: Vec<JoinHandle<()>>,
-    housekeeping: Vec<JoinHandle<()>>,
-    deployer: JoinHandle<()>,
-    server: JoinHandle<()>,
-) {
-    rt.shutdown_started().await;
-    tracing::info!("shutting down: draining in-flight runs");
-    let deadline = tokio::time::Instant::now() + rt.drain_timeout();
-    for t in triggers.iter().chain(&housekeeping) {
-        t.abort();
-    }
-    deployer.abort();
+/// Waits for the requests in flight until `deadline`, then drops them.
+pub async fn stop_server(server: JoinHandle<()>, deadline: tokio::time::Instant) {
     let server_abort = server.abort_handle();
     if tokio::time::timeout_at(deadline, server).await.is_err() {
         tracing::warn!("requests still open at the drain deadline");
         server_abort.abort();
     }
-    for mut w in workers {
-        if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
-            tracing::warn!("a run was still going at the drain deadline");
-            w.abort();
-            // Wait until the aborted task is gone, so it writes nothing more.
-            let _ = w.await;
-        }
-    }
-    rt.release_in_flight().await;
-    rt.log_sync_summary();
-    tracing::info!("stopped");
 }

@@ -15,6 +15,7 @@
 //!
 //! ```text
 //! cli, testing      commands of the generated binary; the test runner
+//! instances         `serve --instances`: one runtime per customer, their API
 //! host              bind, worker pool, every trigger kind, purge, deploy, drain
 //! triggers, brokers, steps, io
 //!                   adapters: HTTP, schedules, files, brokers (subscribe and
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod core;
 pub mod engine;
 pub mod host;
+pub mod instances;
 mod io;
 pub mod steps;
 pub mod store;

@@ -41,7 +41,10 @@ use serde_json::{Map, Value};
 pub(crate) use encoding::Encoded;
 
 pub use memory::MemoryStore;
-pub use postgres::{schema_for as postgres_schema_for, PostgresOptions, PostgresStore};
+pub use postgres::{
+    rename_schema as postgres_rename_schema, schema_for as postgres_schema_for, PostgresOptions,
+    PostgresStore,
+};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 
 /// How many times a run is taken over after its lease expired (or put

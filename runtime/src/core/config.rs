@@ -335,7 +335,7 @@ fn collect_strings(v: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
-fn read_toml(path: &Path) -> Result<Map<String, Value>, String> {
+pub(crate) fn read_toml(path: &Path) -> Result<Map<String, Value>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     let table: toml::Table = text

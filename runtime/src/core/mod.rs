@@ -19,6 +19,7 @@ pub mod outbound;
 pub(crate) mod reconnect;
 pub mod redact;
 pub mod schema;
+pub mod seal;
 pub mod slots;
 pub mod sync;
 pub mod trace;

@@ -743,7 +743,10 @@ impl Runtime {
             start: exec.attempts,
         };
         let trace_id = trace.trace(&exec.id).trace_id;
-        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow, trace_id = %trace_id);
+        let span = tracing::info_span!("run", execution_id = %exec.id, flow = %exec.flow, trace_id = %trace_id, instance = tracing::field::Empty);
+        if let Some(instance) = self.instance() {
+            span.record("instance", instance);
+        }
         let trigger = Arc::new(exec.trigger.clone());
         // A first start's span covers the time since intake (queued).
         let start = if exec.attempts <= 1 {

@@ -464,6 +464,33 @@ fn valid_schema(name: &str) -> StoreResult<String> {
     }
 }
 
+/// Renames schema `from` to `to` (a deleted instance's store, put aside).
+/// A schema that does not exist is not an error: nothing was stored.
+pub async fn rename_schema(url: &str, from: &str, to: &str) -> StoreResult<()> {
+    let (from_q, to_q) = (valid_schema(from)?, valid_schema(to)?);
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+    let (client, conn) = with_store_timeouts(config)
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+    let conn = tokio::spawn(conn);
+    let renamed = client
+        .batch_execute(&format!("ALTER SCHEMA {from_q} RENAME TO {to_q}"))
+        .await;
+    drop(client);
+    let _ = conn.await;
+    match renamed {
+        Ok(()) => Ok(()),
+        // `ALTER SCHEMA` has no IF EXISTS: a missing schema is fine.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME) => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "cannot rename schema {from}: {e}"
+        ))),
+    }
+}
+
 /// A schema name derived from an integration name (`orders-relay` →
 /// `orders_relay`).
 pub fn schema_for(integration: &str) -> String {

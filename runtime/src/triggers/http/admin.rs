@@ -133,6 +133,18 @@ pub(super) fn authorize(
     }
 }
 
+/// The bearer check of the admin API for routes outside it (the instances
+/// API): 403 without an admin token, 401 without the right bearer token.
+pub fn require_admin_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
+    match token {
+        Some(token) => check_bearer(token, headers),
+        None => Err(error_response(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled: set FLOW_ADMIN_TOKEN to enable it",
+        )),
+    }
+}
+
 fn check_bearer(token: &str, headers: &HeaderMap) -> Result<(), Response> {
     let given = headers
         .get(header::AUTHORIZATION)

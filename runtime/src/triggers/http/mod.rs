@@ -21,6 +21,7 @@ mod ui;
 mod webhook;
 
 pub use access::{authenticate, verify, Refused};
+pub use admin::require_admin_token;
 pub use intake::{
     serve, IntakeLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_SYNC_RUNS,
     DEFAULT_REQUEST_TIMEOUT,

@@ -1,0 +1,141 @@
+//! Where each instance keeps its executions, journals, dedupe keys, state
+//! and connection tokens: a store of its own beside the integration's, so
+//! that nothing one instance stores is seen by another.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::store::{
+    Durability, MemoryStore, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store,
+    StoreError, StoreResult,
+};
+
+/// How instances' stores are made, after the integration's `--store`.
+#[derive(Debug, Clone)]
+pub enum InstanceStores {
+    /// `--store memory`: one memory store per instance, for the process's life.
+    Memory,
+    /// `--store sqlite://DIR/NAME.db`: `DIR/NAME.instances/INSTANCE.db`.
+    Sqlite {
+        /// `DIR/NAME.instances`.
+        dir: PathBuf,
+        /// The commit durability of `--durability`.
+        durability: Durability,
+    },
+    /// `--store postgres://…`: schema `SCHEMA_i_INSTANCE` (dashes as
+    /// underscores) in the same database.
+    Postgres {
+        /// The store URL.
+        url: String,
+        /// The integration's schema (`--store-schema`).
+        schema: String,
+        /// Each instance's connection pool.
+        pool_size: usize,
+    },
+}
+
+impl InstanceStores {
+    /// The folder of instances' SQLite files beside the integration's file.
+    pub fn sqlite_beside(path: &Path, durability: Durability) -> InstanceStores {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "store".into());
+        let dir = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("{stem}.instances"));
+        InstanceStores::Sqlite { dir, durability }
+    }
+
+    /// Opens (creating if needed) the store of instance `name`.
+    pub async fn open(&self, name: &str) -> StoreResult<Arc<dyn Store>> {
+        match self {
+            InstanceStores::Memory => Ok(Arc::new(MemoryStore::new())),
+            InstanceStores::Sqlite { dir, durability } => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::backend(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let options = SqliteOptions {
+                    durability: *durability,
+                    exclusive: true,
+                };
+                Ok(Arc::new(SqliteStore::open(
+                    self.sqlite_file(name),
+                    options,
+                )?))
+            }
+            InstanceStores::Postgres {
+                url,
+                schema,
+                pool_size,
+            } => Ok(Arc::new(
+                PostgresStore::open(PostgresOptions {
+                    url: url.clone(),
+                    schema: postgres_schema(schema, name),
+                    pool_size: *pool_size,
+                })
+                .await?,
+            )),
+        }
+    }
+
+    /// Puts a deleted instance's store aside: its executions stay readable
+    /// there (`INSTANCE.deleted-UNIX.db`, schema `…_deleted_UNIX`) until an
+    /// operator removes them, and a new instance of the same name starts
+    /// empty. A memory store is simply dropped.
+    pub async fn retire(&self, name: &str) -> StoreResult<()> {
+        let stamp = chrono::Utc::now().timestamp();
+        match self {
+            InstanceStores::Memory => Ok(()),
+            InstanceStores::Sqlite { dir, .. } => {
+                let file = self.sqlite_file(name);
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", file.display()));
+                    if !from.exists() {
+                        continue;
+                    }
+                    let to = dir.join(format!("{name}.deleted-{stamp}.db{suffix}"));
+                    std::fs::rename(&from, &to).map_err(|e| {
+                        StoreError::backend(format!("cannot retire {}: {e}", from.display()))
+                    })?;
+                }
+                Ok(())
+            }
+            InstanceStores::Postgres { url, schema, .. } => {
+                let from = postgres_schema(schema, name);
+                let mut to = format!("{from}_deleted_{stamp}");
+                to.truncate(63);
+                crate::store::postgres_rename_schema(url, &from, &to).await
+            }
+        }
+    }
+
+    fn sqlite_file(&self, name: &str) -> PathBuf {
+        match self {
+            InstanceStores::Sqlite { dir, .. } => dir.join(format!("{name}.db")),
+            _ => PathBuf::new(),
+        }
+    }
+}
+
+/// The PostgreSQL schema of instance `name`.
+pub fn postgres_schema(schema: &str, name: &str) -> String {
+    format!("{schema}_i_{}", name.replace('-', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_stores_sit_beside_the_integration_file() {
+        let InstanceStores::Sqlite { dir, .. } =
+            InstanceStores::sqlite_beside(Path::new("/data/orders.db"), Durability::Full)
+        else {
+            panic!("not sqlite");
+        };
+        assert_eq!(dir, PathBuf::from("/data/orders.instances"));
+        assert_eq!(postgres_schema("orders", "acme-eu"), "orders_i_acme_eu");
+    }
+}

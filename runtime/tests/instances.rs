@@ -1,0 +1,431 @@
+//! `serve --instances` through the runtime's API: one integration served
+//! for two customers, each with its own config, CRM and store; the
+//! instances API's answers (201/200/422/404/503/401), the lifecycle flows
+//! against each instance's own CRM, and configs sealed in the store.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{config_entry, flow, integration, within};
+use flow_runtime::core::seal::{Keyring, MasterKey};
+use flow_runtime::instances::{InstanceSettings, InstanceStores, Instances};
+use flow_runtime::{
+    json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Integration, Outcome, Runtime,
+    RuntimeOptions, Schema, ServerHandle, SqliteOptions, SqliteStore, StepOptions, Store,
+    TriggerDef, Value,
+};
+use flow_testkit::{Reply, Sink};
+
+const TOKEN: &str = "admin-token-1234";
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn once() -> StepOptions {
+    StepOptions {
+        retry: 0,
+        ..StepOptions::default()
+    }
+}
+
+fn crm(cx: &Ctx, path: &str) -> Value {
+    Value::String(ops::interp(&[
+        ops::field(cx.config(), "crm_url"),
+        json!(path),
+    ]))
+}
+
+fn key_header(cx: &Ctx) -> Value {
+    json!({ "x-api-key": ops::field(cx.config(), "api_key") })
+}
+
+/// Forwards the contact to the instance's CRM with its key.
+fn contact(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let body = ops::field(cx.trigger(), "body");
+        let args = Args::new()
+            .arg(crm(&cx, "/contacts"))
+            .kw("json", body)
+            .kw("headers", key_header(&cx));
+        cx.step("send", once(), "http.post", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+/// Registers the instance's webhook URL at its CRM.
+fn register(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let url = ops::field(&ops::field(cx.trigger(), "endpoints"), "contact");
+        let args = Args::new()
+            .arg(crm(&cx, "/hooks"))
+            .kw("json", json!({ "url": url }))
+            .kw("headers", key_header(&cx));
+        cx.step("register", once(), "http.post", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+/// Unregisters it.
+fn unregister(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new()
+            .arg(crm(&cx, "/hooks"))
+            .kw("headers", key_header(&cx));
+        cx.step("unregister", once(), "http.delete", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
+fn flows(_: &Config) -> Vec<FlowDef> {
+    vec![
+        flow("contact", common::json_webhook("/contacts", None), contact),
+        flow("register", TriggerDef::Deploy, register),
+        flow("unregister", TriggerDef::Remove, unregister),
+    ]
+}
+
+fn crm_integration() -> Integration {
+    Integration {
+        config: vec![
+            config_entry("crm_url", Schema::Url),
+            config_entry("api_key", Schema::Secret),
+        ],
+        ..integration("crm_sync", flows)
+    }
+}
+
+fn settings(stores: InstanceStores) -> InstanceSettings {
+    InstanceSettings {
+        stores,
+        workers: 2,
+        drain_timeout: Duration::from_secs(5),
+        lease: Duration::from_secs(30),
+        retention: None,
+        failed_retention: None,
+        catch_up_window: Duration::from_secs(60),
+        admin_token: Some(TOKEN.into()),
+        intake: Default::default(),
+        callbacks: None,
+        redactor: flow_runtime::Redactor::new(),
+        keys: Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", KEY).unwrap()),
+    }
+}
+
+/// Serves the instances of the CRM integration, the records in `store`.
+async fn serve(store: Option<Arc<dyn Store>>, stores: InstanceStores) -> ServerHandle {
+    let control = Runtime::new(
+        Integration {
+            flows: |_| Vec::new(),
+            ..integration("crm_sync", |_| Vec::new())
+        },
+        RuntimeOptions {
+            store,
+            ..common::options(&[])
+        },
+    )
+    .unwrap();
+    let instances = Instances::new(crm_integration(), control, settings(stores));
+    flow_runtime::instances::serve(instances, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn crm_sink() -> Sink {
+    let sink = Sink::start();
+    for (method, path) in [
+        ("POST", "/hooks"),
+        ("DELETE", "/hooks"),
+        ("POST", "/contacts"),
+    ] {
+        sink.on(method, path, std::iter::repeat_n(Reply::ok(), 100));
+    }
+    sink
+}
+
+async fn call(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = within(url, req.send()).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn admin(
+    method: &str,
+    server: &ServerHandle,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call(
+        method,
+        &format!("{}{path}", server.url()),
+        body,
+        Some(TOKEN),
+    )
+    .await
+}
+
+fn config(crm: &Sink, key: &str) -> Value {
+    json!({ "config": { "crm_url": crm.url(), "api_key": key } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_customers_are_served_apart_through_their_lifecycle() {
+    let (crm_a, crm_b) = (crm_sink(), crm_sink());
+    let server = serve(None, InstanceStores::Memory).await;
+
+    // Refused: no token; a missing entry (named, nothing created); a bad name.
+    let (status, _) = call(
+        "GET",
+        &format!("{}/_flow/instances", server.url()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = admin(
+        "PUT",
+        &server,
+        "/_flow/instances/acme",
+        Some(json!({ "config": { "crm_url": crm_a.url() } })),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["problems"].to_string().contains("api_key"), "{body}");
+    assert_eq!(
+        admin("GET", &server, "/_flow/instances/acme", None).await.0,
+        404
+    );
+    assert_eq!(
+        admin(
+            "PUT",
+            &server,
+            "/_flow/instances/Acme_1",
+            Some(config(&crm_a, "k"))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        admin(
+            "PUT",
+            &server,
+            "/_flow/instances/acme",
+            Some(json!({ "cfg": {} }))
+        )
+        .await
+        .0,
+        400
+    );
+
+    // Created: each registers its own endpoint at its own CRM.
+    let (status, acme) = admin(
+        "PUT",
+        &server,
+        "/_flow/instances/acme",
+        Some(config(&crm_a, "key-acme-1")),
+    )
+    .await;
+    assert_eq!(status, 201, "{acme}");
+    assert_eq!(acme["config"]["api_key"], "***");
+    let (status, _) = admin(
+        "PUT",
+        &server,
+        "/_flow/instances/globex",
+        Some(config(&crm_b, "key-globex-2")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let hook_a = crm_a.requests_to("POST", "/hooks");
+    assert_eq!(hook_a.len(), 1);
+    assert_eq!(
+        hook_a[0].body["url"],
+        format!("{}/i/acme/contacts", server.url())
+    );
+    assert_eq!(hook_a[0].header("x-api-key"), Some("key-acme-1"));
+    assert_eq!(
+        crm_b.requests_to("POST", "/hooks")[0].body["url"],
+        format!("{}/i/globex/contacts", server.url())
+    );
+    assert_eq!(
+        acme["endpoints"]["contact"],
+        format!("{}/i/acme/contacts", server.url())
+    );
+    let (_, list) = admin("GET", &server, "/_flow/instances", None).await;
+    assert_eq!(list["instances"].as_array().unwrap().len(), 2, "{list}");
+    assert!(!list.to_string().contains("key-acme-1"), "{list}");
+
+    // A webhook reaches only its own instance's CRM, with its own key.
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/acme/contacts", server.url()),
+        Some(json!({ "name": "Ada" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let got = within(
+        "acme's contact",
+        crm_a.wait_for_path("POST", "/contacts", 1, common::WAIT),
+    )
+    .await;
+    assert_eq!(got[0].body["name"], "Ada");
+    assert_eq!(got[0].header("x-api-key"), Some("key-acme-1"));
+    assert!(crm_b.requests_to("POST", "/contacts").is_empty());
+    // Its executions are its own.
+    let (_, runs) = admin("GET", &server, "/i/acme/_flow/executions", None).await;
+    assert!(runs["executions"].to_string().contains("contact"), "{runs}");
+    let (_, runs) = admin(
+        "GET",
+        &server,
+        "/i/globex/_flow/executions?flow=contact",
+        None,
+    )
+    .await;
+    assert_eq!(
+        runs["executions"].as_array().map(Vec::len),
+        Some(0),
+        "{runs}"
+    );
+
+    // Paused: 503, and nothing runs; resumed: served again.
+    let (status, paused) = admin("POST", &server, "/_flow/instances/acme/pause", None).await;
+    assert_eq!((status, &paused["paused"]), (200, &json!(true)));
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/acme/contacts", server.url()),
+        Some(json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 503);
+    admin("POST", &server, "/_flow/instances/acme/resume", None).await;
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/acme/contacts", server.url()),
+        Some(json!({ "name": "Bob" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    within(
+        "acme's second contact",
+        crm_a.wait_for_path("POST", "/contacts", 2, common::WAIT),
+    )
+    .await;
+
+    // Updated: 200, the old registration removed and the new one made.
+    let (status, _) = admin(
+        "PUT",
+        &server,
+        "/_flow/instances/acme",
+        Some(config(&crm_a, "key-acme-2")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        crm_a.requests_to("DELETE", "/hooks")[0].header("x-api-key"),
+        Some("key-acme-1")
+    );
+    assert_eq!(
+        crm_a.requests_to("POST", "/hooks")[1].header("x-api-key"),
+        Some("key-acme-2")
+    );
+
+    // Deleted: its remove flow ran against its own CRM; then it is gone.
+    let (status, deleted) = admin("DELETE", &server, "/_flow/instances/globex", None).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["removed"][0]["flow"], "unregister");
+    assert_eq!(crm_b.requests_to("DELETE", "/hooks").len(), 1);
+    assert_eq!(crm_a.requests_to("DELETE", "/hooks").len(), 1);
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/globex/contacts", server.url()),
+        Some(json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        admin("GET", &server, "/_flow/instances/globex", None)
+            .await
+            .0,
+        404
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let crm_a = crm_sink();
+    let open = || -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(dir.path().join("crm.db"), SqliteOptions::default()).unwrap())
+    };
+    let stores = || InstanceStores::sqlite_beside(&dir.path().join("crm.db"), Default::default());
+    let server = serve(Some(open()), stores()).await;
+    let (status, _) = admin(
+        "PUT",
+        &server,
+        "/_flow/instances/acme",
+        Some(config(&crm_a, "very-secret-key-77")),
+    )
+    .await;
+    assert_eq!(status, 201);
+    server.shutdown().await;
+
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let found = bytes.windows(18).any(|w| w == b"very-secret-key-77");
+        assert!(!found, "the secret is readable in {}", entry.display());
+    }
+    assert!(dir.path().join("crm.instances/acme.db").exists());
+
+    // A new process over the same files serves the instance again, without
+    // running its deploy flow a second time.
+    let server = serve(Some(open()), stores()).await;
+    let (status, _) = call(
+        "POST",
+        &format!("{}/i/acme/contacts", server.url()),
+        Some(json!({ "name": "Ada" })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let got = within(
+        "contact after restart",
+        crm_a.wait_for_path("POST", "/contacts", 1, common::WAIT),
+    )
+    .await;
+    assert_eq!(got[0].header("x-api-key"), Some("very-secret-key-77"));
+    assert_eq!(crm_a.requests_to("POST", "/hooks").len(), 1);
+    // Deleted: its store is put aside, not reused by a new `acme`.
+    assert_eq!(
+        admin("DELETE", &server, "/_flow/instances/acme", None)
+            .await
+            .0,
+        200
+    );
+    assert!(!dir.path().join("crm.instances/acme.db").exists());
+    server.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
