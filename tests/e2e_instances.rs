@@ -109,9 +109,28 @@ async fn contact_run(svc: &Service, name: &str, id: &str) -> String {
         .as_str()
         .expect("execution_id")
         .to_string();
-    let exec = wait_execution(&svc.at(&format!("/i/{name}")), &exec_id, ADMIN, WAIT).await;
+    let exec = wait_listed(svc, name, "contact_created", &exec_id).await;
     assert_eq!(exec["status"], "succeeded", "{exec:#}");
     exec_id
+}
+
+/// Waits until execution `id` of `flow` has ended, as instance `name`'s
+/// admin API lists it, and returns it.
+async fn wait_listed(svc: &Service, name: &str, flow: &str, id: &str) -> Value {
+    let what = format!("execution {id} of {name} to end");
+    support::poll_until(WAIT, &what, || async {
+        instance_executions(svc, name, flow)
+            .await
+            .into_iter()
+            .find(|e| e["id"] == id)
+            .filter(|e| {
+                matches!(
+                    e["status"].as_str(),
+                    Some("succeeded" | "failed" | "skipped")
+                )
+            })
+    })
+    .await
 }
 
 /// The `since` of each poll of the change feed.
@@ -271,6 +290,13 @@ async fn three_instances_against_three_crms_are_isolated() {
     for (name, crm) in names.iter().zip(&crms) {
         assert_own_tokens(crm, name);
     }
+
+    // One execution through the instance's admin API: its own, and only
+    // there.
+    let exec = wait_execution(&svc.at("/i/acme"), &runs[0], ADMIN, WAIT).await;
+    assert_eq!(exec["flow"], "contact_created", "{exec:#}");
+    let other = admin(&svc, "GET", &format!("/i/bolt/_flow/executions/{}", runs[0]), None).await;
+    assert_eq!(other.status, 404, "{}", other.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
