@@ -608,6 +608,51 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
         let listed = admin(svc, "GET", "/_flow/instances", None).await;
         assert_eq!(listed.body["instances"].as_array().map(Vec::len), Some(2));
     }
+    drop((one, two));
+
+    // Each instance has a schema of its own; no secret is readable in any
+    // of the three.
+    let (client, conn) = tokio_postgres::connect(&pg, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to FLOW_TEST_POSTGRES_URL: {e}"));
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let schemas = [
+        schema.clone(),
+        format!("{schema}_i_north"),
+        format!("{schema}_i_south"),
+    ];
+    for s in &schemas {
+        let tables = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                &[s],
+            )
+            .await
+            .expect("list tables");
+        assert!(!tables.is_empty(), "no tables in schema {s}");
+        for row in tables {
+            let table: String = row.get(0);
+            let dump = client
+                .query(&format!("SELECT t::text FROM \"{s}\".\"{table}\" t"), &[])
+                .await
+                .expect("read a table");
+            for row in dump {
+                let text: String = row.get(0);
+                for secret in ["secret-north-Pg11", "secret-south-Pg22"] {
+                    assert!(!text.contains(secret), "{secret} readable in {s}.{table}");
+                }
+            }
+        }
+    }
+    let drop_all: String = schemas
+        .iter()
+        .map(|s| format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE;"))
+        .collect();
+    client.batch_execute(&drop_all).await.expect("drop the schemas");
+    drop(client);
+    let _ = task.await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
