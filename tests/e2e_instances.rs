@@ -151,7 +151,12 @@ fn assert_own_tokens(crm: &Crm, name: &str) {
             assert!(issued.contains(t), "{name}: foreign token {t} on {c:?}");
         }
     }
-    assert_eq!(crm.refused(), 0, "{name}: calls refused:\n{}", crm.summary());
+    assert_eq!(
+        crm.refused(),
+        0,
+        "{name}: calls refused:\n{}",
+        crm.summary()
+    );
 }
 
 /// Waits until `crm` has been polled at least `n` more times than now.
@@ -219,7 +224,10 @@ async fn three_instances_against_three_crms_are_isolated() {
         assert_eq!(crm.hooks(), [endpoint], "{name}'s hooks");
         let registered = crm.calls_to("POST", "/hooks");
         assert_eq!(registered.len(), 1, "{name}: {}", crm.summary());
-        assert!(registered[0].token.is_some(), "{name}: hook sent without token");
+        assert!(
+            registered[0].token.is_some(),
+            "{name}: hook sent without token"
+        );
     }
     let listed = admin(&svc, "GET", "/_flow/instances", None).await;
     assert_eq!(listed.status, 200, "{}", listed.body);
@@ -269,9 +277,9 @@ async fn three_instances_against_three_crms_are_isolated() {
     crms[1].add_change("c-bolt-1");
     crms[1]
         .wait_for(WAIT, "bolt's cursor to move to 1", |calls| {
-            calls
-                .iter()
-                .any(|c| c.path == "/changes" && c.query.get("since").map(String::as_str) == Some("1"))
+            calls.iter().any(|c| {
+                c.path == "/changes" && c.query.get("since").map(String::as_str) == Some("1")
+            })
         })
         .await;
     let acks = crms[1].calls_to("POST", "/acks");
@@ -295,7 +303,13 @@ async fn three_instances_against_three_crms_are_isolated() {
     // there.
     let exec = wait_execution(&svc.at("/i/acme"), &runs[0], ADMIN, WAIT).await;
     assert_eq!(exec["flow"], "contact_created", "{exec:#}");
-    let other = admin(&svc, "GET", &format!("/i/bolt/_flow/executions/{}", runs[0]), None).await;
+    let other = admin(
+        &svc,
+        "GET",
+        &format!("/i/bolt/_flow/executions/{}", runs[0]),
+        None,
+    )
+    .await;
     assert_eq!(other.status, 404, "{}", other.body);
 }
 
@@ -418,7 +432,10 @@ async fn a_config_with_a_missing_entry_is_refused_with_422_naming_it() {
     // A malformed entry and a missing one: both named.
     let mut config = crm.config();
     config["crm_url"] = json!("not a url");
-    config.as_object_mut().expect("an object").remove("client_id");
+    config
+        .as_object_mut()
+        .expect("an object")
+        .remove("client_id");
     let refused = put_instance(&svc, "x", config).await;
     assert_eq!(refused.status, 422, "{}", refused.body);
     let problems = refused.body["problems"].to_string();
@@ -505,7 +522,11 @@ async fn instance_secrets_are_not_readable_in_the_sqlite_store() {
 
     for name in ["one", "two"] {
         let db = dir.path().join("x.instances").join(format!("{name}.db"));
-        assert!(db.is_file(), "no store {} for instance {name}", db.display());
+        assert!(
+            db.is_file(),
+            "no store {} for instance {name}",
+            db.display()
+        );
     }
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let files = files_under(dir.path());
@@ -573,16 +594,22 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
             (a.status == 200).then_some(a)
         })
         .await;
-        support::poll_until(WAIT, &format!("{name}'s webhook on replica two"), || async {
-            let (status, answer) = send_contact(&two, name, &format!("c-{name}")).await;
-            assert!(status == 202 || status == 404, "{status} {answer}");
-            (status == 202).then_some(())
-        })
+        support::poll_until(
+            WAIT,
+            &format!("{name}'s webhook on replica two"),
+            || async {
+                let (status, answer) = send_contact(&two, name, &format!("c-{name}")).await;
+                assert!(status == 202 || status == 404, "{status} {answer}");
+                (status == 202).then_some(())
+            },
+        )
         .await;
     }
     for (name, crm) in names.iter().zip(&crms) {
         crm.wait_for(WAIT, &format!("{name}'s note"), |calls| {
-            calls.iter().any(|c| c.path == format!("/contacts/c-{name}/notes"))
+            calls
+                .iter()
+                .any(|c| c.path == format!("/contacts/c-{name}/notes"))
         })
         .await;
     }
@@ -598,7 +625,11 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
             .map(|c| c.query.get("tick").cloned().unwrap_or_default())
             .collect();
         let distinct: HashSet<&String> = ticks.iter().collect();
-        assert_eq!(distinct.len(), ticks.len(), "{name}: a tick ran twice: {ticks:?}");
+        assert_eq!(
+            distinct.len(),
+            ticks.len(),
+            "{name}: a tick ran twice: {ticks:?}"
+        );
         // The deploy flow ran once, on the replica that created it.
         assert_eq!(crm.calls_to("POST", "/hooks").len(), 1, "{}", crm.summary());
         assert_own_tokens(crm, name);
@@ -650,7 +681,10 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
         .iter()
         .map(|s| format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE;"))
         .collect();
-    client.batch_execute(&drop_all).await.expect("drop the schemas");
+    client
+        .batch_execute(&drop_all)
+        .await
+        .expect("drop the schemas");
     drop(client);
     let _ = task.await;
 }
@@ -681,7 +715,12 @@ async fn the_cli_manages_instances_through_a_running_server() {
         done
     };
 
-    cli(&["put", "acme", "--config", toml.to_str().expect("UTF-8 path")]);
+    cli(&[
+        "put",
+        "acme",
+        "--config",
+        toml.to_str().expect("UTF-8 path"),
+    ]);
     let shown = admin(&svc, "GET", "/_flow/instances/acme", None).await;
     assert_eq!(shown.status, 200, "{}", shown.body);
     assert_eq!(crm.hooks(), [svc.at("/i/acme/contacts")]);
@@ -726,7 +765,9 @@ async fn the_example_serves_one_customer_without_instances() {
 
     let hook = format!("{public}/contacts");
     crm.wait_for(WAIT, "the hook registered", |calls| {
-        calls.iter().any(|c| c.method == "POST" && c.path == "/hooks")
+        calls
+            .iter()
+            .any(|c| c.method == "POST" && c.path == "/hooks")
     })
     .await;
     assert_eq!(crm.hooks(), [hook.clone()]);

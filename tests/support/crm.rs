@@ -267,7 +267,10 @@ fn token(s: &mut CrmState, r: &Received) -> Reply {
         .and_then(|h| h.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|b| b.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
+        .and_then(|b| {
+            b.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        });
     let (id, secret) = basic.unwrap_or_else(|| {
         (
             form.get("client_id").cloned().unwrap_or_default(),
