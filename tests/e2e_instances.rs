@@ -402,6 +402,52 @@ async fn deleting_an_instance_runs_its_remove_flow_against_its_own_crm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_instance_uses_its_new_config_and_keeps_its_state() {
+    let old = Crm::start("client-old", "secret-old-Up41");
+    let new = Crm::start("client-new", "secret-new-Up42");
+    let svc = serve_instances(&master_key(), "memory", &[]);
+    create(&svc, "acme", &old).await;
+    old.add_change("c-1");
+    old.wait_for(WAIT, "the cursor to move to 1", |calls| {
+        calls
+            .iter()
+            .any(|c| c.path == "/changes" && c.query.get("since").map(String::as_str) == Some("1"))
+    })
+    .await;
+
+    let updated = put_instance(&svc, "acme", new.config()).await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["config"]["client_id"], "client-new");
+    assert_eq!(updated.body["config"]["client_secret"], "***");
+    let shown = admin(&svc, "GET", "/_flow/instances/acme", None).await;
+    assert_eq!(shown.body["config"]["crm_url"], new.url(), "{}", shown.body);
+    // The update ran the remove flow against the old CRM and the deploy
+    // flow against the new one: the hook moved.
+    assert!(old.hooks().is_empty(), "{}", old.summary());
+    assert_eq!(
+        new.hooks(),
+        [svc.at("/i/acme/contacts")],
+        "{}",
+        new.summary()
+    );
+
+    // The schedule now polls the new CRM, with its tokens, from the
+    // instance's cursor; the old CRM is polled no more.
+    more_polls(&new, 2, "polls of the new CRM").await;
+    polls_stopped(&old, &new).await;
+    assert!(
+        since(&new.polls()).iter().all(|s| s == "1"),
+        "the cursor was not kept: {:?}",
+        since(&new.polls())
+    );
+    contact_run(&svc, "acme", "c-2").await;
+    assert_eq!(new.calls_to("POST", "/contacts/c-2/notes").len(), 1);
+    assert!(old.calls_to("POST", "/contacts/c-2/notes").is_empty());
+    assert_own_tokens(&new, "new");
+    assert_own_tokens(&old, "old");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_with_a_missing_entry_is_refused_with_422_naming_it() {
     let crm = Crm::start("client-x", "secret-x-Mi55");
     let svc = serve_instances(&master_key(), "memory", &[]);
@@ -443,6 +489,18 @@ async fn a_config_with_a_missing_entry_is_refused_with_422_naming_it() {
     assert!(problems.contains("client_id"), "{}", refused.body);
     // The secret given is not echoed.
     assert!(!refused.body.to_string().contains("secret-x-Mi55"));
+
+    // Without the admin token, nothing.
+    let path = svc.at("/_flow/instances/x");
+    let body = json!({ "config": crm.config() }).to_string().into_bytes();
+    let refused = request(
+        "PUT",
+        &path,
+        Some(body),
+        &[("Content-Type", "application/json")],
+    )
+    .await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
 
     // A bad name.
     for bad in ["Acme", "-acme", "a_b", &"x".repeat(41)] {
@@ -639,6 +697,27 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
         let listed = admin(svc, "GET", "/_flow/instances", None).await;
         assert_eq!(listed.body["instances"].as_array().map(Vec::len), Some(2));
     }
+
+    // Paused through replica one: replica two answers 503 for it too, and
+    // neither replica polls its CRM.
+    let paused = admin(&one, "POST", "/_flow/instances/north/pause", None).await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    support::poll_until(WAIT, "north paused on replica two", || async {
+        let (status, _) = send_contact(&two, "north", "c-late").await;
+        assert!(status == 503 || status == 202, "{status}");
+        (status == 503).then_some(())
+    })
+    .await;
+    polls_stopped(&crms[0], &crms[1]).await;
+    // Deleted through replica one: gone from replica two too.
+    let deleted = admin(&one, "DELETE", "/_flow/instances/south", None).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(crms[1].calls_to("DELETE", "/hooks").len(), 1);
+    support::poll_until(WAIT, "south gone from replica two", || async {
+        let (status, _) = send_contact(&two, "south", "c-gone").await;
+        (status == 404).then_some(())
+    })
+    .await;
     drop((one, two));
 
     // Each instance has a schema of its own; no secret is readable in any
@@ -649,11 +728,22 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let schemas = [
-        schema.clone(),
-        format!("{schema}_i_north"),
-        format!("{schema}_i_south"),
-    ];
+    // Every schema of this test (the integration's, each instance's, and
+    // any a deletion put aside).
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT schema_name::text FROM information_schema.schemata \
+             WHERE schema_name = $1 OR schema_name LIKE $1 || '\\_%'",
+            &[&schema],
+        )
+        .await
+        .expect("list schemas")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for must in [schema.clone(), format!("{schema}_i_north")] {
+        assert!(schemas.contains(&must), "no schema {must} in {schemas:?}");
+    }
     for s in &schemas {
         let tables = client
             .query(
@@ -662,7 +752,6 @@ async fn two_postgres_replicas_serve_every_instance_and_tick_once() {
             )
             .await
             .expect("list tables");
-        assert!(!tables.is_empty(), "no tables in schema {s}");
         for row in tables {
             let table: String = row.get(0);
             let dump = client
