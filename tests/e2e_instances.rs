@@ -298,18 +298,22 @@ async fn three_instances_against_three_crms_are_isolated() {
     for (name, crm) in names.iter().zip(&crms) {
         assert_own_tokens(crm, name);
     }
+}
 
-    // One execution through the instance's admin API: its own, and only
-    // there.
-    let exec = wait_execution(&svc.at("/i/acme"), &runs[0], ADMIN, WAIT).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_admin_api_shows_its_own_executions_by_id() {
+    let a = Crm::start("client-a", "secret-a-Ex61");
+    let b = Crm::start("client-b", "secret-b-Ex62");
+    let svc = serve_instances(&master_key(), "memory", &[]);
+    create(&svc, "acme", &a).await;
+    create(&svc, "bolt", &b).await;
+    let run = contact_run(&svc, "acme", "c-a").await;
+
+    let exec = wait_execution(&svc.at("/i/acme"), &run, ADMIN, WAIT).await;
     assert_eq!(exec["flow"], "contact_created", "{exec:#}");
-    let other = admin(
-        &svc,
-        "GET",
-        &format!("/i/bolt/_flow/executions/{}", runs[0]),
-        None,
-    )
-    .await;
+    assert_eq!(exec["status"], "succeeded", "{exec:#}");
+    let path = format!("/i/bolt/_flow/executions/{run}");
+    let other = admin(&svc, "GET", &path, None).await;
     assert_eq!(other.status, 404, "{}", other.body);
 }
 
