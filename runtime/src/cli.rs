@@ -1221,7 +1221,7 @@ async fn serve_instances(
             return exit(1);
         }
     };
-    println!("listening on {} (instances)", handle.url());
+    println!("listening on {}", handle.url());
     tokio::spawn(async move {
         shutdown_signal().await;
         control.begin_shutdown();

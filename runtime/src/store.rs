@@ -42,6 +42,7 @@ pub(crate) use encoding::Encoded;
 
 pub use memory::MemoryStore;
 pub use postgres::{
+    drop_schemas_deleted_before as postgres_drop_schemas_deleted_before,
     rename_schema as postgres_rename_schema, schema_for as postgres_schema_for, PostgresOptions,
     PostgresStore,
 };

@@ -76,9 +76,29 @@ fn unregister(cx: Ctx) -> FlowFuture {
     })
 }
 
+/// Tells the instance's CRM about each tick.
+fn tick(cx: Ctx) -> FlowFuture {
+    Box::pin(async move {
+        let args = Args::new()
+            .arg(crm(&cx, "/ticks"))
+            .kw("json", cx.trigger().clone())
+            .kw("headers", key_header(&cx));
+        cx.step("tick", once(), "http.post", args).await?;
+        Ok(Outcome::Succeeded)
+    })
+}
+
 fn flows(_: &Config) -> Vec<FlowDef> {
     vec![
         flow("contact", common::json_webhook("/contacts", None), contact),
+        flow(
+            "tick",
+            TriggerDef::Every {
+                period: Duration::from_secs(1),
+                catch_up: false,
+            },
+            tick,
+        ),
         flow("register", TriggerDef::Deploy, register),
         flow("unregister", TriggerDef::Remove, unregister),
     ]
@@ -94,7 +114,7 @@ fn crm_integration() -> Integration {
     }
 }
 
-fn settings(stores: InstanceStores) -> InstanceSettings {
+fn settings(stores: InstanceStores, keys: Keyring) -> InstanceSettings {
     InstanceSettings {
         stores,
         workers: 2,
@@ -107,12 +127,21 @@ fn settings(stores: InstanceStores) -> InstanceSettings {
         intake: Default::default(),
         callbacks: None,
         redactor: flow_runtime::Redactor::new(),
-        keys: Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", KEY).unwrap()),
+        keys,
     }
 }
 
 /// Serves the instances of the CRM integration, the records in `store`.
 async fn serve(store: Option<Arc<dyn Store>>, stores: InstanceStores) -> ServerHandle {
+    let keys = Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", KEY).unwrap());
+    serve_with(store, stores, keys).await
+}
+
+async fn serve_with(
+    store: Option<Arc<dyn Store>>,
+    stores: InstanceStores,
+    keys: Keyring,
+) -> ServerHandle {
     let control = Runtime::new(
         Integration {
             flows: |_| Vec::new(),
@@ -124,7 +153,7 @@ async fn serve(store: Option<Arc<dyn Store>>, stores: InstanceStores) -> ServerH
         },
     )
     .unwrap();
-    let instances = Instances::new(crm_integration(), control, settings(stores));
+    let instances = Instances::new(crm_integration(), control, settings(stores, keys));
     flow_runtime::instances::serve(instances, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
@@ -281,7 +310,18 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
     assert!(crm_b.requests_to("POST", "/contacts").is_empty());
     // Its executions are its own.
     let (_, runs) = admin("GET", &server, "/i/acme/_flow/executions", None).await;
-    assert!(runs["executions"].to_string().contains("contact"), "{runs}");
+    assert_eq!(runs["executions"][0]["flow"], "contact", "{runs}");
+    assert_eq!(runs["executions"][0]["instance"], "acme", "{runs}");
+    let id = runs["executions"][0]["id"].as_str().unwrap();
+    let (status, run) = admin(
+        "GET",
+        &server,
+        &format!("/i/acme/_flow/executions/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["flow"], "contact", "{run}");
     let (_, runs) = admin(
         "GET",
         &server,
@@ -382,7 +422,10 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     server.shutdown().await;
 
     for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap();
+        // A -wal or -shm file may go away as the closed store checkpoints.
+        let Ok(bytes) = std::fs::read(&entry) else {
+            continue;
+        };
         let found = bytes.windows(18).any(|w| w == b"very-secret-key-77");
         assert!(!found, "the secret is readable in {}", entry.display());
     }
@@ -391,14 +434,7 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     // A new process over the same files serves the instance again, without
     // running its deploy flow a second time.
     let server = serve(Some(open()), stores()).await;
-    let (status, _) = call(
-        "POST",
-        &format!("{}/i/acme/contacts", server.url()),
-        Some(json!({ "name": "Ada" })),
-        None,
-    )
-    .await;
-    assert_eq!(status, 202);
+    accepted_once_started(&server, "acme", json!({ "name": "Ada" })).await;
     let got = within(
         "contact after restart",
         crm_a.wait_for_path("POST", "/contacts", 1, common::WAIT),
@@ -406,6 +442,27 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     .await;
     assert_eq!(got[0].header("x-api-key"), Some("very-secret-key-77"));
     assert_eq!(crm_a.requests_to("POST", "/hooks").len(), 1);
+    server.shutdown().await;
+
+    // The key rotated: opened with the previous key and sealed again with
+    // the new one, so that the new key alone serves it afterwards.
+    const NEW_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1e";
+    let rotating = Keyring::from_env(|var| match var {
+        "FLOW_MASTER_KEY" => Some(NEW_KEY.into()),
+        "FLOW_MASTER_KEY_PREVIOUS" => Some(KEY.into()),
+        _ => None,
+    })
+    .unwrap();
+    serve_with(Some(open()), stores(), rotating)
+        .await
+        .shutdown()
+        .await;
+    let new_only = Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", NEW_KEY).unwrap());
+    let server = serve_with(Some(open()), stores(), new_only).await;
+    let (status, acme) = admin("GET", &server, "/_flow/instances/acme", None).await;
+    assert_eq!(status, 200, "{acme}");
+    accepted_once_started(&server, "acme", json!({ "name": "Bob" })).await;
+
     // Deleted: its store is put aside, not reused by a new `acme`.
     assert_eq!(
         admin("DELETE", &server, "/_flow/instances/acme", None)
@@ -415,6 +472,40 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     );
     assert!(!dir.path().join("crm.instances/acme.db").exists());
     server.shutdown().await;
+    // Kept aside until the retention removes it.
+    let aside = |dir: &std::path::Path| {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(".deleted-"))
+            .count()
+    };
+    assert!(aside(dir.path()) >= 1);
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        stores().purge_retired(now - 3600).await.unwrap(),
+        0,
+        "removed too early"
+    );
+    assert_eq!(stores().purge_retired(now + 10).await.unwrap(), 1);
+    assert_eq!(aside(dir.path()), 0);
+}
+
+/// Posts a contact to `instance` until it is accepted (`404` until the
+/// server has started it: the previous server in this test process may
+/// still hold its store's file for a moment, and it is retried at the next
+/// reconcile).
+async fn accepted_once_started(server: &ServerHandle, instance: &str, contact: Value) {
+    let url = format!("{}/i/{instance}/contacts", server.url());
+    within(&format!("{instance} started"), async {
+        loop {
+            match call("POST", &url, Some(contact.clone()), None).await.0 {
+                202 => break,
+                404 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{url}: {other}"),
+            }
+        }
+    })
+    .await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -428,4 +519,101 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+mod pg_support;
+
+/// Two replicas on one PostgreSQL store: an instance created through one
+/// is served by the other, and each of its ticks runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgres_serve_every_instance_and_tick_once() {
+    let Some(url) = pg_support::url("replicas_on_postgres_serve_every_instance_and_tick_once")
+    else {
+        return;
+    };
+    let schema = pg_support::schema_name();
+    let control_store = || async {
+        let store =
+            flow_runtime::store::PostgresStore::open(flow_runtime::store::PostgresOptions {
+                url: url.clone(),
+                schema: schema.clone(),
+                pool_size: 4,
+            })
+            .await
+            .unwrap();
+        Some(Arc::new(store) as Arc<dyn Store>)
+    };
+    let stores = InstanceStores::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    };
+    let one = serve(control_store().await, stores.clone()).await;
+    let two = serve(control_store().await, stores).await;
+    let crm = crm_sink();
+    let (status, body) = admin(
+        "PUT",
+        &one,
+        "/_flow/instances/acme",
+        Some(config(&crm, "pg-key")),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The other replica serves it once it has read the record.
+    within("acme served by the second replica", async {
+        loop {
+            let (status, _) = call(
+                "POST",
+                &format!("{}/i/acme/contacts", two.url()),
+                Some(json!({ "name": "Ada" })),
+                None,
+            )
+            .await;
+            if status == 202 {
+                break;
+            }
+            assert_eq!(status, 404);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    within(
+        "the contact",
+        crm.wait_for_path("POST", "/contacts", 1, common::WAIT),
+    )
+    .await;
+    // Both replicas run acme's schedule; each tick runs once.
+    let ticks = within(
+        "five ticks",
+        crm.wait_for_path("POST", "/ticks", 5, common::WAIT),
+    )
+    .await;
+    let mut fired: Vec<String> = ticks
+        .iter()
+        .map(|t| t.body["fired_at"].to_string())
+        .collect();
+    let all = fired.len();
+    fired.sort();
+    fired.dedup();
+    assert_eq!(fired.len(), all, "a tick ran twice: {fired:?}");
+    assert_eq!(crm.requests_to("POST", "/hooks").len(), 1, "deployed twice");
+    // Deleted through the other replica: its schema is put aside, then
+    // dropped by the retention.
+    assert_eq!(
+        admin("DELETE", &two, "/_flow/instances/acme", None).await.0,
+        200
+    );
+    let stores = InstanceStores::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+        pool_size: 4,
+    };
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(stores.purge_retired(now - 3600).await.unwrap(), 0);
+    assert_eq!(stores.purge_retired(now + 10).await.unwrap(), 1);
+    one.shutdown().await;
+    two.shutdown().await;
+    for s in [schema.clone(), format!("{schema}_i_acme")] {
+        pg_support::drop_schema(&url, &s).await;
+    }
 }

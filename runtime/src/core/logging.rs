@@ -95,12 +95,19 @@ impl<'a> MakeWriter<'a> for MakeQueuedWriter {
 /// `main`).
 pub struct LogGuard(SyncSender<Message>);
 
-impl Drop for LogGuard {
-    fn drop(&mut self) {
+impl LogGuard {
+    /// Waits until every line queued so far is written, or `timeout`.
+    fn flush_within(&self, timeout: Duration) {
         let (done, written) = mpsc::sync_channel(1);
         if self.0.send(Message::Flush(done)).is_ok() {
-            let _ = written.recv_timeout(FLUSH_TIMEOUT);
+            let _ = written.recv_timeout(timeout);
         }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.flush_within(FLUSH_TIMEOUT);
     }
 }
 
@@ -188,7 +195,15 @@ fn log_filter(directives: Option<&str>) -> Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use std::sync::{Arc, Mutex};
+
+    const TEST_FLUSH: Duration = Duration::from_secs(60);
+
+    /// The dropped-lines count is the process's (one log per process): the
+    /// tests that write through a queue take turns, or one would report the
+    /// other's drops.
+    static ONE_QUEUE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
     /// A `Write` the test can read.
     #[derive(Clone, Default)]
@@ -206,6 +221,9 @@ mod tests {
 
     #[test]
     fn lines_are_redacted_written_in_order_and_flushed_at_the_end() {
+        let _turn = ONE_QUEUE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let redactor = Redactor::new();
         redactor.add("hunter2-secret");
         let (queue, lines) = mpsc::sync_channel(QUEUE);
@@ -217,7 +235,8 @@ mod tests {
             let mut w = make.make_writer();
             writeln!(w, "line {i} token=hunter2-secret").unwrap();
         }
-        drop(LogGuard(queue));
+        // The guard's flush, with a wait no loaded test machine outlasts.
+        LogGuard(queue).flush_within(TEST_FLUSH);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 100, "{text}");
         assert!(
@@ -254,6 +273,9 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_lines_and_says_so() {
+        let _turn = ONE_QUEUE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (queue, lines) = mpsc::sync_channel(2);
         let make = MakeQueuedWriter(queue.clone());
         for i in 0..5 {
@@ -263,7 +285,7 @@ mod tests {
         let out = Captured::default();
         let writer_out = out.clone();
         let thread = std::thread::spawn(move || write_lines(lines, Redactor::new(), writer_out));
-        drop(LogGuard(queue));
+        LogGuard(queue).flush_within(TEST_FLUSH);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("line 0") && text.contains("line 1"), "{text}");
         assert!(!text.contains("line 2"), "{text}");

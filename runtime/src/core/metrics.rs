@@ -134,26 +134,66 @@ impl Metrics {
     /// by `prometheus-client` from a snapshot: the counters themselves stay
     /// plain maps, updated on every request without allocating.
     pub fn render(&self) -> String {
-        let snapshot = Snapshot {
+        render_parts(vec![self.part(None)])
+    }
+
+    /// The metrics of several runtimes in one exposition (`serve
+    /// --instances`): each instance's samples carry its name as the label
+    /// `instance`; `unlabelled` (the process's own routes) carries none.
+    pub fn render_instances(unlabelled: &Metrics, instances: &[(&str, &Metrics)]) -> String {
+        let mut parts = vec![unlabelled.part(None)];
+        parts.extend(instances.iter().map(|(name, m)| m.part(Some(name))));
+        render_parts(parts)
+    }
+
+    fn part(&self, instance: Option<&str>) -> Part {
+        Part {
+            instance: instance.map(str::to_string),
             http: lock(&self.http).clone(),
             runs: lock(&self.runs).clone(),
             steps: lock(&self.steps).clone(),
-        };
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(snapshot));
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        }
     }
+}
+
+fn render_parts(parts: Vec<Part>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot { parts }));
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 /// The metrics at one scrape, for [`Collector::encode`].
 #[derive(Debug)]
 struct Snapshot {
+    parts: Vec<Part>,
+}
+
+/// One runtime's metrics at a scrape.
+#[derive(Debug)]
+struct Part {
+    instance: Option<String>,
     http: BTreeMap<String, BTreeMap<u16, u64>>,
     runs: BTreeMap<String, BTreeMap<String, u64>>,
     steps: BTreeMap<String, BTreeMap<String, Histogram>>,
+}
+
+impl Part {
+    /// `labels`, after the `instance` label if the part has one.
+    fn labels<'a>(
+        &'a self,
+        labels: [(&'static str, &'a str); 2],
+    ) -> Vec<(&'static str, Escaped<'a>)> {
+        self.instance
+            .as_deref()
+            .map(|i| ("instance", i))
+            .into_iter()
+            .chain(labels)
+            .map(|(k, v)| (k, Escaped(v)))
+            .collect()
+    }
 }
 
 impl Collector for Snapshot {
@@ -164,12 +204,13 @@ impl Collector for Snapshot {
             None,
             MetricType::Counter,
         )?;
-        for (route, by_status) in &self.http {
-            for (status, n) in by_status {
-                let status = status.to_string();
-                let labels = [("route", Escaped(route)), ("status", Escaped(&status))];
-                http.encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        for part in &self.parts {
+            for (route, by_status) in &part.http {
+                for (status, n) in by_status {
+                    let status = status.to_string();
+                    http.encode_family(&part.labels([("route", route), ("status", &status)]))?
+                        .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+                }
             }
         }
         let mut runs = encoder.encode_descriptor(
@@ -178,11 +219,12 @@ impl Collector for Snapshot {
             None,
             MetricType::Counter,
         )?;
-        for (flow, by_outcome) in &self.runs {
-            for (outcome, n) in by_outcome {
-                let labels = [("flow", Escaped(flow)), ("outcome", Escaped(outcome))];
-                runs.encode_family(&labels)?
-                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+        for part in &self.parts {
+            for (flow, by_outcome) in &part.runs {
+                for (outcome, n) in by_outcome {
+                    runs.encode_family(&part.labels([("flow", flow), ("outcome", outcome)]))?
+                        .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+                }
             }
         }
         let mut steps = encoder.encode_descriptor(
@@ -191,12 +233,13 @@ impl Collector for Snapshot {
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        for (flow, by_step) in &self.steps {
-            for (step, h) in by_step {
-                let labels = [("flow", Escaped(flow)), ("step", Escaped(step))];
-                steps
-                    .encode_family(&labels)?
-                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+        for part in &self.parts {
+            for (flow, by_step) in &part.steps {
+                for (step, h) in by_step {
+                    steps
+                        .encode_family(&part.labels([("flow", flow), ("step", step)]))?
+                        .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+                }
             }
         }
         Ok(())

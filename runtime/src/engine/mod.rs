@@ -209,7 +209,13 @@ pub(crate) struct Inner {
     pub(crate) local_url: Mutex<Option<String>>,
     /// [`RuntimeOptions::instance`].
     pub(crate) instance: Option<Arc<str>>,
+    /// What `/_flow/metrics` shows instead of this runtime's own metrics
+    /// (`serve --instances`: every instance's, labelled).
+    metrics_source: Mutex<Option<MetricsSource>>,
 }
+
+/// See [`Runtime::set_metrics_source`].
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl Inner {
     /// The public URL of an HTTP-triggered flow (see [`Runtime::endpoint`]).
@@ -425,6 +431,7 @@ impl Runtime {
                 shutdown,
                 local_url: Mutex::new(None),
                 instance: options.instance.map(Arc::from),
+                metrics_source: Mutex::new(None),
             }),
         })
     }
@@ -485,7 +492,17 @@ impl Runtime {
 
     /// Prometheus text of the metrics.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.render()
+        let source = lock(&self.inner.metrics_source).clone();
+        match source {
+            Some(source) => source(),
+            None => self.inner.metrics.render(),
+        }
+    }
+
+    /// Makes [`Runtime::metrics_text`] (the `/_flow/metrics` page) call
+    /// `source` instead of rendering this runtime's metrics.
+    pub fn set_metrics_source(&self, source: MetricsSource) {
+        *lock(&self.inner.metrics_source) = Some(source);
     }
 
     /// The public URL of an HTTP-triggered flow: `base` (or config

@@ -31,15 +31,30 @@ impl Runtime {
             crate::engine::integration::human_duration(Duration::from_secs(since.as_secs().max(1)));
         for (flow, t) in tallies {
             let mean_ms = t.total.as_millis() / u128::from(t.runs.max(1));
-            tracing::info!(
-                flow,
-                runs = t.runs,
-                failed = t.failed,
-                skipped = t.skipped,
-                mean_ms = mean_ms as u64,
-                max_ms = t.max.as_millis() as u64,
-                "sync runs in the last {period}"
-            );
+            let (runs, failed, skipped) = (t.runs, t.failed, t.skipped);
+            let max_ms = t.max.as_millis() as u64;
+            let mean_ms = mean_ms as u64;
+            match self.instance() {
+                Some(instance) => tracing::info!(
+                    instance,
+                    flow,
+                    runs,
+                    failed,
+                    skipped,
+                    mean_ms,
+                    max_ms,
+                    "sync runs in the last {period}"
+                ),
+                None => tracing::info!(
+                    flow,
+                    runs,
+                    failed,
+                    skipped,
+                    mean_ms,
+                    max_ms,
+                    "sync runs in the last {period}"
+                ),
+            }
         }
     }
 

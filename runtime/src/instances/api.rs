@@ -203,6 +203,10 @@ async fn dispatch(
         Ok(u) => u,
         Err(_) => return error(StatusCode::BAD_REQUEST, "invalid path"),
     };
+    // The outer route's match (its path parameters, its matched path) is
+    // not the instance's: left in, axum would add the inner route's
+    // parameters to it and every `Path` extractor would see too many.
+    parts.extensions = Default::default();
     match router
         .call(Request::from_parts(parts, Body::new(body)))
         .await
@@ -229,6 +233,12 @@ pub async fn serve(
         control.redactor().add(token);
     }
     control.set_local_url(format!("http://{addr}"));
+    // Weak: the control runtime must not keep the instances alive.
+    let weak = Arc::downgrade(&instances.shared);
+    control.set_metrics_source(Arc::new(move || match weak.upgrade() {
+        Some(shared) => Instances { shared }.metrics_text(),
+        None => String::new(),
+    }));
     let router = crate::triggers::http::router(
         &control,
         settings.admin_token.as_deref(),
@@ -241,10 +251,13 @@ pub async fn serve(
         let instances = instances.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RECONCILE_EVERY);
+            let mut purge = tokio::time::interval(super::PURGE_RETIRED_EVERY);
             every.tick().await;
             loop {
-                every.tick().await;
-                instances.reconcile().await;
+                tokio::select! {
+                    _ = every.tick() => instances.reconcile().await,
+                    _ = purge.tick() => instances.purge_retired().await,
+                }
             }
         })
     };

@@ -42,6 +42,10 @@ pub use stores::InstanceStores;
 /// How often each replica compares the instances it runs with the records.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(2);
 
+/// How often deleted instances' stores past the failed-runs retention are
+/// removed (also once at start).
+pub const PURGE_RETIRED_EVERY: Duration = Duration::from_secs(3600);
+
 /// How every instance's runtime is set up (from `serve`'s flags).
 pub struct InstanceSettings {
     /// Where instances keep their stores.
@@ -184,6 +188,23 @@ impl Instances {
         &self.shared.control
     }
 
+    /// The metrics of the process's own routes and of every running
+    /// instance, each instance's labelled with its name.
+    pub fn metrics_text(&self) -> String {
+        let running: Vec<(String, Runtime)> = lock(&self.shared.live)
+            .iter()
+            .filter_map(|(n, s)| match s {
+                Slot::Running(r) => Some((n.clone(), r.rt.clone())),
+                Slot::Paused => None,
+            })
+            .collect();
+        let parts: Vec<(&str, &crate::core::metrics::Metrics)> = running
+            .iter()
+            .map(|(n, rt)| (n.as_str(), rt.metrics()))
+            .collect();
+        crate::core::metrics::Metrics::render_instances(self.shared.control.metrics(), &parts)
+    }
+
     pub(crate) fn route(&self, name: &str) -> Route {
         match lock(&self.shared.live).get(name) {
             Some(Slot::Running(r)) => Route::To(r.router.clone()),
@@ -267,15 +288,17 @@ impl Instances {
             created_at: existing.as_ref().map_or(now, |r| r.created_at),
             updated_at: now,
         };
-        if record.paused {
-            // Checked as a start would (caller secrets), without starting.
-            self.runtime(name, config.clone()).await?;
-        } else {
+        // Checked as a start would (caller secrets), before anything stops.
+        self.runtime(name, config.clone()).await?;
+        if !record.paused {
             if let Some(Slot::Running(old)) = self.slot(name) {
                 if let Err(e) = old.rt.undeploy().await {
                     return Err(self.flows_failed(&old.rt, "remove", e));
                 }
                 self.stop(name, old).await;
+                // Until the new config runs; if it cannot, the next
+                // reconcile starts the old one again (and redeploys it).
+                lock(&self.shared.live).remove(name);
             }
             let running = self
                 .launch(name, config.clone(), &record.sealed_config)
@@ -356,6 +379,23 @@ impl Instances {
         }
         tracing::info!(instance = %name, "instance deleted");
         Ok(removed)
+    }
+
+    /// Removes the stores of instances deleted longer ago than the failed
+    /// runs' retention (`--failed-retention`; kept forever when it is 0).
+    pub async fn purge_retired(&self) {
+        let Some(retention) = self.shared.settings.failed_retention else {
+            return;
+        };
+        let before =
+            Utc::now().timestamp() - i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        match self.shared.settings.stores.purge_retired(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(stores = n, "deleted instances' stores removed (retention)"),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "cannot remove deleted instances' stores")
+            }
+        }
     }
 
     /// Brings what this process runs in line with the records: starts new

@@ -111,12 +111,52 @@ impl InstanceStores {
         }
     }
 
+    /// Removes the stores of instances deleted before `before` (UNIX
+    /// seconds); returns how many.
+    pub async fn purge_retired(&self, before: i64) -> StoreResult<usize> {
+        match self {
+            InstanceStores::Memory => Ok(0),
+            InstanceStores::Sqlite { dir, .. } => {
+                let Ok(entries) = std::fs::read_dir(dir) else {
+                    return Ok(0);
+                };
+                let mut removed = 0;
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if retired_file_time(&name).is_some_and(|t| t < before) {
+                        std::fs::remove_file(entry.path()).map_err(|e| {
+                            StoreError::backend(format!("cannot remove {name}: {e}"))
+                        })?;
+                        removed += usize::from(name.ends_with(".db"));
+                    }
+                }
+                Ok(removed)
+            }
+            InstanceStores::Postgres { url, schema, .. } => {
+                let prefix = format!("{schema}_i_");
+                let dropped =
+                    crate::store::postgres_drop_schemas_deleted_before(url, &prefix, before)
+                        .await?;
+                Ok(dropped.len())
+            }
+        }
+    }
+
     fn sqlite_file(&self, name: &str) -> PathBuf {
         match self {
             InstanceStores::Sqlite { dir, .. } => dir.join(format!("{name}.db")),
             _ => PathBuf::new(),
         }
     }
+}
+
+/// The time in `NAME.deleted-UNIX.db` (and its `-wal`, `-shm`).
+fn retired_file_time(file: &str) -> Option<i64> {
+    let (_, rest) = file.rsplit_once(".deleted-")?;
+    let (time, suffix) = rest.split_once(".db")?;
+    matches!(suffix, "" | "-wal" | "-shm")
+        .then(|| time.parse().ok())
+        .flatten()
 }
 
 /// The PostgreSQL schema of instance `name`.
@@ -137,5 +177,20 @@ mod tests {
         };
         assert_eq!(dir, PathBuf::from("/data/orders.instances"));
         assert_eq!(postgres_schema("orders", "acme-eu"), "orders_i_acme_eu");
+    }
+
+    #[test]
+    fn retired_files_are_known_by_their_time() {
+        assert_eq!(
+            retired_file_time("acme.deleted-1700000000.db"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            retired_file_time("acme.deleted-1700000000.db-wal"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(retired_file_time("acme.db"), None);
+        assert_eq!(retired_file_time("acme.deleted-x.db"), None);
+        assert_eq!(retired_file_time("acme.deleted-17.db.bak"), None);
     }
 }

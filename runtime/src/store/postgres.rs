@@ -491,6 +491,57 @@ pub async fn rename_schema(url: &str, from: &str, to: &str) -> StoreResult<()> {
     }
 }
 
+/// Drops the schemas named `PREFIX…_deleted_UNIXTIME` whose time is before
+/// `before` (deleted instances' stores past their retention); returns their
+/// names.
+pub async fn drop_schemas_deleted_before(
+    url: &str,
+    prefix: &str,
+    before: i64,
+) -> StoreResult<Vec<String>> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+    let (client, conn) = with_store_timeouts(config)
+        .connect(NoTls)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+    let conn = tokio::spawn(conn);
+    let dropped = async {
+        let rows = client
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) AND nspname LIKE '%\\_deleted\\_%'",
+                &[&prefix],
+            )
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot list schemas: {e}")))?;
+        let mut dropped = Vec::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let Some(time) = name
+                .rsplit_once("_deleted_")
+                .and_then(|(_, t)| t.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if time >= before {
+                continue;
+            }
+            let quoted = valid_schema(&name)?;
+            client
+                .batch_execute(&format!("DROP SCHEMA {quoted} CASCADE"))
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot drop schema {name}: {e}")))?;
+            dropped.push(name);
+        }
+        Ok(dropped)
+    }
+    .await;
+    drop(client);
+    let _ = conn.await;
+    dropped
+}
+
 /// A schema name derived from an integration name (`orders-relay` →
 /// `orders_relay`).
 pub fn schema_for(integration: &str) -> String {

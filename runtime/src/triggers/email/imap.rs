@@ -226,25 +226,12 @@ impl Mailbox {
         }
         self.add_flag(uid, "\\Deleted").await?;
         if self.uid_expunge {
-            let _: Vec<_> = self
-                .session
-                .uid_expunge(&uid_set)
+            drain(self.session.uid_expunge(&uid_set).await)
                 .await
-                .map_err(err)?
-                .try_collect()
-                .await
-                .map_err(err)?;
+                .map_err(err)
         } else {
-            let _: Vec<_> = self
-                .session
-                .expunge()
-                .await
-                .map_err(err)?
-                .try_collect()
-                .await
-                .map_err(err)?;
+            drain(self.session.expunge().await).await.map_err(err)
         }
-        Ok(())
     }
 
     /// Marks message `uid` with [`FAILED_KEYWORD`], or `\Seen` on a server
@@ -261,15 +248,10 @@ impl Mailbox {
     /// Adds flag or keyword `flag` to message `uid`.
     pub(crate) async fn add_flag(&mut self, uid: u32, flag: &str) -> Result<(), String> {
         let err = |e: async_imap::error::Error| format!("cannot flag a message {flag}: {e}");
-        let _: Vec<_> = self
-            .session
-            .uid_store(uid.to_string(), format!("+FLAGS.SILENT ({flag})"))
+        let flags = format!("+FLAGS.SILENT ({flag})");
+        drain(self.session.uid_store(uid.to_string(), flags).await)
             .await
-            .map_err(err)?
-            .try_collect()
-            .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     /// Ends the session politely (errors do not matter any more).
@@ -382,6 +364,15 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 /// mailbox (`[EXPUNGEISSUED]`, RFC 2180 §4.1).
 fn is_gone(error: &async_imap::error::Error) -> bool {
     error.to_string().contains("[EXPUNGEISSUED]")
+}
+
+/// Reads a command's response stream to its end (the command is done only
+/// then), keeping nothing but the first error.
+async fn drain<S, T>(stream: async_imap::error::Result<S>) -> async_imap::error::Result<()>
+where
+    S: futures::Stream<Item = async_imap::error::Result<T>>,
+{
+    stream?.try_for_each(|_| async { Ok(()) }).await
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@ pub(super) struct Admin {
     pub(super) token: Option<Arc<str>>,
     /// The executions page's sign-in sessions.
     pub(super) sessions: Arc<Sessions>,
+    /// Where these routes are served from the outside: `/i/NAME` for an
+    /// instance (`serve --instances`), else empty. The page's links and its
+    /// cookie's path start with it.
+    pub(super) prefix: Arc<str>,
 }
 
 /// Most runs one `replay-failed` call puts back in the queue (the caller
@@ -25,6 +29,9 @@ pub(super) fn router(rt: &Runtime, token: Option<&str>) -> Router {
         rt: rt.clone(),
         token: token.map(Arc::from),
         sessions: Arc::new(Sessions::new()),
+        prefix: rt
+            .instance()
+            .map_or_else(|| Arc::from(""), |name| Arc::from(format!("/i/{name}"))),
     };
     api_router().merge(super::ui::router()).with_state(admin)
 }
@@ -166,7 +173,7 @@ fn unauthorized(message: &str) -> Response {
 }
 
 fn summary(e: &Execution, rt: &Runtime) -> Value {
-    json!({
+    let mut shown = json!({
         "id": e.id,
         "flow": e.flow,
         "status": e.status,
@@ -176,7 +183,11 @@ fn summary(e: &Execution, rt: &Runtime) -> Value {
         "attempts": e.attempts,
         "error": e.error.as_ref().map(|m| rt.redactor().redact_string(m.clone())),
         "error_step": e.error_step,
-    })
+    });
+    if let Some(instance) = rt.instance() {
+        shown["instance"] = json!(instance);
+    }
+    shown
 }
 
 /// The trigger as shown by the admin API: secrets masked, and credentials

@@ -188,18 +188,21 @@ pub(super) fn over_https(uri: &axum::http::Uri, headers: &HeaderMap) -> bool {
 }
 
 /// The `Set-Cookie` value of a new session.
-pub(super) fn session_cookie_header(id: &str, secure: bool) -> HeaderValue {
+/// `prefix`: where the admin routes are served from (`/i/NAME` for an
+/// instance), so that each instance's page has a cookie of its own.
+pub(super) fn session_cookie_header(id: &str, secure: bool, prefix: &str) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let value = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/_flow; Max-Age={}{secure}",
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path={prefix}/_flow; Max-Age={}{secure}",
         SESSION_TTL.as_secs()
     );
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The `Set-Cookie` value that makes the browser forget the session.
-pub(super) fn cleared_cookie_header() -> HeaderValue {
-    HeaderValue::from_static("flow_session=; HttpOnly; SameSite=Strict; Path=/_flow; Max-Age=0")
+pub(super) fn cleared_cookie_header(prefix: &str) -> HeaderValue {
+    let value = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path={prefix}/_flow; Max-Age=0");
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Whether a browser request comes from another site: its `Origin` (sent

@@ -91,25 +91,38 @@ fn protect(headers: &mut HeaderMap) {
     }
 }
 
-fn sign_in_page(status: StatusCode, error: &str) -> Response {
+fn sign_in_page(admin: &Admin, status: StatusCode, error: &str) -> Response {
     let error = if error.is_empty() {
         String::new()
     } else {
         format!("<p class=\"error\" role=\"alert\">{error}</p>")
     };
-    html(status, SIGN_IN_HTML.replace(ERROR_SLOT, &error))
+    html(
+        status,
+        page_at(admin, &SIGN_IN_HTML.replace(ERROR_SLOT, &error)),
+    )
+}
+
+/// A page whose links to `/_flow/…` start with the routes' prefix (an
+/// instance's `/i/NAME`).
+fn page_at(admin: &Admin, page: &str) -> String {
+    if admin.prefix.is_empty() {
+        page.to_string()
+    } else {
+        page.replace("\"/_flow/", &format!("\"{}/_flow/", admin.prefix))
+    }
 }
 
 /// `GET /_flow/ui`: the page for a live session, else the sign-in form,
 /// else (no admin token) how to enable it.
 async fn page(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     if admin.token.is_none() {
-        return html(StatusCode::OK, DISABLED_HTML.to_string());
+        return html(StatusCode::OK, page_at(&admin, DISABLED_HTML));
     }
     if admin.sessions.csrf_of(&headers).is_some() {
-        html(StatusCode::OK, APP_HTML.to_string())
+        html(StatusCode::OK, page_at(&admin, APP_HTML))
     } else {
-        sign_in_page(StatusCode::OK, "")
+        sign_in_page(&admin, StatusCode::OK, "")
     }
 }
 
@@ -146,13 +159,17 @@ async fn session_csrf(State(admin): State<Admin>, headers: HeaderMap) -> Respons
 /// sends the browser back to the page with its cookie.
 async fn sign_in(State(admin): State<Admin>, req: Request) -> Response {
     let Some(admin_token) = admin.token.as_deref() else {
-        return html(StatusCode::FORBIDDEN, DISABLED_HTML.to_string());
+        return html(StatusCode::FORBIDDEN, page_at(&admin, DISABLED_HTML));
     };
     let (parts, body) = req.into_parts();
     // A sign-in posted from another site would sign the browser into a
     // session the other site chose the token of.
     if session::cross_site(&parts.headers) {
-        return sign_in_page(StatusCode::FORBIDDEN, "Sign-in from another site refused.");
+        return sign_in_page(
+            &admin,
+            StatusCode::FORBIDDEN,
+            "Sign-in from another site refused.",
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = match read_body(&parts.headers, body, MAX_SIGN_IN_BODY, deadline).await {
@@ -168,10 +185,14 @@ async fn sign_in(State(admin): State<Admin>, req: Request) -> Response {
             let secure = session::over_https(&parts.uri, &parts.headers);
             let mut resp = StatusCode::SEE_OTHER.into_response();
             let headers = resp.headers_mut();
-            headers.insert(header::LOCATION, HeaderValue::from_static("/_flow/ui"));
+            let page = format!("{}/_flow/ui", admin.prefix);
+            headers.insert(
+                header::LOCATION,
+                HeaderValue::from_str(&page).unwrap_or(HeaderValue::from_static("/_flow/ui")),
+            );
             headers.insert(
                 header::SET_COOKIE,
-                session::session_cookie_header(&id, secure),
+                session::session_cookie_header(&id, secure, &admin.prefix),
             );
             tracing::info!("signed in to the executions page");
             resp
@@ -179,11 +200,12 @@ async fn sign_in(State(admin): State<Admin>, req: Request) -> Response {
         Err(SignInRefused::WrongToken) => {
             tracing::warn!("failed sign-in to the executions page: wrong token");
             tokio::time::sleep(session::FAILURE_DELAY).await;
-            sign_in_page(StatusCode::UNAUTHORIZED, "Wrong token.")
+            sign_in_page(&admin, StatusCode::UNAUTHORIZED, "Wrong token.")
         }
         Err(SignInRefused::TooManyAttempts) => {
             tracing::warn!("sign-in to the executions page refused: too many failed attempts");
             let mut resp = sign_in_page(
+                &admin,
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed sign-ins: try again in a minute.",
             );
@@ -203,7 +225,9 @@ async fn sign_out(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     }
     admin.sessions.sign_out(&headers);
     let mut resp = Json(json!({ "signed_out": true })).into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session::cleared_cookie_header());
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session::cleared_cookie_header(&admin.prefix),
+    );
     resp
 }

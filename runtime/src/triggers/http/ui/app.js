@@ -27,10 +27,14 @@ function say(message) {
 }
 
 // One call of the admin API; a lost session reloads into the sign-in form.
+// Where the admin API is served from: "" or an instance's "/i/NAME"
+// (`serve --instances`), whatever the page's own path starts with.
+const base = location.pathname.slice(0, Math.max(0, location.pathname.indexOf("/_flow/ui")));
+
 async function api(path, options = {}) {
   const headers = { Accept: "application/json" };
   if (options.method && options.method !== "GET") headers["X-Flow-CSRF"] = csrf;
-  const resp = await fetch(path, { credentials: "same-origin", ...options, headers });
+  const resp = await fetch(base + path, { credentials: "same-origin", ...options, headers });
   if (resp.status === 401) {
     location.reload();
     throw new Error("signed out");
@@ -339,7 +343,7 @@ async function renderFlows() {
   const figure = $("graph-figure");
   figure.hidden = !listing.graph;
   // Loaded once: the drawing changes only with the binary.
-  if (listing.graph && !$("graph").src) $("graph").src = "/_flow/ui/graph.svg";
+  if (listing.graph && !$("graph").src) $("graph").src = base + "/_flow/ui/graph.svg";
   const body = $("flows");
   body.replaceChildren();
   for (const flow of listing.flows) {
