@@ -267,6 +267,7 @@ async fn three_instances_against_three_crms_are_isolated() {
         let listed = instance_executions(&svc, name, "contact_created").await;
         let ids: Vec<&str> = listed.iter().filter_map(|e| e["id"].as_str()).collect();
         assert_eq!(ids, [runs[i].as_str()], "{name}: {listed:#?}");
+        assert_eq!(listed[0]["instance"], *name, "{:#}", listed[0]);
     }
 
     // Schedules: each CRM is polled from cursor 0; a change at bolt's CRM
@@ -312,6 +313,7 @@ async fn an_instance_admin_api_shows_its_own_executions_by_id() {
     let exec = wait_execution(&svc.at("/i/acme"), &run, ADMIN, WAIT).await;
     assert_eq!(exec["flow"], "contact_created", "{exec:#}");
     assert_eq!(exec["status"], "succeeded", "{exec:#}");
+    assert_eq!(exec["instance"], "acme", "{exec:#}");
     let path = format!("/i/bolt/_flow/executions/{run}");
     let other = admin(&svc, "GET", &path, None).await;
     assert_eq!(other.status, 404, "{}", other.body);

@@ -117,13 +117,8 @@ impl Service {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) => {
-                    // `listening on URL`, possibly followed by words
-                    // (`serve --instances` prints `(instances)`).
-                    if let Some(url) = line
-                        .strip_prefix("listening on ")
-                        .and_then(|rest| rest.split_whitespace().next())
-                    {
-                        break url.to_string();
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        break rest.trim().to_string();
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
