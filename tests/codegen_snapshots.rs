@@ -26,6 +26,7 @@ snapshot_tests! {
     crm_contacts,
     crm_events,
     crm_helpdesk,
+    crm_per_customer,
     customer_lookup,
     db_export,
     email_orders,

@@ -74,6 +74,23 @@ const EXAMPLES: &[Example] = &[
         ],
     },
     Example {
+        file: "examples/crm_per_customer.flow",
+        integration: "crm_per_customer",
+        flows: &[
+            "register_hook",
+            "unregister_hook",
+            "contact_created",
+            "sync_changes",
+        ],
+        required: &[
+            ("crm_url", "CRM_URL"),
+            ("crm_token_url", "CRM_TOKEN_URL"),
+            ("client_id", "CLIENT_ID"),
+            ("client_secret", "CLIENT_SECRET"),
+        ],
+        routes: &["POST /contacts"],
+    },
+    Example {
         file: "examples/customer_lookup.flow",
         integration: "customer_lookup",
         flows: &["get_customer"],

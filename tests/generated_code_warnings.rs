@@ -33,6 +33,7 @@ compiles_without_warnings! {
     example_bug_export: "examples/bug_export.flow",
     example_crm_events: "examples/crm_events.flow",
     example_crm_helpdesk: "examples/crm_helpdesk.flow",
+    example_crm_per_customer: "examples/crm_per_customer.flow",
     example_customer_lookup: "examples/customer_lookup.flow",
     example_db_export: "examples/db_export.flow",
     example_email_orders: "examples/email_orders.flow",
