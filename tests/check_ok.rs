@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use flowc::check::check_source;
+use flowc::check::check_source_in;
 use flowc::diagnostics::render;
 
 fn flow_files(dir: &str) -> Vec<PathBuf> {
@@ -27,7 +27,7 @@ fn failures(files: &[PathBuf], errors_only: bool) -> Vec<String> {
     let mut out = Vec::new();
     for path in files {
         let source = fs::read_to_string(path).unwrap_or_default();
-        let diagnostics: Vec<_> = check_source(&source)
+        let diagnostics: Vec<_> = check_source_in(&source, path.parent())
             .diagnostics
             .into_iter()
             .filter(|d| d.is_error() || !errors_only)

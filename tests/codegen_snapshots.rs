@@ -51,7 +51,7 @@ fn assert_generated_code_snapshot(example: &str) {
     let path = examples_dir().join(format!("{example}.flow"));
     let source = std::fs::read_to_string(&path).expect("readable example");
     let file = flowc::syntax::parse_file(&source).expect("example parses");
-    let checked = flowc::check::check(&file);
+    let checked = flowc::check::check_in(&file, Some(&examples_dir()));
     assert!(
         !checked.has_errors(),
         "{} has errors: {:?}",
