@@ -976,10 +976,7 @@ async fn admin_call_with(
     show: impl FnOnce(&Value),
 ) -> ExitCode {
     let base = url.unwrap_or_else(|| format!("http://{}", cli.serve.addr));
-    let Some(token) = std::env::var("FLOW_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(token) = admin_token() else {
         eprintln!("set FLOW_ADMIN_TOKEN to the running server's admin token");
         return exit(2);
     };
@@ -1129,9 +1126,7 @@ async fn serve(rt: Runtime, args: &ServeArgs, callbacks: Option<CallbackSettings
     let addr = args.addr;
     let options = crate::host::ServeOptions {
         addr,
-        admin_token: std::env::var("FLOW_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty()),
+        admin_token: admin_token(),
         catch_up_window: args.catch_up_window,
         intake: args.intake(),
         callbacks,
@@ -1143,14 +1138,27 @@ async fn serve(rt: Runtime, args: &ServeArgs, callbacks: Option<CallbackSettings
             return exit(1);
         }
     };
+    until_stopped(handle).await
+}
+
+/// Says where the server listens, then serves until SIGTERM or Ctrl-C and
+/// the drain that follows.
+async fn until_stopped(handle: crate::host::ServerHandle) -> ExitCode {
     println!("listening on {}", handle.url());
-    let rt2 = rt.clone();
+    let rt = handle.runtime().clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        rt2.begin_shutdown();
+        rt.begin_shutdown();
     });
     handle.wait().await;
     ExitCode::SUCCESS
+}
+
+/// `FLOW_ADMIN_TOKEN`, unless unset or empty.
+fn admin_token() -> Option<String> {
+    std::env::var("FLOW_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 /// `serve --instances`: the integration's store keeps the instances'
@@ -1171,10 +1179,7 @@ async fn serve_instances(
             return exit(2);
         }
     };
-    let Some(admin_token) = std::env::var("FLOW_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(admin_token) = admin_token() else {
         eprintln!("{name}: --instances: FLOW_ADMIN_TOKEN is not set: instances are managed through the admin API, which needs it");
         return exit(2);
     };
@@ -1221,13 +1226,7 @@ async fn serve_instances(
             return exit(1);
         }
     };
-    println!("listening on {}", handle.url());
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        control.begin_shutdown();
-    });
-    handle.wait().await;
-    ExitCode::SUCCESS
+    until_stopped(handle).await
 }
 
 /// Where instances keep their stores, after `--store`.

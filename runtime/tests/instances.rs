@@ -13,20 +13,12 @@ use flow_runtime::core::seal::{Keyring, MasterKey};
 use flow_runtime::instances::{InstanceSettings, InstanceStores, Instances};
 use flow_runtime::{
     json, ops, Args, Config, Ctx, FlowDef, FlowFuture, Integration, Outcome, Runtime,
-    RuntimeOptions, Schema, ServerHandle, SqliteOptions, SqliteStore, StepOptions, Store,
-    TriggerDef, Value,
+    RuntimeOptions, Schema, ServerHandle, SqliteOptions, SqliteStore, Store, TriggerDef, Value,
 };
 use flow_testkit::{Reply, Sink};
 
 const TOKEN: &str = "admin-token-1234";
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn once() -> StepOptions {
-    StepOptions {
-        retry: 0,
-        ..StepOptions::default()
-    }
-}
 
 fn crm(cx: &Ctx, path: &str) -> Value {
     Value::String(ops::interp(&[
@@ -47,7 +39,8 @@ fn contact(cx: Ctx) -> FlowFuture {
             .arg(crm(&cx, "/contacts"))
             .kw("json", body)
             .kw("headers", key_header(&cx));
-        cx.step("send", once(), "http.post", args).await?;
+        cx.step("send", common::no_retry(), "http.post", args)
+            .await?;
         Ok(Outcome::Succeeded)
     })
 }
@@ -60,7 +53,8 @@ fn register(cx: Ctx) -> FlowFuture {
             .arg(crm(&cx, "/hooks"))
             .kw("json", json!({ "url": url }))
             .kw("headers", key_header(&cx));
-        cx.step("register", once(), "http.post", args).await?;
+        cx.step("register", common::no_retry(), "http.post", args)
+            .await?;
         Ok(Outcome::Succeeded)
     })
 }
@@ -71,7 +65,8 @@ fn unregister(cx: Ctx) -> FlowFuture {
         let args = Args::new()
             .arg(crm(&cx, "/hooks"))
             .kw("headers", key_header(&cx));
-        cx.step("unregister", once(), "http.delete", args).await?;
+        cx.step("unregister", common::no_retry(), "http.delete", args)
+            .await?;
         Ok(Outcome::Succeeded)
     })
 }
@@ -83,7 +78,8 @@ fn tick(cx: Ctx) -> FlowFuture {
             .arg(crm(&cx, "/ticks"))
             .kw("json", cx.trigger().clone())
             .kw("headers", key_header(&cx));
-        cx.step("tick", once(), "http.post", args).await?;
+        cx.step("tick", common::no_retry(), "http.post", args)
+            .await?;
         Ok(Outcome::Succeeded)
     })
 }

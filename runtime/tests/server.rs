@@ -13,7 +13,7 @@ use flow_runtime::host::IntakeLimits;
 use flow_runtime::triggers::http::callback::CallbackSettings;
 use flow_runtime::{
     json, ops, Args, Config, Ctx, FieldSchema, FlowDef, FlowFuture, Integration, Outcome, RunError,
-    Runtime, Schema, ServerHandle, Status, StepOptions, TriggerDef, Value, Verify,
+    Runtime, Schema, ServerHandle, Status, TriggerDef, Value, Verify,
 };
 use flow_testkit::{hmac_hex, Sink};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -29,12 +29,7 @@ static GATE: Notify = Notify::const_new();
 /// Opened by the test to let the `fails_later` flow fail.
 static FAIL_GATE: Notify = Notify::const_new();
 
-fn no_retry() -> StepOptions {
-    StepOptions {
-        retry: 0,
-        ..StepOptions::default()
-    }
-}
+use common::no_retry;
 
 fn sink_url(cx: &Ctx, path: &str) -> Value {
     Value::String(ops::interp(&[

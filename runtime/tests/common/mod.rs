@@ -81,6 +81,14 @@ pub fn json_sync(path: &'static str) -> TriggerDef {
     }
 }
 
+/// Step options without retries: a failure shows at once.
+pub fn no_retry() -> flow_runtime::StepOptions {
+    flow_runtime::StepOptions {
+        retry: 0,
+        ..flow_runtime::StepOptions::default()
+    }
+}
+
 /// How long any wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
