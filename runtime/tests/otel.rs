@@ -234,6 +234,36 @@ fn runtime(sink: &Sink) -> Runtime {
     Runtime::new(integration, common::options(&env)).unwrap()
 }
 
+/// An instance's run (`serve --instances`) names it in its span.
+#[tokio::test]
+async fn an_instances_run_names_it() {
+    collector();
+    let sink = Sink::start();
+    sink.on("POST", "/hooked", [flow_testkit::Reply::ok()]);
+    let integration = Integration {
+        config: vec![common::config_entry("sink_url", Schema::Url)],
+        ..common::integration("traced", flows)
+    };
+    let options = flow_runtime::RuntimeOptions {
+        config_values: Some(
+            json!({ "sink_url": sink.url() })
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        instance: Some("acme".into()),
+        ..common::options(&[])
+    };
+    let rt = Runtime::new(integration, options).unwrap();
+    let server = common::serve(&rt, None).await;
+    let answer = post(&format!("{}/hooked", server.url()), &[]).await;
+    let id = answer["execution_id"].as_str().unwrap().to_string();
+    expect_status(&rt, &id, Status::Succeeded).await;
+    let spans = trace_spans(&trace_of_execution(&id), 1, 1).await;
+    let run = spans.iter().find(|s| s.name == "run").unwrap();
+    assert_eq!(run.attribute("flow.instance"), Some("acme"));
+}
+
 /// `POST path` with a JSON body and these headers; the answer's body.
 async fn post(url: &str, headers: &[(&str, &str)]) -> Value {
     let (status, body) = flow_testkit::post_json(url, &json!({}), headers).await;
@@ -275,6 +305,7 @@ async fn a_run_is_one_trace_with_a_span_per_step_attempt() {
     assert_eq!(run.parent_span_id, "", "a run without caller is a root");
     assert_eq!(run.attribute("flow.execution_id"), Some(id.as_str()));
     assert_eq!(run.attribute("flow.status"), Some("succeeded"));
+    assert_eq!(run.attribute("flow.instance"), None);
     assert!(!run.failed);
     for span in &spans {
         assert_eq!(span.service_name, "traced");

@@ -834,12 +834,18 @@ impl Runtime {
             parent: None,
             start,
             end: std::time::SystemTime::now(),
-            attributes: vec![
+            attributes: [
                 ("flow.name", Text(exec.flow.clone())),
                 ("flow.execution_id", Text(exec.id.clone())),
                 ("flow.attempt", Int(i64::from(exec.attempts))),
                 ("flow.status", Text(finish.status.to_string())),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                self.instance()
+                    .map(|i| ("flow.instance", Text(i.to_string()))),
+            )
+            .collect(),
             error: finish
                 .error
                 .as_ref()
