@@ -242,8 +242,13 @@ impl Instances {
         let all = registry::all(self.store()).await.map_err(Refusal::store)?;
         let mut out = Vec::new();
         for (name, record) in all {
-            let config = self.open_config(&name, &record)?;
-            out.push(self.view(&name, &record, config));
+            // One record the key does not open must not hide the others.
+            out.push(match self.open_config(&name, &record) {
+                Ok(config) => self.view(&name, &record, config),
+                Err(refusal) => View {
+                    json: json!({ "name": name, "paused": record.paused, "error": refusal.message }),
+                },
+            });
         }
         Ok(out)
     }
