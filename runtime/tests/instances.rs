@@ -567,6 +567,17 @@ async fn configs_are_sealed_on_disk_and_instances_come_back_at_start() {
     assert_eq!(status, 200, "{acme}");
     accepted_once_started(&server, "acme", json!({ "name": "Bob" })).await;
 
+    // A process with another key lists the instance it cannot open, with
+    // an error, and serves nothing of it.
+    let other_key = Keyring::new(MasterKey::parse("FLOW_MASTER_KEY", &"ab".repeat(32)).unwrap());
+    let other = serve_with(Some(open()), stores(), other_key).await;
+    let (status, list) = admin("GET", &other, "/_flow/instances", None).await;
+    assert_eq!(status, 200, "{list}");
+    let error = list["instances"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("FLOW_MASTER_KEY"), "{list}");
+    assert!(!list.to_string().contains("very-secret-key-77"), "{list}");
+    other.shutdown().await;
+
     // Deleted: its store is put aside, not reused by a new `acme`.
     assert_eq!(
         admin("DELETE", &server, "/_flow/instances/acme", None)
