@@ -272,6 +272,13 @@ async fn two_customers_are_served_apart_through_their_lifecycle() {
         .0,
         400
     );
+    let huge = json!({ "config": { "crm_url": "x".repeat(2 * 1024 * 1024) } });
+    assert_eq!(
+        admin("PUT", &server, "/_flow/instances/acme", Some(huge))
+            .await
+            .0,
+        413
+    );
 
     // Created: each registers its own endpoint at its own CRM.
     let (status, acme) = admin(

@@ -6,8 +6,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -24,13 +25,19 @@ use crate::triggers::http::require_admin_token;
 struct Api {
     instances: Instances,
     token: Option<Arc<str>>,
+    /// How long a caller may take to send a PUT's body.
+    body_timeout: Duration,
 }
 
+/// The largest PUT body: an instance's config.
+const MAX_PUT_BODY: usize = 1024 * 1024;
+
 /// `/_flow/instances…` and `/i/NAME/…`.
-fn router(instances: Instances, token: Option<&str>) -> Router {
+fn router(instances: Instances, token: Option<&str>, body_timeout: Duration) -> Router {
     let api = Api {
         instances,
         token: token.map(Arc::from),
+        body_timeout,
     };
     Router::new()
         .route("/_flow/instances", get(list))
@@ -84,21 +91,35 @@ async fn show(State(api): State<Api>, Path(name): Path<String>, headers: HeaderM
     }
 }
 
-/// `PUT /_flow/instances/NAME` with `{"config": {...}}`.
-async fn put(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = authorize(&api, &headers) {
+/// `PUT /_flow/instances/NAME` with `{"config": {...}}`. The caller is
+/// checked before its body is read, and the body must arrive within the
+/// request timeout.
+async fn put(State(api): State<Api>, Path(name): Path<String>, req: Request) -> Response {
+    if let Err(r) = authorize(&api, req.headers()) {
         return r;
     }
+    let read = axum::body::to_bytes(req.into_body(), MAX_PUT_BODY);
+    let body = match tokio::time::timeout(api.body_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_PUT_BODY} bytes"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            )
+        }
+    };
     let config = match parse_put(&body) {
         Ok(c) => c,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match api.instances.put(&name, config).await {
+    let instances = api.instances.clone();
+    match detached(async move { instances.put(&name, config).await }).await {
         Ok((created, v)) => {
             let status = if created {
                 StatusCode::CREATED
@@ -109,6 +130,17 @@ async fn put(
         }
         Err(r) => r.into_response(),
     }
+}
+
+/// Runs a change to completion even if the caller hangs up (dropping it
+/// halfway would leave an instance started but not recorded, or stopped
+/// but still listed).
+async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, Refusal>> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::spawn(change)
+        .await
+        .unwrap_or_else(|_| Err(Refusal::new(500, "the change failed; see the log")))
 }
 
 /// The body of a PUT: a JSON object whose `config` is an object.
@@ -142,7 +174,8 @@ async fn set_paused(api: Api, name: String, headers: HeaderMap, paused: bool) ->
     if let Err(r) = authorize(&api, &headers) {
         return r;
     }
-    match api.instances.set_paused(&name, paused).await {
+    let instances = api.instances.clone();
+    match detached(async move { instances.set_paused(&name, paused).await }).await {
         Ok(v) => Json(v.json).into_response(),
         Err(r) => r.into_response(),
     }
@@ -152,7 +185,9 @@ async fn delete(State(api): State<Api>, Path(name): Path<String>, headers: Heade
     if let Err(r) = authorize(&api, &headers) {
         return r;
     }
-    match api.instances.delete(&name).await {
+    let instances = api.instances.clone();
+    let deleting = name.clone();
+    match detached(async move { instances.delete(&deleting).await }).await {
         Ok(removed) => {
             let control = api.instances.control();
             let removed: Vec<Value> = removed
@@ -245,7 +280,11 @@ pub async fn serve(
         &settings.intake,
         None,
     )
-    .merge(router(instances.clone(), settings.admin_token.as_deref()));
+    .merge(router(
+        instances.clone(),
+        settings.admin_token.as_deref(),
+        settings.intake.request_timeout,
+    ));
     instances.reconcile().await;
     let reconciler = {
         let instances = instances.clone();
