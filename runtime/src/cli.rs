@@ -359,6 +359,7 @@ pub fn help_text(i: &Integration) -> String {
     }
     out.push_str("  GET /_flow/healthz, /_flow/readyz, /_flow/metrics, /_flow/flows\n");
     out.push_str("  GET /_flow/executions, /_flow/executions/{id}, POST /_flow/executions/{id}/replay (Bearer FLOW_ADMIN_TOKEN)\n");
+    out.push_str("  With serve --instances: each instance's endpoints under /i/NAME/...; PUT, GET, DELETE /_flow/instances/NAME, POST /_flow/instances/NAME/pause|resume (Bearer FLOW_ADMIN_TOKEN; configs sealed with FLOW_MASTER_KEY)\n");
     if !i.config.is_empty() {
         out.push_str("\nConfig (environment variable > --config file > default):\n");
         for e in &i.config {
@@ -377,7 +378,7 @@ pub fn help_text(i: &Integration) -> String {
             doc_lines(&mut out, e.doc);
         }
     }
-    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_STORE_POOL, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_FAILED_RETENTION, FLOW_LOG_FORMAT, FLOW_SFTP_KNOWN_HOSTS, FLOW_SFTP_HOST_KEYS, FLOW_SFTP_TRUST_ON_FIRST_USE, RUST_LOG.");
+    out.push_str("\nOther environment variables: FLOW_ADDR, FLOW_WORKERS, FLOW_ADMIN_TOKEN, FLOW_STORE, FLOW_STORE_SCHEMA, FLOW_STORE_POOL, FLOW_DURABILITY, FLOW_LEASE, FLOW_DRAIN_TIMEOUT, FLOW_RETENTION, FLOW_FAILED_RETENTION, FLOW_LOG_FORMAT, FLOW_SFTP_KNOWN_HOSTS, FLOW_SFTP_HOST_KEYS, FLOW_SFTP_TRUST_ON_FIRST_USE, FLOW_INSTANCES, FLOW_MASTER_KEY, FLOW_MASTER_KEY_PREVIOUS, RUST_LOG.");
     out
 }
 
