@@ -36,6 +36,7 @@ const RUNTIME_LAYERS: &[&[&str]] = &[
     &["io"],
     &["brokers", "steps", "triggers"],
     &["host"],
+    &["instances"],
     &["testing"],
     &["cli"],
 ];
