@@ -293,8 +293,8 @@ impl Instances {
             created_at: existing.as_ref().map_or(now, |r| r.created_at),
             updated_at: now,
         };
-        // Checked as a start would (caller secrets), before anything stops.
-        self.runtime(name, config.clone()).await?;
+        // Built (and so checked, caller secrets too) before anything stops.
+        let rt = self.runtime(name, config.clone()).await?;
         if !record.paused {
             if let Some(Slot::Running(old)) = self.slot(name) {
                 if let Err(e) = old.rt.undeploy().await {
@@ -305,9 +305,7 @@ impl Instances {
                 // reconcile starts the old one again (and redeploys it).
                 lock(&self.shared.live).remove(name);
             }
-            let running = self
-                .launch(name, config.clone(), &record.sealed_config)
-                .await?;
+            let running = self.start(name, rt, &record.sealed_config).await?;
             if let Err(e) = running.rt.deploy().await {
                 let refusal = self.flows_failed(&running.rt, "deploy", e);
                 self.stop(name, running).await;
@@ -484,7 +482,8 @@ impl Instances {
             }
             self.stop(name, r.clone()).await;
         }
-        let running = self.launch(name, config, &record.sealed_config).await?;
+        let rt = self.runtime(name, config).await?;
+        let running = self.start(name, rt, &record.sealed_config).await?;
         // The deploy flows of a version not yet deployed for this instance
         // (normally run by the replica that created it).
         let rt = running.rt.clone();
@@ -543,16 +542,10 @@ impl Instances {
         })
     }
 
-    /// Starts the instance: its runtime, routes, workers and triggers (not
-    /// its deploy flows).
-    async fn launch(
-        &self,
-        name: &str,
-        config: Map<String, Value>,
-        sealed: &str,
-    ) -> Result<Arc<Running>, Refusal> {
+    /// Starts the instance's runtime: its routes, workers and triggers
+    /// (not its deploy flows).
+    async fn start(&self, name: &str, rt: Runtime, sealed: &str) -> Result<Arc<Running>, Refusal> {
         let s = &self.shared.settings;
-        let rt = self.runtime(name, config).await?;
         rt.set_local_url(self.local_url());
         let callbacks = match &s.callbacks {
             Some(c) => Some(Callbacks::new(c.clone()).map_err(|e| Refusal::new(500, e))?),
