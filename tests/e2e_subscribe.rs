@@ -100,6 +100,26 @@ async fn wait_runs(svc: &Service, flow: &str, status: &str, n: usize) -> Vec<Val
     .await
 }
 
+/// The crash every broker's test stages: the sink holds order 5's call,
+/// orders 5 and 6 are sent and recorded, the service is SIGKILLed in the
+/// middle of 5's run, order 7 is sent while it is down, and 5's call is let
+/// through for the restart (the caller's).
+async fn kill_mid_run(svc: &mut Service, sink: &Sink, flow: &str, mut send: impl AsyncFnMut(i64)) {
+    sink.on(
+        "POST",
+        "/orders/5",
+        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
+    );
+    send(5).await;
+    send(6).await;
+    wait_posted(sink, "/orders/5").await;
+    wait_posted(sink, "/orders/6").await;
+    wait_recorded(svc, flow, 6).await;
+    svc.kill();
+    send(7).await;
+    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+}
+
 /// Waits until the run of `flow` that carries order `id` has succeeded.
 /// The sink sees a call before the step's result is journaled; a kill in
 /// between makes the call's repeat after a restart legitimate
@@ -259,19 +279,10 @@ async fn nats_messages_become_runs_and_survive_a_crash() {
 
     // Killed in the middle of a run (the sink holds message 5's call), and
     // a message published while the service is down.
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    publish(order(5)).await;
-    publish(order(6)).await;
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "durable_orders", 6).await;
-    svc.kill();
-    publish(order(7)).await;
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    kill_mid_run(&mut svc, &sink, "durable_orders", async |id| {
+        publish(order(id)).await
+    })
+    .await;
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "durable_orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
@@ -387,19 +398,7 @@ async fn redis_stream_entries_become_runs_and_survive_a_crash() {
     );
     assert!(errors.iter().any(|e| e.contains("item")), "{errors:?}");
 
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    add(order(5)).await;
-    add(order(6)).await;
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "orders", 6).await;
-    svc.kill();
-    add(order(7)).await;
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    kill_mid_run(&mut svc, &sink, "orders", async |id| add(order(id)).await).await;
     let svc = start(dir.path(), &binary, &env);
     // Entry 0 is taken over from the dead consumer.
     let what = "entry 0, taken over from the dead consumer";
@@ -589,19 +588,10 @@ async fn amqp_messages_become_runs_and_survive_a_crash() {
     publish(order(9), Some("order-9".into())).await;
 
     // Killed mid-run; a message published while down.
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    publish(order(5), None).await;
-    publish(order(6), None).await;
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "orders", 6).await;
-    svc.kill();
-    publish(order(7), None).await;
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    kill_mid_run(&mut svc, &sink, "orders", async |id| {
+        publish(order(id), None).await
+    })
+    .await;
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 8).await;
     assert_crash_recovered(&svc, &sink, "orders", 9, &[1, 2, 3, 4, 6, 7, 9]).await;
@@ -678,20 +668,11 @@ async fn mqtt_messages_become_runs_and_survive_a_crash() {
         "{failed:?}"
     );
 
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    publish("o5", order(5));
-    publish("o6", order(6));
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "orders", 6).await;
-    svc.kill();
-    // Queued by the broker for the persistent session.
-    publish("o7", order(7));
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    // Order 7 is queued by the broker for the persistent session.
+    kill_mid_run(&mut svc, &sink, "orders", async |id| {
+        publish(&format!("o{id}"), order(id))
+    })
+    .await;
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
@@ -879,19 +860,10 @@ async fn kafka_messages_become_runs_in_order_and_survive_a_crash() {
 
     // Killed in the middle of a run (the sink holds order 5's call), and a
     // message sent while the service is down.
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    topic.send("5", order(5)).await;
-    topic.send("6", order(6)).await;
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "orders", 6).await;
-    svc.kill();
-    topic.send("7", order(7)).await;
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    kill_mid_run(&mut svc, &sink, "orders", async |id| {
+        topic.send(&id.to_string(), order(id)).await
+    })
+    .await;
     // tansu 0.6 drops a member that died without leaving only when another
     // member joins after the dead one's session timed out (Kafka expires it
     // by itself); a restart before that is given no partition until the
@@ -1161,19 +1133,7 @@ async fn sqs_messages_become_runs_and_survive_a_crash() {
     );
 
     // Killed mid-run; a message sent while down.
-    sink.on(
-        "POST",
-        "/orders/5",
-        [Reply::json(200, json!({})).after(Duration::from_secs(60))],
-    );
-    send(order(5)).await;
-    send(order(6)).await;
-    wait_posted(&sink, "/orders/5").await;
-    wait_posted(&sink, "/orders/6").await;
-    wait_recorded(&svc, "orders", 6).await;
-    svc.kill();
-    send(order(7)).await;
-    sink.on("POST", "/orders/5", [Reply::json(200, json!({}))]);
+    kill_mid_run(&mut svc, &sink, "orders", async |id| send(order(id)).await).await;
     let svc = start(dir.path(), &binary, &env);
     wait_runs(&svc, "orders", "succeeded", 7).await;
     wait_posted(&sink, "/orders/7").await;
