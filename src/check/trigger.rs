@@ -1107,35 +1107,17 @@ fn without_config_refs(template: &str) -> String {
     out
 }
 
-/// What is wrong with a file-name pattern's brackets, if anything: the
-/// runtime's matcher (globset) refuses an unclosed class or alternation.
-fn name_pattern_problem(pattern: &str) -> Option<&'static str> {
-    let mut chars = pattern.chars().peekable();
-    let mut braces = 0usize;
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '[' => {
-                // `]` right after `[` or `[!` is a member, not the end.
-                if chars.peek() == Some(&'!') {
-                    chars.next();
-                }
-                if chars.peek() == Some(&']') {
-                    chars.next();
-                }
-                if !chars.by_ref().any(|c| c == ']') {
-                    return Some("has a `[` class that is never closed");
-                }
-            }
-            '{' => braces += 1,
-            '}' if braces > 0 => braces -= 1,
-            _ => {}
-        }
-    }
-    (braces > 0).then_some("has a `{` that is never closed")
+/// What is wrong with a file-name pattern, if anything: exactly what the
+/// runtime's matcher refuses.
+fn name_pattern_problem(pattern: &str) -> Option<String> {
+    glob::Glob::new(pattern).err()
 }
+
+/// The runtime's file-name matcher, compiled into flowc as well (the file
+/// depends on nothing else), so that one parser decides what is a pattern.
+#[allow(dead_code)] // flowc only parses; matching is the runtime's
+#[path = "../../runtime/src/core/glob.rs"]
+mod glob;
 
 #[cfg(test)]
 mod name_pattern_tests {

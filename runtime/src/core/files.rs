@@ -156,27 +156,30 @@ pub(crate) fn split_glob(glob: &Path) -> (PathBuf, String) {
 /// class, `{csv,txt}` alternatives; never across `/`, except `**/` (any
 /// number of folders, in `file.list`'s `in/**/*.csv`).
 #[derive(Clone, Debug)]
-pub struct NamePattern(globset::GlobMatcher);
+pub struct NamePattern {
+    glob: crate::core::glob::Glob,
+    text: String,
+}
 
 impl NamePattern {
     /// Compiles `pattern`; the error says what is wrong with it.
     pub fn new(pattern: &str) -> Result<NamePattern, String> {
-        globset::GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .backslash_escape(true)
-            .build()
-            .map(|glob| NamePattern(glob.compile_matcher()))
-            .map_err(|e| format!("invalid file-name pattern {pattern:?}: {}", e.kind()))
+        crate::core::glob::Glob::new(pattern)
+            .map(|glob| NamePattern {
+                glob,
+                text: pattern.to_string(),
+            })
+            .map_err(|e| format!("invalid file-name pattern {pattern:?}: it {e}"))
     }
 
     /// Whether file name `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        self.0.is_match(name)
+        self.glob.is_match(name)
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
-        self.0.glob().glob()
+        &self.text
     }
 }
 
