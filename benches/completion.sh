@@ -15,6 +15,7 @@
 #   STORE=postgres benches/completion.sh  # a fresh PostgreSQL schema
 #   REPLICAS=3 STORE=postgres benches/completion.sh
 #   BIN=/tmp/old/completion benches/completion.sh   # a binary built before
+#                               (with STORE=postgres: built `--with postgres`)
 #   RATE=5000 DURATION=60s benches/completion.sh     # sustained, not a burst
 #
 # Needs wrk (installed with apt when missing) and builds the shared sink
@@ -46,7 +47,10 @@ pids+=($!)
 if [[ -z ${BIN:-} ]]; then
   cargo build --release -q --bin flowc
   export FLOWC_CACHE_DIR=${FLOWC_CACHE_DIR:-$ROOT/target/flowc-cache}
-  ./target/release/flowc build benches/completion.flow -o "$WORK/bin" >/dev/null
+  # `--store postgres://` needs the runtime's `postgres` feature.
+  with=()
+  [[ $STORE == postgres ]] && with=(--with postgres)
+  ./target/release/flowc build "${with[@]}" benches/completion.flow -o "$WORK/bin" >/dev/null
   BIN=$WORK/bin/completion
 fi
 

@@ -57,8 +57,9 @@ enum Command {
         verbose: bool,
         /// Also compile these optional clients, comma-separated, beyond the
         /// ones the integration's code shows it needs: `sftp`, `email`,
-        /// `mysql`, a broker, or `otel` (OTLP trace export, never derived
-        /// from the code) (docs/tools.md).
+        /// `mysql`, a broker, `otel` (OTLP trace export, never derived
+        /// from the code) or `postgres` (needed for `--store postgres://`,
+        /// the shared store of replicas) (docs/tools.md).
         #[arg(long, value_name = "FEATURES", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(flowc::codegen::RUNTIME_FEATURES))]
         with: Vec<String>,
     },

@@ -249,7 +249,9 @@ fn env(crm: &Crm) -> Vec<(&'static str, String)> {
 }
 
 fn start_in(dir: &std::path::Path, crm: &Crm, args: &[&str]) -> Service {
-    let binary = support::build_example("tests/flows/connections.flow");
+    // With PostgreSQL for the replicas' test (`--store postgres://`): one
+    // build, one feature set, for every test of the file.
+    let binary = support::build_example_with("tests/flows/connections.flow", &["postgres"]);
     let env = env(crm);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Service::start_in(dir, &binary, &env, args)

@@ -66,9 +66,11 @@ async fn deliver(server: &Dovecot, mailbox: &str, messages: &[Vec<u8>]) {
     session.close().await;
 }
 
-/// Builds the test integration once for all tests of this file.
+/// Builds the test integration once for all tests of this file, with
+/// PostgreSQL (the replicas' test runs it with `--store postgres://`; one
+/// build, one feature set, for every test).
 fn binary() -> std::path::PathBuf {
-    support::build_example("tests/flows/email_in.flow")
+    support::build_example_with("tests/flows/email_in.flow", &["postgres"])
 }
 
 /// Starts the test integration in `dir` on `url`.

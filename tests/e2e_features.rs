@@ -62,6 +62,47 @@ fn without_the_sftp_feature_an_sftp_url_fails_naming_the_option() {
     );
 }
 
+/// The same featureless binary has no PostgreSQL client: `--store
+/// postgres://` (or `FLOW_STORE`) is refused before anything runs, exit 2,
+/// naming the option (and never the URL's password).
+#[test]
+fn without_the_postgres_feature_a_postgres_store_is_refused_naming_the_option() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let binary = support::build_into(program(src.path()), out.path());
+    let url = "postgres://app:s3cret@127.0.0.1:1/flow";
+    let local = tempfile::tempdir().unwrap();
+    let folder = local.path().to_str().unwrap();
+    let input = local.path().join("tick.json");
+    std::fs::write(&input, r#"{ "fired_at": "2026-11-30T06:00:00Z" }"#).unwrap();
+    let input = input.to_str().unwrap();
+    let by_flag = run_binary(
+        &binary,
+        &[("FOLDER", folder)],
+        &["run", "put", "--input", input, "--store", url],
+        Duration::from_secs(60),
+    );
+    let by_env = run_binary(
+        &binary,
+        &[("FOLDER", folder), ("FLOW_STORE", url)],
+        &["serve", "--addr", "127.0.0.1:0"],
+        Duration::from_secs(60),
+    );
+    for done in [by_flag, by_env] {
+        let output = format!("{}\n{}", done.stdout, done.stderr);
+        assert_eq!(done.code, Some(2), "{output}");
+        assert!(
+            output.contains(
+                "this binary was built without PostgreSQL support (--store postgres://); \
+                 rebuild it with `flowc build --with postgres`"
+            ),
+            "{output}"
+        );
+        assert!(!output.contains("s3cret"), "{output}");
+    }
+    assert!(!local.path().join("a.txt").exists());
+}
+
 /// `--with sftp,otel`: the SFTP client, and the OTLP exporter, which no
 /// code ever shows a need for (one build for both keeps the tests' cold
 /// builds few).

@@ -40,8 +40,10 @@ const ADMIN: &str = "admin-token-instances-e2e";
 const WAIT: Duration = Duration::from_secs(30);
 const EXAMPLE: &str = "examples/crm_per_customer.flow";
 
+/// The example with PostgreSQL (the replicas' test runs it with `--store
+/// postgres://`; one build, one feature set, for every test of the file).
 fn binary() -> PathBuf {
-    support::build_example(EXAMPLE)
+    support::build_example_with(EXAMPLE, &["postgres"])
 }
 
 /// 32 random bytes, base64: a `FLOW_MASTER_KEY`.

@@ -50,6 +50,12 @@ fn build(name: &str, run: &str) -> PathBuf {
 /// [`build`] into a place of its own, `copy`: for a test that runs at the
 /// same time as another one building the same flow with another `run`.
 fn build_as(name: &str, copy: &str, run: &str) -> PathBuf {
+    build_as_with(name, copy, run, &[])
+}
+
+/// [`build_as`] with `flowc build --with FEATURES` (`postgres` for replicas
+/// on `--store postgres://`).
+fn build_as_with(name: &str, copy: &str, run: &str, with: &[&str]) -> PathBuf {
     let template = support::workspace()
         .join("tests/flows")
         .join(format!("{name}.flow"));
@@ -68,7 +74,7 @@ fn build_as(name: &str, copy: &str, run: &str) -> PathBuf {
     let _one = BUILDS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    support::build_into(&path, &root.join("bin").join(copy))
+    support::build_into_with(&path, &root.join("bin").join(copy), with)
 }
 
 fn start(dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Service {
@@ -960,7 +966,12 @@ async fn two_kafka_replicas_share_the_partitions_and_run_each_message_once() {
     const PARTITIONS: i32 = 4;
     let run = run_id();
     let topic = KafkaTopic::create(&url, &format!("flowtest.{run}.orders"), PARTITIONS).await;
-    let binary = build_as("subscribe_kafka", "subscribe_kafka_replicas", &run);
+    let binary = build_as_with(
+        "subscribe_kafka",
+        "subscribe_kafka_replicas",
+        &run,
+        &["postgres"],
+    );
     let sink = Sink::start();
     // Replicas share a PostgreSQL store (a schema of this run): the dedupe
     // key of a message is the same whichever replica reads it.

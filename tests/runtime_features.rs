@@ -89,9 +89,9 @@ flow f {
 }
 
 #[test]
-fn sql_calls_turn_on_mysql() {
-    // The URL is a Secret known at run time: it may be a mysql:// one
-    // (PostgreSQL and SQLite are always compiled).
+fn sql_calls_turn_on_mysql_and_postgres() {
+    // The URL is a Secret known at run time: it may be a mysql:// or a
+    // postgres:// one (SQLite is always compiled).
     let src = r#"integration db
 config {
   db_url: Secret
@@ -101,7 +101,7 @@ flow f {
   step n = sql.execute(config.db_url, "DELETE FROM t")
 }
 "#;
-    assert_eq!(features(src), ["mysql"]);
+    assert_eq!(features(src), ["mysql", "postgres"]);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn the_examples_need_what_they_use() {
     assert!(example("quickstart").is_empty());
     assert!(example("file_import").is_empty());
     assert_eq!(example("report_export"), ["email", "pdf", "sftp"]);
-    assert_eq!(example("db_export"), ["mysql"]);
+    assert_eq!(example("db_export"), ["mysql", "postgres"]);
     assert_eq!(example("email_orders"), ["email_in"]);
 }
 

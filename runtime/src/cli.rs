@@ -16,10 +16,9 @@ use crate::core::redact::Redactor;
 use crate::engine::integration::Integration;
 use crate::engine::trigger_value::complete_trigger;
 use crate::engine::{default_workers, new_execution_id, Runtime, RuntimeOptions, StartError};
-use crate::store::{
-    Durability, Execution, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Status,
-    Store,
-};
+use crate::store::{Durability, Execution, SqliteOptions, SqliteStore, Status, Store};
+#[cfg(feature = "postgres")]
+use crate::store::{PostgresOptions, PostgresStore};
 use crate::triggers::http::callback::CallbackSettings;
 
 #[derive(Parser, Debug)]
@@ -41,7 +40,8 @@ struct Cli {
     /// `sqlite://PATH` (default for serve, deploy and connect:
     /// ./<integration>.db),
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (shared by several
-    /// replicas) or `memory` (lost on exit; default for `run`).
+    /// replicas; a binary built with `flowc build --with postgres`) or
+    /// `memory` (lost on exit; default for `run`).
     #[arg(
         long,
         global = true,
@@ -52,10 +52,14 @@ struct Cli {
     /// PostgreSQL schema holding this integration's tables (default: the
     /// integration's name).
     #[arg(long, global = true, env = "FLOW_STORE_SCHEMA", value_name = "NAME")]
+    // Accepted (and unused) without the `postgres` feature, so that one
+    // command line or environment serves every build.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     store_schema: Option<String>,
     /// Most PostgreSQL connections this process opens, besides the one that
     /// listens for queued runs (default: workers + 16, at most 32).
     #[arg(long, global = true, env = "FLOW_STORE_POOL", value_name = "N")]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     store_pool: Option<usize>,
     /// SQLite commit durability: `full` syncs every commit to disk before
     /// answering (survives power loss); `normal` survives a crash of the
@@ -488,18 +492,28 @@ fn exit(code: u8) -> ExitCode {
 enum StoreChoice {
     Memory,
     Sqlite(PathBuf),
+    /// Only in a binary built with the `postgres` feature.
+    #[cfg(feature = "postgres")]
     Postgres(String),
 }
 
 /// Parses `--store`: `memory`, `sqlite://PATH` (or `sqlite:PATH`),
-/// `postgres://…` (or `postgresql://…`).
+/// `postgres://…` (or `postgresql://…`; refused by a binary built
+/// without the `postgres` feature, with how to rebuild it).
 fn parse_store(s: &str) -> Result<StoreChoice, String> {
     let s = s.trim();
     if s == "memory" {
         return Ok(StoreChoice::Memory);
     }
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
         return Ok(StoreChoice::Postgres(s.to_string()));
+        #[cfg(not(feature = "postgres"))]
+        return Err(
+            "this binary was built without PostgreSQL support (--store postgres://); \
+             rebuild it with `flowc build --with postgres`"
+                .into(),
+        );
     }
     match s
         .strip_prefix("sqlite://")
@@ -514,6 +528,7 @@ fn parse_store(s: &str) -> Result<StoreChoice, String> {
 }
 
 /// The password in a `postgres://` store URL, if any.
+#[cfg(feature = "postgres")]
 fn store_password(url: &str) -> Option<String> {
     let config: tokio_postgres::Config = url.trim().parse().ok()?;
     let password = String::from_utf8_lossy(config.get_password()?).into_owned();
@@ -538,7 +553,8 @@ async fn open_store(
     name: &str,
     cli: &Cli,
     usage: StoreUse,
-    workers: usize,
+    // The PostgreSQL store's pool size follows it.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))] workers: usize,
 ) -> Result<Option<Arc<dyn Store>>, ExitCode> {
     let choice = match &cli.store {
         Some(s) => match parse_store(s) {
@@ -573,6 +589,7 @@ async fn open_store(
                 }
             }
         }
+        #[cfg(feature = "postgres")]
         StoreChoice::Postgres(url) => {
             let schema = cli
                 .store_schema
@@ -653,6 +670,7 @@ async fn build_runtime(
     let name = integration.name;
     let workers = setup.workers.unwrap_or_else(default_workers);
     // The database password never shows in logs.
+    #[cfg(feature = "postgres")]
     if let Some(password) = cli.store.as_deref().and_then(store_password) {
         redactor.add(&password);
     }
@@ -1240,6 +1258,7 @@ fn instance_stores(name: &str, cli: &Cli) -> Result<crate::instances::InstanceSt
     Ok(match choice {
         StoreChoice::Memory => InstanceStores::Memory,
         StoreChoice::Sqlite(path) => InstanceStores::sqlite_beside(&path, cli.durability),
+        #[cfg(feature = "postgres")]
         StoreChoice::Postgres(url) => InstanceStores::Postgres {
             url,
             schema: cli

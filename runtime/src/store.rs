@@ -11,7 +11,8 @@
 //!
 //! Backends: [`MemoryStore`] keeps everything in process (lost on exit);
 //! [`SqliteStore`] is the default of `serve` (one file, WAL, group commit);
-//! [`PostgresStore`] is shared by several replicas of one binary.
+//! `PostgresStore` is shared by several replicas of one binary (compiled
+//! with the `postgres` feature only).
 //!
 //! Fencing: every claim bumps the execution's lease epoch and hands out a
 //! [`Lease`]; the writes of a running execution (journal entries, its end,
@@ -27,6 +28,7 @@
 
 mod encoding;
 mod memory;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod sqlite;
 
@@ -41,6 +43,7 @@ use serde_json::{Map, Value};
 pub(crate) use encoding::Encoded;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
 pub use postgres::{
     drop_retired_schemas as postgres_drop_retired_schemas, retire_schema as postgres_retire_schema,
     schema_for as postgres_schema_for, PostgresOptions, PostgresStore,

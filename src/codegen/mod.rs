@@ -637,13 +637,14 @@ fn broker_feature(broker: &str) -> Option<&'static str> {
 /// (`sql.*` on mysql://),
 /// `otel` (OTLP export of traces: chosen by the operator with `--with
 /// otel`, never derived from the source), `pdf` (`pdf.report`,
-/// `pdf.text`), `sftp` (`file.*` and files triggers on sftp://). `flowc
-/// build --with` takes these names. PostgreSQL (the shared store, `sql.*` on
-/// postgres://) and SQLite are always in: together about 5% of a cold
-/// build (docs/performance.md).
+/// `pdf.text`), `postgres` (`sql.*` on postgres://, and the shared store
+/// of replicas, `--store postgres://`: an operator's choice, so `--with
+/// postgres` for an integration without `sql.*` calls), `sftp` (`file.*`
+/// and files triggers on sftp://). `flowc build --with` takes these names.
+/// SQLite (the default store) is always in.
 pub const RUNTIME_FEATURES: &[&str] = &[
-    "amqp", "aws", "email", "email_in", "kafka", "mqtt", "mysql", "nats", "otel", "pdf", "redis",
-    "sftp",
+    "amqp", "aws", "email", "email_in", "kafka", "mqtt", "mysql", "nats", "otel", "pdf",
+    "postgres", "redis", "sftp",
 ];
 
 /// The runtime features `file` needs, sorted. `flowc build` turns on
@@ -656,8 +657,10 @@ pub const RUNTIME_FEATURES: &[&str] = &[
 /// * `email`: a call to `email.*`;
 /// * `email_in`: an email trigger (its own feature: reading a mailbox
 ///   needs an IMAP client and a MIME parser that sending mail does not);
-/// * `mysql`: a call to `sql.*` (its `db` URL is a Secret, known only at
-///   run time, so it may be a mysql:// one);
+/// * `mysql` and `postgres`: a call to `sql.*` (its `db` URL is a Secret,
+///   known only at run time, so it may be a mysql:// or a postgres:// one);
+///   never for the store (`--store postgres://` is chosen when the binary
+///   runs: `flowc build --with postgres`);
 /// * `sftp`: a files trigger on an `sftp://` glob or with `auth:`, or a
 ///   `file.*` call with an `auth:` argument (an `sftp://` path needs one:
 ///   without it, the step fails before connecting anyway);
@@ -722,7 +725,8 @@ fn features_of_call(module: &str, function: &str, args: &[ast::Arg]) -> Vec<&'st
         {
             vec!["sftp"]
         }
-        "sql" => vec!["mysql"],
+        // The `db` URL may be either (a Secret from the config).
+        "sql" => vec!["mysql", "postgres"],
         "file" if file_call_has_auth(function, args) => vec!["sftp"],
         _ => BROKER_FEATURES
             .iter()

@@ -56,11 +56,21 @@ fn out_root() -> PathBuf {
 /// `flowc build --debug -o OUT_DIR` and returns the binary. Panics with
 /// flowc's output when the build fails.
 pub fn build_into(flow: impl AsRef<Path>, out_dir: &Path) -> PathBuf {
+    build_into_with(flow, out_dir, &[])
+}
+
+/// [`build_into`] with `--with FEATURES` (none: no `--with`), e.g.
+/// `["postgres"]` for a binary run with `--store postgres://`. Each set of
+/// features is a runtime compile of its own: keep the sets few.
+pub fn build_into_with(flow: impl AsRef<Path>, out_dir: &Path, with: &[&str]) -> PathBuf {
     let flow = workspace().join(flow.as_ref());
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .arg("build")
-        .arg("--debug")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowc"));
+    command.arg("build").arg("--debug");
+    if !with.is_empty() {
+        command.arg("--with").arg(with.join(","));
+    }
+    let output = command
         .arg("-o")
         .arg(out_dir)
         .arg(&flow)
@@ -94,12 +104,21 @@ pub fn build_into(flow: impl AsRef<Path>, out_dir: &Path) -> PathBuf {
 /// file, wait for and reuse the first build) into
 /// `target/tmp/flowc-e2e/<test file>/<flow file stem>/`.
 pub fn build_example(flow: impl AsRef<Path>) -> PathBuf {
+    build_example_with(flow, &[])
+}
+
+/// [`build_example`] with `flowc build --with FEATURES`: once per test
+/// file and set of features, into
+/// `target/tmp/flowc-e2e/<test file>/<flow file stem>+<features>/` (no
+/// suffix without features).
+pub fn build_example_with(flow: impl AsRef<Path>, with: &[&str]) -> PathBuf {
     let flow = flow.as_ref();
-    build_once(&format!("flowc build {}", flow.display()), || {
+    let suffix: String = with.iter().map(|f| format!("+{f}")).collect();
+    build_once(&format!("flowc build {}{suffix}", flow.display()), || {
         let stem = flow
             .file_stem()
             .map_or_else(|| "flow".into(), |s| s.to_string_lossy().into_owned());
-        build_into(flow, &out_root().join(stem))
+        build_into_with(flow, &out_root().join(format!("{stem}{suffix}")), with)
     })
 }
 

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::store::{
-    Durability, MemoryStore, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store,
-    StoreError, StoreResult,
+    Durability, MemoryStore, SqliteOptions, SqliteStore, Store, StoreError, StoreResult,
 };
+#[cfg(feature = "postgres")]
+use crate::store::{PostgresOptions, PostgresStore};
 
 /// How instances' stores are made, after the integration's `--store`.
 #[derive(Debug, Clone)]
@@ -23,7 +24,8 @@ pub enum InstanceStores {
         durability: Durability,
     },
     /// `--store postgres://…`: schema `SCHEMA_i_INSTANCE` (dashes as
-    /// underscores) in the same database.
+    /// underscores) in the same database (feature `postgres`).
+    #[cfg(feature = "postgres")]
     Postgres {
         /// The store URL.
         url: String,
@@ -65,6 +67,7 @@ impl InstanceStores {
                     options,
                 )?))
             }
+            #[cfg(feature = "postgres")]
             InstanceStores::Postgres {
                 url,
                 schema,
@@ -103,6 +106,7 @@ impl InstanceStores {
                 }
                 Ok(())
             }
+            #[cfg(feature = "postgres")]
             InstanceStores::Postgres { url, schema, .. } => {
                 let from = postgres_schema(schema, name);
                 // A schema name has at most 63 bytes (ASCII here).
@@ -135,6 +139,7 @@ impl InstanceStores {
                 }
                 Ok(removed)
             }
+            #[cfg(feature = "postgres")]
             InstanceStores::Postgres { url, schema, .. } => {
                 let dropped =
                     crate::store::postgres_drop_retired_schemas(url, schema, before).await?;

@@ -8,9 +8,13 @@
 //!
 //! * `postgres://` / `postgresql://` (libpq URL syntax): tokio-postgres with
 //!   a deadpool pool of up to [`POOL_SIZE`] connections, built by the
-//!   PostgreSQL store's `new_pool`. No TLS (like the store).
+//!   PostgreSQL store's `new_pool`. No TLS (like the store). Feature
+//!   `postgres` (`sql/postgres.rs`).
 //! * `mysql://` / `mariadb://`: `mysql_async`'s pool (up to [`POOL_SIZE`]
-//!   connections), no TLS.
+//!   connections), no TLS. Feature `mysql` (`sql/mysql.rs`).
+//!
+//! A binary built without a driver's feature fails the step on its URLs
+//! with a message naming `flowc build --with FEATURE`.
 //! * `sqlite://PATH`: relative to the working directory,
 //!   `sqlite:///ABS/PATH` for an absolute path, `sqlite://:memory:` for a
 //!   private in-memory database. One connection (SQLite serialises writers
@@ -62,7 +66,6 @@
 //! itself is never logged or stored.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -83,8 +86,14 @@ mod mysql;
 #[cfg(not(feature = "mysql"))]
 #[path = "sql/mysql_without.rs"]
 mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(not(feature = "postgres"))]
+#[path = "sql/postgres_without.rs"]
+mod postgres;
 
 /// Most connections one process opens to one database.
+#[cfg_attr(not(any(feature = "mysql", feature = "postgres")), allow(dead_code))]
 pub(crate) const POOL_SIZE: usize = 4;
 
 /// How long SQLite waits for another writer's lock before failing (the
@@ -127,7 +136,7 @@ pub(crate) async fn run(func: &str, args: &Args, rows: bool) -> Result<Value, St
     let db = database(&target).map_err(fail)?;
     let sql = sql.to_string();
     let result = match &*db {
-        Db::Postgres(pool) => postgres_run(pool, &sql, &params, rows).await,
+        Db::Postgres(pool) => postgres::run(pool, &sql, &params, rows).await,
         Db::MySql(pool) => mysql::run(pool, &sql, &params, rows).await,
         Db::Sqlite(conn) => {
             let conn = conn.clone();
@@ -216,7 +225,7 @@ impl SqlError {
 /// A parsed `db` URL.
 #[derive(Clone)]
 enum Target {
-    Postgres(Box<tokio_postgres::Config>, String),
+    Postgres(Box<postgres::Opts>, String),
     MySql(Box<mysql::Opts>, String),
     /// An absolute path, or `None` for `:memory:`.
     Sqlite(Option<PathBuf>),
@@ -230,16 +239,7 @@ impl Target {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("postgres" | "postgresql") => {
-                let config: tokio_postgres::Config = url.parse().map_err(|e| {
-                    format!("invalid PostgreSQL URL (postgres://user:password@host:port/database): {e}")
-                })?;
-                if config.get_hosts().is_empty() {
-                    return Err(
-                        "the PostgreSQL URL names no host (postgres://user:password@host:port/database)"
-                            .into(),
-                    );
-                }
-                let key = url.to_string();
+                let (config, key) = postgres::parse(url)?;
                 Ok(Target::Postgres(Box::new(config), key))
             }
             Some("mysql" | "mariadb") => {
@@ -271,16 +271,7 @@ impl Target {
     /// The database as messages name it: no user name, no password.
     fn display(&self) -> String {
         match self {
-            Target::Postgres(c, _) => {
-                let host = match c.get_hosts().first() {
-                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                    #[cfg(unix)]
-                    Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                    None => String::new(),
-                };
-                let port = c.get_ports().first().copied().unwrap_or(5432);
-                format!("postgres://{host}:{port}/{}", c.get_dbname().unwrap_or(""))
-            }
+            Target::Postgres(c, _) => postgres::display(c),
             Target::MySql(o, _) => mysql::display(o),
             Target::Sqlite(Some(p)) => format!("sqlite://{}", p.display()),
             Target::Sqlite(None) => "sqlite://:memory:".into(),
@@ -299,7 +290,7 @@ impl Target {
 
 /// One database's connections.
 enum Db {
-    Postgres(deadpool_postgres::Pool),
+    Postgres(postgres::Pool),
     MySql(mysql::Pool),
     Sqlite(Arc<Mutex<rusqlite::Connection>>),
 }
@@ -318,7 +309,7 @@ fn database(target: &Target) -> Result<Arc<Db>, SqlError> {
         return Ok(db.clone());
     }
     let db = match target {
-        Target::Postgres(config, _) => Db::Postgres(postgres_pool(config)?),
+        Target::Postgres(config, _) => Db::Postgres(postgres::pool(config)?),
         Target::MySql(opts, _) => Db::MySql(mysql::pool(opts)?),
         Target::Sqlite(path) => {
             let conn = match path {
@@ -389,307 +380,6 @@ async fn run_in_test(func: &str, mut args: Args, rows: bool) -> Result<Value, St
         args.positional[0] = Value::String(local);
     }
     run(func, &args, rows).await
-}
-
-// ---- PostgreSQL
-
-/// A small pool on `config`, built like the PostgreSQL store's.
-fn postgres_pool(config: &tokio_postgres::Config) -> Result<deadpool_postgres::Pool, SqlError> {
-    crate::store::postgres::new_pool(config, POOL_SIZE)
-        .map_err(|e| SqlError::Permanent(format!("cannot create the connection pool: {e}")))
-}
-
-/// A JSON value bound in PostgreSQL's text format: the server parses it as
-/// the parameter's type.
-#[derive(Debug)]
-struct PgText(Option<String>);
-
-impl PgText {
-    fn new(v: &Value) -> PgText {
-        PgText(match v {
-            Value::Null => None,
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        })
-    }
-}
-
-impl tokio_postgres::types::ToSql for PgText {
-    fn to_sql(
-        &self,
-        _ty: &tokio_postgres::types::Type,
-        out: &mut tokio_postgres::types::private::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match &self.0 {
-            None => Ok(tokio_postgres::types::IsNull::Yes),
-            Some(s) => {
-                out.extend_from_slice(s.as_bytes());
-                Ok(tokio_postgres::types::IsNull::No)
-            }
-        }
-    }
-
-    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
-        true
-    }
-
-    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
-        tokio_postgres::types::Format::Text
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// A column value as raw bytes in PostgreSQL's binary format.
-struct PgRaw<'a>(Option<&'a [u8]>);
-
-impl<'a> tokio_postgres::types::FromSql<'a> for PgRaw<'a> {
-    fn from_sql(
-        _ty: &tokio_postgres::types::Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(PgRaw(Some(raw)))
-    }
-
-    fn from_sql_null(
-        _ty: &tokio_postgres::types::Type,
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(PgRaw(None))
-    }
-
-    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
-        true
-    }
-}
-
-fn pg_error(e: &tokio_postgres::Error) -> SqlError {
-    match e.as_db_error() {
-        Some(db) => {
-            let code = db.code().code();
-            let message = format!(
-                "{} ({code}){}",
-                db.message(),
-                db.detail().map(|d| format!(": {d}")).unwrap_or_default()
-            );
-            // Connection exceptions, serialization failures and deadlocks,
-            // insufficient resources, operator intervention (shutdown).
-            let transient = code.starts_with("08")
-                || code == "40001"
-                || code == "40P01"
-                || code.starts_with("53")
-                || code.starts_with("57P");
-            if transient {
-                SqlError::Retry(message)
-            } else {
-                SqlError::Permanent(message)
-            }
-        }
-        None => {
-            let detail = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-            SqlError::Retry(format!("{e}{detail}"))
-        }
-    }
-}
-
-async fn postgres_run(
-    pool: &deadpool_postgres::Pool,
-    sql: &str,
-    params: &[Value],
-    rows: bool,
-) -> Result<Outcome, SqlError> {
-    let client = pool.get().await.map_err(|e| match e {
-        deadpool_postgres::PoolError::Backend(e) => pg_error(&e),
-        other => SqlError::Retry(format!("cannot get a connection: {other}")),
-    })?;
-    let stmt = client.prepare_cached(sql).await.map_err(|e| pg_error(&e))?;
-    if stmt.params().len() != params.len() {
-        return Err(SqlError::Permanent(format!(
-            "the statement has {} parameter{}, `args` has {} value{}",
-            stmt.params().len(),
-            if stmt.params().len() == 1 { "" } else { "s" },
-            params.len(),
-            if params.len() == 1 { "" } else { "s" }
-        )));
-    }
-    let values: Vec<PgText> = params.iter().map(PgText::new).collect();
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-        .iter()
-        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    if !rows {
-        let n = client
-            .execute(&stmt, &refs)
-            .await
-            .map_err(|e| pg_error(&e))?;
-        return Ok(Outcome::Changed(n));
-    }
-    let found = client.query(&stmt, &refs).await.map_err(|e| pg_error(&e))?;
-    let mut out = Vec::with_capacity(found.len());
-    for (i, row) in found.iter().enumerate() {
-        let mut object = Map::new();
-        for (c, column) in row.columns().iter().enumerate() {
-            let raw: PgRaw = row.try_get(c).map_err(|e| pg_error(&e))?;
-            let value = match raw.0 {
-                None => Value::Null,
-                Some(bytes) => pg_value(column.type_(), bytes).map_err(|e| {
-                    SqlError::Permanent(format!("row {}, column {}: {e}", i + 1, column.name()))
-                })?,
-            };
-            object.insert(column.name().to_string(), value);
-        }
-        out.push(Value::Object(object));
-    }
-    Ok(Outcome::Rows(out))
-}
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-/// Days from the Unix epoch to PostgreSQL's.
-const PG_EPOCH_DAYS: i64 = 10_957;
-
-/// A column value (binary format) as JSON.
-fn pg_value(ty: &tokio_postgres::types::Type, b: &[u8]) -> Result<Value, String> {
-    use tokio_postgres::types::Type as T;
-    let fixed = |n: usize| -> Result<&[u8], String> {
-        if b.len() == n {
-            Ok(b)
-        } else {
-            Err(format!("a {} value of {} bytes", ty.name(), b.len()))
-        }
-    };
-    let text = || {
-        std::str::from_utf8(b)
-            .map(|s| Value::String(s.to_string()))
-            .map_err(|_| format!("{} text that is not UTF-8", ty.name()))
-    };
-    Ok(match ty {
-        t if *t == T::BOOL => Value::Bool(fixed(1)?[0] != 0),
-        t if *t == T::INT2 => Value::from(i16::from_be_bytes(arr(fixed(2)?))),
-        t if *t == T::INT4 => Value::from(i32::from_be_bytes(arr(fixed(4)?))),
-        t if *t == T::INT8 => Value::from(i64::from_be_bytes(arr(fixed(8)?))),
-        t if *t == T::OID => Value::from(u32::from_be_bytes(arr(fixed(4)?))),
-        t if *t == T::FLOAT4 => float_value(f64::from(f32::from_be_bytes(arr(fixed(4)?)))),
-        t if *t == T::FLOAT8 => float_value(f64::from_be_bytes(arr(fixed(8)?))),
-        t if *t == T::NUMERIC => pg_numeric(b)?,
-        t if [T::TEXT, T::VARCHAR, T::BPCHAR, T::NAME, T::UNKNOWN, T::CHAR].contains(t) => text()?,
-        t if *t == T::JSON => {
-            serde_json::from_slice(b).map_err(|e| format!("invalid json: {e}"))?
-        }
-        t if *t == T::JSONB => match b.split_first() {
-            Some((1, rest)) => {
-                serde_json::from_slice(rest).map_err(|e| format!("invalid jsonb: {e}"))?
-            }
-            _ => return Err("jsonb in an unknown format version".into()),
-        },
-        t if *t == T::TIMESTAMPTZ || *t == T::TIMESTAMP => {
-            let micros = i64::from_be_bytes(arr(fixed(8)?));
-            match chrono::DateTime::from_timestamp_micros(micros.saturating_add(PG_EPOCH_MICROS)) {
-                Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-                None => Value::String(if micros > 0 { "infinity" } else { "-infinity" }.into()),
-            }
-        }
-        t if *t == T::DATE => {
-            let days = i64::from(i32::from_be_bytes(arr(fixed(4)?)));
-            let date = chrono::DateTime::from_timestamp((days + PG_EPOCH_DAYS) * 86_400, 0)
-                .ok_or_else(|| "a date out of range".to_string())?;
-            Value::String(date.format("%Y-%m-%d").to_string())
-        }
-        t if *t == T::TIME => {
-            let micros = i64::from_be_bytes(arr(fixed(8)?));
-            let t = chrono::NaiveTime::from_num_seconds_from_midnight_opt(
-                u32::try_from(micros / 1_000_000).unwrap_or(0),
-                u32::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
-            )
-            .ok_or_else(|| "a time out of range".to_string())?;
-            Value::String(t.format("%H:%M:%S%.f").to_string())
-        }
-        t if *t == T::UUID => {
-            let h = hex::encode(fixed(16)?);
-            Value::String(format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            ))
-        }
-        t if *t == T::BYTEA => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        other => {
-            return Err(format!(
-                "type {} cannot be read by sql.query; cast it in the query (`COLUMN::text`)",
-                other.name()
-            ))
-        }
-    })
-}
-
-fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[..N]);
-    a
-}
-
-/// `numeric` in binary: ndigits, weight, sign, dscale, then base-10000
-/// digits. An `Int` when it has no fraction and fits, else a `Float`.
-fn pg_numeric(b: &[u8]) -> Result<Value, String> {
-    let word = |i: usize| -> Result<u16, String> {
-        b.get(i * 2..i * 2 + 2)
-            .map(|s| u16::from_be_bytes([s[0], s[1]]))
-            .ok_or_else(|| "a truncated numeric".to_string())
-    };
-    let ndigits = usize::from(word(0)?);
-    let weight = i32::from(word(1)? as i16);
-    let sign = word(2)?;
-    let scale = word(3)?;
-    if sign == 0xC000 {
-        return Ok(Value::String("NaN".into()));
-    }
-    let mut text = String::new();
-    if sign == 0x4000 {
-        text.push('-');
-    }
-    // Integer part: digit groups 0..=weight.
-    if weight < 0 {
-        text.push('0');
-    }
-    for g in 0..=weight.max(-1) {
-        let g = usize::try_from(g).unwrap_or(0);
-        let d = if g < ndigits { word(4 + g)? } else { 0 };
-        if g == 0 {
-            text.push_str(&d.to_string());
-        } else {
-            text.push_str(&format!("{d:04}"));
-        }
-    }
-    if scale > 0 {
-        let mut frac = String::new();
-        let first = usize::try_from(weight + 1).unwrap_or(0);
-        // Leading zero groups when weight < -1.
-        for _ in 0..usize::try_from(-(weight + 1)).unwrap_or(0) {
-            frac.push_str("0000");
-        }
-        for g in first..ndigits {
-            frac.push_str(&format!("{:04}", word(4 + g)?));
-        }
-        let scale = usize::from(scale);
-        while frac.len() < scale {
-            frac.push('0');
-        }
-        frac.truncate(scale);
-        text.push('.');
-        text.push_str(&frac);
-    }
-    if scale == 0 {
-        if let Ok(i) = text.parse::<i64>() {
-            return Ok(Value::from(i));
-        }
-    }
-    text.parse::<f64>()
-        .map(float_value)
-        .map_err(|_| format!("numeric {text} is not a number"))
 }
 
 // ---- SQLite
@@ -773,8 +463,23 @@ mod tests {
 
     #[test]
     fn urls_parse_and_display_without_credentials() {
-        let t = Target::parse("postgres://app:s3cret@db.internal:6543/shop").unwrap();
-        assert_eq!(t.display(), "postgres://db.internal:6543/shop");
+        #[cfg(feature = "postgres")]
+        {
+            let t = Target::parse("postgres://app:s3cret@db.internal:6543/shop").unwrap();
+            assert_eq!(t.display(), "postgres://db.internal:6543/shop");
+            let e = Target::parse("postgres://app:s3cret@/x?port=zz")
+                .err()
+                .unwrap();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let e = Target::parse("postgres://app:s3cret@db.internal:6543/shop")
+                .err()
+                .unwrap();
+            assert!(e.contains("flowc build --with postgres"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
         let t = Target::parse("mariadb://app:s3cret@db.internal/shop").unwrap();
         assert_eq!(t.display(), "mysql://db.internal:3306/shop");
         let t = Target::parse("sqlite:///var/lib/app.db").unwrap();
@@ -789,10 +494,6 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("s3cret"));
-        let e = Target::parse("postgres://app:s3cret@/x?port=zz")
-            .err()
-            .unwrap();
-        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[tokio::test]
@@ -830,27 +531,5 @@ mod tests {
             row_path("expected [Json], got 1", 1),
             "expected [Json], got 1"
         );
-    }
-
-    #[test]
-    fn numeric_binary_decodes() {
-        // 12345.678: ndigits 3, weight 1, sign +, dscale 3: 1 2345 6780.
-        let b: Vec<u8> = [3u16, 1, 0, 3, 1, 2345, 6780]
-            .iter()
-            .flat_map(|w| w.to_be_bytes())
-            .collect();
-        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(12345.678));
-        // -42: ndigits 1, weight 0, sign -, dscale 0.
-        let b: Vec<u8> = [1u16, 0, 0x4000, 0, 42]
-            .iter()
-            .flat_map(|w| w.to_be_bytes())
-            .collect();
-        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(-42));
-        // 0.0005: ndigits 1, weight -1, dscale 4: 5 (0.0005 = 5 * 10000^-1).
-        let b: Vec<u8> = [1u16, 0xFFFF, 0, 4, 5]
-            .iter()
-            .flat_map(|w| w.to_be_bytes())
-            .collect();
-        assert_eq!(pg_numeric(&b).unwrap(), serde_json::json!(0.0005));
     }
 }

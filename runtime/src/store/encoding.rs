@@ -56,6 +56,7 @@ impl Encoded {
     }
 
     /// The stored form as bytes (a PostgreSQL `bytea`).
+    #[cfg(feature = "postgres")]
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         match self {
             Encoded::Json(text) => text.into_bytes(),
