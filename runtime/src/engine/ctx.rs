@@ -355,6 +355,9 @@ pub(crate) struct RunIds<'a> {
     pub(crate) flow: &'static str,
     /// The run's trace (its id is in every line of the run).
     pub(crate) trace: TraceSeed,
+    /// When the run is stopped wherever it is, if it is (see
+    /// [`RunState::deadline`]).
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl RunIds<'_> {
@@ -379,6 +382,10 @@ pub(crate) struct RunState {
     /// What the run's trace is made from: computed when needed (an
     /// outgoing call, a line, an exported span), not for every run.
     pub(crate) trace: TraceSeed,
+    /// When the run is stopped wherever it is: a sync run without
+    /// `fallback: async` at its `timeout` ([`crate::engine::SyncRun`]). A
+    /// step attempt that this stops first needs no timer of its own.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl RunState {
@@ -421,6 +428,7 @@ impl Ctx {
                 dispatches: Mutex::new(HashMap::new()),
                 spanned: ids.spanned,
                 trace: ids.trace,
+                deadline: ids.deadline,
             }),
             indices: Arc::from(Vec::new()),
         }
@@ -598,7 +606,17 @@ impl Ctx {
             // requests name the run's span, and nothing is spent here.
             let span = crate::core::otel::enabled().then(SpanId::random);
             let attempt_start = span.map(|_| std::time::SystemTime::now());
-            let limit = services.steps().attempt_limit(call, opts.timeout);
+            // An attempt that the run's deadline ends first is not timed:
+            // its timer would be registered and cancelled for nothing (the
+            // relay's sync run has a 10 s `timeout`, its step 60 s).
+            let limit = services
+                .steps()
+                .attempt_limit(call, opts.timeout)
+                .filter(|limit| {
+                    self.run
+                        .deadline
+                        .is_none_or(|end| t0.checked_add(*limit).is_some_and(|at| at <= end))
+                });
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
                     self.flush_journal().await?;

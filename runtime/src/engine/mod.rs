@@ -772,7 +772,7 @@ impl Runtime {
             std::time::SystemTime::now()
         };
         let finish = self
-            .run_flow(&exec, trigger, &journal, state, trace)
+            .run_flow(&exec, trigger, &journal, state, trace, None)
             .instrument(span)
             .await;
         self.export_run_span(&exec, trace, start, &finish);
@@ -854,7 +854,8 @@ impl Runtime {
     }
 
     /// Runs the flow (and `on failure`) with `state` as read at the start
-    /// (`None`: read it now).
+    /// (`None`: read it now). `deadline`: when the run is stopped wherever
+    /// it is (a sync run without `fallback: async`), if it is.
     async fn run_flow(
         &self,
         exec: &Execution,
@@ -862,6 +863,7 @@ impl Runtime {
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
         trace: TraceSeed,
+        deadline: Option<std::time::Instant>,
     ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);
@@ -910,6 +912,7 @@ impl Runtime {
             execution_id: &exec.id,
             flow: def.name,
             trace,
+            deadline,
         };
         routine!(inline, attempt = exec.attempts, "run started");
         let started = std::time::Instant::now();

@@ -183,7 +183,10 @@ pub(super) async fn handler(
     let mut run = rt.start_sync(def.name, trigger);
     run.hold(slot);
     let id = run.id().to_string();
-    match tokio::time::timeout(*timeout, run.wait()).await {
+    // Counted from the run's start, as the run itself counts it (its steps'
+    // timers are left out when this ends them first).
+    let deadline = run.deadline(*timeout);
+    match tokio::time::timeout_at(deadline, run.wait()).await {
         Ok(Ok(exec)) => sync_response(&exec),
         Ok(Err(e)) => run_aborted(&id, &e, rt.redactor()),
         Err(_) if *fallback_async => {
