@@ -389,7 +389,12 @@ impl Runtime {
         }
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
         let connections = Connections::new((integration.connections)(&config));
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !crate::core::outbound::proxy_in_environment() {
+            // The same routing, without a proxy lookup per request.
+            http = http.no_proxy();
+        }
+        let http = http
             .connect_timeout(Duration::from_secs(10))
             .redirect(crate::core::outbound::redirect_policy())
             // Steps are retried by the engine (journaled, with backoff).
