@@ -285,7 +285,9 @@ pub(crate) struct RunJournal(Arc<JournalInner>);
 
 /// The shared part of a [`RunJournal`] (one allocation per run).
 pub(crate) struct JournalInner {
-    pub(crate) entries: Mutex<HashMap<String, StepRecord>>,
+    /// By step identity (FNV: identities are the program's step names and
+    /// loop indices).
+    pub(crate) entries: Mutex<crate::core::fnv::FnvHashMap<String, StepRecord>>,
     /// Durable entries not yet written: see [`Ctx::flush_journal`].
     unwritten: Mutex<Vec<StepRecord>>,
     pub(crate) mode: tokio::sync::RwLock<Journaling>,

@@ -185,7 +185,8 @@ pub(crate) struct Inner {
     pub(crate) integration: Integration,
     pub(crate) config: Config,
     pub(crate) flows: Vec<Arc<FlowDef>>,
-    by_name: HashMap<&'static str, Arc<FlowDef>>,
+    /// Looked up for every run (FNV: the names are the program's).
+    by_name: crate::core::fnv::FnvHashMap<&'static str, Arc<FlowDef>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) http: reqwest::Client,
     pub(crate) connections: Connections,
@@ -690,7 +691,14 @@ impl Runtime {
     }
 
     fn notify_finished(&self, exec: &Execution) {
-        let waiters = lock(&self.inner.watchers).remove(&exec.id);
+        let waiters = {
+            let mut watchers = lock(&self.inner.watchers);
+            // Most runs have no watcher: no hashing of their id then.
+            if watchers.is_empty() {
+                return;
+            }
+            watchers.remove(&exec.id)
+        };
         for w in waiters.into_iter().flatten() {
             let _ = w.send(exec.clone());
         }
