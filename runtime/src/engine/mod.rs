@@ -349,9 +349,10 @@ pub fn new_execution_id() -> String {
     use rand::Rng as _;
     let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let random: [u8; 10] = rand::rng().random();
-    uuid::Builder::from_unix_timestamp_millis(millis, &random)
-        .into_uuid()
-        .to_string()
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    // The text `to_string` gives, written without the formatting machinery.
+    let mut text = uuid::Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 /// What [`Runtime::submit`] did.
@@ -1140,6 +1141,7 @@ mod tests {
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
             let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(*id, uuid.to_string(), "the usual text form");
             assert_eq!(uuid.get_version_num(), 7, "{id}");
             let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
             let millis = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);
