@@ -653,16 +653,16 @@ impl Ctx {
                     ))),
                 },
             };
-            services
-                .metrics()
-                .observe_step(self.run.flow, name, t0.elapsed());
+            // One clock read for the metric and the line.
+            let took = t0.elapsed();
+            services.metrics().observe_step(self.run.flow, name, took);
             let result = result.and_then(|output| storable(call, output));
             if let (Some(span), Some(start)) = (span, attempt_start) {
                 self.export_attempt(&key, call, attempt, span, start, &result, opts);
             }
             match result {
                 Ok(output) => {
-                    let elapsed_ms = t0.elapsed().as_millis() as u64;
+                    let elapsed_ms = took.as_millis() as u64;
                     if self.held_in_memory() {
                         // Routine: see `routine!`.
                         tracing::debug!(call, attempt, elapsed_ms, "step succeeded");
@@ -670,7 +670,7 @@ impl Ctx {
                         run_event!(info, self.run, step = %key, call, attempt, elapsed_ms, "step succeeded");
                     }
                     self.record(StepRecord {
-                        key: key.clone(),
+                        key,
                         call: call.to_string(),
                         status: StepStatus::Succeeded,
                         attempts: attempt,

@@ -84,7 +84,7 @@ impl Runtime {
         let worker = ["inline-", &id].concat();
         let now = chrono::Utc::now();
         let exec = Execution {
-            id: id.clone(),
+            id,
             flow: flow.to_string(),
             status: Status::Running,
             trigger: Value::Null,
@@ -100,7 +100,7 @@ impl Runtime {
             lease_expires: None,
             lease_epoch: Lease::first("").epoch,
         };
-        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(worker));
         let run: SyncFuture = {
             let rt = self.clone();
             let exec = exec.clone();
