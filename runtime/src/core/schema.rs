@@ -23,7 +23,6 @@
 //! process-wide registry filled by [`register_types`] (the runtime does it
 //! from `Integration::types` at start-up), which allows recursive types.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 
