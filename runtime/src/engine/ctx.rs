@@ -359,7 +359,7 @@ pub(crate) struct RunIds<'a> {
     pub(crate) trace: TraceSeed,
     /// When the run is stopped wherever it is, if it is (see
     /// [`RunState::deadline`]).
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl RunIds<'_> {
@@ -387,7 +387,7 @@ pub(crate) struct RunState {
     /// When the run is stopped wherever it is: a sync run without
     /// `fallback: async` at its `timeout` ([`crate::engine::SyncRun`]). A
     /// step attempt that this stops first needs no timer of its own.
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl RunState {
@@ -611,14 +611,17 @@ impl Ctx {
             // An attempt that the run's deadline ends first is not timed:
             // its timer would be registered and cancelled for nothing (the
             // relay's sync run has a 10 s `timeout`, its step 60 s).
-            let limit = services
-                .steps()
-                .attempt_limit(call, opts.timeout)
-                .filter(|limit| {
-                    self.run
-                        .deadline
-                        .is_none_or(|end| t0.checked_add(*limit).is_some_and(|at| at <= end))
-                });
+            let limit =
+                services
+                    .steps()
+                    .attempt_limit(call, opts.timeout)
+                    .filter(|limit| match self.run.deadline {
+                        None => true,
+                        // On tokio's clock, as the timers are (paused in tests).
+                        Some(end) => tokio::time::Instant::now()
+                            .checked_add(*limit)
+                            .is_some_and(|at| at <= end),
+                    });
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
                     self.flush_journal().await?;

@@ -877,7 +877,7 @@ impl Runtime {
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
         trace: TraceSeed,
-        deadline: Option<std::time::Instant>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);

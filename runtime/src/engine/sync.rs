@@ -106,7 +106,6 @@ impl Runtime {
             let exec = exec.clone();
             let trigger = trigger.clone();
             let journal = journal.clone();
-            let deadline = deadline.map(tokio::time::Instant::into_std);
             Box::pin(async move { rt.execute_sync(exec, trigger, journal, deadline).await })
         };
         SyncRun {
@@ -127,7 +126,7 @@ impl Runtime {
         exec: Execution,
         trigger: SyncTrigger,
         journal: RunJournal,
-        deadline: Option<std::time::Instant>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Execution {
         // No `run` span: a sync run's lines name it (see `run_event!`).
         let trace = TraceSeed {
