@@ -9,19 +9,39 @@ use crate::core::redact::MASK;
 /// step's `headers`): lowercase names, repeated headers joined with `, `.
 pub fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     let mut out = Map::new();
+    // A name's values come one after the other: joined here, so that each
+    // name is inserted once (no lookup before every insertion).
+    let mut pending: Option<(&str, String)> = None;
     for (k, v) in headers {
-        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        match out.get_mut(k.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
+        let v = String::from_utf8_lossy(v.as_bytes());
+        match &mut pending {
+            Some((name, joined)) if *name == k.as_str() => {
+                joined.push_str(", ");
+                joined.push_str(&v);
             }
             _ => {
-                out.insert(k.as_str().to_string(), Value::String(v));
+                if let Some((name, joined)) = pending.replace((k.as_str(), v.into_owned())) {
+                    insert_joined(&mut out, name, joined);
+                }
             }
         }
     }
+    if let Some((name, joined)) = pending {
+        insert_joined(&mut out, name, joined);
+    }
     out
+}
+
+/// Inserts header `name`'s `value`, after any values of it inserted before
+/// (should a map ever yield a name's values apart).
+fn insert_joined(out: &mut Map<String, Value>, name: &str, value: String) {
+    if let Some(Value::String(mut earlier)) = out.insert(name.to_string(), Value::String(value)) {
+        if let Some(Value::String(later)) = out.get_mut(name) {
+            earlier.push_str(", ");
+            earlier.push_str(later);
+            *later = earlier;
+        }
+    }
 }
 
 /// Whether a header carries a credential and is stored masked:
@@ -85,6 +105,23 @@ mod tests {
             h.append(k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn repeated_headers_are_joined_in_order() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("accept", "a"),
+            ("x-one", "1"),
+            ("accept", "b"),
+            ("accept", "c"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        let map = header_map(&h);
+        assert_eq!(map["accept"], "a, b, c");
+        assert_eq!(map["x-one"], "1");
+        assert_eq!(map.len(), 2);
     }
 
     #[test]

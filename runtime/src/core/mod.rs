@@ -8,6 +8,7 @@ pub mod bytes;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod fnv;
 pub mod glob;
 pub mod headers;
 pub mod hmac;

@@ -24,6 +24,29 @@ pub fn redirect_policy() -> Policy {
     )
 }
 
+/// The variables that name a proxy for `http.*` calls. reqwest reads them
+/// when the client is built, never later (and `NO_PROXY` only matters
+/// with one of them).
+const PROXY_VARIABLES: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+];
+
+/// Whether the environment names a proxy (any of [`PROXY_VARIABLES`] is
+/// set, even empty). Without one, the client is built with `no_proxy()`:
+/// it would route every request exactly the same, but reqwest asks its
+/// environment matcher about each request's host twice (about 1,400
+/// instructions of a relay request).
+pub fn proxy_in_environment() -> bool {
+    PROXY_VARIABLES
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
 /// Why the redirect to `next` after `previous` is refused, if it is.
 fn redirect_refusal(previous: &[reqwest::Url], next: &reqwest::Url) -> Option<&'static str> {
     if previous.len() > MAX_REDIRECTS {

@@ -23,7 +23,6 @@
 //! process-wide registry filled by [`register_types`] (the runtime does it
 //! from `Integration::types` at start-up), which allows recursive types.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -128,33 +127,8 @@ impl std::error::Error for DecodeError {}
 
 const MISSING: &str = "nothing";
 
-/// FNV-1a: the registry is looked up for every `Schema::Ref` of every
-/// decoded value, with short type names as keys, where SipHash's set-up
-/// costs more than the lookup. The names come from the program, not from
-/// requests, so hash flooding is not a concern.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Registry = RwLock<HashMap<&'static str, Arc<Schema>, std::hash::BuildHasherDefault<Fnv>>>;
+// FNV: looked up for every `Schema::Ref` of every decoded value.
+type Registry = RwLock<crate::core::fnv::FnvHashMap<&'static str, Arc<Schema>>>;
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();

@@ -285,7 +285,9 @@ pub(crate) struct RunJournal(Arc<JournalInner>);
 
 /// The shared part of a [`RunJournal`] (one allocation per run).
 pub(crate) struct JournalInner {
-    pub(crate) entries: Mutex<HashMap<String, StepRecord>>,
+    /// By step identity (FNV: identities are the program's step names and
+    /// loop indices).
+    pub(crate) entries: Mutex<crate::core::fnv::FnvHashMap<String, StepRecord>>,
     /// Durable entries not yet written: see [`Ctx::flush_journal`].
     unwritten: Mutex<Vec<StepRecord>>,
     pub(crate) mode: tokio::sync::RwLock<Journaling>,
@@ -355,6 +357,9 @@ pub(crate) struct RunIds<'a> {
     pub(crate) flow: &'static str,
     /// The run's trace (its id is in every line of the run).
     pub(crate) trace: TraceSeed,
+    /// When the run is stopped wherever it is, if it is (see
+    /// [`RunState::deadline`]).
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl RunIds<'_> {
@@ -379,6 +384,10 @@ pub(crate) struct RunState {
     /// What the run's trace is made from: computed when needed (an
     /// outgoing call, a line, an exported span), not for every run.
     pub(crate) trace: TraceSeed,
+    /// When the run is stopped wherever it is: a sync run without
+    /// `fallback: async` at its `timeout` ([`crate::engine::SyncRun`]). A
+    /// step attempt that this stops first needs no timer of its own.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 impl RunState {
@@ -421,6 +430,7 @@ impl Ctx {
                 dispatches: Mutex::new(HashMap::new()),
                 spanned: ids.spanned,
                 trace: ids.trace,
+                deadline: ids.deadline,
             }),
             indices: Arc::from(Vec::new()),
         }
@@ -598,7 +608,20 @@ impl Ctx {
             // requests name the run's span, and nothing is spent here.
             let span = crate::core::otel::enabled().then(SpanId::random);
             let attempt_start = span.map(|_| std::time::SystemTime::now());
-            let limit = services.steps().attempt_limit(call, opts.timeout);
+            // An attempt that the run's deadline ends first is not timed:
+            // its timer would be registered and cancelled for nothing (the
+            // relay's sync run has a 10 s `timeout`, its step 60 s).
+            let limit =
+                services
+                    .steps()
+                    .attempt_limit(call, opts.timeout)
+                    .filter(|limit| match self.run.deadline {
+                        None => true,
+                        // On tokio's clock, as the timers are (paused in tests).
+                        Some(end) => tokio::time::Instant::now()
+                            .checked_add(*limit)
+                            .is_some_and(|at| at <= end),
+                    });
             let result = match services.steps().step_fn(call) {
                 Some(f) => {
                     self.flush_journal().await?;
@@ -633,16 +656,16 @@ impl Ctx {
                     ))),
                 },
             };
-            services
-                .metrics()
-                .observe_step(self.run.flow, name, t0.elapsed());
+            // One clock read for the metric and the line.
+            let took = t0.elapsed();
+            services.metrics().observe_step(self.run.flow, name, took);
             let result = result.and_then(|output| storable(call, output));
             if let (Some(span), Some(start)) = (span, attempt_start) {
                 self.export_attempt(&key, call, attempt, span, start, &result, opts);
             }
             match result {
                 Ok(output) => {
-                    let elapsed_ms = t0.elapsed().as_millis() as u64;
+                    let elapsed_ms = took.as_millis() as u64;
                     if self.held_in_memory() {
                         // Routine: see `routine!`.
                         tracing::debug!(call, attempt, elapsed_ms, "step succeeded");
@@ -650,7 +673,7 @@ impl Ctx {
                         run_event!(info, self.run, step = %key, call, attempt, elapsed_ms, "step succeeded");
                     }
                     self.record(StepRecord {
-                        key: key.clone(),
+                        key,
                         call: call.to_string(),
                         status: StepStatus::Succeeded,
                         attempts: attempt,

@@ -185,7 +185,8 @@ pub(crate) struct Inner {
     pub(crate) integration: Integration,
     pub(crate) config: Config,
     pub(crate) flows: Vec<Arc<FlowDef>>,
-    by_name: HashMap<&'static str, Arc<FlowDef>>,
+    /// Looked up for every run (FNV: the names are the program's).
+    by_name: crate::core::fnv::FnvHashMap<&'static str, Arc<FlowDef>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) http: reqwest::Client,
     pub(crate) connections: Connections,
@@ -348,9 +349,10 @@ pub fn new_execution_id() -> String {
     use rand::Rng as _;
     let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     let random: [u8; 10] = rand::rng().random();
-    uuid::Builder::from_unix_timestamp_millis(millis, &random)
-        .into_uuid()
-        .to_string()
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    // The text `to_string` gives, written without the formatting machinery.
+    let mut text = uuid::Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 /// What [`Runtime::submit`] did.
@@ -389,7 +391,12 @@ impl Runtime {
         }
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
         let connections = Connections::new((integration.connections)(&config));
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if !crate::core::outbound::proxy_in_environment() {
+            // The same routing, without a proxy lookup per request.
+            http = http.no_proxy();
+        }
+        let http = http
             .connect_timeout(Duration::from_secs(10))
             .redirect(crate::core::outbound::redirect_policy())
             // Steps are retried by the engine (journaled, with backoff).
@@ -685,7 +692,14 @@ impl Runtime {
     }
 
     fn notify_finished(&self, exec: &Execution) {
-        let waiters = lock(&self.inner.watchers).remove(&exec.id);
+        let waiters = {
+            let mut watchers = lock(&self.inner.watchers);
+            // Most runs have no watcher: no hashing of their id then.
+            if watchers.is_empty() {
+                return;
+            }
+            watchers.remove(&exec.id)
+        };
         for w in waiters.into_iter().flatten() {
             let _ = w.send(exec.clone());
         }
@@ -772,7 +786,7 @@ impl Runtime {
             std::time::SystemTime::now()
         };
         let finish = self
-            .run_flow(&exec, trigger, &journal, state, trace)
+            .run_flow(&exec, trigger, &journal, state, trace, None)
             .instrument(span)
             .await;
         self.export_run_span(&exec, trace, start, &finish);
@@ -854,7 +868,8 @@ impl Runtime {
     }
 
     /// Runs the flow (and `on failure`) with `state` as read at the start
-    /// (`None`: read it now).
+    /// (`None`: read it now). `deadline`: when the run is stopped wherever
+    /// it is (a sync run without `fallback: async`), if it is.
     async fn run_flow(
         &self,
         exec: &Execution,
@@ -862,6 +877,7 @@ impl Runtime {
         journal: &RunJournal,
         state: Option<Map<String, Value>>,
         trace: TraceSeed,
+        deadline: Option<tokio::time::Instant>,
     ) -> Finish {
         let Some(def) = self.flow(&exec.flow).cloned() else {
             let message = format!("this binary has no flow named `{}`", exec.flow);
@@ -910,6 +926,7 @@ impl Runtime {
             execution_id: &exec.id,
             flow: def.name,
             trace,
+            deadline,
         };
         routine!(inline, attempt = exec.attempts, "run started");
         let started = std::time::Instant::now();
@@ -1124,6 +1141,7 @@ mod tests {
         assert_eq!(distinct.len(), ids.len());
         for id in &ids {
             let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(*id, uuid.to_string(), "the usual text form");
             assert_eq!(uuid.get_version_num(), 7, "{id}");
             let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
             let millis = i64::try_from(secs).unwrap() * 1000 + i64::from(nanos / 1_000_000);

@@ -4,13 +4,13 @@
 //! hands it to [`crate::Runtime::new`]; `flowc test` replaces some entries
 //! with mocks.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::core::error::{RunError, StepError};
+use crate::core::fnv::{FnvHashMap, FnvHashSet};
 use crate::engine::ctx::{Args, StepCall, DEFAULT_ATTEMPT_TIMEOUT};
 
 /// An effectful component callable as a step (`http.post`, `file.write`).
@@ -19,13 +19,14 @@ pub type StepFn = fn(StepCall) -> BoxFuture<'static, Result<Value, StepError>>;
 /// A pure function (`json.encode`, `time.now`); also callable as a step.
 pub type PureFn = fn(&Args) -> Result<Value, RunError>;
 
-/// Step and pure functions by qualified name.
+/// Step and pure functions by qualified name (looked up twice for every
+/// step: FNV, as the names are the program's).
 #[derive(Clone, Default)]
 pub struct StepRegistry {
-    steps: HashMap<&'static str, StepFn>,
-    pure: HashMap<&'static str, PureFn>,
+    steps: FnvHashMap<&'static str, StepFn>,
+    pure: FnvHashMap<&'static str, PureFn>,
     /// Steps that bound their own attempts (see [`StepRegistry::self_timed_step`]).
-    self_timed: HashSet<&'static str>,
+    self_timed: FnvHashSet<&'static str>,
 }
 
 impl StepRegistry {

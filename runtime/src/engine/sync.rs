@@ -68,11 +68,23 @@ impl Runtime {
     /// someone waits for the run ([`Runtime::wait_for`]); otherwise its
     /// `trigger` is `null` (the caller has the request).
     pub fn start_sync(&self, flow: &str, trigger: SyncTrigger) -> SyncRun {
+        let started = tokio::time::Instant::now();
+        // Where the run is stopped if it has not ended: the caller's wait
+        // (`SyncRun::deadline`), or the rest of a run whose caller left
+        // (`finish_unattended`); with `fallback: async` it goes on instead.
+        let deadline = match self.flow(flow).map(|def| &def.trigger) {
+            Some(TriggerDef::Sync {
+                timeout,
+                fallback_async: false,
+                ..
+            }) => Some(started + *timeout),
+            _ => None,
+        };
         let id = new_execution_id();
         let worker = ["inline-", &id].concat();
         let now = chrono::Utc::now();
         let exec = Execution {
-            id: id.clone(),
+            id,
             flow: flow.to_string(),
             status: Status::Running,
             trigger: Value::Null,
@@ -88,13 +100,13 @@ impl Runtime {
             lease_expires: None,
             lease_epoch: Lease::first("").epoch,
         };
-        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(&worker));
+        let journal = RunJournal::new(Vec::new(), Journaling::Memory, Lease::first(worker));
         let run: SyncFuture = {
             let rt = self.clone();
             let exec = exec.clone();
             let trigger = trigger.clone();
             let journal = journal.clone();
-            Box::pin(async move { rt.execute_sync(exec, trigger, journal).await })
+            Box::pin(async move { rt.execute_sync(exec, trigger, journal, deadline).await })
         };
         SyncRun {
             rt: self.clone(),
@@ -103,7 +115,7 @@ impl Runtime {
             journal,
             run: Some(run),
             keeper: None,
-            started: tokio::time::Instant::now(),
+            started,
             slot: None,
             unattended: false,
         }
@@ -114,6 +126,7 @@ impl Runtime {
         exec: Execution,
         trigger: SyncTrigger,
         journal: RunJournal,
+        deadline: Option<tokio::time::Instant>,
     ) -> Execution {
         // No `run` span: a sync run's lines name it (see `run_event!`).
         let trace = TraceSeed {
@@ -122,7 +135,7 @@ impl Runtime {
         };
         let start = std::time::SystemTime::now();
         let finish = self
-            .run_flow(&exec, trigger.seen.clone(), &journal, None, trace)
+            .run_flow(&exec, trigger.seen.clone(), &journal, None, trace, deadline)
             .await;
         self.export_run_span(&exec, trace, start, &finish);
         let mut mode = journal.mode.write().await;
@@ -302,6 +315,11 @@ impl SyncRun {
     /// The execution id (sent as `X-Execution-Id`).
     pub fn id(&self) -> &str {
         &self.exec.id
+    }
+
+    /// When the caller stops waiting: `timeout` after [`Runtime::start_sync`].
+    pub fn deadline(&self, timeout: Duration) -> tokio::time::Instant {
+        self.started + timeout
     }
 
     /// Runs the flow to its end and returns the finished execution, or
