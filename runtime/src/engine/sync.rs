@@ -357,7 +357,7 @@ impl SyncRun {
             self.finish_logged().await;
             return;
         };
-        if let Ok(result) = tokio::time::timeout_at(self.started + timeout, self.wait()).await {
+        if let Ok(result) = tokio::time::timeout_at(self.deadline(timeout), self.wait()).await {
             self.log_abort(result);
             return;
         }
