@@ -138,11 +138,24 @@ fn fetch(cx: Ctx) -> FlowFuture {
 /// Tells the sink it runs (`POST /FLOW`, which the sink may hold), then
 /// answers 200.
 fn held(cx: Ctx) -> FlowFuture {
+    held_with(cx, no_retry())
+}
+
+/// `held` with a step `timeout` of 200 ms, shorter than its sync route's.
+fn held_step_timeout(cx: Ctx) -> FlowFuture {
+    let opts = flow_runtime::StepOptions {
+        timeout: Some(Duration::from_millis(200)),
+        ..no_retry()
+    };
+    held_with(cx, opts)
+}
+
+fn held_with(cx: Ctx, opts: flow_runtime::StepOptions) -> FlowFuture {
     Box::pin(async move {
         let path = format!("/{}", cx.flow());
         cx.step(
             "enter",
-            no_retry(),
+            opts,
             "http.post",
             Args::new().arg(sink_url(&cx, &path)).kw("json", json!({})),
         )
@@ -323,6 +336,11 @@ fn flows(config: &Config) -> Vec<FlowDef> {
             "held_briefly",
             held_route("/held_briefly", Duration::from_secs(3)),
             held,
+        ),
+        def(
+            "held_step_timeout",
+            held_route("/held_step_timeout", Duration::from_secs(30)),
+            held_step_timeout,
         ),
         def(
             "held_async",
@@ -1172,6 +1190,35 @@ async fn hold(
     });
     sink.wait_for_path("POST", "/held", 1, common::WAIT).await;
     held
+}
+
+/// A step's own `timeout`, shorter than its sync run's, still ends the
+/// attempt: only an attempt limit the run's deadline ends first goes
+/// untimed (the caller would wait 30 s, beyond the test's bounded wait).
+#[tokio::test]
+async fn a_sync_runs_step_times_out_at_its_own_limit_before_the_runs() {
+    let sink = Sink::start();
+    let server = start(&sink, None).await;
+    let rt = server.runtime().clone();
+    sink.on(
+        "POST",
+        "/held_step_timeout",
+        [flow_testkit::Reply::ok().held()],
+    );
+
+    let (status, _, body) =
+        within("the sync call", post_empty(&server, "/held_step_timeout")).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "run failed");
+    let e = stored(&rt, "held_step_timeout", "the failed run", |e| {
+        e.status.is_final()
+    })
+    .await;
+    assert_eq!(e.status, Status::Failed);
+    assert_eq!(e.error.as_deref(), Some("http.post timed out after 200ms"));
+
+    sink.open_gate();
+    within("shutdown", server.shutdown()).await;
 }
 
 /// Beyond `--max-in-flight` requests being handled, the next is refused at
