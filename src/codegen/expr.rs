@@ -147,7 +147,7 @@ impl Gen<'_> {
 
     /// Whether `target.field` is the content of a `File` (`.text`,
     /// `.bytes`), which a file passed by reference does not have.
-    fn is_file_content(&self, target: &Expr, field: &str) -> bool {
+    pub(super) fn is_file_content(&self, target: &Expr, field: &str) -> bool {
         matches!(field, "text" | "bytes")
             && super::value_type(self.program, target) == Some(&Type::File)
     }

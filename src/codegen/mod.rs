@@ -53,6 +53,12 @@ pub(crate) struct Gen<'a> {
     read_names: BTreeSet<String>,
     /// How many `for ... parallel` bodies enclose this point.
     parallel: usize,
+    /// How many blocks enclose this point: 1 in a flow's own body.
+    depth: usize,
+    /// Indexes in `locals` of the step outputs bound in a flow's own body
+    /// (owned values, never borrowed by a loop or a parallel item): a
+    /// `respond` there may move them instead of copying them.
+    owned_steps: Vec<usize>,
     /// In a dispatch flow: the name of its input parameter.
     dispatch_param: Option<String>,
     /// In a webhook or sync flow, whose `trigger.headers` the runtime
@@ -145,6 +151,8 @@ pub fn generate(file: &ast::File, program: &Program, source: &str) -> String {
         locals: Vec::new(),
         read_names: BTreeSet::new(),
         parallel: 0,
+        depth: 0,
+        owned_steps: Vec::new(),
         dispatch_param: None,
         http_trigger: false,
         reads_response_bytes: reads_response_bytes(file, program),
@@ -563,6 +571,7 @@ fn body_fn(
         f.doc(d);
     }
     gen.locals.clear();
+    gen.owned_steps.clear();
     let mut body = gen.block(block);
     if !stmt::always_returns(block) {
         body.push_str("Ok(Outcome::Succeeded)\n");
@@ -795,6 +804,53 @@ mod tests {
         let list = "Value::Array(Vec::from([ops::get(cx.config(), \"to\").clone()]))";
         assert_eq!(code.matches(list).count(), 2, "{code}");
         assert!(!code.contains("Vec::from([Value::Array"), "{code}");
+    }
+
+    /// `respond` moves a step's output only where nothing can read it
+    /// afterwards; elsewhere it copies, as before.
+    #[test]
+    fn a_respond_at_the_end_moves_the_steps_output_instead_of_copying_it() {
+        let flow = |name: &str, path: &str, body: &str| {
+            format!(
+                "flow {name} {{\n  trigger sync POST \"/{path}\" {{\n    auth: none\n  }}\n\n  step sent = http.get(config.url)\n{body}\n}}\n"
+            )
+        };
+        let source = [
+            "integration t\n\nconfig {\n  url: Url\n}\n".to_string(),
+            flow("whole", "a", "  respond 200, sent"),
+            flow("field", "b", "  respond 201, sent.body.items"),
+            flow(
+                "branch",
+                "c",
+                "  if sent.status == 404 {\n    respond 404, sent.body\n  }\n  respond 202, sent.text",
+            ),
+            flow(
+                "headers",
+                "d",
+                "  respond 203, sent.body headers { \"X-Text\": sent.text }",
+            ),
+            flow("borrowed", "e", "  let got = trigger.body\n  respond 204, got.items"),
+        ]
+        .concat();
+        let file = crate::syntax::parse_file(&source).expect("parses");
+        let checked = crate::check::check(&file);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        let code = super::generate(&file, &checked.program, &source);
+        let compact: String = code.split_whitespace().collect();
+        for moved in [
+            "status:200,body:v_sent,",
+            "status:201,body:ops::take(v_sent,&[\"body\",\"items\"]),",
+            "status:202,body:ops::take(v_sent,&[\"text\"]),",
+        ] {
+            assert!(compact.contains(moved), "{moved} in {code}");
+        }
+        for copied in [
+            "status:404,body:ops::get(&v_sent,\"body\").clone(),",
+            "status:203,body:ops::get(&v_sent,\"body\").clone(),",
+            "status:204,body:ops::get(&v_got,\"items\").clone(),",
+        ] {
+            assert!(compact.contains(copied), "{copied} in {code}");
+        }
     }
 
     #[test]

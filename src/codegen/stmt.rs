@@ -32,12 +32,15 @@ pub fn always_returns(block: &Block) -> bool {
 impl Gen<'_> {
     pub fn block(&mut self, block: &Block) -> String {
         let mark = self.locals.len();
+        self.depth += 1;
         let mut out = String::new();
         for stmt in &block.stmts {
             out.push_str(&self.stmt(stmt));
             out.push('\n');
         }
+        self.depth -= 1;
         self.locals.truncate(mark);
+        self.owned_steps.retain(|&i| i < mark);
         out
     }
 
@@ -151,7 +154,10 @@ impl Gen<'_> {
                 let b = match body {
                     Some(b) => match self.wire_schema(b) {
                         Some(schema) => format!("{schema}.encode(&{})", self.expr(b)),
-                        None => self.expr(b),
+                        None => match self.movable(b, status, headers.as_ref()) {
+                            Some(moved) => moved,
+                            None => self.expr(b),
+                        },
                     },
                     None => "Value::Null".to_string(),
                 };
@@ -178,6 +184,44 @@ impl Gen<'_> {
             // The checker rejects expression statements; nothing to run.
             StmtKind::Expr(_) => String::new(),
         }
+    }
+
+    /// The body of a `respond` moved out of a step's output instead of
+    /// copied (`respond 200, sent.body`, the usual end of a sync flow: the
+    /// copy of a large upstream answer would cost as much as reading it).
+    /// Only where nothing can use the output afterwards or meanwhile: in
+    /// the flow's own body (not a loop, branch or parallel item, which may
+    /// go on or borrow it), with a literal status and no headers, which
+    /// are evaluated after the body and might read the output.
+    fn movable(&self, body: &Expr, status: &Expr, headers: Option<&Expr>) -> Option<String> {
+        if self.depth != 1 || self.parallel > 0 || headers.is_some() {
+            return None;
+        }
+        if !matches!(status.kind, ExprKind::Int(code) if (100..=599).contains(&code)) {
+            return None;
+        }
+        let mut path = Vec::new();
+        let mut e = body;
+        while let ExprKind::Field { target, name, .. } = &e.kind {
+            if self.is_file_content(target, &name.name) {
+                return None;
+            }
+            path.push(lit(&name.name));
+            e = target;
+        }
+        let ExprKind::Name(root) = &e.kind else {
+            return None;
+        };
+        let index = self.locals.iter().rposition(|l| *l == root.name)?;
+        if !self.owned_steps.contains(&index) {
+            return None;
+        }
+        let output = local(&root.name);
+        if path.is_empty() {
+            return Some(output);
+        }
+        path.reverse();
+        Some(format!("ops::take({output}, &[{}])", path.join(", ")))
     }
 
     /// A `skip` or `fail` reason as a `String`: a string expression's text
@@ -242,6 +286,9 @@ impl Gen<'_> {
             format!("StepOptions {{ {opts}..StepOptions::default() }}")
         };
         self.locals.push(step.name.name.clone());
+        if self.depth == 1 && self.parallel == 0 {
+            self.owned_steps.push(self.locals.len() - 1);
+        }
         let call = format!(
             "cx.step({}, {opts}, {}, {call_args}).await?;",
             lit(&step.name.name),

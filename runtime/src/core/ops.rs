@@ -271,6 +271,19 @@ pub fn get<'a>(v: &'a Value, name: &str) -> &'a Value {
     }
 }
 
+/// The value at `path` in `v`, moved out of it (what [`get`] would borrow;
+/// `null` where a field is missing). For a `respond` whose body is part of
+/// a step's output that nothing reads afterwards: no copy.
+pub fn take(mut v: Value, path: &[&str]) -> Value {
+    for name in path {
+        v = match v {
+            Value::Object(mut m) => m.remove(*name).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+    }
+    v
+}
+
 /// `.text` / `.bytes` of a `File`: the content, or an error for a file too
 /// large to hold in a run (passed by reference: `core::files::INLINE_LIMIT`)
 /// that says how to read it instead.
@@ -610,6 +623,25 @@ mod tests {
         let big = json!({ "name": "big.csv", "size": 9_000_000_000u64 });
         let err = file_content(&big, "text").unwrap_err().to_string();
         assert!(err.contains("big.csv") && err.contains("csv.rows"), "{err}");
+    }
+
+    #[test]
+    fn take_moves_out_what_get_would_borrow() {
+        use serde_json::json;
+        let output = || json!({ "status": 200, "body": { "ok": true, "n": [1, 2] } });
+        for path in [
+            &[][..],
+            &["body"],
+            &["body", "n"],
+            &["body", "nope"],
+            &["status", "x"],
+        ] {
+            let mut expected = output();
+            for name in path {
+                expected = get(&expected, name).clone();
+            }
+            assert_eq!(take(output(), path), expected, "{path:?}");
+        }
     }
 
     #[test]
