@@ -18,6 +18,7 @@ pub mod nesting;
 pub mod ops;
 pub mod otel;
 pub mod outbound;
+pub mod plain_http;
 pub(crate) mod reconnect;
 pub mod redact;
 pub mod schema;

@@ -48,7 +48,10 @@ pub fn proxy_in_environment() -> bool {
 }
 
 /// Why the redirect to `next` after `previous` is refused, if it is.
-fn redirect_refusal(previous: &[reqwest::Url], next: &reqwest::Url) -> Option<&'static str> {
+pub(crate) fn redirect_refusal(
+    previous: &[reqwest::Url],
+    next: &reqwest::Url,
+) -> Option<&'static str> {
     if previous.len() > MAX_REDIRECTS {
         return Some("too many redirects (at most 10)");
     }

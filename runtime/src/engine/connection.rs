@@ -209,20 +209,21 @@ impl Credentials {
         }
     }
 
-    /// Adds the credentials to a request, marked sensitive (left out of
-    /// the client's debug output and not indexed by HTTP/2 compression).
-    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// Adds the credentials to a request's headers, marked sensitive (left
+    /// out of the client's debug output and not indexed by HTTP/2
+    /// compression). Refused, without showing them, when they cannot be a
+    /// header.
+    pub fn apply_to(&self, headers: &mut reqwest::header::HeaderMap) -> Result<(), StepError> {
         let Some((name, value)) = self.header() else {
-            return req;
+            return Ok(());
         };
-        match reqwest::header::HeaderValue::from_str(&value) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                req.header(name, value)
-            }
-            // Not a valid header value: reqwest reports it when sending.
-            Err(_) => req.header(name, value),
-        }
+        let invalid = || StepError::permanent("the credentials cannot be sent as an HTTP header");
+        let name =
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| invalid())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+        Ok(())
     }
 }
 

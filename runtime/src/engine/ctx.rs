@@ -46,6 +46,9 @@ pub trait RunServices: Send + Sync {
     fn metrics(&self) -> &Metrics;
     /// The shared HTTP client of `http.*` steps.
     fn http_client(&self) -> &reqwest::Client;
+    /// The client of `http.*` steps' plain `http://` calls, when no proxy
+    /// is configured ([`crate::core::plain_http`]).
+    fn plain_http(&self) -> Option<&crate::core::plain_http::PlainHttp>;
     /// The `connection` declarations, for `via:`.
     fn connections(&self) -> &crate::engine::connection::Connections;
     /// The trigger of flow `flow`, if there is one by that name.

@@ -189,6 +189,9 @@ pub(crate) struct Inner {
     by_name: crate::core::fnv::FnvHashMap<&'static str, Arc<FlowDef>>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) http: reqwest::Client,
+    /// `http.*` calls to plain `http://` URLs, when the environment names
+    /// no proxy (which reqwest would apply to them).
+    plain_http: Option<crate::core::plain_http::PlainHttp>,
     pub(crate) connections: Connections,
     pub(crate) metrics: Metrics,
     pub(crate) redactor: Redactor,
@@ -274,6 +277,10 @@ impl RunServices for Inner {
 
     fn http_client(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    fn plain_http(&self) -> Option<&crate::core::plain_http::PlainHttp> {
+        self.plain_http.as_ref()
     }
 
     fn connections(&self) -> &Connections {
@@ -391,8 +398,14 @@ impl Runtime {
         }
         let by_name = flows.iter().map(|f| (f.name, f.clone())).collect();
         let connections = Connections::new((integration.connections)(&config));
+        let user_agent = format!("{}/{} (flowc)", integration.name, integration.version());
+        let proxy = crate::core::outbound::proxy_in_environment();
+        let plain_http = match reqwest::header::HeaderValue::try_from(user_agent.as_str()) {
+            Ok(ua) if !proxy => Some(crate::core::plain_http::PlainHttp::new(ua)),
+            _ => None,
+        };
         let mut http = reqwest::Client::builder();
-        if !crate::core::outbound::proxy_in_environment() {
+        if !proxy {
             // The same routing, without a proxy lookup per request.
             http = http.no_proxy();
         }
@@ -404,11 +417,7 @@ impl Runtime {
             // HTTP/1 client never gets, yet its policy copies every
             // request's headers in case: none, and no copy.
             .retry(reqwest::retry::never().max_retries_per_request(0))
-            .user_agent(format!(
-                "{}/{} (flowc)",
-                integration.name,
-                integration.version()
-            ))
+            .user_agent(user_agent)
             .build()
             .map_err(|e| StartError::Other(format!("cannot create the HTTP client: {e}")))?;
         let store = options
@@ -423,6 +432,7 @@ impl Runtime {
                 by_name,
                 store,
                 http,
+                plain_http,
                 connections,
                 metrics: Metrics::default(),
                 redactor,

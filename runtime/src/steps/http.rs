@@ -10,15 +10,17 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt as _};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::Value;
 
 use crate::core::error::{error_chain, StepError};
 use crate::core::ops::display;
 use crate::core::outbound::read_body;
+use crate::core::plain_http::{Answer, Outgoing, Sent};
 use crate::core::redact::url_for_errors;
 use crate::engine::connection::Credentials;
 use crate::engine::ctx::StepCall;
@@ -109,96 +111,164 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
         let (method, url) = (method.clone(), url.clone());
         move || format!("{method} {}", url_for_errors(url.as_str()))
     };
-    let client = call.cx.services().http_client().clone();
-    let mut req = client.request(method, url);
+    let req = outgoing(name, method, url, &call)?;
+    let limit = args
+        .get_named("max_response")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_RESPONSE);
+    let hint = "raise `max_response:` if it is expected";
+    let services = call.cx.services();
+    let answer = match (services.connections().via(args)?, services.plain_http()) {
+        (Some(connection), _) => {
+            let resp = send_via(connection, req, &call, &what).await?;
+            answer_of(resp, limit, hint, &what).await?
+        }
+        (None, Some(plain)) if req.is_plain() => match plain.send(req, limit, hint, &what).await? {
+            Sent::Answered(answer) => answer,
+            // A redirect to HTTPS: the rest of the chain through reqwest.
+            Sent::ToReqwest(req) => {
+                let resp = req
+                    .into_reqwest(services.http_client())
+                    .send()
+                    .await
+                    .map_err(|e| send_error(&what, e))?;
+                answer_of(resp, limit, hint, &what).await?
+            }
+        },
+        (None, _) => {
+            let resp = req
+                .into_reqwest(services.http_client())
+                .send()
+                .await
+                .map_err(|e| send_error(&what, e))?;
+            answer_of(resp, limit, hint, &what).await?
+        }
+    };
+    response_value(answer, args, &what)
+}
 
-    let mut has_idempotency_key = false;
-    let mut has_content_type = false;
-    let mut has_traceparent = false;
+// Header names as values, not text: no parsing per call.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request of an `http.*` call: its headers (with an `Idempotency-Key`
+/// and the run's `traceparent` unless given), credentials and body.
+fn outgoing(
+    name: &str,
+    method: Method,
+    url: reqwest::Url,
+    call: &StepCall,
+) -> Result<Outgoing, StepError> {
+    let args = &call.args;
+    let mut headers = HeaderMap::new();
     if let Some(Value::Object(h)) = args.get_named("headers") {
         for (k, v) in h {
             if v.is_null() {
                 continue;
             }
-            let hname = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            let hname = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| StepError::permanent(format!("{name}: invalid header name {k:?}")))?;
-            let hvalue = reqwest::header::HeaderValue::from_str(&display(v)).map_err(|_| {
+            let hvalue = HeaderValue::from_str(&display(v)).map_err(|_| {
                 StepError::permanent(format!("{name}: invalid value for header {k:?}"))
             })?;
-            has_idempotency_key |= hname == "idempotency-key";
-            has_content_type |= hname == reqwest::header::CONTENT_TYPE;
-            has_traceparent |= hname == "traceparent";
-            req = req.header(hname, hvalue);
+            headers.append(hname, hvalue);
         }
     }
-    if !has_idempotency_key {
+    if !headers.contains_key(IDEMPOTENCY_KEY) {
         // Concatenated rather than `format!`ed: this runs for every call.
         let id = call.cx.execution_id();
         let mut key = String::with_capacity(id.len() + 1 + call.step.len());
         key.push_str(id);
         key.push('/');
         key.push_str(&call.step);
-        // Header names given as values, not text: no parsing per call.
-        req = req.header(const { HeaderName::from_static("idempotency-key") }, key);
+        if let Ok(value) = HeaderValue::try_from(key) {
+            headers.insert(IDEMPOTENCY_KEY, value);
+        }
     }
-    if !has_traceparent {
+    if !headers.contains_key(TRACEPARENT) {
         // The run's trace goes on with the callee (W3C trace context);
         // one given in `headers:` is the flow's choice and is kept.
         // Hex digits and dashes: always a valid header value.
         if let Ok(value) = HeaderValue::from_bytes(&call.traceparent().header_bytes()) {
-            req = req.header(const { HeaderName::from_static("traceparent") }, value);
+            headers.insert(TRACEPARENT, value);
         }
     }
     if let Some(credentials) = Credentials::of_call(args) {
-        req = credentials.apply(req);
+        credentials.apply_to(&mut headers)?;
     }
-    if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
-        req = req.json(json);
+    let body = if let Some(json) = args.get_named("json").filter(|v| !v.is_null()) {
+        let bytes = serde_json::to_vec(json)
+            .map_err(|e| StepError::permanent(format!("{name}: cannot encode `json:`: {e}")))?;
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Some(Bytes::from(bytes))
     } else if let Some(body) = args
         .data(usize::MAX, "body")
         .map_err(|e| StepError::permanent(format!("{name}: {e}")))?
     {
-        if !has_content_type {
+        if !headers.contains_key(CONTENT_TYPE) {
             let binary = args.get_named("body_bytes") == Some(&Value::Bool(true));
-            req = req.header(
-                reqwest::header::CONTENT_TYPE,
-                if binary {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(if binary {
                     "application/octet-stream"
                 } else {
                     "text/plain; charset=utf-8"
-                },
+                }),
             );
         }
-        req = req.body(body);
-    }
-
-    let resp = match call.cx.services().connections().via(args)? {
-        Some(connection) => send_via(connection, req, &call, &what).await?,
-        None => req.send().await.map_err(|e| send_error(&what, e))?,
+        Some(Bytes::from(body))
+    } else {
+        None
     };
+    Ok(Outgoing {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
+/// A reqwest response read the same way as a plain one.
+async fn answer_of(
+    resp: reqwest::Response,
+    limit: u64,
+    hint: &str,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<Answer, StepError> {
     let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = read_body(resp, limit, hint, what).await?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `{ status, body, text, headers }` of an answer, or the step's error for
+/// a status that is neither 2xx nor listed in `ok:`.
+fn response_value(
+    answer: Answer,
+    args: &crate::engine::ctx::Args,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<Value, StepError> {
+    let Answer {
+        status,
+        headers: raw_headers,
+        body: bytes,
+    } = answer;
     let retry_after = match status.as_u16() {
-        429 | 503 => resp
-            .headers()
+        429 | 503 => raw_headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Utc::now())),
         _ => None,
     };
     // Journaled, so without credentials (`Set-Cookie`, tokens).
-    let mut headers = crate::core::headers::header_map(resp.headers());
+    let mut headers = crate::core::headers::header_map(&raw_headers);
     crate::core::headers::mask_credentials(&mut headers);
-    let limit = args
-        .get_named("max_response")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_MAX_RESPONSE);
-    let bytes = read_body(
-        resp,
-        limit,
-        "raise `max_response:` if it is expected",
-        &what,
-    )
-    .await?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     // `.bytes` only for programs that read it (codegen passes `keep_bytes`):
     // the base64 copy would cost every other call time and journal space.
@@ -264,7 +334,7 @@ fn send_error(what: &(dyn Fn() -> String + Sync), e: reqwest::Error) -> StepErro
 /// retry of the step: the token, not the request, was stale).
 async fn send_via(
     connection: &crate::engine::connection::Connection,
-    req: reqwest::RequestBuilder,
+    req: Outgoing,
     call: &StepCall,
     what: &(dyn Fn() -> String + Sync),
 ) -> Result<reqwest::Response, StepError> {
@@ -272,14 +342,12 @@ async fn send_via(
     let (store, http) = (services.store().as_ref(), services.http_client());
     let mut refreshed = false;
     loop {
-        // Bodies here are text or JSON, which can always be cloned.
-        let this = req.try_clone().ok_or_else(|| {
-            StepError::permanent(format!("{}: the request cannot be repeated", what()))
-        })?;
+        let mut this = req.copy();
         connection.wait_turn(store).await?;
         let credentials = connection.credentials(store, http).await?;
-        let resp = credentials
-            .apply(this)
+        credentials.apply_to(&mut this.headers)?;
+        let resp = this
+            .into_reqwest(http)
             .send()
             .await
             .map_err(|e| send_error(what, e))?;
