@@ -127,22 +127,10 @@ async fn request(method: Method, call: StepCall) -> Result<Value, StepError> {
             Sent::Answered(answer) => answer,
             // A redirect to HTTPS: the rest of the chain through reqwest.
             Sent::ToReqwest(req) => {
-                let resp = req
-                    .into_reqwest(services.http_client())
-                    .send()
-                    .await
-                    .map_err(|e| send_error(&what, e))?;
-                answer_of(resp, limit, hint, &what).await?
+                by_reqwest(req, services.http_client(), limit, hint, &what).await?
             }
         },
-        (None, _) => {
-            let resp = req
-                .into_reqwest(services.http_client())
-                .send()
-                .await
-                .map_err(|e| send_error(&what, e))?;
-            answer_of(resp, limit, hint, &what).await?
-        }
+        (None, _) => by_reqwest(req, services.http_client(), limit, hint, &what).await?,
     };
     response_value(answer, args, &what)
 }
@@ -228,6 +216,22 @@ fn outgoing(
         headers,
         body,
     })
+}
+
+/// Sends `req` with reqwest (which follows redirects itself).
+async fn by_reqwest(
+    req: Outgoing,
+    client: &reqwest::Client,
+    limit: u64,
+    hint: &str,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<Answer, StepError> {
+    let resp = req
+        .into_reqwest(client)
+        .send()
+        .await
+        .map_err(|e| send_error(what, e))?;
+    answer_of(resp, limit, hint, what).await
 }
 
 /// A reqwest response read the same way as a plain one.
