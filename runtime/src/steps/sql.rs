@@ -79,18 +79,66 @@ use crate::core::schema::{float_value, Schema};
 use crate::engine::ctx::{Args, StepCall};
 use crate::steps::row_path;
 
+/// The module of an optional driver in a binary built without its
+/// feature: the URL is refused with a permanent error (`$refusal`) that
+/// says how to rebuild, so no options or pool ever exist (both types are
+/// empty).
+#[cfg(not(all(feature = "mysql", feature = "postgres")))]
+macro_rules! driver_without {
+    ($refusal:expr) => {
+        use serde_json::Value;
+
+        use super::{Outcome, SqlError};
+
+        /// Never made: [`parse`] refuses every URL.
+        #[derive(Clone)]
+        pub(super) enum Opts {}
+        /// Never made: no [`Opts`] to make it from.
+        pub(super) enum Pool {}
+
+        pub(super) fn parse(_url: &str) -> Result<(Opts, String), String> {
+            Err($refusal.into())
+        }
+
+        pub(super) fn display(o: &Opts) -> String {
+            match *o {}
+        }
+
+        pub(super) fn pool(o: &Opts) -> Result<Pool, SqlError> {
+            match *o {}
+        }
+
+        pub(super) async fn run(
+            pool: &Pool,
+            _sql: &str,
+            _params: &[Value],
+            _rows: bool,
+        ) -> Result<Outcome, SqlError> {
+            match *pool {}
+        }
+    };
+}
+
 // One module per optional driver, swapped for one that refuses its URLs
 // when the binary is built without the driver's feature (docs/tools.md).
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(not(feature = "mysql"))]
-#[path = "sql/mysql_without.rs"]
-mod mysql;
+mod mysql {
+    driver_without!(
+        "this binary was built without MySQL support (`sql.*` on mysql://); \
+         rebuild it with `flowc build --with mysql`"
+    );
+}
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(not(feature = "postgres"))]
-#[path = "sql/postgres_without.rs"]
-mod postgres;
+mod postgres {
+    driver_without!(
+        "this binary was built without PostgreSQL support (`sql.*` on postgres://); \
+         rebuild it with `flowc build --with postgres`"
+    );
+}
 
 /// Most connections one process opens to one database.
 #[cfg_attr(not(any(feature = "mysql", feature = "postgres")), allow(dead_code))]

@@ -1,5 +1,5 @@
 //! `sql.*` on `mysql://` and `mariadb://` URLs: `mysql_async`'s pool, no TLS
-//! (compiled with the `mysql` feature; see `mysql_without.rs`).
+//! (compiled with the `mysql` feature; see `driver_without!` in sql.rs).
 
 use std::time::Duration;
 

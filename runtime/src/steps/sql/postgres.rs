@@ -1,6 +1,6 @@
 //! `sql.*` on `postgres://` and `postgresql://` URLs: tokio-postgres with a
 //! deadpool pool built like the PostgreSQL store's, no TLS (compiled with
-//! the `postgres` feature; see `postgres_without.rs`).
+//! the `postgres` feature; see `driver_without!` in sql.rs).
 
 use std::error::Error as _;
 
