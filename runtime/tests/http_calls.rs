@@ -140,6 +140,9 @@ async fn a_redirect_to_https_is_sent_by_reqwest() {
     assert_eq!(status, 500, "{answer}");
     let exec = common::finished(&rt, answer["execution_id"].as_str().unwrap()).await;
     let error = exec.error.unwrap_or_default();
+    // reqwest tried to connect; hyper's plain connector would have
+    // refused the scheme instead ("invalid URL, scheme is not http").
     assert!(error.contains("error sending request"), "{error}");
+    assert!(error.contains("onnection refused"), "{error}");
     assert_eq!(sink.requests_to("POST", "/up").len(), 1);
 }
