@@ -26,6 +26,8 @@ mod trigger;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostics::{Code, Diagnostic};
@@ -56,8 +58,11 @@ pub struct Program {
     pub facts: BTreeMap<String, FlowFacts>,
     /// Validated `connection` declarations by name, with the name's span.
     pub connections: BTreeMap<String, (connection::ConnectionFacts, Span)>,
-    /// The inferred type of every checked expression, by its span.
-    pub expr_types: HashMap<Span, Type>,
+    /// The inferred type of every checked expression, by its span. Fx
+    /// hashing: one insert per expression made SipHash a tenth of the
+    /// checker's time, and spans come from the program, not from an
+    /// adversary.
+    pub expr_types: FxHashMap<Span, Type>,
     /// The config values of each test's `instance "NAME" from "FILE"`, read
     /// from the TOML file and checked against the config block, by the span
     /// of the file's string: codegen embeds them in the test.
@@ -120,12 +125,24 @@ pub fn check_source(source: &str) -> Checked {
 
 /// [`check_source`] for a file in folder `dir` (see [`check_in`]).
 pub fn check_source_in(source: &str, dir: Option<&Path>) -> Checked {
+    parse_and_check_in(source, dir).1
+}
+
+/// [`check_source_in`] that also hands back the syntax tree (`None` when
+/// the source does not parse), for a caller that decides when it is freed.
+pub fn parse_and_check_in(source: &str, dir: Option<&Path>) -> (Option<ast::File>, Checked) {
     match crate::syntax::parse_file(source) {
-        Ok(file) => check_in(&file, dir),
-        Err(diagnostics) => Checked {
-            diagnostics,
-            program: Program::default(),
-        },
+        Ok(file) => {
+            let checked = check_in(&file, dir);
+            (Some(file), checked)
+        }
+        Err(diagnostics) => (
+            None,
+            Checked {
+                diagnostics,
+                program: Program::default(),
+            },
+        ),
     }
 }
 

@@ -211,15 +211,16 @@ pub(super) fn unexpected(rule: Rule) -> ! {
 /// whitespace skipping leaves trailing whitespace and comments inside a
 /// rule whose last part is optional or repeated (`step_stmt`'s modifiers,
 /// `type_expr`'s `?` marks, ...); diagnostics must not underline them.
-/// The last token is the last leaf down the chain of last children.
+/// The last token is the last leaf down the chain of last children: the
+/// last pair of a pre-order walk, which `FlatPairs::next_back` reaches by
+/// stepping back over end tokens (one iterator instead of one per level).
 pub(super) fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let start = pair.as_span().start();
-    let mut last = pair.clone();
-    // `next_back`: the last child in one step (`last` walks them all).
-    while let Some(child) = last.clone().into_inner().next_back() {
-        last = child;
-    }
-    Span::new(start, last.as_span().end())
+    let end = match pair.clone().into_inner().flatten().next_back() {
+        Some(last_leaf) => last_leaf.as_span().end(),
+        None => pair.as_span().end(),
+    };
+    Span::new(start, end)
 }
 
 /// Lowering state: the source (for doc comments), the diagnostics so far and
