@@ -50,7 +50,7 @@ pub use serde_json::{json, Value};
 
 /// The allocator of every binary linking the runtime (see `Cargo.toml`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: crate::core::alloc::MiMalloc = crate::core::alloc::MiMalloc;
 
 pub use crate::cli::main;
 pub use crate::core::config::{Config, ConfigEntry, EnvSource};

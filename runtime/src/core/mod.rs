@@ -4,6 +4,7 @@
 //! and the OTLP export of traces (feature `otel`), lock-free caps, and the
 //! helpers that turn HTTP headers and files into trigger values.
 
+pub(crate) mod alloc;
 pub mod bytes;
 pub mod config;
 pub mod error;
