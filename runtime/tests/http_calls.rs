@@ -60,6 +60,8 @@ async fn a_plain_call_sends_what_reqwest_would() {
     assert_eq!(got.header("content-type"), Some("application/json"));
     assert_eq!(got.header("authorization"), Some("Bearer tok-1"));
     assert_eq!(got.header("accept"), Some("*/*"));
+    let authority = sink.url().trim_start_matches("http://").to_string();
+    assert_eq!(got.header("host"), Some(authority.as_str()));
     assert_eq!(
         got.header("user-agent"),
         Some("caller/001122334455 (flowc)")

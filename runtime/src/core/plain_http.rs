@@ -1,5 +1,5 @@
-//! `http.*` calls to plain `http://` URLs, sent straight through hyper's
-//! pooled HTTP/1.1 client instead of reqwest.
+//! `http.*` calls to plain `http://` URLs, sent straight over hyper's
+//! HTTP/1.1 connections (kept idle in [`pool`]) instead of reqwest.
 //!
 //! reqwest turns every request's URI back into a `Url` twice (its redirect
 //! policy and its pending request), copies its headers and wraps it in
@@ -15,16 +15,15 @@
 //! chain that moves to HTTPS (its own count of at most
 //! [`super::outbound::MAX_REDIRECTS`] then).
 
-use std::time::Duration;
+mod pool;
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::body::Incoming;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use self::pool::{Origin, Pool, Sender};
 use super::error::{error_chain, StepError};
 use super::outbound::redirect_refusal;
 
@@ -91,25 +90,21 @@ pub enum Sent {
     ToReqwest(Outgoing),
 }
 
-/// hyper's pooled HTTP/1.1 client over plain TCP, set up as the runtime's
-/// reqwest client is (connect timeout, `TCP_NODELAY`, idle connections
-/// kept 90 s).
+/// hyper's HTTP/1.1 client over plain TCP with the runtime's connection
+/// pool, set up as the runtime's reqwest client is (connect timeout,
+/// `TCP_NODELAY`, idle connections kept 90 s).
 pub struct PlainHttp {
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Pool,
     user_agent: HeaderValue,
 }
 
 impl PlainHttp {
     /// A client whose requests say `user_agent` (unless given one).
     pub fn new(user_agent: HeaderValue) -> PlainHttp {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        PlainHttp { client, user_agent }
+        PlainHttp {
+            pool: Pool::default(),
+            user_agent,
+        }
     }
 
     /// Sends `req` and follows its redirects, reading the answer's body up
@@ -127,16 +122,14 @@ impl PlainHttp {
                 message: format!("{}: {}", what(), e.message),
                 ..e
             })?;
-            let resp = self.client.request(request).await.map_err(|e| {
-                StepError::retryable(format!(
-                    "{}: error sending request: {}",
-                    what(),
-                    error_chain(&e)
-                ))
+            let (resp, sender) = self.exchange(&req.url, request).await.map_err(|e| {
+                StepError::retryable(format!("{}: error sending request: {e}", what()))
             })?;
             let Some(next) = redirect_to(&resp, &req.url) else {
                 let (parts, body) = resp.into_parts();
                 let body = read_limited(body, &parts.headers, limit, hint, what).await?;
+                // Read to the end: the connection can carry the next call.
+                self.pool.checkin(Origin::of(&req.url), sender);
                 return Ok(Sent::Answered(Answer {
                     status: parts.status,
                     headers: parts.headers,
@@ -157,7 +150,38 @@ impl PlainHttp {
         }
     }
 
-    /// hyper's request for `req`, with the headers reqwest would add.
+    /// Sends `request` to `url`'s origin on an idle connection, or on a new
+    /// one. A request that a reused connection closed before writing it is
+    /// sent again on the next (as hyper-util's client does: the server may
+    /// close an idle connection at any time); one that was written is not.
+    async fn exchange(
+        &self,
+        url: &Url,
+        mut request: axum::http::Request<Full<Bytes>>,
+    ) -> Result<(axum::http::Response<Incoming>, Sender), String> {
+        loop {
+            let (mut sender, reused) = match self.pool.checkout(url) {
+                Some(sender) => (sender, true),
+                None => (pool::connect(url).await?, false),
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(error_chain(&e));
+            }
+            match sender.try_send_request(request).await {
+                Ok(resp) => return Ok((resp, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(error_chain(e.error())),
+                },
+            }
+        }
+    }
+
+    /// hyper's request for `req`, with the headers reqwest would add: the
+    /// URI in origin form (`/path?query`) and `Host`, as on the wire.
     fn request(&self, req: &Outgoing) -> Result<axum::http::Request<Full<Bytes>>, StepError> {
         // A copy: a redirect sends them again.
         let mut headers = req.headers.clone();
@@ -167,6 +191,9 @@ impl PlainHttp {
         if !headers.contains_key(header::ACCEPT) {
             headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         }
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host_header(&req.url)?);
+        }
         let mut request = axum::http::Request::new(Full::new(req.body.clone().unwrap_or_default()));
         *request.method_mut() = req.method.clone();
         *request.uri_mut() = uri_of(&req.url)?;
@@ -175,10 +202,19 @@ impl PlainHttp {
     }
 }
 
+/// `Host` for a plain URL: its host, and its port when not 80 (`Url`
+/// keeps no default port).
+fn host_header(url: &Url) -> Result<HeaderValue, StepError> {
+    let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    HeaderValue::from_str(authority)
+        .map_err(|e| StepError::permanent(format!("the URL cannot be requested: {e}")))
+}
+
 /// The `axum::http::Uri` of a plain URL (no fragment, no credentials:
-/// [`Outgoing::is_plain`]): `Url` prints what `Uri` parses, escaped.
+/// [`Outgoing::is_plain`]) in origin form, as an HTTP/1.1 request line
+/// carries it: `Url` prints what `Uri` parses, escaped.
 fn uri_of(url: &Url) -> Result<axum::http::Uri, StepError> {
-    axum::http::Uri::try_from(url.as_str())
+    axum::http::Uri::try_from(&url[url::Position::BeforePath..url::Position::AfterQuery])
         .map_err(|e| StepError::permanent(format!("the URL cannot be requested: {e}")))
 }
 
@@ -236,7 +272,7 @@ fn redirected(mut req: Outgoing, status: StatusCode, next: Url) -> Outgoing {
 
 /// The body, refused when larger than `limit` (declared or received).
 async fn read_limited(
-    mut body: hyper::body::Incoming,
+    mut body: Incoming,
     headers: &HeaderMap,
     limit: u64,
     hint: &str,
@@ -385,5 +421,118 @@ mod tests {
         );
         assert_eq!(next(resp(200, "/x")), None);
         assert_eq!(next(resp(304, "/x")), None);
+    }
+
+    /// A server answering `ok` to every request on a connection, which it
+    /// closes after `per_connection` answers; it counts the connections.
+    async fn counting_server(
+        per_connection: usize,
+    ) -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/in", listener.local_addr().unwrap())).unwrap();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    for _ in 0..per_connection {
+                        // Requests without a body: each ends with a blank line.
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        seen.drain(..end);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    async fn get(client: &PlainHttp, url: &Url) -> Result<Sent, StepError> {
+        let what = || "http.get".to_string();
+        let mut req = outgoing(Method::GET, url.as_str());
+        req.body = None;
+        client.send(req, 1024, "max_response:", &what).await
+    }
+
+    fn answered(sent: Result<Sent, StepError>) -> Bytes {
+        match sent {
+            Ok(Sent::Answered(answer)) => answer.body,
+            Ok(Sent::ToReqwest(_)) => panic!("handed to reqwest"),
+            Err(e) => panic!("{}", e.message),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_in_turn_share_one_connection() {
+        let (url, accepted) = counting_server(usize::MAX).await;
+        let client = PlainHttp::new(HeaderValue::from_static("t"));
+        for _ in 0..3 {
+            assert_eq!(answered(get(&client, &url).await), "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(client.pool.idle(&url), 1);
+    }
+
+    /// The server closes each connection after one answer, as a server
+    /// closing idle connections does: whether the client notices before
+    /// the next call (the connection is skipped) or only when sending on
+    /// it (the unsent request goes again on a new one), the call succeeds.
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_not_used_again() {
+        let (url, accepted) = counting_server(1).await;
+        let client = PlainHttp::new(HeaderValue::from_static("t"));
+        for _ in 0..3 {
+            assert_eq!(answered(get(&client, &url).await), "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_retryable_error() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let client = PlainHttp::new(HeaderValue::from_static("t"));
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/in")).unwrap();
+        let Err(e) = get(&client, &url).await else {
+            panic!("no error")
+        };
+        assert!(
+            e.message
+                .starts_with("http.get: error sending request: tcp connect error"),
+            "{}",
+            e.message
+        );
+        assert!(e.retryable, "{}", e.message);
+    }
+
+    #[test]
+    fn the_request_line_is_in_origin_form_with_a_host() {
+        let client = PlainHttp::new(HeaderValue::from_static("t"));
+        let req = client
+            .request(&outgoing(Method::GET, "http://h.example:8080/a/b?c=1"))
+            .unwrap();
+        assert_eq!(req.uri(), "/a/b?c=1");
+        assert_eq!(req.headers()[header::HOST], "h.example:8080");
+        let req = client
+            .request(&outgoing(Method::GET, "http://[::1]"))
+            .unwrap();
+        assert_eq!(req.uri(), "/");
+        assert_eq!(req.headers()[header::HOST], "[::1]");
     }
 }
