@@ -88,14 +88,21 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose answer has been read to the end; the
-    /// origin's connections past [`IDLE_TIMEOUT`] or closed are dropped.
+    /// Returns a connection whose answer has been read to the end. The
+    /// connections of every origin idle past [`IDLE_TIMEOUT`] or closed
+    /// are dropped (which closes them) from the oldest on: a few checks a
+    /// call, with the few origins an integration calls.
     pub(super) fn checkin(&self, origin: Origin, sender: Sender) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
         let mut origins = lock(&self.origins);
+        for (_, idle) in origins.iter_mut() {
+            while idle.front().is_some_and(|conn| !conn.usable(now)) {
+                idle.pop_front();
+            }
+        }
         let at = match origins.iter().position(|(o, _)| *o == origin) {
             Some(at) => at,
             None => {
@@ -109,9 +116,6 @@ impl Pool {
         let Some((_, idle)) = origins.get_mut(at) else {
             return;
         };
-        while idle.front().is_some_and(|conn| !conn.usable(now)) {
-            idle.pop_front();
-        }
         if idle.len() < MAX_IDLE_PER_ORIGIN {
             idle.push_back(Idle { sender, since: now });
         }
