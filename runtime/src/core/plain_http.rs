@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use self::pool::{Origin, Pool, Sender};
+use self::pool::{Pool, Sender};
 use super::error::{error_chain, StepError};
 use super::outbound::redirect_refusal;
 
@@ -129,7 +129,7 @@ impl PlainHttp {
                 let (parts, body) = resp.into_parts();
                 let body = read_limited(body, &parts.headers, limit, hint, what).await?;
                 // Read to the end: the connection can carry the next call.
-                self.pool.checkin(Origin::of(&req.url), sender);
+                self.pool.checkin(&req.url, sender);
                 return Ok(Sent::Answered(Answer {
                     status: parts.status,
                     headers: parts.headers,

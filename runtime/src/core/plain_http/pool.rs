@@ -34,24 +34,22 @@ const MAX_IDLE_PER_ORIGIN: usize = 256;
 pub(super) type Sender = SendRequest<Full<Bytes>>;
 
 /// Where connections go: host (as in the URL) and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Origin {
+#[derive(Debug)]
+struct Origin {
     host: String,
     port: u16,
 }
 
 impl Origin {
-    /// The origin of a plain `http://` URL.
-    pub(super) fn of(url: &Url) -> Origin {
-        Origin {
-            host: url.host_str().unwrap_or_default().to_owned(),
-            port: url.port_or_known_default().unwrap_or(80),
-        }
-    }
-
-    fn is(&self, host: &str, port: u16) -> bool {
+    fn is(&self, (host, port): (&str, u16)) -> bool {
         self.port == port && self.host == host
     }
+}
+
+/// The host (as in the URL) and port of a plain `http://` URL, borrowed:
+/// looking an origin up allocates nothing.
+fn host_port(url: &Url) -> Option<(&str, u16)> {
+    Some((url.host_str()?, url.port_or_known_default()?))
 }
 
 struct Idle {
@@ -76,10 +74,10 @@ impl Pool {
     /// The most recently returned idle connection to `url`'s origin that
     /// is still open and not past [`IDLE_TIMEOUT`].
     pub(super) fn checkout(&self, url: &Url) -> Option<Sender> {
-        let (host, port) = (url.host_str()?, url.port_or_known_default()?);
+        let key = host_port(url)?;
         let now = Instant::now();
         let mut origins = lock(&self.origins);
-        let (_, idle) = origins.iter_mut().find(|(o, _)| o.is(host, port))?;
+        let (_, idle) = origins.iter_mut().find(|(o, _)| o.is(key))?;
         while let Some(conn) = idle.pop_back() {
             if conn.usable(now) {
                 return Some(conn.sender);
@@ -92,7 +90,10 @@ impl Pool {
     /// connections of every origin idle past [`IDLE_TIMEOUT`] or closed
     /// are dropped (which closes them) from the oldest on: a few checks a
     /// call, with the few origins an integration calls.
-    pub(super) fn checkin(&self, origin: Origin, sender: Sender) {
+    pub(super) fn checkin(&self, url: &Url, sender: Sender) {
+        let Some(key @ (host, port)) = host_port(url) else {
+            return;
+        };
         if sender.is_closed() {
             return;
         }
@@ -103,12 +104,16 @@ impl Pool {
                 idle.pop_front();
             }
         }
-        let at = match origins.iter().position(|(o, _)| *o == origin) {
+        let at = match origins.iter().position(|(o, _)| o.is(key)) {
             Some(at) => at,
             None => {
                 if origins.len() >= MAX_ORIGINS {
                     origins.pop_front();
                 }
+                let origin = Origin {
+                    host: host.to_owned(),
+                    port,
+                };
                 origins.push_back((origin, VecDeque::new()));
                 origins.len() - 1
             }
@@ -131,10 +136,12 @@ impl Pool {
     /// The number of idle connections kept for `url`'s origin.
     #[cfg(test)]
     pub(super) fn idle(&self, url: &Url) -> usize {
-        let origin = Origin::of(url);
+        let Some(key) = host_port(url) else {
+            return 0;
+        };
         lock(&self.origins)
             .iter()
-            .find(|(o, _)| *o == origin)
+            .find(|(o, _)| o.is(key))
             .map_or(0, |(_, idle)| idle.len())
     }
 }
